@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole suite: set-up, lint and types, the lab, every test, then stop what this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+V=.venv/bin
+
+echo "[test] ruff + mypy"
+$V/ruff check .
+$V/ruff format --check .
+$V/mypy
+
+started_lab=0
+if ! $V/seawall lab status --quiet >/dev/null 2>&1; then
+  started_lab=1
+fi
+cleanup() {
+  if [ "$started_lab" = 1 ]; then $V/seawall lab down || true; fi
+}
+trap cleanup EXIT
+$V/seawall lab up
+
+echo "[test] pytest"
+set +e
+$V/python -m pytest -p no:cacheprovider "$@"
+rc=$?
+set -e
+exit $rc

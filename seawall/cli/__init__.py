@@ -1,0 +1,28 @@
+"""`seawall` command line: verbs on nouns, `--json` for scripts, Rich for people."""
+
+from __future__ import annotations
+
+import typer
+
+from seawall.cli import lab as lab_cmd
+from seawall.cli import plan as plan_cmd
+from seawall.cli import worker as worker_cmd
+
+app = typer.Typer(
+    name="seawall",
+    help="Seawall: self-hosted disaster recovery on Temporal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab_cmd.app, name="lab")
+app.add_typer(plan_cmd.app, name="plan")
+app.command("worker")(worker_cmd.worker)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
