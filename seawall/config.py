@@ -1,0 +1,33 @@
+"""Process configuration (workers, CLI, API) from the environment: never from workflow inputs.
+
+Every setting reads ``SEAWALL_<NAME>``; e.g. ``SEAWALL_TEMPORAL_ADDRESS=temporal.dr.corp:7233``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from seawall.routing import ORCHESTRATION_QUEUE
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEAWALL_", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    # mTLS to the Temporal frontend: all three paths or none; server name when it differs from the host.
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+
+    inventory: Path = Field(default=Path("examples/inventory.yaml"))
+    orchestration_queue: str = ORCHESTRATION_QUEUE
+    # Blocking clients (pyvmomi, boto3, azure) run in threads; the pool is sized to the slot count so no
+    # activity waits for a thread after the worker has accepted it.
+    max_concurrent_activities: int = 32
+    graceful_shutdown_s: float = 30.0
+

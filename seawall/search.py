@@ -1,0 +1,15 @@
+"""Custom search attributes, registered on the server by the lab (and by operators in production).
+
+Import-light on purpose: workflows import it inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+SA_PLAN = SearchAttributeKey.for_keyword("SeawallPlan")
+SA_VM = SearchAttributeKey.for_keyword("SeawallVM")
+SA_SITE = SearchAttributeKey.for_keyword("SeawallSite")
+SA_MODE = SearchAttributeKey.for_keyword("SeawallMode")
+SA_RUN = SearchAttributeKey.for_keyword("SeawallRun")
+SEARCH_ATTRIBUTES = (SA_PLAN, SA_VM, SA_SITE, SA_MODE, SA_RUN)

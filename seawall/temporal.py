@@ -1,0 +1,53 @@
+"""Connecting to Temporal the same way everywhere: pydantic payloads, optional mTLS, our search attributes."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+
+from seawall.config import Settings
+
+
+
+class TemporalConfigError(ValueError):
+    """The Temporal connection settings are inconsistent (e.g. a TLS cert without its key)."""
+
+
+def data_converter() -> DataConverter:
+    return pydantic_data_converter
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    paths = {
+        "SEAWALL_TEMPORAL_TLS_CA": settings.temporal_tls_ca,
+        "SEAWALL_TEMPORAL_TLS_CERT": settings.temporal_tls_cert,
+        "SEAWALL_TEMPORAL_TLS_KEY": settings.temporal_tls_key,
+    }
+    given = {name: path for name, path in paths.items() if path is not None}
+    if not given:
+        return False
+    if settings.temporal_tls_cert is None or settings.temporal_tls_key is None:
+        raise TemporalConfigError(
+            "mTLS needs both SEAWALL_TEMPORAL_TLS_CERT and SEAWALL_TEMPORAL_TLS_KEY; got only "
+            + ", ".join(sorted(given))
+        )
+    for name, path in given.items():
+        if not path.is_file():
+            raise TemporalConfigError(f"{name}: {path} is not a readable file")
+    return TLSConfig(
+        server_root_ca_cert=settings.temporal_tls_ca.read_bytes() if settings.temporal_tls_ca else None,
+        client_cert=settings.temporal_tls_cert.read_bytes(),
+        client_private_key=settings.temporal_tls_key.read_bytes(),
+        domain=settings.temporal_tls_server_name,
+    )
+
+
+async def connect(settings: Settings | None = None) -> Client:
+    settings = settings or Settings()
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(),
+        tls=tls_config(settings),
+    )
