@@ -1,0 +1,163 @@
+"""`LabInfo`: every endpoint of a running lab, written by `seawall lab up` to ``<state>/lab.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from pydantic import BaseModel, Field
+
+from seawall.lab import config as c
+
+
+class LabNotUpError(RuntimeError):
+    """The lab has not been started (no lab.json) or is not healthy."""
+
+
+class TemporalInfo(BaseModel):
+    address: str  # host:port of the gRPC frontend
+    host: str
+    port: int
+    ui_url: str
+    namespace: str = "default"
+    search_attributes: list[str] = Field(default_factory=list)
+    db_file: Path
+
+
+class LabDisk(BaseModel):
+    """One virtual disk of a lab VM and the file that holds its bytes."""
+
+    label: str  # "Hard disk 1", ...
+    unit: int  # SCSI unit number on controller 0
+    datastore_path: str  # "[ds-primary] web-01/web-01.vmdk", as vSphere names the backing
+    flat_name: str  # "web-01/web-01-flat.vmdk", relative to the datastore root
+    file: Path  # the -flat.vmdk on this machine
+    capacity_bytes: int
+
+
+class LabVM(BaseModel):
+    name: str
+    network: str
+    host: str  # ESX host name inside the simulated cluster
+    disks: list[LabDisk]
+
+
+class VSphereSiteInfo(BaseModel):
+    """A vcsim site; ``user``/``password`` are vcsim's lab-only pair, also in ``credentials_file``."""
+
+    site: str  # "primary" | "dr"
+    host: str
+    port: int
+    protocol: str = "http"
+    user: str
+    password: str
+    credentials_file: Path
+    datacenter: str
+    cluster: str
+    hosts: list[str]
+    datastore: str
+    datastore_dir: Path
+    switch: str  # the distributed switch that carries the port groups
+    networks: list[str]
+    isolated_networks: list[str] = Field(default_factory=list)  # e.g. "drill": no route to production
+    vms: list[LabVM] = Field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}/sdk"
+
+    @property
+    def vm_names(self) -> list[str]:
+        return [vm.name for vm in self.vms]
+
+    def vm(self, name: str) -> LabVM:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(
+            f"no VM {name!r} at lab site {self.site!r} (has: {', '.join(self.vm_names) or 'none'})"
+        )
+
+    def datastore_url(self, relative_path: str) -> str:
+        """HTTP URL of a datastore file, as vCenter (and vcsim) serve it under /folder/."""
+        query = urlencode({"dcPath": self.datacenter, "dsName": self.datastore})
+        return f"{self.protocol}://{self.host}:{self.port}/folder/{quote(relative_path)}?{query}"
+
+
+class S3Info(BaseModel):
+    endpoint_url: str
+    bucket: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+
+
+class AwsInfo(BaseModel):
+    endpoint_url: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    vpc_id: str
+    vpc_cidr: str
+    subnets: dict[str, str]  # Name tag -> subnet id: "aws-web", "aws-app", "aws-db"
+    subnet_cidrs: dict[str, str]
+    hosted_zone_id: str  # bare id, e.g. "Z1D633PJN98FT9" (no "/hostedzone/" prefix)
+    hosted_zone_name: str
+
+
+class AzureInfo(BaseModel):
+    connection_string: str
+    account_name: str
+    account_key: str
+    blob_endpoint: str
+    container: str
+
+
+class LabInfo(BaseModel):
+    state_dir: Path
+    temporal: TemporalInfo
+    vsphere: dict[str, VSphereSiteInfo]  # "primary", "dr"
+    s3: S3Info
+    aws: AwsInfo
+    azure: AzureInfo
+    disk_size: int
+
+    @property
+    def primary(self) -> VSphereSiteInfo:
+        return self.vsphere["primary"]
+
+    @property
+    def dr(self) -> VSphereSiteInfo:
+        return self.vsphere["dr"]
+
+    def site(self, name: str) -> VSphereSiteInfo:
+        try:
+            return self.vsphere[name]
+        except KeyError:
+            raise KeyError(f"no lab site {name!r} (sites: {', '.join(self.vsphere)})") from None
+
+    def env(self) -> dict[str, str]:
+        """Environment for clients (boto3, Seawall workers) pointed at the lab."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.aws.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.aws.secret_access_key,
+            "AWS_DEFAULT_REGION": self.aws.region,
+            "AWS_ENDPOINT_URL": self.aws.endpoint_url,
+            "AZURE_STORAGE_CONNECTION_STRING": self.azure.connection_string,
+            "SEAWALL_TEMPORAL_ADDRESS": self.temporal.address,
+            "SEAWALL_TEMPORAL_NAMESPACE": self.temporal.namespace,
+            c.ENV_STATE_DIR: str(self.state_dir),
+        }
+
+
+def lab_json_path(state: Path) -> Path:
+    return state / "lab.json"
+
+
+def load_lab(state_dir: Path | str | None = None) -> LabInfo:
+    """The LabInfo that `seawall lab up` wrote; LabNotUpError when there is none."""
+    state = c.state_dir(state_dir)
+    path = lab_json_path(state)
+    if not path.is_file():
+        raise LabNotUpError(f"no lab at {state} (missing {path.name}): run `seawall lab up` (or `make test`)")
+    return LabInfo.model_validate_json(path.read_text())
