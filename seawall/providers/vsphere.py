@@ -1,0 +1,651 @@
+"""vSphere site adapter (pyvmomi): connection, VM lookup, snapshots, CBT, tasks, datastore file URLs.
+
+Everything here is blocking; activities call it from a thread pool. Reads go through the property
+collector and fetch only the named properties: besides being cheaper on a large vCenter, this keeps
+us clear of properties a server cannot compute (govmomi's vcsim 0.24 panics and drops the connection
+when asked for ``guestHeartbeatStatus``, which a whole-object read would include).
+
+Observed on vcsim (govmomi 0.24), which shapes the callers' expectations:
+
+- ``CreateSnapshot_Task`` only adds a ``<vm>-Snapshot<n>.vmsn`` file; the disk backing stays on the
+  base ``.vmdk`` (no delta disk), so the bytes live in the base ``-flat.vmdk`` and that file is *not*
+  frozen by the snapshot there. On real ESXi the VM moves to a ``-00000N.vmdk`` delta and the base
+  stays stable; readers therefore take the backing from the *snapshot's* config, which is right in
+  both cases.
+- ``QueryChangedDiskAreas`` raises ``vmodl.fault.MethodNotFound`` ("does not implement").
+- ``changeTrackingEnabled`` can be set by ReconfigVM, but ``capability.changeTrackingSupported`` is
+  False and disk backings carry no ``changeId``.
+- Disk capacity is reported in ``capacityInKB`` only (``capacityInBytes`` unset).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim, vmodl
+
+from seawall.sources.base import ChangedArea
+
+__all__ = [
+    "CbtStatus",
+    "DiskInfo",
+    "VSphereConnection",
+    "VSphereError",
+    "VSphereNotFound",
+    "VSphereTaskError",
+    "build_datastore_url",
+    "flat_extent_path",
+    "parse_datastore_path",
+]
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "vmware_soap_session"
+
+
+class VSphereError(Exception):
+    """A vSphere call failed (connection, fault, or an unexpected inventory state)."""
+
+
+class VSphereNotFound(VSphereError):
+    """A named inventory object (VM, snapshot, disk, datastore) does not exist."""
+
+
+class VSphereTaskError(VSphereError):
+    """A vSphere task ended in error or did not finish in time."""
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    """One virtual disk as a replication reader needs it."""
+
+    key: int
+    label: str
+    capacity_bytes: int
+    file_name: str  # "[ds] dir/name.vmdk", the descriptor vSphere names as the backing
+    datastore: str
+    change_id: str | None
+    # A delta (child) disk has a parent; reading its -flat file would not give the disk's content.
+    is_delta: bool
+    backing_type: str
+
+
+@dataclass(frozen=True)
+class CbtStatus:
+    enabled: bool
+    supported: bool
+
+
+def parse_datastore_path(datastore_path: str) -> tuple[str, str]:
+    """``"[ds] dir/file.vmdk"`` -> ``("ds", "dir/file.vmdk")``."""
+    text = datastore_path.strip()
+    if not text.startswith("["):
+        raise ValueError(f"not a datastore path (expected '[datastore] path'): {datastore_path!r}")
+    end = text.find("]")
+    if end <= 1:
+        raise ValueError(f"not a datastore path (empty or unclosed datastore name): {datastore_path!r}")
+    return text[1:end], text[end + 1 :].strip().lstrip("/")
+
+
+def flat_extent_path(descriptor_path: str) -> str:
+    """The data extent of a monolithic-flat disk: ``dir/vm.vmdk`` -> ``dir/vm-flat.vmdk``."""
+    if descriptor_path.endswith("-flat.vmdk"):
+        return descriptor_path
+    if not descriptor_path.endswith(".vmdk"):
+        raise ValueError(f"not a .vmdk path: {descriptor_path!r}")
+    return descriptor_path[: -len(".vmdk")] + "-flat.vmdk"
+
+
+def build_datastore_url(
+    base_url: str, datastore_path: str, datacenter_path: str, *, flat: bool = True
+) -> str:
+    """URL of a datastore file on vCenter's (or ESXi's) ``/folder`` file service.
+
+    ``base_url`` is ``http(s)://host:port``; ``datacenter_path`` the datacenter's inventory path
+    (``DC0`` or ``folder/DC0``).
+    """
+    datastore, path = parse_datastore_path(datastore_path)
+    if flat:
+        path = flat_extent_path(path)
+    query = urlencode({"dcPath": datacenter_path, "dsName": datastore})
+    return f"{base_url.rstrip('/')}/folder/{quote(path, safe='/')}?{query}"
+
+
+def _disk_from_device(device: Any) -> DiskInfo:
+    backing = device.backing
+    file_name = str(getattr(backing, "fileName", "") or "")
+    capacity = getattr(device, "capacityInBytes", None)
+    if not capacity:
+        # Older servers (and vcsim) fill in only the KiB figure.
+        capacity = int(getattr(device, "capacityInKB", 0) or 0) * 1024
+    label = str(getattr(getattr(device, "deviceInfo", None), "label", "") or f"disk-{device.key}")
+    datastore = ""
+    if file_name.startswith("["):
+        datastore = parse_datastore_path(file_name)[0]
+    return DiskInfo(
+        key=int(device.key),
+        label=label,
+        capacity_bytes=int(capacity),
+        file_name=file_name,
+        datastore=datastore,
+        change_id=getattr(backing, "changeId", None) or None,
+        is_delta=getattr(backing, "parent", None) is not None,
+        backing_type=type(backing).__name__,
+    )
+
+
+def disks_from_devices(devices: Iterable[Any]) -> list[DiskInfo]:
+    return [_disk_from_device(d) for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+def _walk_snapshots(trees: Sequence[Any] | None) -> Iterable[Any]:
+    for tree in trees or ():
+        yield tree
+        yield from _walk_snapshots(tree.childSnapshotList)
+
+
+def _fault_message(fault: Any) -> str:
+    if fault is None:
+        return "unknown fault"
+    msg = getattr(fault, "localizedMessage", None) or getattr(fault, "msg", None)
+    faults = getattr(fault, "faultMessage", None) or []
+    details = "; ".join(str(getattr(m, "message", "") or "") for m in faults if getattr(m, "message", None))
+    name = type(fault).__name__
+    text = f"{name}: {msg}" if msg and str(msg) != name else name
+    return f"{text} ({details})" if details else text
+
+
+class VSphereConnection:
+    """One authenticated session to a vCenter or ESXi host, reused for every call.
+
+    Credentials are held only to log in again when the server expires the session; they are never
+    logged or shown in ``repr``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        user: str,
+        password: str,
+        *,
+        port: int = 443,
+        protocol: Literal["http", "https"] = "https",
+        verify_tls: bool | str = True,
+        timeout: float = 300.0,
+        task_timeout: float = 1800.0,
+    ) -> None:
+        if protocol not in ("http", "https"):
+            raise ValueError(f"protocol must be 'http' or 'https', got {protocol!r}")
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self.verify_tls = verify_tls
+        self.timeout = timeout
+        self.task_timeout = task_timeout
+        self._user = user
+        self._password = password
+        self._si: Any = None
+        self._lock = threading.RLock()
+        self._dc_paths: dict[str, str] = {}
+        if protocol == "https" and verify_tls is False:
+            log.warning(
+                "TLS certificate verification is DISABLED for vSphere %s:%d (explicit opt-out)", host, port
+            )
+
+    def __repr__(self) -> str:
+        return f"VSphereConnection({self.protocol}://{self.host}:{self.port})"
+
+    def describe(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+    def __enter__(self) -> VSphereConnection:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    # -- session ---------------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.protocol != "https":
+            return None
+        if self.verify_tls is False:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return ctx
+        if isinstance(self.verify_tls, str):
+            return ssl.create_default_context(cafile=self.verify_tls)
+        return ssl.create_default_context()
+
+    def connect(self) -> Any:
+        """The ServiceInstance, logging in on first use."""
+        with self._lock:
+            if self._si is not None:
+                return self._si
+            try:
+                self._si = SmartConnect(
+                    protocol=self.protocol,
+                    host=self.host,
+                    port=self.port,
+                    user=self._user,
+                    pwd=self._password,
+                    sslContext=self._ssl_context(),
+                    httpConnectionTimeout=self.timeout,
+                    connectionPoolTimeout=-1,
+                )
+            except vim.fault.InvalidLogin as exc:
+                raise VSphereError(f"vSphere {self.describe()} rejected the user name or password") from exc
+            except ssl.SSLError as exc:
+                raise VSphereError(
+                    f"TLS verification failed for vSphere {self.describe()}: {exc.reason}; trust its CA "
+                    "(verify_tls=<ca bundle path>) or explicitly opt out (verify_tls=False)"
+                ) from exc
+            except (OSError, vmodl.MethodFault) as exc:
+                raise VSphereError(f"cannot connect to vSphere {self.describe()}: {exc}") from exc
+            return self._si
+
+    @property
+    def si(self) -> Any:
+        return self.connect()
+
+    @property
+    def content(self) -> Any:
+        return self.si.content
+
+    def ensure_session(self) -> None:
+        """Log in again on the same stub when the server has expired our session.
+
+        Reusing the stub keeps every managed-object reference already handed out valid.
+        """
+        with self._lock:
+            si = self.connect()
+            try:
+                if si.content.sessionManager.currentSession is not None:
+                    return
+            except vim.fault.NotAuthenticated:
+                pass
+            log.info("vSphere session on %s expired; logging in again", self.describe())
+            try:
+                si.content.sessionManager.Login(self._user, self._password)
+            except vim.fault.InvalidLogin as exc:
+                raise VSphereError(f"vSphere {self.describe()} rejected the user name or password") from exc
+
+    def session_cookie(self) -> str:
+        """The ``vmware_soap_session`` value, which the datastore file service accepts as auth."""
+        stub = self.si._stub
+        session_id = stub.GetSessionId() if hasattr(stub, "GetSessionId") else None
+        if session_id:
+            return str(session_id)
+        parsed: SimpleCookie = SimpleCookie()
+        parsed.load(str(getattr(stub, "cookie", "") or ""))
+        morsel = parsed.get(SESSION_COOKIE)
+        if morsel is None:
+            raise VSphereError(f"no {SESSION_COOKIE} cookie in the session with {self.describe()}")
+        return morsel.value
+
+    def disconnect(self) -> None:
+        with self._lock:
+            if self._si is None:
+                return
+            try:
+                Disconnect(self._si)
+            except Exception as exc:
+                log.debug("logout from %s failed (session left to expire): %s", self.describe(), exc)
+            self._si = None
+
+    # -- property collector ------------------------------------------------------------------------
+
+    def _collect(self, obj_specs: list[Any], obj_type: Any, paths: Sequence[str]) -> list[Any]:
+        pc = self.content.propertyCollector
+        prop_spec = vmodl.query.PropertyCollector.PropertySpec(type=obj_type, pathSet=list(paths), all=False)
+        filter_spec = vmodl.query.PropertyCollector.FilterSpec(objectSet=obj_specs, propSet=[prop_spec])
+        options = vmodl.query.PropertyCollector.RetrieveOptions()
+        result = pc.RetrievePropertiesEx(specSet=[filter_spec], options=options)
+        objects: list[Any] = []
+        while result is not None:
+            objects.extend(result.objects or [])
+            if not result.token:
+                break
+            result = pc.ContinueRetrievePropertiesEx(token=result.token)
+        return objects
+
+    def properties(self, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
+        """Read exactly ``paths`` of one managed object (unset properties are absent from the dict)."""
+        spec = vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=False)
+        objects = self._call(
+            f"read {', '.join(paths)} of {obj}", lambda: self._collect([spec], type(obj), paths)
+        )
+        if not objects:
+            raise VSphereNotFound(f"{obj} no longer exists on {self.describe()}")
+        return {p.name: p.val for p in objects[0].propSet or []}
+
+    def list_objects(
+        self, obj_type: Any, paths: Sequence[str] = ("name",)
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        """Every object of ``obj_type`` in the inventory with ``paths`` read, via one container view."""
+
+        def run() -> list[tuple[Any, dict[str, Any]]]:
+            view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [obj_type], True)
+            try:
+                traversal = vmodl.query.PropertyCollector.TraversalSpec(
+                    name="view", path="view", skip=False, type=vim.view.ContainerView
+                )
+                spec = vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traversal])
+                found = self._collect([spec], obj_type, paths)
+            finally:
+                view.DestroyView()
+            return [(o.obj, {p.name: p.val for p in o.propSet or []}) for o in found]
+
+        return self._call(f"list {obj_type.__name__}", run)
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except vim.fault.NotAuthenticated:
+            self.ensure_session()
+            return self._wrap(what, fn)
+        except vmodl.fault.ManagedObjectNotFound as exc:
+            raise VSphereNotFound(f"{what}: object no longer exists on {self.describe()}") from exc
+        except (vmodl.MethodFault, OSError) as exc:
+            raise VSphereError(f"{what} on {self.describe()} failed: {_fault_message(exc)}") from exc
+
+    def _wrap(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except vmodl.fault.ManagedObjectNotFound as exc:
+            raise VSphereNotFound(f"{what}: object no longer exists on {self.describe()}") from exc
+        except (vmodl.MethodFault, OSError) as exc:
+            raise VSphereError(f"{what} on {self.describe()} failed: {_fault_message(exc)}") from exc
+
+    # -- inventory ---------------------------------------------------------------------------------
+
+    def find_vm(self, name: str) -> Any:
+        """The VM named ``name``; VSphereNotFound if none, VSphereError if the name is ambiguous."""
+        matches = [
+            obj for obj, props in self.list_objects(vim.VirtualMachine, ["name"]) if props.get("name") == name
+        ]
+        if not matches:
+            raise VSphereNotFound(f"no VM named {name!r} on {self.describe()}")
+        if len(matches) > 1:
+            ids = ", ".join(m._moId for m in matches)
+            raise VSphereError(
+                f"{len(matches)} VMs are named {name!r} on {self.describe()} ({ids}); use a unique name"
+            )
+        return matches[0]
+
+    def vm_name(self, vm: Any) -> str:
+        return str(self.properties(vm, ["name"]).get("name", vm._moId))
+
+    def vm_disks(self, vm: Any) -> list[DiskInfo]:
+        props = self.properties(vm, ["config.hardware.device"])
+        return disks_from_devices(props.get("config.hardware.device") or [])
+
+    def power_state(self, vm: Any) -> str:
+        return str(self.properties(vm, ["runtime.powerState"]).get("runtime.powerState", "unknown"))
+
+    def datacenter_path(self, obj: Any) -> str:
+        """Inventory path of the datacenter holding ``obj`` (``DC0``, or ``folder/DC0`` when nested)."""
+        names: list[str] = []
+        current = obj
+        found_dc = False
+        while current is not None:
+            props = self.properties(current, ["name", "parent"])
+            if isinstance(current, vim.Datacenter):
+                found_dc = True
+            if found_dc:
+                parent = props.get("parent")
+                if parent is None:
+                    break  # the root folder is not part of the path
+                names.append(str(props["name"]))
+            current = props.get("parent")
+        if not found_dc:
+            raise VSphereNotFound(f"{obj} is not inside a datacenter on {self.describe()}")
+        return "/".join(reversed(names))
+
+    def datastore_datacenter(self, datastore: str) -> str:
+        """dcPath of the datacenter that has a datastore named ``datastore`` (cached)."""
+        with self._lock:
+            if datastore in self._dc_paths:
+                return self._dc_paths[datastore]
+        matches = [
+            obj for obj, props in self.list_objects(vim.Datastore, ["name"]) if props.get("name") == datastore
+        ]
+        if not matches:
+            raise VSphereNotFound(f"no datastore named {datastore!r} on {self.describe()}")
+        paths = sorted({self.datacenter_path(ds) for ds in matches})
+        if len(paths) > 1:
+            raise VSphereError(
+                f"datastore name {datastore!r} exists in several datacenters on {self.describe()} "
+                f"({', '.join(paths)}); pass the datacenter explicitly"
+            )
+        with self._lock:
+            self._dc_paths[datastore] = paths[0]
+        return paths[0]
+
+    def datastore_url(self, datastore_path: str, datacenter: str | None = None, *, flat: bool = True) -> str:
+        """HTTP(S) URL of a disk's data file: ``[ds] dir/f.vmdk`` -> ``.../folder/dir/f-flat.vmdk?...``."""
+        ds, _ = parse_datastore_path(datastore_path)
+        dc = datacenter if datacenter is not None else self.datastore_datacenter(ds)
+        return build_datastore_url(self.base_url, datastore_path, dc, flat=flat)
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def wait_for_task(self, task: Any, *, timeout: float | None = None, what: str = "task") -> Any:
+        """Wait for ``task`` and return its result; VSphereTaskError on error or after ``timeout`` s."""
+        limit = self.task_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        delay = 0.05
+        while True:
+            info = self.properties(task, ["info.state", "info.error", "info.result"])
+            state = str(info.get("info.state"))
+            if state == "success":
+                return info.get("info.result")
+            if state == "error":
+                raise VSphereTaskError(
+                    f"{what} failed on {self.describe()}: {_fault_message(info.get('info.error'))}"
+                )
+            if time.monotonic() >= deadline:
+                raise VSphereTaskError(
+                    f"{what} did not finish within {limit:.0f}s on {self.describe()} (task {task._moId} is "
+                    f"still {state}; it may yet complete)"
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 1.0)
+
+    def _run_task(self, what: str, start: Callable[[], Any], timeout: float | None = None) -> Any:
+        task = self._call(what, start)
+        return self.wait_for_task(task, timeout=timeout, what=what)
+
+    # -- CBT ---------------------------------------------------------------------------------------
+
+    def cbt_status(self, vm: Any) -> CbtStatus:
+        props = self.properties(vm, ["config.changeTrackingEnabled", "capability.changeTrackingSupported"])
+        return CbtStatus(
+            enabled=bool(props.get("config.changeTrackingEnabled")),
+            supported=bool(props.get("capability.changeTrackingSupported")),
+        )
+
+    def enable_cbt(self, vm: Any, *, timeout: float | None = None) -> CbtStatus:
+        """Turn on Changed Block Tracking; the status says whether the server claims to support it.
+
+        CBT takes effect at the next snapshot (or power cycle), so enable it before the seed.
+        """
+        status = self.cbt_status(vm)
+        if status.enabled:
+            return status
+        spec = vim.vm.ConfigSpec(changeTrackingEnabled=True)
+        self._run_task(f"enable CBT on {self.vm_name(vm)}", lambda: vm.ReconfigVM_Task(spec=spec), timeout)
+        status = self.cbt_status(vm)
+        if not status.supported:
+            log.info(
+                "vSphere %s accepted CBT on %s but reports changeTrackingSupported=False", self.describe(), vm
+            )
+        return status
+
+    def query_changed_disk_areas(
+        self,
+        vm: Any,
+        snapshot: Any,
+        device_key: int,
+        start_offset: int,
+        change_id: str,
+        *,
+        disk_size: int | None = None,
+    ) -> list[ChangedArea] | None:
+        """Every area changed since ``change_id`` from ``start_offset`` to the end of the disk.
+
+        Follows the API's paging (each answer covers ``[startOffset, startOffset+length)``; ask again
+        from its end). Returns None when the server cannot answer — it does not implement the call
+        (vcsim: MethodNotFound), or the change id is no longer valid (a CBT reset answers with a
+        FileFault) — so the caller falls back to comparing hashes.
+        """
+        if disk_size is None:
+            snap_disks = self.snapshot_disks(snapshot)
+            match = [d for d in snap_disks if d.key == device_key]
+            if not match:
+                raise VSphereNotFound(f"snapshot has no disk with device key {device_key}")
+            disk_size = match[0].capacity_bytes
+        areas: list[ChangedArea] = []
+        offset = start_offset
+        while offset < disk_size:
+            try:
+                info = vm.QueryChangedDiskAreas(
+                    snapshot=snapshot, deviceKey=device_key, startOffset=offset, changeId=change_id
+                )
+            except (vmodl.fault.MethodNotFound, vmodl.fault.NotImplemented, vmodl.fault.NotSupported) as exc:
+                log.info(
+                    "vSphere %s does not implement QueryChangedDiskAreas (%s); using hash comparison",
+                    self.describe(),
+                    type(exc).__name__,
+                )
+                return None
+            except vim.fault.FileFault as exc:
+                log.warning(
+                    "QueryChangedDiskAreas on %s rejected change id %r (%s); using hash comparison",
+                    self.describe(),
+                    change_id,
+                    _fault_message(exc),
+                )
+                return None
+            except vim.fault.NotAuthenticated:
+                self.ensure_session()
+                continue
+            except (vmodl.MethodFault, OSError) as exc:
+                raise VSphereError(
+                    f"QueryChangedDiskAreas on {self.describe()} failed: {_fault_message(exc)}"
+                ) from exc
+            for area in info.changedArea or []:
+                areas.append(ChangedArea(int(area.start), int(area.length)))
+            end = int(info.startOffset) + int(info.length)
+            if end <= offset:
+                # A server that answers an empty page would otherwise loop forever.
+                break
+            offset = end
+        return areas
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def _snapshot_trees(self, vm: Any) -> list[Any]:
+        props = self.properties(vm, ["snapshot"])
+        info = props.get("snapshot")
+        return list(_walk_snapshots(info.rootSnapshotList if info is not None else None))
+
+    def find_snapshots(self, vm: Any, name: str) -> list[Any]:
+        return [t.snapshot for t in self._snapshot_trees(vm) if t.name == name]
+
+    def find_snapshot(self, vm: Any, name: str) -> Any | None:
+        """The snapshot named ``name`` (the oldest if a race made several), or None."""
+        found = self.find_snapshots(vm, name)
+        return found[0] if found else None
+
+    def create_snapshot(
+        self,
+        vm: Any,
+        name: str,
+        quiesce: bool = False,
+        memory: bool = False,
+        *,
+        description: str = "Seawall replication snapshot",
+        timeout: float | None = None,
+    ) -> Any:
+        """Create snapshot ``name`` unless one by that name exists: a retried activity must not stack
+        snapshots (each one costs the source a delta disk and I/O)."""
+        existing = self.find_snapshot(vm, name)
+        if existing is not None:
+            return existing
+        vm_name = self.vm_name(vm)
+        return self._run_task(
+            f"create snapshot {name!r} of {vm_name}",
+            lambda: vm.CreateSnapshot_Task(
+                name=name, description=description, memory=memory, quiesce=quiesce
+            ),
+            timeout,
+        )
+
+    def snapshot_disks(self, snapshot: Any) -> list[DiskInfo]:
+        """The disks as captured by ``snapshot`` (their backing is the stable, read-only file)."""
+        props = self.properties(snapshot, ["config.hardware.device"])
+        return disks_from_devices(props.get("config.hardware.device") or [])
+
+    def remove_snapshot(
+        self, vm: Any, name: str, *, consolidate: bool = True, timeout: float | None = None
+    ) -> int:
+        """Remove every snapshot named ``name``; returns how many went. Absent already counts as done."""
+        removed = 0
+        for snapshot in self.find_snapshots(vm, name):
+            try:
+                task = snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=consolidate)
+            except vmodl.fault.ManagedObjectNotFound:
+                continue
+            except vim.fault.NotAuthenticated:
+                self.ensure_session()
+                task = snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=consolidate)
+            except vmodl.MethodFault as exc:
+                raise VSphereError(
+                    f"remove snapshot {name!r} on {self.describe()} failed: {_fault_message(exc)}"
+                ) from exc
+            try:
+                self.wait_for_task(task, timeout=timeout, what=f"remove snapshot {name!r}")
+            except VSphereTaskError:
+                # Another remover (a retried activity) may have won the race; gone is success.
+                if any(s._moId == snapshot._moId for s in self.find_snapshots(vm, name)):
+                    raise
+                continue
+            removed += 1
+        return removed
+
+    # -- power -------------------------------------------------------------------------------------
+
+    def power_on(self, vm: Any, *, timeout: float | None = None) -> None:
+        if self.power_state(vm) == "poweredOn":
+            return
+        self._power(vm, "poweredOn", lambda: vm.PowerOnVM_Task(), timeout)
+
+    def power_off(self, vm: Any, *, timeout: float | None = None) -> None:
+        if self.power_state(vm) == "poweredOff":
+            return
+        self._power(vm, "poweredOff", lambda: vm.PowerOffVM_Task(), timeout)
+
+    def _power(self, vm: Any, target: str, start: Callable[[], Any], timeout: float | None) -> None:
+        what = f"power {target.removeprefix('powered').lower()} {self.vm_name(vm)}"
+        try:
+            self._run_task(what, start, timeout)
+        except VSphereError:
+            # Someone else (a retry, an operator) may have changed the state meanwhile.
+            if self.power_state(vm) != target:
+                raise
