@@ -168,7 +168,7 @@ def parse_duration(value: Any) -> Any:
 
 def format_duration(value: timedelta) -> str:
     """The short form people write in files: ``30s``, ``5m``, ``1h30m``, ``1d``."""
-    total = int(value.total_seconds())
+    total = abs(int(value.total_seconds()))
     if total == 0:
         return "0s"
     parts = []
@@ -628,15 +628,16 @@ class NicMapping(_Model):
     """Where a source NIC lands at the target, in failover and in test, and how it is re-addressed.
 
     Without ``ip`` the NIC keeps whatever the guest does (DHCP). In test mode the NIC joins
-    ``test_network`` (which must be isolated) with ``test_ip``, or, without it, the failover address:
-    an isolated bubble lets the application run with production-identical addressing.
+    ``test_network`` (which must be isolated) with ``test_ip``, or, without it, the failover
+    addressing: an isolated bubble lets the application run with production-identical addresses
+    (vSphere; on AWS an address must lie inside its subnet, so drills there need ``test_ip``).
     """
 
     source_network: Name
     target_network: Name
     test_network: Name | None = None
     ip: IpRule | None = None
-    test_ip: StaticIP | None = None
+    test_ip: IpRule | None = None
 
 
 class DnsRecord(_Model):
