@@ -214,19 +214,23 @@ def _duration_range(low: timedelta, high: timedelta) -> AfterValidator:
 
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_ID_SUFFIX_RE = re.compile(r"#[A-Za-z0-9._-]+$")
 
 
 def parse_secret_ref(value: str) -> tuple[Literal["env", "file", "none"], str]:
     """Split a secret reference into its scheme and target; ValueError when it is not one.
 
-    The error never repeats the value: a string that is not a reference is most likely the secret.
+    A trailing ``#ID`` (``file:keys/prod.key#k2``) names a key id for encryption keys
+    (``seawall.blockstore.keys``); it is not part of the target. The error never repeats the
+    value: a string that is not a reference is most likely the secret itself.
     """
     if value == "none":
         return "none", ""
-    scheme, sep, target = value.partition(":")
+    scheme, sep, rest = value.partition(":")
+    target = _KEY_ID_SUFFIX_RE.sub("", rest)
     if sep and scheme == "env" and _ENV_NAME_RE.fullmatch(target):
         return "env", target
-    if sep and scheme == "file" and target.strip() == target and target and "\n" not in target:
+    if sep and scheme == "file" and target and target.strip() == target and "\n" not in target:
         return "file", target
     raise ValueError(
         "is not a secret reference: write env:VARIABLE, file:PATH or none, never the secret itself "
@@ -245,7 +249,9 @@ def _check_secret_ref(value: str) -> str:
 SecretRef = Annotated[
     str,
     AfterValidator(_check_secret_ref),
-    WithJsonSchema({"type": "string", "pattern": r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:\S.*|none)$"}),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^(env:[A-Za-z_][A-Za-z0-9_]*(#[A-Za-z0-9._-]+)?|file:\S.*|none)$"}
+    ),
 ]
 """Where a secret lives: ``env:NAME``, ``file:PATH`` (relative to the inventory file) or ``none``."""
 
