@@ -80,6 +80,11 @@ def map_azure_error(
             return StoreError(f"Azure container {container!r} does not exist ({where}; {target})")
         if isinstance(exc, ResourceNotFoundError) and key is not None and code in _NOT_FOUND_CODES | {""}:
             return ObjectNotFound(key, where)
+        if isinstance(exc, ClientAuthenticationError) and not status and not code:
+            # Raised before any request when the SDK cannot sign (e.g. a malformed account key).
+            return StoreError(
+                f"cannot authenticate to Azure container {container!r} ({where}): {type(exc).__name__}"
+            )
         if isinstance(exc, ClientAuthenticationError) or code in _AUTH_CODES or status in (401, 403):
             return StoreError(
                 f"Azure rejected the credentials or permissions for container {container!r} "
@@ -90,11 +95,6 @@ def map_azure_error(
                 f"Azure {target} on {where} failed, may succeed later: {code or status}"
             )
         return StoreError(f"Azure {target} on {where} failed: {code or status} {exc.reason or ''}".rstrip())
-    if isinstance(exc, ClientAuthenticationError):
-        # Raised before any request when the SDK cannot sign (e.g. a malformed account key).
-        return StoreError(
-            f"cannot authenticate to Azure container {container!r} ({where}): {type(exc).__name__}"
-        )
     if isinstance(exc, ServiceRequestError | ServiceResponseError | IncompleteReadError):
         return TransientStoreError(
             f"Azure {target} on {where}: connection problem: {type(exc).__name__}: {exc}"
