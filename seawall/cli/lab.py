@@ -2,6 +2,107 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from seawall.cli.common import Exit, console, err_console, print_json
+from seawall.lab import config as c
+from seawall.lab.manager import LabError, PartStatus, down, status, up
 
 app = typer.Typer(help="Start, stop and inspect the local lab (Temporal, vcsim x2, moto, Azurite).")
+
+StateDir = typer.Option(
+    None,
+    "--state-dir",
+    envvar=c.ENV_STATE_DIR,
+    help="Where the lab keeps logs, pid files, datastores and lab.json [default: .seawall/lab].",
+)
+
+
+def _table(rows: list[PartStatus], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("part", "pid", "port", "healthy", "detail"):
+        table.add_column(col)
+    for row in rows:
+        detail = row.detail if row.action is None else f"{row.action}: {row.detail}"
+        table.add_row(
+            row.name,
+            str(row.pid or "-"),
+            str(row.port),
+            "[green]yes[/green]" if row.healthy else "[red]no[/red]",
+            detail,
+        )
+    return table
+
+
+@app.command("up")
+def up_cmd(
+    state_dir: Path | None = StateDir,
+    vms: int | None = typer.Option(
+        None, "--vms", min=1, help="Protected VMs at the primary site [default: 5]."
+    ),
+    disk_mib: int | None = typer.Option(None, "--disk-mib", min=1, help="Size of each VM disk [default: 4]."),
+    port_offset: int | None = typer.Option(
+        None,
+        "--port-offset",
+        envvar=c.ENV_PORT_OFFSET,
+        min=0,
+        help="Add this to every port, to run a second lab beside the first [default: 0].",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print LabInfo as JSON instead of a table."),
+) -> None:
+    """Start every part that is not running, wait until healthy, and set up the inventory."""
+    state = c.state_dir(state_dir)
+    cfg = c.resolve_config(
+        state, vms=vms, disk_size=disk_mib * c.MIB if disk_mib else None, port_offset=port_offset
+    )
+    began = time.monotonic()
+    try:
+        info, rows = up(state, cfg)
+    except LabError as exc:
+        err_console.print(f"[red]lab up failed:[/red] {exc}", highlight=False)
+        raise typer.Exit(Exit.FAILED) from None
+    elapsed = time.monotonic() - began
+    if json_out:
+        print_json(info.model_dump(mode="json"))
+    else:
+        console.print(_table(rows, f"Seawall lab ({state})"))
+        console.print(f"Temporal UI:  [bold]{info.temporal.ui_url}[/bold]")
+        console.print(f"lab.json:     {state / 'lab.json'}   env: . {state / 'lab.env'}")
+        console.print(f"up in {elapsed:.1f}s")
+    if not all(row.healthy for row in rows):
+        raise typer.Exit(Exit.FAILED)
+
+
+@app.command("down")
+def down_cmd(
+    state_dir: Path | None = StateDir,
+    purge: bool = typer.Option(False, "--purge", help="Also delete the state dir (datastores, Temporal DB)."),
+) -> None:
+    """Stop the parts this lab started (by pid file); idempotent."""
+    state = c.state_dir(state_dir)
+    results = down(state, purge=purge)
+    for name, what in results.items():
+        console.print(f"{name:<14} {what}")
+    if purge:
+        console.print(f"removed {state}")
+
+
+@app.command("status")
+def status_cmd(
+    state_dir: Path | None = StateDir,
+    json_out: bool = typer.Option(False, "--json", help="Print the parts as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code tells."),
+) -> None:
+    """Health of each part. Exit 0 when all five are healthy, else 1."""
+    state = c.state_dir(state_dir)
+    rows = status(state)
+    healthy = all(row.healthy for row in rows)
+    if json_out and not quiet:
+        print_json({"healthy": healthy, "state_dir": str(state), "parts": [r.model_dump() for r in rows]})
+    elif not quiet:
+        console.print(_table(rows, f"Seawall lab ({state})"))
+    raise typer.Exit(Exit.OK if healthy else Exit.FAILED)

@@ -1,0 +1,338 @@
+"""`lab up`, `lab down`, `lab status`: the five parts, started in parallel, checked, bootstrapped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from seawall.lab import cloud, procs, temporal, vsphere
+from seawall.lab import config as c
+from seawall.lab.info import LabInfo, TemporalInfo, VSphereSiteInfo, lab_json_path
+from seawall.search import SEARCH_ATTRIBUTES
+
+PART_NAMES = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite")
+
+
+class LabError(RuntimeError):
+    """A part could not be started, did not become healthy, or could not be set up."""
+
+
+class PartStatus(BaseModel):
+    name: str
+    pid: int | None
+    port: int
+    healthy: bool
+    detail: str
+    log: str
+    action: str | None = None  # set by `up`: "running" (left alone), "started", "restarted"
+
+
+@dataclass
+class Part:
+    name: str
+    port: int
+    argv: list[str]
+    ping: Callable[[], str]  # ready to be set up (the service answers)
+    check: Callable[[], str]  # ready for Seawall (answers and holds the lab's objects)
+    start_timeout: float
+    fingerprint_extra: str = ""
+    cwd: Path | None = None
+    env: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        # A part whose command or built inventory would differ is restarted rather than reused.
+        blob = json.dumps([self.argv, self.fingerprint_extra]).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def vcsim_binary() -> Path | None:
+    """An upstream `vcsim` on PATH, else ours (``SEAWALL_VCSIM_BIN`` or ``.seawall/bin/vcsim``)."""
+    found = shutil.which("vcsim")
+    if found:
+        return Path(found)
+    explicit = os.environ.get("SEAWALL_VCSIM_BIN")
+    if explicit:
+        return Path(explicit)
+    root = c.repo_root()
+    return root / ".seawall" / "bin" / "vcsim" if root else None
+
+
+def ensure_vcsim() -> Path:
+    binary = vcsim_binary()
+    root = c.repo_root()
+    build = root / "deploy" / "lab" / "vcsim" / "build.sh" if root else None
+    if build is not None and build.is_file() and (binary is None or shutil.which("vcsim") is None):
+        # Cheap when up to date; rebuilds after main.go changed.
+        subprocess.run(["bash", str(build)], check=True)
+    if binary is None or not binary.is_file():
+        raise LabError(
+            "no vcsim: put one on PATH, set SEAWALL_VCSIM_BIN, or build ours with deploy/lab/vcsim/build.sh"
+        )
+    return binary
+
+
+def azurite_argv(state: Path, cfg: c.LabConfig) -> list[str]:
+    root = c.repo_root()
+    script = root / "deploy" / "lab" / "node_modules" / ".bin" / "azurite-blob" if root else None
+    node = shutil.which("node")
+    if script is None or not script.exists() or node is None:
+        raise LabError("Azurite is not installed: run scripts/setup.sh (npm install in deploy/lab)")
+    return [
+        node,
+        str(script),
+        "--blobHost",
+        c.HOST,
+        "--blobPort",
+        str(cfg.azurite_port),
+        "--location",
+        str(state / "azurite"),
+        "--skipApiVersionCheck",
+        "--loose",
+        # Telemetry would phone home and, with no network, hold the process open after SIGTERM.
+        "--disableTelemetry",
+    ]
+
+
+def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
+    """The five parts. ``for_start`` resolves binaries (and may build vcsim); status does not need to."""
+    specs = vsphere.site_specs(state, cfg)
+    vcsim = str(ensure_vcsim() if for_start else (vcsim_binary() or "vcsim"))
+    try:
+        temporal_argv = temporal.argv(state, cfg)
+    except FileNotFoundError as exc:
+        if for_start:
+            raise LabError(str(exc)) from exc
+        temporal_argv = ["temporal"]
+    try:
+        blob_argv = azurite_argv(state, cfg)
+    except LabError:
+        if for_start:
+            raise
+        blob_argv = ["azurite-blob"]
+
+    def vcsim_part(site: str) -> Part:
+        spec = specs[site]
+        return Part(
+            name=f"vcsim-{site}",
+            port=spec.port,
+            # -dc 0: an empty vCenter; the lab builds the named inventory (see seawall.lab.vsphere).
+            argv=[vcsim, "-l", f"{c.HOST}:{spec.port}", "-tls=false", "-dc", "0"],
+            ping=lambda: vsphere.ping(spec.port),
+            check=lambda: vsphere.check(spec),
+            start_timeout=20,
+            fingerprint_extra=repr(spec),
+        )
+
+    return [
+        Part(
+            name="temporal",
+            port=cfg.temporal_port,
+            argv=temporal_argv,
+            ping=lambda: temporal.ping(cfg),
+            check=lambda: temporal.ping(cfg),
+            start_timeout=40,
+        ),
+        vcsim_part("primary"),
+        vcsim_part("dr"),
+        Part(
+            name="moto",
+            port=cfg.moto_port,
+            argv=[sys.executable, "-m", "moto.server", "-H", c.HOST, "-p", str(cfg.moto_port)],
+            ping=lambda: cloud.ping_moto(cfg.moto_port),
+            check=lambda: cloud.check_moto(cfg.moto_port),
+            start_timeout=40,
+        ),
+        Part(
+            name="azurite",
+            port=cfg.azurite_port,
+            argv=blob_argv,
+            ping=lambda: cloud.ping_azurite(cfg.azurite_port),
+            check=lambda: cloud.check_azurite(cfg.azurite_port),
+            start_timeout=40,
+            cwd=state,
+        ),
+    ]
+
+
+def _wait_ready(state: Path, part: Part, pid: int) -> str:
+    deadline = time.monotonic() + part.start_timeout
+    last = "no answer yet"
+    while True:
+        # A closed port fails fast here; the clients' own retries (Azure's back off 15 s) would not.
+        if procs.port_open(c.HOST, part.port):
+            try:
+                return part.ping()
+            except Exception as exc:
+                last = f"{type(exc).__name__}: {exc}"
+        else:
+            last = f"port {part.port} not open"
+        if not procs.is_ours(pid, part.argv):
+            procs.forget(state, part.name)
+            raise LabError(
+                f"{part.name} exited during start-up; see {procs.log_path(state, part.name)}:\n"
+                + procs.log_tail(state, part.name)
+            )
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"{part.name} did not become healthy within {part.start_timeout:.0f}s ({last}); "
+                f"see {procs.log_path(state, part.name)}"
+            )
+        time.sleep(0.1)
+
+
+def _ensure_running(state: Path, part: Part) -> tuple[int, str]:
+    tracked = procs.live(state, part.name)
+    action = "started"
+    if tracked is not None:
+        if tracked.argv == part.argv and tracked.fingerprint == part.fingerprint:
+            try:
+                part.ping()
+                return tracked.pid, "running"
+            except Exception:
+                pass  # alive but not answering: replace it
+        procs.stop(state, part.name)
+        action = "restarted"
+    if procs.port_open(c.HOST, part.port):
+        raise LabError(
+            f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
+            f"(state dir {state}); stop it, or run this lab with --port-offset"
+        )
+    pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=part.cwd, env=part.env)
+    _wait_ready(state, part, pid)
+    return pid, action
+
+
+def _write_credentials(state: Path) -> None:
+    for site in ("primary", "dr"):
+        c.write_json_atomic(
+            state / "credentials" / f"{site}.json",
+            {"user": c.VSPHERE_USER, "password": c.VSPHERE_PASSWORD},
+            mode=0o600,
+        )
+
+
+def _write_env(state: Path, info: LabInfo) -> None:
+    lines = ["# Source this to point clients at the lab: . " + str(state / "lab.env")]
+    lines += [f"export {key}={value!r}" for key, value in sorted(info.env().items())]
+    (state / "lab.env").write_text("\n".join(lines) + "\n")
+
+
+def _bootstrap(state: Path, cfg: c.LabConfig) -> LabInfo:
+    specs = vsphere.site_specs(state, cfg)
+
+    def site(name: str) -> VSphereSiteInfo:
+        vsphere.build(specs[name])
+        vsphere.fill_disks(specs[name])
+        return vsphere.describe(specs[name])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        primary = pool.submit(site, "primary")
+        dr = pool.submit(site, "dr")
+        moto = pool.submit(cloud.bootstrap_moto, cfg.moto_port)
+        azure = pool.submit(cloud.bootstrap_azurite, cfg.azurite_port)
+        s3_info, aws_info = moto.result()
+        info = LabInfo(
+            state_dir=state,
+            temporal=TemporalInfo(
+                address=f"{c.HOST}:{cfg.temporal_port}",
+                host=c.HOST,
+                port=cfg.temporal_port,
+                ui_url=temporal.ui_url(cfg),
+                namespace=temporal.NAMESPACE,
+                search_attributes=[key.name for key in SEARCH_ATTRIBUTES],
+                db_file=state / "temporal.db",
+            ),
+            vsphere={"primary": primary.result(), "dr": dr.result()},
+            s3=s3_info,
+            aws=aws_info,
+            azure=azure.result(),
+            disk_size=cfg.disk_size,
+        )
+    return info
+
+
+def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
+    """Start what is not running (in parallel), wait for health, build the inventory, write lab.json."""
+    state.mkdir(parents=True, exist_ok=True)
+    with procs.locked(state):
+        c.save_config(state, cfg)
+        _write_credentials(state)
+        todo = parts(state, cfg, for_start=True)
+        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+            futures = {part.name: pool.submit(_ensure_running, state, part) for part in todo}
+            errors: list[str] = []
+            started: dict[str, tuple[int, str]] = {}
+            for name, fut in futures.items():
+                try:
+                    started[name] = fut.result()
+                except Exception as exc:
+                    errors.append(
+                        str(exc) if isinstance(exc, LabError) else f"{name}: {type(exc).__name__}: {exc}"
+                    )
+        if errors:
+            raise LabError("\n".join(errors))
+        try:
+            info = _bootstrap(state, cfg)
+        except Exception as exc:
+            raise LabError(
+                f"the lab started but setting up its inventory failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        c.write_json_atomic(lab_json_path(state), info.model_dump(mode="json"))
+        _write_env(state, info)
+    statuses = status(state, cfg)
+    for st in statuses:
+        st.action = started[st.name][1] if st.name in started else None
+    return info, statuses
+
+
+def _status_of(state: Path, part: Part) -> PartStatus:
+    tracked = procs.read_tracked(state, part.name)
+    pid = tracked.pid if tracked and procs.is_ours(tracked.pid, tracked.argv) else None
+    log = str(procs.log_path(state, part.name))
+    if pid is None:
+        detail = "not running" if tracked is None else f"stale pid file (pid {tracked.pid} is gone)"
+        if procs.port_open(c.HOST, part.port):
+            detail += f"; port {part.port} is held by a process this lab did not start"
+        return PartStatus(name=part.name, pid=None, port=part.port, healthy=False, detail=detail, log=log)
+    try:
+        detail = part.check()
+        healthy = True
+    except Exception as exc:
+        detail, healthy = f"{type(exc).__name__}: {exc}", False
+    return PartStatus(name=part.name, pid=pid, port=part.port, healthy=healthy, detail=detail, log=log)
+
+
+def status(state: Path, cfg: c.LabConfig | None = None) -> list[PartStatus]:
+    """Health of every part, checked in parallel. Never starts or stops anything."""
+    cfg = cfg or c.resolve_config(state)
+    todo = parts(state, cfg, for_start=False)
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        return list(pool.map(lambda part: _status_of(state, part), todo))
+
+
+def down(state: Path, *, purge: bool = False, timeout: float = 10.0) -> dict[str, str]:
+    """Stop every part this state dir started (by pid file, never by name). Idempotent."""
+    if not state.exists():
+        return dict.fromkeys(PART_NAMES, "not running")
+    with procs.locked(state):
+        with ThreadPoolExecutor(max_workers=len(PART_NAMES)) as pool:
+            results = dict(
+                zip(PART_NAMES, pool.map(lambda n: procs.stop(state, n, timeout), PART_NAMES), strict=True)
+            )
+        lab_json_path(state).unlink(missing_ok=True)
+        (state / "lab.env").unlink(missing_ok=True)
+        if purge:
+            shutil.rmtree(state)
+    return results

