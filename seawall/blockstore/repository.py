@@ -1,0 +1,1316 @@
+"""The replica repository: ship disks into it, commit recovery points, verify, restore, retain, GC.
+
+Object layout in the store (every data object sealed, see codec.py)::
+
+    packs/<xx>/<pack id>       sealed chunks back to back, ~8 MiB (PACK_TARGET)
+    index/<xx>/<pack id>       the pack's chunk list: chunk id -> offset, length
+    tables/<xx>/<table id>     table parts and layers (table.py), content-addressed
+    points/<vm>/<point>.json   the manifest: written last, so a listed point is complete
+    verified/<vm>/<point>.json marker written after a clean verify ("latest verified" is a listing)
+    sessions/<session>.json    lease + resume journal of a ship in progress
+    gc/condemned.json          objects GC found unreferenced, and since when
+
+Why packs: at 1 % change of 1 GiB with scattered 4 KiB writes a point holds ~2,600 chunks. One
+object per chunk would be 2,600 PUTs per cycle per GiB (S3 allows ~3,500 PUT/s per prefix);
+packed, it is 2 packs + 2 indexes + 2-4 table objects + 1 manifest.
+
+Dedup and packs: a chunk is stored once per store and key. Before a chunk is appended to a pack,
+its id is looked up in the chunk index (every pack's ``index/`` object, loaded once per repository
+instance and refreshed at each ship); a hit is a no-op that references the existing pack. This
+dedups across points, disks and VMs sealed with the same key. Table rows carry the full location
+(chunk id + pack + offset + length), so restore and verify need no global index at all.
+
+Manifest size vs the 1.25x storage target (1 GiB disk, 1 % scattered 4 KiB change = 10.7 MB):
+a full table is ~3.2 MB per GiB (16,384 rows x ~190 B: hashes, 16 piece fingerprints, a chunk
+reference). Rewriting it every cycle would be +30 %. So a point's table is a *synthetic full*: the
+parent's layers plus one delta layer holding only changed rows (~2,400 rows x ~235 B = 0.55 MB,
++5 %), and the pack indexes add ~0.1 MB (+1 %). The bound: a disk has at most MAX_CHAIN (8) layers,
+one full and up to 7 deltas; the ship that would make the 9th writes a new full layer instead
+(consolidation, +0.3 % of the disk size once every 8 cycles, i.e. 0.4 MB per cycle averaged at
+1 GiB). A disk whose size changed also gets a full layer. Restoring any point therefore reads at
+most 8 layer objects and their parts; no point ever replays its ancestors' manifests, and
+retention may delete a parent because its child names the layers it needs directly.
+
+Garbage collection and concurrent writers (the rule, implemented in ``gc``):
+
+1. Every ship first writes its lease (``sessions/<id>.json``, renewed at each checkpoint), then
+   reads ``gc/condemned.json`` and never dedups against a condemned pack.
+2. GC lists packs and tables, then sessions, then manifests (in that order, so an object
+   committed during the run is seen as referenced), and computes the unreferenced set.
+3. An unreferenced object is first *condemned* (recorded with the time GC saw it so); it is deleted
+   only by a later GC run, if it is still unreferenced, the grace period (``gc_grace``) has
+   passed, and every live session started after the condemn time plus CLOCK_SKEW. Sessions that
+   started earlier could have loaded an index that still offered the object, or wrote it
+   themselves; they finish (commit or die) first. A session is dead once its lease is older than
+   ``lease_ttl``; a resumed ship re-checks that everything its journal names still exists.
+4. A pack stays while any kept point references any chunk in it (no repacking): space held by
+   partly dead packs is the price of never rewriting data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import blake3
+from pydantic import BaseModel, ValidationError
+
+from seawall.blockstore.backend import ObjectNotFound, ObjectStore
+from seawall.blockstore.codec import KIND_INDEX, KIND_TABLE, Codec
+from seawall.blockstore.errors import (
+    BadBlockError,
+    CorruptObjectError,
+    DataPathError,
+    DigestMismatchError,
+    MissingObjectError,
+    PointConflictError,
+    PointNotFoundError,
+    WrongKeyError,
+)
+from seawall.blockstore.keys import KeyMaterial, KeyRing
+from seawall.blockstore.manifest import (
+    BadBlock,
+    ChangePath,
+    CondemnedList,
+    DiskManifest,
+    GcResult,
+    PointInfo,
+    PointManifest,
+    PointRef,
+    RestoreResult,
+    RetentionPolicy,
+    RetentionResult,
+    SessionJournal,
+    ShippedDisk,
+    ShipProgress,
+    VerifiedMarker,
+    VerifyResult,
+    check_name,
+    utcnow,
+)
+from seawall.blockstore.table import (
+    BLOCK,
+    PIECE,
+    REBASE_PIECES,
+    ChunkRef,
+    Entry,
+    Hasher,
+    Overlay,
+    Part,
+    PartRef,
+    TableFormatError,
+    TableReader,
+    block_count,
+    block_len,
+    decode_layer,
+    decode_part,
+    encode_layer,
+    encode_part,
+)
+from seawall.sources.base import DiskSource
+
+MAX_CHAIN = 8
+PACK_TARGET = 8 * 1024 * 1024
+# A checkpoint (pack flush + table part + journal + progress callback) every 1 GiB scanned or
+# 64 MiB shipped: a restarted worker re-reads at most ~1 GiB (~0.15 s from cache, ~2 s from a
+# 500 MB/s datastore) and a 1 TiB seed writes ~10,000 small parts, not millions.
+CHECKPOINT_BLOCKS = 16384
+CHECKPOINT_BYTES = 64 * 1024 * 1024
+READ_BATCH_BLOCKS = 64  # 4 MiB reads: large enough for HTTP range reads, small for the pipeline
+CLOCK_SKEW = timedelta(minutes=5)
+ZERO_BLOCK = bytes(BLOCK)
+
+T = TypeVar("T", bound=BaseModel)
+ProgressCallback = Callable[[ShipProgress], None]
+Writer = Callable[[int, bytes], None]
+
+
+def pack_key(pack: bytes) -> str:
+    h = pack.hex()
+    return f"packs/{h[:2]}/{h}"
+
+
+def index_key(pack: bytes) -> str:
+    h = pack.hex()
+    return f"index/{h[:2]}/{h}"
+
+
+def table_key(oid: bytes) -> str:
+    h = oid.hex()
+    return f"tables/{h[:2]}/{h}"
+
+
+def point_key(vm: str, point_id: str) -> str:
+    return f"points/{vm}/{point_id}.json"
+
+
+def verified_key(vm: str, point_id: str) -> str:
+    return f"verified/{vm}/{point_id}.json"
+
+
+def session_key(session: str) -> str:
+    return f"sessions/{session}.json"
+
+
+CONDEMNED_KEY = "gc/condemned.json"
+
+
+def _key_tail_bytes(key: str) -> bytes:
+    return bytes.fromhex(key.rsplit("/", 1)[-1])
+
+
+@dataclass
+class _Pending:
+    start: int
+    end: int
+    plans: list[tuple[Any, ...]]
+    future: Future[list[tuple[bytes, bytes, bytes | None]]] | None
+
+
+@dataclass
+class _ShipState:
+    journal: SessionJournal
+    pack_id: bytes = b""
+    pack_buf: bytearray = field(default_factory=bytearray)
+    pack_rows: list[tuple[bytes, int, int]] = field(default_factory=list)
+    part_entries: list[Entry] = field(default_factory=list)
+    part_start: int = 0
+    since_ckpt_blocks: int = 0
+    since_ckpt_bytes: int = 0
+    referenced: set[bytes] = field(default_factory=set)
+    written: set[bytes] = field(default_factory=set)
+    # Hot counters live here, not in the frozen journal model, and are copied in at checkpoints.
+    position: int = 0
+    bytes_read: int = 0
+    bytes_changed: int = 0
+    bytes_shipped: int = 0
+    chunks_new: int = 0
+
+    @classmethod
+    def start(cls, journal: SessionJournal) -> _ShipState:
+        return cls(
+            journal=journal,
+            part_start=journal.position,
+            referenced={bytes.fromhex(p) for p in journal.packs_referenced},
+            written={bytes.fromhex(p) for p in journal.packs_written},
+            position=journal.position,
+            bytes_read=journal.bytes_read,
+            bytes_changed=journal.bytes_changed,
+            bytes_shipped=journal.bytes_shipped,
+            chunks_new=journal.chunks_new,
+        )
+
+
+class _PackCache:
+    """Whole packs for restore and verify, least recently used out.
+
+    Seed packs are written in disk order and used once in a sequential restore; delta packs hold
+    rows from all over the disk and are touched throughout, so they stay recent. 256 MiB holds
+    32 packs, enough that a sequential pass fetches each pack once in the layouts ship produces.
+    """
+
+    def __init__(self, store: ObjectStore, capacity: int, referenced_by: str) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._by: OrderedDict[bytes, bytes] = OrderedDict()
+        self._size = 0
+        self._referenced_by = referenced_by
+        self.fetched = 0
+        self.fetched_bytes = 0
+
+    def get(self, pack: bytes) -> bytes:
+        blob = self._by.get(pack)
+        if blob is not None:
+            self._by.move_to_end(pack)
+            return blob
+        try:
+            blob = self._store.get(pack_key(pack))
+        except ObjectNotFound:
+            raise MissingObjectError(pack_key(pack), self._referenced_by) from None
+        self.fetched += 1
+        self.fetched_bytes += len(blob)
+        self._by[pack] = blob
+        self._size += len(blob)
+        while self._size > self._capacity and len(self._by) > 1:
+            _, old = self._by.popitem(last=False)
+            self._size -= len(old)
+        return blob
+
+
+class Repository:
+    """The data path over one ObjectStore, sealing with one key (older keys readable via ``ring``)."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: KeyMaterial,
+        *,
+        ring: KeyRing | None = None,
+        zstd_level: int = 1,
+        threads: int | None = None,
+        pack_target: int = PACK_TARGET,
+        max_chain: int = MAX_CHAIN,
+        checkpoint_blocks: int = CHECKPOINT_BLOCKS,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
+        lease_ttl: timedelta = timedelta(hours=6),
+        gc_grace: timedelta = timedelta(hours=1),
+        pack_cache_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if max_chain < 1:
+            raise ValueError("max_chain must be at least 1")
+        self.store = store
+        self.key = key
+        self.codec = Codec(key, zstd_level, ring)
+        self._ring = ring
+        self.hasher = Hasher(key.seed64)
+        self.threads = max(1, threads if threads is not None else min(2, os.cpu_count() or 1))
+        self.pack_target = pack_target
+        self.max_chain = max_chain
+        self.checkpoint_blocks = checkpoint_blocks
+        self.checkpoint_bytes = checkpoint_bytes
+        self.lease_ttl = lease_ttl
+        self.gc_grace = gc_grace
+        self.pack_cache_bytes = pack_cache_bytes
+        self.clock = clock
+        self._index: dict[bytes, ChunkRef] = {}
+        self._index_packs: dict[bytes, list[bytes]] = {}
+        self._parts: OrderedDict[bytes, Part] = OrderedDict()
+        self._parts_rows = 0
+        self._manifests: dict[str, PointManifest] = {}
+
+    # ---- signed JSON (manifests, journals, markers) ----------------------------------------------
+
+    def _mac_key_for(self, key_id: str) -> KeyMaterial | None:
+        if key_id == self.key.key_id:
+            return self.key
+        return self._ring.get(key_id) if self._ring is not None else None
+
+    @staticmethod
+    def _mac(k: KeyMaterial, okey: str, body: bytes) -> str:
+        return blake3.blake3(okey.encode() + b"\n" + body, key=k.mac_key).hexdigest()
+
+    def _signed(self, okey: str, model: BaseModel) -> bytes:
+        body = model.model_dump_json().encode()
+        head = json.dumps({"key_id": self.key.key_id, "mac": self._mac(self.key, okey, body)}).encode()
+        return head + b"\n" + body
+
+    def _unsigned(self, okey: str, data: bytes, cls: type[T]) -> T:
+        head_raw, sep, body = data.partition(b"\n")
+        try:
+            head = json.loads(head_raw) if sep else None
+        except ValueError:
+            head = None
+        if not isinstance(head, dict) or not isinstance(head.get("key_id"), str):
+            raise CorruptObjectError(okey, "not a signed object (truncated or overwritten)")
+        k = self._mac_key_for(head["key_id"])
+        if k is None:
+            raise WrongKeyError(okey, head["key_id"], self.key.key_id)
+        if head.get("mac") != self._mac(k, okey, body):
+            raise CorruptObjectError(okey, "MAC mismatch (tampered, truncated or copied from another key)")
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as exc:
+            raise CorruptObjectError(okey, f"invalid content: {exc.error_count()} errors") from exc
+
+    def _get_signed(self, okey: str, cls: type[T]) -> T:
+        return self._unsigned(okey, self.store.get(okey), cls)
+
+    # ---- tables -----------------------------------------------------------------------------------
+
+    def _put_table(self, plain: bytes) -> tuple[bytes, int]:
+        oid = self.codec.object_id(plain)
+        sealed = self.codec.seal(KIND_TABLE, oid, plain)
+        self.store.put(table_key(oid), sealed)
+        return oid, len(sealed)
+
+    def _get_table(self, oid: bytes, referenced_by: str) -> bytes:
+        try:
+            blob = self.store.get(table_key(oid))
+        except ObjectNotFound:
+            raise MissingObjectError(table_key(oid), referenced_by) from None
+        return self.codec.open(KIND_TABLE, oid, blob, f"table {oid.hex()[:16]} of {referenced_by}")
+
+    def _cache_part(self, oid: bytes, part: Part) -> None:
+        self._parts[oid] = part
+        self._parts_rows += len(part.entries)
+        # ~0.5 KB per cached row: keep at most ~100 MB of decoded rows.
+        while self._parts_rows > 200_000 and len(self._parts) > 1:
+            _, old = self._parts.popitem(last=False)
+            self._parts_rows -= len(old.entries)
+
+    def _load_part(self, oid: bytes, referenced_by: str) -> Part:
+        part = self._parts.get(oid)
+        if part is not None:
+            self._parts.move_to_end(oid)
+            return part
+        plain = self._get_table(oid, referenced_by)
+        try:
+            part = decode_part(plain)
+        except TableFormatError as exc:
+            raise CorruptObjectError(f"table part {oid.hex()[:16]}", str(exc)) from exc
+        self._cache_part(oid, part)
+        return part
+
+    def _load_layers(self, layers: list[str], referenced_by: str) -> list[tuple[bool, list[PartRef]]]:
+        out = []
+        for lid in layers:
+            plain = self._get_table(bytes.fromhex(lid), referenced_by)
+            try:
+                out.append(decode_layer(plain))
+            except TableFormatError as exc:
+                raise CorruptObjectError(f"table layer {lid[:16]}", str(exc)) from exc
+        if out and not out[0][0]:
+            raise CorruptObjectError(referenced_by, "first table layer is not a full layer")
+        return out
+
+    def _reader(self, dm: DiskManifest, referenced_by: str) -> TableReader:
+        layers = self._load_layers(dm.layers, referenced_by)
+        return TableReader(layers, lambda oid: self._load_part(oid, referenced_by))
+
+    # ---- chunk index ------------------------------------------------------------------------------
+
+    def _condemned(self) -> CondemnedList:
+        try:
+            return self._get_signed(CONDEMNED_KEY, CondemnedList)
+        except ObjectNotFound:
+            return CondemnedList()
+
+    def _refresh_index(self) -> None:
+        """Load new packs' indexes; forget packs that are gone or condemned (never dedup to those)."""
+        condemned = self._condemned().since
+        present: set[bytes] = set()
+        for k in self.store.list("index/"):
+            try:
+                pack = _key_tail_bytes(k)
+            except ValueError:
+                continue
+            if pack_key(pack) in condemned:
+                continue
+            present.add(pack)
+        for pack in list(self._index_packs):
+            if pack not in present:
+                for cid in self._index_packs.pop(pack):
+                    ref = self._index.get(cid)
+                    if ref is not None and ref.pack == pack:
+                        del self._index[cid]
+        for pack in present - self._index_packs.keys():
+            try:
+                blob = self.store.get(index_key(pack))
+            except ObjectNotFound:
+                continue
+            try:
+                plain = self.codec.open(
+                    KIND_INDEX, pack, blob, f"index of pack {pack.hex()}", verify_id=False
+                )
+            except (CorruptObjectError, WrongKeyError):
+                # A pack we cannot read the index of is simply not a dedup candidate.
+                continue
+            cids = []
+            for o in range(0, len(plain) - len(plain) % 40, 40):
+                cid = plain[o : o + 32]
+                off = int.from_bytes(plain[o + 32 : o + 36], "little")
+                ln = int.from_bytes(plain[o + 36 : o + 40], "little")
+                self._index.setdefault(cid, ChunkRef(cid, pack, off, ln))
+                cids.append(cid)
+            self._index_packs[pack] = cids
+
+    # ---- manifests and points ---------------------------------------------------------------------
+
+    def read_manifest(self, vm: str, point_id: str) -> PointManifest:
+        okey = point_key(vm, point_id)
+        m = self._manifests.get(okey)
+        if m is not None:
+            return m
+        try:
+            m = self._get_signed(okey, PointManifest)
+        except ObjectNotFound:
+            raise PointNotFoundError(vm, point_id) from None
+        if m.vm != vm or m.point_id != point_id:
+            raise CorruptObjectError(okey, "manifest names another point")
+        self._manifests[okey] = m
+        return m
+
+    def _disk_of(self, m: PointManifest, disk: str) -> DiskManifest | None:
+        return next((d for d in m.disks if d.disk == disk), None)
+
+    def list_points(self, vm: str) -> list[PointInfo]:
+        """Complete points of ``vm``, oldest first. Only committed manifests are listed."""
+        check_name("vm", vm)
+        verified = {k.rsplit("/", 1)[-1][:-5] for k in self.store.list(f"verified/{vm}/")}
+        out = []
+        for k in self.store.list(f"points/{vm}/"):
+            name = k.rsplit("/", 1)[-1]
+            if not name.endswith(".json"):
+                continue
+            m = self.read_manifest(vm, name[:-5])
+            out.append(
+                PointInfo(
+                    vm=vm,
+                    point_id=m.point_id,
+                    parent=m.parent,
+                    created_at=m.created_at,
+                    verified=m.point_id in verified,
+                    disks={d.disk: d.size for d in m.disks},
+                )
+            )
+        out.sort(key=lambda p: (p.created_at, p.point_id))
+        return out
+
+    def latest_point(self, vm: str, verified_only: bool = True) -> PointRef | None:
+        points = [p for p in self.list_points(vm) if p.verified or not verified_only]
+        return points[-1].ref if points else None
+
+    def commit_point(
+        self,
+        vm: str,
+        point_id: str,
+        disks: list[ShippedDisk],
+        parent: PointRef | str | None = None,
+        meta: dict[str, str] | None = None,
+    ) -> PointRef:
+        """Make a recovery point visible by writing its manifest, after everything it references.
+
+        Idempotent: committing the same point again (a retried activity) returns the existing ref;
+        committing different content under an existing id raises PointConflictError.
+        """
+        check_name("vm", vm)
+        check_name("point id", point_id)
+        parent_id = parent.point_id if isinstance(parent, PointRef) else parent
+        names = [d.disk for d in disks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"point {point_id}: duplicate disk names {names}")
+        for d in disks:
+            if d.key_id != self.key.key_id:
+                raise WrongKeyError(f"shipped disk {d.disk}", d.key_id, self.key.key_id)
+            if d.parent_point not in (None, parent_id):
+                raise ValueError(
+                    f"disk {d.disk} was shipped against {d.parent_point}, not parent {parent_id}"
+                )
+            for lid in d.layers:
+                if not self.store.exists(table_key(bytes.fromhex(lid))):
+                    raise MissingObjectError(table_key(bytes.fromhex(lid)), f"shipped disk {d.disk}")
+        manifest = PointManifest(
+            vm=vm,
+            point_id=point_id,
+            parent=parent_id,
+            created_at=self.clock(),
+            key_id=self.key.key_id,
+            disks=[DiskManifest.model_validate(d.model_dump(exclude={"session", "key_id"})) for d in disks],
+            meta=meta or {},
+        )
+        okey = point_key(vm, point_id)
+        written = self.store.put(okey, self._signed(okey, manifest))
+        if not written:
+            existing = self.read_manifest(vm, point_id)
+            if not manifest.same_content(existing):
+                raise PointConflictError(
+                    f"point {point_id!r} of {vm!r} already exists with different content"
+                )
+            manifest = existing
+        self._manifests[okey] = manifest
+        for d in disks:
+            self.store.delete(session_key(d.session))
+        return PointRef(vm=vm, point_id=point_id, created_at=manifest.created_at)
+
+    # ---- ship -------------------------------------------------------------------------------------
+
+    def ship(
+        self,
+        source: DiskSource,
+        vm: str,
+        disk: str,
+        parent: PointRef | None = None,
+        resume: ShipProgress | dict[str, Any] | None = None,
+        on_progress: ProgressCallback | None = None,
+        session: str | None = None,
+    ) -> ShippedDisk:
+        """Read ``source``, store what changed since ``parent`` and return the disk for commit_point.
+
+        ``on_progress`` is called at every durable checkpoint with a small ShipProgress; pass the
+        last one back as ``resume`` (or pass a deterministic ``session``) and a restarted worker
+        continues after the last checkpoint the store confirms. Store errors (TransientStoreError)
+        propagate unchanged; nothing becomes visible before commit_point.
+        """
+        check_name("vm", vm)
+        check_name("disk", disk)
+        progress = ShipProgress.coerce(resume)
+        size = source.size
+        n = block_count(size)
+        parent_disk: DiskManifest | None = None
+        parent_id = parent.point_id if parent is not None else None
+        if parent is not None:
+            parent_disk = self._disk_of(self.read_manifest(parent.vm, parent.point_id), disk)
+        journal: SessionJournal | None = None
+        sid = progress.session if progress is not None else session
+        if sid is not None:
+            journal = self._try_resume(sid, vm, disk, parent_id if parent_disk else None, size)
+            if journal is not None and journal.shipped is not None:
+                return journal.shipped
+        areas = self._cbt_runs(source, parent_disk, n)
+        if journal is None:
+            full = (
+                parent_disk is None or parent_disk.size != size or len(parent_disk.layers) >= self.max_chain
+            )
+            path: ChangePath = (
+                "full" if parent_disk is None else ("cbt" if areas is not None else "hash-compare")
+            )
+            now = self.clock()
+            journal = SessionJournal(
+                session=sid if sid is not None and progress is None else f"{vm}.{disk}.{uuid.uuid4().hex}",
+                vm=vm,
+                disk=disk,
+                parent_point=parent_id if parent_disk else None,
+                key_id=self.key.key_id,
+                size=size,
+                full_layer=full,
+                change_path=path,
+                started_at=now,
+                renewed_at=now,
+            )
+            check_name("session", journal.session)
+            # The lease is durable before any pack: GC never collects what a live session wrote.
+            self.store.put_overwrite(
+                session_key(journal.session), self._signed(session_key(journal.session), journal)
+            )
+        elif journal.change_path == "cbt" and areas is None:
+            journal = journal.model_copy(update={"change_path": "hash-compare"})
+        if journal.change_path != "cbt":
+            areas = None
+        self._refresh_index()
+        st = _ShipState.start(journal)
+        cursor = self._reader(parent_disk, f"parent point {parent_id}") if parent_disk else None
+        parent_size = parent_disk.size if parent_disk else 0
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-ship")
+        try:
+            self._scan(source, st, cursor, parent_size, size, areas, pool, on_progress)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return self._finish(st, parent_disk, size, n, source.change_id)
+
+    def _try_resume(
+        self, sid: str, vm: str, disk: str, parent_id: str | None, size: int
+    ) -> SessionJournal | None:
+        try:
+            j = self._get_signed(session_key(sid), SessionJournal)
+        except (ObjectNotFound, CorruptObjectError):
+            return None
+        if (j.vm, j.disk, j.parent_point, j.size, j.key_id) != (vm, disk, parent_id, size, self.key.key_id):
+            return None
+        if j.shipped is not None:
+            if all(self.store.exists(table_key(bytes.fromhex(lid))) for lid in j.shipped.layers):
+                return j
+            return None
+        # Trust the store, not the heartbeat: everything the journal names must still be there
+        # (a lease that expired may have let GC collect it).
+        for pid, _, _ in j.parts:
+            if not self.store.exists(table_key(bytes.fromhex(pid))):
+                return None
+        if not self._packs_exist({bytes.fromhex(p) for p in j.packs_referenced}):
+            return None
+        j = j.model_copy(update={"renewed_at": self.clock()})
+        self.store.put_overwrite(session_key(sid), self._signed(session_key(sid), j))
+        return j
+
+    def _packs_exist(self, packs: set[bytes]) -> bool:
+        if len(packs) <= 64:
+            return all(self.store.exists(pack_key(p)) for p in packs)
+        present = {_key_tail_bytes(k) for k in self.store.list("packs/")}
+        return packs <= present
+
+    def _cbt_runs(
+        self, source: DiskSource, parent_disk: DiskManifest | None, n: int
+    ) -> list[tuple[int, int]] | None:
+        """Block runs CBT says changed (coalesced), or None when hash-compare must run."""
+        if parent_disk is None or not parent_disk.change_id or not source.change_id:
+            return None
+        areas = source.changed_areas(parent_disk.change_id)
+        if areas is None:
+            return None
+        runs: list[tuple[int, int]] = []
+        for a in areas:
+            if a.length <= 0:
+                continue
+            b0 = a.offset // BLOCK
+            b1 = min(n, (a.offset + a.length + BLOCK - 1) // BLOCK)
+            if b0 < b1:
+                runs.append((b0, b1))
+        if parent_disk.size != source.size:
+            # The old last block and everything past it changed length or are new.
+            runs.append((max(0, min(block_count(parent_disk.size), n) - 1), n))
+        runs.sort()
+        merged: list[tuple[int, int]] = []
+        for b0, b1 in runs:
+            if merged and b0 <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b1))
+            else:
+                merged.append((b0, b1))
+        return merged
+
+    def _batches(
+        self, start: int, n: int, areas: list[tuple[int, int]] | None
+    ) -> Iterator[tuple[int, int, bool]]:
+        """(b0, b1, read?) in block order covering [start, n); read runs are at most one batch."""
+        runs = [(start, n)] if areas is None else areas
+        pos = start
+        for r0, r1 in runs:
+            r0, r1 = max(r0, pos), min(r1, n)
+            if r0 >= r1:
+                continue
+            if r0 > pos:
+                yield pos, r0, False
+            b = r0
+            while b < r1:
+                e = min(r1, b + READ_BATCH_BLOCKS)
+                yield b, e, True
+                b = e
+            pos = r1
+        if pos < n:
+            yield pos, n, False
+
+    def _scan(
+        self,
+        source: DiskSource,
+        st: _ShipState,
+        cursor: TableReader | None,
+        parent_size: int,
+        size: int,
+        areas: list[tuple[int, int]] | None,
+        pool: ThreadPoolExecutor,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        n = block_count(size)
+        parent_n = block_count(parent_size)
+        full = st.journal.full_layer
+        hasher = self.hasher
+        pending: deque[_Pending] = deque()
+        depth = 2 * self.threads
+        encode = self._encode_jobs
+        for b0, b1, do_read in self._batches(st.position, n, areas):
+            plans: list[tuple[Any, ...]] = []
+            jobs: list[tuple[memoryview, bool]] = []
+            if not do_read:
+                if full and cursor is not None:
+                    for i in range(b0, b1):
+                        plans.append(("carry", cursor.at(i)))
+                pending.append(_Pending(b0, b1, plans, None))
+            else:
+                off = b0 * BLOCK
+                want = min(size, b1 * BLOCK) - off
+                data = source.read(off, want)
+                if len(data) != want:
+                    raise DataPathError(
+                        f"{source.describe()}: short read at {off}: {len(data)} of {want} bytes"
+                    )
+                st.bytes_read += want
+                mv = memoryview(data)
+                changed = 0
+                for i in range(b0, b1):
+                    L = block_len(size, i)
+                    blk = mv[(i - b0) * BLOCK : (i - b0) * BLOCK + L]
+                    h = hasher.block(blk)
+                    p = cursor.at(i) if cursor is not None and i < parent_n else None
+                    same_len = p is not None and block_len(parent_size, i) == L
+                    if same_len and p is not None and p.bhash == h:
+                        if full:
+                            plans.append(("carry", p))
+                        continue
+                    if h == hasher.zero_hash(L) and blk == ZERO_BLOCK[:L]:
+                        plans.append(("zero", i, h))
+                        if p is not None and not p.is_zero:
+                            changed += L
+                        continue
+                    if same_len and p is not None:
+                        plan, nbytes = self._plan_pieces(i, blk, h, p, jobs)
+                        plans.append(plan)
+                        changed += nbytes
+                    else:
+                        jobs.append((blk, True))
+                        plans.append(("block", i, h, None, len(jobs) - 1))
+                        changed += L
+                fut = pool.submit(encode, jobs) if jobs else None
+                st.bytes_changed += changed
+                pending.append(_Pending(b0, b1, plans, fut))
+            while len(pending) > depth or (pending and pending[0].future is None):
+                self._finalize(st, pending.popleft(), on_progress)
+        while pending:
+            self._finalize(st, pending.popleft(), on_progress)
+
+    def _plan_pieces(
+        self, i: int, blk: memoryview, h: bytes, p: Entry, jobs: list[tuple[memoryview, bool]]
+    ) -> tuple[tuple[Any, ...], int]:
+        """A changed block whose parent has the same length: ship only the changed 4 KiB pieces."""
+        L = len(blk)
+        hasher = self.hasher
+        fps = hasher.pieces(blk)
+        pfps = p.fps if p.fps is not None else hasher.zero_fps(L)
+        npieces = len(fps) // 8
+        changed = [k for k in range(npieces) if fps[8 * k : 8 * k + 8] != pfps[8 * k : 8 * k + 8]]
+        ov: dict[int, Any] = dict(p.overlays)
+        base = p.base
+        if not changed or len(ov.keys() | set(changed)) >= REBASE_PIECES:
+            # No piece differs although the block hash does (a 64-bit fingerprint collision), or
+            # most of the block changed: store it whole.
+            jobs.append((blk, False))
+            return ("block", i, h, fps, len(jobs) - 1), L
+        nbytes = 0
+        zero_piece = ZERO_BLOCK[:PIECE]
+        for k in changed:
+            piece = blk[k * PIECE : (k + 1) * PIECE]
+            nbytes += len(piece)
+            if piece == zero_piece[: len(piece)]:
+                if base is None:
+                    ov.pop(k, None)
+                else:
+                    ov[k] = None
+            else:
+                jobs.append((piece, False))
+                ov[k] = ("job", len(jobs) - 1)
+        return ("pieces", i, h, fps, base, ov), nbytes
+
+    def _encode_jobs(self, jobs: list[tuple[memoryview, bool]]) -> list[tuple[bytes, bytes, bytes | None]]:
+        """Runs on the pool: hashing, zstd and AES-GCM release the GIL, so two threads use both cores."""
+        out = []
+        seal = self.codec.seal_chunk
+        pieces = self.hasher.pieces
+        for data, want_fps in jobs:
+            fps = pieces(data) if want_fps else None
+            cid, sealed = seal(data)
+            out.append((cid, sealed, fps))
+        return out
+
+    def _store_chunk(self, st: _ShipState, cid: bytes, sealed: bytes) -> ChunkRef:
+        ref = self._index.get(cid)
+        if ref is None:
+            if not st.pack_id:
+                st.pack_id = os.urandom(16)
+            ref = ChunkRef(cid, st.pack_id, len(st.pack_buf), len(sealed))
+            st.pack_buf += sealed
+            st.pack_rows.append((cid, ref.offset, ref.length))
+            self._index[cid] = ref
+            st.chunks_new += 1
+        st.referenced.add(ref.pack)
+        return ref
+
+    def _finalize(self, st: _ShipState, pb: _Pending, on_progress: ProgressCallback | None) -> None:
+        results = pb.future.result() if pb.future is not None else []
+        refs: list[ChunkRef] = [self._store_chunk(st, cid, sealed) for cid, sealed, _ in results]
+        out = st.part_entries
+        for plan in pb.plans:
+            kind = plan[0]
+            if kind == "carry":
+                e = plan[1]
+                if e is None:
+                    raise DataPathError("parent table has no row for a block it should cover")
+                out.append(e)
+                for r in e.chunk_refs():
+                    st.referenced.add(r.pack)
+            elif kind == "zero":
+                out.append(Entry(plan[1], plan[2], None))
+            elif kind == "block":
+                _, i, h, fps, j = plan
+                out.append(Entry(i, h, fps if fps is not None else results[j][2], refs[j]))
+            else:
+                _, i, h, fps, base, ov = plan
+                overlays: list[Overlay] = []
+                for k in sorted(ov):
+                    v = ov[k]
+                    if isinstance(v, tuple) and len(v) == 2 and v[0] == "job":
+                        overlays.append((k, refs[v[1]]))
+                    else:
+                        overlays.append((k, v))
+                        if v is not None:
+                            st.referenced.add(v.pack)
+                if base is not None:
+                    st.referenced.add(base.pack)
+                out.append(Entry(i, h, fps, base, tuple(overlays)))
+        st.position = pb.end
+        st.since_ckpt_blocks += pb.end - pb.start
+        if len(st.pack_buf) >= self.pack_target:
+            self._flush_pack(st)
+        if st.since_ckpt_blocks >= self.checkpoint_blocks or st.since_ckpt_bytes >= self.checkpoint_bytes:
+            self._checkpoint(st, on_progress)
+
+    def _flush_pack(self, st: _ShipState) -> None:
+        if not st.pack_buf:
+            return
+        pack = st.pack_id
+        self.store.put(pack_key(pack), bytes(st.pack_buf))
+        idx = b"".join(
+            cid + off.to_bytes(4, "little") + ln.to_bytes(4, "little") for cid, off, ln in st.pack_rows
+        )
+        sealed_idx = self.codec.seal(KIND_INDEX, pack, idx)
+        # The index goes after the pack: an index never names a pack that is not there.
+        self.store.put(index_key(pack), sealed_idx)
+        self._index_packs[pack] = [cid for cid, _, _ in st.pack_rows]
+        shipped = len(st.pack_buf) + len(sealed_idx)
+        st.since_ckpt_bytes += shipped
+        st.written.add(pack)
+        st.bytes_shipped += shipped
+        st.pack_id, st.pack_buf, st.pack_rows = b"", bytearray(), []
+
+    def _checkpoint(self, st: _ShipState, on_progress: ProgressCallback | None) -> None:
+        self._flush_pack(st)
+        j = st.journal
+        parts = list(j.parts)
+        if st.position > st.part_start and (st.part_entries or j.full_layer):
+            plain = encode_part(st.part_start, st.position, j.full_layer, st.part_entries)
+            oid, n = self._put_table(plain)
+            self._cache_part(oid, Part(st.part_start, st.position, j.full_layer, st.part_entries))
+            parts.append((oid.hex(), st.part_start, st.position))
+            st.bytes_shipped += n
+        st.journal = j = j.model_copy(
+            update={
+                "parts": parts,
+                "position": st.position,
+                "bytes_read": st.bytes_read,
+                "bytes_changed": st.bytes_changed,
+                "bytes_shipped": st.bytes_shipped,
+                "chunks_new": st.chunks_new,
+                "checkpoint": j.checkpoint + 1,
+                "renewed_at": self.clock(),
+                "packs_written": sorted(p.hex() for p in st.written),
+                "packs_referenced": sorted(p.hex() for p in st.referenced),
+            }
+        )
+        skey = session_key(j.session)
+        self.store.put_overwrite(skey, self._signed(skey, j))
+        st.part_entries = []
+        st.part_start = j.position
+        st.since_ckpt_blocks = 0
+        st.since_ckpt_bytes = 0
+        if on_progress is not None:
+            on_progress(
+                ShipProgress(
+                    session=j.session,
+                    vm=j.vm,
+                    disk=j.disk,
+                    block=j.position,
+                    blocks_total=block_count(j.size),
+                    bytes_read=j.bytes_read,
+                    bytes_shipped=j.bytes_shipped,
+                    packs_committed=len(j.packs_written),
+                    checkpoint=j.checkpoint,
+                )
+            )
+
+    def _finish(
+        self, st: _ShipState, parent_disk: DiskManifest | None, size: int, n: int, change_id: str | None
+    ) -> ShippedDisk:
+        self._checkpoint(st, None)
+        j = st.journal
+        lid, nbytes = self._put_table(
+            encode_layer(j.full_layer, [PartRef(bytes.fromhex(p), s, e) for p, s, e in j.parts])
+        )
+        layers = ([] if j.full_layer or parent_disk is None else list(parent_disk.layers)) + [lid.hex()]
+        if len(layers) > self.max_chain:
+            raise DataPathError(f"engine error: chain of {len(layers)} layers exceeds {self.max_chain}")
+        # A dedup hit may name a pack a GC removed after this repository loaded its index; never
+        # hand out a point with a hole in it.
+        foreign = {p for p in st.referenced if p not in st.written}
+        if not self._packs_exist(foreign):
+            raise MissingObjectError(
+                "packs/...", f"session {j.session}: a deduplicated pack vanished; ship again"
+            )
+        digest, zero_blocks = self._table_digest(layers, size, f"session {j.session}")
+        shipped = ShippedDisk(
+            disk=j.disk,
+            size=size,
+            block_size=BLOCK,
+            piece_size=PIECE,
+            layers=layers,
+            digest=digest,
+            change_path=j.change_path,
+            change_id=change_id,
+            parent_point=j.parent_point,
+            blocks=n,
+            zero_blocks=zero_blocks,
+            bytes_read=j.bytes_read,
+            bytes_changed=j.bytes_changed,
+            bytes_shipped=j.bytes_shipped + nbytes,
+            chunks_new=j.chunks_new,
+            packs_written=len(j.packs_written),
+            session=j.session,
+            key_id=self.key.key_id,
+        )
+        j = j.model_copy(update={"shipped": shipped, "renewed_at": self.clock()})
+        skey = session_key(j.session)
+        self.store.put_overwrite(skey, self._signed(skey, j))
+        return shipped
+
+    def _table_digest(self, layers: list[str], size: int, referenced_by: str) -> tuple[str, int]:
+        """The disk digest from the block hashes the ship computed from the source bytes."""
+        dm_reader = TableReader(
+            self._load_layers(layers, referenced_by), lambda oid: self._load_part(oid, referenced_by)
+        )
+        h = blake3.blake3(size.to_bytes(8, "little"))
+        zeros = 0
+        for i in range(block_count(size)):
+            e = dm_reader.at(i)
+            if e is None:
+                raise DataPathError(f"engine error: table of {referenced_by} has no row for block {i}")
+            h.update(e.bhash)
+            zeros += e.is_zero
+        return h.hexdigest(), zeros
+
+    # ---- reading back: verify and restore ---------------------------------------------------------
+
+    def _assemble(self, e: Entry, length: int, cache: _PackCache, key_id: str) -> tuple[bytes | None, int]:
+        """Block content from its chunks, each checked against its id; (None, 0) for a zero block."""
+        if e.is_zero:
+            return None, 0
+        nchunks = 0
+
+        def chunk(ref: ChunkRef) -> bytes:
+            blob = cache.get(ref.pack)
+            if ref.offset + ref.length > len(blob):
+                raise CorruptObjectError(f"pack {ref.pack.hex()}", "truncated (chunk extends past its end)")
+            return self.codec.open_chunk(
+                ref.cid, memoryview(blob)[ref.offset : ref.offset + ref.length], key_id
+            )
+
+        if e.base is not None:
+            data = chunk(e.base)
+            nchunks += 1
+            if len(data) != length:
+                raise CorruptObjectError(
+                    f"chunk {e.base.cid.hex()[:16]}", f"is {len(data)} bytes, block {length}"
+                )
+        else:
+            data = ZERO_BLOCK[:length]
+        if e.overlays:
+            buf = bytearray(data)
+            for k, ref in e.overlays:
+                lo, hi = k * PIECE, min(length, (k + 1) * PIECE)
+                if lo >= length:
+                    raise CorruptObjectError("table row", f"overlay piece {k} past the block end")
+                if ref is None:
+                    buf[lo:hi] = ZERO_BLOCK[: hi - lo]
+                else:
+                    piece = chunk(ref)
+                    nchunks += 1
+                    if len(piece) != hi - lo:
+                        raise CorruptObjectError(f"chunk {ref.cid.hex()[:16]}", "piece has the wrong length")
+                    buf[lo:hi] = piece
+            data = bytes(buf)
+        return data, nchunks
+
+    def verify_point(self, vm: str, point_id: str, mark: bool = True) -> VerifyResult:
+        """Re-read every chunk the point references, check it, and rebuild each disk's digest.
+
+        Problems are reported per block (disk, block index, offset, reason), never raised, except a
+        wrong key, which makes every block unreadable and is raised as WrongKeyError.
+        """
+        m = self.read_manifest(vm, point_id)
+        bad: list[BadBlock] = []
+        errors: list[str] = []
+        blocks = chunks = nbytes = 0
+        for dm in m.disks:
+            where = f"point {point_id} disk {dm.disk}"
+            try:
+                reader = self._reader(dm, where)
+            except (MissingObjectError, CorruptObjectError) as exc:
+                errors.append(f"disk {dm.disk}: table unreadable: {exc}")
+                continue
+            cache = _PackCache(self.store, self.pack_cache_bytes, where)
+            h = blake3.blake3(dm.size.to_bytes(8, "little"))
+            for i in range(block_count(dm.size)):
+                L = block_len(dm.size, i)
+                blocks += 1
+                try:
+                    e = reader.at(i)
+                    if e is None:
+                        raise CorruptObjectError("table", "no row for this block")
+                    data, nc = self._assemble(e, L, cache, m.key_id)
+                    chunks += nc
+                    actual = self.hasher.zero_hash(L) if data is None else self.hasher.block(data)
+                    if actual != e.bhash:
+                        raise CorruptObjectError(
+                            "block", "content does not match the block hash in the manifest"
+                        )
+                    nbytes += L
+                except WrongKeyError:
+                    raise
+                except (DataPathError, TableFormatError) as exc:
+                    bad.append(BadBlock(disk=dm.disk, block=i, offset=i * BLOCK, reason=str(exc)))
+                    actual = b"\0" * 16
+                h.update(actual)
+            if h.hexdigest() != dm.digest:
+                errors.append(f"disk {dm.disk}: digest of the stored blocks differs from the source digest")
+        ok = not bad and not errors
+        marked = False
+        if ok and mark:
+            marker = VerifiedMarker(
+                vm=vm,
+                point_id=point_id,
+                verified_at=self.clock(),
+                digests={d.disk: d.digest for d in m.disks},
+            )
+            vkey = verified_key(vm, point_id)
+            self.store.put_overwrite(vkey, self._signed(vkey, marker))
+            marked = True
+        return VerifyResult(
+            vm=vm,
+            point_id=point_id,
+            ok=ok,
+            disks=len(m.disks),
+            blocks_checked=blocks,
+            chunks_checked=chunks,
+            bytes_checked=nbytes,
+            bad_blocks=bad,
+            errors=errors,
+            marked_verified=marked,
+        )
+
+    def restore_disk(
+        self,
+        vm: str,
+        point_id: str,
+        disk: str,
+        target: str | os.PathLike[str] | Writer,
+        start_offset: int = 0,
+        sparse: bool = True,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> RestoreResult:
+        """Write a disk of a point into a file / block device path, or to ``writer(offset, data)``.
+
+        Every chunk is checked against its id and every block against its hash on the way; a
+        mismatch raises BadBlockError and the block is not written. A restore from offset 0 also
+        checks the whole-disk digest at the end. ``start_offset`` resumes (rounded down to a block).
+        With ``sparse`` zero blocks are skipped: a file target is created sparse at its full size,
+        a writer must start zero-filled. ``on_progress(offset)`` is called every 64 MiB.
+        """
+        m = self.read_manifest(vm, point_id)
+        dm = self._disk_of(m, disk)
+        if dm is None:
+            raise DataPathError(f"point {point_id} of {vm} has no disk {disk!r}")
+        where = f"point {point_id} disk {disk}"
+        reader = self._reader(dm, where)
+        cache = _PackCache(self.store, self.pack_cache_bytes, where)
+        first = min(start_offset, dm.size) // BLOCK
+        fd: int | None = None
+        writer: Writer
+        if callable(target):
+            writer = target
+        else:
+            path = Path(target)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            is_blk = stat.S_ISBLK(os.fstat(fd).st_mode)
+            if not is_blk:
+                if first == 0:
+                    os.ftruncate(fd, 0)  # a fresh sparse file: holes read as zeros
+                os.ftruncate(fd, dm.size)
+            else:
+                sparse = False
+            f = fd
+
+            def writer(off: int, data: bytes) -> None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.pwrite(f, view, off + len(data) - len(view)) :]
+
+        written = skipped = 0
+        h = blake3.blake3(dm.size.to_bytes(8, "little")) if first == 0 else None
+        next_report = 64 * 1024 * 1024
+        try:
+            for i in range(first, block_count(dm.size)):
+                L = block_len(dm.size, i)
+                e = reader.at(i)
+                try:
+                    if e is None:
+                        raise CorruptObjectError("table", "no row for this block")
+                    data, _ = self._assemble(e, L, cache, m.key_id)
+                    actual = self.hasher.zero_hash(L) if data is None else self.hasher.block(data)
+                    if actual != e.bhash:
+                        raise CorruptObjectError(
+                            "block", "content does not match the block hash in the manifest"
+                        )
+                except (CorruptObjectError, MissingObjectError, TableFormatError) as exc:
+                    raise BadBlockError(disk, i, i * BLOCK, str(exc)) from exc
+                if h is not None:
+                    h.update(actual)
+                if data is None:
+                    if sparse:
+                        skipped += L
+                    else:
+                        writer(i * BLOCK, ZERO_BLOCK[:L])
+                        written += L
+                else:
+                    writer(i * BLOCK, data)
+                    written += L
+                if on_progress is not None and (i + 1) * BLOCK >= next_report:
+                    on_progress((i + 1) * BLOCK)
+                    next_report += 64 * 1024 * 1024
+            if fd is not None:
+                os.fsync(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if h is not None and h.hexdigest() != dm.digest:
+            raise DigestMismatchError(f"{where}: restored blocks do not match the source digest")
+        return RestoreResult(
+            vm=vm,
+            point_id=point_id,
+            disk=disk,
+            size=dm.size,
+            start_offset=first * BLOCK,
+            bytes_written=written,
+            zero_bytes_skipped=skipped,
+            digest_checked=h is not None,
+        )
+
+    # ---- retention and GC -------------------------------------------------------------------------
+
+    def apply_retention(
+        self, vm: str, policy: RetentionPolicy, now: datetime | None = None
+    ) -> RetentionResult:
+        """Delete the manifests of points the policy does not keep (data goes at the next gc()).
+
+        A child point names its table layers itself, so deleting a parent never breaks a child.
+        """
+        now = now or self.clock()
+        points = self.list_points(vm)[::-1]  # newest first
+        keep: set[str] = set()
+        if policy.keep_last is None and policy.keep_hours is None:
+            keep = {p.point_id for p in points}
+        if policy.keep_last is not None:
+            keep.update(p.point_id for p in points[: policy.keep_last])
+        if policy.keep_hours is not None:
+            horizon = now - timedelta(hours=policy.keep_hours)
+            keep.update(p.point_id for p in points if p.created_at >= horizon)
+        newest_verified = next((p for p in points if p.verified), None)
+        if newest_verified is not None:
+            keep.add(newest_verified.point_id)
+        deleted = []
+        for p in points:
+            if p.point_id in keep:
+                continue
+            okey = point_key(vm, p.point_id)
+            self.store.delete(okey)
+            self.store.delete(verified_key(vm, p.point_id))
+            self._manifests.pop(okey, None)
+            deleted.append(p.point_id)
+        return RetentionResult(
+            vm=vm, kept=[p.point_id for p in points[::-1] if p.point_id in keep], deleted=deleted[::-1]
+        )
+
+    def gc(self, now: datetime | None = None) -> GcResult:
+        """Delete packs and tables no point references, safely against ships running meanwhile.
+
+        See the module docstring for the rule. Raises (and deletes nothing more) if any manifest
+        cannot be read: an unreadable manifest's references are unknown.
+        """
+        now = now or self.clock()
+        # 1. objects, 2. sessions, 3. manifests: anything committed during the run is seen.
+        packs = {k for k in self.store.list("packs/")}
+        tables = {k for k in self.store.list("tables/")}
+        indexes = {k for k in self.store.list("index/")}
+        live: list[SessionJournal] = []
+        expired = 0
+        for k in list(self.store.list("sessions/")):
+            try:
+                j = self._get_signed(k, SessionJournal)
+            except ObjectNotFound:
+                continue
+            except CorruptObjectError:
+                # A lease we cannot read protects nothing we can name; count it live by its age.
+                live.append(
+                    SessionJournal(
+                        session="unreadable",
+                        vm="-",
+                        disk="-",
+                        parent_point=None,
+                        key_id="-",
+                        size=0,
+                        full_layer=True,
+                        change_path="full",
+                        started_at=datetime.min.replace(tzinfo=now.tzinfo),
+                        renewed_at=now,
+                    )
+                )
+                continue
+            if j.renewed_at + self.lease_ttl > now:
+                live.append(j)
+            else:
+                self.store.delete(k)
+                expired += 1
+        ref_tables: set[str] = set()
+        ref_packs: set[str] = set()
+        self._manifests.clear()
+        for k in list(self.store.list("points/")):
+            vm, _, name = k[len("points/") :].partition("/")
+            if not name.endswith(".json"):
+                continue
+            m = self.read_manifest(vm, name[:-5])
+            for dm in m.disks:
+                for lid in dm.layers:
+                    ref_tables.add(table_key(bytes.fromhex(lid)))
+                where = f"point {m.point_id} of {vm}"
+                for _, prefs in self._load_layers(dm.layers, where):
+                    for pr in prefs:
+                        tkey = table_key(pr.oid)
+                        if tkey in ref_tables:
+                            continue
+                        ref_tables.add(tkey)
+                        for e in self._load_part(pr.oid, where).entries:
+                            for r in e.chunk_refs():
+                                ref_packs.add(pack_key(r.pack))
+        unreferenced = (packs - ref_packs) | (tables - ref_tables)
+        # An index whose pack is gone is unreferenced too (a crash between the two deletes).
+        for ik in indexes:
+            pk = "packs/" + ik[len("index/") :]
+            if pk not in packs and pk not in ref_packs:
+                unreferenced.add(ik)
+        old = self._condemned().since
+        keep_since: dict[str, datetime] = {}
+        packs_deleted = tables_deleted = 0
+        to_delete: list[str] = []
+        for k in unreferenced:
+            since = old.get(k)
+            if (
+                since is not None
+                and now - since >= self.gc_grace
+                and all(s.started_at > since + CLOCK_SKEW for s in live)
+            ):
+                to_delete.append(k)
+            else:
+                keep_since[k] = since if since is not None else now
+        # Record the newly condemned before deleting anything, so a ship starting from here on
+        # already avoids them.
+        stamp = max(now, self.clock())
+        keep_since = {k: (v if k in old else stamp) for k, v in keep_since.items()}
+        self.store.put_overwrite(CONDEMNED_KEY, self._signed(CONDEMNED_KEY, CondemnedList(since=keep_since)))
+        for k in sorted(to_delete):
+            if k.startswith("packs/"):
+                # Index first: a crash in between leaves a pack no writer will dedup against.
+                self.store.delete("index/" + k[len("packs/") :])
+                self.store.delete(k)
+                packs_deleted += 1
+            elif k.startswith("tables/"):
+                self.store.delete(k)
+                tables_deleted += 1
+            else:
+                self.store.delete(k)
+        for pack in [p for p in self._index_packs if pack_key(p) in to_delete]:
+            for cid in self._index_packs.pop(pack):
+                ref = self._index.get(cid)
+                if ref is not None and ref.pack == pack:
+                    del self._index[cid]
+        self._parts.clear()
+        self._parts_rows = 0
+        return GcResult(
+            packs_deleted=packs_deleted,
+            tables_deleted=tables_deleted,
+            condemned=len(keep_since),
+            sessions_expired=expired,
+            live_sessions=len(live),
+        )
