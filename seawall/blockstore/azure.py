@@ -188,6 +188,11 @@ class AzureBlobStore:
     def describe(self) -> str:
         return self._where
 
+    @property
+    def client(self) -> ContainerClient:
+        """The SDK's container client, for callers that need features beyond the store."""
+        return self._client
+
     def _full(self, key: str) -> str:
         if not key or key.startswith("/"):
             raise ValueError(f"invalid store key {key!r}")

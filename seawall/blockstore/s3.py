@@ -216,6 +216,11 @@ class S3Store:
     def describe(self) -> str:
         return self._where
 
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, for callers that need S3 features beyond the store (lifecycle rules)."""
+        return self._client
+
     def _full(self, key: str) -> str:
         if not key or key.startswith("/"):
             raise ValueError(f"invalid store key {key!r}")

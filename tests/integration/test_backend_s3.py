@@ -1,0 +1,166 @@
+"""S3Store against the lab's moto server: the ObjectStore contract, multipart uploads, error mapping."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
+from seawall.blockstore.retrying import RetryingStore
+from seawall.blockstore.s3 import MIN_PART_SIZE, S3Store
+from seawall.lab import LabInfo
+
+pytestmark = pytest.mark.lab
+
+
+def make_store(lab: LabInfo, prefix: str, **kwargs: Any) -> S3Store:
+    s3 = lab.s3
+    return S3Store(
+        kwargs.pop("bucket", s3.bucket),
+        prefix,
+        endpoint_url=kwargs.pop("endpoint_url", s3.endpoint_url),
+        region=s3.region,
+        access_key_id=s3.access_key_id,
+        secret_access_key=s3.secret_access_key,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-backend-s3/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(lab: LabInfo, prefix: str) -> Iterator[S3Store]:
+    store = make_store(lab, prefix)
+    yield store
+    for key in list(store.list()):
+        store.delete(key)
+    store.close()
+
+
+def test_contract(store: S3Store, prefix: str, lab: LabInfo) -> None:
+    assert isinstance(store, ObjectStore)
+    assert store.describe() == f"s3://{lab.s3.bucket}/{prefix}"
+    store.check()
+
+    assert store.exists("chunks/aa/aa01") is False
+    assert store.put("chunks/aa/aa01", b"first") is True
+    assert store.put("chunks/aa/aa01", b"other") is False, "an existing key is never rewritten by put"
+    assert store.get("chunks/aa/aa01") == b"first"
+    assert store.exists("chunks/aa/aa01") is True
+
+    store.put_overwrite("heads/web-01", b"p1")
+    store.put_overwrite("heads/web-01", b"p2")
+    assert store.get("heads/web-01") == b"p2"
+
+    store.put("chunks/bb/bb01", b"")
+    assert store.get("chunks/bb/bb01") == b""
+    assert sorted(store.list()) == ["chunks/aa/aa01", "chunks/bb/bb01", "heads/web-01"]
+    assert sorted(store.list("chunks/")) == ["chunks/aa/aa01", "chunks/bb/bb01"]
+    assert list(store.list("nothing/")) == []
+
+    store.delete("chunks/aa/aa01")
+    store.delete("chunks/aa/aa01")
+    assert store.exists("chunks/aa/aa01") is False
+    with pytest.raises(ObjectNotFound) as info:
+        store.get("chunks/aa/aa01")
+    assert info.value.key == "chunks/aa/aa01"
+
+    # The prefix isolates: the raw bucket holds our keys under it, and nothing leaks outside.
+    raw = store.client.list_objects_v2(Bucket=lab.s3.bucket, Prefix=prefix + "/")
+    assert sorted(o["Key"] for o in raw.get("Contents", [])) == [
+        f"{prefix}/chunks/bb/bb01",
+        f"{prefix}/heads/web-01",
+    ]
+
+
+def test_listing_pages_past_one_thousand_keys(store: S3Store) -> None:
+    keys = [f"chunks/{i:04x}" for i in range(1100)]
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(lambda k: store.put(k, k.encode()), keys))
+    assert sorted(store.list("chunks/")) == keys
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(store.delete, keys))
+
+
+def test_large_objects_go_multipart(lab: LabInfo, prefix: str) -> None:
+    store = make_store(lab, prefix, multipart_threshold=MIN_PART_SIZE, multipart_part_size=MIN_PART_SIZE)
+    calls: list[str] = []
+    store.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    data = os.urandom(2 * MIN_PART_SIZE + 12345)
+    try:
+        assert store.put("packs/big", data) is True
+        assert calls.count("UploadPart") == 3
+        assert "CompleteMultipartUpload" in calls and "PutObject" not in calls
+        assert store.get("packs/big") == data
+        calls.clear()
+        assert store.put("packs/big", data) is False
+        assert calls == ["HeadObject"]
+        small = os.urandom(1000)
+        store.put_overwrite("packs/small", small)
+        assert "PutObject" in calls
+        assert store.get("packs/small") == small
+    finally:
+        for key in list(store.list()):
+            store.delete(key)
+        store.close()
+
+
+def test_failed_multipart_upload_is_aborted_and_invisible(lab: LabInfo, prefix: str) -> None:
+    store = make_store(lab, prefix, multipart_threshold=MIN_PART_SIZE, multipart_part_size=MIN_PART_SIZE)
+    parts = 0
+
+    def break_second_part(**_: Any) -> None:
+        nonlocal parts
+        parts += 1
+        if parts == 2:
+            raise EndpointConnectionError(endpoint_url=lab.s3.endpoint_url)
+
+    store.client.meta.events.register("before-call.s3.UploadPart", break_second_part)
+    try:
+        with pytest.raises(TransientStoreError):
+            store.put("packs/broken", os.urandom(2 * MIN_PART_SIZE + 1))
+        assert store.exists("packs/broken") is False
+        pending = store.client.list_multipart_uploads(Bucket=lab.s3.bucket, Prefix=prefix)
+        assert pending.get("Uploads", []) == [], "the failed upload must be aborted, not left to accrue parts"
+    finally:
+        store.close()
+
+
+def test_missing_bucket_is_a_clear_permanent_error(lab: LabInfo, prefix: str) -> None:
+    store = make_store(lab, prefix, bucket=f"no-such-bucket-{uuid.uuid4().hex[:8]}")
+    for call in (
+        store.check,
+        lambda: store.get("k"),
+        lambda: store.put("k", b"v"),
+        lambda: list(store.list()),
+    ):
+        with pytest.raises(StoreError) as info:
+            call()
+        assert not isinstance(info.value, TransientStoreError)
+        assert f"bucket {store.bucket!r} does not exist" in str(info.value)
+        assert lab.s3.secret_access_key not in str(info.value)
+    # Retrying would not help, so the wrapper does not.
+    sleeps: list[float] = []
+    with pytest.raises(StoreError):
+        RetryingStore(store, attempts=5, sleep=sleeps.append).get("k")
+    assert sleeps == []
+    store.close()
+
+
+def test_unreachable_endpoint_is_transient_and_retried(lab: LabInfo, prefix: str) -> None:
+    store = make_store(lab, prefix, endpoint_url="http://127.0.0.1:9", connect_timeout=1.0)
+    sleeps: list[float] = []
+    retrying = RetryingStore(store, attempts=3, base_delay=0.01, max_delay=0.02, sleep=sleeps.append)
+    with pytest.raises(TransientStoreError, match="gave up after 3 attempts"):
+        retrying.put("k", b"v")
+    assert len(sleeps) == 2
+    store.close()
