@@ -5,8 +5,17 @@ from __future__ import annotations
 import typer
 
 
-def worker(site: list[str] = typer.Option(..., "--site", help="Site whose task queue to poll.")) -> None:
-    """Run a worker for the given sites' task queues until SIGTERM/SIGINT."""
+def worker(
+    site: list[str] = typer.Option([], "--site", help="A site whose task queue to poll (repeatable)."),
+    orchestration: bool = typer.Option(
+        True, "--orchestration/--no-orchestration", help="Also run workflows (the orchestration queue)."
+    ),
+) -> None:
+    """Run a worker for the given sites' task queues until SIGTERM/SIGINT, then drain and exit 0."""
     from workers.main import run_worker
 
-    run_worker(site)
+    if not site and not orchestration:
+        raise typer.BadParameter(
+            "nothing to do: give --site NAME and/or --orchestration", param_hint="--site"
+        )
+    run_worker(site, orchestration=orchestration)

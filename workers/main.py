@@ -1,0 +1,132 @@
+"""Worker process: polls the orchestration queue and one task queue per site it serves.
+
+A worker holds credentials only for the sites it was started for; Temporal routes each activity to a
+worker of the site it touches (``seawall-site-<name>``). SIGTERM/SIGINT drain in-flight activities for up
+to ``graceful_shutdown_s`` before exiting, so a rolling restart never abandons a transfer mid-chunk
+(a killed one resumes from its heartbeat anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from seawall.config import Settings
+from seawall.routing import site_queue
+from seawall.temporal import connect
+
+log = logging.getLogger("seawall.worker")
+
+
+def workflow_classes() -> list[type]:
+    from workflows import ALL_WORKFLOWS
+
+    return list(ALL_WORKFLOWS)
+
+
+def site_activities(site: str, settings: Settings) -> list[Callable[..., Any]]:
+    from activities.registry import activities_for_site
+
+    return activities_for_site(site, settings)
+
+
+def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
+    from activities.registry import orchestration_activities as acts
+
+    return acts(settings)
+
+
+def build_workers(
+    client: Client,
+    sites: Sequence[str],
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    *,
+    orchestration: bool = True,
+    identity: str | None = None,
+) -> list[Worker]:
+    identity = identity or f"{os.getpid()}@{socket.gethostname()}"
+    common: dict[str, Any] = {
+        "activity_executor": executor,
+        "max_concurrent_activities": settings.max_concurrent_activities,
+        "graceful_shutdown_timeout": timedelta(seconds=settings.graceful_shutdown_s),
+    }
+    workers: list[Worker] = []
+    if orchestration:
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.orchestration_queue,
+                workflows=workflow_classes(),
+                activities=orchestration_activities(settings),
+                identity=f"{identity}/orchestration",
+                **common,
+            )
+        )
+    for site in sites:
+        workers.append(
+            Worker(
+                client,
+                task_queue=site_queue(site),
+                activities=site_activities(site, settings),
+                identity=f"{identity}/{site}",
+                **common,
+            )
+        )
+    return workers
+
+
+async def serve(
+    sites: Sequence[str],
+    settings: Settings | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    orchestration: bool = True,
+) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when no event is given)."""
+    settings = settings or Settings()
+    client = await connect(settings)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
+        workers = build_workers(client, sites, settings, executor, orchestration=orchestration)
+        queues = [w.task_queue for w in workers]
+        log.info("worker started: queues=%s temporal=%s", ",".join(queues), settings.temporal_address)
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
+        log.info("worker stopping: draining in-flight activities (up to %.0fs)", settings.graceful_shutdown_s)
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        stopper.cancel()
+        for task in runs:
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
+                raise error
+        log.info("worker stopped")
+
+
+def run_worker(sites: Sequence[str], *, orchestration: bool = True) -> None:
+    logging.basicConfig(
+        level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(sites, orchestration=orchestration))
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_worker(sys.argv[1:])

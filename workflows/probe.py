@@ -1,0 +1,34 @@
+"""ProbeSiteWorkflow: ask a site's own worker whether it can reach the site with its own credentials.
+
+Operators run it before protecting VMs or drilling a plan; it is also the smallest end-to-end proof that
+routing by site task queue, the pydantic converter and our search attributes work.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from seawall.messages import ProbeSiteInput, SiteProbe
+    from seawall.routing import site_queue
+    from seawall.search import SA_SITE
+
+
+@workflow.defn(name="ProbeSite")
+class ProbeSiteWorkflow:
+    @workflow.run
+    async def run(self, inp: ProbeSiteInput) -> SiteProbe:
+        workflow.upsert_search_attributes([SA_SITE.value_set(inp.site)])
+        # A probe answers in seconds; a few quick retries tell a flapping site from a dead one.
+        return await workflow.execute_activity(
+            "probe_site",
+            inp.site,
+            task_queue=site_queue(inp.site),
+            result_type=SiteProbe,
+            schedule_to_close_timeout=timedelta(minutes=2),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
+        )
