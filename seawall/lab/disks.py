@@ -174,6 +174,12 @@ def write_blocks(lab: LabInfo, site: str, vm: str, offset: int, data: bytes, dis
         os.close(fd)
 
 
+def restore_disk(lab: LabInfo, site: str, vm: str, disk: int = 0) -> None:
+    """Put the lab's original image back (a test that changed blocks calls this when done)."""
+    target = _disk(lab, site, vm, disk)
+    write_blocks(lab, site, vm, 0, disk_pattern(vm, target.capacity_bytes, disk), disk)
+
+
 def read_disk(lab: LabInfo, site: str, vm: str, disk: int = 0) -> bytes:
     """The current bytes of a lab VM's disk, from the datastore file."""
     return _disk(lab, site, vm, disk).file.read_bytes()

@@ -123,6 +123,16 @@ def start(
             start_new_session=True,
             close_fds=True,
         )
+    # /proc/<pid>/cmdline reads empty for a few ms while exec completes; the pid is recorded only once
+    # it shows our argv, so the pid-reuse guard never mistakes a starting child for a dead one.
+    deadline = time.monotonic() + 5
+    while read_cmdline(proc.pid) != argv:
+        if proc.poll() is not None:
+            raise OSError(f"{name} exited at once (code {proc.returncode}); see {log}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise OSError(f"{name} (pid {proc.pid}) does not show the expected command line; see {log}")
+        time.sleep(0.005)
     # The child is not waited for here: it outlives us, and init reaps it. Telling Popen it is done
     # keeps a long-lived caller (a test session) from warning about a "still running" child.
     proc.returncode = 0

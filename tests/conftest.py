@@ -1,0 +1,60 @@
+"""Fixtures every test directory may use. Subdirectories add their own conftest.py for the rest.
+
+The lab is never skipped: a test that asks for ``lab`` and finds it down fails and says how to start it,
+so a green run always means the integration tests really ran.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from seawall.lab import LabInfo, LabNotUpError, load_lab
+from seawall.lab import config as lab_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_HOW_TO_START = "start it with `make test` (runs the whole suite) or `.venv/bin/seawall lab up`"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m "not lab"` then runs exactly the tests that do not need the running lab.
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def lab_state_dir() -> Path:
+    """The lab this session talks to: ``$SEAWALL_LAB_DIR`` or the checkout's ``.seawall/lab``."""
+    return lab_config.state_dir()
+
+
+@pytest.fixture(scope="session")
+def lab(lab_state_dir: Path) -> LabInfo:
+    """The running lab's endpoints, after checking that all five parts are healthy."""
+    try:
+        info = load_lab(lab_state_dir)
+    except LabNotUpError as exc:
+        pytest.fail(f"the lab is not up: {exc}; {_HOW_TO_START}", pytrace=False)
+    # Imported here: it pulls in pyvmomi, boto3 and temporalio, which unit-only runs need not pay for.
+    from seawall.lab.manager import status as lab_status
+
+    unhealthy = [p for p in lab_status(lab_state_dir) if not p.healthy]
+    if unhealthy:
+        lines = "\n".join(f"  {p.name}: {p.detail} (log: {p.log})" for p in unhealthy)
+        pytest.fail(f"the lab at {lab_state_dir} is not healthy:\n{lines}\n{_HOW_TO_START}", pytrace=False)
+    return info
+
+
+@pytest.fixture(scope="session")
+def lab_env(lab: LabInfo) -> dict[str, str]:
+    """os.environ plus the lab's client settings (dummy AWS keys, endpoints), for subprocesses."""
+    return {**os.environ, **lab.env()}
