@@ -230,8 +230,11 @@ def _read(path: str | Path) -> tuple[_Document | None, list[PlanError]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        return None, [PlanError(shown, line, "", f"invalid YAML: {problem or 'cannot parse'}")]
+        message = f"invalid YAML: {exc.problem or 'cannot parse'}"
+        if exc.context:
+            started = f" at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+            message += f" ({exc.context}{started})"
+        return None, [PlanError(shown, line, "", message)]
     except yaml.YAMLError as exc:
         return None, [PlanError(shown, 1, "", f"invalid YAML: {exc}")]
     finally:
@@ -324,6 +327,10 @@ def _schema_errors(doc: _Document, model: type[BaseModel], exc: ValidationError)
             message = f"unknown key '{key}'{_did_you_mean(key, fields)}"
         elif kind == "missing":
             message = "required key is missing"
+        elif kind in ("time_delta_parsing", "time_delta_type"):
+            message = "not a duration: write e.g. 30s, 5m, 1h30m, 2d, or a number of seconds"
+            if isinstance(given, str | int | float):
+                message += f" (got {given!r})"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
             expected = _QUOTED.findall(str(ctx.get("expected_tags", "")))
@@ -476,6 +483,7 @@ def check_plan(plan: RecoveryPlan, inventory: Inventory) -> list[Problem]:
         problems.append(Problem(("target_site",), _unknown("site", plan.target_site, sites)))
     elif plan.target_site == plan.source_site:
         problems.append(Problem(("target_site",), "the target site is the source site"))
+        target = None  # one error says it all; checking networks against the source would only echo it
     group_names = [group.name for group in plan.groups]
     problems += _duplicates(group_names, ("groups",), "group")
     _check_hooks(plan.pre_hooks, ("pre_hooks",), sites, problems)
@@ -524,7 +532,7 @@ def check_plan(plan: RecoveryPlan, inventory: Inventory) -> list[Problem]:
                             f"not from the plan's source site '{plan.source_site}'",
                         )
                     )
-                elif plan.target_site not in replica.target_sites:
+                elif target is not None and plan.target_site not in replica.target_sites:
                     problems.append(
                         Problem(
                             (*at, "name"),
@@ -679,7 +687,15 @@ def _fits(rule: StaticIP | SubnetTranslation, net: Network) -> bool:
 
 
 def _cycles(plan: RecoveryPlan) -> list[Problem]:
-    """Dependency cycles, each reported once, at the edge that closes it, with its whole path."""
+    """Dependency cycles, each reported once, at the edge that closes it, with its whole path.
+
+    Edges to later groups are left out: each is an error of its own already, and any cycle through
+    one would only repeat it.
+    """
+    group_of: dict[str, int] = {}
+    for group_index, group in enumerate(plan.groups):
+        for vm in group.vms:
+            group_of.setdefault(vm.name, group_index)
     edges: dict[str, list[tuple[str, Loc]]] = {}
     for group_index, group in enumerate(plan.groups):
         for vm_index, vm in enumerate(group.vms):
@@ -688,7 +704,7 @@ def _cycles(plan: RecoveryPlan) -> list[Problem]:
             edges[vm.name] = [
                 (dep, ("groups", group_index, "vms", vm_index, "depends_on", dep_index))
                 for dep_index, dep in enumerate(vm.depends_on)
-                if dep != vm.name
+                if dep != vm.name and group_of.get(dep, -1) <= group_index
             ]
     problems = []
     reported: set[frozenset[str]] = set()
