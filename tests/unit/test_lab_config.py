@@ -1,0 +1,83 @@
+"""Lab configuration: contract names, saved config, ports and command lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seawall.lab import config as c
+from seawall.lab import temporal, vsphere
+
+
+def test_default_vm_names() -> None:
+    assert c.default_vm_names(5) == ["web-01", "web-02", "app-01", "app-02", "db-01"]
+    assert c.default_vm_names(2) == ["web-01", "web-02"]
+    assert c.default_vm_names(7)[5:] == ["vm-06", "vm-07"]
+    with pytest.raises(ValueError):
+        c.default_vm_names(0)
+
+
+def test_resolve_saves_and_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(c.ENV_PORT_OFFSET, raising=False)
+    cfg = c.resolve_config(tmp_path, vms=10, disk_size=8 * c.MIB)
+    assert len(cfg.vms) == 10 and cfg.second_disk_vm == "db-01"
+    c.save_config(tmp_path, cfg)
+    again = c.resolve_config(tmp_path)
+    assert again == cfg
+    small = c.resolve_config(tmp_path, vms=2)
+    assert small.vms == ["web-01", "web-02"] and small.second_disk_vm is None
+    monkeypatch.setenv(c.ENV_PORT_OFFSET, "100")
+    assert c.resolve_config(tmp_path).vcsim_dr_port == 9090
+
+
+def test_ports() -> None:
+    cfg = c.LabConfig()
+    assert (cfg.temporal_port, cfg.temporal_ui_port, cfg.vcsim_primary_port, cfg.vcsim_dr_port) == (
+        7233,
+        8233,
+        8989,
+        8990,
+    )
+    assert (cfg.moto_port, cfg.azurite_port) == (5000, 10000)
+
+
+def test_disk_size_must_be_whole_regions() -> None:
+    with pytest.raises(ValueError):
+        c.LabConfig(disk_size=c.MIB + 512)
+
+
+def test_state_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(c.ENV_STATE_DIR, str(tmp_path / "env"))
+    assert c.state_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert c.state_dir() == tmp_path / "env"
+    monkeypatch.delenv(c.ENV_STATE_DIR)
+    assert c.state_dir().parts[-2:] == (".seawall", "lab")
+
+
+def test_site_specs_contract(tmp_path: Path) -> None:
+    specs = vsphere.site_specs(tmp_path, c.LabConfig())
+    primary, dr = specs["primary"], specs["dr"]
+    assert (primary.datacenter, primary.datastore, primary.port) == ("dc-primary", "ds-primary", 8989)
+    assert (dr.datacenter, dr.datastore, dr.port) == ("dc-dr", "ds-dr", 8990)
+    assert primary.networks == ("prod-web", "prod-app", "prod-db")
+    assert dr.all_networks() == ("dr-web", "dr-app", "dr-db", "drill")
+    assert primary.datastore_dir == tmp_path / "vcsim" / "primary" / "ds"
+    assert [primary.network_for(vm, i) for i, vm in enumerate(primary.vms)] == [
+        "prod-web",
+        "prod-web",
+        "prod-app",
+        "prod-app",
+        "prod-db",
+    ]
+    assert primary.disk_count("db-01") == 2 and primary.disk_count("web-01") == 1
+
+
+def test_temporal_command_line(tmp_path: Path) -> None:
+    argv = temporal.argv(tmp_path, c.LabConfig())
+    assert argv[1:3] == ["server", "start-dev"]
+    joined = " ".join(argv)
+    assert "--ip 127.0.0.1 --port 7233 --ui-port 8233" in joined
+    assert f"--db-filename {tmp_path / 'temporal.db'}" in joined
+    for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun"):
+        assert f"--search-attribute {name}=Keyword" in joined
