@@ -565,6 +565,10 @@ class VSphereConnection:
         info = props.get("snapshot")
         return list(_walk_snapshots(info.rootSnapshotList if info is not None else None))
 
+    def snapshot_names(self, vm: Any) -> list[str]:
+        """Names of every snapshot of ``vm``, depth first (to check nothing was left behind)."""
+        return [str(t.name) for t in self._snapshot_trees(vm)]
+
     def find_snapshots(self, vm: Any, name: str) -> list[Any]:
         return [t.snapshot for t in self._snapshot_trees(vm) if t.name == name]
 

@@ -17,6 +17,8 @@ from seawall.blockstore.retrying import RetryPolicy
 from seawall.providers.vsphere import (
     CbtStatus,
     DiskInfo,
+    VSphereConnection,
+    VSphereTaskError,
     build_datastore_url,
     flat_extent_path,
     parse_datastore_path,
@@ -75,6 +77,46 @@ def test_coalesce_ranges_merges_adjacent_and_respects_limits() -> None:
     capped = coalesce_ranges([(i * 10, 10) for i in range(10)], max_request=30)
     assert [(p.offset, p.length) for p in capped] == [(0, 30), (30, 30), (60, 30), (90, 10)]
     assert [(p.offset, p.length) for p in coalesce_ranges([(0, 100)], max_request=30)] == [(0, 100)]
+
+
+class FakeTask:
+    _moId = "task-7"
+
+
+class ScriptedConnection(VSphereConnection):
+    """A connection whose property reads replay a script of task states (no server)."""
+
+    def __init__(self, states: list[dict[str, Any]]) -> None:
+        super().__init__("vc.example", "u", "p", port=443)
+        self.states = states
+        self.reads = 0
+
+    def properties(self, obj: Any, paths: Any) -> dict[str, Any]:
+        self.reads += 1
+        return self.states[min(self.reads, len(self.states)) - 1]
+
+
+def test_wait_for_task_returns_the_result() -> None:
+    conn = ScriptedConnection([{"info.state": "running"}, {"info.state": "success", "info.result": "snap-1"}])
+    assert conn.wait_for_task(FakeTask(), timeout=5) == "snap-1"
+    assert conn.reads == 2
+
+
+def test_wait_for_task_times_out_naming_the_task() -> None:
+    conn = ScriptedConnection([{"info.state": "running"}])
+    with pytest.raises(VSphereTaskError, match=r"create snapshot did not finish within 0s .*task-7.*running"):
+        conn.wait_for_task(FakeTask(), timeout=0.2, what="create snapshot")
+
+
+def test_wait_for_task_reports_the_fault() -> None:
+    from pyVmomi import vim
+
+    fault = vim.fault.InvalidPowerState(msg="The attempted operation cannot be performed")
+    conn = ScriptedConnection([{"info.state": "error", "info.error": fault}])
+    with pytest.raises(
+        VSphereTaskError, match=r"power off failed on https://vc\.example:443: .*InvalidPowerState"
+    ):
+        conn.wait_for_task(FakeTask(), what="power off")
 
 
 # -- the HTTP reader against a local datastore service ---------------------------------------------
