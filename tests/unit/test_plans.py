@@ -1,0 +1,546 @@
+"""Plan and inventory files: every broken file fails with exit 2 and one located error line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seawall.cli import app
+from seawall.models import AwsSite, HttpHook, Inventory, RecoveryPlan, VSphereSite
+from seawall.plans import (
+    PlanError,
+    PlanValidationError,
+    check,
+    check_files,
+    check_plan,
+    load_inventory,
+    load_plan,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path("tests/data/plans")
+BROKEN = DATA / "broken"
+GOOD = DATA / "good"
+EXAMPLES = sorted(str(p.relative_to(REPO)) for p in (REPO / "examples").glob("*.yaml"))
+
+# file, line, field, the start of the message (the rest may name suggestions or values)
+BROKEN_CASES = [
+    ("empty.yaml", 1, "", "file is empty"),
+    ("inventory-cidr-host-bits.yaml", 25, "sites[1].networks[1].cidr", "Input is not a valid IPv4 network"),
+    ("inventory-duplicate-site.yaml", 36, "sites[3].name", "site 'dr' is already defined (sites[1])"),
+    (
+        "inventory-gateway-outside.yaml",
+        24,
+        "sites[1].networks[0].gateway",
+        "gateway 10.2.3.1 is outside the network's subnet 10.2.2.0/24",
+    ),
+    (
+        "inventory-inline-secret.yaml",
+        32,
+        "sites[2].credentials",
+        "is not a secret reference: write env:VARIABLE, file:PATH or none, neve",
+    ),
+    (
+        "inventory-interval-garbage.yaml",
+        42,
+        "policies[0].interval",
+        "not a duration: write e.g. 30s, 5m, 1h30m, 2d, or a number of seconds ",
+    ),
+    (
+        "inventory-interval-too-long.yaml",
+        42,
+        "policies[0].interval",
+        "2d is out of range: must be between 30s and 24h",
+    ),
+    (
+        "inventory-interval-too-short.yaml",
+        42,
+        "policies[0].interval",
+        "10s is out of range: must be between 30s and 24h",
+    ),
+    (
+        "inventory-key-none.yaml",
+        44,
+        "policies[0].key_ref",
+        "replicas are always encrypted: key_ref cannot be none",
+    ),
+    ("inventory-missing-field.yaml", 15, "sites[1].datacenter", "required key is missing"),
+    ("inventory-no-retention.yaml", 41, "policies[0]", "give retention_count, retention_hours, or both"),
+    (
+        "inventory-site-kind.yaml",
+        29,
+        "sites[2].kind",
+        "unknown kind 'amazon': expected one of 'vsphere', 'aws', 'directory'",
+    ),
+    ("inventory-strict-bool.yaml", 26, "sites[1].networks[2].isolated", "Input should be a valid boolean"),
+    (
+        "inventory-target-is-source.yaml",
+        46,
+        "protected_vms[0].target_sites[0]",
+        "'primary' is the VM's source site",
+    ),
+    ("inventory-unknown-key.yaml", 43, "policies[0].retention_cout", "unknown key 'retention_cout'"),
+    ("inventory-unknown-policy.yaml", 48, "protected_vms[2].policy", "unknown policy 'rpo-5'"),
+    ("inventory-unknown-site.yaml", 48, "protected_vms[2].source_site", "unknown site 'primray'"),
+    (
+        "inventory-url-credentials.yaml",
+        31,
+        "sites[2].endpoint_url",
+        "URL must not carry credentials (user:password@)",
+    ),
+    ("inventory-zone-not-aws.yaml", 52, "dns_zones[0].site", "route53 zones need an aws site"),
+    (
+        "plan-bad-dns-name.yaml",
+        36,
+        "groups[1].vms[0].dns[0].name",
+        "'-app-01.corp.example.com' is not a valid DNS name: dot-separated labe",
+    ),
+    ("plan-bad-kind.yaml", 2, "kind", "unknown kind 'RecoveryPlna': expected 'Inventory' or 'RecoveryPlan'"),
+    (
+        "plan-bad-name.yaml",
+        4,
+        "name",
+        "'App_DR' is not a valid name: use 1-63 lowercase letters, digits and '",
+    ),
+    (
+        "plan-bad-port.yaml",
+        21,
+        "groups[0].vms[0].health_checks[0].port",
+        "Input should be less than or equal to 65535",
+    ),
+    ("plan-cname-without-value.yaml", 36, "groups[1].vms[0].dns[0]", "a CNAME record needs a value"),
+    (
+        "plan-dependency-cycle.yaml",
+        38,
+        "groups[1].vms[1].depends_on[1]",
+        "dependency cycle: app-01 -> app-02 -> app-01",
+    ),
+    (
+        "plan-depends-later-group.yaml",
+        13,
+        "groups[0].vms[0].depends_on[0]",
+        "'app-01' boots in a later group ('app'), so 'db-01' would wait forever",
+    ),
+    (
+        "plan-dns-duplicate.yaml",
+        36,
+        "groups[1].vms[0].dns[0].name",
+        "A record 'db.corp.example.com' is already set by VM 'db-01'",
+    ),
+    (
+        "plan-dns-outside-zone.yaml",
+        36,
+        "groups[1].vms[0].dns[0].name",
+        "'app-01.example.org' is outside zone 'corp.example.com'",
+    ),
+    ("plan-dns-unknown-zone.yaml", 19, "groups[0].vms[0].dns[0].zone", "unknown DNS zone 'example.net'"),
+    ("plan-duplicate-yaml-key.yaml", 24, "groups[1].boot_delay", "duplicate key (first at line 23)"),
+    ("plan-failure-policy.yaml", 7, "failure_policy", "Input should be 'stop', 'skip-vm' or 'rollback-test'"),
+    ("plan-gate-unknown-group.yaml", 8, "gates[0].before", "unknown group 'apps'"),
+    (
+        "plan-health-check-kind.yaml",
+        21,
+        "groups[0].vms[0].health_checks[0].kind",
+        "unknown kind 'tpc': expected one of 'tcp', 'http', 'guest-ip'",
+    ),
+    ("plan-hook-no-command.yaml", 25, "groups[1].pre_hooks[0].command", "required key is missing"),
+    (
+        "plan-hook-timeout.yaml",
+        25,
+        "groups[1].pre_hooks[0].timeout",
+        "12h is out of range: must be between 1s and 4h",
+    ),
+    (
+        "plan-inline-secret.yaml",
+        25,
+        "groups[1].pre_hooks[0].credentials",
+        "is not a secret reference: write env:VARIABLE, file:PATH or none, neve",
+    ),
+    (
+        "plan-ip-broadcast.yaml",
+        34,
+        "groups[1].vms[0].nics[0].ip.ip",
+        "10.2.2.255 is the broadcast address of subnet 10.2.2.0/24 of network '",
+    ),
+    (
+        "plan-ip-duplicate.yaml",
+        42,
+        "groups[1].vms[1].nics[0].ip.ip",
+        "10.2.2.11 is already used by VM 'app-01'",
+    ),
+    (
+        "plan-ip-gateway.yaml",
+        34,
+        "groups[1].vms[0].nics[0].ip.ip",
+        "10.2.2.1 is the gateway of network 'dr-app'",
+    ),
+    ("plan-ip-invalid.yaml", 34, "groups[1].vms[0].nics[0].ip.ip", "Input is not a valid IPv4 address"),
+    (
+        "plan-ip-network-address.yaml",
+        34,
+        "groups[1].vms[0].nics[0].ip.ip",
+        "10.2.2.0 is the network address of subnet 10.2.2.0/24 of network 'dr-a",
+    ),
+    (
+        "plan-ip-outside-subnet.yaml",
+        34,
+        "groups[1].vms[0].nics[0].ip.ip",
+        "10.9.0.5 is outside subnet 10.2.2.0/24 of network 'dr-app'",
+    ),
+    (
+        "plan-malformed-yaml.yaml",
+        22,
+        "",
+        "invalid YAML: expected ',' or '}', but got ':' (while parsing a flow m",
+    ),
+    ("plan-memory.yaml", 29, "groups[1].vms[0].size.memory_mib", "Input should be a multiple of 4"),
+    ("plan-missing-field.yaml", 12, "groups[0].vms[0].name", "required key is missing"),
+    (
+        "plan-missing-inventory.yaml",
+        3,
+        "inventory",
+        "inventory file 'tests/data/plans/good/nope.yaml' not found",
+    ),
+    ("plan-missing-kind.yaml", 2, "", "missing header: 'kind: Inventory' or 'kind: RecoveryPlan'"),
+    ("plan-same-site.yaml", 6, "target_site", "the target site is the source site"),
+    (
+        "plan-test-network-not-isolated.yaml",
+        16,
+        "groups[0].vms[0].nics[0].test_network",
+        "test network 'shared' is not isolated: a drill there could reach produ",
+    ),
+    ("plan-test-ttl.yaml", 7, "test_ttl", "30d is out of range: must be between 10m and 14d"),
+    (
+        "plan-translation-outside.yaml",
+        42,
+        "groups[1].vms[1].nics[0].ip.from_cidr",
+        "10.1.9.0/24 is outside subnet 10.1.2.0/24 of network 'prod-app'",
+    ),
+    (
+        "plan-translation-prefix.yaml",
+        42,
+        "groups[1].vms[1].nics[0].ip",
+        "subnet translation needs equal prefix lengths: 10.1.2.0/24 -> 10.2.2.0",
+    ),
+    ("plan-type-error.yaml", 29, "groups[1].vms[0].size.cpus", "Input should be a valid integer"),
+    (
+        "plan-unknown-dependency.yaml",
+        28,
+        "groups[1].vms[0].depends_on[0]",
+        "'db-99' is not a VM of this plan",
+    ),
+    ("plan-unknown-key.yaml", 23, "groups[1].boot_dely", "unknown key 'boot_dely'"),
+    (
+        "plan-unknown-network.yaml",
+        32,
+        "groups[1].vms[0].nics[0].target_network",
+        "network 'dr-ap' does not exist at site 'dr'",
+    ),
+    ("plan-unknown-site.yaml", 6, "target_site", "unknown site 'dr2'"),
+    (
+        "plan-unknown-source-network.yaml",
+        14,
+        "groups[0].vms[0].nics[0].source_network",
+        "network 'dr-db' does not exist at site 'primary'",
+    ),
+    ("plan-vm-in-two-groups.yaml", 37, "groups[1].vms[1].name", "VM 'db-01' is already in group 'db'"),
+    (
+        "plan-vm-not-protected.yaml",
+        37,
+        "groups[1].vms[1].name",
+        "VM 'app-09' is not protected in the inventory",
+    ),
+    (
+        "plan-vm-wrong-source.yaml",
+        37,
+        "groups[1].vms[1].name",
+        "VM 'ops-01' is protected from site 'dr', not from the plan's source si",
+    ),
+    (
+        "plan-vm-wrong-target.yaml",
+        37,
+        "groups[1].vms[1].name",
+        "VM 'web-01' is not replicated to site 'dr' (its target sites: aws)",
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Paths in messages are the paths as given; relative ones need a fixed working directory.
+    monkeypatch.chdir(REPO)
+
+
+def _prefix(name: str, line: int, field: str) -> str:
+    where = f"{BROKEN / name}:{line}:"
+    return f"{where} {field}: " if field else f"{where} "
+
+
+def test_every_broken_file_is_in_the_table() -> None:
+    on_disk = sorted(p.name for p in (REPO / BROKEN).glob("*.yaml"))
+    assert on_disk == sorted(case[0] for case in BROKEN_CASES)
+    assert len(on_disk) >= 25
+
+
+@pytest.mark.parametrize(("name", "line", "field", "message"), BROKEN_CASES)
+def test_broken_file_cli(name: str, line: int, field: str, message: str) -> None:
+    result = CliRunner().invoke(app, ["plan", "check", str(BROKEN / name)])
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # one defect per file, reported once, nothing else printed
+    assert lines[0].startswith(_prefix(name, line, field) + message), lines[0]
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(("name", "line", "field", "message"), BROKEN_CASES)
+def test_broken_file_json(name: str, line: int, field: str, message: str) -> None:
+    result = CliRunner().invoke(app, ["plan", "check", "--json", str(BROKEN / name)])
+    assert result.exit_code == 2
+    body = json.loads(result.stdout)
+    assert body["ok"] is False
+    assert body["errors"] == [
+        {"file": str(BROKEN / name), "line": line, "field": field, "message": body["errors"][0]["message"]}
+    ]
+    assert body["errors"][0]["message"].startswith(message)
+
+
+def _seawall() -> list[str]:
+    script = Path(sys.executable).parent / "seawall"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "seawall.cli"]
+
+
+def test_broken_files_real_process() -> None:
+    """The installed console script, all broken files at once: sorted lines, exit 2, no traceback."""
+    names = [case[0] for case in BROKEN_CASES]
+    proc = subprocess.run(
+        [*_seawall(), "plan", "check", *(str(BROKEN / name) for name in names)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ""
+    assert "Traceback" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    keys = [(line.split(":")[0], int(line.split(":")[1])) for line in lines]
+    assert keys == sorted(keys)
+    for name, line, field, message in BROKEN_CASES:
+        assert any(got.startswith(_prefix(name, line, field) + message) for got in lines), name
+    # Checked together, the broken plans (all named app-dr) also collide with each other: that is the
+    # only kind of extra line.
+    extra = [
+        got for got in lines if not any(got.startswith(_prefix(n, ln, f) + m) for n, ln, f, m in BROKEN_CASES)
+    ]
+    assert extra and all(": name: plan 'app-dr' is already defined in " in got for got in extra)
+    assert len(lines) == len(BROKEN_CASES) + len(extra)
+
+
+def test_examples_pass_cli() -> None:
+    assert len(EXAMPLES) >= 3
+    result = CliRunner().invoke(app, ["plan", "check", *EXAMPLES])
+    assert result.exit_code == 0, result.stdout
+    for path in EXAMPLES:
+        assert path in result.stdout
+    assert "erp-dr" in result.stdout and "erp-aws" in result.stdout
+
+
+def test_examples_pass_real_process() -> None:
+    proc = subprocess.run(
+        [*_seawall(), "plan", "check", "--json", *EXAMPLES],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == {"ok": True, "errors": []}
+
+
+def test_good_files_pass() -> None:
+    assert check_files([GOOD / "inventory.yaml", GOOD / "plan.yaml"]) == []
+    assert check_files([GOOD / "plan.yaml"]) == []  # follows its inventory: key
+
+
+def test_missing_file() -> None:
+    result = CliRunner().invoke(app, ["plan", "check", "tests/data/plans/nope.yaml"])
+    assert result.exit_code == 2
+    assert result.stdout == "tests/data/plans/nope.yaml:1: file not found\n"
+
+
+def test_directory_is_an_error() -> None:
+    assert [str(e) for e in check_files([GOOD])] == [f"{GOOD}:1: is a directory, not a file"]
+
+
+def test_inventory_errors_reported_once_for_many_plans(tmp_path: Path) -> None:
+    inventory = (REPO / GOOD / "inventory.yaml").read_text().replace("interval: 5m", "interval: 5s")
+    (tmp_path / "inventory.yaml").write_text(inventory)
+    plan = (REPO / GOOD / "plan.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(plan)
+    (tmp_path / "b.yaml").write_text(plan.replace("name: app-dr", "name: app-dr2"))
+    errors = check_files([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert [(Path(e.file).name, e.field) for e in errors] == [("inventory.yaml", "policies[0].interval")]
+
+
+def test_duplicate_plan_names_across_files(tmp_path: Path) -> None:
+    plan = (
+        (REPO / GOOD / "plan.yaml").read_text().replace("inventory.yaml", str(REPO / GOOD / "inventory.yaml"))
+    )
+    (tmp_path / "a.yaml").write_text(plan)
+    (tmp_path / "b.yaml").write_text(plan)
+    errors = check_files([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert len(errors) == 1
+    assert errors[0].file.endswith("b.yaml") and errors[0].field == "name"
+    assert "already defined" in errors[0].message
+
+
+def test_inventory_option_overrides_and_single_inventory_is_found(tmp_path: Path) -> None:
+    plan = (REPO / GOOD / "plan.yaml").read_text().replace("inventory: inventory.yaml\n", "")
+    (tmp_path / "plan.yaml").write_text(plan)
+    lone = check_files([tmp_path / "plan.yaml"])
+    assert len(lone) == 1 and "no inventory" in lone[0].message and lone[0].line == 2  # first key
+    assert check_files([tmp_path / "plan.yaml"], inventory=REPO / GOOD / "inventory.yaml") == []
+    assert check_files([REPO / GOOD / "inventory.yaml", tmp_path / "plan.yaml"]) == []
+    result = CliRunner().invoke(
+        app, ["plan", "check", "--inventory", str(GOOD / "inventory.yaml"), str(tmp_path / "plan.yaml")]
+    )
+    assert result.exit_code == 0, result.stdout
+
+
+def test_plan_given_as_inventory_is_an_error() -> None:
+    errors = check_files([GOOD / "plan.yaml"], inventory=GOOD / "plan.yaml")
+    assert any("it is a RecoveryPlan" in e.message for e in errors)
+
+
+def test_inline_plans_in_inventory(tmp_path: Path) -> None:
+    inventory = (REPO / GOOD / "inventory.yaml").read_text()
+    plan_lines = (REPO / GOOD / "plan.yaml").read_text().splitlines()[3:]  # drop comment, kind, inventory
+    inline = "plans:\n" + "\n".join(
+        ("  - " if i == 0 else "    ") + line for i, line in enumerate(plan_lines)
+    )
+    (tmp_path / "inventory.yaml").write_text(inventory + inline.replace("10.2.2.11", "10.2.2.300") + "\n")
+    errors = check_files([tmp_path / "inventory.yaml"])
+    assert [e.field for e in errors] == ["plans[0].groups[1].vms[0].nics[0].ip.ip"]
+    (tmp_path / "inventory.yaml").write_text(inventory + inline + "\n")
+    report = check([tmp_path / "inventory.yaml"])
+    assert report.ok and report.files[0].plans[0].name == "app-dr"
+
+
+def test_errors_sorted_by_file_and_line() -> None:
+    names = ["plan-unknown-key.yaml", "empty.yaml", "inventory-key-none.yaml"]
+    errors = check_files([BROKEN / name for name in names])
+    assert errors == sorted(errors)
+    assert [Path(e.file).name for e in errors] == sorted(names)
+
+
+def test_error_str_format() -> None:
+    error = PlanError("plans/erp.yaml", 14, "groups[1].vms[0].ip", "10.9.0.5 is outside subnet 10.2.0.0/24")
+    assert str(error) == "plans/erp.yaml:14: groups[1].vms[0].ip: 10.9.0.5 is outside subnet 10.2.0.0/24"
+    assert str(PlanError("a.yaml", 1, "", "file is empty")) == "a.yaml:1: file is empty"
+
+
+def test_load_inventory_makes_paths_absolute() -> None:
+    inventory = load_inventory(REPO / "examples/inventory.yaml")
+    primary = inventory.site("primary")
+    assert isinstance(primary, VSphereSite)
+    assert primary.credentials == f"file:{REPO}/.seawall/lab/credentials/primary.json"
+    assert inventory.replica_store("local").location == str(REPO / ".seawall/replica")
+    assert inventory.policy("rpo-30s").key_ref == f"file:{REPO}/.seawall/lab/keys/replica.key"
+    assert isinstance(inventory.site("aws"), AwsSite)
+    assert inventory.dns_zone("corp.example.com").site == "aws"
+
+
+def test_load_plan_follows_inventory_and_accepts_one() -> None:
+    plan = load_plan(REPO / "examples/erp-dr.yaml")
+    assert isinstance(plan, RecoveryPlan) and type(plan) is RecoveryPlan
+    assert [g.name for g in plan.groups] == ["db", "app", "web"]
+    assert isinstance(plan.pre_hooks[0], HttpHook)
+    inventory = load_inventory(REPO / "examples/inventory.yaml")
+    assert load_plan(REPO / "examples/erp-aws.yaml", inventory).target_site == "aws"
+    assert type(inventory) is Inventory
+
+
+def test_loaders_raise_located_errors() -> None:
+    with pytest.raises(PlanValidationError) as caught:
+        load_plan(BROKEN / "plan-ip-outside-subnet.yaml")
+    assert [e.line for e in caught.value.errors] == [34]
+    assert "10.9.0.5 is outside subnet" in str(caught.value)
+    with pytest.raises(PlanValidationError) as caught:
+        load_inventory(BROKEN / "inventory-interval-too-short.yaml")
+    assert caught.value.errors[0].field == "policies[0].interval"
+    with pytest.raises(PlanValidationError):
+        load_plan(GOOD / "inventory.yaml")
+
+
+def test_check_plan_on_models() -> None:
+    """The semantic checks work on models too (plans arriving over the API, not from files)."""
+    inventory = load_inventory(REPO / "examples/inventory.yaml")
+    plan = load_plan(REPO / "examples/erp-dr.yaml", inventory)
+    assert check_plan(plan, inventory) == []
+    broken = plan.model_copy(update={"target_site": "aws"})
+    fields = {problem.field for problem in check_plan(broken, inventory)}
+    assert "groups[0].vms[0].nics[0].target_network" in fields
+
+
+def test_aws_reserved_address_and_drill_addressing(tmp_path: Path) -> None:
+    text = (
+        (REPO / "examples/erp-aws.yaml")
+        .read_text()
+        .replace("inventory.yaml", str(REPO / "examples/inventory.yaml"))
+    )
+    (tmp_path / "reserved.yaml").write_text(text.replace("ip: 10.3.3.10}", "ip: 10.3.3.2}"))
+    (errors,) = [check_files([tmp_path / "reserved.yaml"])]
+    assert len(errors) == 1 and "reserved by AWS" in errors[0].message
+    (tmp_path / "drill.yaml").write_text(text.replace(", test_ip: {kind: static, ip: 10.3.100.10}", ""))
+    (error,) = check_files([tmp_path / "drill.yaml"])
+    assert error.field == "groups[0].vms[0].nics[0].test_network" and "give test_ip" in error.message
+
+
+def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
+    for name in ("inventory-inline-secret.yaml", "plan-inline-secret.yaml", "inventory-url-credentials.yaml"):
+        result = CliRunner().invoke(app, ["plan", "check", "--json", str(BROKEN / name)])
+        for secret in ("AKIAIOSFODNN7EXAMPLE", "s3cr3t-t0ken-value", "hunter22"):
+            assert secret not in result.stdout
+    inventory = (
+        (REPO / GOOD / "inventory.yaml")
+        .read_text()
+        .replace("credentials: file:credentials/aws.json", "credentials: 123456789")
+    )
+    (tmp_path / "inventory.yaml").write_text(inventory)
+    (error,) = check_files([tmp_path / "inventory.yaml"])
+    assert "123456789" not in str(error)
+
+
+def test_yaml_anchor_and_merge_keys_work(tmp_path: Path) -> None:
+    text = (REPO / GOOD / "inventory.yaml").read_text()
+    text = text.replace(
+        "protected_vms:\n  - {name: db-01, source_site: primary, policy: rpo-5m, replica_store: local, "
+        "target_sites: [dr, aws]}",
+        "protected_vms:\n  - &vm {name: db-01, source_site: primary, policy: rpo-5m, replica_store: local, "
+        "target_sites: [dr, aws]}\n  - {<<: *vm, name: db-02}",
+    )
+    (tmp_path / "inventory.yaml").write_text(text)
+    assert check_files([tmp_path / "inventory.yaml"]) == []
+
+
+@pytest.mark.parametrize("kind", ["plan", "inventory"])
+def test_schema(kind: str) -> None:
+    result = CliRunner().invoke(app, ["plan", "schema", "--kind", kind])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert "kind" in schema["required"]
+    assert ("groups" if kind == "plan" else "sites") in schema["properties"]
+
+
+def test_schema_rejects_unknown_kind() -> None:
+    result = CliRunner().invoke(app, ["plan", "schema", "--kind", "nope"])
+    assert result.exit_code == 2
