@@ -13,12 +13,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from pydantic import BaseModel
 
 from seawall.lab import cloud, procs, temporal, vsphere
 from seawall.lab import config as c
-from seawall.lab.info import LabInfo, TemporalInfo, VSphereSiteInfo, lab_json_path
+from seawall.lab.info import (
+    AwsInfo,
+    AzureInfo,
+    LabInfo,
+    S3Info,
+    TemporalInfo,
+    VSphereSiteInfo,
+    lab_json_path,
+)
 from seawall.search import SEARCH_ATTRIBUTES
 
 PART_NAMES = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite")
@@ -35,7 +44,7 @@ class PartStatus(BaseModel):
     healthy: bool
     detail: str
     log: str
-    action: str | None = None  # set by `up`: "running" (left alone), "started", "restarted"
+    action: str | None = None  # set by `up`: "running" (left alone), "started in 1.2s", "restarted in ..."
 
 
 @dataclass
@@ -46,6 +55,9 @@ class Part:
     ping: Callable[[], str]  # ready to be set up (the service answers)
     check: Callable[[], str]  # ready for Seawall (answers and holds the lab's objects)
     start_timeout: float
+    # Sets up what the lab needs inside the part (idempotent); runs as soon as the part answers, so
+    # one part's set-up overlaps the others' start-up. Its result goes into LabInfo.
+    bootstrap: Callable[[], object] | None = None
     fingerprint_extra: str = ""
     cwd: Path | None = None
     env: dict[str, str] | None = field(default=None, repr=False)
@@ -122,6 +134,11 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             raise
         blob_argv = ["azurite-blob"]
 
+    def build_site(spec: vsphere.SiteSpec) -> VSphereSiteInfo:
+        vsphere.build(spec)
+        vsphere.fill_disks(spec)
+        return vsphere.describe(spec)
+
     def vcsim_part(site: str) -> Part:
         spec = specs[site]
         return Part(
@@ -132,6 +149,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             ping=lambda: vsphere.ping(spec.port),
             check=lambda: vsphere.check(spec),
             start_timeout=20,
+            bootstrap=lambda: build_site(spec),
             fingerprint_extra=repr(spec),
         )
 
@@ -153,6 +171,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             ping=lambda: cloud.ping_moto(cfg.moto_port),
             check=lambda: cloud.check_moto(cfg.moto_port),
             start_timeout=40,
+            bootstrap=lambda: cloud.bootstrap_moto(cfg.moto_port),
         ),
         Part(
             name="azurite",
@@ -161,6 +180,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             ping=lambda: cloud.ping_azurite(cfg.azurite_port),
             check=lambda: cloud.check_azurite(cfg.azurite_port),
             start_timeout=40,
+            bootstrap=lambda: cloud.bootstrap_azurite(cfg.azurite_port),
             cwd=state,
         ),
     ]
@@ -192,26 +212,47 @@ def _wait_ready(state: Path, part: Part, pid: int) -> str:
         time.sleep(0.1)
 
 
-def _ensure_running(state: Path, part: Part) -> tuple[int, str]:
+@dataclass
+class _Started:
+    pid: int
+    action: str
+    result: object
+
+
+def _ensure_running(state: Path, part: Part) -> _Started:
+    began = time.monotonic()
     tracked = procs.live(state, part.name)
-    action = "started"
+    pid, action = None, "started"
     if tracked is not None:
         if tracked.argv == part.argv and tracked.fingerprint == part.fingerprint:
             try:
                 part.ping()
-                return tracked.pid, "running"
+                pid, action = tracked.pid, "running"
             except Exception:
-                pass  # alive but not answering: replace it
-        procs.stop(state, part.name)
-        action = "restarted"
-    if procs.port_open(c.HOST, part.port):
-        raise LabError(
-            f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
-            f"(state dir {state}); stop it, or run this lab with --port-offset"
+                action = "restarted"  # alive but not answering: replace it
+        else:
+            action = "restarted"
+        if pid is None:
+            procs.stop(state, part.name)
+    if pid is None:
+        if procs.port_open(c.HOST, part.port):
+            raise LabError(
+                f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
+                f"(state dir {state}); stop it, or run this lab with --port-offset"
+            )
+        pid = procs.start(
+            state, part.name, part.argv, fingerprint=part.fingerprint, cwd=part.cwd, env=part.env
         )
-    pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=part.cwd, env=part.env)
-    _wait_ready(state, part, pid)
-    return pid, action
+        _wait_ready(state, part, pid)
+        action = f"{action} in {time.monotonic() - began:.1f}s"
+    try:
+        result = part.bootstrap() if part.bootstrap else None
+    except Exception as exc:
+        raise LabError(
+            f"{part.name} is up but setting it up failed: {type(exc).__name__}: {exc}; "
+            f"see {procs.log_path(state, part.name)}"
+        ) from exc
+    return _Started(pid=pid, action=action, result=result)
 
 
 def _write_credentials(state: Path) -> None:
@@ -229,38 +270,28 @@ def _write_env(state: Path, info: LabInfo) -> None:
     (state / "lab.env").write_text("\n".join(lines) + "\n")
 
 
-def _bootstrap(state: Path, cfg: c.LabConfig) -> LabInfo:
-    specs = vsphere.site_specs(state, cfg)
-
-    def site(name: str) -> VSphereSiteInfo:
-        vsphere.build(specs[name])
-        vsphere.fill_disks(specs[name])
-        return vsphere.describe(specs[name])
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        primary = pool.submit(site, "primary")
-        dr = pool.submit(site, "dr")
-        moto = pool.submit(cloud.bootstrap_moto, cfg.moto_port)
-        azure = pool.submit(cloud.bootstrap_azurite, cfg.azurite_port)
-        s3_info, aws_info = moto.result()
-        info = LabInfo(
-            state_dir=state,
-            temporal=TemporalInfo(
-                address=f"{c.HOST}:{cfg.temporal_port}",
-                host=c.HOST,
-                port=cfg.temporal_port,
-                ui_url=temporal.ui_url(cfg),
-                namespace=temporal.NAMESPACE,
-                search_attributes=[key.name for key in SEARCH_ATTRIBUTES],
-                db_file=state / "temporal.db",
-            ),
-            vsphere={"primary": primary.result(), "dr": dr.result()},
-            s3=s3_info,
-            aws=aws_info,
-            azure=azure.result(),
-            disk_size=cfg.disk_size,
-        )
-    return info
+def _lab_info(state: Path, cfg: c.LabConfig, started: dict[str, _Started]) -> LabInfo:
+    s3_info, aws_info = cast(tuple[S3Info, AwsInfo], started["moto"].result)
+    return LabInfo(
+        state_dir=state,
+        temporal=TemporalInfo(
+            address=f"{c.HOST}:{cfg.temporal_port}",
+            host=c.HOST,
+            port=cfg.temporal_port,
+            ui_url=temporal.ui_url(cfg),
+            namespace=temporal.NAMESPACE,
+            search_attributes=[key.name for key in SEARCH_ATTRIBUTES],
+            db_file=state / "temporal.db",
+        ),
+        vsphere={
+            "primary": cast(VSphereSiteInfo, started["vcsim-primary"].result),
+            "dr": cast(VSphereSiteInfo, started["vcsim-dr"].result),
+        },
+        s3=s3_info,
+        aws=aws_info,
+        azure=cast(AzureInfo, started["azurite"].result),
+        disk_size=cfg.disk_size,
+    )
 
 
 def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
@@ -273,7 +304,7 @@ def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
         with ThreadPoolExecutor(max_workers=len(todo)) as pool:
             futures = {part.name: pool.submit(_ensure_running, state, part) for part in todo}
             errors: list[str] = []
-            started: dict[str, tuple[int, str]] = {}
+            started: dict[str, _Started] = {}
             for name, fut in futures.items():
                 try:
                     started[name] = fut.result()
@@ -283,17 +314,12 @@ def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
                     )
         if errors:
             raise LabError("\n".join(errors))
-        try:
-            info = _bootstrap(state, cfg)
-        except Exception as exc:
-            raise LabError(
-                f"the lab started but setting up its inventory failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        info = _lab_info(state, cfg, started)
         c.write_json_atomic(lab_json_path(state), info.model_dump(mode="json"))
         _write_env(state, info)
     statuses = status(state, cfg)
     for st in statuses:
-        st.action = started[st.name][1] if st.name in started else None
+        st.action = started[st.name].action
     return info, statuses
 
 
