@@ -1,4 +1,4 @@
-"""Which activities a worker registers: per site it serves, and for the orchestration queue."""
+"""Which activities (and workflows) a worker registers: per site it serves, and for orchestration."""
 
 from __future__ import annotations
 
@@ -7,15 +7,37 @@ from typing import Any
 
 from activities.context import SiteContext
 from activities.probe import ProbeActivities
+from activities.replication import InventoryActivities, ReplicationActivities
+from activities.schedules import delete_schedule, ensure_schedule
 from seawall.config import Settings
+from seawall.models import Inventory
 from seawall.plans import load_inventory
+
+
+def _loader(settings: Settings) -> Callable[[], Inventory]:
+    return lambda: load_inventory(settings.inventory)
 
 
 def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any]]:
     ctx = SiteContext(load_inventory(settings.inventory), site)
     probe = ProbeActivities(ctx)
-    return [probe.probe_site]
+    repl = ReplicationActivities(ctx)
+    inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s)
+    return [
+        probe.probe_site,
+        inventory.resolve_protection,
+        repl.start_cycle,
+        repl.enable_cbt,
+        repl.create_snapshot,
+        repl.ship_disks,
+        repl.commit_point,
+        repl.verify_point,
+        repl.release_snapshot,
+        repl.apply_retention,
+        repl.delete_replica,
+    ]
 
 
 def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
-    return []
+    inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s)
+    return [inventory.resolve_protection, ensure_schedule, delete_schedule]

@@ -30,4 +30,6 @@ class Settings(BaseSettings):
     # activity waits for a thread after the worker has accepted it.
     max_concurrent_activities: int = 32
     graceful_shutdown_s: float = 30.0
-
+    # A transfer that has not heartbeated for this long is presumed dead and resumed elsewhere. Its
+    # checkpoints come every <= 1 GiB scanned, so keep it above the time to read 1 GiB at the source.
+    heartbeat_timeout_s: float = 120.0

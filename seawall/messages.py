@@ -28,3 +28,142 @@ class SiteProbe(_Message):
     detail: str
     elapsed_ms: int
     worker: str
+
+
+_VM_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class ProtectInput(_Message):
+    """Start from the UI as ``{"vm": "web-01"}`` (the policy defaults to the inventory's)."""
+
+    vm: str = Field(pattern=_VM_NAME)
+    policy: str | None = Field(default=None, pattern=_VM_NAME)
+
+
+class UnprotectInput(_Message):
+    vm: str = Field(pattern=_VM_NAME)
+    delete_replica: bool = False
+
+
+class CycleInput(_Message):
+    """What the VM's schedule passes to each ReplicationCycle: only the VM's name."""
+
+    vm: str = Field(pattern=_VM_NAME)
+
+
+class Protection(_Message):
+    """The inventory's view of one protected VM, resolved by a worker (no credentials)."""
+
+    vm: str
+    source_site: str
+    source_kind: str
+    policy: str
+    interval_s: float
+    grace_s: float
+    store: str
+    app_consistent: bool
+    retention_count: int | None
+    retention_hours: int | None
+    # From the worker's settings, recorded in history by the activity that returns this: how long a
+    # silent transfer may go before the server hands it to another worker.
+    heartbeat_timeout_s: float = 120.0
+
+
+class CycleStart(_Message):
+    """Where a cycle starts from: its deterministic point id and snapshot name, and its parent."""
+
+    point_id: str
+    snapshot: str
+    parent: str | None
+    parent_created_at: str | None
+
+
+class DiskRef(_Message):
+    key: str
+    label: str
+    size: int
+
+
+class SnapshotTaken(_Message):
+    snapshot: str
+    disks: list[DiskRef]
+    cbt: bool
+
+
+class ShipRequest(_Message):
+    vm: str
+    point_id: str
+    snapshot: str
+    parent: str | None
+    disks: list[DiskRef]
+
+
+class ShippedDiskRef(_Message):
+    """One shipped disk, by reference: the store holds the layers; this names them (a few hundred bytes)."""
+
+    disk: str
+    shipped: dict[str, object]
+    bytes_read: int
+    bytes_shipped: int
+    change_path: str
+
+
+class ShipOutcome(_Message):
+    disks: list[ShippedDiskRef]
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(d.bytes_read for d in self.disks)
+
+    @property
+    def bytes_shipped(self) -> int:
+        return sum(d.bytes_shipped for d in self.disks)
+
+
+class CommitRequest(_Message):
+    vm: str
+    point_id: str
+    parent: str | None
+    outcome: ShipOutcome
+    meta: dict[str, str] = {}
+
+
+class VerifyOutcome(_Message):
+    ok: bool
+    blocks_checked: int
+    bytes_checked: int
+    problems: list[str]
+
+
+class RetentionOutcome(_Message):
+    kept: int
+    deleted: list[str]
+    packs_deleted: int
+
+
+class CycleResult(_Message):
+    """What ``status`` and the report read back from each completed cycle's result."""
+
+    vm: str
+    point_id: str
+    parent: str | None
+    started_at: str
+    finished_at: str
+    change_path: str
+    bytes_read: int
+    bytes_shipped: int
+    verified: bool
+    retention_deleted: list[str]
+
+
+class ProtectResult(_Message):
+    vm: str
+    schedule_id: str
+    interval_s: float
+    first_point: str
+
+
+class ScheduleRequest(_Message):
+    vm: str
+    source_site: str
+    interval_s: float

@@ -34,6 +34,12 @@ def workflow_classes() -> list[type]:
     return list(ALL_WORKFLOWS)
 
 
+def site_workflow_classes() -> list[type]:
+    from workflows import SITE_WORKFLOWS
+
+    return list(SITE_WORKFLOWS)
+
+
 def site_activities(site: str, settings: Settings) -> list[Callable[..., Any]]:
     from activities.registry import activities_for_site
 
@@ -78,6 +84,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=site_queue(site),
+                workflows=site_workflow_classes(),
                 activities=site_activities(site, settings),
                 identity=f"{identity}/{site}",
                 **common,

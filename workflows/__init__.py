@@ -3,5 +3,14 @@
 from __future__ import annotations
 
 from workflows.probe import ProbeSiteWorkflow
+from workflows.replication import ProtectVMWorkflow, ReplicationCycleWorkflow, UnprotectVMWorkflow
 
-ALL_WORKFLOWS: list[type] = [ProbeSiteWorkflow]
+# Orchestration queue: everything an operator starts.
+ALL_WORKFLOWS: list[type] = [
+    ProbeSiteWorkflow,
+    ProtectVMWorkflow,
+    ReplicationCycleWorkflow,
+    UnprotectVMWorkflow,
+]
+# Site queues: workflows whose quick steps run as local activities on the site's own worker.
+SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow]

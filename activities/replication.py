@@ -1,0 +1,355 @@
+"""Replication activities: snapshot, ship, commit, verify, release, retain — each idempotent.
+
+They run on the source site's worker (``seawall-site-<site>``), where the site's credentials and the
+replica store's credentials live. Idempotency comes from names derived from the workflow: the snapshot
+is named after the point id, a ship's session id is ``<point>.<disk>`` (the store's journal confirms
+what a dead attempt already wrote), and committing an existing identical point is a no-op.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.context import SiteContext
+from seawall.blockstore.backend import StoreError, TransientStoreError
+from seawall.blockstore.errors import DataPathError, WrongKeyError
+from seawall.blockstore.keys import KeyRefError
+from seawall.blockstore.manifest import PointRef, RetentionPolicy, ShippedDisk, ShipProgress
+from seawall.blockstore.repository import Repository, point_key, verified_key
+from seawall.messages import (
+    CommitRequest,
+    CycleStart,
+    DiskRef,
+    ProtectInput,
+    Protection,
+    RetentionOutcome,
+    ShipOutcome,
+    ShippedDiskRef,
+    ShipRequest,
+    SnapshotTaken,
+    VerifyOutcome,
+)
+from seawall.models import Inventory, VSphereSite
+from seawall.providers.vsphere import VSphereError, VSphereNotFound
+from seawall.replica import open_repository
+from seawall.secrets import SecretError
+from seawall.sources.base import SourceError
+from seawall.sources.vsphere import VSphereDiskSource
+
+T = TypeVar("T")
+
+# How often a long call heartbeats when the data path itself has no checkpoint to report.
+HEARTBEAT_EVERY_S = 5.0
+
+
+def disk_name(key: str) -> str:
+    """The repository's name for a vSphere disk (device keys are stable for a VM's life)."""
+    return f"disk-{key}"
+
+
+def snapshot_name(point_id: str) -> str:
+    return f"seawall-{point_id}"
+
+
+def _fatal(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def resolve_protection_for(
+    inventory: Inventory, inp: ProtectInput, heartbeat_timeout_s: float = 120.0
+) -> Protection:
+    try:
+        pvm = inventory.protected_vm(inp.vm)
+    except LookupError:
+        known = ", ".join(v.name for v in inventory.protected_vms) or "none"
+        raise _fatal(
+            f"VM {inp.vm!r} is not protected in the inventory (protected: {known})", "NotProtected"
+        ) from None
+    policy_name = inp.policy or pvm.policy
+    try:
+        policy = inventory.policy(policy_name)
+    except LookupError:
+        known = ", ".join(p.name for p in inventory.policies)
+        raise _fatal(f"policy {policy_name!r} does not exist (policies: {known})", "UnknownPolicy") from None
+    interval = policy.interval.total_seconds()
+    grace = policy.rpo_grace.total_seconds() if policy.rpo_grace is not None else interval / 2
+    site = inventory.site(pvm.source_site)
+    return Protection(
+        vm=pvm.name,
+        source_site=site.name,
+        source_kind=site.kind,
+        policy=policy.name,
+        interval_s=interval,
+        grace_s=grace,
+        store=pvm.replica_store,
+        app_consistent=policy.app_consistent,
+        retention_count=policy.retention_count,
+        retention_hours=policy.retention_hours,
+        heartbeat_timeout_s=heartbeat_timeout_s,
+    )
+
+
+class InventoryActivities:
+    """Inventory look-ups: registered on every worker, used as local activities by workflows."""
+
+    def __init__(self, load: Callable[[], Inventory], heartbeat_timeout_s: float) -> None:
+        self._load = load
+        self._heartbeat_timeout_s = heartbeat_timeout_s
+
+    @activity.defn(name="resolve_protection")
+    def resolve_protection(self, inp: ProtectInput) -> Protection:
+        # Re-read at each call so an edited inventory (policy change) applies from the next cycle on.
+        return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s)
+
+
+def _with_heartbeats(fn: Callable[[], T], details: Callable[[], Any]) -> T:
+    """Run ``fn`` in a helper thread and heartbeat from the activity thread while it works.
+
+    A long verify or retention pass has no checkpoints of its own, yet the server must still see that
+    the worker is alive (heartbeat timeout) and the activity must notice a cancellation.
+    """
+    fut: Future[T] = Future()
+
+    def target() -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=target, name="seawall-long-call", daemon=True).start()
+    while True:
+        try:
+            return fut.result(timeout=HEARTBEAT_EVERY_S)
+        except TimeoutError:
+            activity.heartbeat(details())
+
+
+class ReplicationActivities:
+    def __init__(self, ctx: SiteContext) -> None:
+        self.ctx = ctx
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _protection(self, vm: str) -> Protection:
+        return resolve_protection_for(self.ctx.inventory, ProtectInput(vm=vm))
+
+    def _repository(self, vm: str) -> Repository:
+        inv = self.ctx.inventory
+        pvm = inv.protected_vm(vm)
+        try:
+            return open_repository(inv, pvm.replica_store, inv.policy(pvm.policy))
+        except (KeyRefError, SecretError) as exc:
+            raise _fatal(f"replica of {vm!r}: {exc}", "KeyMissing") from None
+        except StoreError as exc:
+            raise self._store_error(vm, exc) from None
+
+    def _store_error(self, vm: str, exc: Exception) -> ApplicationError:
+        if isinstance(exc, TransientStoreError):
+            return ApplicationError(f"replica store of {vm!r}: {exc}", type="StoreUnavailable")
+        if isinstance(exc, WrongKeyError):
+            return _fatal(f"replica of {vm!r}: {exc}", "WrongKey")
+        return _fatal(f"replica store of {vm!r}: {exc}", "StoreError")
+
+    def _check_vsphere(self, vm: str) -> None:
+        if not isinstance(self.ctx.site, VSphereSite):
+            raise _fatal(
+                f"VM {vm!r}: source site {self.ctx.site.name!r} is {self.ctx.site.kind}; replication cycles "
+                "take crash-consistent snapshots, which only vSphere sources provide here",
+                "UnsupportedSource",
+            )
+
+    def _find_vm(self, conn: Any, vm: str) -> Any:
+        try:
+            return conn.find_vm(vm)
+        except VSphereNotFound as exc:
+            raise _fatal(
+                f"{exc}: was it deleted or renamed? unprotect it or fix the inventory", "VMGone"
+            ) from None
+
+    # ---- activities ------------------------------------------------------------------------------
+
+    @activity.defn(name="start_cycle")
+    def start_cycle(self, vm: str, point_id: str) -> CycleStart:
+        """The cycle's parent: the newest *verified* point, so a corrupt point is never built upon."""
+        repo = self._repository(vm)
+        try:
+            existing = {p.point_id: p for p in repo.list_points(vm)}
+            if point_id in existing:
+                # A replayed cycle whose commit already happened keeps its original parent.
+                parent_id = existing[point_id].parent
+                parent = existing.get(parent_id) if parent_id else None
+            else:
+                ref = repo.latest_point(vm, verified_only=True)
+                parent = existing.get(ref.point_id) if ref else None
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return CycleStart(
+            point_id=point_id,
+            snapshot=snapshot_name(point_id),
+            parent=parent.point_id if parent else None,
+            parent_created_at=parent.created_at.isoformat() if parent else None,
+        )
+
+    @activity.defn(name="enable_cbt")
+    def enable_cbt(self, vm: str) -> bool:
+        self._check_vsphere(vm)
+        with self.ctx.vsphere() as conn:
+            status = conn.enable_cbt(self._find_vm(conn, vm))
+            return bool(status.enabled and status.supported)
+
+    @activity.defn(name="create_snapshot")
+    def create_snapshot(self, vm: str, name: str, quiesce: bool) -> SnapshotTaken:
+        self._check_vsphere(vm)
+        with self.ctx.vsphere() as conn:
+            vmobj = self._find_vm(conn, vm)
+            try:
+                snap = conn.create_snapshot(vmobj, name, quiesce=quiesce)
+                disks = conn.snapshot_disks(snap)
+                cbt = conn.cbt_status(vmobj)
+            except VSphereError as exc:
+                raise ApplicationError(
+                    self.ctx.redact(f"snapshot of {vm!r}: {exc}"), type="SnapshotFailed"
+                ) from None
+        return SnapshotTaken(
+            snapshot=name,
+            disks=[DiskRef(key=str(d.key), label=d.label, size=d.capacity_bytes) for d in disks],
+            cbt=bool(cbt.enabled and cbt.supported),
+        )
+
+    @activity.defn(name="ship_disks")
+    def ship_disks(self, req: ShipRequest) -> ShipOutcome:
+        """Ship every disk of the snapshot; resumable from the last checkpoint the store confirms.
+
+        Heartbeat details carry the disks already shipped and the current disk's ShipProgress; the
+        deterministic session id alone would also let the store's journal resume a ship.
+        """
+        self._check_vsphere(req.vm)
+        info = activity.info()
+        done: dict[str, ShippedDiskRef] = {}
+        if info.heartbeat_details:
+            last = info.heartbeat_details[0]
+            if isinstance(last, dict):
+                for d in last.get("done", []):
+                    ref = ShippedDiskRef.model_validate(d)
+                    done[ref.disk] = ref
+        repo = self._repository(req.vm)
+        parent = PointRef(vm=req.vm, point_id=req.parent) if req.parent else None
+        state: dict[str, Any] = {"done": [d.model_dump(mode="json") for d in done.values()], "progress": None}
+
+        def on_progress(progress: ShipProgress) -> None:
+            state["progress"] = progress.model_dump(mode="json")
+            activity.heartbeat(state)
+
+        with self.ctx.vsphere() as conn:
+            vmobj = self._find_vm(conn, req.vm)
+            for disk in req.disks:
+                name = disk_name(disk.key)
+                if name in done:
+                    continue
+                try:
+                    source = VSphereDiskSource(conn, vmobj, req.snapshot, int(disk.key))
+                except SourceError as exc:
+                    raise ApplicationError(self.ctx.redact(str(exc)), type="SourceUnavailable") from None
+                try:
+                    shipped: ShippedDisk = repo.ship(
+                        source,
+                        req.vm,
+                        name,
+                        parent=parent,
+                        session=f"{req.point_id}.{name}",
+                        on_progress=on_progress,
+                    )
+                except (StoreError, DataPathError) as exc:
+                    raise self._store_error(req.vm, exc) from None
+                except SourceError as exc:
+                    raise ApplicationError(self.ctx.redact(str(exc)), type="SourceUnavailable") from None
+                finally:
+                    source.close()
+                done[name] = ShippedDiskRef(
+                    disk=name,
+                    shipped=shipped.model_dump(mode="json"),
+                    bytes_read=shipped.bytes_read,
+                    bytes_shipped=shipped.bytes_shipped,
+                    change_path=str(shipped.change_path),
+                )
+                state["done"] = [d.model_dump(mode="json") for d in done.values()]
+                state["progress"] = None
+                activity.heartbeat(state)
+        return ShipOutcome(disks=[done[disk_name(d.key)] for d in req.disks])
+
+    @activity.defn(name="commit_point")
+    def commit_point(self, req: CommitRequest) -> str:
+        repo = self._repository(req.vm)
+        disks = [ShippedDisk.model_validate(d.shipped) for d in req.outcome.disks]
+        try:
+            ref = repo.commit_point(req.vm, req.point_id, disks, parent=req.parent, meta=req.meta)
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(req.vm, exc) from None
+        return ref.point_id
+
+    @activity.defn(name="verify_point")
+    def verify_point(self, vm: str, point_id: str) -> VerifyOutcome:
+        repo = self._repository(vm)
+        try:
+            result = _with_heartbeats(lambda: repo.verify_point(vm, point_id, mark=True), lambda: point_id)
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        problems = [f"{b.disk} block {b.block} @ {b.offset}: {b.reason}" for b in result.bad_blocks]
+        return VerifyOutcome(
+            ok=result.ok,
+            blocks_checked=result.blocks_checked,
+            bytes_checked=result.bytes_checked,
+            problems=(problems + list(result.errors))[:50],
+        )
+
+    @activity.defn(name="release_snapshot")
+    def release_snapshot(self, vm: str, name: str) -> int:
+        """Remove the cycle's snapshot; a snapshot already gone (or a VM already gone) is success."""
+        self._check_vsphere(vm)
+        with self.ctx.vsphere() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                return 0
+            try:
+                return conn.remove_snapshot(vmobj, name)
+            except VSphereError as exc:
+                raise ApplicationError(self.ctx.redact(f"release snapshot of {vm!r}: {exc}")) from None
+
+    @activity.defn(name="apply_retention")
+    def apply_retention(self, vm: str) -> RetentionOutcome:
+        prot = self._protection(vm)
+        repo = self._repository(vm)
+        policy = RetentionPolicy(
+            keep_last=prot.retention_count,
+            keep_hours=float(prot.retention_hours) if prot.retention_hours else None,
+        )
+        try:
+            kept = _with_heartbeats(lambda: repo.apply_retention(vm, policy), lambda: vm)
+            collected = _with_heartbeats(repo.gc, lambda: vm)
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return RetentionOutcome(
+            kept=len(kept.kept), deleted=kept.deleted, packs_deleted=collected.packs_deleted
+        )
+
+    @activity.defn(name="delete_replica")
+    def delete_replica(self, vm: str) -> int:
+        """Delete every recovery point of ``vm`` (unprotect --delete-replica); data goes at GC."""
+        repo = self._repository(vm)
+        try:
+            points = repo.list_points(vm)
+            # Newest last, so an interrupted unprotect never leaves a hole under a kept point's parent.
+            for p in points:
+                repo.store.delete(point_key(vm, p.point_id))
+                repo.store.delete(verified_key(vm, p.point_id))
+            repo.gc()
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return len(points)

@@ -1,0 +1,82 @@
+"""Temporal Schedules for protected VMs: one per VM, overlap SKIP, so two cycles never run at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from seawall.messages import CycleInput, ScheduleRequest
+from seawall.routing import site_queue
+from seawall.search import SA_SITE, SA_VM
+
+
+def schedule_id(vm: str) -> str:
+    return f"replicate/{vm}"
+
+
+def cycle_schedule(req: ScheduleRequest) -> Schedule:
+    every = timedelta(seconds=req.interval_s)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "ReplicationCycle",
+            CycleInput(vm=req.vm),
+            # The schedule appends the start time, so each cycle has its own id under this prefix.
+            id=f"replicate/{req.vm}",
+            task_queue=site_queue(req.source_site),
+            typed_search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(SA_VM, req.vm), SearchAttributePair(SA_SITE, req.source_site)]
+            ),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            # After an outage one cycle catches up; replaying every missed interval would only queue
+            # work behind SKIP anyway.
+            catchup_window=max(every, timedelta(minutes=1)),
+        ),
+        state=ScheduleState(note=f"Seawall replication of {req.vm} every {req.interval_s:g}s"),
+    )
+
+
+@activity.defn(name="ensure_schedule")
+async def ensure_schedule(req: ScheduleRequest) -> str:
+    """Create the VM's schedule, or bring an existing one to the current policy (idempotent)."""
+    client = activity.client()
+    sid = schedule_id(req.vm)
+    schedule = cycle_schedule(req)
+    try:
+        await client.create_schedule(sid, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(sid).update(update)
+    return sid
+
+
+@activity.defn(name="delete_schedule")
+async def delete_schedule(vm: str) -> bool:
+    """Delete the VM's schedule; one already gone is success. Returns whether one existed."""
+    try:
+        await activity.client().get_schedule_handle(schedule_id(vm)).delete()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

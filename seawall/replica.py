@@ -1,0 +1,69 @@
+"""Open a VM's replica repository from the inventory: its store, credentials and encryption key.
+
+Runs at a worker (credentials and keys are resolved here, never passed through Temporal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from seawall.blockstore.backend import ObjectStore
+from seawall.blockstore.directory import DirectoryStore
+from seawall.blockstore.keys import load_key
+from seawall.blockstore.repository import Repository
+from seawall.blockstore.retrying import RetryingStore
+from seawall.models import AzureStore, Inventory, ReplicationPolicy, S3Store
+from seawall.models import DirectoryStore as DirectoryStoreModel
+from seawall.secrets import resolve, resolve_credentials, resolve_text
+
+
+def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
+    spec = inventory.replica_store(store_name)
+    if isinstance(spec, DirectoryStoreModel):
+        return DirectoryStore(Path(spec.path))
+    if isinstance(spec, S3Store):
+        from seawall.blockstore.s3 import S3Store as S3Backend
+
+        creds = resolve_credentials(spec.credentials)
+        return RetryingStore(
+            S3Backend(
+                spec.bucket,
+                spec.prefix,
+                endpoint_url=spec.endpoint_url,
+                region=spec.region,
+                access_key_id=creds.get("aws_access_key_id"),
+                secret_access_key=creds.get("aws_secret_access_key"),
+                session_token=creds.get("aws_session_token"),
+            )
+        )
+    if isinstance(spec, AzureStore):
+        from seawall.blockstore.azure import AzureBlobStore
+
+        if spec.connection_string is not None:
+            backend = AzureBlobStore(spec.container, connection_string=resolve_text(spec.connection_string))
+        else:
+            backend = AzureBlobStore(
+                spec.container, account_url=spec.account_url, credential=_azure_credential(spec.credentials)
+            )
+        return RetryingStore(backend)
+    raise ValueError(f"replica store {store_name!r} has unsupported kind {spec.kind!r}")
+
+
+def _azure_credential(ref: str) -> Any:
+    """An account key pair (JSON ``account_name`` + ``account_key``) or a SAS token (plain text)."""
+    secret = resolve(ref)
+    if secret is None:
+        return None
+    if secret.is_json_object():
+        from azure.core.credentials import AzureNamedKeyCredential
+
+        creds = resolve_credentials(ref, required=("account_name", "account_key"))
+        return AzureNamedKeyCredential(str(creds["account_name"]), str(creds["account_key"]))
+    return secret.text()
+
+
+def open_repository(inventory: Inventory, store_name: str, policy: ReplicationPolicy) -> Repository:
+    return Repository(
+        open_store(inventory, store_name), load_key(policy.key_ref), zstd_level=policy.compression_level
+    )

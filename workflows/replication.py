@@ -1,0 +1,276 @@
+"""Replication: ProtectVM (CBT, seed, schedule), ReplicationCycle (one recovery point), UnprotectVM.
+
+A cycle runs on the source site's task queue, so its quick steps (snapshot, commit, release, retention)
+are local activities on the site's own worker — one server round trip fewer each — while the transfer
+and the verify are regular, heartbeating activities that another worker of the site can take over.
+
+Nothing large travels through here: point ids, disk keys and shipped-disk summaries, never manifests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from seawall.messages import (
+        CommitRequest,
+        CycleInput,
+        CycleResult,
+        CycleStart,
+        ProtectInput,
+        Protection,
+        ProtectResult,
+        RetentionOutcome,
+        ScheduleRequest,
+        ShipOutcome,
+        ShipRequest,
+        SnapshotTaken,
+        UnprotectInput,
+        VerifyOutcome,
+    )
+    from seawall.routing import site_queue
+    from seawall.search import SA_SITE, SA_VM
+
+# Errors no retry can fix: the activities raise them as non-retryable ApplicationErrors already; the
+# list also covers a worker that raises them plainly.
+FATAL = [
+    "NotProtected",
+    "UnknownPolicy",
+    "VMGone",
+    "KeyMissing",
+    "WrongKey",
+    "StoreError",
+    "CredentialsError",
+]
+
+QUICK = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=FATAL,
+)
+# Transfers retry for as long as the cycle may run: a store outage of minutes must not lose a point.
+PERSISTENT = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=FATAL,
+)
+
+
+def point_id_for(info: workflow.Info, started: datetime) -> str:
+    """Deterministic per run: the start time (readable, sortable) plus the run id (unique)."""
+    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{info.run_id[:8]}"
+
+
+@workflow.defn(name="ReplicationCycle")
+class ReplicationCycleWorkflow:
+    """snapshot -> ship -> commit -> verify -> release snapshot -> retention: one verified point."""
+
+    def __init__(self) -> None:
+        self._phase = "starting"
+        self._point: str | None = None
+
+    @workflow.query
+    def phase(self) -> dict[str, str | None]:
+        return {"phase": self._phase, "point": self._point}
+
+    def _set_phase(self, phase: str, vm: str) -> None:
+        self._phase = phase
+        workflow.set_current_details(f"{vm}: {phase}" + (f" (point {self._point})" if self._point else ""))
+
+    @workflow.run
+    async def run(self, inp: CycleInput) -> CycleResult:
+        started = workflow.now()
+        prot: Protection = await workflow.execute_local_activity(
+            "resolve_protection",
+            ProtectInput(vm=inp.vm),
+            result_type=Protection,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        workflow.upsert_search_attributes([SA_VM.value_set(prot.vm), SA_SITE.value_set(prot.source_site)])
+        self._point = point_id_for(workflow.info(), started)
+        hb = timedelta(seconds=prot.heartbeat_timeout_s)
+
+        self._set_phase("finding parent point", inp.vm)
+        start: CycleStart = await workflow.execute_local_activity(
+            "start_cycle",
+            args=[inp.vm, self._point],
+            result_type=CycleStart,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=QUICK,
+        )
+        self._set_phase("taking snapshot", inp.vm)
+        snap: SnapshotTaken = await workflow.execute_local_activity(
+            "create_snapshot",
+            args=[inp.vm, start.snapshot, prot.app_consistent],
+            result_type=SnapshotTaken,
+            # Quiesced snapshots of busy guests take minutes.
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=QUICK,
+        )
+        try:
+            self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", inp.vm)
+            shipped: ShipOutcome = await workflow.execute_activity(
+                "ship_disks",
+                ShipRequest(
+                    vm=inp.vm,
+                    point_id=self._point,
+                    snapshot=snap.snapshot,
+                    parent=start.parent,
+                    disks=snap.disks,
+                ),
+                result_type=ShipOutcome,
+                start_to_close_timeout=timedelta(hours=24),
+                heartbeat_timeout=hb,
+                retry_policy=PERSISTENT,
+            )
+            self._set_phase("committing point", inp.vm)
+            await workflow.execute_local_activity(
+                "commit_point",
+                CommitRequest(
+                    vm=inp.vm,
+                    point_id=self._point,
+                    parent=start.parent,
+                    outcome=shipped,
+                    meta={"workflow_id": workflow.info().workflow_id, "snapshot": snap.snapshot},
+                ),
+                result_type=str,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=QUICK,
+            )
+            self._set_phase("verifying point", inp.vm)
+            verified: VerifyOutcome = await workflow.execute_activity(
+                "verify_point",
+                args=[inp.vm, self._point],
+                result_type=VerifyOutcome,
+                start_to_close_timeout=timedelta(hours=12),
+                heartbeat_timeout=hb,
+                retry_policy=PERSISTENT,
+            )
+            if not verified.ok:
+                # The point stays unverified: the next cycle builds on the last verified one instead.
+                raise ApplicationError(
+                    f"point {self._point} of {inp.vm} failed verification: "
+                    + "; ".join(verified.problems[:5]),
+                    type="VerifyFailed",
+                    non_retryable=True,
+                )
+        finally:
+            # Compensation: a snapshot left behind grows a delta disk at the source until someone notices.
+            self._set_phase("releasing snapshot", inp.vm)
+            await workflow.execute_local_activity(
+                "release_snapshot",
+                args=[inp.vm, snap.snapshot],
+                result_type=int,
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=1), non_retryable_error_types=FATAL
+                ),
+            )
+        self._set_phase("applying retention", inp.vm)
+        retention: RetentionOutcome = await workflow.execute_local_activity(
+            "apply_retention",
+            inp.vm,
+            result_type=RetentionOutcome,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=QUICK,
+        )
+        self._set_phase("done", inp.vm)
+        paths = {d.change_path for d in shipped.disks}
+        return CycleResult(
+            vm=inp.vm,
+            point_id=self._point,
+            parent=start.parent,
+            started_at=started.isoformat(),
+            finished_at=workflow.now().isoformat(),
+            change_path=paths.pop() if len(paths) == 1 else "mixed",
+            bytes_read=shipped.bytes_read,
+            bytes_shipped=shipped.bytes_shipped,
+            verified=True,
+            retention_deleted=retention.deleted,
+        )
+
+
+@workflow.defn(name="ProtectVM")
+class ProtectVMWorkflow:
+    """Validate, enable CBT, seed the first verified point, then hand the VM to its schedule."""
+
+    @workflow.run
+    async def run(self, inp: ProtectInput) -> ProtectResult:
+        prot: Protection = await workflow.execute_activity(
+            "resolve_protection",
+            inp,
+            result_type=Protection,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        workflow.upsert_search_attributes([SA_VM.value_set(prot.vm), SA_SITE.value_set(prot.source_site)])
+        workflow.set_current_details(f"{prot.vm}: enabling changed block tracking")
+        if prot.source_kind == "vsphere":
+            await workflow.execute_activity(
+                "enable_cbt",
+                prot.vm,
+                task_queue=site_queue(prot.source_site),
+                result_type=bool,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=QUICK,
+            )
+        workflow.set_current_details(f"{prot.vm}: seeding the first recovery point")
+        seed: CycleResult = await workflow.execute_child_workflow(
+            "ReplicationCycle",
+            CycleInput(vm=prot.vm),
+            id=f"replicate/{prot.vm}/seed-{workflow.info().run_id[:8]}",
+            task_queue=site_queue(prot.source_site),
+            result_type=CycleResult,
+        )
+        workflow.set_current_details(f"{prot.vm}: creating its schedule (every {prot.interval_s:g}s)")
+        sid: str = await workflow.execute_activity(
+            "ensure_schedule",
+            ScheduleRequest(vm=prot.vm, source_site=prot.source_site, interval_s=prot.interval_s),
+            result_type=str,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        workflow.set_current_details(f"{prot.vm}: protected, first point {seed.point_id}")
+        return ProtectResult(
+            vm=prot.vm, schedule_id=sid, interval_s=prot.interval_s, first_point=seed.point_id
+        )
+
+
+@workflow.defn(name="UnprotectVM")
+class UnprotectVMWorkflow:
+    """Stop replicating a VM: delete its schedule, and its recovery points when asked to."""
+
+    @workflow.run
+    async def run(self, inp: UnprotectInput) -> int:
+        workflow.upsert_search_attributes([SA_VM.value_set(inp.vm)])
+        await workflow.execute_activity(
+            "delete_schedule",
+            inp.vm,
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        if not inp.delete_replica:
+            return 0
+        prot: Protection = await workflow.execute_activity(
+            "resolve_protection",
+            ProtectInput(vm=inp.vm),
+            result_type=Protection,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        deleted: int = await workflow.execute_activity(
+            "delete_replica",
+            inp.vm,
+            task_queue=site_queue(prot.source_site),
+            result_type=int,
+            start_to_close_timeout=timedelta(hours=1),
+            retry_policy=PERSISTENT,
+        )
+        return deleted
