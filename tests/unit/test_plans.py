@@ -544,3 +544,18 @@ def test_schema(kind: str) -> None:
 def test_schema_rejects_unknown_kind() -> None:
     result = CliRunner().invoke(app, ["plan", "schema", "--kind", "nope"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("path", [*EXAMPLES, str(GOOD / "inventory.yaml"), str(GOOD / "plan.yaml")])
+def test_valid_files_match_the_emitted_schema(path: str) -> None:
+    """Editors validate with the JSON Schema: it must accept what the checker accepts."""
+    jsonschema = pytest.importorskip("jsonschema")  # installed with the dev extras (moto[server])
+    import yaml
+
+    data = yaml.safe_load((REPO / path).read_text())
+    kind = "plan" if data["kind"] == "RecoveryPlan" else "inventory"
+    schema = json.loads(CliRunner().invoke(app, ["plan", "schema", "--kind", kind]).stdout)
+    jsonschema.validate(data, schema)
+    data["unknown_key"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
