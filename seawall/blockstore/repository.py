@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import blake3
+import xxhash
 from pydantic import BaseModel, ValidationError
 
 from seawall.blockstore.backend import ObjectNotFound, ObjectStore
@@ -180,7 +181,9 @@ class _Pending:
 class _ShipState:
     journal: SessionJournal
     pack_id: bytes = b""
-    pack_buf: bytearray = field(default_factory=bytearray)
+    pack_chunks: list[bytes] = field(default_factory=list)
+    pack_len: int = 0
+    writes: list[Future[None]] = field(default_factory=list)
     pack_rows: list[tuple[bytes, int, int]] = field(default_factory=list)
     part_entries: list[Entry] = field(default_factory=list)
     part_start: int = 0
@@ -342,11 +345,11 @@ class Repository:
 
     def _cache_part(self, oid: bytes, part: Part) -> None:
         self._parts[oid] = part
-        self._parts_rows += len(part.entries)
+        self._parts_rows += part.n
         # ~0.5 KB per cached row: keep at most ~100 MB of decoded rows.
         while self._parts_rows > 200_000 and len(self._parts) > 1:
             _, old = self._parts.popitem(last=False)
-            self._parts_rows -= len(old.entries)
+            self._parts_rows -= old.n
 
     def _load_part(self, oid: bytes, referenced_by: str) -> Part:
         part = self._parts.get(oid)
@@ -590,12 +593,14 @@ class Repository:
         st = _ShipState.start(journal)
         cursor = self._reader(parent_disk, f"parent point {parent_id}") if parent_disk else None
         parent_size = parent_disk.size if parent_disk else 0
-        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-ship")
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-encode")
+        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-io")
         try:
-            self._scan(source, st, cursor, parent_size, size, areas, pool, on_progress)
+            self._scan(source, st, cursor, parent_size, size, areas, pool, io, on_progress)
+            return self._finish(st, parent_disk, size, n, source.change_id, io)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return self._finish(st, parent_disk, size, n, source.change_id)
+            io.shutdown(wait=True, cancel_futures=True)
 
     def _try_resume(
         self, sid: str, vm: str, disk: str, parent_id: str | None, size: int
@@ -686,44 +691,75 @@ class Repository:
         size: int,
         areas: list[tuple[int, int]] | None,
         pool: ThreadPoolExecutor,
+        io: ThreadPoolExecutor,
         on_progress: ProgressCallback | None,
     ) -> None:
         n = block_count(size)
         parent_n = block_count(parent_size)
         full = st.journal.full_layer
         hasher = self.hasher
+        seed = hasher.seed
+        xxh128 = xxhash.xxh3_128_digest
         pending: deque[_Pending] = deque()
         depth = 2 * self.threads
         encode = self._encode_jobs
-        for b0, b1, do_read in self._batches(st.position, n, areas):
+
+        def read(b0: int, b1: int) -> bytes:
+            off = b0 * BLOCK
+            want = min(size, b1 * BLOCK) - off
+            data = source.read(off, want)
+            if len(data) != want:
+                raise DataPathError(f"{source.describe()}: short read at {off}: {len(data)} of {want} bytes")
+            return data
+
+        # Reads run one thread ahead (pread releases the GIL; xxh3 does not), so copying the next
+        # 4 MiB out of the page cache or the network overlaps hashing this one.
+        batches = self._batches(st.position, n, areas)
+        ahead: deque[tuple[int, int, Future[bytes] | None]] = deque()
+
+        def top_up() -> None:
+            while len(ahead) < 3:
+                nxt = next(batches, None)
+                if nxt is None:
+                    return
+                b0, b1, do_read = nxt
+                ahead.append((b0, b1, io.submit(read, b0, b1) if do_read else None))
+
+        top_up()
+        while ahead:
+            b0, b1, fut_data = ahead.popleft()
+            top_up()
             plans: list[tuple[Any, ...]] = []
             jobs: list[tuple[memoryview, bool]] = []
-            if not do_read:
+            if fut_data is None:
                 if full and cursor is not None:
                     for i in range(b0, b1):
                         plans.append(("carry", cursor.at(i)))
                 pending.append(_Pending(b0, b1, plans, None))
             else:
-                off = b0 * BLOCK
-                want = min(size, b1 * BLOCK) - off
-                data = source.read(off, want)
-                if len(data) != want:
-                    raise DataPathError(
-                        f"{source.describe()}: short read at {off}: {len(data)} of {want} bytes"
-                    )
-                st.bytes_read += want
+                data = fut_data.result()
+                st.bytes_read += len(data)
                 mv = memoryview(data)
+                hs = [xxh128(mv[o : o + BLOCK], seed=seed) for o in range(0, len(data), BLOCK)]
+                ph: list[bytes | None] = cursor.hashes(b0, min(b1, parent_n)) if cursor is not None else []
+                todo: range | list[int]
+                if full:
+                    todo = range(len(hs))
+                else:
+                    # A delta layer only needs the blocks whose hash moved; one C-speed pass finds them.
+                    np_ = len(ph)
+                    todo = [k for k, h in enumerate(hs) if k >= np_ or ph[k] != h]
                 changed = 0
-                for i in range(b0, b1):
+                for k in todo:
+                    i = b0 + k
+                    h = hs[k]
                     L = block_len(size, i)
-                    blk = mv[(i - b0) * BLOCK : (i - b0) * BLOCK + L]
-                    h = hasher.block(blk)
-                    p = cursor.at(i) if cursor is not None and i < parent_n else None
-                    same_len = p is not None and block_len(parent_size, i) == L
-                    if same_len and p is not None and p.bhash == h:
-                        if full:
-                            plans.append(("carry", p))
+                    same_len = i < parent_n and block_len(parent_size, i) == L
+                    if same_len and k < len(ph) and ph[k] == h:
+                        plans.append(("carry", cursor.at(i) if cursor is not None else None))
                         continue
+                    blk = mv[k * BLOCK : k * BLOCK + L]
+                    p = cursor.at(i) if cursor is not None and i < parent_n else None
                     if h == hasher.zero_hash(L) and blk == ZERO_BLOCK[:L]:
                         plans.append(("zero", i, h))
                         if p is not None and not p.is_zero:
@@ -741,9 +777,9 @@ class Repository:
                 st.bytes_changed += changed
                 pending.append(_Pending(b0, b1, plans, fut))
             while len(pending) > depth or (pending and pending[0].future is None):
-                self._finalize(st, pending.popleft(), on_progress)
+                self._finalize(st, pending.popleft(), io, on_progress)
         while pending:
-            self._finalize(st, pending.popleft(), on_progress)
+            self._finalize(st, pending.popleft(), io, on_progress)
 
     def _plan_pieces(
         self, i: int, blk: memoryview, h: bytes, p: Entry, jobs: list[tuple[memoryview, bool]]
@@ -793,15 +829,18 @@ class Repository:
         if ref is None:
             if not st.pack_id:
                 st.pack_id = os.urandom(16)
-            ref = ChunkRef(cid, st.pack_id, len(st.pack_buf), len(sealed))
-            st.pack_buf += sealed
+            ref = ChunkRef(cid, st.pack_id, st.pack_len, len(sealed))
+            st.pack_chunks.append(sealed)
+            st.pack_len += len(sealed)
             st.pack_rows.append((cid, ref.offset, ref.length))
             self._index[cid] = ref
             st.chunks_new += 1
         st.referenced.add(ref.pack)
         return ref
 
-    def _finalize(self, st: _ShipState, pb: _Pending, on_progress: ProgressCallback | None) -> None:
+    def _finalize(
+        self, st: _ShipState, pb: _Pending, io: ThreadPoolExecutor, on_progress: ProgressCallback | None
+    ) -> None:
         results = pb.future.result() if pb.future is not None else []
         refs: list[ChunkRef] = [self._store_chunk(st, cid, sealed) for cid, sealed, _ in results]
         out = st.part_entries
@@ -835,37 +874,51 @@ class Repository:
                 out.append(Entry(i, h, fps, base, tuple(overlays)))
         st.position = pb.end
         st.since_ckpt_blocks += pb.end - pb.start
-        if len(st.pack_buf) >= self.pack_target:
-            self._flush_pack(st)
+        if st.pack_len >= self.pack_target:
+            self._flush_pack(st, io)
         if st.since_ckpt_blocks >= self.checkpoint_blocks or st.since_ckpt_bytes >= self.checkpoint_bytes:
-            self._checkpoint(st, on_progress)
+            self._checkpoint(st, io, on_progress)
 
-    def _flush_pack(self, st: _ShipState) -> None:
-        if not st.pack_buf:
+    def _flush_pack(self, st: _ShipState, io: ThreadPoolExecutor) -> None:
+        """Hand the pack to the I/O thread (the upload overlaps compression); at most 2 in flight."""
+        if not st.pack_chunks:
             return
         pack = st.pack_id
-        self.store.put(pack_key(pack), bytes(st.pack_buf))
+        blob = b"".join(st.pack_chunks)
         idx = b"".join(
             cid + off.to_bytes(4, "little") + ln.to_bytes(4, "little") for cid, off, ln in st.pack_rows
         )
         sealed_idx = self.codec.seal(KIND_INDEX, pack, idx)
-        # The index goes after the pack: an index never names a pack that is not there.
-        self.store.put(index_key(pack), sealed_idx)
+
+        def write() -> None:
+            self.store.put(pack_key(pack), blob)
+            # The index goes after the pack: an index never names a pack that is not there.
+            self.store.put(index_key(pack), sealed_idx)
+
+        while len(st.writes) >= 2:
+            st.writes.pop(0).result()
+        st.writes.append(io.submit(write))
         self._index_packs[pack] = [cid for cid, _, _ in st.pack_rows]
-        shipped = len(st.pack_buf) + len(sealed_idx)
+        shipped = len(blob) + len(sealed_idx)
         st.since_ckpt_bytes += shipped
         st.written.add(pack)
         st.bytes_shipped += shipped
-        st.pack_id, st.pack_buf, st.pack_rows = b"", bytearray(), []
+        st.pack_id, st.pack_chunks, st.pack_len, st.pack_rows = b"", [], 0, []
 
-    def _checkpoint(self, st: _ShipState, on_progress: ProgressCallback | None) -> None:
-        self._flush_pack(st)
+    def _checkpoint(
+        self, st: _ShipState, io: ThreadPoolExecutor, on_progress: ProgressCallback | None
+    ) -> None:
+        self._flush_pack(st, io)
+        # Durable means durable: every pack this checkpoint covers is in the store before the
+        # table part that references it and the journal that lets a new worker resume past it.
+        while st.writes:
+            st.writes.pop(0).result()
         j = st.journal
         parts = list(j.parts)
         if st.position > st.part_start and (st.part_entries or j.full_layer):
             plain = encode_part(st.part_start, st.position, j.full_layer, st.part_entries)
             oid, n = self._put_table(plain)
-            self._cache_part(oid, Part(st.part_start, st.position, j.full_layer, st.part_entries))
+            self._cache_part(oid, Part(plain))
             parts.append((oid.hex(), st.part_start, st.position))
             st.bytes_shipped += n
         st.journal = j = j.model_copy(
@@ -904,9 +957,15 @@ class Repository:
             )
 
     def _finish(
-        self, st: _ShipState, parent_disk: DiskManifest | None, size: int, n: int, change_id: str | None
+        self,
+        st: _ShipState,
+        parent_disk: DiskManifest | None,
+        size: int,
+        n: int,
+        change_id: str | None,
+        io: ThreadPoolExecutor,
     ) -> ShippedDisk:
-        self._checkpoint(st, None)
+        self._checkpoint(st, io, None)
         j = st.journal
         lid, nbytes = self._put_table(
             encode_layer(j.full_layer, [PartRef(bytes.fromhex(p), s, e) for p, s, e in j.parts])
@@ -1261,9 +1320,7 @@ class Repository:
                         if tkey in ref_tables:
                             continue
                         ref_tables.add(tkey)
-                        for e in self._load_part(pr.oid, where).entries:
-                            for r in e.chunk_refs():
-                                ref_packs.add(pack_key(r.pack))
+                        ref_packs.update(pack_key(p) for p in self._load_part(pr.oid, where).packs)
         unreferenced = (packs - ref_packs) | (tables - ref_tables)
         # An index whose pack is gone is unreferenced too (a crash between the two deletes).
         for ik in indexes:

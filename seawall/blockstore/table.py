@@ -27,8 +27,13 @@ has a row for a block wins. The chain bound lives in the repository (d <= MAX_CH
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import xxhash
 
@@ -116,10 +121,19 @@ class Hasher:
 
 
 # ---- serialization -------------------------------------------------------------------------------
+#
+# A part is columnar so that reading it costs O(1) Python work, not O(rows): the hash-compare scan
+# only needs the block hashes (one slice per block), GC only the part's pack list, and full rows
+# are decoded one at a time, on demand, for the few changed blocks.
+#
+#   header | pack ids (16 B each) | row index u32 (rel. to start) | block hash 16 B | row offset u32
+#   (n + 1) | rows
+#
+# A row: flags u8 | if data: n fps u8, fps, [base ref], n overlays u8, (piece u8, has u8, [ref])*
+# A ref: chunk id 32 B | pack ordinal u32 | offset u32 | length u32.
 
-_HDR = struct.Struct("<4sBQQII")  # magic, full?, start, end, n packs, n entries
-_REF = struct.Struct("<32sIII")  # cid, pack ordinal, offset, length
-_ROW = struct.Struct("<IB16s")  # index - start, flags, block hash
+_HDR = struct.Struct("<4sBQQII")  # magic, full?, start, end, n packs, n rows
+_REF = struct.Struct("<32sIII")
 _F_DATA = 1
 _F_BASE = 2
 
@@ -137,76 +151,158 @@ def encode_part(start: int, end: int, full: bool, entries: list[Entry]) -> bytes
             o = packs[r.pack] = len(packs)
         return _REF.pack(r.cid, o, r.offset, r.length)
 
+    idx = array("I")
+    hashes: list[bytes] = []
+    offs = array("I", [0])
     rows: list[bytes] = []
+    pos = 0
     for e in entries:
-        flags = (_F_DATA if e.fps is not None else 0) | (_F_BASE if e.base is not None else 0)
-        rows.append(_ROW.pack(e.index - start, flags, e.bhash))
-        if e.fps is not None:
-            rows.append(bytes((len(e.fps) // FP_BYTES,)))
-            rows.append(e.fps)
+        idx.append(e.index - start)
+        hashes.append(e.bhash)
+        if e.fps is None:
+            row = b"\0"
+        else:
+            bits = [bytes((_F_DATA | (_F_BASE if e.base is not None else 0), len(e.fps) // FP_BYTES)), e.fps]
             if e.base is not None:
-                rows.append(ref(e.base))
-            rows.append(bytes((len(e.overlays),)))
+                bits.append(ref(e.base))
+            bits.append(bytes((len(e.overlays),)))
             for piece, r in e.overlays:
-                rows.append(bytes((piece, 0 if r is None else 1)))
+                bits.append(bytes((piece, 0 if r is None else 1)))
                 if r is not None:
-                    rows.append(ref(r))
+                    bits.append(ref(r))
+            row = b"".join(bits)
+        rows.append(row)
+        pos += len(row)
+        offs.append(pos)
     head = _HDR.pack(PART_MAGIC, 1 if full else 0, start, end, len(packs), len(entries))
-    return head + b"".join(packs) + b"".join(rows)
+    if sys.byteorder != "little":
+        idx.byteswap()
+        offs.byteswap()
+    return b"".join([head, *packs, idx.tobytes(), *hashes, offs.tobytes(), *rows])
 
 
-@dataclass(frozen=True, slots=True)
 class Part:
-    start: int
-    end: int
-    full: bool
-    entries: list[Entry]
+    """A decoded table part: block hashes and row index as columns, rows decoded on demand."""
 
+    __slots__ = ("_hashes", "_idx", "_offs", "_packs", "_rows", "contiguous", "end", "full", "n", "start")
 
-def decode_part(data: bytes) -> Part:
-    try:
-        magic, full, start, end, npacks, nentries = _HDR.unpack_from(data, 0)
+    def __init__(self, data: bytes) -> None:
+        try:
+            magic, full, start, end, npacks, n = _HDR.unpack_from(data, 0)
+        except struct.error as exc:
+            raise TableFormatError(f"table part is malformed: {exc}") from exc
         if magic != PART_MAGIC:
             raise TableFormatError("not a table part")
         pos = _HDR.size
-        packs = [data[pos + 16 * i : pos + 16 * (i + 1)] for i in range(npacks)]
+        self._packs = [data[pos + 16 * i : pos + 16 * (i + 1)] for i in range(npacks)]
         pos += 16 * npacks
-        entries: list[Entry] = []
-        rsize = _REF.size
-        ref_unpack = _REF.unpack_from
-        row_unpack = _ROW.unpack_from
-        for _ in range(nentries):
-            rel, flags, bhash = row_unpack(data, pos)
-            pos += _ROW.size
+        self._idx = array("I")
+        self._idx.frombytes(data[pos : pos + 4 * n])
+        pos += 4 * n
+        self._hashes = data[pos : pos + HASH_BYTES * n]
+        pos += HASH_BYTES * n
+        self._offs = array("I")
+        self._offs.frombytes(data[pos : pos + 4 * (n + 1)])
+        pos += 4 * (n + 1)
+        if sys.byteorder != "little":
+            self._idx.byteswap()
+            self._offs.byteswap()
+        self._rows = memoryview(data)[pos:]
+        if (
+            len(self._idx) != n
+            or len(self._offs) != n + 1
+            or len(self._hashes) != HASH_BYTES * n
+            or self._offs[-1] != len(self._rows)
+            or end < start
+            or (n and self._idx[-1] >= end - start)
+        ):
+            raise TableFormatError("table part is truncated or inconsistent")
+        self.start, self.end, self.full, self.n = start, end, bool(full), n
+        self.contiguous = n == end - start
+        if full and not self.contiguous:
+            raise TableFormatError("full table part does not list every block")
+
+    @classmethod
+    def build(cls, start: int, end: int, full: bool, entries: list[Entry]) -> Part:
+        return cls(encode_part(start, end, full, entries))
+
+    @property
+    def packs(self) -> list[bytes]:
+        """Every pack a row of this part references (GC needs no more than this)."""
+        return list(self._packs)
+
+    def find(self, index: int) -> int:
+        """Row number of block ``index``, or -1."""
+        rel = index - self.start
+        if self.contiguous:
+            return rel if 0 <= rel < self.n else -1
+        k = bisect_left(self._idx, rel)
+        return k if k < self.n and self._idx[k] == rel else -1
+
+    def bhash(self, k: int) -> bytes:
+        return self._hashes[HASH_BYTES * k : HASH_BYTES * (k + 1)]
+
+    def fill_hashes(self, b0: int, b1: int, out: list[bytes | None]) -> None:
+        """out[i - b0] = block hash of block i, for the rows of this part in [b0, b1)."""
+        lo, hi = max(b0, self.start), min(b1, self.end)
+        if lo >= hi:
+            return
+        h = self._hashes
+        if self.contiguous:
+            k0 = lo - self.start
+            out[lo - b0 : hi - b0] = [
+                h[HASH_BYTES * k : HASH_BYTES * (k + 1)] for k in range(k0, k0 + hi - lo)
+            ]
+            return
+        idx = self._idx
+        k = bisect_left(idx, lo - self.start)
+        rel_hi = hi - self.start
+        base = self.start - b0
+        while k < self.n and idx[k] < rel_hi:
+            out[idx[k] + base] = h[HASH_BYTES * k : HASH_BYTES * (k + 1)]
+            k += 1
+
+    def entry(self, k: int) -> Entry:
+        index = self.start + self._idx[k]
+        bhash = self.bhash(k)
+        row = self._rows[self._offs[k] : self._offs[k + 1]]
+        try:
+            flags = row[0]
             if not flags & _F_DATA:
-                entries.append(Entry(start + rel, bhash, None))
-                continue
-            nfp = data[pos]
-            fps = data[pos + 1 : pos + 1 + nfp * FP_BYTES]
-            pos += 1 + nfp * FP_BYTES
+                return Entry(index, bhash, None)
+            nfp = row[1]
+            pos = 2 + nfp * FP_BYTES
+            fps = bytes(row[2:pos])
             base = None
             if flags & _F_BASE:
-                cid, o, off, ln = ref_unpack(data, pos)
-                base = ChunkRef(cid, packs[o], off, ln)
-                pos += rsize
-            nov = data[pos]
+                cid, o, off, ln = _REF.unpack_from(row, pos)
+                base = ChunkRef(cid, self._packs[o], off, ln)
+                pos += _REF.size
+            nov = row[pos]
             pos += 1
             ovs: list[Overlay] = []
             for _ in range(nov):
-                piece, has = data[pos], data[pos + 1]
+                piece, has = row[pos], row[pos + 1]
                 pos += 2
                 if has:
-                    cid, o, off, ln = ref_unpack(data, pos)
-                    ovs.append((piece, ChunkRef(cid, packs[o], off, ln)))
-                    pos += rsize
+                    cid, o, off, ln = _REF.unpack_from(row, pos)
+                    ovs.append((piece, ChunkRef(cid, self._packs[o], off, ln)))
+                    pos += _REF.size
                 else:
                     ovs.append((piece, None))
-            entries.append(Entry(start + rel, bhash, fps, base, tuple(ovs)))
-        if pos != len(data):
-            raise TableFormatError(f"table part has {len(data) - pos} trailing bytes")
-        return Part(start, end, bool(full), entries)
-    except (struct.error, IndexError) as exc:
-        raise TableFormatError(f"table part is malformed: {exc}") from exc
+            if pos != len(row):
+                raise TableFormatError(f"row of block {index} has trailing bytes")
+            return Entry(index, bhash, fps, base, tuple(ovs))
+        except (struct.error, IndexError) as exc:
+            raise TableFormatError(f"row of block {index} is malformed: {exc}") from exc
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [self.entry(k) for k in range(self.n)]
+
+
+def decode_part(data: bytes) -> Part:
+    return Part(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +332,9 @@ def decode_layer(data: bytes) -> tuple[bool, list[PartRef]]:
         ]
     except struct.error as exc:
         raise TableFormatError(f"table layer is malformed: {exc}") from exc
+    for a, b in pairwise(parts):
+        if b.start < a.end:
+            raise TableFormatError("table layer parts overlap or are out of order")
     return bool(full), parts
 
 
@@ -243,50 +342,64 @@ def decode_layer(data: bytes) -> tuple[bool, list[PartRef]]:
 
 
 class _LayerCursor:
-    def __init__(self, parts: list[PartRef], load: Callable[[bytes], Part], full: bool) -> None:
+    """The parts of one layer around the blocks being asked for; requests must not go backwards."""
+
+    def __init__(self, parts: list[PartRef], load: Callable[[bytes], Part]) -> None:
         self._parts = parts
         self._load = load
-        self.full = full
         self._pi = 0
-        self._entries: list[Entry] = []
-        self._ei = 0
-        self._end = -1
+        self._loaded: deque[Part] = deque()
 
-    def at(self, index: int) -> Entry | None:
-        while index >= self._end:
-            if self._pi >= len(self._parts):
-                return None
-            pref = self._parts[self._pi]
+    def _ensure(self, lo: int, hi: int) -> None:
+        loaded = self._loaded
+        while loaded and loaded[0].end <= lo:
+            loaded.popleft()
+        parts = self._parts
+        while self._pi < len(parts) and parts[self._pi].start < hi:
+            pref = parts[self._pi]
             self._pi += 1
-            if pref.end <= index:
-                continue  # skipped without loading: resumes and restores from an offset stay cheap
+            if pref.end <= lo:
+                continue  # skipped unread: resuming or restoring from an offset stays cheap
             part = self._load(pref.oid)
             if part.start != pref.start or part.end != pref.end:
                 raise TableFormatError("table part range differs from its layer's record")
-            self._entries, self._ei, self._end = part.entries, 0, pref.end
-        entries = self._entries
-        i = self._ei
-        while i < len(entries) and entries[i].index < index:
-            i += 1
-        self._ei = i
-        if i < len(entries) and entries[i].index == index:
-            return entries[i]
+            loaded.append(part)
+
+    def at(self, index: int) -> Entry | None:
+        self._ensure(index, index + 1)
+        for p in self._loaded:
+            if p.start <= index < p.end:
+                k = p.find(index)
+                return p.entry(k) if k >= 0 else None
         return None
+
+    def fill(self, b0: int, b1: int, out: list[bytes | None]) -> None:
+        self._ensure(b0, b1)
+        for p in self._loaded:
+            p.fill_hashes(b0, b1, out)
 
 
 class TableReader:
-    """Streams a disk's rows in block order by merging its layers (newest row wins).
+    """A disk's rows in block order, merging its layers (the newest layer's row wins).
 
-    Memory is one part per layer, so reading a 1 TiB disk's table does not hold 16 M rows.
-    Blocks must be asked for in increasing order.
+    Memory is a part or two per layer, so reading a 1 TiB disk's table never holds 16 M rows.
+    Requests must not go backwards.
     """
 
     def __init__(self, layers: list[tuple[bool, list[PartRef]]], load: Callable[[bytes], Part]) -> None:
-        self._cursors = [_LayerCursor(parts, load, full) for full, parts in layers][::-1]
+        self._oldest_first = [_LayerCursor(parts, load) for _, parts in layers]
+        self._newest_first = self._oldest_first[::-1]
 
     def at(self, index: int) -> Entry | None:
-        for c in self._cursors:
+        for c in self._newest_first:
             e = c.at(index)
             if e is not None:
                 return e
         return None
+
+    def hashes(self, b0: int, b1: int) -> list[bytes | None]:
+        """Block hashes of [b0, b1), None where no layer has a row."""
+        out: list[bytes | None] = [None] * (b1 - b0)
+        for c in self._oldest_first:
+            c.fill(b0, b1, out)
+        return out
