@@ -7,9 +7,10 @@ no delta; its base file stays live, so a lab that writes into it during a read s
 Reads are ``GET`` with ``Range`` on a pooled keep-alive session, authenticated with the API
 session's ``vmware_soap_session`` cookie — the datastore service accepts it, so no password is
 needed here (vcsim checks no credentials at all on ``/folder``). Small sequential reads are served
-from a per-thread read-ahead window, and :meth:`VSphereDiskSource.read_ranges` merges adjacent
-ranges into few requests. Transient failures (connection drops, timeouts, 5xx) are retried with
-backoff; an expired session is renewed once per read.
+from a per-thread read-ahead window, large sequential reads have the next ranges already in flight
+(``prefetch``), and :meth:`VSphereDiskSource.read_ranges` merges adjacent ranges into few
+requests. Transient failures (connection drops, timeouts, 5xx) are retried with backoff; an expired
+session is renewed once per read.
 
 Observed on vcsim 0.24: ``Range`` is honoured (206 with Content-Range, Go's http.FileServer); a
 range past the end of the file answers 416 with ``Content-Range: bytes */<size>``. Its disk files
@@ -27,6 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +115,7 @@ class VSphereDiskSource:
         *,
         retry: RetryPolicy | None = None,
         readahead: int = 1 * MiB,
+        prefetch: int = 2,
         pool_size: int = 8,
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
@@ -125,6 +128,11 @@ class VSphereDiskSource:
         self.disk_key = disk_key
         self._retry = retry or RetryPolicy(attempts=5, base_delay=0.2, max_delay=5.0)
         self._readahead = max(0, readahead)
+        self._prefetch = max(0, prefetch)
+        self._ahead: dict[tuple[int, int], Future[bytes]] = {}
+        self._ahead_lock = threading.Lock()
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._last_end = -1
         self._timeout = (connect_timeout, read_timeout)
         self._sleep = sleep
         self._rng = random.Random()
@@ -224,11 +232,42 @@ class VSphereDiskSource:
         if win.offset <= offset and end <= win.offset + len(win.data):
             return win.data[offset - win.offset : end - win.offset]
         if end - offset >= self._readahead:
-            return self._fetch(offset, end)
+            return self._read_large(offset, end)
         fetch_end = min(self._size, offset + self._readahead)
         data = self._fetch(offset, fetch_end)
         win.offset, win.data = offset, data
         return data[: end - offset]
+
+    def _read_large(self, offset: int, end: int) -> bytes:
+        """Large reads: while the caller hashes and ships one range, the next ones are already in
+        flight (``prefetch`` of them), so a sequential scan is not a chain of round trips."""
+        if self._prefetch == 0:
+            return self._fetch(offset, end)
+        with self._ahead_lock:
+            hit = self._ahead.pop((offset, end), None)
+            sequential = hit is not None or offset == self._last_end
+            if hit is None:
+                # Not the continuation we guessed: what was fetched ahead will not be asked for.
+                for fut in self._ahead.values():
+                    fut.cancel()
+                self._ahead.clear()
+            self._last_end = end
+            # Only a second read in a row starts fetching ahead; random access pays nothing extra.
+            if sequential:
+                self._schedule(end, end - offset)
+        return hit.result() if hit is not None else self._fetch(offset, end)
+
+    def _schedule(self, start: int, length: int) -> None:
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(self._prefetch, thread_name_prefix="seawall-vsphere-read")
+        pos = start
+        for _ in range(self._prefetch):
+            if pos >= self._size:
+                break
+            key = (pos, min(self._size, pos + length))
+            if key not in self._ahead:
+                self._ahead[key] = self._prefetcher.submit(self._fetch, *key)
+            pos = key[1]
 
     def read_ranges(
         self, ranges: Iterable[tuple[int, int]], *, max_gap: int = 0, max_request: int = 16 * MiB
@@ -255,6 +294,13 @@ class VSphereDiskSource:
             return
         self._closed = True
         self._window.data = b""
+        with self._ahead_lock:
+            for fut in self._ahead.values():
+                fut.cancel()
+            self._ahead.clear()
+            if self._prefetcher is not None:
+                self._prefetcher.shutdown(wait=True, cancel_futures=True)
+                self._prefetcher = None
         if self._own_session:
             self._session.close()
 

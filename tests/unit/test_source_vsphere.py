@@ -132,6 +132,7 @@ class Behaviour:
     drop_first: int = 0  # close the connection without answering this many requests
     valid_cookie: str | None = None  # require this session cookie (401 otherwise)
     status: int | None = None  # always answer with this status
+    missing_ranges: set[str] = field(default_factory=set)  # answer 404 to these Range headers
     requests: list[str | None] = field(default_factory=list)
     cookies: list[str | None] = field(default_factory=list)
 
@@ -164,8 +165,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             b.fail_first -= 1
             self._send(503, b"busy")
             return
-        if b.status is not None:
-            self._send(b.status, b"nope")
+        if b.status is not None or self.headers.get("Range") in b.missing_ranges:
+            self._send(b.status or 404, b"nope")
             return
         if (
             b.valid_cookie is not None
@@ -392,3 +393,40 @@ def test_refuses_missing_snapshot_unknown_disk_and_delta_disks(server: tuple[str
         VSphereDiskSource(conn, "vm-1", "seawall-1", 9)  # type: ignore[arg-type]
     with pytest.raises(SourceError, match="already a delta disk"):
         VSphereDiskSource(conn, "vm-1", "seawall-1", 2001)  # type: ignore[arg-type]
+
+
+def test_sequential_large_reads_are_fetched_ahead(server: tuple[str, Behaviour]) -> None:
+    base, b = server
+    block = 64 * 1024
+    b.content = os.urandom(6 * block)
+    src, _ = make_source(base, len(b.content), readahead=0, prefetch=2)
+    out = b"".join(src.read(off, block) for off in range(0, len(b.content), block))
+    assert out == b.content
+    # Every block fetched exactly once, none past the end, though most came from the prefetcher.
+    assert sorted(b.requests) == sorted(f"bytes={o}-{o + block - 1}" for o in range(0, len(b.content), block))
+    src.close()
+
+
+def test_random_reads_do_not_fetch_ahead(server: tuple[str, Behaviour]) -> None:
+    base, b = server
+    b.content = os.urandom(400_000)
+    src, _ = make_source(base, len(b.content), readahead=0, prefetch=3)
+    for off in (0, 200_000, 50_000, 300_000):
+        assert src.read(off, 10_000) == b.content[off : off + 10_000]
+    assert len(b.requests) == 4
+    src.close()
+
+
+def test_a_failed_prefetch_surfaces_when_its_range_is_read(server: tuple[str, Behaviour]) -> None:
+    base, b = server
+    block = 32 * 1024
+    b.content = os.urandom(8 * block)
+    b.missing_ranges = {f"bytes={2 * block}-{3 * block - 1}"}
+    src, _ = make_source(base, len(b.content), readahead=0, prefetch=2)
+    assert src.read(0, block) == b.content[:block]
+    assert src.read(block, block) == b.content[block : 2 * block]
+    with pytest.raises(SourceError, match="not found"):
+        src.read(2 * block, block)
+    assert b.requests.count(f"bytes={2 * block}-{3 * block - 1}") == 1, "fetched once, by the prefetcher"
+    assert src.read(3 * block, block) == b.content[3 * block : 4 * block]
+    src.close()
