@@ -8,6 +8,7 @@ the ids are read into LabInfo each time rather than remembered).
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -47,7 +48,7 @@ def _named(tags: list[dict[str, str]] | None) -> str | None:
     return None
 
 
-def bootstrap_moto(port: int) -> tuple[S3Info, AwsInfo]:
+def bootstrap_moto(port: int, credentials_file: Path) -> tuple[S3Info, AwsInfo]:
     s3 = _client("s3", port)
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if c.REPLICA_BUCKET not in buckets:
@@ -107,6 +108,7 @@ def bootstrap_moto(port: int) -> tuple[S3Info, AwsInfo]:
         subnet_cidrs=dict(c.SUBNETS),
         hosted_zone_id=zone_id,
         hosted_zone_name=c.HOSTED_ZONE,
+        credentials_file=credentials_file,
     )
     return s3_info, aws_info
 
@@ -120,7 +122,7 @@ def check_moto(port: int) -> str:
     return f"bucket {c.REPLICA_BUCKET}, VPC {c.VPC_NAME}"
 
 
-def azurite_info(port: int) -> AzureInfo:
+def azurite_info(port: int, credentials_file: Path) -> AzureInfo:
     endpoint = f"http://{c.HOST}:{port}/{c.AZURITE_ACCOUNT}"
     return AzureInfo(
         connection_string=(
@@ -131,6 +133,7 @@ def azurite_info(port: int) -> AzureInfo:
         account_key=c.AZURITE_KEY,
         blob_endpoint=endpoint,
         container=c.REPLICA_CONTAINER,
+        credentials_file=credentials_file,
     )
 
 
@@ -140,7 +143,7 @@ def _blob_service(port: int) -> Any:
     # No retries: Azure's default policy backs off 15 s after a refused connection, and the lab polls
     # on its own while Azurite starts.
     return BlobServiceClient.from_connection_string(
-        azurite_info(port).connection_string, connection_timeout=3, read_timeout=10, retry_total=0
+        azurite_info(port, Path()).connection_string, connection_timeout=3, read_timeout=10, retry_total=0
     )
 
 
@@ -149,12 +152,12 @@ def ping_azurite(port: int) -> str:
     return "azurite answers"
 
 
-def bootstrap_azurite(port: int) -> AzureInfo:
+def bootstrap_azurite(port: int, credentials_file: Path) -> AzureInfo:
     from azure.core.exceptions import ResourceExistsError
 
     with contextlib.suppress(ResourceExistsError):
         _blob_service(port).create_container(c.REPLICA_CONTAINER)
-    return azurite_info(port)
+    return azurite_info(port, credentials_file)
 
 
 def check_azurite(port: int) -> str:

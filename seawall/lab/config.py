@@ -22,7 +22,13 @@ REPLICA_CONTAINER = "seawall-replica"
 HOSTED_ZONE = "corp.example.com."
 VPC_NAME = "seawall-lab"
 VPC_CIDR = "10.3.0.0/16"
-SUBNETS = {"aws-web": "10.3.1.0/24", "aws-app": "10.3.2.0/24", "aws-db": "10.3.3.0/24"}
+# aws-drill is where test failovers into AWS land (the inventory marks it isolated).
+SUBNETS = {
+    "aws-web": "10.3.1.0/24",
+    "aws-app": "10.3.2.0/24",
+    "aws-db": "10.3.3.0/24",
+    "aws-drill": "10.3.100.0/22",
+}
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key (the same in every Azurite); it protects nothing.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

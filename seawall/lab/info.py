@@ -103,6 +103,7 @@ class AwsInfo(BaseModel):
     subnet_cidrs: dict[str, str]
     hosted_zone_id: str  # bare id, e.g. "Z1D633PJN98FT9" (no "/hostedzone/" prefix)
     hosted_zone_name: str
+    credentials_file: Path  # {"aws_access_key_id": ..., "aws_secret_access_key": ...}
 
 
 class AzureInfo(BaseModel):
@@ -111,6 +112,7 @@ class AzureInfo(BaseModel):
     account_key: str
     blob_endpoint: str
     container: str
+    credentials_file: Path  # {"account_name": ..., "account_key": ...}
 
 
 class LabInfo(BaseModel):
@@ -121,6 +123,7 @@ class LabInfo(BaseModel):
     aws: AwsInfo
     azure: AzureInfo
     disk_size: int
+    replica_key_file: Path  # 32-byte replica encryption key as hex; made once, kept across `lab up`
 
     @property
     def primary(self) -> VSphereSiteInfo:

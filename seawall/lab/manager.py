@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -171,7 +172,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             ping=lambda: cloud.ping_moto(cfg.moto_port),
             check=lambda: cloud.check_moto(cfg.moto_port),
             start_timeout=40,
-            bootstrap=lambda: cloud.bootstrap_moto(cfg.moto_port),
+            bootstrap=lambda: cloud.bootstrap_moto(cfg.moto_port, credentials_path(state, "aws")),
         ),
         Part(
             name="azurite",
@@ -180,7 +181,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             ping=lambda: cloud.ping_azurite(cfg.azurite_port),
             check=lambda: cloud.check_azurite(cfg.azurite_port),
             start_timeout=40,
-            bootstrap=lambda: cloud.bootstrap_azurite(cfg.azurite_port),
+            bootstrap=lambda: cloud.bootstrap_azurite(cfg.azurite_port, credentials_path(state, "azure")),
             cwd=state,
         ),
     ]
@@ -255,13 +256,31 @@ def _ensure_running(state: Path, part: Part) -> _Started:
     return _Started(pid=pid, action=action, result=result)
 
 
-def _write_credentials(state: Path) -> None:
-    for site in ("primary", "dr"):
-        c.write_json_atomic(
-            state / "credentials" / f"{site}.json",
-            {"user": c.VSPHERE_USER, "password": c.VSPHERE_PASSWORD},
-            mode=0o600,
-        )
+def credentials_path(state: Path, name: str) -> Path:
+    return state / "credentials" / f"{name}.json"
+
+
+def replica_key_path(state: Path) -> Path:
+    return state / "keys" / "replica.key"
+
+
+def _write_secrets(state: Path) -> None:
+    """Lab credentials as files, so inventories reference them (``file:``) instead of holding them."""
+    files = {
+        "primary": {"user": c.VSPHERE_USER, "password": c.VSPHERE_PASSWORD},
+        "dr": {"user": c.VSPHERE_USER, "password": c.VSPHERE_PASSWORD},
+        "aws": {"aws_access_key_id": c.AWS_KEY_ID, "aws_secret_access_key": c.AWS_SECRET},
+        "azure": {"account_name": c.AZURITE_ACCOUNT, "account_key": c.AZURITE_KEY},
+    }
+    for name, data in files.items():
+        c.write_json_atomic(credentials_path(state, name), data, mode=0o600)
+    key = replica_key_path(state)
+    if not key.exists():
+        # Made once and kept: a new key would make every replica already written unreadable.
+        key.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
 
 
 def _write_env(state: Path, info: LabInfo) -> None:
@@ -291,6 +310,7 @@ def _lab_info(state: Path, cfg: c.LabConfig, started: dict[str, _Started]) -> La
         aws=aws_info,
         azure=cast(AzureInfo, started["azurite"].result),
         disk_size=cfg.disk_size,
+        replica_key_file=replica_key_path(state),
     )
 
 
@@ -299,7 +319,7 @@ def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
     state.mkdir(parents=True, exist_ok=True)
     with procs.locked(state):
         c.save_config(state, cfg)
-        _write_credentials(state)
+        _write_secrets(state)
         todo = parts(state, cfg, for_start=True)
         with ThreadPoolExecutor(max_workers=len(todo)) as pool:
             futures = {part.name: pool.submit(_ensure_running, state, part) for part in todo}

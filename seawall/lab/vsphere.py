@@ -36,6 +36,7 @@ class SiteSpec:
     datacenter: str
     datastore: str
     datastore_dir: Path
+    credentials_file: Path
     networks: tuple[str, ...]
     isolated_networks: tuple[str, ...]
     vms: tuple[str, ...]
@@ -79,6 +80,7 @@ def site_specs(state: Path, cfg: c.LabConfig) -> dict[str, SiteSpec]:
             datacenter="dc-primary",
             datastore="ds-primary",
             datastore_dir=state / "vcsim" / "primary" / "ds",
+            credentials_file=state / "credentials" / "primary.json",
             networks=("prod-web", "prod-app", "prod-db"),
             isolated_networks=(),
             vms=tuple(cfg.vms),
@@ -91,6 +93,7 @@ def site_specs(state: Path, cfg: c.LabConfig) -> dict[str, SiteSpec]:
             datacenter="dc-dr",
             datastore="ds-dr",
             datastore_dir=state / "vcsim" / "dr" / "ds",
+            credentials_file=state / "credentials" / "dr.json",
             networks=("dr-web", "dr-app", "dr-db"),
             isolated_networks=("drill",),
             vms=(),
@@ -376,7 +379,7 @@ def describe(spec: SiteSpec) -> VSphereSiteInfo:
         port=spec.port,
         user=c.VSPHERE_USER,
         password=c.VSPHERE_PASSWORD,
-        credentials_file=spec.datastore_dir.parents[2] / "credentials" / f"{spec.site}.json",
+        credentials_file=spec.credentials_file,
         datacenter=spec.datacenter,
         cluster=spec.cluster,
         hosts=sorted(host_names.values()),

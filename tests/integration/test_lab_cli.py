@@ -60,8 +60,22 @@ def test_temporal_ui_answers(lab: LabInfo) -> None:
     assert settings.status_code == 200
 
 
-def test_credentials_files(lab: LabInfo) -> None:
-    for site in lab.vsphere.values():
-        creds = json.loads(site.credentials_file.read_text())
-        assert creds == {"user": site.user, "password": site.password}
-        assert site.credentials_file.stat().st_mode & 0o077 == 0
+def test_credentials_and_key_files(lab: LabInfo) -> None:
+    expected = {
+        site.credentials_file: {"user": site.user, "password": site.password} for site in lab.vsphere.values()
+    }
+    expected[lab.aws.credentials_file] = {
+        "aws_access_key_id": lab.aws.access_key_id,
+        "aws_secret_access_key": lab.aws.secret_access_key,
+    }
+    expected[lab.azure.credentials_file] = {
+        "account_name": lab.azure.account_name,
+        "account_key": lab.azure.account_key,
+    }
+    assert {p.name for p in expected} == {"primary.json", "dr.json", "aws.json", "azure.json"}
+    for path, data in expected.items():
+        assert json.loads(path.read_text()) == data
+        assert path.stat().st_mode & 0o077 == 0
+    key = lab.replica_key_file.read_text().strip()
+    assert len(bytes.fromhex(key)) == 32
+    assert lab.replica_key_file.stat().st_mode & 0o077 == 0

@@ -46,6 +46,7 @@ def test_vpc_subnets_and_zone(lab: LabInfo) -> None:
         "aws-web": "10.3.1.0/24",
         "aws-app": "10.3.2.0/24",
         "aws-db": "10.3.3.0/24",
+        "aws-drill": "10.3.100.0/22",
     }
     assert {name: s["SubnetId"] for name, s in by_name.items()} == lab.aws.subnets
 

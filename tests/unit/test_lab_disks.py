@@ -104,11 +104,18 @@ def _lab(tmp_path: Path, size: int) -> LabInfo:
             subnet_cidrs={},
             hosted_zone_id="Z1",
             hosted_zone_name="corp.example.com.",
+            credentials_file=tmp_path / "credentials" / "aws.json",
         ),
         azure=AzureInfo(
-            connection_string="", account_name="a", account_key="k", blob_endpoint="", container="c"
+            connection_string="",
+            account_name="a",
+            account_key="k",
+            blob_endpoint="",
+            container="c",
+            credentials_file=tmp_path / "credentials" / "azure.json",
         ),
         disk_size=size,
+        replica_key_file=tmp_path / "keys" / "replica.key",
     )
 
 
