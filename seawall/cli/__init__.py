@@ -6,6 +6,7 @@ import typer
 
 from seawall.cli import lab as lab_cmd
 from seawall.cli import plan as plan_cmd
+from seawall.cli import replication as replication_cmd
 from seawall.cli import worker as worker_cmd
 
 app = typer.Typer(
@@ -18,6 +19,10 @@ app = typer.Typer(
 app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(plan_cmd.app, name="plan")
 app.command("worker")(worker_cmd.worker)
+app.command("protect")(replication_cmd.protect)
+app.command("unprotect")(replication_cmd.unprotect)
+app.command("replicate-now")(replication_cmd.replicate_now)
+app.command("status")(replication_cmd.status)
 
 
 def main() -> None:

@@ -1,0 +1,261 @@
+"""`seawall protect | unprotect | replicate-now | status`: replication as an operator sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from seawall.cli.common import Exit, console, err_console, print_json
+from seawall.config import Settings
+from seawall.messages import ProtectInput, ProtectResult, UnprotectInput
+from seawall.models import Inventory
+from seawall.plans import PlanValidationError, load_inventory
+from seawall.status import VMStatus, schedule_id, vm_status
+
+InventoryOpt = typer.Option(None, "--inventory", "-i", help="Inventory file (default: $SEAWALL_INVENTORY).")
+
+
+def _settings(inventory: Path | None) -> Settings:
+    settings = Settings()
+    if inventory is not None:
+        settings = settings.model_copy(update={"inventory": inventory})
+    return settings
+
+
+def _inventory(settings: Settings) -> Inventory:
+    try:
+        return load_inventory(settings.inventory)
+    except PlanValidationError as exc:
+        for error in exc.errors:
+            err_console.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(Exit.BAD_INPUT) from None
+
+
+def _known_vm(inv: Inventory, vm: str, settings: Settings) -> None:
+    if vm not in {p.name for p in inv.protected_vms}:
+        known = ", ".join(p.name for p in inv.protected_vms) or "none"
+        err_console.print(f"{settings.inventory}: protected_vms: no VM named {vm!r} (known: {known})")
+        raise typer.Exit(Exit.BAD_INPUT)
+
+
+async def _client(settings: Settings) -> Client:
+    from seawall.temporal import connect
+
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        err_console.print(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+        raise typer.Exit(Exit.UNAVAILABLE) from None
+
+
+def protect(
+    vm: str = typer.Argument(..., help="A VM listed under protected_vms in the inventory."),
+    policy: str | None = typer.Option(None, "--policy", help="Override the inventory's policy."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the seed and the schedule."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    inventory: Path | None = InventoryOpt,
+) -> None:
+    """Protect a VM: enable CBT, seed a first verified point, then replicate on its schedule."""
+    settings = _settings(inventory)
+    inv = _inventory(settings)
+    _known_vm(inv, vm, settings)
+    if policy is not None and policy not in {p.name for p in inv.policies}:
+        err_console.print(f"--policy: no policy named {policy!r} in {settings.inventory}")
+        raise typer.Exit(Exit.BAD_INPUT)
+
+    async def run() -> int:
+        client = await _client(settings)
+        # A fixed id per VM: protecting twice while a seed runs attaches to the running one.
+        handle = await client.start_workflow(
+            "ProtectVM",
+            ProtectInput(vm=vm, policy=policy),
+            id=f"protect/{vm}",
+            task_queue=settings.orchestration_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=ProtectResult,
+        )
+        if not wait:
+            _emit({"vm": vm, "workflow_id": handle.id, "run_id": handle.result_run_id}, as_json)
+            return Exit.OK
+        task = asyncio.ensure_future(handle.result())
+        if not as_json:
+            await _follow_seed(client, inv, vm, task)
+        try:
+            result: ProtectResult = await task
+        except WorkflowFailureError as exc:
+            err_console.print(f"protect {vm} failed: {exc.cause or exc}")
+            return Exit.FAILED
+        _emit(result.model_dump(), as_json)
+        return Exit.OK
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+async def _follow_seed(client: Client, inv: Inventory, vm: str, task: asyncio.Future[Any]) -> None:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task(f"seeding {vm}", total=1.0, detail="")
+        while not task.done():
+            status = await vm_status(client, inv, vm)
+            if status.progress is not None:
+                p = status.progress
+                detail = (
+                    f"{p.disk or ''} read {p.bytes_read / 2**20:.1f} MiB, "
+                    f"shipped {p.bytes_shipped / 2**20:.1f} MiB"
+                )
+                progress.update(bar, completed=p.fraction, detail=detail)
+            await asyncio.wait([task], timeout=1.0)
+        progress.update(bar, completed=1.0)
+
+
+def _emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        for key, value in data.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+def unprotect(
+    vm: str = typer.Argument(...),
+    delete_replica: bool = typer.Option(False, "--delete-replica", help="Also delete its recovery points."),
+    as_json: bool = typer.Option(False, "--json"),
+    inventory: Path | None = InventoryOpt,
+) -> None:
+    """Stop replicating a VM (its schedule goes; its points stay unless --delete-replica)."""
+    settings = _settings(inventory)
+    inv = _inventory(settings)
+    _known_vm(inv, vm, settings)
+
+    async def run() -> int:
+        client = await _client(settings)
+        try:
+            deleted = await client.execute_workflow(
+                "UnprotectVM",
+                UnprotectInput(vm=vm, delete_replica=delete_replica),
+                id=f"unprotect/{vm}",
+                task_queue=settings.orchestration_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                result_type=int,
+            )
+        except WorkflowFailureError as exc:
+            err_console.print(f"unprotect {vm} failed: {exc.cause or exc}")
+            return Exit.FAILED
+        _emit({"vm": vm, "schedule_deleted": True, "points_deleted": deleted}, as_json)
+        return Exit.OK
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def replicate_now(
+    vm: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    inventory: Path | None = InventoryOpt,
+) -> None:
+    """Start a cycle now through the VM's schedule (skipped if one is already running)."""
+    settings = _settings(inventory)
+    inv = _inventory(settings)
+    _known_vm(inv, vm, settings)
+
+    async def run() -> int:
+        client = await _client(settings)
+        try:
+            # Through the schedule, not a direct start: its overlap policy keeps one cycle at a time.
+            await client.get_schedule_handle(schedule_id(vm)).trigger()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                err_console.print(f"{vm} is not protected yet: run `seawall protect {vm}` first")
+                return Exit.BAD_INPUT
+            raise
+        _emit({"vm": vm, "triggered": schedule_id(vm)}, as_json)
+        return Exit.OK
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return str(timedelta(seconds=int(seconds)))
+
+
+def status(
+    as_json: bool = typer.Option(False, "--json"),
+    watch: float = typer.Option(0.0, "--watch", help="Refresh every N seconds (0: once)."),
+    inventory: Path | None = InventoryOpt,
+) -> None:
+    """Protected VMs: newest verified point, its age against the RPO, breaches, last cycle."""
+    settings = _settings(inventory)
+    inv = _inventory(settings)
+
+    async def collect() -> list[VMStatus]:
+        client = await _client(settings)
+        return list(await asyncio.gather(*(vm_status(client, inv, p.name) for p in inv.protected_vms)))
+
+    while True:
+        rows = asyncio.run(collect())
+        if as_json:
+            print_json([r.model_dump(mode="json") for r in rows])
+        else:
+            console.print(_table(rows))
+        if watch <= 0:
+            break
+        time.sleep(watch)
+    raise typer.Exit(Exit.FAILED if any(r.breach for r in rows) else Exit.OK)
+
+
+def _table(rows: list[VMStatus]) -> Table:
+    table = Table(title="Protected VMs")
+    for col in (
+        "vm",
+        "site",
+        "policy",
+        "last verified point",
+        "age",
+        "RPO",
+        "breach",
+        "shipped",
+        "path",
+        "now",
+    ):
+        table.add_column(col)
+    for r in rows:
+        now = ""
+        if r.progress is not None:
+            now = f"seeding {r.progress.fraction:.0%}"
+        elif r.running:
+            now = "cycle running"
+        elif not r.scheduled:
+            now = "not protected"
+        elif r.paused:
+            now = "paused"
+        table.add_row(
+            r.vm,
+            r.source_site,
+            r.policy,
+            r.last_point or "-",
+            _age(r.age_s),
+            _age(r.rpo_s),
+            "[red]BREACH[/red]" if r.breach else "ok",
+            f"{r.last_bytes_shipped / 2**20:.1f} MiB" if r.last_bytes_shipped is not None else "-",
+            r.last_change_path or "-",
+            now,
+        )
+    return table
