@@ -20,6 +20,7 @@ Observed on vcsim (govmomi 0.24), which shapes the callers' expectations:
 
 from __future__ import annotations
 
+import http.client
 import logging
 import ssl
 import threading
@@ -246,7 +247,6 @@ class VSphereConnection:
                     pwd=self._password,
                     sslContext=self._ssl_context(),
                     httpConnectionTimeout=self.timeout,
-                    connectionPoolTimeout=-1,
                 )
             except vim.fault.InvalidLogin as exc:
                 raise VSphereError(f"vSphere {self.describe()} rejected the user name or password") from exc
@@ -255,7 +255,7 @@ class VSphereConnection:
                     f"TLS verification failed for vSphere {self.describe()}: {exc.reason}; trust its CA "
                     "(verify_tls=<ca bundle path>) or explicitly opt out (verify_tls=False)"
                 ) from exc
-            except (OSError, vmodl.MethodFault) as exc:
+            except (OSError, http.client.HTTPException, vmodl.MethodFault) as exc:
                 raise VSphereError(f"cannot connect to vSphere {self.describe()}: {exc}") from exc
             return self._si
 
@@ -361,7 +361,7 @@ class VSphereConnection:
             return self._wrap(what, fn)
         except vmodl.fault.ManagedObjectNotFound as exc:
             raise VSphereNotFound(f"{what}: object no longer exists on {self.describe()}") from exc
-        except (vmodl.MethodFault, OSError) as exc:
+        except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
             raise VSphereError(f"{what} on {self.describe()} failed: {_fault_message(exc)}") from exc
 
     def _wrap(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -369,7 +369,7 @@ class VSphereConnection:
             return fn()
         except vmodl.fault.ManagedObjectNotFound as exc:
             raise VSphereNotFound(f"{what}: object no longer exists on {self.describe()}") from exc
-        except (vmodl.MethodFault, OSError) as exc:
+        except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
             raise VSphereError(f"{what} on {self.describe()} failed: {_fault_message(exc)}") from exc
 
     # -- inventory ---------------------------------------------------------------------------------
@@ -545,7 +545,7 @@ class VSphereConnection:
             except vim.fault.NotAuthenticated:
                 self.ensure_session()
                 continue
-            except (vmodl.MethodFault, OSError) as exc:
+            except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
                 raise VSphereError(
                     f"QueryChangedDiskAreas on {self.describe()} failed: {_fault_message(exc)}"
                 ) from exc
