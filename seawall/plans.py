@@ -45,6 +45,7 @@ from seawall.models import (
     Inventory,
     Network,
     NicMapping,
+    PlanVM,
     RecoveryPlan,
     StaticIP,
     SubnetTranslation,
@@ -473,135 +474,142 @@ def _check_hooks(hooks: Sequence[Hook], at: Loc, sites: dict[str, Any], problems
 
 def check_plan(plan: RecoveryPlan, inventory: Inventory) -> list[Problem]:
     """Everything about a plan that its schema cannot know: names it refers to, addresses, order."""
-    problems: list[Problem] = []
-    sites = {site.name: site for site in inventory.sites}
-    source = sites.get(plan.source_site)
-    target = sites.get(plan.target_site)
-    if source is None:
-        problems.append(Problem(("source_site",), _unknown("site", plan.source_site, sites)))
-    if target is None:
-        problems.append(Problem(("target_site",), _unknown("site", plan.target_site, sites)))
-    elif plan.target_site == plan.source_site:
-        problems.append(Problem(("target_site",), "the target site is the source site"))
-        target = None  # one error says it all; checking networks against the source would only echo it
-    group_names = [group.name for group in plan.groups]
-    problems += _duplicates(group_names, ("groups",), "group")
-    _check_hooks(plan.pre_hooks, ("pre_hooks",), sites, problems)
-    _check_hooks(plan.post_hooks, ("post_hooks",), sites, problems)
-    problems += _duplicates([gate.name for gate in plan.gates], ("gates",), "gate")
-    for index, gate in enumerate(plan.gates):
-        if gate.before not in group_names:
-            problems.append(Problem(("gates", index, "before"), _unknown("group", gate.before, group_names)))
+    return _PlanChecker(plan, inventory).run()
 
-    group_of: dict[str, int] = {}
-    for group_index, group in enumerate(plan.groups):
-        for vm in group.vms:
-            group_of.setdefault(vm.name, group_index)
-    protected = {vm.name: vm for vm in inventory.protected_vms}
-    zones = {zone.name: zone for zone in inventory.dns_zones}
-    placed: dict[str, Loc] = {}
-    used: dict[str, dict[IPv4Address, str]] = {"ip": {}, "test_ip": {}}
-    records: dict[tuple[str, str], str] = {}
 
-    for group_index, group in enumerate(plan.groups):
-        _check_hooks(group.pre_hooks, ("groups", group_index, "pre_hooks"), sites, problems)
-        _check_hooks(group.post_hooks, ("groups", group_index, "post_hooks"), sites, problems)
-        for vm_index, vm in enumerate(group.vms):
-            at: Loc = ("groups", group_index, "vms", vm_index)
-            if vm.name in placed:
-                first_group = plan.groups[group_of[vm.name]].name
-                problems.append(Problem((*at, "name"), f"VM '{vm.name}' is already in group '{first_group}'"))
-                continue
-            placed[vm.name] = at
+class _PlanChecker:
+    def __init__(self, plan: RecoveryPlan, inventory: Inventory) -> None:
+        self.plan = plan
+        self.inventory = inventory
+        self.problems: list[Problem] = []
+        self.sites = {site.name: site for site in inventory.sites}
+        self.protected = {vm.name: vm for vm in inventory.protected_vms}
+        self.zones = {zone.name: zone for zone in inventory.dns_zones}
+        self.source = self.sites.get(plan.source_site)
+        self.target = self.sites.get(plan.target_site)
+        self.group_of: dict[str, int] = {}
+        for group_index, group in enumerate(plan.groups):
+            for vm in group.vms:
+                self.group_of.setdefault(vm.name, group_index)
+        self.used: dict[str, dict[IPv4Address, str]] = {"ip": {}, "test_ip": {}}
+        self.records: dict[str, tuple[str, str]] = {}
 
-            replica = protected.get(vm.name)
-            if replica is None:
-                problems.append(
-                    Problem(
-                        (*at, "name"),
-                        f"VM '{vm.name}' is not protected in the inventory"
-                        + _did_you_mean(vm.name, protected),
+    def add(self, at: Loc, message: str) -> None:
+        self.problems.append(Problem(at, message))
+
+    def run(self) -> list[Problem]:
+        plan = self.plan
+        if self.source is None:
+            self.add(("source_site",), _unknown("site", plan.source_site, self.sites))
+        if self.target is None:
+            self.add(("target_site",), _unknown("site", plan.target_site, self.sites))
+        elif plan.target_site == plan.source_site:
+            self.add(("target_site",), "the target site is the source site")
+            self.target = None  # one error says it all; checks against the source would only echo it
+
+        group_names = [group.name for group in plan.groups]
+        self.problems += _duplicates(group_names, ("groups",), "group")
+        _check_hooks(plan.pre_hooks, ("pre_hooks",), self.sites, self.problems)
+        _check_hooks(plan.post_hooks, ("post_hooks",), self.sites, self.problems)
+        self.problems += _duplicates([gate.name for gate in plan.gates], ("gates",), "gate")
+        for index, gate in enumerate(plan.gates):
+            if gate.before not in group_names:
+                self.add(("gates", index, "before"), _unknown("group", gate.before, group_names))
+
+        placed: set[str] = set()
+        for group_index, group in enumerate(plan.groups):
+            _check_hooks(group.pre_hooks, ("groups", group_index, "pre_hooks"), self.sites, self.problems)
+            _check_hooks(group.post_hooks, ("groups", group_index, "post_hooks"), self.sites, self.problems)
+            for vm_index, vm in enumerate(group.vms):
+                at: Loc = ("groups", group_index, "vms", vm_index)
+                if vm.name in placed:
+                    first_group = plan.groups[self.group_of[vm.name]].name
+                    self.add((*at, "name"), f"VM '{vm.name}' is already in group '{first_group}'")
+                    continue
+                placed.add(vm.name)
+                self.check_replica(vm, at)
+                self.check_size(vm, at)
+                for nic_index, nic in enumerate(vm.nics):
+                    _check_nic(
+                        nic,
+                        vm.name,
+                        self.source,
+                        self.target,
+                        (*at, "nics", nic_index),
+                        self.used,
+                        self.problems,
                     )
+                self.check_dns(vm, at)
+                self.check_dependencies(vm, group_index, at)
+        self.problems += _cycles(plan)
+        return self.problems
+
+    def check_replica(self, vm: PlanVM, at: Loc) -> None:
+        """The VM must be replicated from this plan's source to this plan's target."""
+        replica = self.protected.get(vm.name)
+        if replica is None:
+            self.add(
+                (*at, "name"),
+                f"VM '{vm.name}' is not protected in the inventory{_did_you_mean(vm.name, self.protected)}",
+            )
+        elif replica.source_site != self.plan.source_site:
+            self.add(
+                (*at, "name"),
+                f"VM '{vm.name}' is protected from site '{replica.source_site}', "
+                f"not from the plan's source site '{self.plan.source_site}'",
+            )
+        elif self.target is not None and self.plan.target_site not in replica.target_sites:
+            self.add(
+                (*at, "name"),
+                f"VM '{vm.name}' is not replicated to site '{self.plan.target_site}' "
+                f"(its target sites: {', '.join(replica.target_sites)})",
+            )
+
+    def check_size(self, vm: PlanVM, at: Loc) -> None:
+        if vm.size is None or vm.size.instance_type is None or self.target is None:
+            return
+        if not isinstance(self.target, AwsSite):
+            self.add(
+                (*at, "size", "instance_type"),
+                f"instance_type applies to aws targets, not '{self.target.kind}'",
+            )
+
+    def check_dns(self, vm: PlanVM, at: Loc) -> None:
+        for index, record in enumerate(vm.dns):
+            record_at: Loc = (*at, "dns", index)
+            if record.zone not in self.zones:
+                self.add((*record_at, "zone"), _unknown("DNS zone", record.zone, self.zones))
+            if record.type == "A" and record.value is None and record.nic >= len(vm.nics):
+                self.add(
+                    (*record_at, "nic"),
+                    f"VM '{vm.name}' has no NIC {record.nic} to take the address from; "
+                    f"add it under nics or give a value",
+                )
+            # Two upserts of one name overwrite each other, and a CNAME cannot share its name.
+            if record.name in self.records:
+                kind, owner = self.records[record.name]
+                self.add(
+                    (*record_at, "name"), f"'{record.name}' already has an {kind} record, set by VM '{owner}'"
                 )
             else:
-                if replica.source_site != plan.source_site:
-                    problems.append(
-                        Problem(
-                            (*at, "name"),
-                            f"VM '{vm.name}' is protected from site '{replica.source_site}', "
-                            f"not from the plan's source site '{plan.source_site}'",
-                        )
-                    )
-                elif target is not None and plan.target_site not in replica.target_sites:
-                    problems.append(
-                        Problem(
-                            (*at, "name"),
-                            f"VM '{vm.name}' is not replicated to site '{plan.target_site}' "
-                            f"(its target sites: {', '.join(replica.target_sites)})",
-                        )
-                    )
+                self.records[record.name] = (record.type, vm.name)
 
-            if (
-                vm.size is not None
-                and vm.size.instance_type is not None
-                and target is not None
-                and not isinstance(target, AwsSite)
-            ):
-                problems.append(
-                    Problem(
-                        (*at, "size", "instance_type"),
-                        f"instance_type applies to aws targets, not '{target.kind}'",
-                    )
+    def check_dependencies(self, vm: PlanVM, group_index: int, at: Loc) -> None:
+        for index, dependency in enumerate(vm.depends_on):
+            dep_at: Loc = (*at, "depends_on", index)
+            if dependency == vm.name:
+                self.add(dep_at, f"VM '{vm.name}' depends on itself")
+            elif dependency not in self.group_of:
+                self.add(
+                    dep_at,
+                    f"'{dependency}' is not a VM of this plan{_did_you_mean(dependency, self.group_of)}",
                 )
-
-            for nic_index, nic in enumerate(vm.nics):
-                _check_nic(nic, vm.name, source, target, (*at, "nics", nic_index), used, problems)
-
-            for record_index, record in enumerate(vm.dns):
-                record_at: Loc = (*at, "dns", record_index)
-                if record.zone not in zones:
-                    problems.append(Problem((*record_at, "zone"), _unknown("DNS zone", record.zone, zones)))
-                if record.type == "A" and record.value is None and record.nic >= len(vm.nics):
-                    problems.append(
-                        Problem(
-                            (*record_at, "nic"),
-                            f"VM '{vm.name}' has no NIC {record.nic} to take the address from; "
-                            f"add it under nics or give a value",
-                        )
-                    )
-                key = (record.name, record.type)
-                if key in records:
-                    problems.append(
-                        Problem(
-                            (*record_at, "name"),
-                            f"{record.type} record '{record.name}' is already set by VM '{records[key]}'",
-                        )
-                    )
-                records.setdefault(key, vm.name)
-
-            for dep_index, dependency in enumerate(vm.depends_on):
-                dep_at: Loc = (*at, "depends_on", dep_index)
-                if dependency == vm.name:
-                    problems.append(Problem(dep_at, f"VM '{vm.name}' depends on itself"))
-                elif dependency not in group_of:
-                    problems.append(
-                        Problem(
-                            dep_at,
-                            f"'{dependency}' is not a VM of this plan{_did_you_mean(dependency, group_of)}",
-                        )
-                    )
-                elif group_of[dependency] > group_index:
-                    problems.append(
-                        Problem(
-                            dep_at,
-                            f"'{dependency}' boots in a later group "
-                            f"('{plan.groups[group_of[dependency]].name}'), "
-                            f"so '{vm.name}' would wait forever",
-                        )
-                    )
-
-    problems += _cycles(plan)
-    return problems
+            elif self.group_of[dependency] > group_index:
+                later = self.plan.groups[self.group_of[dependency]].name
+                self.add(
+                    dep_at,
+                    f"'{dependency}' boots in a later group ('{later}'), so '{vm.name}' would wait forever",
+                )
 
 
 def _check_rule(

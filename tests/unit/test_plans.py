@@ -131,7 +131,7 @@ BROKEN_CASES = [
         "plan-dns-duplicate.yaml",
         36,
         "groups[1].vms[0].dns[0].name",
-        "A record 'db.corp.example.com' is already set by VM 'db-01'",
+        "'db.corp.example.com' already has an A record, set by VM 'db-01'",
     ),
     (
         "plan-dns-outside-zone.yaml",
@@ -559,3 +559,19 @@ def test_valid_files_match_the_emitted_schema(path: str) -> None:
     data["unknown_key"] = 1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_cname_cannot_share_a_name(tmp_path: Path) -> None:
+    text = (
+        (REPO / GOOD / "plan.yaml").read_text().replace("inventory.yaml", str(REPO / GOOD / "inventory.yaml"))
+    )
+    text = text.replace(
+        "{zone: corp.example.com, name: app-01.corp.example.com}",
+        "{zone: corp.example.com, name: app-01.corp.example.com}\n"
+        "          - {zone: corp.example.com, name: app-01.corp.example.com, type: CNAME,"
+        " value: db.corp.example.com}",
+    )
+    (tmp_path / "plan.yaml").write_text(text)
+    (error,) = check_files([tmp_path / "plan.yaml"])
+    assert error.field == "groups[1].vms[0].dns[1].name"
+    assert error.message == "'app-01.corp.example.com' already has an A record, set by VM 'app-01'"
