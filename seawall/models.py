@@ -716,6 +716,15 @@ class HttpCheck(HealthCheck):
     path: Annotated[str, Field(pattern=r"^/")] = "/"
     status: Annotated[int, Field(strict=True, ge=100, le=599)] = 200
 
+    @model_validator(mode="after")
+    def _url_or_parts(self) -> HttpCheck:
+        # Compared with the defaults, not model_fields_set: a payload round trip sets every field.
+        if self.url is not None and (self.scheme != "http" or self.port is not None or self.path != "/"):
+            raise PydanticCustomError(
+                "seawall_http_check", "give url, or scheme/port/path at the VM's new address, not both"
+            )
+        return self
+
 
 class GuestIpCheck(HealthCheck):
     """Wait until the guest reports its expected new address (VMware Tools / the cloud's view)."""

@@ -476,3 +476,10 @@ def test_plan_helpers() -> None:
     assert inventory.plan("erp-dr") is plan
     with pytest.raises(KeyError):
         inventory.site("nope")
+
+
+def test_http_check_url_or_parts() -> None:
+    assert HttpCheck(url="http://erp.corp.example.com/health").url is not None
+    assert HttpCheck(port=8080, path="/healthz").path == "/healthz"
+    assert "not both" in _error(HttpCheck, {"url": "http://h/x", "port": 80})[1]
+    assert _error(HttpCheck, {"path": "healthz"})[0] == ("path",)
