@@ -205,6 +205,37 @@ def _duplicate_keys(node: yaml.Node, loc: Loc, seen: set[int]) -> list[tuple[int
     return found
 
 
+_MAX_EXPANDED_NODES = 200_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """How many nodes the document has once aliases are expanded (validation walks every copy).
+
+    A few nested aliases can expand to billions of nodes ("billion laughs"); a recursive alias never
+    ends. Both are reported instead of hanging the checker.
+    """
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _AliasError("a recursive alias (an anchor used inside itself)")
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo, active) + _expanded_size(v, memo, active) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(item, memo, active) for item in node.value)
+    active.discard(key)
+    if size > _MAX_EXPANDED_NODES:
+        raise _AliasError(f"aliases expand to more than {_MAX_EXPANDED_NODES} nodes")
+    memo[key] = size
+    return size
+
+
+class _AliasError(Exception):
+    pass
+
+
 def _read(path: str | Path) -> tuple[_Document | None, list[PlanError]]:
     shown = str(path)
     real = Path(path)
@@ -224,6 +255,10 @@ def _read(path: str | Path) -> tuple[_Document | None, list[PlanError]]:
         root = loader.get_single_node()
         if root is None:
             return None, [PlanError(shown, 1, "", "file is empty")]
+        try:
+            _expanded_size(root, {}, set())
+        except _AliasError as exc:
+            return None, [PlanError(shown, 1, "", f"invalid YAML: {exc}")]
         duplicates = _duplicate_keys(root, (), set())
         if duplicates:
             return None, [PlanError(shown, line, format_loc(loc), msg) for line, loc, msg in duplicates]

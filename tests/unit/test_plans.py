@@ -575,3 +575,15 @@ def test_cname_cannot_share_a_name(tmp_path: Path) -> None:
     (error,) = check_files([tmp_path / "plan.yaml"])
     assert error.field == "groups[1].vms[0].dns[1].name"
     assert error.message == "'app-01.corp.example.com' already has an A record, set by VM 'app-01'"
+
+
+@pytest.mark.timeout(20)
+def test_alias_bombs_and_recursive_aliases_are_errors(tmp_path: Path) -> None:
+    lines = ["kind: Inventory", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    (error,) = check_files([tmp_path / "bomb.yaml"])
+    assert "aliases expand to more than" in error.message
+    (tmp_path / "loop.yaml").write_text("kind: Inventory\nsites: &s [*s]\n")
+    errors = check_files([tmp_path / "loop.yaml"])
+    assert len(errors) == 1 and errors[0].message.startswith("invalid YAML")
