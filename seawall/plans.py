@@ -218,7 +218,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> i
     if key in memo:
         return memo[key]
     if key in active:
-        raise _AliasError("a recursive alias (an anchor used inside itself)")
+        raise _AliasError("a recursive alias (an anchor used inside itself)", node.start_mark.line + 1)
     active.add(key)
     size = 1
     if isinstance(node, yaml.MappingNode):
@@ -227,13 +227,17 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> i
         size += sum(_expanded_size(item, memo, active) for item in node.value)
     active.discard(key)
     if size > _MAX_EXPANDED_NODES:
-        raise _AliasError(f"aliases expand to more than {_MAX_EXPANDED_NODES} nodes")
+        raise _AliasError(
+            f"aliases expand to more than {_MAX_EXPANDED_NODES} nodes", node.start_mark.line + 1
+        )
     memo[key] = size
     return size
 
 
 class _AliasError(Exception):
-    pass
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def _read(path: str | Path) -> tuple[_Document | None, list[PlanError]]:
@@ -258,7 +262,7 @@ def _read(path: str | Path) -> tuple[_Document | None, list[PlanError]]:
         try:
             _expanded_size(root, {}, set())
         except _AliasError as exc:
-            return None, [PlanError(shown, 1, "", f"invalid YAML: {exc}")]
+            return None, [PlanError(shown, exc.line, "", f"invalid YAML: {exc}")]
         duplicates = _duplicate_keys(root, (), set())
         if duplicates:
             return None, [PlanError(shown, line, format_loc(loc), msg) for line, loc, msg in duplicates]
