@@ -22,7 +22,10 @@ app = typer.Typer(
 @app.command("check")
 def check_command(
     files: list[Path] = typer.Argument(
-        ..., help="Inventory and plan files (recognised by their 'kind:' header).", show_default=False
+        ...,
+        metavar="FILE...",
+        help="Inventory and plan files (recognised by their 'kind:' header).",
+        show_default=False,
     ),
     inventory: Path | None = typer.Option(
         None, "--inventory", "-i", help="The inventory for plan files (overrides their 'inventory:')."
