@@ -1,0 +1,65 @@
+"""The raw file / block device DiskSource."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from seawall.sources.base import DiskSource, SourceError
+from seawall.sources.raw import RawSource, _device_size
+
+
+def test_file_size_and_reads(tmp_path: Path) -> None:
+    p = tmp_path / "disk.raw"
+    data = os.urandom(100_000)
+    p.write_bytes(data)
+    with RawSource(p, change_id="c1") as s:
+        assert isinstance(s, DiskSource)
+        assert s.size == 100_000 and s.change_id == "c1"
+        assert s.read(0, 10) == data[:10]
+        assert s.read(99_990, 100) == data[99_990:]  # shorter only at the end
+        assert s.read(200_000, 10) == b""
+        assert s.changed_areas("c0") is None  # hash-compare
+        assert s.describe() == f"raw:{p}"
+    with pytest.raises(SourceError, match="closed"):
+        s.read(0, 1)
+
+
+def test_sparse_file_size(tmp_path: Path) -> None:
+    p = tmp_path / "sparse.raw"
+    with open(p, "wb") as f:
+        f.truncate(1 << 30)
+    with RawSource(p) as s:
+        assert s.size == 1 << 30
+        assert s.read((1 << 30) - 4, 8) == bytes(4)
+
+
+def test_errors(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="cannot open"):
+        RawSource(tmp_path / "missing")
+    with pytest.raises(SourceError, match="neither"):
+        RawSource("/dev/null")  # a character device is not a disk
+    with RawSource(__file__) as s, pytest.raises(ValueError):
+        s.read(-1, 1)
+
+
+def test_device_size_falls_back_to_seek_end(tmp_path: Path) -> None:
+    # On a regular file the BLKGETSIZE64 ioctl fails (ENOTTY); the fallback seeks to the end.
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 12345)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        assert _device_size(fd) == 12345
+    finally:
+        os.close(fd)
+
+
+def test_file_that_shrinks_under_the_reader(tmp_path: Path) -> None:
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 10000)
+    with RawSource(p) as s:
+        os.truncate(p, 100)
+        with pytest.raises(SourceError, match="unexpected end"):
+            s.read(0, 10000)
