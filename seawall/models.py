@@ -17,6 +17,7 @@ Durations are written ``30s``, ``5m``, ``1h30m``, ``2d``, as a number of seconds
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
@@ -363,9 +364,9 @@ class Site(_Variant):
     networks: list[Network] = []
 
     @property
+    @abstractmethod
     def endpoint(self) -> str:
         """A human label for the site's endpoint (never a credential)."""
-        raise NotImplementedError
 
     def network(self, name: str) -> Network:
         for network in self.networks:
@@ -423,8 +424,9 @@ class ReplicaStore(_Variant):
     credentials: SecretRef = "none"
 
     @property
+    @abstractmethod
     def location(self) -> str:
-        raise NotImplementedError
+        """A human label for where the store is (never a credential)."""
 
 
 class DirectoryStore(ReplicaStore):

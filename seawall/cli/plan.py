@@ -23,7 +23,7 @@ app = typer.Typer(
 def check_command(
     files: list[Path] = typer.Argument(
         ...,
-        metavar="FILE...",
+        metavar="FILE",
         help="Inventory and plan files (recognised by their 'kind:' header).",
         show_default=False,
     ),

@@ -248,7 +248,16 @@ def test_models_module_is_import_light() -> None:
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "re", "collections", "datetime", "enum", "ipaddress", "typing"} | {
+    assert imported <= {
+        "__future__",
+        "abc",
+        "re",
+        "collections",
+        "datetime",
+        "enum",
+        "ipaddress",
+        "typing",
+    } | {
         "pydantic",
         "pydantic_core",
     }
