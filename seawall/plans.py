@@ -955,6 +955,11 @@ class _Checker:
             self.report.errors.extend(errors)
 
     def run(self, paths: Sequence[str | Path]) -> CheckReport:
+        # A shell glob and an explicit name can list one file twice: check and summarise it once.
+        unique: dict[Path, str | Path] = {}
+        for path in paths:
+            unique.setdefault(Path(path).resolve(), path)
+        paths = list(unique.values())
         parsed = {path: self.parsed(path) for path in paths}
         given_inventories = [
             path

@@ -587,3 +587,10 @@ def test_alias_bombs_and_recursive_aliases_are_errors(tmp_path: Path) -> None:
     (tmp_path / "loop.yaml").write_text("kind: Inventory\nsites: &s [*s]\n")
     errors = check_files([tmp_path / "loop.yaml"])
     assert len(errors) == 1 and errors[0].message.startswith("invalid YAML")
+
+
+def test_a_file_given_twice_is_checked_once() -> None:
+    report = check([GOOD / "inventory.yaml", GOOD / "plan.yaml", f"{REPO}/{GOOD}/plan.yaml"])
+    assert report.ok and [f.kind for f in report.files] == ["Inventory", "RecoveryPlan"]
+    errors = check_files([BROKEN / "empty.yaml", BROKEN / "empty.yaml"])
+    assert len(errors) == 1
