@@ -11,14 +11,16 @@ Call ``run_datapath_scenario(store, tmp_path)`` with any ObjectStore (directory,
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from seawall.blockstore.backend import ObjectStore
+from seawall.blockstore.backend import ObjectNotFound, ObjectStore, TransientStoreError
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.manifest import RetentionPolicy
 from seawall.blockstore.repository import Repository
+from seawall.sources.base import ChangedArea
 from seawall.sources.raw import RawSource
 
 MiB = 1024 * 1024
@@ -154,3 +156,117 @@ def run_datapath_scenario(
         out.unlink()
     assert [p.point_id for p in repo.list_points("vm-a")] == ["p2", "p3"]
     return report
+
+
+# ---- small fakes the data-path unit tests share ---------------------------------------------------
+
+
+class MemoryStore:
+    """A dict as an ObjectStore, with counters (and no durability, which tests do not need)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts = 0
+
+    def put(self, key: str, data: bytes) -> bool:
+        self.puts += 1
+        if key in self.objects:
+            return False
+        self.objects[key] = bytes(data)
+        return True
+
+    def put_overwrite(self, key: str, data: bytes) -> None:
+        self.puts += 1
+        self.objects[key] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.objects[key]
+        except KeyError:
+            raise ObjectNotFound(key, "memory") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return iter([k for k in self.objects if k.startswith(prefix)])
+
+    def describe(self) -> str:
+        return "memory://"
+
+    def size(self, prefix: str = "") -> int:
+        return sum(len(v) for k, v in self.objects.items() if k.startswith(prefix))
+
+
+class FlakyStore(MemoryStore):
+    """Raises TransientStoreError on chosen calls: ``fail(op, n)`` fails the n-th such call from now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._countdown: dict[str, int] = {}
+        self.failures = 0
+
+    def fail(self, op: str, after: int) -> None:
+        self._countdown[op] = after
+
+    def _maybe(self, op: str) -> None:
+        n = self._countdown.get(op)
+        if n is None:
+            return
+        if n <= 1:
+            del self._countdown[op]
+            self.failures += 1
+            raise TransientStoreError(f"injected {op} failure")
+        self._countdown[op] = n - 1
+
+    def put(self, key: str, data: bytes) -> bool:
+        self._maybe("put")
+        return super().put(key, data)
+
+    def put_overwrite(self, key: str, data: bytes) -> None:
+        self._maybe("put_overwrite")
+        super().put_overwrite(key, data)
+
+    def get(self, key: str) -> bytes:
+        self._maybe("get")
+        return super().get(key)
+
+
+class BytesSource:
+    """An in-memory DiskSource with optional change tracking (it may over-report, like CBT)."""
+
+    def __init__(
+        self, data: bytes, change_id: str | None = None, areas: list[ChangedArea] | None = None
+    ) -> None:
+        self.data = bytes(data)
+        self._change_id = change_id
+        self._areas = areas
+        self.reads: list[tuple[int, int]] = []
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def change_id(self) -> str | None:
+        return self._change_id
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.reads.append((offset, length))
+        return self.data[offset : offset + length]
+
+    def changed_areas(self, since_change_id: str) -> list[ChangedArea] | None:
+        return self._areas
+
+    def describe(self) -> str:
+        return "bytes:"
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(n for _, n in self.reads)

@@ -597,7 +597,7 @@ class Repository:
         io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-io")
         try:
             self._scan(source, st, cursor, parent_size, size, areas, pool, io, on_progress)
-            return self._finish(st, parent_disk, size, n, source.change_id, io)
+            return self._finish(st, parent_disk, size, n, source.change_id, io, on_progress)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             io.shutdown(wait=True, cancel_futures=True)
@@ -666,6 +666,8 @@ class Repository:
     ) -> Iterator[tuple[int, int, bool]]:
         """(b0, b1, read?) in block order covering [start, n); read runs are at most one batch."""
         runs = [(start, n)] if areas is None else areas
+        # Checkpoints fall on batch ends, so a batch never spans more than a checkpoint interval.
+        batch = max(1, min(READ_BATCH_BLOCKS, self.checkpoint_blocks))
         pos = start
         for r0, r1 in runs:
             r0, r1 = max(r0, pos), min(r1, n)
@@ -675,7 +677,7 @@ class Repository:
                 yield pos, r0, False
             b = r0
             while b < r1:
-                e = min(r1, b + READ_BATCH_BLOCKS)
+                e = min(r1, b + batch)
                 yield b, e, True
                 b = e
             pos = r1
@@ -964,8 +966,9 @@ class Repository:
         n: int,
         change_id: str | None,
         io: ThreadPoolExecutor,
+        on_progress: ProgressCallback | None,
     ) -> ShippedDisk:
-        self._checkpoint(st, io, None)
+        self._checkpoint(st, io, on_progress)
         j = st.journal
         lid, nbytes = self._put_table(
             encode_layer(j.full_layer, [PartRef(bytes.fromhex(p), s, e) for p, s, e in j.parts])
@@ -1164,11 +1167,13 @@ class Repository:
             path = Path(target)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
             is_blk = stat.S_ISBLK(os.fstat(fd).st_mode)
-            if not is_blk:
-                if first == 0:
-                    os.ftruncate(fd, 0)  # a fresh sparse file: holes read as zeros
+            if not is_blk and first == 0:
+                os.ftruncate(fd, 0)  # a fresh sparse file: holes read as zeros
                 os.ftruncate(fd, dm.size)
             else:
+                # A device, or a file a previous attempt wrote into: zeros must really be written.
+                if not is_blk:
+                    os.ftruncate(fd, dm.size)
                 sparse = False
             f = fd
 
