@@ -42,6 +42,7 @@ class DiskManifest(_Model):
     size: int = Field(ge=0)
     block_size: int
     piece_size: int
+    hash_seed: int = Field(description="seed of the xxh3 block hashes; inherited along a disk's points")
     layers: list[str] = Field(description="table layer ids, the full layer first; len <= MAX_CHAIN")
     digest: str = Field(description="hash-tree root over the source's block hashes, see DIGEST_ALGO")
     digest_algo: str = DIGEST_ALGO
@@ -147,6 +148,7 @@ class SessionJournal(_Model):
     change_path: ChangePath
     started_at: datetime
     renewed_at: datetime
+    hash_seed: int
     position: int = 0
     checkpoint: int = 0
     parts: list[tuple[str, int, int]] = Field(default_factory=list)

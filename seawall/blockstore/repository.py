@@ -197,11 +197,13 @@ class _ShipState:
     bytes_changed: int = 0
     bytes_shipped: int = 0
     chunks_new: int = 0
+    hasher: Hasher = field(default_factory=lambda: Hasher(0))
 
     @classmethod
-    def start(cls, journal: SessionJournal) -> _ShipState:
+    def start(cls, journal: SessionJournal, hasher: Hasher) -> _ShipState:
         return cls(
             journal=journal,
+            hasher=hasher,
             part_start=journal.position,
             referenced={bytes.fromhex(p) for p in journal.packs_referenced},
             written={bytes.fromhex(p) for p in journal.packs_written},
@@ -275,7 +277,7 @@ class Repository:
         self.key = key
         self.codec = Codec(key, zstd_level, ring)
         self._ring = ring
-        self.hasher = Hasher(key.seed64)
+        self._hashers: dict[int, Hasher] = {}
         self.threads = max(1, threads if threads is not None else min(2, os.cpu_count() or 1))
         self.pack_target = pack_target
         self.max_chain = max_chain
@@ -290,6 +292,14 @@ class Repository:
         self._parts: OrderedDict[bytes, Part] = OrderedDict()
         self._parts_rows = 0
         self._manifests: dict[str, PointManifest] = {}
+
+    def hasher(self, seed: int) -> Hasher:
+        """Change-detection hashes. The seed is per disk lineage (inherited from the parent point),
+        so a key rotation does not make every block of the next point look changed."""
+        h = self._hashers.get(seed)
+        if h is None:
+            h = self._hashers[seed] = Hasher(seed)
+        return h
 
     # ---- signed JSON (manifests, journals, markers) ----------------------------------------------
 
@@ -579,6 +589,7 @@ class Repository:
                 change_path=path,
                 started_at=now,
                 renewed_at=now,
+                hash_seed=parent_disk.hash_seed if parent_disk is not None else self.key.seed64,
             )
             check_name("session", journal.session)
             # The lease is durable before any pack: GC never collects what a live session wrote.
@@ -590,7 +601,7 @@ class Repository:
         if journal.change_path != "cbt":
             areas = None
         self._refresh_index()
-        st = _ShipState.start(journal)
+        st = _ShipState.start(journal, self.hasher(journal.hash_seed))
         cursor = self._reader(parent_disk, f"parent point {parent_id}") if parent_disk else None
         parent_size = parent_disk.size if parent_disk else 0
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-encode")
@@ -699,7 +710,7 @@ class Repository:
         n = block_count(size)
         parent_n = block_count(parent_size)
         full = st.journal.full_layer
-        hasher = self.hasher
+        hasher = st.hasher
         seed = hasher.seed
         xxh128 = xxhash.xxh3_128_digest
         pending: deque[_Pending] = deque()
@@ -768,14 +779,14 @@ class Repository:
                             changed += L
                         continue
                     if same_len and p is not None:
-                        plan, nbytes = self._plan_pieces(i, blk, h, p, jobs)
+                        plan, nbytes = self._plan_pieces(hasher, i, blk, h, p, jobs)
                         plans.append(plan)
                         changed += nbytes
                     else:
                         jobs.append((blk, True))
                         plans.append(("block", i, h, None, len(jobs) - 1))
                         changed += L
-                fut = pool.submit(encode, jobs) if jobs else None
+                fut = pool.submit(encode, hasher, jobs) if jobs else None
                 st.bytes_changed += changed
                 pending.append(_Pending(b0, b1, plans, fut))
             while len(pending) > depth or (pending and pending[0].future is None):
@@ -784,11 +795,10 @@ class Repository:
             self._finalize(st, pending.popleft(), io, on_progress)
 
     def _plan_pieces(
-        self, i: int, blk: memoryview, h: bytes, p: Entry, jobs: list[tuple[memoryview, bool]]
+        self, hasher: Hasher, i: int, blk: memoryview, h: bytes, p: Entry, jobs: list[tuple[memoryview, bool]]
     ) -> tuple[tuple[Any, ...], int]:
         """A changed block whose parent has the same length: ship only the changed 4 KiB pieces."""
         L = len(blk)
-        hasher = self.hasher
         fps = hasher.pieces(blk)
         pfps = p.fps if p.fps is not None else hasher.zero_fps(L)
         npieces = len(fps) // 8
@@ -815,11 +825,13 @@ class Repository:
                 ov[k] = ("job", len(jobs) - 1)
         return ("pieces", i, h, fps, base, ov), nbytes
 
-    def _encode_jobs(self, jobs: list[tuple[memoryview, bool]]) -> list[tuple[bytes, bytes, bytes | None]]:
-        """Runs on the pool: hashing, zstd and AES-GCM release the GIL, so two threads use both cores."""
+    def _encode_jobs(
+        self, hasher: Hasher, jobs: list[tuple[memoryview, bool]]
+    ) -> list[tuple[bytes, bytes, bytes | None]]:
+        """Runs on the pool: zstd (most of the work) releases the GIL, so two threads use both cores."""
         out = []
         seal = self.codec.seal_chunk
-        pieces = self.hasher.pieces
+        pieces = hasher.pieces
         for data, want_fps in jobs:
             fps = pieces(data) if want_fps else None
             cid, sealed = seal(data)
@@ -989,6 +1001,7 @@ class Repository:
             size=size,
             block_size=BLOCK,
             piece_size=PIECE,
+            hash_seed=j.hash_seed,
             layers=layers,
             digest=digest,
             change_path=j.change_path,
@@ -1084,6 +1097,7 @@ class Repository:
                 errors.append(f"disk {dm.disk}: table unreadable: {exc}")
                 continue
             cache = _PackCache(self.store, self.pack_cache_bytes, where)
+            hasher = self.hasher(dm.hash_seed)
             h = blake3.blake3(dm.size.to_bytes(8, "little"))
             for i in range(block_count(dm.size)):
                 L = block_len(dm.size, i)
@@ -1094,7 +1108,7 @@ class Repository:
                         raise CorruptObjectError("table", "no row for this block")
                     data, nc = self._assemble(e, L, cache, m.key_id)
                     chunks += nc
-                    actual = self.hasher.zero_hash(L) if data is None else self.hasher.block(data)
+                    actual = hasher.zero_hash(L) if data is None else hasher.block(data)
                     if actual != e.bhash:
                         raise CorruptObjectError(
                             "block", "content does not match the block hash in the manifest"
@@ -1158,6 +1172,7 @@ class Repository:
         where = f"point {point_id} disk {disk}"
         reader = self._reader(dm, where)
         cache = _PackCache(self.store, self.pack_cache_bytes, where)
+        hasher = self.hasher(dm.hash_seed)
         first = min(start_offset, dm.size) // BLOCK
         fd: int | None = None
         writer: Writer
@@ -1193,7 +1208,7 @@ class Repository:
                     if e is None:
                         raise CorruptObjectError("table", "no row for this block")
                     data, _ = self._assemble(e, L, cache, m.key_id)
-                    actual = self.hasher.zero_hash(L) if data is None else self.hasher.block(data)
+                    actual = hasher.zero_hash(L) if data is None else hasher.block(data)
                     if actual != e.bhash:
                         raise CorruptObjectError(
                             "block", "content does not match the block hash in the manifest"
@@ -1299,6 +1314,7 @@ class Repository:
                         change_path="full",
                         started_at=datetime.min.replace(tzinfo=now.tzinfo),
                         renewed_at=now,
+                        hash_seed=0,
                     )
                 )
                 continue

@@ -57,7 +57,7 @@ def test_seed_then_incremental_restores_each_point_exactly() -> None:
     d1 = bytearray(d0)
     d1[100:105] = b"hello"
     d1[2 * MiB + 10 : 2 * MiB + 20] = b"x" * 10  # a write into a zero block
-    sd1, p1 = ship_commit(repo, bytes(d1), "p1", parent=p0)
+    sd1, _ = ship_commit(repo, bytes(d1), "p1", parent=p0)
     assert sd1.change_path == "hash-compare" and sd1.parent_point == "p0"
     assert sd1.bytes_changed == 2 * PIECE and sd1.chunks_new == 2
     assert len(sd1.layers) == 2 and sd1.layers[0] == sd0.layers[0]
