@@ -101,14 +101,14 @@ def test_missing_manifest() -> None:
 
 
 def test_tampered_or_moved_manifest() -> None:
-    repo, store, _ = setup()
+    _, store, _ = setup()
     k = point_key("vm", "p0")
     store.objects[k] = store.objects[k].replace(b'"p0"', b'"px"', 1)
     fresh = Repository(store, KEY)
     with pytest.raises(CorruptObjectError, match="MAC"):
         fresh.read_manifest("vm", "p0")
     # A valid manifest copied under another point id fails too: the MAC binds the object key.
-    repo2, store2, _ = setup(seed=2)
+    _, store2, _ = setup(seed=2)
     store2.objects[point_key("vm", "p1")] = store2.objects[point_key("vm", "p0")]
     with pytest.raises(CorruptObjectError):
         Repository(store2, KEY).read_manifest("vm", "p1")
@@ -217,14 +217,12 @@ def test_random_faults_never_yield_a_point_that_verifies_but_is_wrong() -> None:
             store.objects[k] = bytes(blob)
         res = repo.verify_point("vm", f"t{trial}")
         out = bytearray(len(data))
+
+        def write(off: int, d: bytes, out: bytearray = out) -> None:
+            out[off : off + len(d)] = d
+
         try:
-            repo.restore_disk(
-                "vm",
-                f"t{trial}",
-                "d0",
-                lambda off, d: out.__setitem__(slice(off, off + len(d)), d),
-                sparse=False,
-            )
+            repo.restore_disk("vm", f"t{trial}", "d0", write, sparse=False)
             restored_ok = out == data
         except BadBlockError:
             restored_ok = False
