@@ -126,6 +126,7 @@ PACK_TARGET = 8 * 1024 * 1024
 # 500 MB/s datastore) and a 1 TiB seed writes ~10,000 small parts, not millions.
 CHECKPOINT_BLOCKS = 16384
 CHECKPOINT_BYTES = 64 * 1024 * 1024
+MAX_PACKS_IN_FLIGHT = 4  # 32 MiB of sealed data waiting for the store at most
 READ_BATCH_BLOCKS = 64  # 4 MiB reads: large enough for HTTP range reads, small for the pipeline
 CLOCK_SKEW = timedelta(minutes=5)
 ZERO_BLOCK = bytes(BLOCK)
@@ -198,6 +199,7 @@ class _ShipState:
     bytes_shipped: int = 0
     chunks_new: int = 0
     hasher: Hasher = field(default_factory=lambda: Hasher(0))
+    writer: ThreadPoolExecutor | None = None
 
     @classmethod
     def start(cls, journal: SessionJournal, hasher: Hasher) -> _ShipState:
@@ -605,13 +607,16 @@ class Repository:
         cursor = self._reader(parent_disk, f"parent point {parent_id}") if parent_disk else None
         parent_size = parent_disk.size if parent_disk else 0
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-encode")
-        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-io")
+        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-read")
+        # Pack uploads get their own threads: a slow PUT or fsync must not stall the read-ahead.
+        st.writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="seawall-write")
         try:
             self._scan(source, st, cursor, parent_size, size, areas, pool, io, on_progress)
             return self._finish(st, parent_disk, size, n, source.change_id, io, on_progress)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             io.shutdown(wait=True, cancel_futures=True)
+            st.writer.shutdown(wait=True, cancel_futures=True)
 
     def _try_resume(
         self, sid: str, vm: str, disk: str, parent_id: str | None, size: int
@@ -894,7 +899,7 @@ class Repository:
             self._checkpoint(st, io, on_progress)
 
     def _flush_pack(self, st: _ShipState, io: ThreadPoolExecutor) -> None:
-        """Hand the pack to the I/O thread (the upload overlaps compression); at most 2 in flight."""
+        """Hand the pack to the writer threads (the upload overlaps compression)."""
         if not st.pack_chunks:
             return
         pack = st.pack_id
@@ -909,9 +914,10 @@ class Repository:
             # The index goes after the pack: an index never names a pack that is not there.
             self.store.put(index_key(pack), sealed_idx)
 
-        while len(st.writes) >= 2:
+        while len(st.writes) >= MAX_PACKS_IN_FLIGHT:
             st.writes.pop(0).result()
-        st.writes.append(io.submit(write))
+        assert st.writer is not None
+        st.writes.append(st.writer.submit(write))
         self._index_packs[pack] = [cid for cid, _, _ in st.pack_rows]
         shipped = len(blob) + len(sealed_idx)
         st.since_ckpt_bytes += shipped
@@ -1039,19 +1045,20 @@ class Repository:
 
     # ---- reading back: verify and restore ---------------------------------------------------------
 
-    def _assemble(self, e: Entry, length: int, cache: _PackCache, key_id: str) -> tuple[bytes | None, int]:
+    def _assemble(
+        self, e: Entry, length: int, blobs: dict[bytes, bytes], key_id: str
+    ) -> tuple[bytes | None, int]:
         """Block content from its chunks, each checked against its id; (None, 0) for a zero block."""
         if e.is_zero:
             return None, 0
         nchunks = 0
 
         def chunk(ref: ChunkRef) -> bytes:
-            blob = cache.get(ref.pack)
+            blob = blobs[ref.pack]
             if ref.offset + ref.length > len(blob):
                 raise CorruptObjectError(f"pack {ref.pack.hex()}", "truncated (chunk extends past its end)")
-            return self.codec.open_chunk(
-                ref.cid, memoryview(blob)[ref.offset : ref.offset + ref.length], key_id
-            )
+            view = memoryview(blob)[ref.offset : ref.offset + ref.length]
+            return self.codec.open_chunk(ref.cid, view, key_id)
 
         if e.base is not None:
             data = chunk(e.base)
@@ -1079,6 +1086,78 @@ class Repository:
             data = bytes(buf)
         return data, nchunks
 
+    def _read_back(
+        self, dm: DiskManifest, key_id: str, first: int, where: str, stats: dict[str, int]
+    ) -> Iterator[tuple[int, Entry | None, bytes | None, bytes | None, Exception | None]]:
+        """(block, row, content or None for zero, recomputed block hash, error) in block order.
+
+        The main thread walks the table and fetches packs (store I/O, cached); the pool decrypts,
+        decompresses and re-hashes 64-block batches (both cores). Errors are per block, except a
+        wrong key, which is raised: it would make every block "bad".
+        """
+        reader = self._reader(dm, where)
+        cache = _PackCache(self.store, self.pack_cache_bytes, where)
+        hasher = self.hasher(dm.hash_seed)
+        n = block_count(dm.size)
+        Item = tuple[int, int, Entry | None, dict[bytes, bytes], Exception | None]
+        Out = tuple[int, Entry | None, bytes | None, bytes | None, Exception | None]
+
+        def work(items: list[Item]) -> tuple[list[Out], int]:
+            out: list[Out] = []
+            chunks = 0
+            for i, L, e, blobs, err in items:
+                if err is not None or e is None:
+                    out.append(
+                        (i, e, None, None, err or CorruptObjectError("table", "no row for this block"))
+                    )
+                    continue
+                try:
+                    data, nc = self._assemble(e, L, blobs, key_id)
+                    actual = hasher.zero_hash(L) if data is None else hasher.block(data)
+                    if actual != e.bhash:
+                        raise CorruptObjectError(
+                            "block", "content does not match the block hash in the manifest"
+                        )
+                    chunks += nc
+                    out.append((i, e, data, actual, None))
+                except WrongKeyError:
+                    raise
+                except (DataPathError, TableFormatError) as exc:
+                    out.append((i, e, None, None, exc))
+            return out, chunks
+
+        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-restore")
+        pending: deque[Future[tuple[list[Out], int]]] = deque()
+
+        def drain() -> list[Out]:
+            out, chunks = pending.popleft().result()
+            stats["chunks"] += chunks
+            return out
+
+        try:
+            for b0 in range(first, n, READ_BATCH_BLOCKS):
+                items: list[Item] = []
+                for i in range(b0, min(n, b0 + READ_BATCH_BLOCKS)):
+                    L = block_len(dm.size, i)
+                    blobs: dict[bytes, bytes] = {}
+                    try:
+                        e = reader.at(i)
+                        if e is not None:
+                            for r in e.chunk_refs():
+                                if r.pack not in blobs:
+                                    blobs[r.pack] = cache.get(r.pack)
+                        items.append((i, L, e, blobs, None))
+                    except (DataPathError, TableFormatError) as exc:
+                        items.append((i, L, None, blobs, exc))
+                pending.append(pool.submit(work, items))
+                while len(pending) > 2 * self.threads:
+                    yield from drain()
+            while pending:
+                yield from drain()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            stats["packs_fetched"] = stats.get("packs_fetched", 0) + cache.fetched
+
     def verify_point(self, vm: str, point_id: str, mark: bool = True) -> VerifyResult:
         """Re-read every chunk the point references, check it, and rebuild each disk's digest.
 
@@ -1088,38 +1167,23 @@ class Repository:
         m = self.read_manifest(vm, point_id)
         bad: list[BadBlock] = []
         errors: list[str] = []
-        blocks = chunks = nbytes = 0
+        blocks = nbytes = 0
+        stats = {"chunks": 0}
         for dm in m.disks:
             where = f"point {point_id} disk {dm.disk}"
+            h = blake3.blake3(dm.size.to_bytes(8, "little"))
             try:
-                reader = self._reader(dm, where)
-            except (MissingObjectError, CorruptObjectError) as exc:
+                for i, _e, _data, actual, err in self._read_back(dm, m.key_id, 0, where, stats):
+                    blocks += 1
+                    if err is not None or actual is None:
+                        bad.append(BadBlock(disk=dm.disk, block=i, offset=i * BLOCK, reason=str(err)))
+                        actual = b"\0" * 16
+                    else:
+                        nbytes += block_len(dm.size, i)
+                    h.update(actual)
+            except (MissingObjectError, CorruptObjectError, TableFormatError) as exc:
                 errors.append(f"disk {dm.disk}: table unreadable: {exc}")
                 continue
-            cache = _PackCache(self.store, self.pack_cache_bytes, where)
-            hasher = self.hasher(dm.hash_seed)
-            h = blake3.blake3(dm.size.to_bytes(8, "little"))
-            for i in range(block_count(dm.size)):
-                L = block_len(dm.size, i)
-                blocks += 1
-                try:
-                    e = reader.at(i)
-                    if e is None:
-                        raise CorruptObjectError("table", "no row for this block")
-                    data, nc = self._assemble(e, L, cache, m.key_id)
-                    chunks += nc
-                    actual = hasher.zero_hash(L) if data is None else hasher.block(data)
-                    if actual != e.bhash:
-                        raise CorruptObjectError(
-                            "block", "content does not match the block hash in the manifest"
-                        )
-                    nbytes += L
-                except WrongKeyError:
-                    raise
-                except (DataPathError, TableFormatError) as exc:
-                    bad.append(BadBlock(disk=dm.disk, block=i, offset=i * BLOCK, reason=str(exc)))
-                    actual = b"\0" * 16
-                h.update(actual)
             if h.hexdigest() != dm.digest:
                 errors.append(f"disk {dm.disk}: digest of the stored blocks differs from the source digest")
         ok = not bad and not errors
@@ -1140,7 +1204,7 @@ class Repository:
             ok=ok,
             disks=len(m.disks),
             blocks_checked=blocks,
-            chunks_checked=chunks,
+            chunks_checked=stats["chunks"],
             bytes_checked=nbytes,
             bad_blocks=bad,
             errors=errors,
@@ -1160,27 +1224,24 @@ class Repository:
         """Write a disk of a point into a file / block device path, or to ``writer(offset, data)``.
 
         Every chunk is checked against its id and every block against its hash on the way; a
-        mismatch raises BadBlockError and the block is not written. A restore from offset 0 also
-        checks the whole-disk digest at the end. ``start_offset`` resumes (rounded down to a block).
-        With ``sparse`` zero blocks are skipped: a file target is created sparse at its full size,
-        a writer must start zero-filled. ``on_progress(offset)`` is called every 64 MiB.
+        mismatch raises BadBlockError and neither that block nor any after it is written. A
+        restore from offset 0 also checks the whole-disk digest at the end. ``start_offset``
+        resumes (rounded down to a block). With ``sparse`` zero blocks are skipped: a new file
+        target is created sparse at its full size (a resumed one gets real zeros), a writer must
+        start zero-filled. ``on_progress(offset)`` is called every 64 MiB.
         """
         m = self.read_manifest(vm, point_id)
         dm = self._disk_of(m, disk)
         if dm is None:
             raise DataPathError(f"point {point_id} of {vm} has no disk {disk!r}")
         where = f"point {point_id} disk {disk}"
-        reader = self._reader(dm, where)
-        cache = _PackCache(self.store, self.pack_cache_bytes, where)
-        hasher = self.hasher(dm.hash_seed)
         first = min(start_offset, dm.size) // BLOCK
         fd: int | None = None
         writer: Writer
         if callable(target):
             writer = target
         else:
-            path = Path(target)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = os.open(Path(target), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
             is_blk = stat.S_ISBLK(os.fstat(fd).st_mode)
             if not is_blk and first == 0:
                 os.ftruncate(fd, 0)  # a fresh sparse file: holes read as zeros
@@ -1201,20 +1262,10 @@ class Repository:
         h = blake3.blake3(dm.size.to_bytes(8, "little")) if first == 0 else None
         next_report = 64 * 1024 * 1024
         try:
-            for i in range(first, block_count(dm.size)):
+            for i, _e, data, actual, err in self._read_back(dm, m.key_id, first, where, {"chunks": 0}):
+                if err is not None or actual is None:
+                    raise BadBlockError(disk, i, i * BLOCK, str(err)) from err
                 L = block_len(dm.size, i)
-                e = reader.at(i)
-                try:
-                    if e is None:
-                        raise CorruptObjectError("table", "no row for this block")
-                    data, _ = self._assemble(e, L, cache, m.key_id)
-                    actual = hasher.zero_hash(L) if data is None else hasher.block(data)
-                    if actual != e.bhash:
-                        raise CorruptObjectError(
-                            "block", "content does not match the block hash in the manifest"
-                        )
-                except (CorruptObjectError, MissingObjectError, TableFormatError) as exc:
-                    raise BadBlockError(disk, i, i * BLOCK, str(exc)) from exc
                 if h is not None:
                     h.update(actual)
                 if data is None:
