@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
@@ -105,13 +106,16 @@ def site_specs(state: Path, cfg: c.LabConfig) -> dict[str, SiteSpec]:
 
 @contextmanager
 def connect(port: int, host: str = c.HOST, timeout: float = 10.0) -> Iterator[vim.ServiceInstance]:
+    # SmartConnect's API-version probe has no timeout, so a frozen vcsim would hang it for good: the
+    # same document is fetched here first, with one.
+    requests.get(f"http://{host}:{port}/sdk/vimServiceVersions.xml", timeout=timeout).raise_for_status()
     si = SmartConnect(
         host=host,
         port=port,
         user=c.VSPHERE_USER,
         pwd=c.VSPHERE_PASSWORD,
         protocol="http",
-        connectionPoolTimeout=int(timeout),
+        httpConnectionTimeout=int(timeout),
     )
     try:
         yield si
