@@ -115,7 +115,7 @@ class VSphereDiskSource:
         *,
         retry: RetryPolicy | None = None,
         readahead: int = 1 * MiB,
-        prefetch: int = 2,
+        prefetch: int = 0,
         pool_size: int = 8,
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
