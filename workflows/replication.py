@@ -62,8 +62,11 @@ PERSISTENT = RetryPolicy(
 
 
 def point_id_for(info: workflow.Info, started: datetime) -> str:
-    """Deterministic per run: the start time (readable, sortable) plus the run id (unique)."""
-    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{info.run_id[:8]}"
+    """Deterministic per run: the start time (readable, sortable) plus the run id's random tail.
+
+    Run ids are UUIDv7: their head is a timestamp shared by runs started close together.
+    """
+    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{info.run_id.replace('-', '')[-12:]}"
 
 
 @workflow.defn(name="ReplicationCycle")
@@ -224,7 +227,7 @@ class ProtectVMWorkflow:
         seed: CycleResult = await workflow.execute_child_workflow(
             "ReplicationCycle",
             CycleInput(vm=prot.vm),
-            id=f"replicate/{prot.vm}/seed-{workflow.info().run_id[:8]}",
+            id=f"replicate/{prot.vm}/seed-{workflow.info().run_id.replace('-', '')[-12:]}",
             task_queue=site_queue(prot.source_site),
             result_type=CycleResult,
         )

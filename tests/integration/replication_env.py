@@ -1,0 +1,108 @@
+"""Shared set-up for replication tests: an isolated inventory, a worker, cycle bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.client import Client
+
+from seawall.config import Settings
+from seawall.lab import LabInfo
+from seawall.plans import load_inventory
+from seawall.replica import open_repository
+from seawall.status import cycle_history
+from seawall.temporal import connect
+from workers.main import build_workers
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def _absolute_refs(node: Any, base: Path) -> Any:
+    if isinstance(node, dict):
+        return {k: _absolute_refs(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_absolute_refs(v, base) for v in node]
+    if isinstance(node, str) and node.startswith("file:") and not node[5:].startswith("/"):
+        return "file:" + str((base / node[5:]).resolve())
+    return node
+
+
+def write_inventory(tmp: Path, lab_state: Path, *, s3_prefix: str) -> Path:
+    """The example inventory, with its own replica directory and S3 prefix, lab secrets by absolute path."""
+    data = yaml.safe_load((EXAMPLES / "inventory.yaml").read_text())
+    data = _absolute_refs(data, EXAMPLES)
+    text = yaml.safe_dump(data).replace(str((ROOT / ".seawall" / "lab").resolve()), str(lab_state))
+    data = yaml.safe_load(text)
+    for store in data["replica_stores"]:
+        if store["kind"] == "directory":
+            store["path"] = str(tmp / "replica")
+        if store["kind"] == "s3":
+            store["prefix"] = s3_prefix
+    path = tmp / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class ReplicationEnv:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.inventory = load_inventory(settings.inventory)
+
+    def repository(self, vm: str) -> Any:
+        pvm = self.inventory.protected_vm(vm)
+        return open_repository(self.inventory, pvm.replica_store, self.inventory.policy(pvm.policy))
+
+    async def wait_cycle_after(self, vm: str, after: datetime, timeout: float = 120.0) -> str:
+        """The point id of the first cycle of ``vm`` that started after ``after`` and completed.
+
+        A cycle that started earlier may have snapshotted the disk before (or during) the caller's
+        writes, so it never counts; fail at once on a failed cycle.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            runs = [r for r in await cycle_history(self.client, vm, limit=50) if r.started_at > after]
+            for run in sorted(runs, key=lambda r: r.started_at):
+                if run.status in ("FAILED", "TERMINATED", "TIMED_OUT", "CANCELED"):
+                    raise AssertionError(f"cycle {run.workflow_id} of {vm} ended {run.status}")
+                if run.result is not None:
+                    return run.result.point_id
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"no cycle of {vm} started after {after} and completed within {timeout}s")
+
+
+@contextlib.asynccontextmanager
+async def replication_env(
+    lab: LabInfo, tmp: Path, lab_state: Path, *, heartbeat_timeout_s: float = 10.0, worker: bool = True
+) -> AsyncIterator[ReplicationEnv]:
+    inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/")
+    settings = Settings(
+        temporal_address=lab.temporal.address,
+        inventory=inventory,
+        orchestration_queue=f"seawall-orchestration-{uuid.uuid4().hex[:8]}",
+        heartbeat_timeout_s=heartbeat_timeout_s,
+        graceful_shutdown_s=2,
+        max_concurrent_activities=8,
+    )
+    client = await connect(settings)
+    env = ReplicationEnv(client, settings)
+    if not worker:
+        yield env
+        return
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+        workers = build_workers(client, ["primary"], settings, pool, identity="replication-test")
+        runs = asyncio.gather(*(w.run() for w in workers))
+        try:
+            yield env
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers))
+            await runs
