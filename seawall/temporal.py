@@ -9,7 +9,6 @@ from temporalio.converter import DataConverter
 from seawall.config import Settings
 
 
-
 class TemporalConfigError(ValueError):
     """The Temporal connection settings are inconsistent (e.g. a TLS cert without its key)."""
 
