@@ -347,8 +347,11 @@ def describe(spec: SiteSpec) -> VSphereSiteInfo:
             si, vim.VirtualMachine, ["name", "config.hardware.device", "runtime.host", "network"]
         )
         net_names = {row["obj"]._moId: row["name"] for row in collect(si, vim.Network, ["name"])}
+    # Only the lab's own VMs: other tests create VMs at both sites (recoveries, drills) and LabInfo
+    # describes what the lab built, not what happens to be there.
+    ours = sorted((r for r in vm_rows if r["name"] in spec.vms), key=lambda r: spec.vms.index(r["name"]))
     vms: list[LabVM] = []
-    for row in sorted(vm_rows, key=lambda r: spec.vms.index(r["name"]) if r["name"] in spec.vms else 1 << 30):
+    for row in ours:
         disks = []
         for dev in row.get("config.hardware.device", []):
             if not isinstance(dev, vim.vm.device.VirtualDisk):
