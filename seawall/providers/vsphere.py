@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from pyVim.connect import Disconnect, SmartConnect
@@ -179,7 +179,7 @@ class VSphereConnection:
         password: str,
         *,
         port: int = 443,
-        protocol: Literal["http", "https"] = "https",
+        protocol: str = "https",
         verify_tls: bool | str = True,
         timeout: float = 300.0,
         task_timeout: float = 1800.0,

@@ -101,7 +101,8 @@ def test_snapshots_are_idempotent_by_name(conn: VSphereConnection, lab: LabInfo,
         second = conn.create_snapshot(vm, snapshot_name, quiesce=False)
         assert first._moId == second._moId
         assert [s._moId for s in conn.find_snapshots(vm, snapshot_name)] == [first._moId]
-        assert conn.find_snapshot(vm, snapshot_name)._moId == first._moId
+        found = conn.find_snapshot(vm, snapshot_name)
+        assert found is not None and found._moId == first._moId
         assert conn.find_snapshot(vm, f"{snapshot_name}-other") is None
     finally:
         removed = conn.remove_snapshot(vm, snapshot_name)

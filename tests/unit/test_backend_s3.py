@@ -37,9 +37,11 @@ def stub(client: Any) -> Iterator[Stubber]:
 
 
 def client_error(code: str, status: int, message: str = "") -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
-    )
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, "Op")
 
 
 def test_is_an_object_store(client: Any) -> None:
