@@ -41,14 +41,16 @@ def test_vpc_subnets_and_zone(lab: LabInfo) -> None:
     assert vpc["CidrBlock"] == "10.3.0.0/16"
     assert {"Key": "Name", "Value": "seawall-lab"} in vpc["Tags"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [lab.aws.vpc_id]}])["Subnets"]
-    by_name = {next(t["Value"] for t in s["Tags"] if t["Key"] == "Name"): s for s in subnets}
-    assert {name: s["CidrBlock"] for name, s in by_name.items()} == {
+    by_name = {t["Value"]: s for s in subnets for t in s.get("Tags", []) if t["Key"] == "Name"}
+    expected = {
         "aws-web": "10.3.1.0/24",
         "aws-app": "10.3.2.0/24",
         "aws-db": "10.3.3.0/24",
         "aws-drill": "10.3.100.0/22",
     }
-    assert {name: s["SubnetId"] for name, s in by_name.items()} == lab.aws.subnets
+    for name, cidr in expected.items():
+        assert by_name[name]["CidrBlock"] == cidr
+        assert by_name[name]["SubnetId"] == lab.aws.subnets[name]
 
     zone = _aws(lab, "route53").get_hosted_zone(Id=lab.aws.hosted_zone_id)["HostedZone"]
     assert zone["Name"] == "corp.example.com."
