@@ -176,6 +176,7 @@ class _Pending:
     end: int
     plans: list[tuple[Any, ...]]
     future: Future[list[tuple[bytes, bytes, bytes | None]]] | None
+    buf: bytearray | None = None
 
 
 @dataclass
@@ -722,18 +723,31 @@ class Repository:
         depth = 2 * self.threads
         encode = self._encode_jobs
 
-        def read(b0: int, b1: int) -> bytes:
+        # Sources that can read into a caller's buffer (RawSource) get recycled 4 MiB buffers:
+        # a fresh 4 MiB bytes per read costs page faults and zeroing, ~1 ms per batch, which is
+        # more than the copy itself (0.13 s per GiB at page-cache speed).
+        readinto = getattr(source, "readinto", None)
+        free: list[bytearray] = []
+
+        def read(b0: int, b1: int) -> tuple[memoryview, bytearray | None]:
             off = b0 * BLOCK
             want = min(size, b1 * BLOCK) - off
-            data = source.read(off, want)
-            if len(data) != want:
-                raise DataPathError(f"{source.describe()}: short read at {off}: {len(data)} of {want} bytes")
-            return data
+            buf: bytearray | None = None
+            if readinto is not None:
+                buf = free.pop() if free else bytearray(READ_BATCH_BLOCKS * BLOCK)
+                view = memoryview(buf)[:want]
+                got = readinto(off, view)
+            else:
+                view = memoryview(source.read(off, want))
+                got = len(view)
+            if got != want:
+                raise DataPathError(f"{source.describe()}: short read at {off}: {got} of {want} bytes")
+            return view, buf
 
         # Reads run one thread ahead (pread releases the GIL; xxh3 does not), so copying the next
         # 4 MiB out of the page cache or the network overlaps hashing this one.
         batches = self._batches(st.position, n, areas)
-        ahead: deque[tuple[int, int, Future[bytes] | None]] = deque()
+        ahead: deque[tuple[int, int, Future[tuple[memoryview, bytearray | None]] | None]] = deque()
 
         def top_up() -> None:
             while len(ahead) < 3:
@@ -755,9 +769,9 @@ class Repository:
                         plans.append(("carry", cursor.at(i)))
                 pending.append(_Pending(b0, b1, plans, None))
             else:
-                data = fut_data.result()
+                mv, buf = fut_data.result()
+                data = mv
                 st.bytes_read += len(data)
-                mv = memoryview(data)
                 hs = [xxh128(mv[o : o + BLOCK], seed=seed) for o in range(0, len(data), BLOCK)]
                 ph: list[bytes | None] = cursor.hashes(b0, min(b1, parent_n)) if cursor is not None else []
                 todo: range | list[int]
@@ -793,9 +807,12 @@ class Repository:
                         changed += L
                 fut = pool.submit(encode, hasher, jobs) if jobs else None
                 st.bytes_changed += changed
-                pending.append(_Pending(b0, b1, plans, fut))
+                pending.append(_Pending(b0, b1, plans, fut, buf))
             while len(pending) > depth or (pending and pending[0].future is None):
-                self._finalize(st, pending.popleft(), io, on_progress)
+                done = pending.popleft()
+                self._finalize(st, done, io, on_progress)
+                if done.buf is not None:
+                    free.append(done.buf)  # every job that viewed it has finished
         while pending:
             self._finalize(st, pending.popleft(), io, on_progress)
 
@@ -1001,7 +1018,7 @@ class Repository:
             raise MissingObjectError(
                 "packs/...", f"session {j.session}: a deduplicated pack vanished; ship again"
             )
-        digest, zero_blocks = self._table_digest(layers, size, f"session {j.session}")
+        digest, zero_blocks = self._table_digest(layers, size, st.hasher, f"session {j.session}")
         shipped = ShippedDisk(
             disk=j.disk,
             size=size,
@@ -1028,19 +1045,30 @@ class Repository:
         self.store.put_overwrite(skey, self._signed(skey, j))
         return shipped
 
-    def _table_digest(self, layers: list[str], size: int, referenced_by: str) -> tuple[str, int]:
-        """The disk digest from the block hashes the ship computed from the source bytes."""
-        dm_reader = TableReader(
+    def _table_digest(
+        self, layers: list[str], size: int, hasher: Hasher, referenced_by: str
+    ) -> tuple[str, int]:
+        """The disk digest from the block hashes the ship computed from the source bytes.
+
+        Reads only the hash columns of the table parts (no row decoding): ~20 ms per GiB.
+        """
+        reader = TableReader(
             self._load_layers(layers, referenced_by), lambda oid: self._load_part(oid, referenced_by)
         )
         h = blake3.blake3(size.to_bytes(8, "little"))
+        n = block_count(size)
+        zero_full = hasher.zero_hash(BLOCK)
         zeros = 0
-        for i in range(block_count(size)):
-            e = dm_reader.at(i)
-            if e is None:
-                raise DataPathError(f"engine error: table of {referenced_by} has no row for block {i}")
-            h.update(e.bhash)
-            zeros += e.is_zero
+        for b0 in range(0, n, 4096):
+            hashes = reader.hashes(b0, min(n, b0 + 4096))
+            if None in hashes:
+                missing = b0 + hashes.index(None)
+                raise DataPathError(f"engine error: table of {referenced_by} has no row for block {missing}")
+            h.update(b"".join(hashes))  # type: ignore[arg-type]
+            zeros += hashes.count(zero_full)
+            tail = block_len(size, n - 1)
+            if b0 + len(hashes) == n and tail != BLOCK:
+                zeros += hashes[-1] == hasher.zero_hash(tail)
         return h.hexdigest(), zeros
 
     # ---- reading back: verify and restore ---------------------------------------------------------

@@ -80,6 +80,22 @@ class RawSource:
             raise SourceError(f"{self.path}: read at {offset + got} failed: {exc.strerror}") from exc
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int:
+        """Read into ``buf`` (no allocation); returns the bytes read, fewer only at the end of the disk."""
+        if self._closed:
+            raise SourceError(f"{self.path} is closed")
+        view = memoryview(buf).cast("B")
+        total = 0
+        try:
+            while total < len(view):
+                n = os.preadv(self._fd, [view[total:]], offset + total)
+                if n == 0:
+                    break
+                total += n
+        except OSError as exc:
+            raise SourceError(f"{self.path}: read at {offset + total} failed: {exc.strerror}") from exc
+        return total
+
     def changed_areas(self, since_change_id: str) -> list[ChangedArea] | None:
         return None
 

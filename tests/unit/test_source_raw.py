@@ -63,3 +63,14 @@ def test_file_that_shrinks_under_the_reader(tmp_path: Path) -> None:
         os.truncate(p, 100)
         with pytest.raises(SourceError, match="unexpected end"):
             s.read(0, 10000)
+
+
+def test_readinto_fills_a_callers_buffer(tmp_path: Path) -> None:
+    p = tmp_path / "disk.raw"
+    data = os.urandom(10_000)
+    p.write_bytes(data)
+    buf = bytearray(4096)
+    with RawSource(p) as s:
+        assert s.readinto(100, buf) == 4096 and bytes(buf) == data[100:4196]
+        assert s.readinto(8_000, memoryview(buf)[:3000]) == 2000  # short only at the end
+        assert bytes(buf[:2000]) == data[8000:]
