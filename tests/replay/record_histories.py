@@ -1,0 +1,81 @@
+"""Record fresh workflow histories for the replay tests (needs the lab: `seawall lab up`).
+
+    .venv/bin/python -m tests.replay.record_histories
+
+Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
+keep the old histories and guard the change with ``workflow.patched``: the point of these files is
+that code changes must still replay what already ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from seawall.lab import config as lab_config
+from seawall.lab import load_lab
+from seawall.lab.disks import restore_disk, write_blocks
+from seawall.messages import ProbeSiteInput, ProtectInput, ProtectResult, UnprotectInput
+from seawall.status import cycle_history, schedule_id
+from tests.integration.replication_env import replication_env
+
+HERE = Path(__file__).resolve().parent / "histories"
+
+
+async def record() -> None:
+    lab = load_lab()
+    HERE.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with replication_env(lab, Path(tmp), lab_config.state_dir()) as env:
+            client, queue = env.client, env.settings.orchestration_queue
+
+            async def save(name: str, workflow_id: str, run_id: str | None = None) -> None:
+                history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}: {len(history.events)} events")
+
+            probe = await client.start_workflow(
+                "ProbeSite", ProbeSiteInput(site="primary"), id="record/probe", task_queue=queue
+            )
+            await probe.result()
+            await save("probe_site", probe.id, probe.result_run_id)
+
+            protect = await client.start_workflow(
+                "ProtectVM",
+                ProtectInput(vm="app-01"),
+                id="protect/app-01",
+                task_queue=queue,
+                result_type=ProtectResult,
+            )
+            await protect.result()
+            await save("protect_vm", protect.id, protect.result_run_id)
+            seed = (await cycle_history(client, "app-01", limit=1))[0]
+            await save("replication_cycle_seed", seed.workflow_id, seed.run_id)
+
+            write_blocks(lab, "primary", "app-01", 8192, b"\x5a" * 4096)
+            await client.get_schedule_handle(schedule_id("app-01")).trigger()
+            for _ in range(120):
+                runs = await cycle_history(client, "app-01", limit=5)
+                done = [r for r in runs if r.workflow_id != seed.workflow_id and r.result is not None]
+                if done:
+                    await save("replication_cycle_incremental", done[0].workflow_id, done[0].run_id)
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise SystemExit("the triggered cycle did not complete")
+
+            unprotect = await client.start_workflow(
+                "UnprotectVM",
+                UnprotectInput(vm="app-01", delete_replica=True),
+                id="unprotect/app-01",
+                task_queue=queue,
+                result_type=int,
+            )
+            await unprotect.result()
+            await save("unprotect_vm", unprotect.id, unprotect.result_run_id)
+    restore_disk(lab, "primary", "app-01")
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
