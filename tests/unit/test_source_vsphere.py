@@ -119,6 +119,68 @@ def test_wait_for_task_reports_the_fault() -> None:
         conn.wait_for_task(FakeTask(), what="power off")
 
 
+class PagedCbtVm:
+    """Answers QueryChangedDiskAreas the way ESXi does: one page per call, from the asked offset."""
+
+    def __init__(
+        self, pages: dict[int, tuple[int, list[tuple[int, int]]]], fault: Exception | None = None
+    ) -> None:
+        self.pages = pages
+        self.fault = fault
+        self.calls: list[int] = []
+
+    def QueryChangedDiskAreas(self, snapshot: Any, deviceKey: int, startOffset: int, changeId: str) -> Any:
+        from pyVmomi import vim
+
+        self.calls.append(startOffset)
+        if self.fault is not None:
+            raise self.fault
+        length, extents = self.pages[startOffset]
+        return vim.VirtualMachine.DiskChangeInfo(
+            startOffset=startOffset,
+            length=length,
+            changedArea=[
+                vim.VirtualMachine.DiskChangeInfo.DiskChangeExtent(start=a, length=n) for a, n in extents
+            ],
+        )
+
+
+def test_changed_areas_follow_the_pages_to_the_end_of_the_disk() -> None:
+    conn = VSphereConnection("vc.example", "u", "p")
+    vm = PagedCbtVm({0: (1000, [(0, 64), (512, 64)]), 1000: (1000, []), 2000: (48, [(2000, 48)])})
+    areas = conn.query_changed_disk_areas(vm, "snap", 2000, 0, "52 aa/1", disk_size=2048)
+    assert areas == [ChangedArea(0, 64), ChangedArea(512, 64), ChangedArea(2000, 48)]
+    assert vm.calls == [0, 1000, 2000]
+
+
+def test_changed_areas_stop_on_an_empty_page() -> None:
+    conn = VSphereConnection("vc.example", "u", "p")
+    vm = PagedCbtVm({0: (0, [])})
+    assert conn.query_changed_disk_areas(vm, "snap", 2000, 0, "52 aa/1", disk_size=4096) == []
+    assert vm.calls == [0]
+
+
+@pytest.mark.parametrize("fault_name", ["MethodNotFound", "NotImplemented", "NotSupported", "FileFault"])
+def test_changed_areas_are_none_when_the_server_cannot_answer(fault_name: str) -> None:
+    from pyVmomi import vim, vmodl
+
+    fault = getattr(vmodl.fault, fault_name, None) or getattr(vim.fault, fault_name)
+    conn = VSphereConnection("vc.example", "u", "p")
+    vm = PagedCbtVm({}, fault=fault())
+    assert conn.query_changed_disk_areas(vm, "snap", 2000, 0, "52 aa/1", disk_size=4096) is None
+
+
+def test_other_cbt_faults_are_errors() -> None:
+    from pyVmomi import vim
+
+    from seawall.providers.vsphere import VSphereError
+
+    conn = VSphereConnection("vc.example", "u", "p")
+    vm = PagedCbtVm({}, fault=vim.fault.InvalidState(msg="the VM is busy"))
+    with pytest.raises(VSphereError, match=r"QueryChangedDiskAreas .* failed: .*the VM is busy"):
+        conn.query_changed_disk_areas(vm, "snap", 2000, 0, "52 aa/1", disk_size=4096)
+
+
 # -- the HTTP reader against a local datastore service ---------------------------------------------
 
 RANGE = re.compile(r"bytes=(\d+)-(\d+)")
