@@ -68,3 +68,12 @@ def test_key_ring(tmp_path: Path) -> None:
     k = ring.add_ref(f"file:{p}#new")
     assert ring.ids() == ["new", "old"] and "new" in ring and len(ring) == 2
     assert ring.get("new") == k and ring.get("missing") is None
+
+
+def test_package_exports_resolve_lazily() -> None:
+    import seawall.blockstore as bs
+
+    for name in bs.__all__:
+        assert getattr(bs, name) is not None
+    with pytest.raises(AttributeError):
+        bs.nothing_here  # noqa: B018
