@@ -50,7 +50,35 @@ _EXPORTS = {
     "DigestMismatchError": "seawall.blockstore.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BadBlock",
+    "BadBlockError",
+    "CorruptObjectError",
+    "DataPathError",
+    "DigestMismatchError",
+    "DirectoryStore",
+    "DiskManifest",
+    "GcResult",
+    "KeyMaterial",
+    "KeyRefError",
+    "KeyRing",
+    "MAX_CHAIN",
+    "MissingObjectError",
+    "PointConflictError",
+    "PointInfo",
+    "PointManifest",
+    "PointNotFoundError",
+    "PointRef",
+    "Repository",
+    "RestoreResult",
+    "RetentionPolicy",
+    "RetentionResult",
+    "ShipProgress",
+    "ShippedDisk",
+    "VerifyResult",
+    "WrongKeyError",
+    "load_key",
+]
 
 if TYPE_CHECKING:
     from seawall.blockstore.directory import DirectoryStore
