@@ -51,6 +51,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "MAX_CHAIN",
     "BadBlock",
     "BadBlockError",
     "CorruptObjectError",
@@ -62,7 +63,6 @@ __all__ = [
     "KeyMaterial",
     "KeyRefError",
     "KeyRing",
-    "MAX_CHAIN",
     "MissingObjectError",
     "PointConflictError",
     "PointInfo",
