@@ -45,7 +45,8 @@ class PartStatus(BaseModel):
     healthy: bool
     detail: str
     log: str
-    action: str | None = None  # set by `up`: "running" (left alone), "started in 1.2s", "restarted in ..."
+    # set by `up`: "running" (left alone), "adopted", "started in 1.2s", "restarted in 0.3s"
+    action: str | None = None
 
 
 @dataclass
@@ -60,7 +61,6 @@ class Part:
     # one part's set-up overlaps the others' start-up. Its result goes into LabInfo.
     bootstrap: Callable[[], object] | None = None
     fingerprint_extra: str = ""
-    cwd: Path | None = None
     env: dict[str, str] | None = field(default=None, repr=False)
 
     @property
@@ -182,7 +182,6 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             check=lambda: cloud.check_azurite(cfg.azurite_port),
             start_timeout=40,
             bootstrap=lambda: cloud.bootstrap_azurite(cfg.azurite_port, credentials_path(state, "azure")),
-            cwd=state,
         ),
     ]
 
@@ -235,15 +234,24 @@ def _ensure_running(state: Path, part: Part) -> _Started:
             action = "restarted"
         if pid is None:
             procs.stop(state, part.name)
+    if pid is None and tracked is None and procs.port_open(c.HOST, part.port):
+        # Our exact command line, running in this state dir (every part's cwd), but no pid file: the
+        # files were removed under a running lab. Adopt it rather than fail on the port it holds.
+        orphan = procs.find_running(part.argv, cwd=state)
+        if orphan is not None:
+            try:
+                part.ping()
+                procs.adopt(state, part.name, orphan, part.argv, part.fingerprint)
+                pid, action = orphan, "adopted"
+            except Exception:
+                pass
     if pid is None:
         if procs.port_open(c.HOST, part.port):
             raise LabError(
                 f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
                 f"(state dir {state}); stop it, or run this lab with --port-offset"
             )
-        pid = procs.start(
-            state, part.name, part.argv, fingerprint=part.fingerprint, cwd=part.cwd, env=part.env
-        )
+        pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=state, env=part.env)
         _wait_ready(state, part, pid)
         action = f"{action} in {time.monotonic() - began:.1f}s"
     try:

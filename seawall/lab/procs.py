@@ -81,6 +81,27 @@ def live(state: Path, name: str) -> Tracked | None:
     return None
 
 
+def find_running(argv: list[str], cwd: Path) -> int | None:
+    """A live process running exactly ``argv`` in directory ``cwd``, found by scanning /proc."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and read_cmdline(int(entry.name)) == argv:
+            try:
+                if Path(os.readlink(entry / "cwd")) == cwd:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def adopt(state: Path, name: str, pid: int, argv: list[str], fingerprint: str) -> None:
+    """Record an already running process as this part's, as start() would have."""
+    run_dir(state).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(meta_path(state, name), {"argv": argv, "fingerprint": fingerprint, "adopted": True})
+    tmp = pid_path(state, name).with_suffix(".pid.tmp")
+    tmp.write_text(f"{pid}\n")
+    os.replace(tmp, pid_path(state, name))
+
+
 def forget(state: Path, name: str) -> None:
     for path in (pid_path(state, name), meta_path(state, name)):
         path.unlink(missing_ok=True)
@@ -105,7 +126,8 @@ def start(
 ) -> int:
     """Start ``argv`` in a session of its own, output appended to its log; record it. Returns the pid.
 
-    A new session keeps the process alive after the CLI exits and out of the terminal's Ctrl-C.
+    A new session keeps the process alive after the CLI exits and out of the terminal's Ctrl-C. The
+    lab runs every part with the state dir as its cwd, which tells its processes from another lab's.
     """
     log = log_path(state, name)
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -96,3 +96,17 @@ def test_stop_kills_what_ignores_sigterm(tmp_path: Path) -> None:
         time.sleep(0.02)
     assert procs.stop(tmp_path, "stubborn", timeout=0.5) == "killed"
     assert not procs.is_ours(pid, STUBBORN)
+
+
+def test_find_running_needs_argv_and_cwd(tmp_path: Path) -> None:
+    # A lab adopts a process whose pid files were lost only when it runs in that lab's state dir.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    argv = [*SLEEP[:-1], f"import time; time.sleep(60)  # {tmp_path}"]
+    pid = procs.start(tmp_path / "a", "sleeper", argv, fingerprint="", cwd=tmp_path / "a")
+    try:
+        assert procs.find_running(argv, cwd=tmp_path / "a") == pid
+        assert procs.find_running(argv, cwd=tmp_path / "b") is None
+        assert procs.find_running([*argv, "x"], cwd=tmp_path / "a") is None
+    finally:
+        assert procs.stop(tmp_path / "a", "sleeper", timeout=5) == "stopped"
