@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
@@ -201,6 +202,8 @@ class _ShipState:
     chunks_new: int = 0
     hasher: Hasher = field(default_factory=lambda: Hasher(0))
     writer: ThreadPoolExecutor | None = None
+    local: dict[bytes, ChunkRef] = field(default_factory=dict)
+    unconfirmed: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
 
     @classmethod
     def start(cls, journal: SessionJournal, hasher: Hasher) -> _ShipState:
@@ -292,6 +295,7 @@ class Repository:
         self.clock = clock
         self._index: dict[bytes, ChunkRef] = {}
         self._index_packs: dict[bytes, list[bytes]] = {}
+        self._index_lock = threading.RLock()  # ships on one instance may run in parallel threads
         self._parts: OrderedDict[bytes, Part] = OrderedDict()
         self._parts_rows = 0
         self._manifests: dict[str, PointManifest] = {}
@@ -403,42 +407,43 @@ class Repository:
 
     def _refresh_index(self) -> None:
         """Load new packs' indexes; forget packs that are gone or condemned (never dedup to those)."""
-        condemned = self._condemned().since
-        present: set[bytes] = set()
-        for k in self.store.list("index/"):
-            try:
-                pack = _key_tail_bytes(k)
-            except ValueError:
-                continue
-            if pack_key(pack) in condemned:
-                continue
-            present.add(pack)
-        for pack in list(self._index_packs):
-            if pack not in present:
-                for cid in self._index_packs.pop(pack):
-                    ref = self._index.get(cid)
-                    if ref is not None and ref.pack == pack:
-                        del self._index[cid]
-        for pack in present - self._index_packs.keys():
-            try:
-                blob = self.store.get(index_key(pack))
-            except ObjectNotFound:
-                continue
-            try:
-                plain = self.codec.open(
-                    KIND_INDEX, pack, blob, f"index of pack {pack.hex()}", verify_id=False
-                )
-            except (CorruptObjectError, WrongKeyError):
-                # A pack we cannot read the index of is simply not a dedup candidate.
-                continue
-            cids = []
-            for o in range(0, len(plain) - len(plain) % 40, 40):
-                cid = plain[o : o + 32]
-                off = int.from_bytes(plain[o + 32 : o + 36], "little")
-                ln = int.from_bytes(plain[o + 36 : o + 40], "little")
-                self._index.setdefault(cid, ChunkRef(cid, pack, off, ln))
-                cids.append(cid)
-            self._index_packs[pack] = cids
+        with self._index_lock:
+            condemned = self._condemned().since
+            present: set[bytes] = set()
+            for k in self.store.list("index/"):
+                try:
+                    pack = _key_tail_bytes(k)
+                except ValueError:
+                    continue
+                if pack_key(pack) in condemned:
+                    continue
+                present.add(pack)
+            for pack in list(self._index_packs):
+                if pack not in present:
+                    for cid in self._index_packs.pop(pack):
+                        ref = self._index.get(cid)
+                        if ref is not None and ref.pack == pack:
+                            del self._index[cid]
+            for pack in present - self._index_packs.keys():
+                try:
+                    blob = self.store.get(index_key(pack))
+                except ObjectNotFound:
+                    continue
+                try:
+                    plain = self.codec.open(
+                        KIND_INDEX, pack, blob, f"index of pack {pack.hex()}", verify_id=False
+                    )
+                except (CorruptObjectError, WrongKeyError):
+                    # A pack we cannot read the index of is simply not a dedup candidate.
+                    continue
+                cids = []
+                for o in range(0, len(plain) - len(plain) % 40, 40):
+                    cid = plain[o : o + 32]
+                    off = int.from_bytes(plain[o + 32 : o + 36], "little")
+                    ln = int.from_bytes(plain[o + 36 : o + 40], "little")
+                    self._index.setdefault(cid, ChunkRef(cid, pack, off, ln))
+                    cids.append(cid)
+                self._index_packs[pack] = cids
 
     # ---- manifests and points ---------------------------------------------------------------------
 
@@ -861,7 +866,9 @@ class Repository:
         return out
 
     def _store_chunk(self, st: _ShipState, cid: bytes, sealed: bytes) -> ChunkRef:
-        ref = self._index.get(cid)
+        # Chunks of this ship are looked up in st.local until their pack is confirmed durable;
+        # only then do they join the shared index (a failed ship leaves nothing stale behind).
+        ref = self._index.get(cid) or st.local.get(cid)
         if ref is None:
             if not st.pack_id:
                 st.pack_id = os.urandom(16)
@@ -869,7 +876,7 @@ class Repository:
             st.pack_chunks.append(sealed)
             st.pack_len += len(sealed)
             st.pack_rows.append((cid, ref.offset, ref.length))
-            self._index[cid] = ref
+            st.local[cid] = ref
             st.chunks_new += 1
         st.referenced.add(ref.pack)
         return ref
@@ -935,7 +942,7 @@ class Repository:
             st.writes.pop(0).result()
         assert st.writer is not None
         st.writes.append(st.writer.submit(write))
-        self._index_packs[pack] = [cid for cid, _, _ in st.pack_rows]
+        st.unconfirmed.append((pack, [cid for cid, _, _ in st.pack_rows]))
         shipped = len(blob) + len(sealed_idx)
         st.since_ckpt_bytes += shipped
         st.written.add(pack)
@@ -950,6 +957,12 @@ class Repository:
         # table part that references it and the journal that lets a new worker resume past it.
         while st.writes:
             st.writes.pop(0).result()
+        with self._index_lock:
+            for pack, cids in st.unconfirmed:
+                self._index_packs[pack] = cids
+                for cid in cids:
+                    self._index.setdefault(cid, st.local[cid])
+        st.unconfirmed.clear()
         j = st.journal
         parts = list(j.parts)
         if st.position > st.part_start and (st.part_entries or j.full_layer):
@@ -1457,11 +1470,12 @@ class Repository:
                 tables_deleted += 1
             else:
                 self.store.delete(k)
-        for pack in [p for p in self._index_packs if pack_key(p) in to_delete]:
-            for cid in self._index_packs.pop(pack):
-                ref = self._index.get(cid)
-                if ref is not None and ref.pack == pack:
-                    del self._index[cid]
+        with self._index_lock:
+            for pack in [p for p in self._index_packs if pack_key(p) in to_delete]:
+                for cid in self._index_packs.pop(pack):
+                    ref = self._index.get(cid)
+                    if ref is not None and ref.pack == pack:
+                        del self._index[cid]
         self._parts.clear()
         self._parts_rows = 0
         return GcResult(

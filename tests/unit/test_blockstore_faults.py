@@ -228,3 +228,33 @@ def test_random_faults_never_yield_a_point_that_verifies_but_is_wrong() -> None:
             restored_ok = False
         assert res.ok == restored_ok, (trial, res)
         assert res.ok != corrupt
+
+
+def test_a_failed_ship_leaves_no_stale_dedup_entries_in_the_same_repository() -> None:
+    # The pack that was being filled when the store failed never got written: the same
+    # Repository instance must not dedup the retry against it.
+    store = FlakyStore()
+    repo = Repository(store, KEY, clock=FakeClock(), pack_target=4 * MiB, checkpoint_blocks=1024)
+    data = random.Random(9).randbytes(MiB)
+    store.fail("put", 1)  # the lease is put_overwrite; the first put is the (only) pack
+    with pytest.raises(TransientStoreError):
+        repo.ship(BytesSource(data), "vm", "d0")
+    sd = repo.ship(BytesSource(data), "vm", "d0")
+    assert sd.chunks_new == MiB // BLOCK
+    repo.commit_point("vm", "p0", [sd])
+    assert repo.verify_point("vm", "p0").ok
+
+
+def test_concurrent_ships_on_one_repository() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = MemoryStore()
+    repo = Repository(store, KEY, clock=FakeClock(), pack_target=256 * 1024, checkpoint_blocks=4)
+    images = {f"vm{i}": random.Random(i).randbytes(MiB) for i in range(4)}
+    images["vm-clone"] = images["vm0"]
+    with ThreadPoolExecutor(4) as ex:
+        results = ex.map(lambda kv: repo.ship(BytesSource(kv[1]), kv[0], "d0"), images.items())
+        shipped = dict(zip(images, results, strict=True))
+    for vm, sd in shipped.items():
+        repo.commit_point(vm, "p0", [sd])
+        assert repo.verify_point(vm, "p0").ok
