@@ -6,13 +6,14 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -61,7 +62,6 @@ class Part:
     # one part's set-up overlaps the others' start-up. Its result goes into LabInfo.
     bootstrap: Callable[[], object] | None = None
     fingerprint_extra: str = ""
-    env: dict[str, str] | None = field(default=None, repr=False)
 
     @property
     def fingerprint(self) -> str:
@@ -71,7 +71,7 @@ class Part:
 
 
 def vcsim_binary() -> Path | None:
-    """An upstream `vcsim` on PATH, else ours (``SEAWALL_VCSIM_BIN`` or ``.seawall/bin/vcsim``)."""
+    """An upstream `vcsim` on PATH, else ``$SEAWALL_VCSIM_BIN``, else ours in ``.seawall/bin/vcsim``."""
     found = shutil.which("vcsim")
     if found:
         return Path(found)
@@ -85,10 +85,12 @@ def vcsim_binary() -> Path | None:
 def ensure_vcsim() -> Path:
     binary = vcsim_binary()
     root = c.repo_root()
-    build = root / "deploy" / "lab" / "vcsim" / "build.sh" if root else None
-    if build is not None and build.is_file() and (binary is None or shutil.which("vcsim") is None):
-        # Cheap when up to date; rebuilds after main.go changed.
-        subprocess.run(["bash", str(build)], check=True)
+    ours = root / ".seawall" / "bin" / "vcsim" if root else None
+    if root is not None and binary == ours:
+        # Cheap when up to date; rebuilds after main.go changed. Its output goes to stderr so that
+        # `lab up --json` stays parseable.
+        build = root / "deploy" / "lab" / "vcsim" / "build.sh"
+        subprocess.run(["bash", str(build)], check=True, stdout=sys.stderr)
     if binary is None or not binary.is_file():
         raise LabError(
             "no vcsim: put one on PATH, set SEAWALL_VCSIM_BIN, or build ours with deploy/lab/vcsim/build.sh"
@@ -251,7 +253,7 @@ def _ensure_running(state: Path, part: Part) -> _Started:
                 f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
                 f"(state dir {state}); stop it, or run this lab with --port-offset"
             )
-        pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=state, env=part.env)
+        pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=state)
         _wait_ready(state, part, pid)
         action = f"{action} in {time.monotonic() - began:.1f}s"
     try:
@@ -293,7 +295,7 @@ def _write_secrets(state: Path) -> None:
 
 def _write_env(state: Path, info: LabInfo) -> None:
     lines = ["# Source this to point clients at the lab: . " + str(state / "lab.env")]
-    lines += [f"export {key}={value!r}" for key, value in sorted(info.env().items())]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(info.env().items())]
     (state / "lab.env").write_text("\n".join(lines) + "\n")
 
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ROOT=$(pwd)
-OUT=${SEAWALL_VCSIM_BIN:-$ROOT/.seawall/bin/vcsim}
+OUT=$ROOT/.seawall/bin/vcsim
 SRC=$ROOT/deploy/lab/vcsim
 
 if command -v vcsim >/dev/null 2>&1; then
