@@ -248,22 +248,41 @@ def _ensure_running(state: Path, part: Part) -> _Started:
             except Exception:
                 pass
     if pid is None:
-        if procs.port_open(c.HOST, part.port):
-            raise LabError(
-                f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
-                f"(state dir {state}); stop it, or run this lab with --port-offset"
-            )
-        pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=state)
-        _wait_ready(state, part, pid)
+        pid = _start(state, part)
         action = f"{action} in {time.monotonic() - began:.1f}s"
     try:
         result = part.bootstrap() if part.bootstrap else None
     except Exception as exc:
-        raise LabError(
-            f"{part.name} is up but setting it up failed: {type(exc).__name__}: {exc}; "
-            f"see {procs.log_path(state, part.name)}"
-        ) from exc
+        if action not in ("running", "adopted"):
+            raise _setup_failed(state, part, exc) from exc
+        # A reused part that cannot be set up (say a vcsim left half-built by an interrupted `up`)
+        # is replaced once: its state is the lab's, in memory, and rebuilt from scratch.
+        procs.stop(state, part.name)
+        pid = _start(state, part)
+        action = f"replaced in {time.monotonic() - began:.1f}s"
+        try:
+            result = part.bootstrap() if part.bootstrap else None
+        except Exception as again:
+            raise _setup_failed(state, part, again) from again
     return _Started(pid=pid, action=action, result=result)
+
+
+def _start(state: Path, part: Part) -> int:
+    if procs.port_open(c.HOST, part.port):
+        raise LabError(
+            f"{part.name}: port {c.HOST}:{part.port} is in use by a process this lab did not start "
+            f"(state dir {state}); stop it, or run this lab with --port-offset"
+        )
+    pid = procs.start(state, part.name, part.argv, fingerprint=part.fingerprint, cwd=state)
+    _wait_ready(state, part, pid)
+    return pid
+
+
+def _setup_failed(state: Path, part: Part, exc: Exception) -> LabError:
+    return LabError(
+        f"{part.name} is up but setting it up failed: {type(exc).__name__}: {exc}; "
+        f"see {procs.log_path(state, part.name)}"
+    )
 
 
 def credentials_path(state: Path, name: str) -> Path:

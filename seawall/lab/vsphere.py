@@ -244,6 +244,10 @@ def build(spec: SiteSpec) -> None:
     with connect(spec.port) as si:
         content = si.RetrieveContent()
         if _find_datacenter(si, spec.datacenter) is not None:
+            names = {row["name"] for row in collect(si, vim.VirtualMachine, ["name"])}
+            missing = [vm for vm in spec.vms if vm not in names]
+            if missing:
+                raise RuntimeError(f"{spec.datacenter} exists but lacks VMs {', '.join(missing)}")
             return
         existing = _prepare_datastore(spec)
         dc = content.rootFolder.CreateDatacenter(name=spec.datacenter)
