@@ -325,3 +325,14 @@ def test_names_are_validated() -> None:
         repo.ship(BytesSource(b"x"), "../etc", "d0")
     with pytest.raises(ValueError):
         repo.list_points("a/b")
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"x", bytes(5), b"y" * (BLOCK + 1)], ids=["empty", "1", "5zero", "block+1"]
+)
+def test_tiny_and_odd_sized_disks(data: bytes) -> None:
+    repo, _ = repo_of()
+    _, p = ship_commit(repo, data, "p0")
+    assert restore_bytes(repo, "vm", "p0") == data and repo.verify_point("vm", "p0").ok
+    ship_commit(repo, data[::-1], "p1", parent=p)
+    assert restore_bytes(repo, "vm", "p1") == data[::-1]
