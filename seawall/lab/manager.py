@@ -253,10 +253,11 @@ def _ensure_running(state: Path, part: Part) -> _Started:
     try:
         result = part.bootstrap() if part.bootstrap else None
     except Exception as exc:
-        if action not in ("running", "adopted"):
+        if action not in ("running", "adopted") or not isinstance(exc, vsphere.IncompleteSiteError):
             raise _setup_failed(state, part, exc) from exc
-        # A reused part that cannot be set up (say a vcsim left half-built by an interrupted `up`)
-        # is replaced once: its state is the lab's, in memory, and rebuilt from scratch.
+        # A reused vcsim left half-built by an interrupted `up` is replaced once: its inventory is in
+        # memory and the lab's to rebuild. Nothing else is replaced on a set-up error, since a slow
+        # answer under load must not wipe what other tests keep there.
         procs.stop(state, part.name)
         pid = _start(state, part)
         action = f"replaced in {time.monotonic() - began:.1f}s"

@@ -28,6 +28,10 @@ from seawall.lab.disks import fill_disk
 from seawall.lab.info import LabDisk, LabVM, VSphereSiteInfo
 
 
+class IncompleteSiteError(RuntimeError):
+    """The datacenter exists but not all of the site (a set-up was interrupted): rebuild from scratch."""
+
+
 @dataclass(frozen=True)
 class SiteSpec:
     """What one vSphere site of the lab contains."""
@@ -247,7 +251,7 @@ def build(spec: SiteSpec) -> None:
             names = {row["name"] for row in collect(si, vim.VirtualMachine, ["name"])}
             missing = [vm for vm in spec.vms if vm not in names]
             if missing:
-                raise RuntimeError(f"{spec.datacenter} exists but lacks VMs {', '.join(missing)}")
+                raise IncompleteSiteError(f"{spec.datacenter} exists but lacks VMs {', '.join(missing)}")
             return
         existing = _prepare_datastore(spec)
         dc = content.rootFolder.CreateDatacenter(name=spec.datacenter)
