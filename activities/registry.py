@@ -8,7 +8,7 @@ from typing import Any
 from activities.context import SiteContext
 from activities.probe import ProbeActivities
 from activities.replication import InventoryActivities, ReplicationActivities
-from activities.schedules import delete_schedule, ensure_schedule
+from activities.schedules import cancel_cycles, delete_schedule, ensure_schedule
 from seawall.config import Settings
 from seawall.models import Inventory
 from seawall.plans import load_inventory
@@ -21,7 +21,7 @@ def _loader(settings: Settings) -> Callable[[], Inventory]:
 def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any]]:
     ctx = SiteContext(load_inventory(settings.inventory), site)
     probe = ProbeActivities(ctx)
-    repl = ReplicationActivities(ctx)
+    repl = ReplicationActivities(ctx, settings.checkpoint_mib)
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s)
     return [
         probe.probe_site,
@@ -40,4 +40,4 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
 
 def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s)
-    return [inventory.resolve_protection, ensure_schedule, delete_schedule]
+    return [inventory.resolve_protection, ensure_schedule, delete_schedule, cancel_cycles]

@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
+from seawall import failpoints
 from seawall.blockstore.backend import StoreError, TransientStoreError
 from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
@@ -131,8 +132,9 @@ def _with_heartbeats(fn: Callable[[], T], details: Callable[[], Any]) -> T:
 
 
 class ReplicationActivities:
-    def __init__(self, ctx: SiteContext) -> None:
+    def __init__(self, ctx: SiteContext, checkpoint_mib: int | None = None) -> None:
         self.ctx = ctx
+        self.checkpoint_mib = checkpoint_mib
 
     # ---- helpers ---------------------------------------------------------------------------------
 
@@ -143,7 +145,9 @@ class ReplicationActivities:
         inv = self.ctx.inventory
         pvm = inv.protected_vm(vm)
         try:
-            return open_repository(inv, pvm.replica_store, inv.policy(pvm.policy))
+            return open_repository(
+                inv, pvm.replica_store, inv.policy(pvm.policy), checkpoint_mib=self.checkpoint_mib
+            )
         except (KeyRefError, SecretError) as exc:
             raise _fatal(f"replica of {vm!r}: {exc}", "KeyMissing") from None
         except StoreError as exc:
@@ -245,6 +249,7 @@ class ReplicationActivities:
         def on_progress(progress: ShipProgress) -> None:
             state["progress"] = progress.model_dump(mode="json")
             activity.heartbeat(state)
+            failpoints.hit("ship.checkpoint", {"progress": state["progress"]})
 
         with self.ctx.vsphere() as conn:
             vmobj = self._find_vm(conn, req.vm)
@@ -291,6 +296,7 @@ class ReplicationActivities:
             ref = repo.commit_point(req.vm, req.point_id, disks, parent=req.parent, meta=req.meta)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(req.vm, exc) from None
+        failpoints.hit("commit.done", {"point": ref.point_id})
         return ref.point_id
 
     @activity.defn(name="verify_point")
@@ -312,6 +318,7 @@ class ReplicationActivities:
     def release_snapshot(self, vm: str, name: str) -> int:
         """Remove the cycle's snapshot; a snapshot already gone (or a VM already gone) is success."""
         self._check_vsphere(vm)
+        failpoints.hit("release.start", {"snapshot": name})
         with self.ctx.vsphere() as conn:
             try:
                 vmobj = conn.find_vm(vm)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import activity
@@ -16,6 +18,7 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    WorkflowExecutionStatus,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
@@ -80,3 +83,23 @@ async def delete_schedule(vm: str) -> bool:
             return False
         raise
     return True
+
+
+@activity.defn(name="cancel_cycles")
+async def cancel_cycles(vm: str) -> int:
+    """Cancel the VM's running cycles and wait until they have closed (their snapshots released).
+
+    Cancel, not terminate: a cancelled cycle still runs its compensation and releases its snapshot.
+    """
+    client = activity.client()
+    query = f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm}" AND ExecutionStatus = "Running"'
+    running = [(wf.id, wf.run_id) async for wf in client.list_workflows(query)]
+    for wf_id, run_id in running:
+        with contextlib.suppress(RPCError):  # it may have finished meanwhile
+            await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
+    for wf_id, run_id in running:
+        handle = client.get_workflow_handle(wf_id, run_id=run_id)
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            activity.heartbeat(wf_id)
+            await asyncio.sleep(1.0)
+    return len(running)

@@ -33,3 +33,5 @@ class Settings(BaseSettings):
     # A transfer that has not heartbeated for this long is presumed dead and resumed elsewhere. Its
     # checkpoints come every <= 1 GiB scanned, so keep it above the time to read 1 GiB at the source.
     heartbeat_timeout_s: float = 120.0
+    # Scan (and ship) this much between durable checkpoints; None keeps the data path's 1 GiB default.
+    checkpoint_mib: int | None = None

@@ -13,6 +13,7 @@ from seawall.blockstore.directory import DirectoryStore
 from seawall.blockstore.keys import load_key
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.retrying import RetryingStore
+from seawall.blockstore.table import BLOCK
 from seawall.models import AzureStore, Inventory, ReplicationPolicy, S3Store
 from seawall.models import DirectoryStore as DirectoryStoreModel
 from seawall.secrets import resolve, resolve_credentials, resolve_text
@@ -63,7 +64,17 @@ def _azure_credential(ref: str) -> Any:
     return secret.text()
 
 
-def open_repository(inventory: Inventory, store_name: str, policy: ReplicationPolicy) -> Repository:
+def open_repository(
+    inventory: Inventory, store_name: str, policy: ReplicationPolicy, *, checkpoint_mib: int | None = None
+) -> Repository:
+    """``checkpoint_mib`` overrides how much a ship scans between durable checkpoints (default 1 GiB)."""
+    extra: dict[str, Any] = {}
+    if checkpoint_mib is not None:
+        extra["checkpoint_blocks"] = max(1, checkpoint_mib * 1024 * 1024 // BLOCK)
+        extra["checkpoint_bytes"] = checkpoint_mib * 1024 * 1024
     return Repository(
-        open_store(inventory, store_name), load_key(policy.key_ref), zstd_level=policy.compression_level
+        open_store(inventory, store_name),
+        load_key(policy.key_ref),
+        zstd_level=policy.compression_level,
+        **extra,
     )

@@ -259,6 +259,16 @@ class UnprotectVMWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
+        if workflow.patched("unprotect-cancels-cycles"):
+            # A cycle the schedule started just before it went would otherwise still write a point.
+            await workflow.execute_activity(
+                "cancel_cycles",
+                inp.vm,
+                result_type=int,
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
         if not inp.delete_replica:
             return 0
         prot: Protection = await workflow.execute_activity(

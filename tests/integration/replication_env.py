@@ -82,14 +82,22 @@ class ReplicationEnv:
 
 @contextlib.asynccontextmanager
 async def replication_env(
-    lab: LabInfo, tmp: Path, lab_state: Path, *, heartbeat_timeout_s: float = 10.0, worker: bool = True
+    lab: LabInfo,
+    tmp: Path,
+    lab_state: Path,
+    *,
+    heartbeat_timeout_s: float = 10.0,
+    checkpoint_mib: int | None = None,
+    worker: bool = True,
 ) -> AsyncIterator[ReplicationEnv]:
+    tmp.mkdir(parents=True, exist_ok=True)
     inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/")
     settings = Settings(
         temporal_address=lab.temporal.address,
         inventory=inventory,
         orchestration_queue=f"seawall-orchestration-{uuid.uuid4().hex[:8]}",
         heartbeat_timeout_s=heartbeat_timeout_s,
+        checkpoint_mib=checkpoint_mib,
         graceful_shutdown_s=2,
         max_concurrent_activities=8,
     )
