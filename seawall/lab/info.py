@@ -58,7 +58,7 @@ class VSphereSiteInfo(BaseModel):
     datastore: str
     datastore_dir: Path
     switch: str  # the distributed switch that carries the port groups
-    networks: list[str]
+    networks: list[str]  # every port group the lab made, isolated ones included
     isolated_networks: list[str] = Field(default_factory=list)  # e.g. "drill": no route to production
     vms: list[LabVM] = Field(default_factory=list)
 

@@ -401,8 +401,8 @@ def describe(spec: SiteSpec) -> VSphereSiteInfo:
         datastore=spec.datastore,
         datastore_dir=spec.datastore_dir,
         switch=spec.switch,
-        networks=[n for n in nets if n in spec.networks],
-        isolated_networks=[n for n in nets if n in spec.isolated_networks],
+        networks=[n for n in spec.all_networks() if n in nets],
+        isolated_networks=[n for n in spec.isolated_networks if n in nets],
         vms=vms,
     )
 

@@ -44,6 +44,7 @@ def test_primary_site_inventory(lab: LabInfo, connect: Connect) -> None:
     assert len(collect(si, vim.HostSystem, ["name"])) >= 1
     nets = {r["name"] for r in collect(si, vim.Network, ["name"])}
     assert {"prod-web", "prod-app", "prod-db"} <= nets
+    assert site.networks == ["prod-web", "prod-app", "prod-db"]
 
     assert site.vm_names[:5] == list(DEFAULT_VMS)
     # Other tests add VMs of their own here; the lab's are checked by name.
@@ -72,6 +73,7 @@ def test_dr_site_inventory(lab: LabInfo, connect: Connect) -> None:
     assert [r["name"] for r in collect(si, vim.Datastore, ["name"])] == ["ds-dr"]
     nets = {r["name"] for r in collect(si, vim.Network, ["name"])}
     assert {"dr-web", "dr-app", "dr-db", "drill"} <= nets
+    assert site.networks == ["dr-web", "dr-app", "dr-db", "drill"]
     assert site.isolated_networks == ["drill"]
     assert site.vms == []  # the lab protects nothing here; recoveries create what they need
     assert site.datastore_dir.is_dir()
