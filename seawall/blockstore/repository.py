@@ -14,11 +14,15 @@ Why packs: at 1 % change of 1 GiB with scattered 4 KiB writes a point holds ~2,6
 object per chunk would be 2,600 PUTs per cycle per GiB (S3 allows ~3,500 PUT/s per prefix);
 packed, it is 2 packs + 2 indexes + 2-4 table objects + 1 manifest.
 
-Dedup and packs: a chunk is stored once per store and key. Before a chunk is appended to a pack,
-its id is looked up in the chunk index (every pack's ``index/`` object, loaded once per repository
-instance and refreshed at each ship); a hit is a no-op that references the existing pack. This
-dedups across points, disks and VMs sealed with the same key. Table rows carry the full location
-(chunk id + pack + offset + length), so restore and verify need no global index at all.
+Dedup and packs: before a chunk is appended to a pack its id is looked up, first among the
+chunks of the same ship, then (for seeds, or with ``dedup=True``) in the store-wide chunk index:
+every pack's ``index/`` object, loaded once per repository instance and refreshed per ship. A hit
+is a no-op that references the existing pack, so content is stored once per store and key across
+points, disks and VMs (a VM cloned from a template seeds at the cost of what differs). A ship's
+own chunks join the shared index only after their pack is durable. Incrementals skip the global
+index by default: loading it is O(packs in the store) requests, and their unchanged data is found
+through the parent's table anyway. Table rows carry the full location (chunk id + pack + offset +
+length), so restore and verify need no global index at all.
 
 Manifest size vs the 1.25x storage target (1 GiB disk, 1 % scattered 4 KiB change = 10.7 MB):
 a full table is ~3.2 MB per GiB (16,384 rows x ~190 B: hashes, 16 piece fingerprints, a chunk
@@ -203,6 +207,7 @@ class _ShipState:
     hasher: Hasher = field(default_factory=lambda: Hasher(0))
     writer: ThreadPoolExecutor | None = None
     local: dict[bytes, ChunkRef] = field(default_factory=dict)
+    use_index: bool = True
     unconfirmed: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
 
     @classmethod
@@ -554,6 +559,7 @@ class Repository:
         resume: ShipProgress | dict[str, Any] | None = None,
         on_progress: ProgressCallback | None = None,
         session: str | None = None,
+        dedup: bool | None = None,
     ) -> ShippedDisk:
         """Read ``source``, store what changed since ``parent`` and return the disk for commit_point.
 
@@ -561,6 +567,12 @@ class Repository:
         last one back as ``resume`` (or pass a deterministic ``session``) and a restarted worker
         continues after the last checkpoint the store confirms. Store errors (TransientStoreError)
         propagate unchanged; nothing becomes visible before commit_point.
+
+        ``dedup``: look new chunks up in the store-wide chunk index. Loading it costs a LIST of
+        ``index/`` and a GET per pack not yet loaded by this instance, i.e. O(packs in the store),
+        so the default (None) does it only for ships without a parent -- seeds, where a VM cloned
+        from a template dedups against its siblings. An incremental compares against its parent's
+        table instead (unchanged data is never re-sent) and dedups within itself, at O(1) requests.
         """
         check_name("vm", vm)
         check_name("disk", disk)
@@ -608,8 +620,10 @@ class Repository:
             journal = journal.model_copy(update={"change_path": "hash-compare"})
         if journal.change_path != "cbt":
             areas = None
-        self._refresh_index()
         st = _ShipState.start(journal, self.hasher(journal.hash_seed))
+        st.use_index = dedup if dedup is not None else parent_disk is None
+        if st.use_index:
+            self._refresh_index()
         cursor = self._reader(parent_disk, f"parent point {parent_id}") if parent_disk else None
         parent_size = parent_disk.size if parent_disk else 0
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="seawall-encode")
@@ -868,7 +882,7 @@ class Repository:
     def _store_chunk(self, st: _ShipState, cid: bytes, sealed: bytes) -> ChunkRef:
         # Chunks of this ship are looked up in st.local until their pack is confirmed durable;
         # only then do they join the shared index (a failed ship leaves nothing stale behind).
-        ref = self._index.get(cid) or st.local.get(cid)
+        ref = st.local.get(cid) or (self._index.get(cid) if st.use_index else None)
         if ref is None:
             if not st.pack_id:
                 st.pack_id = os.urandom(16)

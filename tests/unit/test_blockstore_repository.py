@@ -336,3 +336,26 @@ def test_tiny_and_odd_sized_disks(data: bytes) -> None:
     assert restore_bytes(repo, "vm", "p0") == data and repo.verify_point("vm", "p0").ok
     ship_commit(repo, data[::-1], "p1", parent=p)
     assert restore_bytes(repo, "vm", "p1") == data[::-1]
+
+
+def test_incrementals_skip_the_store_wide_index_unless_asked() -> None:
+    class CountingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.index_lists = 0
+
+        def list(self, prefix: str = ""):  # type: ignore[no-untyped-def]
+            self.index_lists += prefix.startswith("index/")
+            return super().list(prefix)
+
+    store = CountingStore()
+    repo, _ = repo_of(store)
+    d = image(MiB, seed=30)
+    _, p0 = ship_commit(repo, bytes(d), "p0")
+    assert store.index_lists == 1  # a seed dedups store-wide
+    d[5] ^= 1
+    fresh, _ = repo_of(store)
+    ship_commit(fresh, bytes(d), "p1", parent=p0)
+    assert store.index_lists == 1  # an incremental does not pay O(packs) requests
+    fresh.ship(BytesSource(bytes(d)), "vm", "d0", parent=p0, dedup=True)
+    assert store.index_lists == 2
