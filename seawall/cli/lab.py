@@ -18,7 +18,7 @@ StateDir = typer.Option(
     None,
     "--state-dir",
     envvar=c.ENV_STATE_DIR,
-    help="Where the lab keeps logs, pid files, datastores and lab.json [default: .seawall/lab].",
+    help="Where the lab keeps logs, pid files, datastores and lab.json (default .seawall/lab).",
 )
 
 
@@ -42,15 +42,17 @@ def _table(rows: list[PartStatus], title: str) -> Table:
 def up_cmd(
     state_dir: Path | None = StateDir,
     vms: int | None = typer.Option(
-        None, "--vms", min=1, help="Protected VMs at the primary site [default: 5]."
+        None, "--vms", min=1, help="Protected VMs at the primary site (default 5; kept from the last up)."
     ),
-    disk_mib: int | None = typer.Option(None, "--disk-mib", min=1, help="Size of each VM disk [default: 4]."),
+    disk_mib: int | None = typer.Option(
+        None, "--disk-mib", min=1, help="Size of each VM disk in MiB (default 4; kept from the last up)."
+    ),
     port_offset: int | None = typer.Option(
         None,
         "--port-offset",
         envvar=c.ENV_PORT_OFFSET,
         min=0,
-        help="Add this to every port, to run a second lab beside the first [default: 0].",
+        help="Add this to every port, to run a second lab beside the first (default 0; kept).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print LabInfo as JSON instead of a table."),
 ) -> None:
