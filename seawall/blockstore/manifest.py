@@ -206,6 +206,7 @@ class VerifyResult(_Model):
     blocks_checked: int
     chunks_checked: int
     bytes_checked: int
+    blocks_trusted: int = Field(default=0, description="not re-read: proven by the verified parent")
     bad_blocks: list[BadBlock] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list, description="problems not tied to one block")
     marked_verified: bool = False

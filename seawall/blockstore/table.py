@@ -397,6 +397,15 @@ class TableReader:
                 return e
         return None
 
+    def at_layer(self, index: int) -> tuple[Entry | None, int]:
+        """The row and the number of the layer it comes from (0 = the full layer), or (None, -1)."""
+        top = len(self._newest_first) - 1
+        for k, c in enumerate(self._newest_first):
+            e = c.at(index)
+            if e is not None:
+                return e, top - k
+        return None, -1
+
     def hashes(self, b0: int, b1: int) -> list[bytes | None]:
         """Block hashes of [b0, b1), None where no layer has a row."""
         out: list[bytes | None] = [None] * (b1 - b0)

@@ -258,3 +258,27 @@ def test_concurrent_ships_on_one_repository() -> None:
     for vm, sd in shipped.items():
         repo.commit_point(vm, "p0", [sd])
         assert repo.verify_point(vm, "p0").ok
+
+
+def test_incremental_verify_reads_only_the_newest_layer_and_still_catches_damage() -> None:
+    repo, store, data = setup(size=4 * MiB, seed=11)
+    assert repo.verify_point("vm", "p0").ok  # p1's parent is verified
+    p0 = repo.latest_point("vm")
+    changed = bytearray(data)
+    changed[3 * MiB : 3 * MiB + 10] = b"0123456789"
+    sd = repo.ship(BytesSource(bytes(changed)), "vm", "d0", parent=p0)
+    repo.commit_point("vm", "p1", [sd], parent=p0)
+    quick = repo.verify_point("vm", "p1", full=False)
+    # The changed block: its base chunk and the new 4 KiB piece on top.
+    assert quick.ok and quick.chunks_checked == 2 and quick.blocks_trusted == 4 * MiB // BLOCK - 1
+    # Damage to the new chunk is caught by the quick verify ...
+    newest = [k for k in store.objects if k.startswith("packs/")]
+    for k in newest:
+        blob = store.objects[k]
+        if len(blob) < 65536:  # the incremental's pack holds a single 4 KiB piece
+            store.objects[k] = blob[:-1] + bytes([blob[-1] ^ 1])
+    assert not repo.verify_point("vm", "p1", full=False).ok
+    # ... and without a verified parent the quick verify falls back to a full one.
+    store.objects.pop("verified/vm/p0.json")
+    res = repo.verify_point("vm", "p1", full=False, mark=False)
+    assert res.blocks_trusted == 0 and res.chunks_checked >= 4 * MiB // BLOCK - 1 and not res.ok
