@@ -8,8 +8,9 @@ what a dead attempt already wrote), and committing an existing identical point i
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -36,11 +37,13 @@ from seawall.messages import (
     SnapshotTaken,
     VerifyOutcome,
 )
-from seawall.models import Inventory, VSphereSite
+from seawall.models import DirectorySite, Inventory, VSphereSite
 from seawall.providers.vsphere import VSphereError, VSphereNotFound
 from seawall.replica import open_repository
 from seawall.secrets import SecretError
-from seawall.sources.base import SourceError
+from seawall.sources import imagesnap
+from seawall.sources.base import DiskSource, SourceError
+from seawall.sources.raw import RawSource
 from seawall.sources.vsphere import VSphereDiskSource
 
 T = TypeVar("T")
@@ -50,8 +53,9 @@ HEARTBEAT_EVERY_S = 5.0
 
 
 def disk_name(key: str) -> str:
-    """The repository's name for a vSphere disk (device keys are stable for a VM's life)."""
-    return f"disk-{key}"
+    """The repository's name for a disk: ``disk-<device key>`` on vSphere (stable for a VM's life),
+    the image file name on a directory site."""
+    return f"disk-{key}" if key.isdigit() else key
 
 
 def snapshot_name(point_id: str) -> str:
@@ -163,8 +167,8 @@ class ReplicationActivities:
     def _check_vsphere(self, vm: str) -> None:
         if not isinstance(self.ctx.site, VSphereSite):
             raise _fatal(
-                f"VM {vm!r}: source site {self.ctx.site.name!r} is {self.ctx.site.kind}; replication cycles "
-                "take crash-consistent snapshots, which only vSphere sources provide here",
+                f"VM {vm!r}: source site {self.ctx.site.name!r} is {self.ctx.site.kind}, "
+                "which has no VMs to snapshot (sources are vsphere or directory sites)",
                 "UnsupportedSource",
             )
 
@@ -209,6 +213,8 @@ class ReplicationActivities:
 
     @activity.defn(name="create_snapshot")
     def create_snapshot(self, vm: str, name: str, quiesce: bool) -> SnapshotTaken:
+        if isinstance(self.ctx.site, DirectorySite):
+            return self._image_snapshot(vm, name)
         self._check_vsphere(vm)
         with self.ctx.vsphere() as conn:
             vmobj = self._find_vm(conn, vm)
@@ -226,6 +232,20 @@ class ReplicationActivities:
             cbt=bool(cbt.enabled and cbt.supported),
         )
 
+    def _image_snapshot(self, vm: str, name: str) -> SnapshotTaken:
+        root = self.ctx.directory_root()
+        only = self.ctx.inventory.protected_vm(vm).disks
+        try:
+            names = imagesnap.list_disks(root, vm, only)
+            snap, _ = imagesnap.create_snapshot(root, vm, name, names)
+        except SourceError as exc:
+            raise _fatal(str(exc), "VMGone") from None
+        return SnapshotTaken(
+            snapshot=name,
+            disks=[DiskRef(key=n, label=n, size=(snap / n).stat().st_size) for n in names],
+            cbt=False,
+        )
+
     @activity.defn(name="ship_disks")
     def ship_disks(self, req: ShipRequest) -> ShipOutcome:
         """Ship every disk of the snapshot; resumable from the last checkpoint the store confirms.
@@ -233,7 +253,6 @@ class ReplicationActivities:
         Heartbeat details carry the disks already shipped and the current disk's ShipProgress; the
         deterministic session id alone would also let the store's journal resume a ship.
         """
-        self._check_vsphere(req.vm)
         info = activity.info()
         done: dict[str, ShippedDiskRef] = {}
         if info.heartbeat_details:
@@ -251,14 +270,13 @@ class ReplicationActivities:
             activity.heartbeat(state)
             failpoints.hit("ship.checkpoint", {"progress": state["progress"]})
 
-        with self.ctx.vsphere() as conn:
-            vmobj = self._find_vm(conn, req.vm)
+        with self._sources(req) as open_source:
             for disk in req.disks:
                 name = disk_name(disk.key)
                 if name in done:
                     continue
                 try:
-                    source = VSphereDiskSource(conn, vmobj, req.snapshot, int(disk.key))
+                    source = open_source(disk)
                 except SourceError as exc:
                     raise ApplicationError(self.ctx.redact(str(exc)), type="SourceUnavailable") from None
                 try:
@@ -287,6 +305,18 @@ class ReplicationActivities:
                 state["progress"] = None
                 activity.heartbeat(state)
         return ShipOutcome(disks=[done[disk_name(d.key)] for d in req.disks])
+
+    @contextlib.contextmanager
+    def _sources(self, req: ShipRequest) -> Iterator[Callable[[DiskRef], DiskSource]]:
+        """Open each disk of the snapshot: over vSphere's datastore HTTP, or the image copy on disk."""
+        if isinstance(self.ctx.site, DirectorySite):
+            snap = imagesnap.snapshot_path(self.ctx.directory_root(), req.vm, req.snapshot)
+            yield lambda disk: RawSource(snap / disk.key)
+            return
+        self._check_vsphere(req.vm)
+        with self.ctx.vsphere() as conn:
+            vmobj = self._find_vm(conn, req.vm)
+            yield lambda disk: VSphereDiskSource(conn, vmobj, req.snapshot, int(disk.key))
 
     @activity.defn(name="commit_point")
     def commit_point(self, req: CommitRequest) -> str:
@@ -317,8 +347,10 @@ class ReplicationActivities:
     @activity.defn(name="release_snapshot")
     def release_snapshot(self, vm: str, name: str) -> int:
         """Remove the cycle's snapshot; a snapshot already gone (or a VM already gone) is success."""
-        self._check_vsphere(vm)
         failpoints.hit("release.start", {"snapshot": name})
+        if isinstance(self.ctx.site, DirectorySite):
+            return int(imagesnap.remove_snapshot(self.ctx.directory_root(), vm, name))
+        self._check_vsphere(vm)
         with self.ctx.vsphere() as conn:
             try:
                 vmobj = conn.find_vm(vm)
