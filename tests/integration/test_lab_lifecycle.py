@@ -1,0 +1,121 @@
+"""A second, private lab through its whole life: up, a crashed part, up again, down, purge.
+
+It runs beside the shared lab (its own state dir, ports moved by --port-offset), so killing its
+processes disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from seawall.lab import load_lab
+from seawall.lab.config import LabConfig
+from seawall.lab.disks import disk_pattern, write_blocks
+from seawall.lab.manager import PART_NAMES
+from seawall.lab.procs import port_open, read_cmdline, read_tracked
+
+SEAWALL = str(Path(sys.executable).parent / "seawall")
+MIB = 1024 * 1024
+
+
+def _free_offset() -> int:
+    for offset in range(30000, 40001, 1000):
+        cfg = LabConfig(port_offset=offset)
+        ports = [
+            cfg.temporal_port,
+            cfg.temporal_ui_port,
+            cfg.vcsim_primary_port,
+            cfg.vcsim_dr_port,
+            cfg.moto_port,
+            cfg.azurite_port,
+        ]
+        if not any(port_open("127.0.0.1", p) for p in ports):
+            return offset
+    raise RuntimeError("no free port range for a private lab")
+
+
+@pytest.fixture
+def private_lab(tmp_path: Path) -> Iterator[Path]:
+    state = tmp_path / "lab"
+    yield state
+    # Whatever the test did, nothing it started outlives it.
+    subprocess.run(
+        [SEAWALL, "lab", "down", "--state-dir", str(state), "--purge"], capture_output=True, timeout=60
+    )
+
+
+def _lab(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SEAWALL, "lab", *args, "--state-dir", str(state)], capture_output=True, text=True, timeout=180
+    )
+
+
+def _running(argv: list[str]) -> list[int]:
+    # The argv names this lab's ports (and, for some parts, its state dir): no other lab runs it.
+    return [
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and read_cmdline(int(p.name)) == argv
+    ]
+
+
+def _status(state: Path) -> dict[str, dict[str, object]]:
+    result = _lab(state, "status", "--json")
+    return {p["name"]: p for p in json.loads(result.stdout)["parts"]}
+
+
+def test_crash_restart_down_purge(private_lab: Path) -> None:
+    state = private_lab
+    offset = _free_offset()
+    began = time.monotonic()
+    up = _lab(state, "up", "--port-offset", str(offset), "--vms", "2", "--disk-mib", "1", "--json")
+    assert up.returncode == 0, up.stderr
+    cold = time.monotonic() - began
+    lab = load_lab(state)
+    assert lab.primary.vm_names == ["web-01", "web-02"]
+    assert lab.primary.port == 8989 + offset and lab.disk_size == MIB
+    assert cold < 60
+
+    # A guest writes; then the primary vCenter dies.
+    write_blocks(lab, "primary", "web-01", 4096, b"\x5a" * 4096)
+    pids = {name: read_tracked(state, name) for name in PART_NAMES}
+    vcsim = pids["vcsim-primary"]
+    assert vcsim is not None
+    os.kill(vcsim.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while read_cmdline(vcsim.pid) == vcsim.argv and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _lab(state, "status", "--quiet").returncode == 1
+    assert "stale pid file" in str(_status(state)["vcsim-primary"]["detail"])
+
+    # up again: only the dead part is started; the datastore kept the guest's write.
+    again = _lab(state, "up", "--json")
+    assert again.returncode == 0, again.stderr
+    for name, tracked in pids.items():
+        now = read_tracked(state, name)
+        assert now is not None and tracked is not None
+        assert (now.pid != tracked.pid) if name == "vcsim-primary" else (now.pid == tracked.pid), name
+    lab = load_lab(state)
+    disk = lab.primary.vm("web-01").disks[0]
+    image = requests.get(lab.primary.datastore_url(disk.flat_name), timeout=10).content
+    expected = bytearray(disk_pattern("web-01", MIB))
+    expected[4096:8192] = b"\x5a" * 4096
+    assert image == bytes(expected)
+    assert _lab(state, "status", "--quiet").returncode == 0
+
+    # down stops exactly what it started; a second down has nothing to do; purge removes the state.
+    argvs = {name: t.argv for name, t in ((n, read_tracked(state, n)) for n in PART_NAMES) if t}
+    down = _lab(state, "down", "--purge")
+    assert down.returncode == 0, down.stderr
+    assert not state.exists()
+    for name, argv in argvs.items():
+        assert _running(argv) == [], name
+    assert _lab(state, "down").returncode == 0
