@@ -89,9 +89,12 @@ async def replication_env(
     heartbeat_timeout_s: float = 10.0,
     checkpoint_mib: int | None = None,
     worker: bool = True,
+    inventory: Path | None = None,
+    sites: tuple[str, ...] = ("primary",),
 ) -> AsyncIterator[ReplicationEnv]:
     tmp.mkdir(parents=True, exist_ok=True)
-    inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/")
+    if inventory is None:
+        inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/")
     settings = Settings(
         temporal_address=lab.temporal.address,
         inventory=inventory,
@@ -107,7 +110,7 @@ async def replication_env(
         yield env
         return
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-        workers = build_workers(client, ["primary"], settings, pool, identity="replication-test")
+        workers = build_workers(client, list(sites), settings, pool, identity="replication-test")
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             yield env
