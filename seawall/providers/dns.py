@@ -1,0 +1,264 @@
+"""DNS record changes for failover, with the previous value kept so failback and cleanup can put it back.
+
+``DnsProvider`` is the interface the recovery activities use; ``Route53Dns`` implements it over boto3.
+The protocol is shaped after what both Route53 and RFC 2136 dynamic update can do:
+
+- ``get``: Route53 ``list_resource_record_sets`` from the name (and filter: the API lists onwards
+  from there). RFC 2136: a plain query to the zone's primary (SOA MNAME) over TCP, no cache.
+- ``upsert``: Route53 one atomic ``change_resource_record_sets`` batch: UPSERT the record and
+  CREATE its ``_seawall-prev-<type>.<name>`` TXT sidecar. RFC 2136: one UPDATE message (atomic,
+  RFC 2136 section 3.7) that deletes the RRset, adds the new one and adds the sidecar, signed with TSIG.
+- ``restore``: Route53 one batch: UPSERT (or DELETE) the record and DELETE the sidecar. RFC 2136:
+  one UPDATE with the prerequisite "RRset exists (value dependent)" = what Seawall set, replacing
+  the RRset and deleting the sidecar; a failed prerequisite (YXRRSET/NXRRSET) is DnsConflictError.
+
+Why a sidecar record: an activity that changed a record and crashed before reporting it is retried;
+the retry would read *its own* value as "previous" and the original address would be lost. The
+sidecar is written in the same atomic change as the record, at the provider, so a retry (or a
+different worker) finds the value from before Seawall's first change. Restore removes it. A name
+that is already a CNAME cannot carry other types, which is why the sidecar has its own name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "DnsChange",
+    "DnsConflictError",
+    "DnsError",
+    "DnsProvider",
+    "DnsRecordSet",
+    "Route53Dns",
+    "sidecar_name",
+]
+
+RecordType = Literal["A", "CNAME"]
+SIDECAR_PREFIX = "_seawall-prev-"
+
+
+class DnsError(Exception):
+    """A DNS provider call failed or the zone is not usable."""
+
+
+class DnsConflictError(DnsError):
+    """The record no longer holds what Seawall set: someone changed it since; not overwritten."""
+
+
+@dataclass(frozen=True)
+class DnsRecordSet:
+    """One record set: ``name`` is lowercase without the trailing dot; values are sorted."""
+
+    name: str
+    type: RecordType
+    ttl: int
+    values: tuple[str, ...]
+
+    def same_data(self, other: DnsRecordSet | None) -> bool:
+        return other is not None and (self.name, self.type, self.values) == (
+            other.name,
+            other.type,
+            other.values,
+        )
+
+
+@dataclass(frozen=True)
+class DnsChange:
+    """What an upsert did: enough to undo it. ``previous`` None means the record did not exist."""
+
+    zone: str
+    name: str
+    type: RecordType
+    previous: DnsRecordSet | None
+    new: DnsRecordSet
+
+
+class DnsProvider(Protocol):
+    def get(self, zone: str, name: str, type: RecordType) -> DnsRecordSet | None:
+        """The record set as the provider holds it now, or None."""
+        ...
+
+    def upsert(self, zone: str, name: str, type: RecordType, values: Sequence[str], ttl: int) -> DnsChange:
+        """Create or replace the record set; the change names the value from before Seawall's first
+        change of it (idempotent: a retry returns the same change)."""
+        ...
+
+    def restore(self, change: DnsChange, *, force: bool = False) -> DnsRecordSet | None:
+        """Put back ``change.previous`` (delete the record when it had none); returns what is there now.
+
+        Restoring twice is a no-op. If the record holds neither ``change.new`` nor ``previous``,
+        raise DnsConflictError unless ``force``: someone else changed it and it is theirs now.
+        """
+        ...
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().removesuffix(".")
+
+
+def sidecar_name(name: str, type: str) -> str:
+    return f"{SIDECAR_PREFIX}{type.lower()}.{_norm(name)}"
+
+
+def _encode_sidecar(previous: DnsRecordSet | None) -> str:
+    if previous is None:
+        return '"seawall-prev v1 absent"'
+    return f'"seawall-prev v1 ttl={previous.ttl} values={",".join(previous.values)}"'
+
+
+def _decode_sidecar(text: str, name: str, type: RecordType) -> DnsRecordSet | None:
+    body = text.strip().strip('"')
+    parts = body.split(" ")
+    if parts[:2] != ["seawall-prev", "v1"]:
+        raise DnsError(f"sidecar record of {name} {type} is not Seawall's: {text[:80]!r}")
+    if parts[2:] == ["absent"]:
+        return None
+    fields = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    try:
+        return DnsRecordSet(name, type, int(fields["ttl"]), tuple(sorted(fields["values"].split(","))))
+    except (KeyError, ValueError) as exc:
+        raise DnsError(f"sidecar record of {name} {type} is malformed: {text[:80]!r}") from exc
+
+
+class Route53Dns:
+    """``DnsProvider`` over a boto3 Route53 client. Zones are found by name unless ids are given."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        zone_ids: dict[str, str] | None = None,
+        wait_timeout: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self._zone_ids = {_norm(k): v for k, v in (zone_ids or {}).items()}
+        self.wait_timeout = wait_timeout
+        self._sleep = sleep
+
+    def zone_id(self, zone: str) -> str:
+        key = _norm(zone)
+        if key in self._zone_ids:
+            return self._zone_ids[key]
+        answer = self.client.list_hosted_zones_by_name(DNSName=key + ".", MaxItems="10")
+        found = [z["Id"] for z in answer.get("HostedZones", []) if _norm(z["Name"]) == key]
+        if not found:
+            raise DnsError(f"no Route53 hosted zone named {key}.")
+        if len(found) > 1:
+            raise DnsError(
+                f"{len(found)} Route53 hosted zones are named {key}. ({', '.join(found)}); "
+                "give hosted_zone_id"
+            )
+        self._zone_ids[key] = found[0]
+        return str(found[0])
+
+    def _read(self, zone_id: str, name: str, type: str) -> dict[str, Any] | None:
+        fqdn = _norm(name) + "."
+        answer = self.client.list_resource_record_sets(
+            HostedZoneId=zone_id, StartRecordName=fqdn, StartRecordType=type, MaxItems="1"
+        )
+        # The API lists from the start name onwards: the first set may be the next name, not ours.
+        for rrset in answer.get("ResourceRecordSets", []):
+            if _norm(rrset["Name"]) == _norm(name) and rrset["Type"] == type:
+                return dict(rrset)
+        return None
+
+    def get(self, zone: str, name: str, type: RecordType) -> DnsRecordSet | None:
+        rrset = self._read(self.zone_id(zone), name, type)
+        if rrset is None:
+            return None
+        if "AliasTarget" in rrset:
+            raise DnsError(f"{_norm(name)} {type} is a Route53 alias; Seawall changes plain records only")
+        values = tuple(sorted(r["Value"] for r in rrset.get("ResourceRecords", [])))
+        return DnsRecordSet(_norm(name), type, int(rrset.get("TTL", 0)), values)
+
+    def _sidecar(
+        self, zone_id: str, name: str, type: RecordType
+    ) -> tuple[dict[str, Any] | None, DnsRecordSet | None]:
+        """The sidecar record set as stored (a DELETE must repeat it exactly) and the value it keeps."""
+        rrset = self._read(zone_id, sidecar_name(name, type), "TXT")
+        if rrset is None:
+            return None, None
+        return rrset, _decode_sidecar(rrset["ResourceRecords"][0]["Value"], _norm(name), type)
+
+    def _change(self, zone_id: str, changes: list[dict[str, Any]], comment: str) -> None:
+        answer = self.client.change_resource_record_sets(
+            HostedZoneId=zone_id, ChangeBatch={"Comment": comment, "Changes": changes}
+        )
+        change_id = answer.get("ChangeInfo", {}).get("Id")
+        status = answer.get("ChangeInfo", {}).get("Status")
+        deadline = time.monotonic() + self.wait_timeout
+        delay = 0.5
+        while change_id and status != "INSYNC":
+            if time.monotonic() > deadline:
+                raise DnsError(f"Route53 change {change_id} not INSYNC after {self.wait_timeout:.0f}s")
+            self._sleep(delay)
+            delay = min(delay * 2, 10.0)
+            status = self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
+
+    @staticmethod
+    def _rrset(record: DnsRecordSet) -> dict[str, Any]:
+        return {
+            "Name": record.name + ".",
+            "Type": record.type,
+            "TTL": record.ttl,
+            "ResourceRecords": [{"Value": v} for v in record.values],
+        }
+
+    def upsert(self, zone: str, name: str, type: RecordType, values: Sequence[str], ttl: int) -> DnsChange:
+        if not values:
+            raise ValueError("a record needs at least one value")
+        zone_id = self.zone_id(zone)
+        fqdn = _norm(name)
+        if type == "CNAME":
+            values = [_norm(v) + "." for v in values]
+        new = DnsRecordSet(fqdn, type, ttl, tuple(sorted(values)))
+        stored, previous = self._sidecar(zone_id, fqdn, type)
+        has_sidecar = stored is not None
+        current = self.get(zone, fqdn, type)
+        if not has_sidecar:
+            previous = current
+        if has_sidecar and current == new:
+            return DnsChange(_norm(zone), fqdn, type, previous, new)
+        changes = [{"Action": "UPSERT", "ResourceRecordSet": self._rrset(new)}]
+        if not has_sidecar:
+            sidecar = {
+                "Name": sidecar_name(fqdn, type) + ".",
+                "Type": "TXT",
+                "TTL": 60,
+                "ResourceRecords": [{"Value": _encode_sidecar(previous)}],
+            }
+            changes.append({"Action": "CREATE", "ResourceRecordSet": sidecar})
+        self._change(zone_id, changes, f"seawall: {fqdn} {type} -> {','.join(new.values)}")
+        return DnsChange(_norm(zone), fqdn, type, previous, new)
+
+    def restore(self, change: DnsChange, *, force: bool = False) -> DnsRecordSet | None:
+        zone_id = self.zone_id(change.zone)
+        current = self.get(change.zone, change.name, change.type)
+        stored, _ = self._sidecar(zone_id, change.name, change.type)
+        has_sidecar = stored is not None
+        previous = change.previous
+        at_previous = current == previous or (previous is not None and previous.same_data(current))
+        if at_previous and not has_sidecar:
+            return current
+        if not at_previous and not change.new.same_data(current) and not force:
+            shown = ",".join(current.values) if current is not None else "nothing"
+            raise DnsConflictError(
+                f"{change.name} {change.type} now holds {shown}, not what Seawall set "
+                f"({','.join(change.new.values)}); left alone"
+            )
+        changes: list[dict[str, Any]] = []
+        if not at_previous:
+            if previous is None:
+                if current is not None:
+                    changes.append({"Action": "DELETE", "ResourceRecordSet": self._rrset(current)})
+            else:
+                changes.append({"Action": "UPSERT", "ResourceRecordSet": self._rrset(previous)})
+        if stored is not None:
+            changes.append({"Action": "DELETE", "ResourceRecordSet": stored})
+        if changes:
+            self._change(zone_id, changes, f"seawall: restore {change.name} {change.type}")
+        return previous
