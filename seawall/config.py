@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_tls_server_name: str | None = None
+    # Payload encryption (seawall.codec): key references (file:/env:, optional #key-id), comma-separated,
+    # newest first -- the first encrypts, every one decrypts. Unset: payloads are stored as plain JSON.
+    payload_keys: str | None = None
+    # The codec server's bearer token, as a secret reference (env:NAME or file:PATH). Unset: no token is
+    # asked for, so bind it where only the allowed can reach it.
+    codec_token: str | None = None
 
     inventory: Path = Field(default=Path("examples/inventory.yaml"))
     orchestration_queue: str = ORCHESTRATION_QUEUE

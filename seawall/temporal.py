@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
+from seawall.codec import EncryptionCodec
 from seawall.config import Settings
 
 
@@ -13,8 +16,25 @@ class TemporalConfigError(ValueError):
     """The Temporal connection settings are inconsistent (e.g. a TLS cert without its key)."""
 
 
-def data_converter() -> DataConverter:
-    return pydantic_data_converter
+def payload_codec(settings: Settings) -> EncryptionCodec | None:
+    """The payload encryption codec when ``SEAWALL_PAYLOAD_KEYS`` is set; PayloadKeyError if unusable."""
+    if not settings.payload_keys:
+        return None
+    return EncryptionCodec.from_refs(settings.payload_keys)
+
+
+def data_converter(settings: Settings | None = None) -> DataConverter:
+    """The pydantic converter, encrypting payloads when ``settings.payload_keys`` (or the env) says so."""
+    codec = payload_codec(settings or Settings())
+    if codec is None:
+        return pydantic_data_converter
+    # Failure messages and stack traces name VMs, paths and hosts too: move them into the encrypted
+    # attributes payload instead of leaving them in the history's plain failure fields.
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -47,6 +67,6 @@ async def connect(settings: Settings | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter(),
+        data_converter=data_converter(settings),
         tls=tls_config(settings),
     )
