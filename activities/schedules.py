@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from datetime import timedelta
 
 from temporalio import activity
@@ -32,6 +33,15 @@ def schedule_id(vm: str) -> str:
     return f"replicate/{vm}"
 
 
+def spread_offset(vm: str, every: timedelta) -> timedelta:
+    """A stable per-VM offset inside the interval, so a fleet's cycles do not all fire on the minute."""
+    seconds = int(every.total_seconds())
+    if seconds <= 1:
+        return timedelta(0)
+    digest = hashlib.blake2b(vm.encode(), digest_size=8).digest()
+    return timedelta(seconds=int.from_bytes(digest, "big") % seconds)
+
+
 def cycle_schedule(req: ScheduleRequest) -> Schedule:
     every = timedelta(seconds=req.interval_s)
     return Schedule(
@@ -45,7 +55,7 @@ def cycle_schedule(req: ScheduleRequest) -> Schedule:
                 [SearchAttributePair(SA_VM, req.vm), SearchAttributePair(SA_SITE, req.source_site)]
             ),
         ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=spread_offset(req.vm, every))]),
         policy=SchedulePolicy(
             overlap=ScheduleOverlapPolicy.SKIP,
             # After an outage one cycle catches up; replaying every missed interval would only queue
