@@ -303,7 +303,8 @@ class Repository:
         self.clock = clock
         self._index: dict[bytes, ChunkRef] = {}
         self._index_packs: dict[bytes, list[bytes]] = {}
-        self._index_lock = threading.RLock()  # ships on one instance may run in parallel threads
+        # Ships, verifies and restores on one instance may run in parallel threads.
+        self._index_lock = threading.RLock()
         self._parts: OrderedDict[bytes, Part] = OrderedDict()
         self._parts_rows = 0
         self._manifests: dict[str, PointManifest] = {}
@@ -369,18 +370,22 @@ class Repository:
         return self.codec.open(KIND_TABLE, oid, blob, f"table {oid.hex()[:16]} of {referenced_by}")
 
     def _cache_part(self, oid: bytes, part: Part) -> None:
-        self._parts[oid] = part
-        self._parts_rows += part.n
-        # ~0.5 KB per cached row: keep at most ~100 MB of decoded rows.
-        while self._parts_rows > 200_000 and len(self._parts) > 1:
-            _, old = self._parts.popitem(last=False)
-            self._parts_rows -= old.n
+        with self._index_lock:
+            if oid in self._parts:
+                return
+            self._parts[oid] = part
+            self._parts_rows += part.n
+            # A part keeps its encoded form, ~200 B per row: at most ~40 MB of parts are cached.
+            while self._parts_rows > 200_000 and len(self._parts) > 1:
+                _, old = self._parts.popitem(last=False)
+                self._parts_rows -= old.n
 
     def _load_part(self, oid: bytes, referenced_by: str) -> Part:
-        part = self._parts.get(oid)
-        if part is not None:
-            self._parts.move_to_end(oid)
-            return part
+        with self._index_lock:
+            part = self._parts.get(oid)
+            if part is not None:
+                self._parts.move_to_end(oid)
+                return part
         plain = self._get_table(oid, referenced_by)
         try:
             part = decode_part(plain)
@@ -1528,8 +1533,8 @@ class Repository:
                     ref = self._index.get(cid)
                     if ref is not None and ref.pack == pack:
                         del self._index[cid]
-        self._parts.clear()
-        self._parts_rows = 0
+            self._parts.clear()
+            self._parts_rows = 0
         return GcResult(
             packs_deleted=packs_deleted,
             tables_deleted=tables_deleted,
