@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from seawall.cli import codec as codec_cmd
+from seawall.cli import demo as demo_cmd
 from seawall.cli import lab as lab_cmd
 from seawall.cli import plan as plan_cmd
 from seawall.cli import replication as replication_cmd
@@ -18,6 +20,8 @@ app = typer.Typer(
 )
 app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(plan_cmd.app, name="plan")
+app.add_typer(demo_cmd.app, name="demo")
+app.add_typer(codec_cmd.app, name="codec")
 app.command("worker")(worker_cmd.worker)
 app.command("protect")(replication_cmd.protect)
 app.command("unprotect")(replication_cmd.unprotect)
