@@ -653,3 +653,9 @@ class VSphereConnection:
             # Someone else (a retry, an operator) may have changed the state meanwhile.
             if self.power_state(vm) != target:
                 raise
+
+    # -- generic task helper (added for the recovery targets) ------------------------------------
+
+    def run_task(self, what: str, start: Callable[[], Any], *, timeout: float | None = None) -> Any:
+        """Start a task with ``start()`` (faults mapped like every other call) and wait for its result."""
+        return self._run_task(what, start, timeout)
