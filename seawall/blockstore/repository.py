@@ -1043,7 +1043,8 @@ class Repository:
         io: ThreadPoolExecutor,
         on_progress: ProgressCallback | None,
     ) -> ShippedDisk:
-        self._checkpoint(st, io, on_progress)
+        if st.position > st.part_start or st.pack_chunks or st.writes or st.journal.checkpoint == 0:
+            self._checkpoint(st, io, on_progress)  # else the last checkpoint already covers it all
         j = st.journal
         lid, nbytes = self._put_table(
             encode_layer(j.full_layer, [PartRef(bytes.fromhex(p), s, e) for p, s, e in j.parts])
