@@ -25,15 +25,18 @@ through the parent's table anyway. Table rows carry the full location (chunk id 
 length), so restore and verify need no global index at all.
 
 Manifest size vs the 1.25x storage target (1 GiB disk, 1 % scattered 4 KiB change = 10.7 MB):
-a full table is ~3.2 MB per GiB (16,384 rows x ~190 B: hashes, 16 piece fingerprints, a chunk
-reference). Rewriting it every cycle would be +30 %. So a point's table is a *synthetic full*: the
-parent's layers plus one delta layer holding only changed rows (~2,400 rows x ~235 B = 0.55 MB,
-+5 %), and the pack indexes add ~0.1 MB (+1 %). The bound: a disk has at most MAX_CHAIN (8) layers,
-one full and up to 7 deltas; the ship that would make the 9th writes a new full layer instead
-(consolidation, +0.3 % of the disk size once every 8 cycles, i.e. 0.4 MB per cycle averaged at
-1 GiB). A disk whose size changed also gets a full layer. Restoring any point therefore reads at
-most 8 layer objects and their parts; no point ever replays its ancestors' manifests, and
-retention may delete a parent because its child names the layers it needs directly.
+a full table is 2.7-3.2 MB per GiB (16,384 rows x ~190 B: block hash, 16 piece fingerprints, a
+chunk reference; less with zero blocks). Rewriting it every cycle would add 25-30 %. So a point's
+table is a *synthetic full*: the parent's layers plus one delta layer holding only the changed
+rows (~2,400 rows x ~210 B = 0.5 MB, +5 %); pack indexes (+1 %) and the 40-byte seal per 4 KiB
+chunk (+1 %) complete it. Measured by benchmarks/datapath.py at 1 GiB: 11.46 MB stored for
+10.74 MB changed = 1.067x, everything the point wrote included. The bound: a disk has at most
+MAX_CHAIN (8) layers, one full and up to 7 deltas; the ship that would make the 9th writes a new
+full layer instead (consolidation: that cycle also stores ~0.3 % of the disk size, 0.35 MB per
+cycle averaged over the chain at 1 GiB). A disk whose size changed also gets a full layer.
+Restoring any point (the last 30 or any other) reads at most 8 layer objects plus their parts
+(one part per GiB scanned); no point replays its ancestors' manifests, and retention may delete a
+parent because its child names the layers it needs directly.
 
 Garbage collection and concurrent writers (the rule, implemented in ``gc``):
 
