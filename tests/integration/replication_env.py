@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -91,7 +91,10 @@ async def replication_env(
     worker: bool = True,
     inventory: Path | None = None,
     sites: tuple[str, ...] = ("primary",),
+    settings_overrides: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[ReplicationEnv]:
+    """``settings_overrides`` replace fields of the Settings the client and worker use (payload keys,
+    namespace)."""
     tmp.mkdir(parents=True, exist_ok=True)
     if inventory is None:
         inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/")
@@ -104,6 +107,8 @@ async def replication_env(
         graceful_shutdown_s=2,
         max_concurrent_activities=8,
     )
+    if settings_overrides:
+        settings = settings.model_copy(update=dict(settings_overrides))
     client = await connect(settings)
     env = ReplicationEnv(client, settings)
     if not worker:
