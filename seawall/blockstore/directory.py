@@ -70,6 +70,14 @@ class DirectoryStore:
                         os.link(tmp, path)
                     except FileExistsError:
                         return False
+                    except OSError as exc:
+                        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                            raise
+                        # No hard links here (some network or FAT mounts): rename, which may
+                        # replace a racing writer's object -- harmless for content-addressed keys.
+                        if path.exists():
+                            return False
+                        os.replace(tmp, path)
                 else:
                     os.replace(tmp, path)
             finally:

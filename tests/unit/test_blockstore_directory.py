@@ -67,3 +67,18 @@ def test_no_fsync_mode_still_works(tmp_path: Path) -> None:
     s = DirectoryStore(tmp_path, fsync=False)
     s.put("k", b"v")
     assert s.get("k") == b"v"
+
+
+def test_put_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    s = DirectoryStore(tmp_path)
+    assert s.put("a/b", b"1") is True
+    assert s.put("a/b", b"2") is False
+    assert s.get("a/b") == b"1"
+    assert list(s.list("a/")) == ["a/b"]
