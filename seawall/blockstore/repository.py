@@ -1483,7 +1483,11 @@ class Repository:
             vm, _, name = k[len("points/") :].partition("/")
             if not name.endswith(".json"):
                 continue
-            m = self.read_manifest(vm, name[:-5])
+            try:
+                m = self.read_manifest(vm, name[:-5])
+            except PointNotFoundError:
+                # Retention of another VM deleted it after the listing: a gone point protects nothing.
+                continue
             for dm in m.disks:
                 for lid in dm.layers:
                     ref_tables.add(table_key(bytes.fromhex(lid)))
