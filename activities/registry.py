@@ -8,7 +8,7 @@ from typing import Any
 from activities.context import SiteContext
 from activities.probe import ProbeActivities
 from activities.replication import InventoryActivities, ReplicationActivities
-from activities.schedules import cancel_cycles, delete_schedule, ensure_schedule
+from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
 from seawall.config import Settings
 from seawall.models import Inventory
 from seawall.plans import load_inventory
@@ -22,7 +22,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     ctx = SiteContext(load_inventory(settings.inventory), site)
     probe = ProbeActivities(ctx)
     repl = ReplicationActivities(ctx, settings.checkpoint_mib)
-    inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s)
+    inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
     return [
         probe.probe_site,
         inventory.resolve_protection,
@@ -34,10 +34,11 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         repl.verify_point,
         repl.release_snapshot,
         repl.apply_retention,
+        repl.collect_garbage,
         repl.delete_replica,
     ]
 
 
 def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
-    inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s)
-    return [inventory.resolve_protection, ensure_schedule, delete_schedule, cancel_cycles]
+    inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
+    return [inventory.resolve_protection, ensure_schedule, ensure_gc_schedule, delete_schedule, cancel_cycles]

@@ -28,6 +28,7 @@ from seawall.messages import (
     CommitRequest,
     CycleStart,
     DiskRef,
+    GcOutcome,
     ProtectInput,
     Protection,
     RetentionOutcome,
@@ -67,7 +68,7 @@ def _fatal(message: str, kind: str) -> ApplicationError:
 
 
 def resolve_protection_for(
-    inventory: Inventory, inp: ProtectInput, heartbeat_timeout_s: float = 120.0
+    inventory: Inventory, inp: ProtectInput, heartbeat_timeout_s: float = 120.0, gc_interval_s: float = 3600.0
 ) -> Protection:
     try:
         pvm = inventory.protected_vm(inp.vm)
@@ -97,20 +98,24 @@ def resolve_protection_for(
         retention_count=policy.retention_count,
         retention_hours=policy.retention_hours,
         heartbeat_timeout_s=heartbeat_timeout_s,
+        gc_interval_s=gc_interval_s,
     )
 
 
 class InventoryActivities:
     """Inventory look-ups: registered on every worker, used as local activities by workflows."""
 
-    def __init__(self, load: Callable[[], Inventory], heartbeat_timeout_s: float) -> None:
+    def __init__(
+        self, load: Callable[[], Inventory], heartbeat_timeout_s: float, gc_interval_s: float
+    ) -> None:
         self._load = load
         self._heartbeat_timeout_s = heartbeat_timeout_s
+        self._gc_interval_s = gc_interval_s
 
     @activity.defn(name="resolve_protection")
     def resolve_protection(self, inp: ProtectInput) -> Protection:
         # Re-read at each call so an edited inventory (policy change) applies from the next cycle on.
-        return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s)
+        return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s, self._gc_interval_s)
 
 
 def _with_heartbeats(fn: Callable[[], T], details: Callable[[], Any]) -> T:
@@ -363,6 +368,7 @@ class ReplicationActivities:
 
     @activity.defn(name="apply_retention")
     def apply_retention(self, vm: str) -> RetentionOutcome:
+        """Drop the VM's points its policy no longer keeps; their data goes at the store's next GC."""
         prot = self._protection(vm)
         repo = self._repository(vm)
         policy = RetentionPolicy(
@@ -370,12 +376,31 @@ class ReplicationActivities:
             keep_hours=float(prot.retention_hours) if prot.retention_hours else None,
         )
         try:
-            kept = _with_heartbeats(lambda: repo.apply_retention(vm, policy), lambda: vm)
-            collected = _with_heartbeats(repo.gc, lambda: vm)
+            kept = repo.apply_retention(vm, policy)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
-        return RetentionOutcome(
-            kept=len(kept.kept), deleted=kept.deleted, packs_deleted=collected.packs_deleted
+        return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted)
+
+    @activity.defn(name="collect_garbage")
+    def collect_garbage(self, store: str) -> GcOutcome:
+        """Delete packs and tables no point of any VM in the store references (see Repository.gc)."""
+        inv = self.ctx.inventory
+        users = [p for p in inv.protected_vms if p.replica_store == store]
+        if not users:
+            raise _fatal(f"no protected VM uses replica store {store!r}", "StoreError")
+        # Any policy's key opens the store for listing; chunks are never decrypted by GC.
+        vm = users[0].name
+        repo = self._repository(vm)
+        try:
+            result = _with_heartbeats(repo.gc, lambda: store)
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return GcOutcome(
+            store=store,
+            packs_deleted=result.packs_deleted,
+            tables_deleted=result.tables_deleted,
+            condemned=result.condemned,
+            live_sessions=result.live_sessions,
         )
 
     @activity.defn(name="delete_replica")

@@ -24,7 +24,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.messages import CycleInput, ScheduleRequest
+from seawall.messages import CycleInput, GcInput, GcScheduleRequest, ScheduleRequest
 from seawall.routing import site_queue
 from seawall.search import SA_SITE, SA_VM
 
@@ -113,3 +113,33 @@ async def cancel_cycles(vm: str) -> int:
             activity.heartbeat(wf_id)
             await asyncio.sleep(1.0)
     return len(running)
+
+
+def gc_schedule_id(store: str) -> str:
+    return f"gc/{store}"
+
+
+@activity.defn(name="ensure_gc_schedule")
+async def ensure_gc_schedule(req: GcScheduleRequest) -> str:
+    """One garbage-collection schedule per replica store, run by a worker of a site that reaches it."""
+    client = activity.client()
+    sid = gc_schedule_id(req.store)
+    every = timedelta(seconds=req.interval_s)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            "CollectGarbage",
+            GcInput(store=req.store, site=req.site),
+            id=sid,
+            task_queue=site_queue(req.site),
+            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(SA_SITE, req.site)]),
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=every, offset=spread_offset(req.store, every))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=every),
+        state=ScheduleState(note=f"Seawall garbage collection of replica store {req.store}"),
+    )
+    # One per store, whichever VM's protection made it first: its site reaches the store.
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(sid, schedule)
+    return sid

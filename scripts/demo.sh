@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 V=.venv/bin
 
 $V/seawall lab up
+# A worker for every lab site, each primary VM protected at a 30 s RPO, a guest writing between cycles.
+$V/seawall demo up
 STATE=$($V/python -c 'from seawall.lab import load_lab; print(load_lab().state_dir)')
 UI=$($V/python -c 'from seawall.lab import load_lab; print(load_lab().temporal.ui_url)')
 
@@ -14,8 +16,11 @@ cat <<MSG
 
 Seawall demo lab is up.
   Temporal UI (workflows, schedules, search by SeawallPlan / SeawallVM):  $UI
+  Replication cycles:  $UI/namespaces/default/workflows?query=WorkflowType%3D%22ReplicationCycle%22
+  Schedules:           $UI/namespaces/default/schedules
   Endpoints for scripts and tests:  $STATE/lab.json   (shell: . $STATE/lab.env)
   Logs of every part:               $STATE/logs/
+  Replication (RPO, last points):   $V/seawall status
   Health:                           $V/seawall lab status
-  Stop it:                          $V/seawall lab down
+  Stop it:                          $V/seawall demo down && $V/seawall lab down
 MSG

@@ -19,6 +19,8 @@ cleanup() {
 }
 trap cleanup EXIT
 $V/seawall lab up
+# A demo worker would take site tasks meant for the tests' own workers.
+$V/seawall demo down
 
 echo "[test] pytest"
 set +e

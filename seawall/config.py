@@ -41,3 +41,5 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = 120.0
     # Scan (and ship) this much between durable checkpoints; None keeps the data path's 1 GiB default.
     checkpoint_mib: int | None = None
+    # Garbage collection lists the whole store, so it runs on its own schedule per store, not per cycle.
+    gc_interval_s: float = 3600.0

@@ -67,6 +67,8 @@ class Protection(_Message):
     # From the worker's settings, recorded in history by the activity that returns this: how long a
     # silent transfer may go before the server hands it to another worker.
     heartbeat_timeout_s: float = 120.0
+    # How often the VM's replica store is garbage-collected (one schedule per store).
+    gc_interval_s: float = 3600.0
 
 
 class CycleStart(_Message):
@@ -138,7 +140,29 @@ class VerifyOutcome(_Message):
 class RetentionOutcome(_Message):
     kept: int
     deleted: list[str]
+    # Cycles recorded before garbage collection moved to CollectGarbage carry a count here; now 0.
+    packs_deleted: int = 0
+
+
+class GcInput(_Message):
+    """Start from the UI as ``{"store": "local", "site": "primary"}``: whose worker reaches the store."""
+
+    store: str = Field(pattern=_VM_NAME)
+    site: str = Field(pattern=_VM_NAME)
+
+
+class GcOutcome(_Message):
+    store: str
     packs_deleted: int
+    tables_deleted: int
+    condemned: int
+    live_sessions: int
+
+
+class GcScheduleRequest(_Message):
+    store: str
+    site: str
+    interval_s: float
 
 
 class CycleResult(_Message):

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from workflows.probe import ProbeSiteWorkflow
-from workflows.replication import ProtectVMWorkflow, ReplicationCycleWorkflow, UnprotectVMWorkflow
+from workflows.replication import (
+    CollectGarbageWorkflow,
+    ProtectVMWorkflow,
+    ReplicationCycleWorkflow,
+    UnprotectVMWorkflow,
+)
 
 # Orchestration queue: everything an operator starts.
 ALL_WORKFLOWS: list[type] = [
@@ -11,6 +16,7 @@ ALL_WORKFLOWS: list[type] = [
     ProtectVMWorkflow,
     ReplicationCycleWorkflow,
     UnprotectVMWorkflow,
+    CollectGarbageWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
-SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow]
+SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow]

@@ -21,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
         CycleInput,
         CycleResult,
         CycleStart,
+        GcInput,
+        GcOutcome,
+        GcScheduleRequest,
         ProtectInput,
         Protection,
         ProtectResult,
@@ -239,9 +242,37 @@ class ProtectVMWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
+        if workflow.patched("gc-schedule-per-store"):
+            # Garbage collection lists the whole store: once per store on its own schedule, not per cycle.
+            await workflow.execute_activity(
+                "ensure_gc_schedule",
+                GcScheduleRequest(store=prot.store, site=prot.source_site, interval_s=prot.gc_interval_s),
+                result_type=str,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
         workflow.set_current_details(f"{prot.vm}: protected, first point {seed.point_id}")
         return ProtectResult(
             vm=prot.vm, schedule_id=sid, interval_s=prot.interval_s, first_point=seed.point_id
+        )
+
+
+@workflow.defn(name="CollectGarbage")
+class CollectGarbageWorkflow:
+    """Delete what no recovery point of any VM in a replica store references (run by its schedule)."""
+
+    @workflow.run
+    async def run(self, inp: GcInput) -> GcOutcome:
+        workflow.upsert_search_attributes([SA_SITE.value_set(inp.site)])
+        workflow.set_current_details(f"collecting garbage in replica store {inp.store}")
+        return await workflow.execute_activity(
+            "collect_garbage",
+            inp.store,
+            task_queue=site_queue(inp.site),
+            result_type=GcOutcome,
+            start_to_close_timeout=timedelta(hours=6),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=PERSISTENT,
         )
 
 

@@ -1,0 +1,41 @@
+"""`seawall demo up | down`: a worker, the lab's primary VMs protected at 30 s, a guest writer."""
+
+from __future__ import annotations
+
+import typer
+
+from seawall.cli.common import Exit, console, err_console
+
+app = typer.Typer(help="Run the demo on the lab: protect every primary VM and keep writing to them.")
+
+
+@app.command("up")
+def up() -> None:
+    """Start the demo worker, protect the primary VMs (30 s RPO), start the guest writer."""
+    from seawall import demo
+    from seawall.lab import LabNotUpError, load_lab
+
+    try:
+        lab = load_lab()
+    except LabNotUpError as exc:
+        err_console.print(f"{exc}; run `seawall lab up` first")
+        raise typer.Exit(Exit.UNAVAILABLE) from None
+    pids = demo.start(lab)
+    console.print(f"demo worker pid {pids['worker']}, guest writer pid {pids['writer']}")
+    console.print(
+        f"protected: {', '.join(vm.name for vm in lab.vsphere['primary'].vms)} (policy {demo.DEMO_POLICY})"
+    )
+
+
+@app.command("down")
+def down() -> None:
+    """Stop the demo's worker and writer (the lab keeps running)."""
+    from seawall import demo
+    from seawall.lab import LabNotUpError, load_lab
+
+    try:
+        lab = load_lab()
+    except LabNotUpError:
+        return
+    stopped = demo.stop(lab)
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

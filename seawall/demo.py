@@ -1,0 +1,138 @@
+"""The demo on top of the lab: a worker, every primary VM protected at a 30 s RPO, a guest writer.
+
+Processes are detached and tracked by pid files under ``<lab state>/demo/``; ``stop`` ends only those
+(checking each pid still runs our command line before signalling it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from seawall.lab import LabInfo, load_lab
+from seawall.lab.disks import write_blocks
+from seawall.messages import ProtectInput, ProtectResult
+from seawall.search import SA_VM
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORY = REPO / "examples" / "inventory.yaml"
+DEMO_POLICY = "rpo-30s"
+
+
+def demo_dir(lab: LabInfo) -> Path:
+    return Path(lab.state_dir) / "demo"
+
+
+def _pid_alive(pid_file: Path, marker: str) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
+    return pid if marker in cmdline else None
+
+
+def _spawn(lab: LabInfo, name: str, argv: list[str], env: dict[str, str]) -> int:
+    folder = demo_dir(lab)
+    folder.mkdir(parents=True, exist_ok=True)
+    pid_file = folder / f"{name}.pid"
+    running = _pid_alive(pid_file, argv[-1])
+    if running:
+        return running
+    log = (Path(lab.state_dir) / "logs" / f"demo-{name}.log").open("ab")
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def start(lab: LabInfo) -> dict[str, int]:
+    env = {**os.environ, **lab.env(), "SEAWALL_INVENTORY": str(INVENTORY)}
+    env["SEAWALL_TEMPORAL_ADDRESS"] = lab.temporal.address
+    worker = _spawn(
+        lab,
+        "worker",
+        [sys.executable, "-m", "seawall.cli", "worker", "--site", "primary", "--site", "dr", "--site", "aws"],
+        env,
+    )
+    time.sleep(2)  # let it poll before the first workflow task arrives
+    asyncio.run(_protect_all(lab))
+    writer = _spawn(lab, "writer", [sys.executable, "-m", "seawall.demo", "writer"], env)
+    return {"worker": worker, "writer": writer}
+
+
+async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from seawall.config import Settings
+    from seawall.temporal import connect
+
+    settings = Settings(temporal_address=lab.temporal.address, inventory=INVENTORY)
+    client = await connect(settings)
+    vms = [vm.name for vm in lab.vsphere["primary"].vms]
+    handles = [
+        await client.start_workflow(
+            "ProtectVM",
+            ProtectInput(vm=vm, policy=DEMO_POLICY),
+            id=f"protect/{vm}",
+            task_queue=settings.orchestration_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=ProtectResult,
+        )
+        for vm in vms
+    ]
+    return list(await asyncio.gather(*(h.result() for h in handles)))
+
+
+def stop(lab: LabInfo) -> list[str]:
+    stopped = []
+    for name, marker in (("writer", "writer"), ("worker", "worker")):
+        pid_file = demo_dir(lab) / f"{name}.pid"
+        pid = _pid_alive(pid_file, marker)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if _pid_alive(pid_file, marker) is None:
+                    break
+                time.sleep(0.1)
+            stopped.append(name)
+        pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+async def _writer(lab: LabInfo, period_s: float = 10.0) -> None:
+    """Guest-like writes into each primary VM's disk, never while one of its cycles runs.
+
+    vcsim's snapshots do not freeze the base disk file (a real ESXi's do), so writing during a cycle
+    would show a point that is no instant of the disk; writing between cycles keeps the demo honest.
+    """
+    from seawall.config import Settings
+    from seawall.temporal import connect
+
+    client = await connect(Settings(temporal_address=lab.temporal.address, inventory=INVENTORY))
+    rng = random.Random()
+    while True:
+        for vm in lab.vsphere["primary"].vms:
+            query = (
+                f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm.name}" '
+                'AND ExecutionStatus = "Running"'
+            )
+            if [wf async for wf in client.list_workflows(query, limit=1)]:
+                continue
+            for index, disk in enumerate(vm.disks):
+                for _ in range(rng.randint(1, 8)):
+                    offset = rng.randrange(disk.capacity_bytes // 4096) * 4096
+                    write_blocks(lab, "primary", vm.name, offset, rng.randbytes(4096), index)
+        await asyncio.sleep(period_s)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["writer"]:
+        asyncio.run(_writer(load_lab()))
