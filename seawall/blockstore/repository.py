@@ -881,7 +881,7 @@ class Repository:
                     ov[k] = None
             else:
                 jobs.append((piece, False))
-                ov[k] = ("job", len(jobs) - 1)
+                ov[k] = len(jobs) - 1  # a job number, replaced by the chunk's ref in _finalize
         return ("pieces", i, h, fps, base, ov), nbytes
 
     def _encode_jobs(
@@ -938,8 +938,8 @@ class Repository:
                 overlays: list[Overlay] = []
                 for k in sorted(ov):
                     v = ov[k]
-                    if isinstance(v, tuple) and len(v) == 2 and v[0] == "job":
-                        overlays.append((k, refs[v[1]]))
+                    if isinstance(v, int):
+                        overlays.append((k, refs[v]))
                     else:
                         overlays.append((k, v))
                         if v is not None:

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 import xxhash
 
@@ -48,9 +49,12 @@ PART_MAGIC = b"SWP1"
 LAYER_MAGIC = b"SWL1"
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkRef:
-    """Where a chunk lives: its id (keyed BLAKE3 of the plaintext) and its place in a pack."""
+class ChunkRef(NamedTuple):
+    """Where a chunk lives: its id (keyed BLAKE3 of the plaintext) and its place in a pack.
+
+    NamedTuples, not dataclasses: a seed creates two of these per 64 KiB block and a tuple is
+    built ~4x faster than a frozen dataclass (it matters on the ship's main thread).
+    """
 
     cid: bytes
     pack: bytes
@@ -61,11 +65,10 @@ class ChunkRef:
 Overlay = tuple[int, ChunkRef | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One block of one disk at one point. ``fps`` is None exactly for an all-zero block."""
 
-    index: int
+    block: int
     bhash: bytes
     fps: bytes | None
     base: ChunkRef | None = None
@@ -157,7 +160,7 @@ def encode_part(start: int, end: int, full: bool, entries: list[Entry]) -> bytes
     rows: list[bytes] = []
     pos = 0
     for e in entries:
-        idx.append(e.index - start)
+        idx.append(e.block - start)
         hashes.append(e.bhash)
         if e.fps is None:
             row = b"\0"
