@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -27,6 +28,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.config import Settings
@@ -107,6 +109,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 skipped += desc.info.num_actions_skipped_overlap
                 missed_catchup += desc.info.num_actions_missed_catchup_window
                 await client.get_schedule_handle(schedule_id(vm)).delete()
+            # Cycles already started would otherwise wait on the fleet's queue for the next worker.
+            running = (
+                f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "fleet" '
+                'AND ExecutionStatus = "Running"'
+            )
+            async for wf in client.list_workflows(running):
+                await client.get_workflow_handle(wf.id, run_id=wf.run_id).cancel()
+                with contextlib.suppress(Exception):
+                    await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
+            with contextlib.suppress(RPCError):
+                await client.get_schedule_handle("gc/local").delete()
         finally:
             for w in workers:
                 await w.shutdown()

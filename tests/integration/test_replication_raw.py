@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.lab import LabInfo
-from seawall.messages import ProtectInput, ProtectResult, UnprotectInput
+from seawall.messages import GcInput, GcOutcome, ProtectInput, ProtectResult, UnprotectInput
 from seawall.sources import imagesnap
 from seawall.status import schedule_id
 from tests.integration.replication_env import replication_env
@@ -61,6 +61,36 @@ async def test_raw_image_vms_protect_replicate_and_restore(
             # Five 4 KiB writes: the incremental point stored a small fraction of the 1 MiB image.
             assert manifest.disks[0].bytes_changed <= 5 * 4096
             assert imagesnap.list_snapshots(tmp_path / "site", vm) == [], "a snapshot copy was left behind"
+
+        # Retention keeps 3 points: a fourth cycle of vm-0000 retires its seed; GC then condemns the
+        # seed's now unreferenced data (deleted only after the grace period, by a later run).
+        for _ in range(2):
+            touch_blocks(tmp_path, vms[0], rng, blocks=5)
+            written_at = datetime.now(UTC)
+            await env.client.get_schedule_handle(schedule_id(vms[0])).trigger()
+            await env.wait_cycle_after(vms[0], written_at)
+        assert len(env.repository(vms[0]).list_points(vms[0])) == 3
+        # vm-0001 goes with its replica: its data is referenced by no point any more, so GC condemns it
+        # (deleting only after the grace period, in a later run); vm-0000's points are untouched.
+        await env.client.execute_workflow(
+            "UnprotectVM",
+            UnprotectInput(vm=vms[1], delete_replica=True),
+            id=f"unprotect/{vms[1]}",
+            task_queue=queue,
+            result_type=int,
+        )
+        gc = await env.client.execute_workflow(
+            "CollectGarbage",
+            GcInput(store="local", site="fleet"),
+            id=f"gc/local-{tmp_path.name}",
+            task_queue=queue,
+            result_type=GcOutcome,
+        )
+        assert gc.condemned > 0 and gc.packs_deleted == 0, gc
+        assert (await env.client.get_schedule_handle("gc/local").describe()).schedule is not None
+        repo = env.repository(vms[0])
+        for p in repo.list_points(vms[0]):
+            assert repo.verify_point(vms[0], p.point_id, mark=False).ok
 
         for vm in vms:
             await env.client.execute_workflow(

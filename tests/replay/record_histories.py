@@ -16,7 +16,7 @@ from pathlib import Path
 from seawall.lab import config as lab_config
 from seawall.lab import load_lab
 from seawall.lab.disks import restore_disk, write_blocks
-from seawall.messages import ProbeSiteInput, ProtectInput, ProtectResult, UnprotectInput
+from seawall.messages import GcInput, ProbeSiteInput, ProtectInput, ProtectResult, UnprotectInput
 from seawall.status import cycle_history, schedule_id
 from tests.integration.replication_env import replication_env
 
@@ -64,6 +64,12 @@ async def record() -> None:
                 await asyncio.sleep(0.5)
             else:
                 raise SystemExit("the triggered cycle did not complete")
+
+            gc = await client.start_workflow(
+                "CollectGarbage", GcInput(store="local", site="primary"), id="record/gc", task_queue=queue
+            )
+            await gc.result()
+            await save("collect_garbage", gc.id, gc.result_run_id)
 
             unprotect = await client.start_workflow(
                 "UnprotectVM",
