@@ -221,8 +221,19 @@ def status(
     raise typer.Exit(Exit.FAILED if any(r.breach for r in rows) else Exit.OK)
 
 
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 def _table(rows: list[VMStatus]) -> Table:
-    table = Table(title="Protected VMs")
+    table = Table(title="Protected VMs", box=None, header_style="bold")
     for col in (
         "vm",
         "site",
@@ -254,7 +265,7 @@ def _table(rows: list[VMStatus]) -> Table:
             _age(r.age_s),
             _age(r.rpo_s),
             "[red]BREACH[/red]" if r.breach else "ok",
-            f"{r.last_bytes_shipped / 2**20:.1f} MiB" if r.last_bytes_shipped is not None else "-",
+            human_bytes(r.last_bytes_shipped),
             r.last_change_path or "-",
             now,
         )
