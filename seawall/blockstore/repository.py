@@ -1443,6 +1443,13 @@ class Repository:
             vm=vm, kept=[p.point_id for p in points[::-1] if p.point_id in keep], deleted=deleted[::-1]
         )
 
+    def _lease_times(self, okey: str) -> tuple[datetime, datetime] | None:
+        try:
+            body = json.loads(self.store.get(okey).partition(b"\n")[2])
+            return datetime.fromisoformat(body["started_at"]), datetime.fromisoformat(body["renewed_at"])
+        except (ObjectNotFound, ValueError, KeyError, TypeError):
+            return None
+
     def gc(self, now: datetime | None = None) -> GcResult:
         """Delete packs and tables no point references, safely against ships running meanwhile.
 
@@ -1454,33 +1461,32 @@ class Repository:
         packs = {k for k in self.store.list("packs/")}
         tables = {k for k in self.store.list("tables/")}
         indexes = {k for k in self.store.list("index/")}
-        live: list[SessionJournal] = []
+        old = self._condemned().since
+        live: list[tuple[datetime, datetime]] = []  # (started_at, renewed_at) of live leases
+        unreadable: dict[str, datetime] = {}
         expired = 0
         for k in list(self.store.list("sessions/")):
             try:
                 j = self._get_signed(k, SessionJournal)
+                started, renewed = j.started_at, j.renewed_at
             except ObjectNotFound:
                 continue
-            except CorruptObjectError:
-                # A lease we cannot read protects nothing we can name; count it live by its age.
-                live.append(
-                    SessionJournal(
-                        session="unreadable",
-                        vm="-",
-                        disk="-",
-                        parent_point=None,
-                        key_id="-",
-                        size=0,
-                        full_layer=True,
-                        change_path="full",
-                        started_at=datetime.min.replace(tzinfo=now.tzinfo),
-                        renewed_at=now,
-                        hash_seed=0,
-                    )
-                )
-                continue
-            if j.renewed_at + self.lease_ttl > now:
-                live.append(j)
+            except (CorruptObjectError, WrongKeyError):
+                # Another key's writer, or a damaged lease. Its times can only make GC keep more,
+                # so they are used unverified; with none readable it protects everything until it
+                # has been seen for a whole lease_ttl, then it is removed like an expired lease.
+                times = self._lease_times(k)
+                if times is None:
+                    first_seen = old.get(k, now)
+                    if now - first_seen < self.lease_ttl:
+                        unreadable[k] = first_seen
+                        live.append((datetime.min.replace(tzinfo=now.tzinfo), now))
+                        continue
+                    started, renewed = first_seen, first_seen
+                else:
+                    started, renewed = times
+            if renewed + self.lease_ttl > now:
+                live.append((started, renewed))
             else:
                 self.store.delete(k)
                 expired += 1
@@ -1513,7 +1519,6 @@ class Repository:
             pk = "packs/" + ik[len("index/") :]
             if pk not in packs and pk not in ref_packs:
                 unreferenced.add(ik)
-        old = self._condemned().since
         keep_since: dict[str, datetime] = {}
         packs_deleted = tables_deleted = 0
         to_delete: list[str] = []
@@ -1522,7 +1527,7 @@ class Repository:
             if (
                 since is not None
                 and now - since >= self.gc_grace
-                and all(s.started_at > since + CLOCK_SKEW for s in live)
+                and all(started > since + CLOCK_SKEW for started, _ in live)
             ):
                 to_delete.append(k)
             else:
@@ -1531,6 +1536,7 @@ class Repository:
         # already avoids them.
         stamp = max(now, self.clock())
         keep_since = {k: (v if k in old else stamp) for k, v in keep_since.items()}
+        keep_since.update(unreadable)
         self.store.put_overwrite(CONDEMNED_KEY, self._signed(CONDEMNED_KEY, CondemnedList(since=keep_since)))
         for k in sorted(to_delete):
             if k.startswith("packs/"):
@@ -1554,7 +1560,7 @@ class Repository:
         return GcResult(
             packs_deleted=packs_deleted,
             tables_deleted=tables_deleted,
-            condemned=len(keep_since),
+            condemned=len(keep_since) - len(unreadable),
             sessions_expired=expired,
             live_sessions=len(live),
         )

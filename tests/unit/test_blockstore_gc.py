@@ -186,3 +186,28 @@ def test_gc_refuses_to_work_with_a_manifest_it_cannot_read() -> None:
     assert {k for k in store.objects if not k.startswith("sessions/")} == {
         k for k in before if not k.startswith("sessions/")
     }
+
+
+def test_unreadable_leases_protect_for_one_ttl_then_go() -> None:
+    repo, store, clock = make()
+    chain(repo, clock, 2)
+    repo.apply_retention("vm", RetentionPolicy(keep_last=1))
+    # A lease written under another key (its times are readable) and a damaged one (not).
+    foreign = Repository(store, KeyMaterial("other-key", bytes(32)), clock=clock)
+    seen: list[ShipProgress] = []
+
+    def die(p: ShipProgress) -> None:
+        seen.append(p)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        foreign.ship(BytesSource(random.Random(7).randbytes(MiB)), "vm-x", "d0", on_progress=die)
+    store.objects["sessions/garbage.json"] = b"\x00\x01 not a lease"
+    repo.gc(now=clock.advance(minutes=1))
+    blocked = repo.gc(now=clock.advance(hours=2))
+    assert blocked.live_sessions == 2 and blocked.packs_deleted == blocked.tables_deleted == 0
+    late = repo.gc(now=clock.advance(hours=7))
+    assert late.sessions_expired == 2 and late.live_sessions == 0
+    assert not list(store.list("sessions/"))
+    final = repo.gc(now=clock.advance(hours=2))
+    assert final.tables_deleted + late.tables_deleted > 0
