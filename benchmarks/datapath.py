@@ -204,6 +204,7 @@ def run(size_mib: int, change_pct: float, workdir: Path, seed: int, threads: int
     image, old, target = workdir / "image.raw", workdir / "old.raw", workdir / "rsync-target.raw"
     store_dir, restored = workdir / "store", workdir / "restored.raw"
     shutil.rmtree(store_dir, ignore_errors=True)  # a leftover store would make the seed a dedup hit
+    load_start = os.getloadavg()[0]
     mix = build_image(image, size, seed)
     os.sync()  # no writeback of the fresh image may compete with the timed runs' fsyncs
     key = KeyMaterial.generate("bench")
@@ -248,6 +249,8 @@ def run(size_mib: int, change_pct: float, workdir: Path, seed: int, threads: int
     fastest = min(rsync_s, rsync_b_s)
 
     out: dict[str, Any] = {
+        # Other work on the machine skews every timing (2 cores): the 1-minute load, for context.
+        "loadavg_1m_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "size_bytes": size,
         "change_pct": change_pct,
         "changed_bytes": changed,
