@@ -13,18 +13,28 @@ from pathlib import Path
 import yaml
 
 
-def vm_name(i: int) -> str:
-    return f"vm-{i:04d}"
+def vm_name(i: int, prefix: str = "vm") -> str:
+    return f"{prefix}-{i:04d}"
 
 
 def write_fleet(
-    root: Path, count: int, *, disk_bytes: int = 256 * 1024, interval_s: int = 30, seed: int = 1
+    root: Path,
+    count: int,
+    *,
+    disk_bytes: int = 256 * 1024,
+    interval_s: int = 30,
+    seed: int = 1,
+    site: str = "fleet",
+    prefix: str = "vm",
 ) -> Path:
-    """Make ``count`` VM folders with one image each, a key, and an inventory; returns its path."""
+    """Make ``count`` VM folders with one image each, a key, and an inventory; returns its path.
+
+    ``site`` names the source site, and so its task queue: give concurrent runs different names.
+    """
     rng = random.Random(seed)
-    site = root / "site"
+    site_dir = root / "site"
     for i in range(count):
-        folder = site / vm_name(i)
+        folder = site_dir / vm_name(i, prefix)
         folder.mkdir(parents=True, exist_ok=True)
         half = disk_bytes // 2
         # Half random (incompressible), half zero (a sparse tail): the shape of a lightly used disk.
@@ -37,10 +47,10 @@ def write_fleet(
     inventory = {
         "kind": "Inventory",
         "sites": [
-            {"name": "fleet", "kind": "directory", "path": str(site)},
-            {"name": "fleet-dr", "kind": "directory", "path": str(root / "dr")},
+            {"name": site, "kind": "directory", "path": str(site_dir)},
+            {"name": f"{site}-dr", "kind": "directory", "path": str(root / "dr")},
         ],
-        "replica_stores": [{"name": "local", "kind": "directory", "path": str(root / "replica")}],
+        "replica_stores": [{"name": f"{site}-store", "kind": "directory", "path": str(root / "replica")}],
         "policies": [
             {
                 "name": "fleet-rpo",
@@ -52,11 +62,11 @@ def write_fleet(
         ],
         "protected_vms": [
             {
-                "name": vm_name(i),
-                "source_site": "fleet",
+                "name": vm_name(i, prefix),
+                "source_site": site,
                 "policy": "fleet-rpo",
-                "replica_store": "local",
-                "target_sites": ["fleet-dr"],
+                "replica_store": f"{site}-store",
+                "target_sites": [f"{site}-dr"],
             }
             for i in range(count)
         ],

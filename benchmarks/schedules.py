@@ -66,8 +66,11 @@ async def _activity_counts(client: Client, workflow_id: str, run_id: str) -> dic
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="seawall-bench-schedules-"))
-    inventory = write_fleet(workdir, args.vms, disk_bytes=args.disk_kib * 1024, interval_s=args.interval_s)
-    vms = [vm_name(i) for i in range(args.vms)]
+    site = f"bench-{uuid.uuid4().hex[:8]}"  # its own task queue: no other worker takes its tasks
+    inventory = write_fleet(
+        workdir, args.vms, disk_bytes=args.disk_kib * 1024, interval_s=args.interval_s, site=site, prefix=site
+    )
+    vms = [vm_name(i, site) for i in range(args.vms)]
     settings = Settings(
         temporal_address=args.temporal,
         inventory=inventory,
@@ -78,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = await connect(settings)
     rng = random.Random(11)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-        workers = build_workers(client, ["fleet"], settings, pool, identity="bench")
+        workers = build_workers(client, [site], settings, pool, identity="bench")
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             t_seed = time.perf_counter()
@@ -111,7 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await client.get_schedule_handle(schedule_id(vm)).delete()
             # Cycles already started would otherwise wait on the fleet's queue for the next worker.
             running = (
-                f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "fleet" '
+                f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "{site}" '
                 'AND ExecutionStatus = "Running"'
             )
             async for wf in client.list_workflows(running):
@@ -119,14 +122,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
             with contextlib.suppress(RPCError):
-                await client.get_schedule_handle("gc/local").delete()
+                await client.get_schedule_handle(f"gc/{site}-store").delete()
         finally:
             for w in workers:
                 await w.shutdown()
             await runs
 
     # Every cycle scheduled inside the window, from Temporal's visibility records.
-    query = f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "fleet"'
+    query = f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "{site}"'
     latencies: list[float] = []
     completed: dict[str, list[datetime]] = {vm: [] for vm in vms}
     failed = 0
@@ -135,7 +138,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         scheduled = _scheduled_time(wf.id)
         if scheduled is None or not (window_start <= scheduled < window_end):
             continue
-        vm = wf.id.split("/", 1)[1][: len(vm_name(0))]
+        vm = wf.id.split("/", 1)[1][: len(vm_name(0, site))]
         if wf.status == WorkflowExecutionStatus.COMPLETED and wf.close_time is not None:
             latencies.append((wf.close_time - scheduled).total_seconds())
             if vm in completed:

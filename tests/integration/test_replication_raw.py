@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from tests.integration.replication_env import replication_env
 async def test_raw_image_vms_protect_replicate_and_restore(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path
 ) -> None:
-    inventory = write_fleet(tmp_path, 2, disk_bytes=1 << 20, interval_s=300)
-    vms = [vm_name(0), vm_name(1)]
+    site = f"fleet-{uuid.uuid4().hex[:8]}"  # a queue of its own: no other run's worker takes its tasks
+    inventory = write_fleet(tmp_path, 2, disk_bytes=1 << 20, interval_s=300, site=site, prefix=site)
+    vms = [vm_name(0, site), vm_name(1, site)]
     rng = random.Random(3)
-    async with replication_env(lab, tmp_path, lab_state_dir, inventory=inventory, sites=("fleet",)) as env:
+    async with replication_env(lab, tmp_path, lab_state_dir, inventory=inventory, sites=(site,)) as env:
         queue = env.settings.orchestration_queue
         expected: dict[str, dict[str, bytes]] = {vm: {} for vm in vms}
         images = {vm: (tmp_path / "site" / vm / "disk0.img").read_bytes() for vm in vms}
@@ -81,13 +83,15 @@ async def test_raw_image_vms_protect_replicate_and_restore(
         )
         gc = await env.client.execute_workflow(
             "CollectGarbage",
-            GcInput(store="local", site="fleet"),
-            id=f"gc/local-{tmp_path.name}",
+            GcInput(store=f"{site}-store", site=site),
+            id=f"gc/{site}-store-now",
             task_queue=queue,
             result_type=GcOutcome,
         )
         assert gc.condemned > 0 and gc.packs_deleted == 0, gc
-        assert (await env.client.get_schedule_handle("gc/local").describe()).schedule is not None
+        gc_schedule = env.client.get_schedule_handle(f"gc/{site}-store")
+        assert (await gc_schedule.describe()).schedule.action is not None
+        await gc_schedule.delete()
         repo = env.repository(vms[0])
         for p in repo.list_points(vms[0]):
             assert repo.verify_point(vms[0], p.point_id, mark=False).ok
