@@ -15,7 +15,8 @@ used (moto does not implement it, and it needs an S3 staging copy of the whole d
 
 Observed on moto 5.2 (the lab), which the code tolerates:
 
-- ``start_snapshot`` ignores ``ClientToken`` (a repeat makes a second snapshot) and creates a
+- ``start_snapshot`` ignores ``ClientToken`` (a repeat makes a second snapshot), EC2 shows the
+  snapshot ``completed`` from the start (before any block or ``complete_snapshot``), and it creates a
   placeholder EC2 volume for each snapshot; lookups by tag give the idempotency, and the placeholder
   volume is tagged with the run so cleanup removes it too (on AWS the snapshot names vol-ffffffff).
 - ``put_snapshot_block`` accepts a wrong checksum: the read-back sample is what verifies the data.
@@ -67,6 +68,7 @@ TAG_RUN = "seawall:run"
 TAG_VM = "seawall:vm"
 TAG_KEY = "seawall:key"
 TAG_BLOCK_SIZE = "seawall:block-size"
+TAG_VERIFIED = "seawall:verified-blocks"  # set once the blocks were completed and read back
 AWS_BLOCK_SIZE = 512 * 1024  # what AWS documents and answers; used when a snapshot lacks our tag
 PLACEHOLDER_VOLUME = "vol-ffffffff"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -200,11 +202,16 @@ def _find_snapshots(ec2: Any, key: str) -> list[dict[str, Any]]:
     return list(answer.get("Snapshots", []))
 
 
+def _tag(resource: dict[str, Any], key: str) -> str | None:
+    for tag in resource.get("Tags", []):
+        if tag.get("Key") == key:
+            return str(tag.get("Value", ""))
+    return None
+
+
 def _block_size_of(snapshot: dict[str, Any]) -> int:
-    for tag in snapshot.get("Tags", []):
-        if tag.get("Key") == TAG_BLOCK_SIZE and str(tag.get("Value", "")).isdigit():
-            return int(tag["Value"])
-    return AWS_BLOCK_SIZE
+    value = _tag(snapshot, TAG_BLOCK_SIZE) or ""
+    return int(value) if value.isdigit() else AWS_BLOCK_SIZE
 
 
 def _list_blocks(ebs: Any, snapshot_id: str) -> Iterator[tuple[int, str]]:
@@ -274,27 +281,33 @@ def write_ebs_snapshot(
     """Write a disk into a new EBS snapshot with the EBS direct API; idempotent by ``key``.
 
     ``restore(writer)`` writes the disk's bytes at increasing offsets (zero runs may be skipped) and
-    raises if the recovery point does not verify; only then is the snapshot completed. A retry finds
-    a completed snapshot of ``key`` and returns it (``reused``), or resumes a pending one by writing
-    every block again (a block put is idempotent per index).
+    raises if the recovery point does not verify; only then is the snapshot completed, read back
+    and tagged ``seawall:verified-blocks``. A retry returns a snapshot of ``key`` with that tag
+    (``reused``), resumes one EC2 still shows pending by writing every block again (a block put is
+    idempotent per index), and deletes any other attempt before starting afresh.
     """
     if size <= 0:
         raise ValueError("an EBS snapshot needs a disk of at least one byte")
     gib = -(-size // GiB)
-    token = client_token(key)
     all_tags = tags.tags(key=key)
     existing = _find_snapshots(ec2, key)
     for snap in existing:
-        if snap.get("State") == "completed":
+        if snap.get("State") == "completed" and _tag(snap, TAG_VERIFIED) is not None:
             sid = str(snap["SnapshotId"])
             listed = sum(1 for _ in _list_blocks(ebs, sid))
-            return EbsSnapshot(sid, int(snap["VolumeSize"]), _block_size_of(snap), listed, 0, reused=True)
+            if str(listed) == _tag(snap, TAG_VERIFIED):
+                return EbsSnapshot(sid, int(snap["VolumeSize"]), _block_size_of(snap), listed, 0, reused=True)
     pending = [s for s in existing if s.get("State") == "pending"]
-    for snap in existing:
-        if snap.get("State") == "error":
-            # A timed-out or failed attempt: AWS will not take more blocks into it.
-            with _SuppressNotFound():
-                ec2.delete_snapshot(SnapshotId=snap["SnapshotId"])
+    # Anything else of this key is an attempt that did not finish verification. EC2's "completed"
+    # does not prove the blocks are all there (moto reports it before complete_snapshot, and on
+    # AWS a crash may fall between complete and verify), and a completed snapshot takes no more
+    # blocks: it is deleted and a fresh one started.
+    stale = sorted(str(s["SnapshotId"]) for s in existing if s not in pending)
+    for snapshot_id in stale:
+        with _SuppressNotFound():
+            ec2.delete_snapshot(SnapshotId=snapshot_id)
+    # The token changes with what was thrown away, so AWS does not hand back a deleted snapshot.
+    token = client_token(key + "".join(f"/{sid}" for sid in stale))
     if pending:
         snapshot_id = str(pending[0]["SnapshotId"])
         block_size = _block_size_of(pending[0])
@@ -353,6 +366,11 @@ def write_ebs_snapshot(
             raise AwsError(
                 f"snapshot {snapshot_id} block {index} reads back different bytes than were written"
             )
+    # Only now may a retry reuse it.
+    _call(
+        "create_tags",
+        lambda: ec2.create_tags(Resources=[snapshot_id], Tags=[{"Key": TAG_VERIFIED, "Value": str(count)}]),
+    )
     return EbsSnapshot(snapshot_id, gib, block_size, count, len(samples), reused=False)
 
 
