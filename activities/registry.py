@@ -7,6 +7,7 @@ from typing import Any
 
 from activities.context import SiteContext
 from activities.probe import ProbeActivities
+from activities.recovery import FenceActivities, OrchestrationActivities, RecoveryActivities
 from activities.replication import InventoryActivities, ReplicationActivities
 from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
 from seawall.config import Settings
@@ -23,8 +24,18 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     probe = ProbeActivities(ctx)
     repl = ReplicationActivities(ctx, settings.checkpoint_mib)
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
+    recovery = RecoveryActivities(ctx, settings)
+    fence = FenceActivities(ctx)
     return [
         probe.probe_site,
+        recovery.choose_point,
+        recovery.materialize_disks,
+        recovery.create_target_vm,
+        recovery.check_health,
+        recovery.update_dns,
+        recovery.cleanup_run,
+        recovery.run_hook,
+        fence.fence_vm,
         inventory.resolve_protection,
         repl.start_cycle,
         repl.enable_cbt,
@@ -41,4 +52,14 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
 
 def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
-    return [inventory.resolve_protection, ensure_schedule, ensure_gc_schedule, delete_schedule, cancel_cycles]
+    orchestration = OrchestrationActivities(settings)
+    return [
+        inventory.resolve_protection,
+        ensure_schedule,
+        ensure_gc_schedule,
+        delete_schedule,
+        cancel_cycles,
+        orchestration.load_plan_spec,
+        orchestration.write_report,
+        orchestration.pause_schedules,
+    ]

@@ -227,6 +227,7 @@ class ReplicationActivities:
                 snap = conn.create_snapshot(vmobj, name, quiesce=quiesce)
                 disks = conn.snapshot_disks(snap)
                 cbt = conn.cbt_status(vmobj)
+                guest = conn.properties(vmobj, ["guest.net"]).get("guest.net") or []
             except VSphereError as exc:
                 raise ApplicationError(
                     self.ctx.redact(f"snapshot of {vm!r}: {exc}"), type="SnapshotFailed"
@@ -235,6 +236,7 @@ class ReplicationActivities:
             snapshot=name,
             disks=[DiskRef(key=str(d.key), label=d.label, size=d.capacity_bytes) for d in disks],
             cbt=bool(cbt.enabled and cbt.supported),
+            guest_ips=[ip for nic in guest for ip in (nic.ipAddress or []) if ":" not in ip],
         )
 
     def _image_snapshot(self, vm: str, name: str) -> SnapshotTaken:

@@ -43,3 +43,11 @@ class Settings(BaseSettings):
     checkpoint_mib: int | None = None
     # Garbage collection lists the whole store, so it runs on its own schedule per store, not per cycle.
     gc_interval_s: float = 3600.0
+
+    # Recovery: where plan files and run reports live.
+    plans_dir: Path = Field(default=Path("examples"))
+    reports_dir: Path = Field(default=Path(".seawall/reports"))
+    # Lab only: send TCP/HTTP health checks to this host (port + offset) instead of the recovered VM's
+    # address, where a test runs a stand-in. Simulated VMs have no real address to connect to.
+    health_check_redirect: str | None = None
+    health_check_port_offset: int = 0

@@ -90,6 +90,8 @@ class SnapshotTaken(_Message):
     snapshot: str
     disks: list[DiskRef]
     cbt: bool
+    # What the hypervisor reports of the guest's addresses, kept with the point for re-IP rules.
+    guest_ips: list[str] = []
 
 
 class ShipRequest(_Message):
@@ -191,3 +193,183 @@ class ScheduleRequest(_Message):
     vm: str
     source_site: str
     interval_s: float
+
+
+# --- recovery ---------------------------------------------------------------------------------------
+
+_MODE = r"^(test|planned|unplanned)$"
+
+
+class FailoverInput(_Message):
+    """Start from the UI as ``{"plan": "erp-dr", "mode": "test"}``."""
+
+    plan: str = Field(pattern=_VM_NAME)
+    mode: str = Field(pattern=_MODE)
+    # Recover to the newest verified point at or before this time (unplanned); default: the newest.
+    point_time: str | None = None
+    # A drill's time to live, overriding the plan's test_ttl (an operator's short drill, a test).
+    ttl_s: float | None = Field(default=None, gt=0, le=14 * 24 * 3600)
+
+
+class VMStep(_Message):
+    vm: str
+    group: str
+    depends_on: list[str]
+    boot_delay_s: float
+
+
+class GroupStep(_Message):
+    name: str
+    boot_delay_s: float
+    vms: list[VMStep]
+    pre_hooks: list[str]
+    post_hooks: list[str]
+    gate: str | None
+    gate_message: str | None
+    gate_timeout_s: float | None
+    gate_on_timeout: str
+
+
+class PlanSpec(_Message):
+    """The shape of a plan (order, gates, hooks by name): what the workflow needs to sequence it.
+
+    Per-VM detail (sizes, networks, addresses, DNS, checks) stays in the plan file; the target site's
+    worker reads it there, so the history holds names and order, not the plan's addresses.
+    """
+
+    plan: str
+    source_site: str
+    target_site: str
+    target_kind: str
+    failure_policy: str
+    test_ttl_s: float
+    pre_hooks: list[str]
+    post_hooks: list[str]
+    groups: list[GroupStep]
+
+
+class RecoverVMInput(_Message):
+    plan: str
+    run: str
+    mode: str
+    vm: str
+    target_site: str
+    point_time: str | None = None
+
+
+class ChosenPoint(_Message):
+    point_id: str
+    created_at: str
+    disks: list[str]
+    # The guest's addresses at the source when the point was taken (for subnet translation).
+    source_ips: list[str] = []
+
+
+class Resource(_Message):
+    """Something a run made at the target, recorded as soon as it exists so cleanup is exact."""
+
+    kind: str  # vm | datastore-dir | ebs-snapshot | image | instance | dns
+    id: str
+    site: str
+    detail: str = ""
+
+
+class Materialized(_Message):
+    point: ChosenPoint
+    disks: list[str]
+    resources: list[Resource]
+
+
+class TargetVM(_Message):
+    name: str
+    ips: list[str]
+    resources: list[Resource]
+
+
+class DnsChange(_Message):
+    name: str
+    type: str
+    value: str
+    previous: str | None
+    zone: str
+
+
+class HealthOutcome(_Message):
+    ok: bool
+    checks: list[str]
+    elapsed_s: float
+
+
+class StepTime(_Message):
+    step: str
+    started_at: str
+    finished_at: str
+
+
+class RecoverVMResult(_Message):
+    vm: str
+    target_name: str
+    point_id: str
+    point_created_at: str
+    ips: list[str]
+    dns: list[DnsChange]
+    health: HealthOutcome
+    resources: list[Resource]
+    steps: list[StepTime]
+    started_at: str
+    healthy_at: str
+
+
+class HookOutcome(_Message):
+    name: str
+    ok: bool
+    detail: str
+    started_at: str
+    finished_at: str
+
+
+class Approval(_Message):
+    gate: str
+    approved: bool
+    by: str
+    at: str
+    comment: str = ""
+
+
+class ApproveInput(_Message):
+    gate: str
+    by: str = Field(min_length=1, max_length=200)
+    comment: str = Field(default="", max_length=2000)
+
+
+class AbortInput(_Message):
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CleanupOutcome(_Message):
+    removed: list[Resource]
+    dns_restored: list[str]
+
+
+class RunReport(_Message):
+    """Evidence of one run: what was recovered from which point, when each step ran, who approved."""
+
+    plan: str
+    run: str
+    mode: str
+    status: str
+    started_at: str
+    finished_at: str
+    vms: list[RecoverVMResult]
+    failed_vms: dict[str, str]
+    hooks: list[HookOutcome]
+    approvals: list[Approval]
+    groups: list[StepTime]
+    cleanup: CleanupOutcome | None = None
+    fencing: list[str] = []
+
+
+class ReportWritten(_Message):
+    json_path: str
+    html_path: str

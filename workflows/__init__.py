@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.probe import ProbeSiteWorkflow
+from workflows.recovery import RecoverVMWorkflow, RecoveryPlanWorkflow
 from workflows.replication import (
     CollectGarbageWorkflow,
     ProtectVMWorkflow,
@@ -17,6 +18,8 @@ ALL_WORKFLOWS: list[type] = [
     ReplicationCycleWorkflow,
     UnprotectVMWorkflow,
     CollectGarbageWorkflow,
+    RecoveryPlanWorkflow,
+    RecoverVMWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
-SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow]
+SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow, RecoverVMWorkflow]

@@ -143,7 +143,11 @@ class ReplicationCycleWorkflow:
                     point_id=self._point,
                     parent=start.parent,
                     outcome=shipped,
-                    meta={"workflow_id": workflow.info().workflow_id, "snapshot": snap.snapshot},
+                    meta={
+                        "workflow_id": workflow.info().workflow_id,
+                        "snapshot": snap.snapshot,
+                        "guest_ips": ",".join(snap.guest_ips),
+                    },
                 ),
                 result_type=str,
                 start_to_close_timeout=timedelta(minutes=2),

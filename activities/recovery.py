@@ -1,0 +1,672 @@
+"""Recovery activities: plan loading, per-VM recovery at the target site, hooks, fencing, cleanup, report.
+
+Target-site activities run on the target's worker, with its credentials and the replica store's; they
+read per-VM detail (size, networks, addresses, checks, DNS) from the plan file at the worker, so the
+workflow history carries names and ids. Every resource is tagged with the run as it is created: a
+retried step finds what it made (by name or tag), and cleanup finds everything a run made.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.context import SiteContext
+from seawall.blockstore.backend import StoreError
+from seawall.blockstore.errors import DataPathError
+from seawall.config import Settings
+from seawall.messages import (
+    ChosenPoint,
+    CleanupOutcome,
+    DnsChange,
+    GroupStep,
+    HealthOutcome,
+    HookOutcome,
+    Materialized,
+    PlanSpec,
+    RecoverVMInput,
+    ReportWritten,
+    Resource,
+    RunReport,
+    TargetVM,
+    VMStep,
+)
+from seawall.models import (
+    AwsSite,
+    CommandHook,
+    GuestIpCheck,
+    HttpCheck,
+    HttpHook,
+    Inventory,
+    PlanVM,
+    RecoveryPlan,
+    TcpCheck,
+    VSphereSite,
+)
+from seawall.plans import PlanValidationError, load_inventory, load_plan
+from seawall.providers import health
+from seawall.providers.ipplan import IpPlanError, NicPlan, plan_vm_nics
+from seawall.replica import open_repository
+from seawall.secrets import resolve_text
+
+
+def _fatal(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def find_plan(settings: Settings, name: str) -> tuple[RecoveryPlan, Inventory]:
+    """The plan called ``name``: inline in the inventory, or a ``kind: RecoveryPlan`` file in plans_dir."""
+    try:
+        inventory = load_inventory(settings.inventory)
+    except PlanValidationError as exc:
+        raise _fatal("inventory is invalid: " + "; ".join(map(str, exc.errors[:5])), "PlanInvalid") from None
+    for plan in inventory.plans:
+        if plan.name == name:
+            return plan, inventory
+    folder = Path(settings.plans_dir)
+    seen = []
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            head = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(head, dict) or head.get("kind") != "RecoveryPlan":
+            continue
+        seen.append(str(head.get("name")))
+        if head.get("name") == name:
+            try:
+                return load_plan(path, inventory), inventory
+            except PlanValidationError as exc:
+                raise _fatal(
+                    f"plan {name!r} is invalid: " + "; ".join(map(str, exc.errors[:5])), "PlanInvalid"
+                ) from None
+    raise _fatal(
+        f"no recovery plan named {name!r} (plans: {', '.join(seen) or 'none'} in {folder})", "PlanInvalid"
+    )
+
+
+def plan_spec(plan: RecoveryPlan, inventory: Inventory) -> PlanSpec:
+    gates = {g.before: g for g in plan.gates}
+    groups = []
+    for group in plan.groups:
+        gate = gates.get(group.name)
+        groups.append(
+            GroupStep(
+                name=group.name,
+                boot_delay_s=group.boot_delay.total_seconds(),
+                vms=[
+                    VMStep(
+                        vm=v.name,
+                        group=group.name,
+                        depends_on=list(v.depends_on),
+                        boot_delay_s=v.boot_delay.total_seconds(),
+                    )
+                    for v in group.vms
+                ],
+                pre_hooks=[h.name for h in group.pre_hooks],
+                post_hooks=[h.name for h in group.post_hooks],
+                gate=gate.name if gate else None,
+                gate_message=gate.message if gate else None,
+                gate_timeout_s=gate.timeout.total_seconds() if gate and gate.timeout else None,
+                gate_on_timeout=gate.on_timeout if gate else "abort",
+            )
+        )
+    return PlanSpec(
+        plan=plan.name,
+        source_site=plan.source_site,
+        target_site=plan.target_site,
+        target_kind=inventory.site(plan.target_site).kind,
+        failure_policy=str(
+            plan.failure_policy.value if hasattr(plan.failure_policy, "value") else plan.failure_policy
+        ),
+        test_ttl_s=plan.test_ttl.total_seconds(),
+        pre_hooks=[h.name for h in plan.pre_hooks],
+        post_hooks=[h.name for h in plan.post_hooks],
+        groups=groups,
+    )
+
+
+def target_name(inp: RecoverVMInput) -> str:
+    """The recovered VM's name: the source's for a failover, a run-suffixed one for a drill."""
+    return inp.vm if inp.mode != "test" else f"{inp.vm}-drill-{inp.run[-8:]}"
+
+
+class OrchestrationActivities:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @activity.defn(name="load_plan_spec")
+    def load_plan_spec(self, plan: str) -> PlanSpec:
+        return plan_spec(*find_plan(self.settings, plan))
+
+    @activity.defn(name="write_report")
+    def write_report(self, report: RunReport) -> ReportWritten:
+        folder = Path(self.settings.reports_dir) / report.plan
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path = folder / f"{report.run}.json"
+        html_path = folder / f"{report.run}.html"
+        _atomic_write(json_path, report.model_dump_json(indent=2))
+        _atomic_write(html_path, render_html(report))
+        return ReportWritten(json_path=str(json_path.resolve()), html_path=str(html_path.resolve()))
+
+    @activity.defn(name="pause_schedules")
+    async def pause_schedules(self, vms: list[str]) -> int:
+        """Stop scheduled cycles of the VMs being failed over: their sources are about to be fenced."""
+        from temporalio.service import RPCError, RPCStatusCode
+
+        paused = 0
+        for vm in vms:
+            try:
+                await (
+                    activity.client()
+                    .get_schedule_handle(f"replicate/{vm}")
+                    .pause(note="failover in progress")
+                )
+                paused += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return paused
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class FenceActivities:
+    """At the source site: make sure the original cannot keep running beside its replica."""
+
+    def __init__(self, ctx: SiteContext) -> None:
+        self.ctx = ctx
+
+    @activity.defn(name="fence_vm")
+    def fence_vm(self, vm: str) -> str:
+        site = self.ctx.site
+        if not isinstance(site, VSphereSite):
+            raise _fatal(
+                f"{vm}: site {site.name} ({site.kind}) cannot power VMs off; confirm by hand",
+                "FenceUnsupported",
+            )
+        with self.ctx.vsphere() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except LookupError:
+                return f"{vm}: not found at {site.name} (already gone)"
+            conn.power_off(vmobj)
+            return f"{vm}: powered off at {site.name}"
+
+
+def _restorer(
+    repo: Any, vm: str, point_id: str, disk: str
+) -> Callable[[Callable[[int, bytes], None]], object]:
+    """Stream a point's disk into a writer, verified on the way (chunk ids, block hashes, digest)."""
+
+    def restore(writer: Callable[[int, bytes], None]) -> object:
+        return repo.restore_disk(vm, point_id, disk, writer)
+
+    return restore
+
+
+def _progress(disk: str) -> Callable[[int], None]:
+    def report(offset: int) -> None:
+        activity.heartbeat({"disk": disk, "offset": offset})
+
+    return report
+
+
+class RecoveryActivities:
+    """At the target site: everything that makes, checks or removes a recovered VM."""
+
+    def __init__(self, ctx: SiteContext, settings: Settings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _plan_vm(self, plan_name: str, vm: str) -> tuple[RecoveryPlan, PlanVM]:
+        plan, _ = find_plan(self.settings, plan_name)
+        for group in plan.groups:
+            for pv in group.vms:
+                if pv.name == vm:
+                    return plan, pv
+        raise _fatal(f"plan {plan_name!r} has no VM {vm!r}", "PlanInvalid")
+
+    def _repository(self, vm: str) -> Any:
+        inv = self.ctx.inventory
+        pvm = inv.protected_vm(vm)
+        return open_repository(inv, pvm.replica_store, inv.policy(pvm.policy))
+
+    def _nics(self, inp: RecoverVMInput, pv: PlanVM, source_ips: list[str]) -> list[NicPlan]:
+        try:
+            return plan_vm_nics(pv, self.ctx.site, inp.mode, source_ips)
+        except IpPlanError as exc:
+            raise _fatal(str(exc), "PlanInvalid") from None
+
+    def _tags(self, inp: RecoverVMInput) -> dict[str, str]:
+        return {"plan": inp.plan, "run": inp.run, "vm": inp.vm}
+
+    # ---- activities ------------------------------------------------------------------------------
+
+    @activity.defn(name="choose_point")
+    def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
+        """The newest verified point (at or before ``point_time`` when given)."""
+        repo = self._repository(inp.vm)
+        try:
+            points = [p for p in repo.list_points(inp.vm) if p.verified]
+        except (StoreError, DataPathError) as exc:
+            raise ApplicationError(f"replica of {inp.vm}: {exc}", type="StoreUnavailable") from None
+        if inp.point_time:
+            limit = datetime.fromisoformat(inp.point_time.replace("Z", "+00:00"))
+            points = [p for p in points if p.created_at <= limit]
+        if not points:
+            when = f" at or before {inp.point_time}" if inp.point_time else ""
+            raise _fatal(f"{inp.vm} has no verified recovery point{when}", "NoRecoveryPoint")
+        point = points[-1]
+        manifest = repo.read_manifest(inp.vm, point.point_id)
+        return ChosenPoint(
+            point_id=point.point_id,
+            created_at=point.created_at.isoformat(),
+            disks=[d.disk for d in manifest.disks],
+            source_ips=[ip for ip in manifest.meta.get("guest_ips", "").split(",") if ip],
+        )
+
+    @activity.defn(name="materialize_disks")
+    def materialize_disks(self, inp: RecoverVMInput, point: ChosenPoint) -> Materialized:
+        repo = self._repository(inp.vm)
+        manifest = repo.read_manifest(inp.vm, point.point_id)
+        name = target_name(inp)
+        resources: list[Resource] = []
+        uploaded: list[dict[str, Any]] = []
+        site = self.ctx.site
+        if isinstance(site, VSphereSite):
+            from seawall.providers.vsphere_target import materialize_disk
+
+            with self.ctx.vsphere() as conn:
+                resources.append(
+                    Resource(kind="datastore-dir", id=name, site=site.name, detail=site.datastore)
+                )
+                for dm in manifest.disks:
+                    disk = materialize_disk(
+                        conn,
+                        datastore=site.datastore,
+                        datacenter=site.datacenter,
+                        vm_dir=name,
+                        disk_name=dm.disk,
+                        size=dm.size,
+                        source_digest=dm.digest,
+                        restore=_restorer(repo, inp.vm, point.point_id, dm.disk),
+                        on_progress=_progress(dm.disk),
+                    )
+                    uploaded.append(disk.__dict__)
+                    activity.heartbeat({"disk": dm.disk, "done": True})
+        elif isinstance(site, AwsSite):
+            from seawall.providers.aws import ResourceTags, register_image, write_ebs_snapshot
+
+            ebs, ec2 = self.ctx.aws_client("ebs"), self.ctx.aws_client("ec2")
+            tags = ResourceTags(plan=inp.plan, run=inp.run, vm=inp.vm)
+            snapshots = []
+            for dm in manifest.disks:
+                snap = write_ebs_snapshot(
+                    ebs,
+                    ec2,
+                    size=dm.size,
+                    restore=_restorer(repo, inp.vm, point.point_id, dm.disk),
+                    tags=tags,
+                    key=f"{inp.run}/{inp.vm}/{dm.disk}",
+                    on_progress=_progress(dm.disk),
+                )
+                snapshots.append(snap)
+                resources.append(Resource(kind="ebs-snapshot", id=snap.snapshot_id, site=site.name))
+            image = register_image(
+                ec2, name=name, snapshots=snapshots, tags=tags, key=f"{inp.run}/{inp.vm}/image"
+            )
+            resources.append(Resource(kind="image", id=image, site=site.name))
+            uploaded.append({"image_id": image})
+        else:
+            raise _fatal(f"site {site.name} ({site.kind}) cannot run recovered VMs", "PlanInvalid")
+        return Materialized(
+            point=point, disks=[json.dumps(u, default=str) for u in uploaded], resources=resources
+        )
+
+    @activity.defn(name="create_target_vm")
+    def create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
+        plan, pv = self._plan_vm(inp.plan, inp.vm)
+        nics = self._nics(inp, pv, disks.point.source_ips)
+        name = target_name(inp)
+        site = self.ctx.site
+        cpus = pv.size.cpus if pv.size and pv.size.cpus else 2
+        memory = pv.size.memory_mib if pv.size and pv.size.memory_mib else 4096
+        ips = [str(n.ip) for n in nics if n.ip is not None]
+        if isinstance(site, VSphereSite):
+            from seawall.providers.vsphere_target import (
+                RunTag,
+                UploadedDisk,
+                create_vm,
+                customize_ip,
+                power_on,
+                resolve_placement,
+            )
+
+            uploaded = [UploadedDisk(**json.loads(d)) for d in disks.disks]
+            with self.ctx.vsphere() as conn:
+                placement = resolve_placement(conn, site.datacenter, site.datastore)
+                vm = create_vm(
+                    conn,
+                    name,
+                    placement=placement,
+                    cpus=cpus,
+                    memory_mib=memory,
+                    disks=uploaded,
+                    nics=nics,
+                    tag=RunTag(plan=plan.name, run=inp.run, source_vm=inp.vm),
+                )
+                customize_ip(conn, vm, nics, pv.hostname or inp.vm)
+                power_on(conn, vm)
+            return TargetVM(name=name, ips=ips, resources=[Resource(kind="vm", id=name, site=site.name)])
+        if isinstance(site, AwsSite):
+            from seawall.providers.aws import (
+                ResourceTags,
+                choose_instance_type,
+                find_subnet,
+                run_instance,
+                wait_running,
+            )
+
+            ec2 = self.ctx.aws_client("ec2")
+            image = json.loads(disks.disks[0])["image_id"]
+            subnet = find_subnet(ec2, nics[0].backing) if nics else None
+            if subnet is None:
+                raise _fatal(f"{inp.vm}: an AWS target needs a NIC mapping to a subnet", "PlanInvalid")
+            itype = (
+                pv.size.instance_type if pv.size and pv.size.instance_type else None
+            ) or choose_instance_type(cpus, memory)
+            info = run_instance(
+                ec2,
+                image_id=image,
+                subnet_id=subnet,
+                private_ip=ips[0] if ips else None,
+                instance_type=itype,
+                tags=ResourceTags(plan=inp.plan, run=inp.run, vm=inp.vm),
+                key=f"{inp.run}/{inp.vm}/instance",
+                name=name,
+            )
+            info = wait_running(ec2, info.instance_id)
+            return TargetVM(
+                name=info.instance_id,
+                ips=[info.private_ip] if info.private_ip else ips,
+                resources=[Resource(kind="instance", id=info.instance_id, site=site.name)],
+            )
+        raise _fatal(f"site {site.name} ({site.kind}) cannot run recovered VMs", "PlanInvalid")
+
+    def _check_address(self, ip: str, port: int) -> tuple[str, int]:
+        """Where a TCP/HTTP check connects. A lab redirects checks to a stand-in on loopback."""
+        if self.settings.health_check_redirect:
+            return self.settings.health_check_redirect, port + self.settings.health_check_port_offset
+        return ip, port
+
+    @activity.defn(name="check_health")
+    def check_health(self, inp: RecoverVMInput, vm: TargetVM) -> HealthOutcome:
+        _, pv = self._plan_vm(inp.plan, inp.vm)
+        started = time.monotonic()
+        lines: list[str] = []
+        ip = vm.ips[0] if vm.ips else None
+        site = self.ctx.site
+        for check in pv.health_checks:
+            timeout = check.timeout.total_seconds()
+            activity.heartbeat(check.kind)
+            if isinstance(check, GuestIpCheck):
+                if ip is None:
+                    raise _fatal(f"{inp.vm}: a guest-ip check needs a planned IP", "PlanInvalid")
+                result = health.check_guest_ip(self._guest_ips(vm), ip, timeout=timeout)
+            elif isinstance(check, TcpCheck):
+                host, port = self._check_address(ip or "", check.port)
+                result = health.check_tcp(host, port, timeout=timeout)
+            elif isinstance(check, HttpCheck):
+                if check.url:
+                    url = check.url
+                else:
+                    host, port = self._check_address(
+                        ip or "", check.port or (443 if check.scheme == "https" else 80)
+                    )
+                    url = f"{check.scheme}://{host}:{port}{check.path}"
+                result = health.check_http(url, status=check.status, timeout=timeout)
+            else:
+                raise _fatal(f"unknown health check {check.kind!r}", "PlanInvalid")
+            lines.append(
+                f"{check.kind}: {'ok' if result.ok else 'FAILED'} "
+                f"after {result.attempts} tries: {result.detail}"
+            )
+            if not result.ok:
+                raise ApplicationError(
+                    f"{inp.vm} is not healthy at {site.name}: " + "; ".join(lines), type="Unhealthy"
+                )
+        return HealthOutcome(ok=True, checks=lines, elapsed_s=round(time.monotonic() - started, 3))
+
+    def _guest_ips(self, vm: TargetVM) -> Callable[[], list[str]]:
+        site = self.ctx.site
+        if isinstance(site, VSphereSite):
+            from seawall.providers.vsphere_target import find_vm_or_none, read_guest
+
+            def read() -> list[str]:
+                with self.ctx.vsphere() as conn:
+                    obj = find_vm_or_none(conn, vm.name)
+                    return list(read_guest(conn, obj).ips) if obj is not None else []
+
+            return read
+
+        def read_aws() -> list[str]:
+            from seawall.providers.aws import wait_running
+
+            info = wait_running(self.ctx.aws_client("ec2"), vm.name, timeout=30)
+            return [info.private_ip] if info.private_ip else []
+
+        return read_aws
+
+    @activity.defn(name="update_dns")
+    def update_dns(self, inp: RecoverVMInput, vm: TargetVM) -> list[DnsChange]:
+        from seawall.providers.dns import Route53Dns
+
+        _, pv = self._plan_vm(inp.plan, inp.vm)
+        changes: list[DnsChange] = []
+        for record in pv.dns:
+            zone = self.ctx.inventory.dns_zone(str(record.zone))
+            value = record.value or (vm.ips[record.nic] if record.nic < len(vm.ips) else None)
+            if value is None:
+                raise _fatal(
+                    f"{inp.vm}: DNS {record.name} has no value and NIC {record.nic} has no IP", "PlanInvalid"
+                )
+            client = self._route53(zone.site)
+            change = Route53Dns(client).upsert(
+                str(record.zone), str(record.name), record.type, [value], record.ttl
+            )
+            changes.append(
+                DnsChange(
+                    name=str(record.name),
+                    type=record.type,
+                    value=value,
+                    previous=",".join(change.previous.values) if change.previous else None,
+                    zone=str(record.zone),
+                )
+            )
+        return changes
+
+    def _route53(self, site_name: str) -> Any:
+        site = self.ctx.inventory.site(site_name)
+        if site.name == self.ctx.site.name:
+            return self.ctx.aws_client("route53")
+        other = SiteContext(self.ctx.inventory, site_name)
+        return other.aws_client("route53")
+
+    @activity.defn(name="cleanup_run")
+    def cleanup_run(self, plan: str, run: str, mode: str) -> CleanupOutcome:
+        """Remove everything tagged with ``run`` at this site; what is already gone counts as removed."""
+        site = self.ctx.site
+        removed: list[Resource] = []
+        if isinstance(site, VSphereSite):
+            from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
+
+            with self.ctx.vsphere() as conn:
+                for _vm, name, _tag in find_run_vms(conn, run):
+                    activity.heartbeat(name)
+                    destroy_vm(conn, name, run_id=run)
+                    removed.append(Resource(kind="vm", id=name, site=site.name))
+                # Disks of a VM that was never created (a run killed after materializing) too.
+                for folder in self._run_folders(plan, run):
+                    if delete_datastore_path(conn, site.datastore, site.datacenter, folder):
+                        removed.append(Resource(kind="datastore-dir", id=folder, site=site.name))
+        elif isinstance(site, AwsSite):
+            from seawall.providers.aws import terminate_run
+
+            result = terminate_run(self.ctx.aws_client("ec2"), run)
+            removed += [Resource(kind="instance", id=i, site=site.name) for i in result.instances]
+            removed += [Resource(kind="image", id=i, site=site.name) for i in result.images]
+            removed += [Resource(kind="ebs-snapshot", id=i, site=site.name) for i in result.snapshots]
+            removed += [Resource(kind="volume", id=i, site=site.name) for i in result.volumes]
+        return CleanupOutcome(removed=removed, dns_restored=[])
+
+    def _run_folders(self, plan_name: str, run: str) -> list[str]:
+        plan, _ = find_plan(self.settings, plan_name)
+        return [
+            target_name(
+                RecoverVMInput(plan=plan_name, run=run, mode="test", vm=v.name, target_site=plan.target_site)
+            )
+            for g in plan.groups
+            for v in g.vms
+        ]
+
+    @activity.defn(name="run_hook")
+    def run_hook(self, plan_name: str, group: str | None, name: str) -> HookOutcome:
+        plan, _ = find_plan(self.settings, plan_name)
+        hooks = list(plan.pre_hooks) + list(plan.post_hooks)
+        for g in plan.groups:
+            if group is None or g.name == group:
+                hooks += list(g.pre_hooks) + list(g.post_hooks)
+        hook = next((h for h in hooks if h.name == name), None)
+        if hook is None:
+            raise _fatal(f"plan {plan_name!r} has no hook {name!r}", "PlanInvalid")
+        started = datetime.now(UTC).isoformat()
+        timeout = hook.timeout.total_seconds()
+        try:
+            if isinstance(hook, CommandHook):
+                done = subprocess.run(
+                    hook.command, capture_output=True, text=True, timeout=timeout, check=False
+                )
+                ok = done.returncode == 0
+                detail = f"exit {done.returncode}: {(done.stdout + done.stderr).strip()[-500:]}"
+            elif isinstance(hook, HttpHook):
+                token = resolve_text(hook.credentials) if hook.credentials != "none" else None
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                answer = requests.request(hook.method, hook.url, headers=headers, timeout=timeout)
+                ok = answer.status_code < 400
+                detail = f"{hook.method} {hook.url}: {answer.status_code}"
+            else:
+                raise _fatal(f"hook {name!r} has unknown kind {hook.kind!r}", "PlanInvalid")
+        except (subprocess.TimeoutExpired, requests.RequestException, OSError) as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        outcome = HookOutcome(
+            name=name,
+            ok=ok,
+            detail=self.ctx.redact(detail),
+            started_at=started,
+            finished_at=datetime.now(UTC).isoformat(),
+        )
+        if not ok and not hook.continue_on_failure:
+            raise _fatal(f"hook {name} failed: {outcome.detail}", "HookFailed")
+        return outcome
+
+
+STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px}"
+)
+
+
+def render_html(report: RunReport) -> str:
+    """A self-contained page: summary, per-VM evidence, and a timeline of groups and VMs (inline SVG)."""
+    esc = html.escape
+    t0 = datetime.fromisoformat(report.started_at)
+    t1 = datetime.fromisoformat(report.finished_at)
+    span = max((t1 - t0).total_seconds(), 1.0)
+    bars: list[tuple[str, float, float, str]] = []
+    for g in report.groups:
+        bars.append((f"group {g.step}", _secs(g.started_at, t0), _secs(g.finished_at, t0), "#4a78c2"))
+    for v in report.vms:
+        bars.append((v.vm, _secs(v.started_at, t0), _secs(v.healthy_at, t0), "#3c9a5f"))
+    width, row = 900, 22
+    svg = [f'<svg width="{width + 200}" height="{row * len(bars) + 30}" xmlns="http://www.w3.org/2000/svg">']
+    for i, (label, a, b, color) in enumerate(bars):
+        x = 180 + a / span * width
+        w = max(2.0, (b - a) / span * width)
+        y = 10 + i * row
+        svg.append(f'<text x="0" y="{y + 14}" font-size="12">{esc(label)}</text>')
+        svg.append(
+            f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="16" fill="{color}">'
+            f"<title>{a:.1f}s - {b:.1f}s</title></rect>"
+        )
+    svg.append("</svg>")
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{esc(str(c))}</td>"
+            for c in (
+                v.vm,
+                v.target_name,
+                v.point_id,
+                v.point_created_at,
+                f"{_secs(v.started_at, datetime.fromisoformat(v.point_created_at)):.0f}s",
+                f"{(datetime.fromisoformat(v.healthy_at) - t0).total_seconds():.1f}s",
+                ", ".join(v.ips),
+                ", ".join(f"{d.name}={d.value}" for d in v.dns) or "-",
+            )
+        )
+        + "</tr>"
+        for v in report.vms
+    )
+    failed = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in report.failed_vms.items())
+    hooks = "".join(
+        f"<li>{esc(h.name)}: {'ok' if h.ok else 'failed'} — {esc(h.detail)}</li>" for h in report.hooks
+    )
+    approvals = "".join(
+        f"<li>{esc(a.gate)}: {'approved' if a.approved else 'rejected'} "
+        f"by {esc(a.by)} at {esc(a.at)} {esc(a.comment)}</li>"
+        for a in report.approvals
+    )
+    cleanup = (
+        "".join(f"<li>{esc(r.kind)} {esc(r.id)} at {esc(r.site)}</li>" for r in report.cleanup.removed)
+        if report.cleanup
+        else ""
+    )
+    title = f"Seawall {esc(report.plan)} {esc(report.run)}"
+    head = ["VM", "as", "recovery point", "point time", "achieved RPO", "time to healthy (RTO)", "IPs", "DNS"]
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>{STYLE}</style></head><body>
+<h1>Seawall run {esc(report.run)}: plan {esc(report.plan)} ({esc(report.mode)}) — {esc(report.status)}</h1>
+<p>Started {esc(report.started_at)}, finished {esc(report.finished_at)} ({span:.1f}s).</p>
+<h2>Timeline</h2>{"".join(svg)}
+<h2>Recovered VMs</h2><table><tr>{header}</tr>{rows}</table>
+<h2>Failed</h2><ul>{failed or "<li>none</li>"}</ul>
+<h2>Hooks</h2><ul>{hooks or "<li>none</li>"}</ul>
+<h2>Approvals</h2><ul>{approvals or "<li>none</li>"}</ul>
+<h2>Fencing</h2><ul>{"".join(f"<li>{esc(n)}</li>" for n in report.fencing) or "<li>not needed</li>"}</ul>
+<h2>Cleanup</h2><ul>{cleanup or "<li>none</li>"}</ul>
+</body></html>
+"""
+
+
+def _secs(iso: str, t0: datetime) -> float:
+    return (datetime.fromisoformat(iso) - t0).total_seconds()
