@@ -1,0 +1,201 @@
+"""`seawall failover | approve | abort | cleanup | report`: recovery plans as an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import webbrowser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import typer
+from rich.live import Live
+from rich.table import Table
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from seawall.cli.common import Exit, console, err_console, print_json
+from seawall.config import Settings
+from seawall.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+
+MODES = ("test", "planned", "unplanned")
+
+
+def run_id(plan: str) -> str:
+    """One failover per plan at a time: the workflow id is the plan's."""
+    return f"recover/{plan}"
+
+
+def start_link(settings: Settings, plan: str, ui: str = "http://127.0.0.1:8233") -> str:
+    """The Temporal UI's Start Workflow form, pre-filled for this plan (paste {"plan": ..., "mode": ...})."""
+    query = urlencode(
+        {
+            "workflowId": run_id(plan),
+            "taskQueue": settings.orchestration_queue,
+            "workflowType": "RecoveryPlan",
+        }
+    )
+    return f"{ui}/namespaces/{settings.temporal_namespace}/workflows/start-workflow?{query}"
+
+
+async def _client(settings: Settings) -> Client:
+    from seawall.temporal import connect
+
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        err_console.print(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+        raise typer.Exit(Exit.UNAVAILABLE) from None
+
+
+def _view(progress: dict[str, Any], plan: str) -> Table:
+    table = Table(title=f"{plan}: {progress.get('phase')}", box=None, header_style="bold")
+    table.add_column("VM")
+    table.add_column("STATE")
+    for vm, state in progress.get("vms", {}).items():
+        color = {"healthy": "green", "failed": "red", "skipped": "yellow"}.get(state, "white")
+        table.add_row(vm, f"[{color}]{state}[/{color}]")
+    if progress.get("pending_gate"):
+        table.add_row(
+            "[bold]gate[/bold]", f"waiting: seawall approve {plan} --gate {progress['pending_gate']}"
+        )
+    return table
+
+
+async def _follow(handle: WorkflowHandle[Any, RunReport], plan: str) -> RunReport:
+    result = asyncio.ensure_future(handle.result())
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        while not result.done():
+            with contextlib.suppress(RPCError):  # no worker has taken the first task yet
+                live.update(_view(await handle.query("progress"), plan))
+            await asyncio.wait([result], timeout=1.0)
+    return await result
+
+
+def failover(
+    plan: str = typer.Argument(..., help="The recovery plan's name."),
+    mode: str = typer.Option(..., "--mode", help="test | planned | unplanned"),
+    point: str | None = typer.Option(
+        None, "--point", help="Newest verified point at or before this ISO time."
+    ),
+    ttl: float | None = typer.Option(
+        None, "--ttl-hours", help="A drill's time to live (default: the plan's)."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Follow the run live until it ends."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Start a failover of a plan (one per plan at a time)."""
+    if mode not in MODES:
+        err_console.print(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
+        raise typer.Exit(Exit.BAD_INPUT)
+    settings = Settings()
+    inp = FailoverInput(plan=plan, mode=mode, point_time=point, ttl_s=ttl * 3600 if ttl else None)
+
+    async def run() -> int:
+        client = await _client(settings)
+        try:
+            handle = await client.start_workflow(
+                "RecoveryPlan",
+                inp,
+                id=run_id(plan),
+                task_queue=settings.orchestration_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                result_type=RunReport,
+            )
+        except WorkflowAlreadyStartedError:
+            err_console.print(f"a failover of {plan} is already running: see `seawall report {plan}`")
+            return Exit.FAILED
+        if not wait:
+            out = {"plan": plan, "mode": mode, "workflow_id": handle.id, "run_id": handle.result_run_id}
+            print_json(out) if as_json else console.print(out)
+            return Exit.OK
+        try:
+            report = await _follow(handle, plan)
+        except WorkflowFailureError as exc:
+            err_console.print(f"failover of {plan} failed: {exc.cause or exc}")
+            return Exit.FAILED
+        print_json(report.model_dump(mode="json")) if as_json else console.print(f"{plan}: {report.status}")
+        return Exit.OK if report.status == "completed" else Exit.FAILED
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def _update(plan: str, name: str, arg: Any) -> None:
+    settings = Settings()
+
+    async def run() -> int:
+        client = await _client(settings)
+        handle = client.get_workflow_handle(run_id(plan))
+        try:
+            answer = (
+                await handle.execute_update(name, arg)
+                if arg is not None
+                else await handle.execute_update(name)
+            )
+        except WorkflowUpdateFailedError as exc:
+            err_console.print(f"{name} refused: {exc.cause or exc}")
+            return Exit.BAD_INPUT
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                err_console.print(f"no failover of {plan} is running")
+                return Exit.BAD_INPUT
+            raise
+        console.print(answer if isinstance(answer, str) else json.dumps(answer, default=str))
+        return Exit.OK
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def approve(
+    plan: str = typer.Argument(...),
+    gate: str = typer.Option(..., "--gate", help="The gate waiting for approval."),
+    comment: str = typer.Option("", "--comment"),
+) -> None:
+    """Approve the gate a run is waiting on (recorded in the report with your user name)."""
+    _update(plan, "approve", ApproveInput(gate=gate, by=getpass.getuser(), comment=comment))
+
+
+def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
+    """Abort a running failover (a drill is cleaned up)."""
+    _update(plan, "abort", AbortInput(by=getpass.getuser(), reason=reason))
+
+
+def cleanup(plan: str = typer.Argument(...)) -> None:
+    """End a drill now: remove everything it made at the target."""
+    _update(plan, "cleanup", None)
+
+
+def report(
+    plan: str = typer.Argument(...),
+    run: str | None = typer.Option(None, "--run", help="A run id (default: the newest)."),
+    open_html: bool = typer.Option(False, "--open", help="Open the HTML report in a browser."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Print (or open) a run's report."""
+    settings = Settings()
+    folder = Path(settings.reports_dir) / plan
+    runs = sorted(folder.glob("*.json"))
+    if run is not None:
+        runs = [p for p in runs if p.stem == run]
+    if not runs:
+        err_console.print(f"no report for plan {plan!r}{' run ' + run if run else ''} in {folder}")
+        raise typer.Exit(Exit.BAD_INPUT)
+    path = runs[-1]
+    data = RunReport.model_validate_json(path.read_text())
+    if open_html:
+        webbrowser.open(path.with_suffix(".html").as_uri())
+    if as_json:
+        print_json(data.model_dump(mode="json"))
+        return
+    table = Table(title=f"{data.plan} {data.run} ({data.mode}): {data.status}", box=None, header_style="bold")
+    for col in ("VM", "AS", "POINT", "IPS", "HEALTHY AT"):
+        table.add_column(col)
+    for v in data.vms:
+        table.add_row(v.vm, v.target_name, v.point_id, ", ".join(v.ips), v.healthy_at)
+    console.print(table)
+    console.print(f"HTML: {path.with_suffix('.html')}")
