@@ -140,6 +140,7 @@ FETCH_THREADS = 4
 READ_BATCH_BLOCKS = 64  # 4 MiB reads: large enough for HTTP range reads, small for the pipeline
 CLOCK_SKEW = timedelta(minutes=5)
 ZERO_BLOCK = bytes(BLOCK)
+ZERO_VIEW = memoryview(ZERO_BLOCK)  # slicing a view compares against zeros without copying them
 SKIP = DataPathError("not read: trusted from a verified parent")
 TRUSTED = b""  # content placeholder of a block not read back (real blocks are never empty)
 
@@ -829,7 +830,7 @@ class Repository:
                         continue
                     blk = mv[k * BLOCK : k * BLOCK + L]
                     p = cursor.at(i) if cursor is not None and i < parent_n else None
-                    if h == hasher.zero_hash(L) and blk == ZERO_BLOCK[:L]:
+                    if h == hasher.zero_hash(L) and blk == ZERO_VIEW[:L]:
                         plans.append(("zero", i, h))
                         if p is not None and not p.is_zero:
                             changed += L
@@ -870,7 +871,7 @@ class Repository:
             jobs.append((blk, False))
             return ("block", i, h, fps, len(jobs) - 1), L
         nbytes = 0
-        zero_piece = ZERO_BLOCK[:PIECE]
+        zero_piece = ZERO_VIEW[:PIECE]
         for k in changed:
             piece = blk[k * PIECE : (k + 1) * PIECE]
             nbytes += len(piece)
