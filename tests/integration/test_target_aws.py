@@ -21,13 +21,14 @@ pytestmark = pytest.mark.lab
 
 
 def _clients(lab: LabInfo) -> tuple[Any, Any]:
-    kw = {
+    kw: dict[str, Any] = {
         "endpoint_url": lab.aws.endpoint_url,
         "region_name": lab.aws.region,
         "aws_access_key_id": lab.aws.access_key_id,
         "aws_secret_access_key": lab.aws.secret_access_key,
     }
-    return boto3.client("ebs", **kw), boto3.client("ec2", **kw)
+    session = boto3.session.Session()
+    return session.client("ebs", **kw), session.client("ec2", **kw)
 
 
 def _read_snapshot(ebs: Any, snapshot_id: str, size: int) -> bytes:
@@ -93,7 +94,9 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
         networks=[Network(name="aws-app", cidr=IPv4Network(lab.aws.subnet_cidrs["aws-app"]))],
     )
     nic = plan_nic(
-        NicMapping(source_network="prod-app", target_network="aws-app", ip=StaticIP(ip=address)),  # type: ignore[arg-type]
+        NicMapping(
+            source_network="prod-app", target_network="aws-app", ip=StaticIP.model_validate({"ip": address})
+        ),
         site,
         RecoveryMode.UNPLANNED,
     )

@@ -102,9 +102,8 @@ def _nic_networks(conn: VSphereConnection, vm: Any) -> list[str]:
         for _, props in conn.list_objects(vim.dvs.DistributedVirtualPortgroup, ["name", "key"])
     }
     devices = conn.properties(vm, ["config.hardware.device"])["config.hardware.device"]
-    return [
-        keys[d.backing.port.portgroupKey] for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)
-    ]
+    backings: list[Any] = [d.backing for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)]
+    return [keys[b.port.portgroupKey] for b in backings]
 
 
 def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, tmp_path: Path) -> None:
