@@ -64,6 +64,7 @@ from seawall.providers.vsphere import (
     VSphereTaskError,
     build_datastore_url,
 )
+from seawall.sources.vsphere import parse_content_range
 
 __all__ = [
     "GuestInfo",
@@ -259,13 +260,26 @@ def _url(conn: VSphereConnection, datastore: str, datacenter: str, path: str) ->
 
 
 def _head_size(session: requests.Session, url: str, timeout: float) -> int | None:
+    """The size of a datastore file, None when it does not exist."""
     response = session.head(url, timeout=timeout, allow_redirects=False)
     if response.status_code == 404:
         return None
-    if response.status_code != 200:
-        raise VSphereError(f"HEAD {url.split('?')[0]} answered {response.status_code}")
     length = response.headers.get("Content-Length")
-    return int(length) if length is not None else None
+    if response.status_code == 200 and length is not None:
+        return int(length)
+    # A file service that does not answer HEAD (or without a length): ask for one byte instead.
+    with session.get(url, headers={"Range": "bytes=0-0"}, timeout=timeout, stream=True) as ranged:
+        if ranged.status_code == 404:
+            return None
+        if ranged.status_code == 416:
+            return 0
+        if ranged.status_code == 206:
+            _, _, total = parse_content_range(ranged.headers.get("Content-Range"))
+            if total is not None:
+                return total
+        if ranged.status_code == 200 and ranged.headers.get("Content-Length") is not None:
+            return int(ranged.headers["Content-Length"])
+    raise VSphereError(f"cannot learn the size of {url.split('?')[0]} (HTTP {response.status_code})")
 
 
 def _put_small(session: requests.Session, url: str, body: bytes, timeout: float) -> None:

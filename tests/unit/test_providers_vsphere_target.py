@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import threading
 
 import pytest
+import requests
 
-from seawall.providers.vsphere_target import RunTag, _Pipe, _UploadAborted, descriptor_text
+from seawall.providers.vsphere_target import RunTag, _head_size, _Pipe, _UploadAborted, descriptor_text
 
 KiB = 1024
 
@@ -100,3 +102,42 @@ def test_run_tag_round_trips_through_the_annotation() -> None:
         "seawall.vm": "db-01",
         "seawall.mode": "test",
     }
+
+
+class _NoHead(http.server.BaseHTTPRequestHandler):
+    """A file service that refuses HEAD and serves ranges, like some datastore proxies."""
+
+    body = bytes(range(256)) * 40
+
+    def do_HEAD(self) -> None:
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/missing"):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes 0-0/{len(self.body)}")
+        self.send_header("Content-Length", "1")
+        self.end_headers()
+        self.wfile.write(self.body[:1])
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_file_size_falls_back_to_a_ranged_get_without_head() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoHead)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with requests.Session() as session:
+            assert _head_size(session, f"{base}/folder/a-flat.vmdk", 5) == len(_NoHead.body)
+            assert _head_size(session, f"{base}/missing", 5) is None
+    finally:
+        server.shutdown()
+        server.server_close()
