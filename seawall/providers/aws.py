@@ -24,6 +24,10 @@ Observed on moto 5.2 (the lab), which the code tolerates:
   fake 15 GiB root snapshot) and allows duplicate names: tags are added by ``create_tags`` after.
 - ``run_instances`` ignores ``ClientToken`` and a ``client-token`` filter makes the server fail;
   instances are found by tag instead.
+- A terminated instance keeps its private IP taken (moto frees it only when the object is garbage
+  collected, and terminated instances stay listed): a planned address can be used once per moto
+  process, and asking again answers an HTML 500 page (botocore ``ResponseParserError``), which is
+  reported as ``AwsError``. AWS frees the address on termination.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 __all__ = [
     "AwsError",
@@ -118,6 +122,10 @@ def _call(what: str, fn: Callable[[], Any]) -> Any:
         return fn()
     except ClientError as exc:
         raise AwsError(f"{what} failed: {_code(exc)}: {exc}") from exc
+    except BotoCoreError as exc:
+        # Connection failures, and endpoints that answer an error page instead of an AWS error
+        # (moto does for a private IP that is taken): still our error type, with the reason.
+        raise AwsError(f"{what} failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 # ---- EBS block regrouping ---------------------------------------------------------------------
@@ -612,6 +620,19 @@ def run_instance(
     }
     if private_ip is not None:
         params["PrivateIpAddress"] = private_ip
+        holders = _describe_instances(
+            ec2,
+            [
+                {"Name": "subnet-id", "Values": [subnet_id]},
+                {"Name": "private-ip-address", "Values": [private_ip]},
+                {"Name": "instance-state-name", "Values": [*LIVE_STATES, "shutting-down"]},
+            ],
+        )
+        if holders:
+            raise AwsError(
+                f"{private_ip} in {subnet_id} is taken by {holders[0]['InstanceId']}, "
+                "not by this run's instance"
+            )
     if security_group_ids:
         params["SecurityGroupIds"] = security_group_ids
     answer = _call("run_instances", lambda: ec2.run_instances(**params))

@@ -161,6 +161,17 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
         assert snapshot2.reused and snapshot2.snapshot_id == snapshot.snapshot_id
         assert snapshot2.blocks_written == snapshot.blocks_written
         assert (image2, instance2.instance_id) == (image, instance.instance_id)
+        # Another VM planned onto the same address is refused before anything is launched.
+        with pytest.raises(aws.AwsError, match=f"{address} in .* is taken by {instance.instance_id}"):
+            aws.run_instance(
+                ec2,
+                image_id=image,
+                subnet_id=lab.aws.subnets["aws-app"],
+                private_ip=address,
+                instance_type="t3.micro",
+                tags=tags,
+                key=f"{run}/other-vm/instance",
+            )
         made = _tagged(ec2, run)
         assert made["instances"] == [instance.instance_id]
         assert made["images"] == [image]
