@@ -274,3 +274,52 @@ def test_create_vm_needs_the_uploaded_disk(lab: LabInfo, dr: VSphereConnection) 
     finally:
         target.destroy_vm(dr, name)
         target.delete_datastore_path(dr, lab.dr.datastore, lab.dr.datacenter, name)
+
+
+def test_a_half_made_vm_and_two_disks(
+    lab: LabInfo, dr: VSphereConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A create that died after writing the .vmx is cleared on retry; every disk is attached in order."""
+    site = lab.dr
+    run = uuid.uuid4().hex[:8]
+    name = f"two-disks-{run}"
+    images = [bytes([i + 1]) * (1024 * 1024) + bytes(512 * 1024) for i in range(2)]
+
+    def writer_of(data: bytes) -> target.RestoreFn:
+        def restore(writer: target.Writer) -> object:
+            writer(0, data[: 1024 * 1024])  # the zero tail is left to the pipe
+            return None
+
+        return restore
+
+    tag = target.RunTag(plan="p", run=run, source_vm="db-01")
+    try:
+        disks = [
+            target.materialize_disk(
+                dr,
+                datastore=site.datastore,
+                datacenter=site.datacenter,
+                vm_dir=name,
+                disk_name=f"disk{i}",
+                size=len(data),
+                source_digest=f"sha256:{hashlib.sha256(data).hexdigest()}",
+                restore=writer_of(data),
+            )
+            for i, data in enumerate(images)
+        ]
+        stale = requests.put(site.datastore_url(f"{name}/{name}.vmx"), data=b"half-made", timeout=10)
+        assert stale.status_code == 200
+        placement = target.resolve_placement(dr, site.datacenter, site.datastore)
+        with caplog.at_level("WARNING", logger="seawall.providers.vsphere_target"):
+            vm = target.create_vm(
+                dr, name, placement=placement, cpus=1, memory_mib=512, disks=disks, nics=["drill"], tag=tag
+            )
+        assert "left by an earlier create" in caplog.text
+        attached = dr.vm_disks(vm)
+        assert [d.file_name for d in attached] == [d.datastore_path for d in disks]
+        for disk, data in zip(disks, images, strict=True):
+            assert (site.datastore_dir / disk.flat).read_bytes() == data
+    finally:
+        target.destroy_vm(dr, name, run_id=run)
+        target.delete_datastore_path(dr, site.datastore, site.datacenter, name)
+    assert not (site.datastore_dir / name).exists()
