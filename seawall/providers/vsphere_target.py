@@ -314,6 +314,7 @@ def materialize_disk(
     source_digest: str,
     restore: RestoreFn,
     readback: bool = False,
+    replace: bool = False,
     timeout: float = 3600.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> UploadedDisk:
@@ -324,6 +325,8 @@ def materialize_disk(
     digest of this disk) identifies the content. Idempotent: when the committed marker names the
     same digest and size and the extent on the datastore has that size, nothing is uploaded.
     ``readback`` re-reads the whole extent and compares its SHA-256 (costs a second transfer).
+    A committed copy of *other* content is not overwritten unless ``replace``: a VM may already run
+    on it, and a run never changes its recovery point half-way.
     ``on_progress(bytes_sent)`` is called about every 64 MiB (heartbeat from there).
     """
     if size < 0:
@@ -350,6 +353,12 @@ def materialize_disk(
             if readback:
                 _check_readback(session, flat_url, sha, timeout)
             return UploadedDisk(datastore, descriptor, flat, total, size, sha, source_digest, uploaded=False)
+        has_commit = marker is not None and marker.get("state") == "complete"
+        if has_commit and not replace and marker and marker.get("source_digest") != source_digest:
+            raise VSphereError(
+                f"{flat} on {datastore} already holds another recovery point "
+                f"({marker.get('source_digest')}); pass replace=True to overwrite it"
+            )
         # Whatever is there is not a committed copy of this content: say so before touching the
         # extent, so a crash mid-upload can never leave a marker that vouches for a torn file.
         _put_small(session, marker_url, json.dumps({"state": "uploading"}).encode(), small)

@@ -307,6 +307,17 @@ def test_a_half_made_vm_and_two_disks(
             )
             for i, data in enumerate(images)
         ]
+        with pytest.raises(VSphereError, match="already holds another recovery point"):
+            target.materialize_disk(
+                dr,
+                datastore=site.datastore,
+                datacenter=site.datacenter,
+                vm_dir=name,
+                disk_name="disk0",
+                size=len(images[1]),
+                source_digest="sha256:" + "0" * 64,
+                restore=writer_of(images[1]),
+            )
         stale = requests.put(site.datastore_url(f"{name}/{name}.vmx"), data=b"half-made", timeout=10)
         assert stale.status_code == 200
         placement = target.resolve_placement(dr, site.datacenter, site.datastore)
