@@ -429,10 +429,17 @@ def _put_blocks(
         finally:
             slots.release()
 
+    def failed() -> BaseException:
+        err = errors[0]
+        if isinstance(err, ClientError):
+            return AwsError(f"put_snapshot_block into {snapshot_id} failed: {_code(err)}: {err}")
+        return err
+
     def emit(index: int, data: bytes) -> None:
         nonlocal seen, first, last
         if errors:
-            raise errors[0]
+            # Stops the restore at the first failed put instead of streaming the rest of the disk.
+            raise failed()
         checksum = block_checksum(data)
         entry = (index, checksum)
         first = first or entry
@@ -465,10 +472,7 @@ def _put_blocks(
     finally:
         pool.shutdown(wait=True)
     if errors:
-        err = errors[0]
-        if isinstance(err, ClientError):
-            raise AwsError(f"put_snapshot_block into {snapshot_id} failed: {_code(err)}: {err}") from err
-        raise err
+        raise failed()
     picks = {e[0]: e for e in reservoir}
     for edge in (first, last):
         if edge is not None:

@@ -128,6 +128,7 @@ class FakeAws:
         self.tokens: dict[str, str] = {}
         self.corrupt_on_read: set[int] = set()
         self.started = 0
+        self.fail_puts: set[int] = set()
 
     # ebs
     def start_snapshot(self, VolumeSize: int, Tags: list[dict[str, str]], ClientToken: str, **_: Any) -> Any:
@@ -149,6 +150,8 @@ class FakeAws:
 
     def put_snapshot_block(self, SnapshotId: str, BlockIndex: int, BlockData: bytes, **kw: Any) -> Any:
         assert kw["ChecksumAlgorithm"] == "SHA256" and kw["DataLength"] == len(BlockData) == self.block_size
+        if BlockIndex in self.fail_puts:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "put")
         if self.snapshots[SnapshotId]["State"] != "pending":
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "not pending"}}, "put")
         if kw["Checksum"] != aws.block_checksum(BlockData):
@@ -276,3 +279,14 @@ def test_an_unverified_completed_snapshot_is_replaced() -> None:
     again = aws.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
     assert again.snapshot_id != snap.snapshot_id and not again.reused
     assert list(fake.snapshots) == [again.snapshot_id]
+
+
+def test_a_failed_block_put_is_an_aws_error_and_the_snapshot_stays_incomplete() -> None:
+    fake = FakeAws(block_size=64 * KiB)
+    disk = bytes([3]) * (1024 * KiB)
+    fake.fail_puts = {2}
+    with pytest.raises(aws.AwsError, match="put_snapshot_block into snap-0000 failed: ThrottlingException"):
+        aws.write_ebs_snapshot(
+            fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k", workers=1
+        )
+    assert fake.snapshots["snap-0000"]["State"] == "pending"
