@@ -690,7 +690,10 @@ def find_vm_or_none(conn: VSphereConnection, name: str) -> Any | None:
 
 
 def _vm_tag(conn: VSphereConnection, vm: Any) -> RunTag | None:
-    return RunTag.parse(conn.properties(vm, ["config.annotation"]).get("config.annotation"))
+    props = conn.properties(vm, ["config.annotation", "config.extraConfig"])
+    return RunTag.parse(props.get("config.annotation")) or _tag_from_extra_config(
+        props.get("config.extraConfig")
+    )
 
 
 def create_vm(
@@ -893,13 +896,33 @@ def wait_guest_ip(
 
 
 def find_run_vms(conn: VSphereConnection, run_id: str) -> list[tuple[Any, str, RunTag]]:
-    """Every VM whose Seawall tag names ``run_id``: (vm, name, tag)."""
+    """Every VM whose Seawall tag names ``run_id``: (vm, name, tag).
+
+    The annotation is what people see and may edit; ``config.extraConfig`` carries the same keys
+    out of sight, so a VM whose note an operator rewrote is still found.
+    """
     out = []
-    for obj, props in conn.list_objects(vim.VirtualMachine, ["name", "config.annotation"]):
-        tag = RunTag.parse(props.get("config.annotation"))
+    paths = ["name", "config.annotation", "config.extraConfig"]
+    for obj, props in conn.list_objects(vim.VirtualMachine, paths):
+        tag = RunTag.parse(props.get("config.annotation")) or _tag_from_extra_config(
+            props.get("config.extraConfig")
+        )
         if tag is not None and tag.run == run_id:
             out.append((obj, str(props.get("name")), tag))
     return out
+
+
+def _tag_from_extra_config(options: Any) -> RunTag | None:
+    values = {
+        str(o.key).removeprefix("seawall."): str(o.value)
+        for o in options or []
+        if str(getattr(o, "key", "")).startswith("seawall.")
+    }
+    try:
+        plan, run, vm = values.pop("plan"), values.pop("run"), values.pop("vm")
+    except KeyError:
+        return None
+    return RunTag(plan, run, vm, values)
 
 
 def destroy_vm(

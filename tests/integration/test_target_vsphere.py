@@ -198,6 +198,12 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
         assert same._moId == vm._moId
         assert not target.customize_ip(dr, vm, [nic], f"{source_vm}.corp.example.com")
         assert [n for _, n, _ in target.find_run_vms(dr, run)] == [name]
+        # An operator rewrites the note: the run still finds its VM (extraConfig carries the tag).
+        dr.run_task(
+            "edit note",
+            lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="DR drill, do not touch")),
+        )
+        assert [(n, t) for _, n, t in target.find_run_vms(dr, run)] == [(name, tag)]
         other = target.RunTag(plan="erp", run="someone-else", source_vm=source_vm)
         with pytest.raises(VSphereError, match="not made by run"):
             target.create_vm(
