@@ -6,7 +6,9 @@ The image is built from this machine's own files, so compression sees real data:
 /usr/lib (40 %), text from /usr/share (25 %), random bytes (20 %) and zero regions (15 %), laid
 out in 1-8 MiB regions. Then ``change-pct`` % of its 4 KiB blocks, chosen uniformly at random (the
 worst case for any block-granular scheme), are overwritten with random bytes, and one incremental
-cycle runs on the hash-compare path (a raw file has no CBT) into a directory store.
+cycle runs on the hash-compare path (a raw file has no CBT) into a directory store; for
+comparison the same change is shipped once more through the CBT path (64 KiB extents reported,
+as vSphere would), which reads only those extents.
 
 Baselines run in the same process on the same files, page cache warm for all of them: a plain
 sequential read, single-threaded zstd level 1 (python zstandard, 4 MiB reads), and
@@ -36,6 +38,7 @@ import zstandard
 from seawall.blockstore.directory import DirectoryStore
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.repository import MAX_CHAIN, Repository
+from seawall.sources.base import ChangedArea
 from seawall.sources.raw import RawSource
 
 MiB = 1024 * 1024
@@ -132,18 +135,39 @@ def build_image(path: Path, size: int, seed: int) -> dict[str, int]:
     return mix
 
 
-def rewrite_blocks(path: Path, size: int, pct: float, seed: int) -> int:
+def rewrite_blocks(path: Path, size: int, pct: float, seed: int) -> list[int]:
+    """Overwrite ``pct`` % of the 4 KiB blocks with random bytes; returns their offsets."""
     rng = random.Random(seed + 1)
     nblocks = size // 4096
     count = max(1, round(nblocks * pct / 100))
+    offsets = sorted(b * 4096 for b in rng.sample(range(nblocks), count))
     fd = os.open(path, os.O_WRONLY)
     try:
-        for b in rng.sample(range(nblocks), count):
-            os.pwrite(fd, rng.randbytes(4096), b * 4096)
+        for off in offsets:
+            os.pwrite(fd, rng.randbytes(4096), off)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return count * 4096
+    return offsets
+
+
+class CbtSource(RawSource):
+    """The image with vSphere-like changed block tracking: 64 KiB extents, as CBT reports them
+    (it over-reports; the data path re-hashes them at 4 KiB), merged when adjacent."""
+
+    def __init__(self, path: Path, change_id: str, changed: list[int]) -> None:
+        super().__init__(path, change_id=change_id)
+        extents: list[list[int]] = []
+        for off in changed:
+            start = off - off % 65536
+            if extents and start <= extents[-1][0] + extents[-1][1]:
+                extents[-1][1] = max(extents[-1][1], start + 65536 - extents[-1][0])
+            else:
+                extents.append([start, 65536])
+        self.areas = [ChangedArea(o, n) for o, n in extents]
+
+    def changed_areas(self, since_change_id: str) -> list[ChangedArea] | None:
+        return self.areas
 
 
 def cpu() -> float:
@@ -219,14 +243,15 @@ def run(size_mib: int, change_pct: float, workdir: Path, seed: int, threads: int
     raw_read(image)  # warm the page cache: every timing below reads from memory, like the research
     repo = Repository(store, key, threads=threads)
     t, c = time.perf_counter(), cpu()
-    with RawSource(image) as src:
+    with RawSource(image, change_id="cbt-0") as src:  # a change id, so a CBT cycle can follow
         seed_disk = repo.ship(src, "bench-vm", "disk0")
     seed_ref = repo.commit_point("bench-vm", "p0-seed", [seed_disk])
     seed_s, seed_cpu = time.perf_counter() - t, cpu() - c
     seed_stored = tree_bytes(store_dir)
 
     shutil.copyfile(image, old)
-    changed = rewrite_blocks(image, size, change_pct, seed)
+    changed_offsets = rewrite_blocks(image, size, change_pct, seed)
+    changed = len(changed_offsets) * 4096
     os.sync()
     raw_read_s = min(raw_read(image) for _ in range(3))
     c = cpu()
@@ -251,6 +276,16 @@ def run(size_mib: int, change_pct: float, workdir: Path, seed: int, threads: int
     restore_s = time.perf_counter() - t
     identical = same_files(image, restored)
     restored.unlink()
+
+    # The same change through the CBT path (what a vSphere source with CBT takes): only the
+    # reported extents are read. A second point with the seed as parent, measured like the first.
+    repo3 = Repository(store, key, threads=threads)
+    t, c = time.perf_counter(), cpu()
+    with CbtSource(image, "cbt-1", changed_offsets) as src:
+        cbt_disk = repo3.ship(src, "bench-vm", "disk0", parent=seed_ref)
+    repo3.commit_point("bench-vm", "p2-cbt", [cbt_disk], parent=seed_ref)
+    cbt_s = time.perf_counter() - t
+    cbt_identical = cbt_disk.digest == inc_disk.digest
 
     rsync_s, rsync_sent = rsync(old, image, target, [])
     rsync_b_s, rsync_b_sent = rsync(old, image, target, ["-B", "4096"])
@@ -285,6 +320,9 @@ def run(size_mib: int, change_pct: float, workdir: Path, seed: int, threads: int
         "restore_s": round(restore_s, 4),
         "restore_identical": identical,
         "restore_digest_checked": rr.digest_checked,
+        "incremental_cbt_s": round(cbt_s, 4),
+        "incremental_cbt_bytes_read": cbt_disk.bytes_read,
+        "incremental_cbt_same_digest": cbt_identical,
         "rsync_s": round(rsync_s, 4),
         "rsync_b4096_s": round(rsync_b_s, 4),
         "rsync_bytes_sent": rsync_sent,
@@ -293,6 +331,7 @@ def run(size_mib: int, change_pct: float, workdir: Path, seed: int, threads: int
         "restore_chain_bound": MAX_CHAIN,
         "incremental_vs_raw_read": round(incremental_s / raw_read_s, 3),
         "rsync_fastest_vs_incremental": round(fastest / incremental_s, 3),
+        "rsync_fastest_vs_incremental_cbt": round(fastest / cbt_s, 3),
         "stored_vs_changed": round(stored_inc / changed, 4),
         "seed_vs_zstd1_throughput": round(zstd1_s / seed_s, 3),
     }
