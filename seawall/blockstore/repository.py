@@ -718,26 +718,41 @@ class Repository:
 
     def _batches(
         self, start: int, n: int, areas: list[tuple[int, int]] | None
-    ) -> Iterator[tuple[int, int, bool]]:
-        """(b0, b1, read?) in block order covering [start, n); read runs are at most one batch."""
-        runs = [(start, n)] if areas is None else areas
-        # Checkpoints fall on batch ends, so a batch never spans more than a checkpoint interval.
+    ) -> Iterator[tuple[int, int, list[tuple[int, int]]]]:
+        """Batches (b0, b1, runs to read) tiling [start, n) in block order.
+
+        A batch reads at most READ_BATCH_BLOCKS blocks, from one run (hash-compare: the whole
+        disk) or from several small ones (CBT: scattered 64 KiB extents share a batch instead of
+        paying a batch each); blocks of [b0, b1) outside its runs are unchanged. A batch never
+        spans more than a checkpoint interval, so checkpoints keep their spacing.
+        """
         batch = max(1, min(READ_BATCH_BLOCKS, self.checkpoint_blocks))
+        span_cap = max(batch, min(self.checkpoint_blocks, 4096))
+        pieces: list[tuple[int, int, bool]] = []
         pos = start
-        for r0, r1 in runs:
+        for r0, r1 in [(start, n)] if areas is None else areas:
             r0, r1 = max(r0, pos), min(r1, n)
             if r0 >= r1:
                 continue
-            if r0 > pos:
-                yield pos, r0, False
-            b = r0
-            while b < r1:
-                e = min(r1, b + batch)
-                yield b, e, True
-                b = e
+            pieces.extend((g, min(r0, g + span_cap), False) for g in range(pos, r0, span_cap))
+            pieces.extend((b, min(r1, b + batch), True) for b in range(r0, r1, batch))
             pos = r1
-        if pos < n:
-            yield pos, n, False
+        pieces.extend((g, min(n, g + span_cap), False) for g in range(pos, n, span_cap))
+        b0, nread = start, 0
+        runs: list[tuple[int, int]] = []
+        for p0, p1, is_read in pieces:
+            grow = p1 - p0 if is_read else 0
+            if (runs or p0 > b0) and (nread + grow > batch or p1 - b0 > span_cap):
+                yield b0, p0, runs
+                b0, nread, runs = p0, 0, []
+            if is_read:
+                if runs and runs[-1][1] == p0 and nread + grow <= batch:
+                    runs[-1] = (runs[-1][0], p1)
+                else:
+                    runs.append((p0, p1))
+                nread += grow
+        if b0 < n:
+            yield b0, n, runs
 
     def _scan(
         self,
@@ -767,40 +782,49 @@ class Repository:
         readinto = getattr(source, "readinto", None)
         free: list[bytearray] = []
 
-        def read(b0: int, b1: int) -> tuple[memoryview, bytearray | None]:
-            off = b0 * BLOCK
-            want = min(size, b1 * BLOCK) - off
+        def read(runs: list[tuple[int, int]]) -> tuple[memoryview, bytearray | None]:
             buf: bytearray | None = None
+            parts: list[bytes] = []
             if readinto is not None:
                 buf = free.pop() if free else bytearray(READ_BATCH_BLOCKS * BLOCK)
-                view = memoryview(buf)[:want]
-                got = readinto(off, view)
-            else:
-                view = memoryview(source.read(off, want))
-                got = len(view)
-            if got != want:
-                raise DataPathError(f"{source.describe()}: short read at {off}: {got} of {want} bytes")
+            pos = 0
+            for r0, r1 in runs:
+                off = r0 * BLOCK
+                want = min(size, r1 * BLOCK) - off
+                if readinto is not None and buf is not None:
+                    got = readinto(off, memoryview(buf)[pos : pos + want])
+                else:
+                    parts.append(source.read(off, want))
+                    got = len(parts[-1])
+                if got != want:
+                    raise DataPathError(f"{source.describe()}: short read at {off}: {got} of {want} bytes")
+                pos += want
+            view = memoryview(buf)[:pos] if buf is not None else memoryview(b"".join(parts))
             return view, buf
 
         # Reads run one thread ahead (pread releases the GIL; xxh3 does not), so copying the next
         # 4 MiB out of the page cache or the network overlaps hashing this one.
         batches = self._batches(st.position, n, areas)
-        ahead: deque[tuple[int, int, Future[tuple[memoryview, bytearray | None]] | None]] = deque()
+        ahead: deque[
+            tuple[int, int, list[tuple[int, int]], Future[tuple[memoryview, bytearray | None]] | None]
+        ]
+        ahead = deque()
 
         def top_up() -> None:
             while len(ahead) < 3:
                 nxt = next(batches, None)
                 if nxt is None:
                     return
-                b0, b1, do_read = nxt
-                ahead.append((b0, b1, io.submit(read, b0, b1) if do_read else None))
+                b0, b1, runs = nxt
+                ahead.append((b0, b1, runs, io.submit(read, runs) if runs else None))
 
         top_up()
         while ahead:
-            b0, b1, fut_data = ahead.popleft()
+            b0, b1, runs, fut_data = ahead.popleft()
             top_up()
             plans: list[tuple[Any, ...]] = []
             jobs: list[tuple[memoryview, bool]] = []
+            buf = None
             if fut_data is None:
                 if full and cursor is not None:
                     for i in range(b0, b1):
@@ -808,41 +832,61 @@ class Repository:
                 pending.append(_Pending(b0, b1, plans, None))
             else:
                 mv, buf = fut_data.result()
-                data = mv
-                st.bytes_read += len(data)
-                hs = [xxh128(mv[o : o + BLOCK], seed=seed) for o in range(0, len(data), BLOCK)]
-                ph: list[bytes | None] = cursor.hashes(b0, min(b1, parent_n)) if cursor is not None else []
-                todo: range | list[int]
-                if full:
-                    todo = range(len(hs))
+                st.bytes_read += len(mv)
+                hs = [xxh128(mv[o : o + BLOCK], seed=seed) for o in range(0, len(mv), BLOCK)]
+                span = cursor.hashes(b0, min(b1, parent_n)) if cursor is not None else []
+                if len(runs) == 1 and runs[0] == (b0, b1):
+                    idx: range | list[int] = range(b0, b1)
+                    ph = span
                 else:
-                    # A delta layer only needs the blocks whose hash moved; one C-speed pass finds them.
-                    np_ = len(ph)
-                    todo = [k for k, h in enumerate(hs) if k >= np_ or ph[k] != h]
+                    idx = [i for r0, r1 in runs for i in range(r0, r1)]
+                    ph = [span[i - b0] if i - b0 < len(span) else None for i in idx]
+                if len(ph) < len(hs):  # blocks past the parent's end (the disk grew)
+                    ph = list(ph) + [None] * (len(hs) - len(ph))
                 changed = 0
-                for k in todo:
-                    i = b0 + k
+
+                def plan(
+                    k: int,
+                    i: int,
+                    hs: list[bytes] = hs,
+                    ph: list[bytes | None] = ph,
+                    mv: memoryview = mv,
+                    plans: list[tuple[Any, ...]] = plans,
+                    jobs: list[tuple[memoryview, bool]] = jobs,
+                ) -> int:
+                    """Plan block i (k-th read block); returns the changed bytes."""
                     h = hs[k]
                     L = block_len(size, i)
                     same_len = i < parent_n and block_len(parent_size, i) == L
-                    if same_len and k < len(ph) and ph[k] == h:
+                    if same_len and ph[k] == h:
                         plans.append(("carry", cursor.at(i) if cursor is not None else None))
-                        continue
+                        return 0
                     blk = mv[k * BLOCK : k * BLOCK + L]
                     p = cursor.at(i) if cursor is not None and i < parent_n else None
                     if h == hasher.zero_hash(L) and blk == ZERO_VIEW[:L]:
                         plans.append(("zero", i, h))
-                        if p is not None and not p.is_zero:
-                            changed += L
-                        continue
+                        return L if p is not None and not p.is_zero else 0
                     if same_len and p is not None:
-                        plan, nbytes = self._plan_pieces(hasher, i, blk, h, p, jobs)
-                        plans.append(plan)
-                        changed += nbytes
-                    else:
-                        jobs.append((blk, True))
-                        plans.append(("block", i, h, None, len(jobs) - 1))
-                        changed += L
+                        pl, nbytes = self._plan_pieces(hasher, i, blk, h, p, jobs)
+                        plans.append(pl)
+                        return nbytes
+                    jobs.append((blk, True))
+                    plans.append(("block", i, h, None, len(jobs) - 1))
+                    return L
+
+                if full:
+                    # A full layer lists every block: read ones planned, the rest carried.
+                    k = 0
+                    for i in range(b0, b1):
+                        if k < len(idx) and idx[k] == i:
+                            changed += plan(k, i)
+                            k += 1
+                        else:
+                            plans.append(("carry", cursor.at(i) if cursor is not None else None))
+                else:
+                    # A delta layer only needs the blocks whose hash moved; one C-speed pass finds them.
+                    for k in [k for k, h in enumerate(hs) if ph[k] != h]:
+                        changed += plan(k, idx[k])
                 fut = pool.submit(encode, hasher, jobs) if jobs else None
                 st.bytes_changed += changed
                 pending.append(_Pending(b0, b1, plans, fut, buf))

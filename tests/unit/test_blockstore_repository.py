@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -359,3 +360,54 @@ def test_incrementals_skip_the_store_wide_index_unless_asked() -> None:
     assert store.index_lists == 1  # an incremental does not pay O(packs) requests
     fresh.ship(BytesSource(bytes(d)), "vm", "d0", parent=p0, dedup=True)
     assert store.index_lists == 2
+
+
+@pytest.mark.parametrize("max_chain", [8, 1], ids=["delta-layer", "full-layer"])
+def test_cbt_with_many_scattered_extents(max_chain: int) -> None:
+    # Scattered extents share read batches; with max_chain=1 every point is a full layer, so
+    # unread blocks between extents are carried from the parent.
+    repo, _ = repo_of(max_chain=max_chain, checkpoint_blocks=100)
+    size = 8 * MiB + 123
+    d = image(size, seed=40)
+    sd0 = repo.ship(BytesSource(bytes(d), change_id="c0"), "vm", "d0")
+    p0 = repo.commit_point("vm", "p0", [sd0])
+    rng = random.Random(41)
+    areas = []
+    for _ in range(20):
+        off = rng.randrange(size - 5000)
+        d[off : off + 3000] = rng.randbytes(3000)
+        areas.append(ChangedArea(off - off % BLOCK, BLOCK * 2))
+    areas.append(ChangedArea(size - 10, 10))  # the partial last block
+    d[size - 10 :] = b"0123456789"
+    src = BytesSource(bytes(d), change_id="c1", areas=areas)
+    sd1 = repo.ship(src, "vm", "d0", parent=p0)
+    assert sd1.change_path == "cbt" and src.bytes_read < size / 2
+    repo.commit_point("vm", "p1", [sd1], parent=p0)
+    assert restore_bytes(repo, "vm", "p1") == bytes(d)
+    assert sd1.digest == repo.ship(BytesSource(bytes(d)), "vm", "d0", parent=p0).digest
+
+
+def test_cbt_on_a_grown_disk_reads_the_new_tail() -> None:
+    repo, _ = repo_of()
+    d = image(2 * MiB + 100, seed=42)
+    sd0 = repo.ship(BytesSource(bytes(d), change_id="c0"), "vm", "d0")
+    p0 = repo.commit_point("vm", "p0", [sd0])
+    grown = bytes(d) + os.urandom(MiB)
+    src = BytesSource(grown, change_id="c1", areas=[ChangedArea(0, 100)])
+    sd1 = repo.ship(src, "vm", "d0", parent=p0)
+    assert sd1.change_path == "cbt" and src.bytes_read < len(grown) / 2
+    repo.commit_point("vm", "p1", [sd1], parent=p0)
+    assert restore_bytes(repo, "vm", "p1") == grown
+
+
+def test_batches_tile_the_disk_and_respect_limits() -> None:
+    repo, _ = repo_of(checkpoint_blocks=300)
+    areas = [(5, 7), (7, 9), (100, 400), (1000, 1001), (5000, 5003)]
+    batches = list(repo._batches(3, 6000, areas))
+    assert batches[0][0] == 3 and batches[-1][1] == 6000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(batches))
+    for b0, b1, runs in batches:
+        assert b1 - b0 <= 300 and sum(r1 - r0 for r0, r1 in runs) <= 64
+        assert all(b0 <= r0 < r1 <= b1 for r0, r1 in runs)
+    read = sorted(i for _, _, runs in batches for r0, r1 in runs for i in range(r0, r1))
+    assert read == [*range(5, 9), *range(100, 400), 1000, 5000, 5001, 5002]
