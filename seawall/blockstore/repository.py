@@ -303,7 +303,11 @@ class Repository:
         self.codec = Codec(key, zstd_level, ring)
         self._ring = ring
         self._hashers: dict[int, Hasher] = {}
-        self.threads = max(1, threads if threads is not None else min(2, os.cpu_count() or 1))
+        # Encoder threads: one more than cores. zstd runs without the GIL, but every chunk also
+        # needs it briefly (BLAKE3, AES-GCM, piece fingerprints); a spare thread keeps both cores
+        # compressing while another waits for the GIL. Measured seed of 1 GiB on 2 cores: 2.35 s
+        # with 2 threads, 1.9 s with 3, 2.0 s with 4 (single-threaded zstd-1 alone: 1.67 s).
+        self.threads = max(1, threads if threads is not None else (os.cpu_count() or 1) + 1)
         self.pack_target = pack_target
         self.max_chain = max_chain
         self.checkpoint_blocks = checkpoint_blocks
