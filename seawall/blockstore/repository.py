@@ -137,6 +137,10 @@ CHECKPOINT_BLOCKS = 16384
 CHECKPOINT_BYTES = 64 * 1024 * 1024
 MAX_PACKS_IN_FLIGHT = 4  # 32 MiB of sealed data waiting for the store at most
 FETCH_THREADS = 4
+# CBT extents closer than this are read as one run: reading a 256 KiB gap costs less than another
+# request (an HTTP range read to a datastore, or ~20 us of per-read overhead locally), and the
+# gap's blocks are then simply found unchanged by their hashes.
+CBT_GAP_BLOCKS = 4
 READ_BATCH_BLOCKS = 64  # 4 MiB reads: large enough for HTTP range reads, small for the pipeline
 CLOCK_SKEW = timedelta(minutes=5)
 ZERO_BLOCK = bytes(BLOCK)
@@ -714,7 +718,7 @@ class Repository:
         runs.sort()
         merged: list[tuple[int, int]] = []
         for b0, b1 in runs:
-            if merged and b0 <= merged[-1][1]:
+            if merged and b0 <= merged[-1][1] + CBT_GAP_BLOCKS:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], b1))
             else:
                 merged.append((b0, b1))
