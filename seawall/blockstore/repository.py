@@ -220,6 +220,7 @@ class _ShipState:
     writer: ThreadPoolExecutor | None = None
     local: dict[bytes, ChunkRef] = field(default_factory=dict)
     use_index: bool = True
+    deduped: set[bytes] = field(default_factory=set)  # other ships' packs found via the index
     unconfirmed: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
 
     @classmethod
@@ -230,6 +231,9 @@ class _ShipState:
             part_start=journal.position,
             referenced={bytes.fromhex(p) for p in journal.packs_referenced},
             written={bytes.fromhex(p) for p in journal.packs_written},
+            # A resumed ship re-checks everything its earlier parts referenced beyond its own packs.
+            deduped={bytes.fromhex(p) for p in journal.packs_referenced}
+            - {bytes.fromhex(p) for p in journal.packs_written},
             position=journal.position,
             bytes_read=journal.bytes_read,
             bytes_changed=journal.bytes_changed,
@@ -953,7 +957,11 @@ class Repository:
     def _store_chunk(self, st: _ShipState, cid: bytes, sealed: bytes) -> ChunkRef:
         # Chunks of this ship are looked up in st.local until their pack is confirmed durable;
         # only then do they join the shared index (a failed ship leaves nothing stale behind).
-        ref = st.local.get(cid) or (self._index.get(cid) if st.use_index else None)
+        ref = st.local.get(cid)
+        if ref is None and st.use_index:
+            ref = self._index.get(cid)
+            if ref is not None and ref.pack not in st.written:
+                st.deduped.add(ref.pack)
         if ref is None:
             if not st.pack_id:
                 st.pack_id = os.urandom(16)
@@ -1116,9 +1124,9 @@ class Repository:
         if len(layers) > self.max_chain:
             raise DataPathError(f"engine error: chain of {len(layers)} layers exceeds {self.max_chain}")
         # A dedup hit may name a pack a GC removed after this repository loaded its index; never
-        # hand out a point with a hole in it.
-        foreign = {p for p in st.referenced if p not in st.written}
-        if not self._packs_exist(foreign):
+        # hand out a point with a hole in it. (Packs reached through the parent's rows need no
+        # check: the parent's manifest, or this ship's lease, keeps them.)
+        if not self._packs_exist(st.deduped):
             raise MissingObjectError(
                 "packs/...", f"session {j.session}: a deduplicated pack vanished; ship again"
             )

@@ -282,3 +282,16 @@ def test_incremental_verify_reads_only_the_newest_layer_and_still_catches_damage
     store.objects.pop("verified/vm/p0.json")
     res = repo.verify_point("vm", "p1", full=False, mark=False)
     assert res.blocks_trusted == 0 and res.chunks_checked >= 4 * MiB // BLOCK - 1 and not res.ok
+
+
+def test_a_dedup_hit_on_a_vanished_pack_is_refused() -> None:
+    # The pack disappeared behind the index's back (only a damaged store or a broken GC can do
+    # that): the ship must fail rather than commit a point with a hole in it.
+    from seawall.blockstore.errors import MissingObjectError
+
+    repo, store, data = setup()
+    victim = packs(store)[0]
+    del store.objects[victim]
+    with pytest.raises(MissingObjectError, match="vanished"):
+        repo.ship(BytesSource(data), "vm-clone", "d0")
+    assert [p.point_id for p in repo.list_points("vm-clone")] == []
