@@ -13,6 +13,7 @@ from seawall.blockstore.backend import TransientStoreError
 from seawall.blockstore.errors import (
     BadBlockError,
     CorruptObjectError,
+    MissingObjectError,
     PointNotFoundError,
     WrongKeyError,
 )
@@ -287,8 +288,6 @@ def test_incremental_verify_reads_only_the_newest_layer_and_still_catches_damage
 def test_a_dedup_hit_on_a_vanished_pack_is_refused() -> None:
     # The pack disappeared behind the index's back (only a damaged store or a broken GC can do
     # that): the ship must fail rather than commit a point with a hole in it.
-    from seawall.blockstore.errors import MissingObjectError
-
     repo, store, data = setup()
     victim = packs(store)[0]
     del store.objects[victim]
