@@ -44,7 +44,9 @@ __all__ = [
     "PayloadKeyError",
     "PayloadKeyRing",
     "UnknownPayloadKeyError",
+    "is_encrypted",
     "parse_key_refs",
+    "payload_aead_key",
 ]
 
 ENCODING = b"binary/encrypted"

@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.protobuf.message import Message
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload, WorkflowExecution
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from seawall.blockstore.keys import load_key
@@ -75,6 +76,8 @@ SDK_MARKER_KEYS = frozenset(
         "activation_index",
     }
 )
+# What resolve_protection says of a VM the inventory does not protect.
+FAILURE_TEXT = b"not protected"
 RELEASE_HEARTBEAT = asyncio.Event()
 
 
@@ -170,7 +173,7 @@ async def test_stored_histories_hold_only_ciphertext(
     ring = write_key_ring(tmp_path)
     rng = random.Random(11)
     vminfo = lab.primary.vm(VM)
-    secrets = never_in_clear(lab)
+    secrets = {**never_in_clear(lab), "failure message": FAILURE_TEXT}
     try:
         async with (
             isolated_namespace(lab.temporal.address, "seawall-codec") as namespace,
@@ -194,6 +197,19 @@ async def test_stored_histories_hold_only_ciphertext(
                 result_type=SiteProbe,
             )
             assert probe.reachable, probe.detail
+
+            # A failure's message and stack trace name things too: they travel encrypted as well, and
+            # the codec client still reads them.
+            with pytest.raises(WorkflowFailureError) as failed:
+                await client.execute_workflow(
+                    "ProtectVM",
+                    ProtectInput(vm="no-such-vm"),
+                    id="protect/no-such-vm",
+                    task_queue=queue,
+                    result_type=ProtectResult,
+                )
+            cause = failed.value.cause
+            assert FAILURE_TEXT.decode() in str(getattr(cause, "cause", None) or cause)
 
             protected = await client.execute_workflow(
                 "ProtectVM",
@@ -280,7 +296,7 @@ async def test_stored_histories_hold_only_ciphertext(
             assert encrypted_count >= 20, encrypted_count
             # The control: decrypted, the same payloads do carry what the ciphertext hid.
             assert b'"vm":"app-01"' in decoded_text.replace(b" ", b"")
-            for name in ("datastore path 0", "esx host", "replica hash seed"):
+            for name in ("datastore path 0", "esx host", "replica hash seed", "failure message"):
                 assert secrets[name] in decoded_text, name
             assert probe.detail.encode() in decoded_text
             # And the codec client reads every result back as the models the workflows returned.
