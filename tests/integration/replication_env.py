@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from seawall.config import Settings
 from seawall.lab import LabInfo
@@ -112,7 +113,10 @@ async def replication_env(
     client = await connect(settings)
     env = ReplicationEnv(client, settings)
     if not worker:
-        yield env
+        try:
+            yield env
+        finally:
+            await leave_nothing_behind(env)
         return
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
         workers = build_workers(client, list(sites), settings, pool, identity="replication-test")
@@ -120,5 +124,37 @@ async def replication_env(
         try:
             yield env
         finally:
+            # While this env's worker still runs, so cancelled cycles release their snapshots.
+            await leave_nothing_behind(env)
             await asyncio.gather(*(w.shutdown() for w in workers))
             await runs
+
+
+async def leave_nothing_behind(env: ReplicationEnv) -> None:
+    """A failed test must not leave schedules or runs that a later test's worker would pick up."""
+    client = env.client
+    for pvm in env.inventory.protected_vms:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(f"replicate/{pvm.name}").delete()
+    for store in env.inventory.replica_stores:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(f"gc/{store.name}").delete()
+    vms = {p.name for p in env.inventory.protected_vms}
+    query = f'ExecutionStatus = "Running" AND TaskQueue = "{env.settings.orchestration_queue}"'
+    running = [(wf.id, wf.run_id) async for wf in client.list_workflows(query)]
+    for vm in vms:
+        cycles = f'ExecutionStatus = "Running" AND WorkflowType = "ReplicationCycle" AND SeawallVM = "{vm}"'
+        running += [(wf.id, wf.run_id) async for wf in client.list_workflows(cycles)]
+    for wf_id, run_id in running:
+        handle = client.get_workflow_handle(wf_id, run_id=run_id)
+        with contextlib.suppress(RPCError):
+            await handle.cancel()
+    for wf_id, run_id in running:
+        handle = client.get_workflow_handle(wf_id, run_id=run_id)
+        try:
+            await asyncio.wait_for(handle.result(), timeout=20)
+        except TimeoutError:
+            with contextlib.suppress(RPCError):
+                await handle.terminate("test cleanup: cancellation did not finish")
+        except Exception:  # cancelled or failed: either way it has ended
+            pass

@@ -46,23 +46,21 @@ class _Healthz(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def stand_ins() -> Iterator[None]:
     """What the simulated VMs cannot be: listeners for the plan's checks, on loopback + offset."""
-    tcp = []
-    for port in (5432, 443):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port + PORT_OFFSET))
-        s.listen(16)
-        tcp.append(s)
-    http = ThreadingHTTPServer(("127.0.0.1", 8080 + PORT_OFFSET), _Healthz)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
+    tcp = socket.socket()
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind(("127.0.0.1", 5432 + PORT_OFFSET))  # the database: a TCP check
+    tcp.listen(16)
+    # The web (443) and app (8080) tiers: TCP and HTTP checks, so HTTP servers.
+    servers = [ThreadingHTTPServer(("127.0.0.1", port + PORT_OFFSET), _Healthz) for port in (443, 8080)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield
     finally:
-        http.shutdown()
-        http.server_close()
-        for s in tcp:
-            s.close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        tcp.close()
 
 
 def write_plan(tmp: Path, inventory: Path) -> Path:
@@ -73,7 +71,12 @@ def write_plan(tmp: Path, inventory: Path) -> Path:
     plan = yaml.safe_load((EXAMPLES / "erp-dr.yaml").read_text())
     plan["inventory"] = str(inventory)
     for group in plan["groups"]:
+        # The plan's boot delays (tens of seconds) scaled down: order is asserted, not the waiting.
+        if group.get("boot_delay"):
+            group["boot_delay"] = "2s"
         for vm in group["vms"]:
+            if vm.get("boot_delay"):
+                vm["boot_delay"] = "1s"
             for nic in vm.get("nics", []):
                 if nic.get("ip", {}).get("kind") == "translate":
                     host = {"web-01": 21, "web-02": 22}[vm["name"]]
@@ -81,6 +84,7 @@ def write_plan(tmp: Path, inventory: Path) -> Path:
             for check in vm.get("health_checks", []):
                 if check.get("scheme") == "https":
                     check["scheme"] = "http"
+                check["timeout"] = "1m"  # a broken stand-in fails the test in a minute, not the plan's 15
     folder = tmp / "plans"
     folder.mkdir(exist_ok=True)
     path = folder / f"{PLAN}.yaml"
