@@ -14,6 +14,9 @@ import asyncio
 import json
 import os
 import random
+import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +32,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from seawall.blockstore.keys import load_key
-from seawall.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec
+from seawall.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, UnknownPayloadKeyError
+from seawall.config import Settings
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk, write_blocks
 from seawall.messages import (
@@ -41,9 +45,11 @@ from seawall.messages import (
     UnprotectInput,
 )
 from seawall.status import schedule_id
+from seawall.temporal import connect
 from tests.integration.isolated_namespace import all_runs, isolated_namespace, payloads_in, raw_history
-from tests.integration.replication_env import replication_env
+from tests.integration.replication_env import replication_env, write_inventory
 
+ROOT = Path(__file__).resolve().parents[2]
 VM = "app-01"
 # Identifier fields hold names by design (the UI finds runs by them): workflow ids such as
 # ``protect/app-01``, search attributes, task queue names, and the identity of the schedule that
@@ -335,3 +341,84 @@ def strip_fields(message: Any, names: frozenset[str]) -> Any:
             for item in [value] if isinstance(value, Message) else value:
                 strip_fields(item, names)
     return message
+
+
+async def test_worker_process_encrypts_from_its_environment(
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+) -> None:
+    """``SEAWALL_PAYLOAD_KEYS`` alone turns encryption on in a ``seawall worker`` process."""
+    ring = write_key_ring(tmp_path)
+    inventory = write_inventory(tmp_path, lab_state_dir, s3_prefix="codec-env/")
+    async with isolated_namespace(lab.temporal.address, "seawall-codec-env") as namespace:
+        queue = f"seawall-orchestration-{uuid.uuid4().hex[:8]}"
+        env = {
+            **os.environ,
+            "SEAWALL_TEMPORAL_ADDRESS": lab.temporal.address,
+            "SEAWALL_TEMPORAL_NAMESPACE": namespace,
+            "SEAWALL_INVENTORY": str(inventory),
+            "SEAWALL_ORCHESTRATION_QUEUE": queue,
+            "SEAWALL_PAYLOAD_KEYS": ring,
+            "SEAWALL_GRACEFUL_SHUTDOWN_S": "2",
+        }
+        # A file, not a pipe: nobody reads a pipe once the worker is up, and a full one would block it.
+        log_path = tmp_path / "worker.log"
+        log = log_path.open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seawall.cli", "worker", "--site", "primary"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            await wait_for_text(log_path, "worker started", proc)
+            client = await connect(
+                Settings(
+                    temporal_address=lab.temporal.address, temporal_namespace=namespace, payload_keys=ring
+                )
+            )
+            wf_id = f"probe-{uuid.uuid4().hex[:8]}"
+            probe = await client.execute_workflow(
+                "ProbeSite", ProbeSiteInput(site="primary"), id=wf_id, task_queue=queue, result_type=SiteProbe
+            )
+            assert probe.reachable, probe.detail
+
+            plain = await Client.connect(lab.temporal.address, namespace=namespace)
+            events = await raw_history(plain, wf_id)
+            payloads = [p for e in events for _, p in payloads_in(e, skip=UNENCODED_FIELDS)]
+            assert payloads and all(p.metadata.get("encoding") == ENCODING for p in payloads)
+            assert probe.detail.encode() not in b"".join(e.SerializeToString() for e in events)
+
+            # A reader holding only other keys is told which key it lacks.
+            other = tmp_path / "other.key"
+            other.write_text(os.urandom(32).hex())
+            stranger = await connect(
+                Settings(
+                    temporal_address=lab.temporal.address,
+                    temporal_namespace=namespace,
+                    payload_keys=f"file:{other}#someone-else",
+                )
+            )
+            with pytest.raises(UnknownPayloadKeyError, match="history-2026"):
+                await stranger.get_workflow_handle(wf_id, result_type=SiteProbe).result()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+        assert proc.returncode == 0, log_path.read_text()
+
+
+async def wait_for_text(path: Path, text: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if text in path.read_text():
+            return
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {text!r} from the worker process:\n{path.read_text()}")
