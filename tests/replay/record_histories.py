@@ -1,6 +1,7 @@
 """Record fresh workflow histories for the replay tests (needs the lab: `seawall lab up`).
 
-    .venv/bin/python -m tests.replay.record_histories
+    .venv/bin/python -m tests.replay.record_histories          # replication, probe, GC
+    .venv/bin/python -m tests.replay.record_histories drill    # a recovery-plan drill
 
 Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
 keep the old histories and guard the change with ``workflow.patched``: the point of these files is
@@ -83,5 +84,31 @@ async def record() -> None:
     restore_disk(lab, "primary", "app-01")
 
 
+async def record_drill() -> None:
+    """A drill of the example ERP plan: RecoveryPlan and RecoverVM histories."""
+    from seawall.messages import ApproveInput
+    from tests.integration.test_recovery import protected_erp, stand_ins, start_drill, wait_progress
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with protected_erp(lab, Path(tmp), lab_config.state_dir()) as env:
+            with stand_ins():
+                handle = await start_drill(env, ttl_s=3600)
+                await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead")
+                await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="recorder"))
+                await wait_progress(handle, lambda p: str(p["phase"]).startswith("drill running"))
+                await handle.execute_update("cleanup")
+                report = await handle.result()
+            for name, wf_id in (
+                ("recovery_plan_drill", handle.id),
+                ("recover_vm", f"recover/{report.plan}/{report.run}/db-01"),
+            ):
+                history = await env.client.get_workflow_handle(wf_id).fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}: {len(history.events)} events")
+
+
 if __name__ == "__main__":
-    asyncio.run(record())
+    import sys
+
+    asyncio.run(record_drill() if sys.argv[1:] == ["drill"] else record())
