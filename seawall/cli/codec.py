@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -94,6 +95,13 @@ def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    if token is None and not ipaddress.ip_address(server.host).is_loopback:
+        err_console.print(
+            f"warning: {server.url} decrypts for anyone who can reach it and no token is required; "
+            "set SEAWALL_CODEC_TOKEN or put an authenticating proxy in front",
+            markup=False,
+            highlight=False,
+        )
     server.start()
     console.print(
         f"codec server listening on {server.url} (encrypting with key {codec.ring.active_key_id}; "
