@@ -73,8 +73,8 @@ class UnknownPayloadKeyError(PayloadDecryptError):
 
 
 def parse_key_refs(text: str) -> list[str]:
-    """Split a key reference list (commas or whitespace between references) into references."""
-    return [ref for ref in re.split(r"[,\s]+", text.strip()) if ref]
+    """Split a key reference list (commas or line breaks between references; a path may hold spaces)."""
+    return [ref.strip() for ref in re.split(r"[,\r\n]+", text) if ref.strip()]
 
 
 def payload_aead_key(key: KeyMaterial) -> bytes:

@@ -166,7 +166,7 @@ def test_key_ring_configuration_errors(tmp_path: Path, monkeypatch: pytest.Monke
         PayloadKeyRing([KeyMaterial.generate("same"), KeyMaterial.generate("same")])
     # The same key listed twice (e.g. in two overlapping deploy snippets) is harmless.
     monkeypatch.setenv("SEAWALL_TEST_PAYLOAD_KEY", os.urandom(32).hex())
-    ring = PayloadKeyRing.from_refs("env:SEAWALL_TEST_PAYLOAD_KEY#x env:SEAWALL_TEST_PAYLOAD_KEY#x")
+    ring = PayloadKeyRing.from_refs("env:SEAWALL_TEST_PAYLOAD_KEY#x,env:SEAWALL_TEST_PAYLOAD_KEY#x")
     assert ring.key_ids == ["x"]
 
 
@@ -178,9 +178,11 @@ def test_default_key_id_is_a_fingerprint_shared_by_every_process(tmp_path: Path)
     assert first.active_key_id.startswith("k-")
 
 
-def test_key_reference_lists_split_on_commas_and_whitespace() -> None:
+def test_key_reference_lists_split_on_commas_and_line_breaks() -> None:
     assert parse_key_refs("file:/a#new,file:/b#old") == ["file:/a#new", "file:/b#old"]
     assert parse_key_refs(" file:/a ,\n env:B ") == ["file:/a", "env:B"]
+    spaced = "file:/srv/dr keys/a.key#a"
+    assert parse_key_refs(f"{spaced}\nfile:/b#b\n") == [spaced, "file:/b#b"]
     assert parse_key_refs("") == []
 
 
