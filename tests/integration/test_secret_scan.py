@@ -68,11 +68,15 @@ class SecretDetector:
             "replica key (raw)": replica_raw,
             "replica key (base64)": base64.b64encode(replica_raw),
         }
-        for site in lab.vsphere.values():
-            # The credentials files themselves, compact or as the lab wrote them.
-            creds = json.loads(site.credentials_file.read_text())
-            self.exact[f"{site.site} credentials file"] = site.credentials_file.read_text().strip().encode()
-            self.exact[f"{site.site} credentials JSON"] = json.dumps(creds, separators=(",", ":")).encode()
+        files = {f"{site.site} vcsim": site.credentials_file for site in lab.vsphere.values()}
+        files |= {"aws": lab.aws.credentials_file, "azure": lab.azure.credentials_file}
+        for name, path in files.items():
+            # The credentials files themselves, as the lab wrote them or re-serialized compactly.
+            text = path.read_text()
+            self.exact[f"{name} credentials file"] = text.strip().encode()
+            self.exact[f"{name} credentials JSON"] = json.dumps(
+                json.loads(text), separators=(",", ":")
+            ).encode()
         password = re.escape(lab.primary.password)
         aws_secret = re.escape(lab.aws.secret_access_key)
         quote = r"""[\"'\\]*"""
