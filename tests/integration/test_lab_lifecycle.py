@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,19 +18,30 @@ from pathlib import Path
 
 import pytest
 import requests
+from pyVmomi import vim
 
 from seawall.lab import load_lab
 from seawall.lab.config import LabConfig
 from seawall.lab.disks import disk_pattern, write_blocks
 from seawall.lab.manager import PART_NAMES
 from seawall.lab.procs import port_open, read_cmdline, read_tracked
+from seawall.lab.vsphere import collect, connect
 
 SEAWALL = str(Path(sys.executable).parent / "seawall")
 MIB = 1024 * 1024
 
 
-def _free_offset() -> int:
-    for offset in range(30000, 40001, 1000):
+def _offsets() -> list[int]:
+    """Port offsets whose ports are free now, in random order.
+
+    Every port stays below the kernel's ephemeral range (32768+), where Temporal's randomly chosen
+    HTTP and metrics ports and every client socket live; the random order keeps two runs of this
+    test (two engineers, one machine) from racing for the same ports.
+    """
+    candidates = list(range(11000, 12700, 50))
+    random.shuffle(candidates)
+    free = []
+    for offset in candidates:
         cfg = LabConfig(port_offset=offset)
         ports = [
             cfg.temporal_port,
@@ -40,8 +52,8 @@ def _free_offset() -> int:
             cfg.azurite_port,
         ]
         if not any(port_open("127.0.0.1", p) for p in ports):
-            return offset
-    raise RuntimeError("no free port range for a private lab")
+            free.append(offset)
+    return free
 
 
 @pytest.fixture
@@ -74,15 +86,27 @@ def _status(state: Path) -> dict[str, dict[str, object]]:
 
 def test_crash_restart_down_purge(private_lab: Path) -> None:
     state = private_lab
-    offset = _free_offset()
-    began = time.monotonic()
-    up = _lab(state, "up", "--port-offset", str(offset), "--vms", "2", "--disk-mib", "1", "--json")
+    for offset in _offsets()[:3]:
+        began = time.monotonic()
+        up = _lab(state, "up", "--port-offset", str(offset), "--vms", "6", "--disk-mib", "1", "--json")
+        if up.returncode == 0 or "already in use" not in up.stderr:
+            break
+        _lab(state, "down", "--purge")  # lost a race for a port: another range
     assert up.returncode == 0, up.stderr
     cold = time.monotonic() - began
     lab = load_lab(state)
-    assert lab.primary.vm_names == ["web-01", "web-02"]
+    assert lab.primary.vm_names == ["web-01", "web-02", "app-01", "app-02", "db-01", "vm-06"]
     assert lab.primary.port == 8989 + offset and lab.disk_size == MIB
     assert cold < 60
+    with connect(lab.primary.port) as si:
+        rows = collect(si, vim.VirtualMachine, ["name", "runtime.powerState", "config.hardware.device"])
+    # Nobody else uses this lab, so what `up` did is still there to see: every VM on, db-01 with the
+    # data disk that ReconfigVM added.
+    assert {r["name"] for r in rows} == set(lab.primary.vm_names)
+    for row in rows:
+        assert row["runtime.powerState"] == "poweredOn", row["name"]
+        disks = [d for d in row["config.hardware.device"] if isinstance(d, vim.vm.device.VirtualDisk)]
+        assert [d.capacityInBytes for d in disks] == [MIB] * (2 if row["name"] == "db-01" else 1)
 
     # A guest writes; then the primary vCenter dies.
     write_blocks(lab, "primary", "web-01", 4096, b"\x5a" * 4096)

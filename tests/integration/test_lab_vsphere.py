@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -49,7 +48,6 @@ def test_primary_site_inventory(lab: LabInfo, connect: Connect) -> None:
     assert site.vm_names[:5] == list(DEFAULT_VMS)
     # Other tests add VMs of their own here; the lab's are checked by name.
     rows = {r["name"]: r for r in collect(si, vim.VirtualMachine, ["name", "config.hardware.device"])}
-    events: Any = si.RetrieveContent().eventManager
     for name in site.vm_names:
         row = rows[name]
         disks = [d for d in row["config.hardware.device"] if isinstance(d, vim.vm.device.VirtualDisk)]
@@ -57,12 +55,8 @@ def test_primary_site_inventory(lab: LabInfo, connect: Connect) -> None:
         for disk in disks:
             assert disk.capacityInBytes == lab.disk_size
             assert disk.backing.fileName.startswith("[ds-primary] ")
-        # Powered on by the lab: the event says so even if a failover test has since shut it down.
-        spec = vim.event.EventFilterSpec(
-            entity=vim.event.EventFilterSpec.ByEntity(entity=row["obj"], recursion="self"),
-            eventTypeId=["VmPoweredOnEvent"],
-        )
-        assert events.QueryEvents(spec), f"{name} was never powered on"
+    # Power state is checked on the private lab (test_lab_lifecycle): here failover tests may have
+    # shut VMs down on purpose, and vcsim's event history is too short to prove what happened at up.
     assert site.vm("db-01").disks[1].datastore_path == "[ds-primary] db-01/db-01_1.vmdk"
 
 
