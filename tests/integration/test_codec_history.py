@@ -232,6 +232,11 @@ async def test_stored_histories_hold_only_ciphertext(
 
             plain = await Client.connect(lab.temporal.address, namespace=namespace)
             assert plain.data_converter.payload_codec is None
+            # The schedule keeps the input of every future cycle; the worker's client sealed it too.
+            schedule = (await plain.get_schedule_handle(schedule_id(VM)).describe()).raw_description
+            cycle_input = list(schedule.schedule.action.start_workflow.input.payloads)
+            assert cycle_input and all(p.metadata["encoding"] == ENCODING for p in cycle_input)
+            assert VM.encode() not in b"".join(p.data for p in cycle_input)
 
             # A heartbeat, read back while its activity still runs, as the UI's pending-activity view does.
             detail = {"vm": VM, "datastore_path": vminfo.disks[0].datastore_path, "host": vminfo.host}
