@@ -360,25 +360,25 @@ def describe(spec: SiteSpec) -> VSphereSiteInfo:
     ours = sorted((r for r in vm_rows if r["name"] in spec.vms), key=lambda r: spec.vms.index(r["name"]))
     vms: list[LabVM] = []
     for row in ours:
+        devices = [
+            d for d in row.get("config.hardware.device", []) if isinstance(d, vim.vm.device.VirtualDisk)
+        ]
+        devices.sort(key=lambda d: (d.controllerKey, d.unitNumber))
         disks = []
-        for dev in row.get("config.hardware.device", []):
-            if not isinstance(dev, vim.vm.device.VirtualDisk):
-                continue
-            backing: Any = dev.backing
-            path = backing.fileName  # "[ds-primary] web-01/web-01.vmdk"
-            rel = path.split("] ", 1)[1]
-            flat = rel.replace(".vmdk", "-flat.vmdk")
+        for index, dev in enumerate(devices[: spec.disk_count(row["name"])]):
+            # The base disk's names, not the current backing's: while a snapshot exists the backing
+            # is its delta file, and LabInfo must keep pointing at the disk the lab made and filled.
+            descriptor, flat = _disk_names(row["name"], index)
             disks.append(
                 LabDisk(
                     label=dev.deviceInfo.label if dev.deviceInfo else f"disk {dev.unitNumber}",
                     unit=dev.unitNumber,
-                    datastore_path=path,
+                    datastore_path=f"[{spec.datastore}] {descriptor}",
                     flat_name=flat,
                     file=spec.datastore_dir / flat,
                     capacity_bytes=dev.capacityInBytes or dev.capacityInKB * 1024,
                 )
             )
-        disks.sort(key=lambda d: d.unit)
         networks = [net_names.get(n._moId, n._moId) for n in row.get("network", [])]
         vms.append(
             LabVM(
