@@ -37,12 +37,24 @@ def _absolute_refs(node: Any, base: Path) -> Any:
     return node
 
 
-def write_inventory(tmp: Path, lab_state: Path, *, s3_prefix: str) -> Path:
-    """The example inventory, with its own replica directory and S3 prefix, lab secrets by absolute path."""
+def write_inventory(tmp: Path, lab_state: Path, *, s3_prefix: str, lab: LabInfo | None = None) -> Path:
+    """The example inventory, with its own replica directory and S3 prefix, lab secrets by absolute path,
+    and the endpoints of the lab actually running (a second lab runs with a port offset)."""
     data = yaml.safe_load((EXAMPLES / "inventory.yaml").read_text())
     data = _absolute_refs(data, EXAMPLES)
     text = yaml.safe_dump(data).replace(str((ROOT / ".seawall" / "lab").resolve()), str(lab_state))
     data = yaml.safe_load(text)
+    if lab is not None:
+        for site in data["sites"]:
+            if site["kind"] == "vsphere" and site["name"] in lab.vsphere:
+                site["port"] = lab.vsphere[site["name"]].port
+            if site["kind"] == "aws":
+                site["endpoint_url"] = lab.s3.endpoint_url
+        for store in data["replica_stores"]:
+            if store["kind"] == "s3":
+                store["endpoint_url"] = lab.s3.endpoint_url
+            if store["kind"] == "azure":
+                store["account_url"] = lab.azure.blob_endpoint
     for store in data["replica_stores"]:
         if store["kind"] == "directory":
             store["path"] = str(tmp / "replica")
@@ -98,7 +110,7 @@ async def replication_env(
     namespace)."""
     tmp.mkdir(parents=True, exist_ok=True)
     if inventory is None:
-        inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/")
+        inventory = write_inventory(tmp, lab_state, s3_prefix=f"test-{uuid.uuid4().hex[:8]}/", lab=lab)
     settings = Settings(
         temporal_address=lab.temporal.address,
         inventory=inventory,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import threading
 from collections.abc import Iterator
@@ -31,7 +32,25 @@ from tests.integration.replication_env import EXAMPLES, ReplicationEnv, replicat
 
 PLAN = "erp-dr"
 VMS = ["db-01", "app-01", "app-02", "web-01", "web-02"]
-PORT_OFFSET = 30000
+CHECK_PORTS = (5432, 443, 8080)
+
+
+def free_offset() -> int:
+    """A port offset at which every check port is free on loopback (tests may run side by side)."""
+    rng = random.Random()
+    for _ in range(50):
+        offset = rng.randrange(20000, 40000, 10)
+        try:
+            for port in CHECK_PORTS:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no free port offset for the health-check stand-ins")
+
+
+PORT_OFFSET = free_offset()
 
 
 class _Healthz(BaseHTTPRequestHandler):
