@@ -13,27 +13,29 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seawall.config import Settings
+from seawall.lab import LabInfo
 from seawall.messages import ProbeSiteInput, SiteProbe
 from seawall.routing import ORCHESTRATION_QUEUE
 from seawall.temporal import connect
+from tests.integration.replication_env import write_inventory
 from workers.main import build_workers
 from workflows.probe import ProbeSiteWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _settings(lab: object, queue: str) -> Settings:
+def _settings(lab: LabInfo, queue: str, tmp: Path) -> Settings:
     return Settings(
-        temporal_address=lab.temporal.address,  # type: ignore[attr-defined]
-        inventory=ROOT / "examples" / "inventory.yaml",
+        temporal_address=lab.temporal.address,
+        inventory=write_inventory(tmp, Path(lab.state_dir), s3_prefix="probe/", lab=lab),
         orchestration_queue=queue,
         graceful_shutdown_s=2,
     )
 
 
-async def test_probe_runs_on_the_sites_own_worker(lab: object) -> None:
+async def test_probe_runs_on_the_sites_own_worker(lab: LabInfo, tmp_path: Path) -> None:
     queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
-    settings = _settings(lab, queue)
+    settings = _settings(lab, queue, tmp_path)
     client = await connect(settings)
     with ThreadPoolExecutor(max_workers=4) as pool:
         workers = build_workers(client, ["primary", "aws"], settings, pool, identity="probe-test")
@@ -75,11 +77,11 @@ async def test_probe_runs_on_the_sites_own_worker(lab: object) -> None:
             await run
 
 
-def test_worker_process_drains_and_exits_cleanly_on_sigterm(lab: object) -> None:
+def test_worker_process_drains_and_exits_cleanly_on_sigterm(lab: LabInfo, tmp_path: Path) -> None:
     env = dict(os.environ)
     env.update(
-        SEAWALL_TEMPORAL_ADDRESS=lab.temporal.address,  # type: ignore[attr-defined]
-        SEAWALL_INVENTORY=str(ROOT / "examples" / "inventory.yaml"),
+        SEAWALL_TEMPORAL_ADDRESS=lab.temporal.address,
+        SEAWALL_INVENTORY=str(write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="probe/", lab=lab)),
         SEAWALL_ORCHESTRATION_QUEUE=f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}",
         SEAWALL_GRACEFUL_SHUTDOWN_S="2",
     )
