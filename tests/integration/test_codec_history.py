@@ -11,6 +11,7 @@ codec, and the decoded payloads do hold those values: the scan looked where they
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -33,9 +34,11 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from seawall.blockstore.keys import load_key
 from seawall.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, UnknownPayloadKeyError
+from seawall.codec_server import CodecServer
 from seawall.config import Settings
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk, write_blocks
+from seawall.lab.temporal import temporal_binary
 from seawall.messages import (
     CycleResult,
     ProbeSiteInput,
@@ -395,6 +398,18 @@ async def test_worker_process_encrypts_from_its_environment(
             assert payloads and all(p.metadata.get("encoding") == ENCODING for p in payloads)
             assert probe.detail.encode() not in b"".join(e.SerializeToString() for e in events)
 
+            # The `temporal` CLI, a codec-server client of its own (as the Web UI is), shows the run
+            # decoded through `seawall codec serve`'s protocol, and only with the token.
+            codec = EncryptionCodec.from_refs(ring)
+            with CodecServer(codec, port=0, token="cli-codec-token") as codec_server:
+                rc, shown = await show_with_codec(
+                    lab, namespace, wf_id, codec_server.url, "Bearer cli-codec-token"
+                )
+                assert rc == 0, shown
+                assert completed_result(shown) == probe.model_dump(mode="json")
+                rc, denied = await show_with_codec(lab, namespace, wf_id, codec_server.url, "Bearer wrong")
+                assert rc != 0, denied
+
             # A reader holding only other keys is told which key it lacks.
             other = tmp_path / "other.key"
             other.write_text(os.urandom(32).hex())
@@ -429,3 +444,41 @@ async def wait_for_text(path: Path, text: str, proc: subprocess.Popen[str], time
             break
         await asyncio.sleep(0.2)
     raise AssertionError(f"no {text!r} from the worker process:\n{path.read_text()}")
+
+
+async def show_with_codec(
+    lab: LabInfo, namespace: str, workflow_id: str, endpoint: str, auth: str
+) -> tuple[int, str]:
+    """``temporal workflow show --output json`` through a codec endpoint: exit status and output."""
+    proc = await asyncio.create_subprocess_exec(
+        str(temporal_binary()),
+        "workflow",
+        "show",
+        "--workflow-id",
+        workflow_id,
+        "--namespace",
+        namespace,
+        "--address",
+        lab.temporal.address,
+        "--codec-endpoint",
+        endpoint,
+        "--codec-auth",
+        auth,
+        "--output",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return int(proc.returncode or 0), out.decode()
+
+
+def completed_result(history_json: str) -> object:
+    """The decoded result of a run from its history in protobuf JSON (payload fields base64)."""
+    for event in json.loads(history_json)["events"]:
+        attrs = event.get("workflowExecutionCompletedEventAttributes")
+        if attrs:
+            (payload,) = attrs["result"]["payloads"]
+            assert base64.b64decode(payload["metadata"]["encoding"]) == b"json/plain", payload
+            return json.loads(base64.b64decode(payload["data"]))
+    raise AssertionError("no WorkflowExecutionCompleted event in the history")
