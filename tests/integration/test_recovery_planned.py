@@ -1,0 +1,84 @@
+"""Planned failover to the DR vCenter: sources stopped, a final cycle, zero data loss, DNS moved."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from temporalio.common import WorkflowIDConflictPolicy
+
+from seawall.lab import LabInfo
+from seawall.lab.disks import read_disk, restore_disk, write_blocks
+from seawall.messages import ApproveInput, FailoverInput, RunReport
+from seawall.providers.vsphere import VSphereConnection
+from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
+from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins, wait_progress
+from tests.integration.test_recovery_aws import aws, set_primary_power
+
+
+def dr_flat_files(lab: LabInfo, vm: str) -> list[Path]:
+    folder = Path(lab.vsphere["dr"].datastore_dir) / vm
+    return sorted(p for p in folder.glob("*-flat.vmdk"))
+
+
+async def test_planned_failover_loses_nothing_written_before_the_stop(
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+) -> None:
+    marker = b"LAST-WRITE-BEFORE-FAILOVER " + os.urandom(16).hex().encode()
+    offset = 512 * 1024  # inside the first disk, away from the header
+    report: RunReport | None = None
+    try:
+        async with protected_erp(lab, tmp_path, lab_state_dir) as env:
+            # The guest's last write lands after the last scheduled cycle: only the final cycle of a
+            # planned failover can carry it over.
+            write_blocks(lab, "primary", "db-01", offset, marker)
+            expected = read_disk(lab, "primary", "db-01")
+            with stand_ins():
+                handle = await env.client.start_workflow(
+                    "RecoveryPlan",
+                    FailoverInput(plan=PLAN, mode="planned"),
+                    id=f"recover/{PLAN}",
+                    task_queue=env.settings.orchestration_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    result_type=RunReport,
+                )
+                await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=240)
+                await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="dave"))
+                report = await asyncio.wait_for(handle.result(), timeout=300)
+
+        assert report is not None
+        assert report.status == "completed", report.failed_vms
+        assert [v.vm for v in report.vms] == VMS
+        assert all(n.endswith("powered off at primary") for n in report.fencing), report.fencing
+        # Zero data loss: the recovered disk is the source disk as it was when it stopped.
+        db = next(v for v in report.vms if v.vm == "db-01")
+        assert db.target_name == "db-01"
+        recovered = dr_flat_files(lab, "db-01")[0].read_bytes()
+        assert marker in recovered
+        assert recovered[: len(expected)] == expected
+        # DNS now points at the DR addresses, and the previous values were recorded for failback.
+        r53 = aws(lab, "route53")
+        zone = next(
+            z["Id"] for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "corp.example.com."
+        )
+        records = {
+            (r["Name"].rstrip("."), r["Type"]): [x["Value"] for x in r.get("ResourceRecords", [])]
+            for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+        }
+        assert records[("db.corp.example.com", "A")] == ["10.2.3.10"]
+        assert [d.name for d in db.dns] == ["db.corp.example.com"]
+    finally:
+        set_primary_power(lab, on=True)
+        vminfo = next(v for v in lab.vsphere["primary"].vms if v.name == "db-01")
+        for index in range(len(vminfo.disks)):
+            restore_disk(lab, "primary", "db-01", index)
+        if report is not None:
+            site = lab.vsphere["dr"]
+            with VSphereConnection(
+                site.host, site.user, site.password, port=site.port, protocol="http"
+            ) as conn:
+                for _vm, name, _tag in find_run_vms(conn, report.run):
+                    destroy_vm(conn, name, run_id=report.run)
+                for vm in VMS:
+                    delete_datastore_path(conn, site.datastore, site.datacenter, vm)
