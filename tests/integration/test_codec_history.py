@@ -356,7 +356,7 @@ async def test_worker_process_encrypts_from_its_environment(
 ) -> None:
     """``SEAWALL_PAYLOAD_KEYS`` alone turns encryption on in a ``seawall worker`` process."""
     ring = write_key_ring(tmp_path)
-    inventory = write_inventory(tmp_path, lab_state_dir, s3_prefix="codec-env/")
+    inventory = write_inventory(tmp_path, lab_state_dir, s3_prefix="codec-env/", lab=lab)
     async with isolated_namespace(lab.temporal.address, "seawall-codec-env") as namespace:
         queue = f"seawall-orchestration-{uuid.uuid4().hex[:8]}"
         env = {

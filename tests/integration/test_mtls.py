@@ -315,7 +315,7 @@ async def test_mtls_worker_and_client_run_a_workflow_and_others_are_refused(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inventory = write_inventory(tmp_path, lab_state_dir, s3_prefix="mtls/")
+    inventory = write_inventory(tmp_path, lab_state_dir, s3_prefix="mtls/", lab=lab)
     async with mtls_temporal(pki, tmp_path / "temporal") as port:
         # Configured exactly as a deployment would: the environment, through Settings.
         monkeypatch.setenv("SEAWALL_TEMPORAL_ADDRESS", f"127.0.0.1:{port}")

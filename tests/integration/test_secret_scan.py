@@ -133,8 +133,8 @@ def test_the_detector_flags_every_leak_shape(lab: LabInfo) -> None:
         assert not detect.scan("sample", text), text
 
 
-def inventory_with_credentialed_stores(tmp: Path, lab_state: Path) -> Path:
-    path = write_inventory(tmp, lab_state, s3_prefix=f"secret-scan-{uuid.uuid4().hex[:8]}/")
+def inventory_with_credentialed_stores(lab: LabInfo, tmp: Path, lab_state: Path) -> Path:
+    path = write_inventory(tmp, lab_state, s3_prefix=f"secret-scan-{uuid.uuid4().hex[:8]}/", lab=lab)
     data = yaml.safe_load(path.read_text())
     for pvm in data["protected_vms"]:
         if pvm["name"] in STORES:
@@ -159,7 +159,7 @@ async def test_no_secret_in_histories_logs_or_status(
     for name in OUR_LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     detect = SecretDetector(lab)
-    inventory = inventory_with_credentialed_stores(tmp_path, lab_state_dir)
+    inventory = inventory_with_credentialed_stores(lab, tmp_path, lab_state_dir)
     rng = random.Random(5)
     scanned: dict[str, int] = {}
     findings: list[Finding] = []
