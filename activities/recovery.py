@@ -24,6 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
+from seawall import failpoints
 from seawall.blockstore.backend import StoreError
 from seawall.blockstore.errors import DataPathError
 from seawall.config import Settings
@@ -313,6 +314,7 @@ class RecoveryActivities:
                     )
                     uploaded.append(disk.__dict__)
                     activity.heartbeat({"disk": dm.disk, "done": True})
+                    failpoints.hit("materialize.disk_done", {"vm": inp.vm, "disk": dm.disk})
         elif isinstance(site, AwsSite):
             from seawall.providers.aws import ResourceTags, register_image, write_ebs_snapshot
 
@@ -374,6 +376,7 @@ class RecoveryActivities:
                     nics=nics,
                     tag=RunTag(plan=plan.name, run=inp.run, source_vm=inp.vm),
                 )
+                failpoints.hit("create_target_vm.created", {"vm": inp.vm, "name": name})
                 customize_ip(conn, vm, nics, pv.hostname or inp.vm)
                 power_on(conn, vm)
             return TargetVM(name=name, ips=ips, resources=[Resource(kind="vm", id=name, site=site.name)])
@@ -524,6 +527,7 @@ class RecoveryActivities:
                     activity.heartbeat(name)
                     destroy_vm(conn, name, run_id=run)
                     removed.append(Resource(kind="vm", id=name, site=site.name))
+                    failpoints.hit("cleanup_run.destroyed", {"vm": name})
                 # Disks of a VM that was never created (a run killed after materializing) too.
                 for folder in self._run_folders(plan, run):
                     if delete_datastore_path(conn, site.datastore, site.datacenter, folder):
