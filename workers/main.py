@@ -131,6 +131,7 @@ def run_worker(sites: Sequence[str], *, orchestration: bool = True) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     asyncio.run(serve(sites, orchestration=orchestration))
+    logging.shutdown()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,20 @@ app.command("report")(recovery_cmd.report)
 
 
 def main() -> None:
-    app()
+    import os
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    # The Temporal SDK's native runtime can abort the interpreter's own teardown (SIGABRT in
+    # PyGILState_Release, temporalio/sdk-python#300), turning a clean exit into -6: flush what we
+    # printed and leave without running it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ from enum import IntEnum
 from typing import Any
 
 from rich.console import Console
+from temporalio.client import Client
+
+from seawall.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,3 +27,20 @@ class Exit(IntEnum):
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+async def temporal_client(settings: Settings) -> Client:
+    """The Temporal client for a command; configuration and connection errors end it with a clear line."""
+    import typer
+
+    from seawall.codec import PayloadKeyError
+    from seawall.temporal import TemporalConfigError, connect
+
+    try:
+        return await connect(settings)
+    except (TemporalConfigError, PayloadKeyError) as exc:
+        err_console.print(f"configuration: {exc}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    except RuntimeError as exc:
+        err_console.print(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
+        raise typer.Exit(Exit.UNAVAILABLE) from None

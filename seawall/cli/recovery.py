@@ -14,12 +14,12 @@ from urllib.parse import urlencode
 import typer
 from rich.live import Live
 from rich.table import Table
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.cli.common import Exit, console, err_console, print_json
+from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.config import Settings
 from seawall.messages import AbortInput, ApproveInput, FailoverInput, RunReport
 
@@ -41,16 +41,6 @@ def start_link(settings: Settings, plan: str, ui: str = "http://127.0.0.1:8233")
         }
     )
     return f"{ui}/namespaces/{settings.temporal_namespace}/workflows/start-workflow?{query}"
-
-
-async def _client(settings: Settings) -> Client:
-    from seawall.temporal import connect
-
-    try:
-        return await connect(settings)
-    except RuntimeError as exc:
-        err_console.print(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
-        raise typer.Exit(Exit.UNAVAILABLE) from None
 
 
 def _view(progress: dict[str, Any], plan: str) -> Table:
@@ -97,7 +87,7 @@ def failover(
     inp = FailoverInput(plan=plan, mode=mode, point_time=point, ttl_s=ttl * 3600 if ttl else None)
 
     async def run() -> int:
-        client = await _client(settings)
+        client = await temporal_client(settings)
         try:
             handle = await client.start_workflow(
                 "RecoveryPlan",
@@ -129,7 +119,7 @@ def _update(plan: str, name: str, arg: Any) -> None:
     settings = Settings()
 
     async def run() -> int:
-        client = await _client(settings)
+        client = await temporal_client(settings)
         handle = client.get_workflow_handle(run_id(plan))
         try:
             answer = (

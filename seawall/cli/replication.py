@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.cli.common import Exit, console, err_console, print_json
+from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.config import Settings
 from seawall.messages import ProtectInput, ProtectResult, UnprotectInput
 from seawall.models import Inventory
@@ -48,16 +48,6 @@ def _known_vm(inv: Inventory, vm: str, settings: Settings) -> None:
         raise typer.Exit(Exit.BAD_INPUT)
 
 
-async def _client(settings: Settings) -> Client:
-    from seawall.temporal import connect
-
-    try:
-        return await connect(settings)
-    except RuntimeError as exc:
-        err_console.print(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
-        raise typer.Exit(Exit.UNAVAILABLE) from None
-
-
 def protect(
     vm: str = typer.Argument(..., help="A VM listed under protected_vms in the inventory."),
     policy: str | None = typer.Option(None, "--policy", help="Override the inventory's policy."),
@@ -74,7 +64,7 @@ def protect(
         raise typer.Exit(Exit.BAD_INPUT)
 
     async def run() -> int:
-        client = await _client(settings)
+        client = await temporal_client(settings)
         # A fixed id per VM: protecting twice while a seed runs attaches to the running one.
         handle = await client.start_workflow(
             "ProtectVM",
@@ -145,7 +135,7 @@ def unprotect(
     _known_vm(inv, vm, settings)
 
     async def run() -> int:
-        client = await _client(settings)
+        client = await temporal_client(settings)
         try:
             deleted = await client.execute_workflow(
                 "UnprotectVM",
@@ -175,7 +165,7 @@ def replicate_now(
     _known_vm(inv, vm, settings)
 
     async def run() -> int:
-        client = await _client(settings)
+        client = await temporal_client(settings)
         try:
             # Through the schedule, not a direct start: its overlap policy keeps one cycle at a time.
             await client.get_schedule_handle(schedule_id(vm)).trigger()
@@ -206,7 +196,7 @@ def status(
     inv = _inventory(settings)
 
     async def collect() -> list[VMStatus]:
-        client = await _client(settings)
+        client = await temporal_client(settings)
         return list(await asyncio.gather(*(vm_status(client, inv, p.name) for p in inv.protected_vms)))
 
     while True:
