@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ class WorkerProcess:
         sites: tuple[str, ...] = ("primary",),
         failpoints: str = "",
         failpoint_dir: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``extra_env``: more SEAWALL_* settings (plans and reports folders, health-check redirect)."""
         env = dict(os.environ)
         env.update(
             SEAWALL_TEMPORAL_ADDRESS=settings.temporal_address,
@@ -39,6 +42,7 @@ class WorkerProcess:
         )
         if settings.checkpoint_mib is not None:
             env["SEAWALL_CHECKPOINT_MIB"] = str(settings.checkpoint_mib)
+        env.update(extra_env or {})
         env.pop("SEAWALL_FAILPOINTS", None)
         if failpoints:
             env["SEAWALL_FAILPOINTS"] = failpoints
