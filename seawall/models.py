@@ -455,6 +455,10 @@ class S3Store(ReplicaStore):
 class AzureStore(ReplicaStore):
     kind: Literal["azure"] = "azure"
     container: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+    # One replica per key: stores sealed with different keys share a container under different prefixes.
+    prefix: Annotated[str, Field(pattern=r"^([^/].*/)?$")] = Field(
+        default="", description="blob name prefix ending in '/', or empty"
+    )
     account_url: HttpUrlStr | None = None
     connection_string: SecretRef | None = Field(
         default=None, description="a reference to a connection string, instead of account_url + credentials"
@@ -470,7 +474,8 @@ class AzureStore(ReplicaStore):
 
     @property
     def location(self) -> str:
-        return f"azure {self.account_url or 'connection string'} container {self.container}"
+        where = f"azure {self.account_url or 'connection string'} container {self.container}"
+        return f"{where} prefix {self.prefix}" if self.prefix else where
 
 
 AnyReplicaStore = Annotated[DirectoryStore | S3Store | AzureStore, Field(discriminator="kind")]

@@ -42,10 +42,15 @@ def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
         from seawall.blockstore.azure import AzureBlobStore
 
         if spec.connection_string is not None:
-            backend = AzureBlobStore(spec.container, connection_string=resolve_text(spec.connection_string))
+            backend = AzureBlobStore(
+                spec.container, spec.prefix, connection_string=resolve_text(spec.connection_string)
+            )
         else:
             backend = AzureBlobStore(
-                spec.container, account_url=spec.account_url, credential=_azure_credential(spec.credentials)
+                spec.container,
+                spec.prefix,
+                account_url=spec.account_url,
+                credential=_azure_credential(spec.credentials),
             )
         return RetryingStore(backend)
     raise ValueError(f"replica store {store_name!r} has unsupported kind {spec.kind!r}")

@@ -58,8 +58,8 @@ def write_inventory(tmp: Path, lab_state: Path, *, s3_prefix: str, lab: LabInfo 
     for store in data["replica_stores"]:
         if store["kind"] == "directory":
             store["path"] = str(tmp / "replica")
-        if store["kind"] == "s3":
-            store["prefix"] = s3_prefix
+        if store["kind"] in ("s3", "azure"):
+            store["prefix"] = s3_prefix  # each test its own corner of the shared bucket/container
     path = tmp / "inventory.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

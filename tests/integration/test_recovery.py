@@ -39,7 +39,8 @@ def free_offset() -> int:
     """A port offset at which every check port is free on loopback (tests may run side by side)."""
     rng = random.Random()
     for _ in range(50):
-        offset = rng.randrange(20000, 40000, 10)
+        # Below the kernel's ephemeral range (32768+), where outgoing connections would take ports.
+        offset = rng.randrange(10000, 24000, 10)
         try:
             for port in CHECK_PORTS:
                 with socket.socket() as probe:
@@ -50,6 +51,7 @@ def free_offset() -> int:
     raise RuntimeError("no free port offset for the health-check stand-ins")
 
 
+# For callers that need one offset for a whole module (worker processes configured once).
 PORT_OFFSET = free_offset()
 
 
@@ -63,14 +65,14 @@ class _Healthz(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def stand_ins() -> Iterator[None]:
+def stand_ins(offset: int) -> Iterator[None]:
     """What the simulated VMs cannot be: listeners for the plan's checks, on loopback + offset."""
     tcp = socket.socket()
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", 5432 + PORT_OFFSET))  # the database: a TCP check
+    tcp.bind(("127.0.0.1", 5432 + offset))  # the database: a TCP check
     tcp.listen(16)
     # The web (443) and app (8080) tiers: TCP and HTTP checks, so HTTP servers.
-    servers = [ThreadingHTTPServer(("127.0.0.1", port + PORT_OFFSET), _Healthz) for port in (443, 8080)]
+    servers = [ThreadingHTTPServer(("127.0.0.1", port + offset), _Healthz) for port in (443, 8080)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -155,7 +157,7 @@ async def protected_erp(lab: LabInfo, tmp: Path, lab_state: Path) -> Any:
         "plans_dir": tmp / "plans",
         "reports_dir": tmp / "reports",
         "health_check_redirect": "127.0.0.1",
-        "health_check_port_offset": PORT_OFFSET,
+        "health_check_port_offset": free_offset(),
     }
     async with replication_env(
         lab, tmp, lab_state, sites=("primary", "dr"), settings_overrides=overrides
@@ -203,7 +205,7 @@ async def test_drill_boots_in_order_on_the_drill_network_and_cleans_up(
 ) -> None:
     before = set(dr_vms(lab))
     async with protected_erp(lab, tmp_path, lab_state_dir) as env:
-        with stand_ins():
+        with stand_ins(env.settings.health_check_port_offset):
             handle = await start_drill(env, ttl_s=3600)
             progress = await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead")
             # db and app tiers are up before the gate; the web tier has not started.
@@ -255,7 +257,7 @@ async def test_a_forgotten_drill_is_cleaned_up_by_its_own_timer(
 ) -> None:
     before = set(dr_vms(lab))
     async with protected_erp(lab, tmp_path, lab_state_dir) as env:
-        with stand_ins():
+        with stand_ins(env.settings.health_check_port_offset):
             handle = await start_drill(env, ttl_s=2)
             await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead")
             await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="bob"))

@@ -23,7 +23,7 @@ from seawall.messages import (
 from seawall.providers.aws import terminate_run
 from seawall.providers.vsphere import VSphereConnection
 from tests.integration.replication_env import EXAMPLES, replication_env
-from tests.integration.test_recovery import PORT_OFFSET, VMS, stand_ins, wait_progress
+from tests.integration.test_recovery import VMS, free_offset, stand_ins, wait_progress
 
 PLAN = "erp-aws"
 
@@ -87,7 +87,7 @@ async def test_unplanned_failover_to_aws_fences_boots_and_moves_dns(
         "plans_dir": tmp_path / "plans",
         "reports_dir": tmp_path / "reports",
         "health_check_redirect": "127.0.0.1",
-        "health_check_port_offset": PORT_OFFSET,
+        "health_check_port_offset": free_offset(),
     }
     report: RunReport | None = None
     try:
@@ -108,7 +108,7 @@ async def test_unplanned_failover_to_aws_fences_boots_and_moves_dns(
                     for vm in VMS
                 )
             )
-            with stand_ins():
+            with stand_ins(env.settings.health_check_port_offset):
                 handle = await env.client.start_workflow(
                     "RecoveryPlan",
                     FailoverInput(plan=PLAN, mode="unplanned"),

@@ -34,7 +34,7 @@ async def test_planned_failover_loses_nothing_written_before_the_stop(
             # planned failover can carry it over.
             write_blocks(lab, "primary", "db-01", offset, marker)
             expected = read_disk(lab, "primary", "db-01")
-            with stand_ins():
+            with stand_ins(env.settings.health_check_port_offset):
                 handle = await env.client.start_workflow(
                     "RecoveryPlan",
                     FailoverInput(plan=PLAN, mode="planned"),

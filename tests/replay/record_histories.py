@@ -92,7 +92,7 @@ async def record_drill() -> None:
     lab = load_lab()
     with tempfile.TemporaryDirectory() as tmp:
         async with protected_erp(lab, Path(tmp), lab_config.state_dir()) as env:
-            with stand_ins():
+            with stand_ins(env.settings.health_check_port_offset):
                 handle = await start_drill(env, ttl_s=3600)
                 await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead")
                 await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="recorder"))
