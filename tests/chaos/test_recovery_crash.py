@@ -299,7 +299,7 @@ async def test_drill_survives(
     frozen: dict[str, Any] = {}
     handle: WorkflowHandle[Any, RunReport] | None = None
     try:
-        with stand_ins():
+        with stand_ins(PORT_OFFSET):
             handle = await start_drill(erp.env, ttl_s=3600)
             if phase in ("materialize", "boot"):
                 frozen = await crash.frozen(failpoint)
