@@ -1,0 +1,370 @@
+"""Orchestration overhead of a test failover: a generated N-VM plan in G groups against the lab's DR vCenter.
+
+    python -m benchmarks.plan --vms 100 --groups 5 --json
+
+Needs the running lab (``seawall lab up``; ``SEAWALL_LAB_DIR`` picks another one): its Temporal dev
+server and its ``dr`` vcsim. N raw-image VMs (64 KiB disks) on a directory source site are protected
+once (seeded; their schedules are deleted at once, so no replication competes with the failover), then
+a test failover of a plan with G groups (run in order, no gates, no hooks, guest-IP health checks only)
+recovers them as drill copies at the DR vCenter with an in-process worker. The drill is then cleaned up.
+
+Definitions, from the run's report (every time below is Temporal's own record of the run):
+
+- ``wall_s``: from the client's start of the RecoveryPlan workflow to the end of its last group.
+- ``waits_s``: the simulated boot/health waits on the critical path. The ``health checks`` step is the
+  one step whose length belongs to the recovered machine (booting until its check passes), not to
+  Seawall; the groups run one after another, so the critical path holds, per group, the longest
+  ``health checks`` step of its VMs, plus any configured boot delays (none here). ``waits_s`` is the
+  sum of those per-group maxima.
+- ``overhead_s``: ``wall_s - waits_s``, the orchestration overhead; the issue's target is <= 15 s for
+  100 VMs in 5 groups on this machine.
+- ``critical_path``: the overhead taken apart along the last VM to become healthy in each group:
+  starting its child workflow, each step, the gaps between steps (workflow tasks), and the time from
+  its end to the group's end; ``between_groups_s`` is the plan workflow's time from one group's end
+  to the next one's start.
+- ``recover_vm_history``: per-activity counts (regular activities by type, local activities as
+  markers, workflow tasks, events) from one RecoverVM history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from benchmarks.fleet import vm_name, write_fleet
+from seawall.config import Settings
+from seawall.lab import LabInfo, load_lab
+from seawall.lab import config as lab_config
+from seawall.messages import FailoverInput, ProtectInput, ProtectResult, RunReport
+from seawall.plans import load_plan
+from seawall.status import schedule_id
+from seawall.temporal import connect
+from workers.main import build_workers
+
+HEALTH_STEP = "health checks"
+# Addresses for the drill copies: one /16 holds any N this benchmark is run with.
+TARGET_CIDR = "10.61.0.0/16"
+
+
+def _secs(a: str, b: str) -> float:
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+
+
+def group_sizes(vms: int, groups: int) -> list[int]:
+    """``vms`` split into ``groups`` in order, as evenly as possible (earlier groups take the rest)."""
+    base, rest = divmod(vms, groups)
+    return [base + (1 if g < rest else 0) for g in range(groups)]
+
+
+def write_inventory_and_plan(
+    workdir: Path, lab: LabInfo, vms: int, groups: int, disk_kib: int
+) -> tuple[str, str]:
+    """The fleet's inventory with the lab's DR vCenter as target, and a plan in ``workdir/plans``.
+
+    Returns (source site, plan name). Site and plan names are unique per run: they name the task
+    queues and the plan's workflow id, so runs against one lab never take each other's tasks.
+    """
+    tag = uuid.uuid4().hex[:8]
+    site = f"bench-{tag}"
+    target = f"{site}-dr"
+    plan_name = f"bench-plan-{tag}"
+    inventory_path = write_fleet(workdir, vms, disk_bytes=disk_kib * 1024, site=site, prefix=site)
+    inventory = yaml.safe_load(inventory_path.read_text())
+    dr = lab.vsphere["dr"]
+    isolated = dr.isolated_networks[0]
+    production = next(n for n in dr.networks if n not in dr.isolated_networks)
+    for entry in inventory["sites"]:
+        if entry["name"] == site:
+            entry["networks"] = [{"name": "bench-src", "cidr": "10.60.0.0/16"}]
+    inventory["sites"] = [s for s in inventory["sites"] if s["name"] != target] + [
+        {
+            "name": target,
+            "kind": "vsphere",
+            "host": dr.host,
+            "port": dr.port,
+            "protocol": dr.protocol,
+            "datacenter": dr.datacenter,
+            "datastore": dr.datastore,
+            "credentials": f"file:{dr.credentials_file}",
+            "networks": [
+                {"name": "bench-dr", "cidr": TARGET_CIDR, "backing": production},
+                {"name": "bench-drill", "cidr": TARGET_CIDR, "backing": isolated, "isolated": True},
+            ],
+        }
+    ]
+    inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+
+    first_host = IPv4Address(TARGET_CIDR.split("/")[0]) + 10
+    names = [vm_name(i, site) for i in range(vms)]
+    plan_groups = []
+    start = 0
+    for g, size in enumerate(group_sizes(vms, groups)):
+        members = []
+        for i in range(start, start + size):
+            members.append(
+                {
+                    "name": names[i],
+                    "size": {"cpus": 1, "memory_mib": 512},
+                    "nics": [
+                        {
+                            "source_network": "bench-src",
+                            "target_network": "bench-dr",
+                            "test_network": "bench-drill",
+                            "ip": {"kind": "static", "ip": str(first_host + i)},
+                        }
+                    ],
+                    "health_checks": [{"kind": "guest-ip", "timeout": "5m"}],
+                }
+            )
+        plan_groups.append({"name": f"tier-{g + 1}", "vms": members})
+        start += size
+    plan = {
+        "kind": "RecoveryPlan",
+        "version": 1,
+        "inventory": str(inventory_path),
+        "name": plan_name,
+        "description": f"benchmark: {vms} VMs in {groups} groups",
+        "source_site": site,
+        "target_site": target,
+        "failure_policy": "stop",
+        "test_ttl": "2h",
+        "groups": plan_groups,
+    }
+    plans = workdir / "plans"
+    plans.mkdir(exist_ok=True)
+    path = plans / f"{plan_name}.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    load_plan(path)  # a plan the workflow would refuse must fail here, with its located errors
+    return site, plan_name
+
+
+def plan_groups(workdir: Path, plan_name: str) -> dict[str, list[str]]:
+    """The plan's groups, in order, with their VMs' names."""
+    plan = yaml.safe_load((workdir / "plans" / f"{plan_name}.yaml").read_text())
+    return {g["name"]: [v["name"] for v in g["vms"]] for g in plan["groups"]}
+
+
+def critical_path(report: RunReport, groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Waits and overhead along the critical path, from the report's group and per-VM step times."""
+    by_vm = {v.vm: v for v in report.vms}
+    per_group = []
+    parts: dict[str, float] = {}
+    for group, following in zip(report.groups, [*report.groups[1:], None], strict=True):
+        members = [by_vm[name] for name in groups[group.step] if name in by_vm]
+        health = [
+            _secs(s.started_at, s.finished_at) for v in members for s in v.steps if s.step == HEALTH_STEP
+        ]
+        wait = max(health, default=0.0)
+        span = _secs(group.started_at, group.finished_at)
+        last = max(members, key=lambda v: v.healthy_at) if members else None
+        detail: dict[str, float] = {}
+        if last is not None:
+            detail["start_child_s"] = _secs(group.started_at, last.started_at)
+            for step in last.steps:
+                detail[f"{step.step}_s"] = _secs(step.started_at, step.finished_at)
+            gaps = sum(
+                _secs(a.finished_at, b.started_at) for a, b in zip(last.steps, last.steps[1:], strict=False)
+            )
+            detail["between_steps_s"] = gaps
+            detail["child_end_to_group_end_s"] = _secs(last.healthy_at, group.finished_at)
+            for key, value in detail.items():
+                parts[key] = parts.get(key, 0.0) + value
+        if following is not None:
+            gap = _secs(group.finished_at, following.started_at)
+            parts["between_groups_s"] = parts.get("between_groups_s", 0.0) + gap
+        per_group.append(
+            {
+                "group": group.step,
+                "vms": len(members),
+                "span_s": round(span, 3),
+                "wait_s": round(wait, 3),
+                "overhead_s": round(span - wait, 3),
+                "critical_vm": last.vm if last else None,
+                "critical_vm_times_s": {k: round(v, 3) for k, v in detail.items()},
+            }
+        )
+    steps: dict[str, list[float]] = {}
+    for v in report.vms:
+        for s in v.steps:
+            steps.setdefault(s.step, []).append(_secs(s.started_at, s.finished_at))
+    return {
+        "waits_s": sum(g["wait_s"] for g in per_group),
+        "per_group": per_group,
+        "critical_path_s": {k: round(v, 3) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])},
+        "step_s_over_all_vms": {
+            k: {"mean": round(statistics.fmean(v), 3), "max": round(max(v), 3)} for k, v in steps.items()
+        },
+    }
+
+
+async def history_counts(client: Client, workflow_id: str) -> dict[str, Any]:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    by_type: Counter[str] = Counter()
+    local = tasks = 0
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            by_type[event.activity_task_scheduled_event_attributes.activity_type.name] += 1
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            local += 1
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            tasks += 1
+    return {
+        "regular_activities": dict(by_type),
+        "regular_total": sum(by_type.values()),
+        "local_activities": local,
+        "workflow_tasks": tasks,
+        "events": len(history.events),
+    }
+
+
+async def _wait_phase(handle: WorkflowHandle[Any, Any], prefix: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = await handle.query("progress")
+        if str(progress["phase"]).startswith(prefix):
+            return
+        desc = await handle.describe()
+        if desc.status is not None and desc.status.name != "RUNNING":
+            raise RuntimeError(f"the run ended {desc.status.name}: {progress}")
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"no {prefix!r} within {timeout:.0f}s")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    lab = load_lab(lab_config.state_dir())
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="seawall-bench-plan-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    site, plan_name = write_inventory_and_plan(workdir, lab, args.vms, args.groups, args.disk_kib)
+    target = f"{site}-dr"
+    vms = [vm_name(i, site) for i in range(args.vms)]
+    settings = Settings(
+        temporal_address=lab.temporal.address,
+        inventory=workdir / "inventory.yaml",
+        orchestration_queue=f"bench-orchestration-{uuid.uuid4().hex[:8]}",
+        max_concurrent_activities=args.slots,
+        graceful_shutdown_s=5,
+        plans_dir=workdir / "plans",
+        reports_dir=workdir / "reports",
+    )
+    client = await connect(settings)
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+        workers = build_workers(client, [site, target], settings, pool, identity="bench-plan")
+        runs = asyncio.gather(*(w.run() for w in workers))
+        try:
+            t_seed = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    client.execute_workflow(
+                        "ProtectVM",
+                        ProtectInput(vm=vm),
+                        id=f"protect/{vm}",
+                        task_queue=settings.orchestration_queue,
+                        result_type=ProtectResult,
+                    )
+                    for vm in vms
+                )
+            )
+            seed_s = time.perf_counter() - t_seed
+            # One point per VM is all a failover needs; cycles would compete with what is measured.
+            for vm in vms:
+                with contextlib.suppress(RPCError):
+                    await client.get_schedule_handle(schedule_id(vm)).delete()
+            with contextlib.suppress(RPCError):
+                await client.get_schedule_handle(f"gc/{site}-store").delete()
+
+            started = datetime.now(UTC)
+            t0 = time.perf_counter()
+            handle = await client.start_workflow(
+                "RecoveryPlan",
+                FailoverInput(plan=plan_name, mode="test", ttl_s=7200),
+                id=f"recover/{plan_name}",
+                task_queue=settings.orchestration_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                result_type=RunReport,
+            )
+            await _wait_phase(handle, "drill running", timeout=args.timeout_s)
+            observed_s = time.perf_counter() - t0
+            t_cleanup = time.perf_counter()
+            await handle.execute_update("cleanup")
+            report = await handle.result()
+            cleanup_s = time.perf_counter() - t_cleanup
+        finally:
+            for w in workers:
+                await w.shutdown()
+            await runs
+
+    if report.status != "completed" or len(report.vms) != args.vms:
+        raise RuntimeError(f"the failover did not complete: {report.status}, failed {report.failed_vms}")
+    wall_s = _secs(started.isoformat(), report.groups[-1].finished_at)
+    path = critical_path(report, plan_groups(workdir, plan_name))
+    waits_s = path.pop("waits_s")
+    overhead_s = wall_s - waits_s
+    history = await history_counts(client, f"recover/{plan_name}/{report.run}/{vms[0]}")
+    plan_history = await history_counts(client, f"recover/{plan_name}")
+    removed_vms = sum(1 for r in (report.cleanup.removed if report.cleanup else []) if r.kind == "vm")
+    return {
+        "vms": args.vms,
+        "groups": args.groups,
+        "disk_bytes": args.disk_kib * 1024,
+        "worker_activity_slots": args.slots,
+        "temporal": lab.temporal.address,
+        "seed_all_s": round(seed_s, 3),
+        "wall_s": round(wall_s, 3),
+        "observed_by_client_s": round(observed_s, 3),
+        "waits_s": round(waits_s, 3),
+        "overhead_s": round(overhead_s, 3),
+        "overhead_target_s": 15.0 if (args.vms, args.groups) == (100, 5) else None,
+        "overhead_per_vm_s": round(overhead_s / args.vms, 4),
+        "cleanup_s": round(cleanup_s, 3),
+        "cleanup_removed_vms": removed_vms,
+        **path,
+        "recover_vm_history": history,
+        "plan_history": {k: plan_history[k] for k in ("workflow_tasks", "events")},
+        "run": report.run,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--vms", type=int, default=100)
+    parser.add_argument("--groups", type=int, default=5)
+    parser.add_argument("--disk-kib", type=int, default=64)
+    parser.add_argument("--slots", type=int, default=32, help="worker max_concurrent_activities")
+    parser.add_argument("--timeout-s", type=float, default=900, help="give up on the failover after this")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if not 1 <= args.groups <= args.vms:
+        parser.error("--groups: between 1 and --vms")
+    if args.vms > 60000:
+        parser.error("--vms: at most 60000 (one /16 of drill addresses)")
+    result = asyncio.run(run(args))
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
