@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -48,6 +49,7 @@ import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from benchmarks.fleet import vm_name, write_fleet
@@ -236,6 +238,50 @@ async def history_counts(client: Client, workflow_id: str) -> dict[str, Any]:
     }
 
 
+async def activity_latencies(client: Client, workflow_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Per activity type over the given histories: time queued (scheduled -> a worker took it), time
+    running (taken -> completed), and the workflow's reaction (completed -> its next workflow task done).
+
+    Queued and reaction are Temporal's share (server round trips, task dispatch, workflow tasks);
+    running is the activity's own work (here: vcsim and pyvmomi) plus the worker's contention.
+    """
+    samples: dict[str, dict[str, list[float]]] = {}
+    for workflow_id in workflow_ids:
+        events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
+        at = {e.event_id: e.event_time.ToDatetime() for e in events}
+        kind: dict[int, str] = {}
+        started: dict[int, int] = {}
+        for i, e in enumerate(events):
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                kind[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                started[e.activity_task_started_event_attributes.scheduled_event_id] = e.event_id
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                attrs = e.activity_task_completed_event_attributes
+                name = kind[attrs.scheduled_event_id]
+                begun = at[started[attrs.scheduled_event_id]]
+                done = next(
+                    (
+                        later.event_time.ToDatetime()
+                        for later in events[i + 1 :]
+                        if later.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+                    ),
+                    at[e.event_id],
+                )
+                per = samples.setdefault(name, {"queued": [], "running": [], "reaction": []})
+                per["queued"].append((begun - at[attrs.scheduled_event_id]).total_seconds())
+                per["running"].append((at[e.event_id] - begun).total_seconds())
+                per["reaction"].append((done - at[e.event_id]).total_seconds())
+    return {
+        name: {
+            f"{part}_{stat}": round(fn(values), 3)
+            for part, values in parts.items()
+            for stat, fn in (("mean", statistics.fmean), ("max", max))
+        }
+        for name, parts in samples.items()
+    }
+
+
 async def _wait_phase(handle: WorkflowHandle[Any, Any], prefix: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -320,6 +366,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     overhead_s = wall_s - waits_s
     history = await history_counts(client, f"recover/{plan_name}/{report.run}/{vms[0]}")
     plan_history = await history_counts(client, f"recover/{plan_name}")
+    latencies = await activity_latencies(client, [f"recover/{plan_name}/{report.run}/{vm}" for vm in vms])
     removed_vms = sum(1 for r in (report.cleanup.removed if report.cleanup else []) if r.kind == "vm")
     return {
         "vms": args.vms,
@@ -339,6 +386,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         **path,
         "recover_vm_history": history,
         "plan_history": {k: plan_history[k] for k in ("workflow_tasks", "events")},
+        "recover_vm_activity_s": latencies,
         "run": report.run,
     }
 
@@ -357,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--groups: between 1 and --vms")
     if args.vms > 60000:
         parser.error("--vms: at most 60000 (one /16 of drill addresses)")
+    # The SDK core logs (e.g. slow workflow tasks) would go to stdout, into the JSON: send them to stderr.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    Runtime.set_default(
+        Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                    forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+                )
+            )
+        )
+    )
     result = asyncio.run(run(args))
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
