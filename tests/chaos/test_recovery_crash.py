@@ -332,6 +332,8 @@ async def test_drill_survives(
 
     if phase in FAILPOINTS:
         assert frozen.get("failpoint") == failpoint.split("=")[0], frozen
+    if phase == "materialize":
+        assert frozen["vm"] == "db-01", frozen  # the lab's VM with two disks: one done, one to go
     if phase == "boot":
         assert frozen["vm"] in ("app-01", "app-02"), frozen
     # The kill caught the frozen step in flight: its attempt died with the worker and was retried.
