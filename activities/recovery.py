@@ -522,12 +522,22 @@ class RecoveryActivities:
         if isinstance(site, VSphereSite):
             from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
 
+            # What a killed earlier attempt found (and may already have destroyed) comes back from its
+            # heartbeat, so the outcome lists everything the run made, not just what this attempt saw.
+            details = activity.info().heartbeat_details
+            previous = details[0].get("found", []) if details and isinstance(details[0], dict) else []
             with self.ctx.vsphere() as conn:
-                for _vm, name, _tag in find_run_vms(conn, run):
-                    activity.heartbeat(name)
+                present = [name for _vm, name, _tag in find_run_vms(conn, run)]
+                found = sorted(set(previous) | set(present))
+                activity.heartbeat({"found": found})
+                for name in present:
                     destroy_vm(conn, name, run_id=run)
-                    removed.append(Resource(kind="vm", id=name, site=site.name))
+                    activity.heartbeat({"found": found, "destroyed": name})
                     failpoints.hit("cleanup_run.destroyed", {"vm": name})
+                left = [name for _vm, name, _tag in find_run_vms(conn, run)]
+                if left:
+                    raise ApplicationError(f"cleanup of run {run}: still present after destroy: {left}")
+                removed += [Resource(kind="vm", id=name, site=site.name) for name in found]
                 # Disks of a VM that was never created (a run killed after materializing) too.
                 for folder in self._run_folders(plan, run):
                     if delete_datastore_path(conn, site.datastore, site.datacenter, folder):
