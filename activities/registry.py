@@ -47,6 +47,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         repl.apply_retention,
         repl.collect_garbage,
         repl.delete_replica,
+        repl.prune_points,
     ]
 
 

@@ -53,12 +53,6 @@ T = TypeVar("T")
 HEARTBEAT_EVERY_S = 5.0
 
 
-def disk_name(key: str) -> str:
-    """The repository's name for a disk: ``disk-<device key>`` on vSphere (stable for a VM's life),
-    the image file name on a directory site."""
-    return f"disk-{key}" if key.isdigit() else key
-
-
 def snapshot_name(point_id: str) -> str:
     return f"seawall-{point_id}"
 
@@ -86,6 +80,14 @@ def resolve_protection_for(
     interval = policy.interval.total_seconds()
     grace = policy.rpo_grace.total_seconds() if policy.rpo_grace is not None else interval / 2
     site = inventory.site(pvm.source_site)
+    if inp.source_site is not None and inp.source_site != pvm.source_site:
+        if inp.source_site not in pvm.target_sites:
+            raise _fatal(
+                f"VM {pvm.name!r} can replicate back only from one of its target sites "
+                f"({', '.join(pvm.target_sites)}), not {inp.source_site!r}",
+                "NotProtected",
+            )
+        site = inventory.site(inp.source_site)
     return Protection(
         vm=pvm.name,
         source_site=site.name,
@@ -234,7 +236,10 @@ class ReplicationActivities:
                 ) from None
         return SnapshotTaken(
             snapshot=name,
-            disks=[DiskRef(key=str(d.key), label=d.label, size=d.capacity_bytes) for d in disks],
+            disks=[
+                DiskRef(key=str(d.key), label=d.label, size=d.capacity_bytes, name=f"disk{i}")
+                for i, d in enumerate(sorted(disks, key=lambda d: d.key))
+            ],
             cbt=bool(cbt.enabled and cbt.supported),
             guest_ips=[ip for nic in guest for ip in (nic.ipAddress or []) if ":" not in ip],
         )
@@ -249,7 +254,7 @@ class ReplicationActivities:
             raise _fatal(str(exc), "VMGone") from None
         return SnapshotTaken(
             snapshot=name,
-            disks=[DiskRef(key=n, label=n, size=(snap / n).stat().st_size) for n in names],
+            disks=[DiskRef(key=n, label=n, size=(snap / n).stat().st_size, name=n) for n in names],
             cbt=False,
         )
 
@@ -279,7 +284,7 @@ class ReplicationActivities:
 
         with self._sources(req) as open_source:
             for disk in req.disks:
-                name = disk_name(disk.key)
+                name = disk.replica_name
                 if name in done:
                     continue
                 try:
@@ -311,7 +316,7 @@ class ReplicationActivities:
                 state["done"] = [d.model_dump(mode="json") for d in done.values()]
                 state["progress"] = None
                 activity.heartbeat(state)
-        return ShipOutcome(disks=[done[disk_name(d.key)] for d in req.disks])
+        return ShipOutcome(disks=[done[d.replica_name] for d in req.disks])
 
     @contextlib.contextmanager
     def _sources(self, req: ShipRequest) -> Iterator[Callable[[DiskRef], DiskSource]]:
@@ -404,6 +409,28 @@ class ReplicationActivities:
             condemned=result.condemned,
             live_sessions=result.live_sessions,
         )
+
+    @activity.defn(name="prune_points")
+    def prune_points(self, vm: str) -> list[str]:
+        """After a committed failover: drop every point older than the newest verified one.
+
+        The newest verified point is what the failover recovered from (or newer) and the base that
+        reverse replication ships against; the older ones describe a primary that no longer exists.
+        """
+        repo = self._repository(vm)
+        try:
+            points = repo.list_points(vm)
+            keep = repo.latest_point(vm, verified_only=True)
+            if keep is None:
+                return []
+            newest = next(p for p in points if p.point_id == keep.point_id)
+            pruned = [p.point_id for p in points if p.created_at < newest.created_at]
+            for point_id in pruned:
+                repo.store.delete(point_key(vm, point_id))
+                repo.store.delete(verified_key(vm, point_id))
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return pruned
 
     @activity.defn(name="delete_replica")
     def delete_replica(self, vm: str) -> int:

@@ -47,7 +47,7 @@ def cycle_schedule(req: ScheduleRequest) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             "ReplicationCycle",
-            CycleInput(vm=req.vm),
+            CycleInput(vm=req.vm, source_site=req.source_site if req.reverse else None),
             # The schedule appends the start time, so each cycle has its own id under this prefix.
             id=f"replicate/{req.vm}",
             task_queue=site_queue(req.source_site),

@@ -38,6 +38,8 @@ class ProtectInput(_Message):
 
     vm: str = Field(pattern=_VM_NAME)
     policy: str | None = Field(default=None, pattern=_VM_NAME)
+    # One of the VM's target sites, for reverse replication after a failover (Reprotect).
+    source_site: str | None = Field(default=None, pattern=_VM_NAME)
 
 
 class UnprotectInput(_Message):
@@ -49,6 +51,8 @@ class CycleInput(_Message):
     """What the VM's schedule passes to each ReplicationCycle: only the VM's name."""
 
     vm: str = Field(pattern=_VM_NAME)
+    # Reverse replication after a failover: replicate the copy running at this (target) site instead.
+    source_site: str | None = Field(default=None, pattern=_VM_NAME)
 
 
 class Protection(_Message):
@@ -81,9 +85,16 @@ class CycleStart(_Message):
 
 
 class DiskRef(_Message):
-    key: str
+    key: str  # how the source names the disk: a vSphere device key, an image file name
     label: str
     size: int
+    # The replica's name for the disk: its position on a vSphere VM (``disk0``, ``disk1``...), which a
+    # VM re-created at another site keeps while its device keys change; the file name of an image.
+    name: str = ""
+
+    @property
+    def replica_name(self) -> str:
+        return self.name or (f"disk-{self.key}" if self.key.isdigit() else self.key)
 
 
 class SnapshotTaken(_Message):
@@ -193,6 +204,34 @@ class ScheduleRequest(_Message):
     vm: str
     source_site: str
     interval_s: float
+    # True after Reprotect: cycles replicate the copy at ``source_site``, not the inventory's source.
+    reverse: bool = False
+
+
+class PlanRunInput(_Message):
+    """Start from the UI as ``{"plan": "erp-dr", "run": "20261126T010215Z-dd62f783"}``."""
+
+    plan: str = Field(pattern=_VM_NAME)
+    run: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+
+
+class PlanInput(_Message):
+    """Start from the UI as ``{"plan": "erp-dr"}``."""
+
+    plan: str = Field(pattern=_VM_NAME)
+
+
+class CommitOutcome(_Message):
+    plan: str
+    run: str
+    schedules_deleted: list[str]
+    points_pruned: dict[str, list[str]]
+
+
+class ReprotectOutcome(_Message):
+    plan: str
+    from_site: str
+    cycles: list[CycleResult]
 
 
 # --- recovery ---------------------------------------------------------------------------------------

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from workflows.probe import ProbeSiteWorkflow
-from workflows.recovery import RecoverVMWorkflow, RecoveryPlanWorkflow
+from workflows.recovery import (
+    CleanupTestWorkflow,
+    CommitFailoverWorkflow,
+    RecoverVMWorkflow,
+    RecoveryPlanWorkflow,
+    ReprotectWorkflow,
+)
 from workflows.replication import (
     CollectGarbageWorkflow,
     ProtectVMWorkflow,
@@ -20,6 +26,9 @@ ALL_WORKFLOWS: list[type] = [
     CollectGarbageWorkflow,
     RecoveryPlanWorkflow,
     RecoverVMWorkflow,
+    CleanupTestWorkflow,
+    CommitFailoverWorkflow,
+    ReprotectWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
 SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow, RecoverVMWorkflow]

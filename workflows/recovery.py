@@ -23,18 +23,26 @@ with workflow.unsafe.imports_passed_through():
         ApproveInput,
         ChosenPoint,
         CleanupOutcome,
+        CommitOutcome,
         CycleInput,
+        CycleResult,
         DnsChange,
         FailoverInput,
         GroupStep,
         HealthOutcome,
         HookOutcome,
         Materialized,
+        PlanInput,
+        PlanRunInput,
         PlanSpec,
+        ProtectInput,
+        Protection,
         RecoverVMInput,
         RecoverVMResult,
         ReportWritten,
+        ReprotectOutcome,
         RunReport,
+        ScheduleRequest,
         StepTime,
         TargetVM,
     )
@@ -530,3 +538,118 @@ class RecoveryPlanWorkflow:
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=PERSISTENT,
         )
+
+
+@workflow.defn(name="CleanupTest")
+class CleanupTestWorkflow:
+    """Remove what a drill made, by its run id: for a drill whose own workflow is gone (terminated,
+    lost with an old server) — a running drill is ended with its ``cleanup`` update instead."""
+
+    @workflow.run
+    async def run(self, inp: PlanRunInput) -> CleanupOutcome:
+        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
+        spec: PlanSpec = await workflow.execute_activity(
+            "load_plan_spec",
+            inp.plan,
+            result_type=PlanSpec,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=QUICK,
+        )
+        return await workflow.execute_activity(
+            "cleanup_run",
+            args=[spec.plan, inp.run, "test"],
+            task_queue=site_queue(spec.target_site),
+            result_type=CleanupOutcome,
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=PERSISTENT,
+        )
+
+
+@workflow.defn(name="CommitFailover")
+class CommitFailoverWorkflow:
+    """Make a real failover final: the old direction's schedules go, and points older than the one
+    recovered (the base of reverse replication) are pruned."""
+
+    @workflow.run
+    async def run(self, inp: PlanRunInput) -> CommitOutcome:
+        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
+        spec: PlanSpec = await workflow.execute_activity(
+            "load_plan_spec",
+            inp.plan,
+            result_type=PlanSpec,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=QUICK,
+        )
+        deleted: list[str] = []
+        pruned: dict[str, list[str]] = {}
+        for vm in [v.vm for g in spec.groups for v in g.vms]:
+            if await workflow.execute_activity(
+                "delete_schedule",
+                vm,
+                result_type=bool,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            ):
+                deleted.append(vm)
+            pruned[vm] = await workflow.execute_activity(
+                "prune_points",
+                vm,
+                task_queue=site_queue(spec.target_site),
+                result_type=list[str],
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=QUICK,
+            )
+        return CommitOutcome(plan=spec.plan, run=inp.run, schedules_deleted=deleted, points_pruned=pruned)
+
+
+@workflow.defn(name="Reprotect")
+class ReprotectWorkflow:
+    """Reverse replication after a failover: the copies now running at the plan's target site
+    replicate into the same replica, each first cycle shipping only what changed there since the
+    point it was recovered from (no re-seed), then on their own schedules."""
+
+    @workflow.run
+    async def run(self, inp: PlanInput) -> ReprotectOutcome:
+        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
+        spec: PlanSpec = await workflow.execute_activity(
+            "load_plan_spec",
+            inp.plan,
+            result_type=PlanSpec,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=QUICK,
+        )
+        vms = [v.vm for g in spec.groups for v in g.vms]
+        workflow.set_current_details(f"reverse replication of {len(vms)} VMs from {spec.target_site}")
+        cycles: list[CycleResult] = list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_child_workflow(
+                        "ReplicationCycle",
+                        CycleInput(vm=vm, source_site=spec.target_site),
+                        id=f"replicate/{vm}/reprotect-{workflow.info().run_id.replace('-', '')[-12:]}",
+                        task_queue=site_queue(spec.target_site),
+                        result_type=CycleResult,
+                    )
+                    for vm in vms
+                )
+            )
+        )
+        for vm in vms:
+            prot: Protection = await workflow.execute_activity(
+                "resolve_protection",
+                ProtectInput(vm=vm, source_site=spec.target_site),
+                result_type=Protection,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
+            await workflow.execute_activity(
+                "ensure_schedule",
+                ScheduleRequest(
+                    vm=vm, source_site=spec.target_site, interval_s=prot.interval_s, reverse=True
+                ),
+                result_type=str,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
+        return ReprotectOutcome(plan=spec.plan, from_site=spec.target_site, cycles=cycles)

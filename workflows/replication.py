@@ -93,7 +93,7 @@ class ReplicationCycleWorkflow:
         started = workflow.now()
         prot: Protection = await workflow.execute_local_activity(
             "resolve_protection",
-            ProtectInput(vm=inp.vm),
+            ProtectInput(vm=inp.vm, source_site=inp.source_site),
             result_type=Protection,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,

@@ -1,16 +1,26 @@
-"""Planned failover to the DR vCenter: sources stopped, a final cycle, zero data loss, DNS moved."""
+"""Planned failover to the DR vCenter (sources stopped, a final cycle, zero data loss, DNS moved), then
+commit and reprotect: reverse replication ships back only what changed at the DR site."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 from pathlib import Path
 
 from temporalio.common import WorkflowIDConflictPolicy
 
 from seawall.lab import LabInfo
 from seawall.lab.disks import read_disk, restore_disk, write_blocks
-from seawall.messages import ApproveInput, FailoverInput, RunReport
+from seawall.messages import (
+    ApproveInput,
+    CommitOutcome,
+    FailoverInput,
+    PlanInput,
+    PlanRunInput,
+    ReprotectOutcome,
+    RunReport,
+)
 from seawall.providers.vsphere import VSphereConnection
 from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins, wait_progress
@@ -22,7 +32,7 @@ def dr_flat_files(lab: LabInfo, vm: str) -> list[Path]:
     return sorted(p for p in folder.glob("*-flat.vmdk"))
 
 
-async def test_planned_failover_loses_nothing_written_before_the_stop(
+async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path
 ) -> None:
     marker = b"LAST-WRITE-BEFORE-FAILOVER " + os.urandom(16).hex().encode()
@@ -46,6 +56,34 @@ async def test_planned_failover_loses_nothing_written_before_the_stop(
                 await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=240)
                 await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="dave"))
                 report = await asyncio.wait_for(handle.result(), timeout=300)
+            assert report is not None
+            recovered = dr_flat_files(lab, "db-01")[0].read_bytes()  # before the DR side writes on
+            queue = env.settings.orchestration_queue
+            committed = await env.client.execute_workflow(
+                "CommitFailover",
+                PlanRunInput(plan=PLAN, run=report.run),
+                id=f"commit/{PLAN}",
+                task_queue=queue,
+                result_type=CommitOutcome,
+            )
+            # Life goes on at the DR site: the guest writes there, then the plan is reprotected.
+            rng = random.Random(5)
+            dr_disk = dr_flat_files(lab, "db-01")[0]
+            changed = 0
+            with dr_disk.open("r+b") as f:
+                for _ in range(32):
+                    f.seek(rng.randrange(dr_disk.stat().st_size // 4096) * 4096)
+                    f.write(rng.randbytes(4096))
+                    changed += 4096
+            reprotected = await env.client.execute_workflow(
+                "Reprotect",
+                PlanInput(plan=PLAN),
+                id=f"reprotect/{PLAN}",
+                task_queue=queue,
+                result_type=ReprotectOutcome,
+            )
+            back = {c.vm: c for c in reprotected.cycles}
+            reverse_schedule = await env.client.get_schedule_handle("replicate/db-01").describe()
 
         assert report is not None
         assert report.status == "completed", report.failed_vms
@@ -54,7 +92,6 @@ async def test_planned_failover_loses_nothing_written_before_the_stop(
         # Zero data loss: the recovered disk is the source disk as it was when it stopped.
         db = next(v for v in report.vms if v.vm == "db-01")
         assert db.target_name == "db-01"
-        recovered = dr_flat_files(lab, "db-01")[0].read_bytes()
         assert marker in recovered
         assert recovered[: len(expected)] == expected
         # DNS now points at the DR addresses, and the previous values were recorded for failback.
@@ -68,6 +105,18 @@ async def test_planned_failover_loses_nothing_written_before_the_stop(
         }
         assert records[("db.corp.example.com", "A")] == ["10.2.3.10"]
         assert [d.name for d in db.dns] == ["db.corp.example.com"]
+        # Commit: the old direction's schedules are gone, older points pruned down to the base.
+        assert sorted(committed.schedules_deleted) == sorted(VMS)
+        # Reprotect: no re-seed. db-01's first reverse cycle built on the point it was recovered from
+        # and shipped only what changed at the DR site.
+        assert reprotected.from_site == "dr"
+        assert back["db-01"].parent == db.point_id
+        assert back["db-01"].change_path == "hash-compare"
+        print(f"reprotect db-01: shipped {back['db-01'].bytes_shipped} bytes for {changed} changed at DR")
+        assert back["db-01"].bytes_shipped <= 1.1 * changed, (back["db-01"].bytes_shipped, changed)
+        assert all(back[vm].parent is not None for vm in VMS)
+        action = reverse_schedule.schedule.action
+        assert getattr(action, "task_queue", None) == "seawall-site-dr"
     finally:
         set_primary_power(lab, on=True)
         vminfo = next(v for v in lab.vsphere["primary"].vms if v.name == "db-01")

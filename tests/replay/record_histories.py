@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.replay.record_histories          # replication, probe, GC
     .venv/bin/python -m tests.replay.record_histories drill    # a recovery-plan drill
+    .venv/bin/python -m tests.replay.record_histories failback # planned failover, commit, reprotect
 
 Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
 keep the old histories and guard the change with ``workflow.patched``: the point of these files is
@@ -108,7 +109,73 @@ async def record_drill() -> None:
                 print(f"recorded {name}: {len(history.events)} events")
 
 
+async def record_failback() -> None:
+    """Planned failover, CommitFailover, Reprotect and a CleanupTest: their histories."""
+    from seawall.messages import (
+        ApproveInput,
+        CleanupOutcome,
+        CommitOutcome,
+        FailoverInput,
+        PlanInput,
+        PlanRunInput,
+        ReprotectOutcome,
+        RunReport,
+    )
+    from tests.integration.test_recovery import protected_erp, stand_ins, wait_progress
+    from tests.integration.test_recovery_aws import set_primary_power
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            async with protected_erp(lab, Path(tmp), lab_config.state_dir()) as env:
+                client, queue = env.client, env.settings.orchestration_queue
+                with stand_ins(env.settings.health_check_port_offset):
+                    handle = await client.start_workflow(
+                        "RecoveryPlan",
+                        FailoverInput(plan="erp-dr", mode="planned"),
+                        id="recover/erp-dr",
+                        task_queue=queue,
+                        result_type=RunReport,
+                    )
+                    await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=240)
+                    await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="recorder"))
+                    report = await handle.result()
+                runs = {
+                    "commit_failover": await client.start_workflow(
+                        "CommitFailover",
+                        PlanRunInput(plan="erp-dr", run=report.run),
+                        id="commit/erp-dr",
+                        task_queue=queue,
+                        result_type=CommitOutcome,
+                    ),
+                }
+                await runs["commit_failover"].result()
+                runs["reprotect"] = await client.start_workflow(
+                    "Reprotect",
+                    PlanInput(plan="erp-dr"),
+                    id="reprotect/erp-dr",
+                    task_queue=queue,
+                    result_type=ReprotectOutcome,
+                )
+                await runs["reprotect"].result()
+                runs["cleanup_test"] = await client.start_workflow(
+                    "CleanupTest",
+                    PlanRunInput(plan="erp-dr", run=report.run),
+                    id="cleanup/erp-dr",
+                    task_queue=queue,
+                    result_type=CleanupOutcome,
+                )
+                await runs["cleanup_test"].result()
+                for name, run in runs.items():
+                    history = await run.fetch_history()
+                    (HERE / f"{name}.json").write_text(history.to_json())
+                    print(f"recorded {name}: {len(history.events)} events")
+        finally:
+            set_primary_power(lab, on=True)
+
+
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(record_drill() if sys.argv[1:] == ["drill"] else record())
+    which = {"drill": record_drill, "failback": record_failback}.get(sys.argv[1] if sys.argv[1:] else "")
+    asyncio.run(which() if which else record())
