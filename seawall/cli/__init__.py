@@ -33,6 +33,8 @@ app.command("approve")(recovery_cmd.approve)
 app.command("abort")(recovery_cmd.abort)
 app.command("cleanup")(recovery_cmd.cleanup)
 app.command("report")(recovery_cmd.report)
+app.command("commit")(recovery_cmd.commit)
+app.command("reprotect")(recovery_cmd.reprotect)
 
 
 def main() -> None:

@@ -21,7 +21,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.config import Settings
-from seawall.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.messages import (
+    AbortInput,
+    ApproveInput,
+    CommitOutcome,
+    FailoverInput,
+    PlanInput,
+    PlanRunInput,
+    ReprotectOutcome,
+    RunReport,
+)
 
 MODES = ("test", "planned", "unplanned")
 
@@ -189,3 +198,36 @@ def report(
         table.add_row(v.vm, v.target_name, v.point_id, ", ".join(v.ips), v.healthy_at)
     console.print(table)
     console.print(f"HTML: {path.with_suffix('.html')}")
+
+
+def _run_workflow(workflow: str, arg: Any, wf_id: str, result_type: type) -> None:
+    settings = Settings()
+
+    async def run() -> int:
+        client = await temporal_client(settings)
+        try:
+            result = await client.execute_workflow(
+                workflow,
+                arg,
+                id=wf_id,
+                task_queue=settings.orchestration_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                result_type=result_type,
+            )
+        except WorkflowFailureError as exc:
+            err_console.print(f"{workflow} failed: {exc.cause or exc}")
+            return Exit.FAILED
+        print_json(result.model_dump(mode="json"))
+        return Exit.OK
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run")) -> None:
+    """Make a real failover final: old schedules go, older points are pruned."""
+    _run_workflow("CommitFailover", PlanRunInput(plan=plan, run=run), f"commit/{plan}", CommitOutcome)
+
+
+def reprotect(plan: str = typer.Argument(...)) -> None:
+    """Replicate the failed-over copies back (only what changed at the DR site travels)."""
+    _run_workflow("Reprotect", PlanInput(plan=plan), f"reprotect/{plan}", ReprotectOutcome)
