@@ -53,9 +53,20 @@ def _spawn(lab: LabInfo, name: str, argv: list[str], env: dict[str, str]) -> int
     return proc.pid
 
 
+# The lab's VMs are simulated: nothing answers on their application ports. The demo runs stand-ins on
+# loopback (at this offset) and points the worker's TCP/HTTP health checks at them.
+STANDIN_OFFSET = 17000
+STANDIN_PORTS = {5432: "tcp", 443: "http", 8080: "http"}
+
+
 def start(lab: LabInfo) -> dict[str, int]:
     env = {**os.environ, **lab.env(), "SEAWALL_INVENTORY": str(INVENTORY)}
     env["SEAWALL_TEMPORAL_ADDRESS"] = lab.temporal.address
+    env["SEAWALL_PLANS_DIR"] = str(INVENTORY.parent)
+    env["SEAWALL_REPORTS_DIR"] = str(Path(lab.state_dir) / "reports")
+    env["SEAWALL_HEALTH_CHECK_REDIRECT"] = "127.0.0.1"
+    env["SEAWALL_HEALTH_CHECK_PORT_OFFSET"] = str(STANDIN_OFFSET)
+    standins = _spawn(lab, "standins", [sys.executable, "-m", "seawall.demo", "standins"], env)
     worker = _spawn(
         lab,
         "worker",
@@ -65,7 +76,48 @@ def start(lab: LabInfo) -> dict[str, int]:
     time.sleep(2)  # let it poll before the first workflow task arrives
     asyncio.run(_protect_all(lab))
     writer = _spawn(lab, "writer", [sys.executable, "-m", "seawall.demo", "writer"], env)
-    return {"worker": worker, "writer": writer}
+    return {"worker": worker, "writer": writer, "standins": standins}
+
+
+def drill(lab: LabInfo, plan: str = "erp-dr") -> tuple[str, str]:
+    """A test failover of the example plan: approve its gate as "demo", let it come up, clean it up.
+
+    Returns the report's HTML path and the run's Temporal UI link.
+    """
+    return asyncio.run(_drill(lab, plan))
+
+
+async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from seawall.config import Settings
+    from seawall.messages import ApproveInput, FailoverInput, RunReport
+    from seawall.temporal import connect
+
+    settings = Settings(temporal_address=lab.temporal.address, inventory=INVENTORY)
+    client = await connect(settings)
+    handle = await client.start_workflow(
+        "RecoveryPlan",
+        FailoverInput(plan=plan, mode="test", ttl_s=3600),
+        id=f"recover/{plan}",
+        task_queue=settings.orchestration_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        result_type=RunReport,
+    )
+    while True:
+        progress = await handle.query("progress")
+        if progress.get("pending_gate"):
+            print(f"  gate {progress['pending_gate']!r} reached: approving it as 'demo'")
+            await handle.execute_update("approve", ApproveInput(gate=progress["pending_gate"], by="demo"))
+        if str(progress.get("phase", "")).startswith("drill running"):
+            break
+        await asyncio.sleep(1)
+    print("  every VM is up on the drill network at the dr site; cleaning the drill up")
+    await handle.execute_update("cleanup")
+    report = await handle.result()
+    html = Path(lab.state_dir) / "reports" / plan / f"{report.run}.html"
+    link = f"{lab.temporal.ui_url}/namespaces/default/workflows/{handle.id}/{handle.result_run_id}"
+    return str(html), link
 
 
 async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
@@ -93,7 +145,7 @@ async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
 
 def stop(lab: LabInfo) -> list[str]:
     stopped = []
-    for name, marker in (("writer", "writer"), ("worker", "worker")):
+    for name, marker in (("writer", "writer"), ("worker", "worker"), ("standins", "standins")):
         pid_file = demo_dir(lab) / f"{name}.pid"
         pid = _pid_alive(pid_file, marker)
         if pid:
@@ -133,6 +185,39 @@ async def _writer(lab: LabInfo, period_s: float = 10.0) -> None:
         await asyncio.sleep(period_s)
 
 
+def _standins() -> None:
+    import socketserver
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Accept(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            pass
+
+    servers: list[socketserver.BaseServer] = []
+    for port, kind in STANDIN_PORTS.items():
+        address = ("127.0.0.1", port + STANDIN_OFFSET)
+        if kind == "http":
+            servers.append(ThreadingHTTPServer(address, Ok))
+        else:
+            servers.append(socketserver.ThreadingTCPServer(address, Accept))
+    threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["writer"]:
         asyncio.run(_writer(load_lab()))
+    elif sys.argv[1:] == ["standins"]:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        _standins()

@@ -10,7 +10,7 @@ app = typer.Typer(help="Run the demo on the lab: protect every primary VM and ke
 
 
 @app.command("up")
-def up() -> None:
+def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a test failover.")) -> None:
     """Start the demo worker, protect the primary VMs (30 s RPO), start the guest writer."""
     from seawall import demo
     from seawall.lab import LabNotUpError, load_lab
