@@ -22,9 +22,13 @@ def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a t
         raise typer.Exit(Exit.UNAVAILABLE) from None
     pids = demo.start(lab)
     console.print(f"demo worker pid {pids['worker']}, guest writer pid {pids['writer']}")
-    console.print(
-        f"protected: {', '.join(vm.name for vm in lab.vsphere['primary'].vms)} (policy {demo.DEMO_POLICY})"
-    )
+    vms = ", ".join(vm.name for vm in lab.vsphere["primary"].vms)
+    console.print(f"protected: {vms} (policy {demo.DEMO_POLICY})")
+    if drill:
+        console.print("test failover of plan erp-dr to the dr site:")
+        html, link = demo.drill(lab)
+        console.print(f"  report:  {html}")
+        console.print(f"  the run: {link}")
 
 
 @app.command("down")
