@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from seawall.cli import api as api_cmd
 from seawall.cli import codec as codec_cmd
 from seawall.cli import demo as demo_cmd
 from seawall.cli import lab as lab_cmd
@@ -23,6 +24,7 @@ app.add_typer(lab_cmd.app, name="lab")
 app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(codec_cmd.app, name="codec")
+app.add_typer(api_cmd.app, name="api")
 app.command("worker")(worker_cmd.worker)
 app.command("protect")(replication_cmd.protect)
 app.command("unprotect")(replication_cmd.unprotect)
