@@ -65,6 +65,9 @@ _NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Temporal calls that wait on a worker (an update, a query) give up after this instead of holding the
 # HTTP request open without bound when no worker is polling.
 WORKER_WAIT = timedelta(seconds=30)
+# How long an Idempotency-Key names its run: a retry within a day is the same request; the same key
+# reused later (a runbook that hard-codes one) is a new failover, not yesterday's run.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class ApiSettings(Settings):
@@ -661,6 +664,8 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
             desc = await latest(plan)
         except ApiProblem:
             return None
+        if desc.start_time is not None and datetime.now(UTC) - desc.start_time > IDEMPOTENCY_WINDOW:
+            return None
         memo = await memo_of(desc)
         if memo.get(MEMO_KEY) != key_hash:
             return None
@@ -733,8 +738,8 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
         response_model=FailoverStarted,
         summary="Start a failover of a plan (test: operator; planned/unplanned: admin)",
         description="One failover per plan at a time. With an `Idempotency-Key`, a retry of the same "
-        "request returns the run the first one started (header `Idempotent-Replayed: true`); "
-        "another start while a run is going gets 409.",
+        "request within 24 hours returns the run the first one started (header `Idempotent-Replayed: "
+        "true`), even after it ended; another start while a run is going gets 409.",
         responses={
             202: _ok(
                 _RUN_EXAMPLE, "The run started (or, for a repeated Idempotency-Key, the run it started)"

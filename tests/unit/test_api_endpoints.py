@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -585,3 +585,15 @@ async def test_openapi_is_complete(api: Api) -> None:
         if "requestBody" in op:
             assert op["requestBody"]["content"]["application/json"]["examples"], (method, path)
     assert spec["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status", "detail"]
+
+
+async def test_an_idempotency_key_is_remembered_for_a_day(api: Api) -> None:
+    headers = {**auth(OPERATOR), "Idempotency-Key": "weekly-drill"}
+    first = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=headers)
+    old = api.fake.runs["recover/erp-dr"][-1]
+    old.status = WorkflowExecutionStatus.COMPLETED
+    old.start_time -= timedelta(hours=25)
+    # A runbook that hard-codes its key starts a new drill next week instead of getting the old run.
+    later = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=headers)
+    assert later.status_code == 202 and later.json()["run_id"] != first.json()["run_id"]
+    assert "idempotent-replayed" not in later.headers and len(api.fake.starts) == 2
