@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,6 +26,7 @@ from seawall.api_auth import hash_token, parse_tokens
 from seawall.lab import LabInfo
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"oncall": ("operator", [PLAN]), "board": ("viewer", "*"), "commander": ("admin", "*")}
 
 
@@ -185,3 +191,45 @@ async def test_a_drill_through_the_api(lab: LabInfo, lab_state_dir: Path, tmp_pa
         ("oncall", "failovers", 202),
     ]
     assert all(a["run_id"] == run_id for a in audit if a["status"] < 300 and "plan" in a)
+
+
+def test_seawall_api_serve(lab: LabInfo, tmp_path: Path) -> None:
+    """The command operators run: token file checked, Temporal reached through Settings, SIGTERM stops it."""
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(token_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "seawall.cli", "api", "serve", "--port", str(port), "--tokens", str(tokens)]
+    cmd += ["--audit-log", str(tmp_path / "audit.log")]
+    env = {**os.environ, **lab.env(), "COLUMNS": "200", "SEAWALL_API_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the API did not come up in 30 s"
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/v1/plans", timeout=10).status_code == 401
+        plans = httpx.get(f"{url}/v1/plans", headers=bearer("oncall"), timeout=10)
+        assert plans.status_code == 200 and [p["name"] for p in plans.json()] == [PLAN]
+        vms = httpx.get(f"{url}/v1/vms", headers=bearer("board"), timeout=30)
+        assert vms.status_code == 200 and [v["vm"] for v in vms.json()] == VMS
+        spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
+        assert "/v1/plans/{plan}/failovers" in spec["paths"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: a SIGTERM exit.
+        assert proc.returncode in (0, -signal.SIGTERM), out
+        assert f"Seawall API on http://127.0.0.1:{port} (3 tokens" in out
+        assert not (tmp_path / "audit.log").exists(), "reads are not audited"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

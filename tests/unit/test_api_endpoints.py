@@ -597,3 +597,23 @@ async def test_an_idempotency_key_is_remembered_for_a_day(api: Api) -> None:
     later = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=headers)
     assert later.status_code == 202 and later.json()["run_id"] != first.json()["run_id"]
     assert "idempotent-replayed" not in later.headers and len(api.fake.starts) == 2
+
+
+async def test_the_real_connect_to_a_closed_port_is_503(tmp_path: Path) -> None:
+    import socket
+
+    from seawall.temporal import connect
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(tmp_path).model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+
+    async def factory() -> Any:
+        return await connect(settings)
+
+    app = create_app(settings, parse_tokens(token_file()), factory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        response = await http.get("/v1/plans/erp-dr/failovers/current", headers=auth(VIEWER))
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"] == f"cannot reach Temporal at 127.0.0.1:{port}"
