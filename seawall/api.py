@@ -1213,7 +1213,10 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
             for e in exc.errors()
         ]
-        detail = "; ".join(f"{'.'.join(e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors[:5])
+        # "body.mode" reads as "mode"; a whole-body error ("body") keeps its one word.
+        detail = "; ".join(
+            f"{'.'.join(e['loc'][1:] or e['loc']) or 'request'}: {e['msg']}" for e in errors[:5]
+        )
         return problem_response(422, "invalid-body", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(RPCError)

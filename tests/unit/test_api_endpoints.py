@@ -471,6 +471,7 @@ async def test_start_returns_the_run_and_links(api: Api) -> None:
     [line] = api.audit()
     assert line["who"] == "operator-all" and line["mode"] == "test" and line["run_id"] == run_id
     assert line["method"] == "POST" and line["path"] == "/v1/plans/erp-dr/failovers" and line["status"] == 202
+    assert datetime.fromisoformat(line["at"]).tzinfo is not None and line["plan"] == "erp-dr"
 
 
 async def test_idempotency_key_returns_the_same_run(api: Api) -> None:

@@ -3,6 +3,8 @@ documented. Bounded for CI: at most 20 generated examples per operation."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ _fake = FakeClient()
 # a report of erp-dr.
 _fake.running("erp-dr")
 _tmp = Path(tempfile.mkdtemp(prefix="seawall-api-fuzz-"))
+atexit.register(shutil.rmtree, _tmp, True)
 _settings = make_settings(_tmp)
 write_report(_settings.reports_dir, "erp-dr", "20261126T010000Z-abcd1234")
 
