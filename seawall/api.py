@@ -211,6 +211,9 @@ class RequestGate:
         if path == "/v1" or path.startswith("/v1/"):
             principal, challenge = self._authenticate(headers.get("authorization"))
             if principal is None:
+                # For intrusion detection: who knocked where, never what token they presented.
+                client = scope.get("client") or ("?", 0)
+                log.warning("401 %s %s from %s: %s", scope["method"], path, client[0], challenge[1])
                 await problem_response(
                     401,
                     "unauthenticated",
@@ -1193,7 +1196,11 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
         return Health(ok=True)
 
     @app.exception_handler(ApiProblem)
-    async def _problem(_: Request, exc: ApiProblem) -> JSONResponse:
+    async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        if exc.status == 403:
+            who = request.scope.get(_PRINCIPAL)
+            name = who.name if isinstance(who, Principal) else "?"
+            log.warning("403 %s %s for %s: %s", request.method, request.url.path, name, exc.detail)
         return problem_response(exc.status, exc.slug, exc.title, exc.detail, headers=exc.headers or None)
 
     @app.exception_handler(StarletteHTTPException)

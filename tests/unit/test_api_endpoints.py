@@ -424,7 +424,8 @@ async def test_malformed_json_and_oversize_bodies(api: Api) -> None:
     assert api.fake.starts == [] and api.audit() == []
 
 
-async def test_wrong_role_for_the_mode_says_why(api: Api) -> None:
+async def test_wrong_role_for_the_mode_says_why(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", logger="seawall.api")
     response = await api.http.post(
         "/v1/plans/erp-dr/failovers", json={"mode": "planned"}, headers=auth(OPERATOR)
     )
@@ -432,6 +433,11 @@ async def test_wrong_role_for_the_mode_says_why(api: Api) -> None:
     assert "a planned failover needs admin" in response.json()["detail"]
     scoped = await api.http.get("/v1/plans/erp-dr/report", headers=auth(ADMIN, "web"))
     assert scoped.status_code == 403 and "not scoped to plan 'erp-dr'" in scoped.json()["detail"]
+    stranger = await api.http.get("/v1/plans", headers={"Authorization": "Bearer guessed-token-1234"})
+    assert stranger.status_code == 401
+    # Denials are logged for whoever watches for intrusions, without the presented token.
+    assert "403 POST /v1/plans/erp-dr/failovers for operator-all: role operator may start" in caplog.text
+    assert "401 GET /v1/plans from" in caplog.text and "guessed-token-1234" not in caplog.text
 
 
 async def test_temporal_unreachable_is_503(tmp_path: Path) -> None:
