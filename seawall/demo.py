@@ -88,6 +88,7 @@ def drill(lab: LabInfo, plan: str = "erp-dr") -> tuple[str, str]:
 
 
 async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
     from temporalio.common import WorkflowIDConflictPolicy
 
     from seawall.config import Settings
@@ -105,6 +106,8 @@ async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
         result_type=RunReport,
     )
     while True:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
         progress = await handle.query("progress")
         if progress.get("pending_gate"):
             print(f"  gate {progress['pending_gate']!r} reached: approving it as 'demo'")
@@ -112,9 +115,17 @@ async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
         if str(progress.get("phase", "")).startswith("drill running"):
             break
         await asyncio.sleep(1)
-    print("  every VM is up on the drill network at the dr site; cleaning the drill up")
-    await handle.execute_update("cleanup")
-    report = await handle.result()
+    if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        print("  every VM is up on the drill network at the dr site; cleaning the drill up")
+        await handle.execute_update("cleanup")
+    try:
+        report = await handle.result()
+    except WorkflowFailureError as exc:
+        # A failed run has written its report too; name it with the reason.
+        print(f"  the drill failed: {exc.cause}")
+        reports = sorted((Path(lab.state_dir) / "reports" / plan).glob("*.html"))
+        link = f"{lab.temporal.ui_url}/namespaces/default/workflows/{handle.id}"
+        return (str(reports[-1]) if reports else "-"), link
     html = Path(lab.state_dir) / "reports" / plan / f"{report.run}.html"
     link = f"{lab.temporal.ui_url}/namespaces/default/workflows/{handle.id}/{handle.result_run_id}"
     return str(html), link

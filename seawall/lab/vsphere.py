@@ -333,7 +333,44 @@ def build(spec: SiteSpec) -> None:
                 )
                 reconfig = vim.vm.ConfigSpec(deviceChange=[_disk_spec(spec, name, index, scsi_key, existing)])
                 wait_task(vm.ReconfigVM_Task(spec=reconfig))
+            address = production_ip(spec.site, name, spec.network_for(name, i), i)
+            if address is not None:
+                # The guest's production address, as VMware Tools would report it: re-IP rules that
+                # translate subnets need the source address, and vcsim shows a customized IP after boot.
+                wait_task(vm.CustomizeVM_Task(spec=_linux_prep(name, address)))
             wait_task(vm.PowerOnVM_Task())
+
+
+# The primary site's production subnets, as examples/inventory.yaml declares them.
+PRODUCTION_SUBNETS = {"prod-web": "10.1.1", "prod-app": "10.1.2", "prod-db": "10.1.3"}
+_HOST_BASE = {"web": 20, "app": 10, "db": 9}
+
+
+def production_ip(site: str, vm: str, network: str, index: int) -> str | None:
+    """web-01 -> 10.1.1.21, app-02 -> 10.1.2.12, db-01 -> 10.1.3.10; other VMs 10.1.x.(100 + i)."""
+    prefix = PRODUCTION_SUBNETS.get(network)
+    if site != "primary" or prefix is None:
+        return None
+    tier, _, number = vm.partition("-")
+    host = _HOST_BASE[tier] + int(number) if tier in _HOST_BASE and number.isdigit() else 100 + index
+    return f"{prefix}.{host}"
+
+
+def _linux_prep(name: str, address: str) -> Any:
+    custom = vim.vm.customization
+    return custom.Specification(
+        identity=custom.LinuxPrep(hostName=custom.FixedName(name=name), domain="corp.example.com"),
+        globalIPSettings=custom.GlobalIPSettings(),
+        nicSettingMap=[
+            custom.AdapterMapping(
+                adapter=custom.IPSettings(
+                    ip=custom.FixedIp(ipAddress=address),
+                    subnetMask="255.255.255.0",
+                    gateway=[address.rsplit(".", 1)[0] + ".1"],
+                )
+            )
+        ],
+    )
 
 
 def fill_disks(spec: SiteSpec) -> None:

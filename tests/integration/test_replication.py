@@ -61,7 +61,8 @@ def assert_point_restores_to(
 ) -> None:
     repo = env.repository(vm)
     manifest = repo.read_manifest(vm, point_id)
-    disks = sorted((d.disk for d in manifest.disks), key=lambda name: int(name.split("-")[-1]))
+    # Disks are named by their position on the VM (disk0, disk1...), the lab's disks by index.
+    disks = sorted((d.disk for d in manifest.disks), key=lambda name: int(name.removeprefix("disk")))
     assert len(disks) == len(images), (vm, point_id, disks)
     for name, expected in zip(disks, images, strict=True):
         out = tmp / f"{vm}-{point_id}-{name}.img"
