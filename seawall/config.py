@@ -51,3 +51,10 @@ class Settings(BaseSettings):
     # address, where a test runs a stand-in. Simulated VMs have no real address to connect to.
     health_check_redirect: str | None = None
     health_check_port_offset: int = 0
+
+    # Prometheus: the worker serves /metrics (Temporal SDK metrics and seawall.metrics) on this port when
+    # set. Loopback by default so nothing is exposed by accident; containers set 0.0.0.0.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # How often each worker re-reads its VMs' newest verified points from Temporal for the RPO gauges.
+    metrics_refresh_s: float = Field(default=60.0, gt=0)

@@ -19,9 +19,11 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.runtime import Runtime
+from temporalio.worker import Interceptor, Worker
 
 from seawall.config import Settings
+from seawall.metrics import SeawallMetrics, metrics_runtime
 from seawall.routing import site_queue
 from seawall.temporal import connect
 
@@ -60,12 +62,14 @@ def build_workers(
     *,
     orchestration: bool = True,
     identity: str | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> list[Worker]:
     identity = identity or f"{os.getpid()}@{socket.gethostname()}"
     common: dict[str, Any] = {
         "activity_executor": executor,
         "max_concurrent_activities": settings.max_concurrent_activities,
         "graceful_shutdown_timeout": timedelta(seconds=settings.graceful_shutdown_s),
+        "interceptors": list(interceptors),
     }
     workers: list[Worker] = []
     if orchestration:
@@ -102,6 +106,14 @@ async def serve(
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when no event is given)."""
     settings = settings or Settings()
+    metrics = None
+    runtime = metrics_runtime(settings)
+    if runtime is not None:
+        # Before connecting: the client (and so every worker) reports SDK metrics to its Runtime.
+        Runtime.set_default(runtime, error_if_already_set=False)
+        from seawall.plans import load_inventory
+
+        metrics = SeawallMetrics(runtime.metric_meter, load_inventory(settings.inventory), sites)
     client = await connect(settings)
     if stop is None:
         stop = asyncio.Event()
@@ -109,8 +121,18 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        workers = build_workers(client, sites, settings, executor, orchestration=orchestration)
+        workers = build_workers(
+            client,
+            sites,
+            settings,
+            executor,
+            orchestration=orchestration,
+            interceptors=[metrics.interceptor()] if metrics else [],
+        )
         queues = [w.task_queue for w in workers]
+        gauges = asyncio.create_task(metrics.run(client, settings.metrics_refresh_s)) if metrics else None
+        if metrics is not None:
+            log.info("metrics: http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
         log.info("worker started: queues=%s temporal=%s", ",".join(queues), settings.temporal_address)
         runs = [asyncio.create_task(w.run()) for w in workers]
         stopper = asyncio.create_task(stop.wait())
@@ -118,6 +140,8 @@ async def serve(
         log.info("worker stopping: draining in-flight activities (up to %.0fs)", settings.graceful_shutdown_s)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         stopper.cancel()
+        if gauges is not None:
+            gauges.cancel()
         for task in runs:
             error = task.exception() if task.done() and not task.cancelled() else None
             if error is not None:
