@@ -93,7 +93,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_example_file_holds_hashes_only() -> None:
-    path = ROOT / "examples" / "api-tokens.yaml"
+    path = ROOT / "examples" / "api-tokens.yml"
     tokens = load_tokens(path)
     assert len(tokens) >= 3
     for entry in yaml.safe_load(path.read_text())["tokens"]:
