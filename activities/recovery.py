@@ -431,13 +431,19 @@ class RecoveryActivities:
         for check in pv.health_checks:
             timeout = check.timeout.total_seconds()
             activity.heartbeat(check.kind)
+
+            def waiting(seconds: float, kind: str = check.kind) -> None:
+                # A check may poll for many minutes: the server must keep seeing this worker alive.
+                activity.heartbeat(kind)
+                time.sleep(seconds)
+
             if isinstance(check, GuestIpCheck):
                 if ip is None:
                     raise _fatal(f"{inp.vm}: a guest-ip check needs a planned IP", "PlanInvalid")
-                result = health.check_guest_ip(self._guest_ips(vm), ip, timeout=timeout)
+                result = health.check_guest_ip(self._guest_ips(vm), ip, timeout=timeout, sleep=waiting)
             elif isinstance(check, TcpCheck):
                 host, port = self._check_address(ip or "", check.port)
-                result = health.check_tcp(host, port, timeout=timeout)
+                result = health.check_tcp(host, port, timeout=timeout, sleep=waiting)
             elif isinstance(check, HttpCheck):
                 if check.url:
                     url = check.url
@@ -446,7 +452,12 @@ class RecoveryActivities:
                         ip or "", check.port or (443 if check.scheme == "https" else 80)
                     )
                     url = f"{check.scheme}://{host}:{port}{check.path}"
-                result = health.check_http(url, status=check.status, timeout=timeout)
+                verify: bool | str = (
+                    str(self.settings.health_check_ca) if self.settings.health_check_ca else True
+                )
+                result = health.check_http(
+                    url, status=check.status, timeout=timeout, verify_tls=verify, sleep=waiting
+                )
             else:
                 raise _fatal(f"unknown health check {check.kind!r}", "PlanInvalid")
             lines.append(

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # address, where a test runs a stand-in. Simulated VMs have no real address to connect to.
     health_check_redirect: str | None = None
     health_check_port_offset: int = 0
+    # A CA bundle HTTPS health checks trust (an internal CA); default: the system's.
+    health_check_ca: Path | None = None
 
     # Prometheus: the worker serves /metrics (Temporal SDK metrics and seawall.metrics) on this port when
     # set. Loopback by default so nothing is exposed by accident; containers set 0.0.0.0.

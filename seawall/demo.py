@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -56,11 +57,67 @@ def _spawn(lab: LabInfo, name: str, argv: list[str], env: dict[str, str]) -> int
 # The lab's VMs are simulated: nothing answers on their application ports. The demo runs stand-ins on
 # loopback (at this offset) and points the worker's TCP/HTTP health checks at them.
 STANDIN_OFFSET = 17000
-STANDIN_PORTS = {5432: "tcp", 443: "http", 8080: "http"}
+STANDIN_PORTS = {5432: "tcp", 443: "https", 8080: "http"}
+
+
+def demo_tls(lab: LabInfo) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for 127.0.0.1, so the web tier's HTTPS check is real TLS."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = demo_dir(lab) / "tls"
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "standin.pem", folder / "standin.key"
+    if ca_path.exists() and cert_path.exists() and key_path.exists():
+        return ca_path, cert_path, key_path
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Seawall demo CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return ca_path, cert_path, key_path
 
 
 def start(lab: LabInfo) -> dict[str, int]:
+    ca, _, _ = demo_tls(lab)
     env = {**os.environ, **lab.env(), "SEAWALL_INVENTORY": str(INVENTORY)}
+    env["SEAWALL_HEALTH_CHECK_CA"] = str(ca)
     env["SEAWALL_TEMPORAL_ADDRESS"] = lab.temporal.address
     env["SEAWALL_PLANS_DIR"] = str(INVENTORY.parent)
     env["SEAWALL_REPORTS_DIR"] = str(Path(lab.state_dir) / "reports")
@@ -218,6 +275,13 @@ def _standins() -> None:
         address = ("127.0.0.1", port + STANDIN_OFFSET)
         if kind == "http":
             servers.append(ThreadingHTTPServer(address, Ok))
+        elif kind == "https":
+            server = ThreadingHTTPServer(address, Ok)
+            _, cert, key = demo_tls(load_lab())
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            servers.append(server)
         else:
             servers.append(socketserver.ThreadingTCPServer(address, Accept))
     threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
