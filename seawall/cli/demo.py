@@ -27,8 +27,8 @@ def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a t
     if drill:
         console.print("test failover of plan erp-dr to the dr site:")
         html, link = demo.drill(lab)
-        console.print(f"  report:  {html}")
-        console.print(f"  the run: {link}")
+        console.print(f"  report:  {html}", soft_wrap=True)
+        console.print(f"  the run: {link}", soft_wrap=True)
 
 
 @app.command("down")
