@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -71,6 +72,7 @@ class FakeHandle:
         return runs[-1]
 
     async def describe(self) -> FakeDescription:
+        await asyncio.sleep(0)  # a server round trip: concurrent requests interleave here
         return FakeDescription(self._run())
 
     async def query(self, name: str, **_: Any) -> dict[str, Any]:
@@ -121,6 +123,8 @@ class FakeClient:
         self.schedules = {f"replicate/{vm}" for vm in ("db-01", "app-01", "app-02", "web-01", "web-02")}
         self.triggered: list[str] = []
         self.starts: list[FailoverInput] = []
+        self.conflicts = 0
+        self.start_barrier: asyncio.Barrier | None = None
 
     def running(
         self, plan: str = "erp-dr", mode: str = "test", memo: dict[str, Any] | None = None
@@ -133,8 +137,11 @@ class FakeClient:
         self, workflow: str, inp: FailoverInput, *, id: str, id_conflict_policy: Any, memo: Any, **_: Any
     ) -> Any:
         assert workflow == "RecoveryPlan" and id_conflict_policy == WorkflowIDConflictPolicy.FAIL
+        if self.start_barrier is not None:  # a race on demand: every start is in flight at once
+            await self.start_barrier.wait()
         existing = self.runs.get(id, [])
         if existing and existing[-1].status == WorkflowExecutionStatus.RUNNING:
+            self.conflicts += 1
             raise WorkflowAlreadyStartedError(id, workflow)
         self.starts.append(inp)
         run = FakeRun(id, str(uuid.uuid4()), inp.mode, dict(memo))
@@ -624,3 +631,20 @@ async def test_the_real_connect_to_a_closed_port_is_503(tmp_path: Path) -> None:
         response = await http.get("/v1/plans/erp-dr/failovers/current", headers=auth(VIEWER))
     assert response.status_code == 503, response.text
     assert response.json()["detail"] == f"cannot reach Temporal at 127.0.0.1:{port}"
+
+
+async def test_racing_retries_with_one_key_share_one_run(api: Api) -> None:
+    headers = {**auth(OPERATOR), "Idempotency-Key": "chatops-retry"}
+    api.fake.start_barrier = asyncio.Barrier(5)
+    answers = await asyncio.gather(
+        *(
+            api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=headers)
+            for _ in range(5)
+        )
+    )
+    assert [a.status_code for a in answers] == [202] * 5
+    assert len({a.json()["run_id"] for a in answers}) == 1 and len(api.fake.starts) == 1
+    # All five looked before any had started: the losers of the start found the winner's run by its key.
+    assert api.fake.conflicts == 4
+    assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 4
+    assert sum(1 for line in api.audit() if line.get("idempotent_replay")) == 4
