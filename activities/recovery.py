@@ -59,6 +59,7 @@ from seawall.models import (
 from seawall.plans import PlanValidationError, load_inventory, load_plan
 from seawall.providers import health
 from seawall.providers.ipplan import IpPlanError, NicPlan, plan_vm_nics
+from seawall.providers.vsphere import VSphereNotFound
 from seawall.replica import open_repository
 from seawall.secrets import resolve_text
 
@@ -98,7 +99,7 @@ def find_plan(settings: Settings, name: str) -> tuple[RecoveryPlan, Inventory]:
     )
 
 
-def plan_spec(plan: RecoveryPlan, inventory: Inventory) -> PlanSpec:
+def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failover") -> PlanSpec:
     gates = {g.before: g for g in plan.gates}
     groups = []
     for group in plan.groups:
@@ -124,11 +125,15 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory) -> PlanSpec:
                 gate_on_timeout=gate.on_timeout if gate else "abort",
             )
         )
+    # Failing back runs the same groups the other way: from the plan's target to its source.
+    source, target = (plan.source_site, plan.target_site)
+    if direction == "failback":
+        source, target = target, source
     return PlanSpec(
         plan=plan.name,
-        source_site=plan.source_site,
-        target_site=plan.target_site,
-        target_kind=inventory.site(plan.target_site).kind,
+        source_site=source,
+        target_site=target,
+        target_kind=inventory.site(target).kind,
         failure_policy=str(
             plan.failure_policy.value if hasattr(plan.failure_policy, "value") else plan.failure_policy
         ),
@@ -149,8 +154,9 @@ class OrchestrationActivities:
         self.settings = settings
 
     @activity.defn(name="load_plan_spec")
-    def load_plan_spec(self, plan: str) -> PlanSpec:
-        return plan_spec(*find_plan(self.settings, plan))
+    def load_plan_spec(self, plan: str, direction: str = "failover") -> PlanSpec:
+        found, inventory = find_plan(self.settings, plan)
+        return plan_spec(found, inventory, direction)
 
     @activity.defn(name="write_report")
     def write_report(self, report: RunReport) -> ReportWritten:
@@ -205,7 +211,7 @@ class FenceActivities:
         with self.ctx.vsphere() as conn:
             try:
                 vmobj = conn.find_vm(vm)
-            except LookupError:
+            except VSphereNotFound:
                 return f"{vm}: not found at {site.name} (already gone)"
             conn.power_off(vmobj)
             return f"{vm}: powered off at {site.name}"
@@ -343,6 +349,58 @@ class RecoveryActivities:
         return Materialized(
             point=point, disks=[json.dumps(u, default=str) for u in uploaded], resources=resources
         )
+
+    @activity.defn(name="restore_in_place")
+    def restore_in_place(self, inp: RecoverVMInput, point: ChosenPoint) -> TargetVM:
+        """Failback: write the point onto the original VM's own disk files, then start the VM.
+
+        The original keeps its identity (name, hardware, addresses in the guest); only its disks come
+        back with what changed while it was away. Disks pair up by position (disk0 is the first).
+        """
+        site = self.ctx.site
+        if not isinstance(site, VSphereSite):
+            raise _fatal(f"failback in place needs a vSphere site, not {site.kind}", "PlanInvalid")
+        from seawall.providers.vsphere import parse_datastore_path
+        from seawall.providers.vsphere_target import materialize_disk, read_guest, wait_guest_ip
+
+        repo = self._repository(inp.vm)
+        manifest = repo.read_manifest(inp.vm, point.point_id)
+        with self.ctx.vsphere() as conn:
+            try:
+                vmobj = conn.find_vm(inp.vm)
+            except VSphereNotFound:
+                raise _fatal(f"{inp.vm}: the original VM is gone from {site.name}", "PlanInvalid") from None
+            conn.power_off(vmobj)
+            disks = sorted(conn.vm_disks(vmobj), key=lambda d: d.key)
+            by_name = {d.disk: d for d in manifest.disks}
+            if len(disks) != len(by_name):
+                raise _fatal(
+                    f"{inp.vm}: the original has {len(disks)} disks, the point {len(by_name)}", "PlanInvalid"
+                )
+            for index, disk in enumerate(disks):
+                dm = by_name.get(f"disk{index}")
+                if dm is None:
+                    raise _fatal(f"{inp.vm}: point {point.point_id} has no disk{index}", "PlanInvalid")
+                datastore, path = parse_datastore_path(disk.file_name)
+                folder, _, file_name = path.rpartition("/")
+                materialize_disk(
+                    conn,
+                    datastore=datastore,
+                    datacenter=site.datacenter,
+                    vm_dir=folder,
+                    disk_name=file_name.removesuffix(".vmdk"),
+                    size=dm.size,
+                    source_digest=dm.digest,
+                    restore=_restorer(repo, inp.vm, point.point_id, dm.disk),
+                    on_progress=_progress(dm.disk),
+                    replace=True,
+                )
+            conn.power_on(vmobj)
+            ips = list(read_guest(conn, vmobj).ips)
+            if not ips and point.source_ips:
+                wait_guest_ip(conn, vmobj, point.source_ips[0], timeout=120)
+                ips = list(read_guest(conn, vmobj).ips)
+        return TargetVM(name=inp.vm, ips=[ip for ip in ips if ":" not in ip], resources=[])
 
     @activity.defn(name="create_target_vm")
     def create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:

@@ -31,6 +31,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         recovery.choose_point,
         recovery.materialize_disks,
         recovery.create_target_vm,
+        recovery.restore_in_place,
         recovery.check_health,
         recovery.update_dns,
         recovery.cleanup_run,

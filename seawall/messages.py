@@ -248,6 +248,9 @@ class FailoverInput(_Message):
     point_time: str | None = None
     # A drill's time to live, overriding the plan's test_ttl (an operator's short drill, a test).
     ttl_s: float | None = Field(default=None, gt=0, le=14 * 24 * 3600)
+    # failback: the plan the other way, after Reprotect — the copies at the plan's target site are
+    # stopped, replicated a last time and restored onto the original VMs at its source site.
+    direction: str = Field(default="failover", pattern=r"^(failover|failback)$")
 
 
 class VMStep(_Message):
@@ -294,6 +297,8 @@ class RecoverVMInput(_Message):
     vm: str
     target_site: str
     point_time: str | None = None
+    # Failback: write the point onto the original VM's disks and start it, instead of a new VM.
+    in_place: bool = False
 
 
 class ChosenPoint(_Message):

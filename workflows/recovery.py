@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import timedelta
-from typing import TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         RecoverVMResult,
         ReportWritten,
         ReprotectOutcome,
+        Resource,
         RunReport,
         ScheduleRequest,
         StepTime,
@@ -101,6 +102,19 @@ class RecoverVMWorkflow:
                 retry_policy=QUICK,
             ),
         )
+        if inp.in_place:
+            original = await timed(
+                "restore onto the original VM and start it",
+                workflow.execute_activity(
+                    "restore_in_place",
+                    args=[inp, point],
+                    result_type=TargetVM,
+                    start_to_close_timeout=timedelta(hours=12),
+                    heartbeat_timeout=timedelta(minutes=2),
+                    retry_policy=PERSISTENT,
+                ),
+            )
+            return await self._finish(inp, point, original, [], steps, timed, started)
         disks: Materialized = await timed(
             "materialize disks",
             workflow.execute_activity(
@@ -122,6 +136,18 @@ class RecoverVMWorkflow:
                 retry_policy=QUICK,
             ),
         )
+        return await self._finish(inp, point, vm, disks.resources, steps, timed, started)
+
+    async def _finish(
+        self,
+        inp: RecoverVMInput,
+        point: ChosenPoint,
+        vm: TargetVM,
+        made: list[Resource],
+        steps: list[StepTime],
+        timed: Any,
+        started: datetime,
+    ) -> RecoverVMResult:
         health: HealthOutcome = await timed(
             "health checks",
             workflow.execute_activity(
@@ -156,7 +182,7 @@ class RecoverVMWorkflow:
             ips=vm.ips,
             dns=dns,
             health=health,
-            resources=[*disks.resources, *vm.resources],
+            resources=[*made, *vm.resources],
             steps=steps,
             started_at=started.isoformat(),
             healthy_at=healthy_at.isoformat(),
@@ -312,6 +338,7 @@ class RecoveryPlanWorkflow:
                         vm=step_vm,
                         target_site=spec.target_site,
                         point_time=inp.point_time,
+                        in_place=inp.direction == "failback",
                     ),
                     id=f"recover/{spec.plan}/{run}/{step_vm}",
                     task_queue=site_queue(spec.target_site),
@@ -344,9 +371,14 @@ class RecoveryPlanWorkflow:
             [SA_PLAN.value_set(inp.plan), SA_MODE.value_set(inp.mode), SA_RUN.value_set(run)]
         )
         self._set_phase("loading the plan")
+        failback = inp.direction == "failback"
+        if failback and inp.mode != "planned":
+            raise ApplicationError(
+                "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
+            )
         spec: PlanSpec = await workflow.execute_activity(
             "load_plan_spec",
-            inp.plan,
+            args=[inp.plan, inp.direction] if failback else [inp.plan],
             result_type=PlanSpec,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=QUICK,
@@ -376,7 +408,8 @@ class RecoveryPlanWorkflow:
                     *(
                         workflow.execute_child_workflow(
                             "ReplicationCycle",
-                            CycleInput(vm=vm),
+                            # Failing back, the copies at the plan's target are what runs: replicate those.
+                            CycleInput(vm=vm, source_site=spec.source_site if failback else None),
                             id=f"replicate/{vm}/final-{run}",
                             task_queue=site_queue(spec.source_site),
                         )

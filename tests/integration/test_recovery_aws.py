@@ -68,6 +68,12 @@ def set_primary_power(lab: LabInfo, on: bool) -> dict[str, str]:
         return states
 
 
+def primary_power_states(lab: LabInfo) -> dict[str, str]:
+    site = lab.vsphere["primary"]
+    with VSphereConnection(site.host, site.user, site.password, port=site.port, protocol="http") as conn:
+        return {vm: conn.power_state(conn.find_vm(vm)) for vm in VMS}
+
+
 def aws(lab: LabInfo, service: str) -> Any:
     session = boto3.session.Session()
     return session.client(  # type: ignore[call-overload]

@@ -25,6 +25,16 @@ from seawall.providers.vsphere import VSphereConnection
 from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins, wait_progress
 from tests.integration.test_recovery_aws import aws, set_primary_power
+from tests.integration.test_recovery_aws import primary_power_states as primary_power
+
+
+def dns_records(lab: LabInfo) -> dict[tuple[str, str], list[str]]:
+    r53 = aws(lab, "route53")
+    zone = next(z["Id"] for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "corp.example.com.")
+    return {
+        (r["Name"].rstrip("."), r["Type"]): [x["Value"] for x in r.get("ResourceRecords", [])]
+        for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    }
 
 
 def dr_flat_files(lab: LabInfo, vm: str) -> list[Path]:
@@ -58,6 +68,7 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
                 report = await asyncio.wait_for(handle.result(), timeout=300)
             assert report is not None
             recovered = dr_flat_files(lab, "db-01")[0].read_bytes()  # before the DR side writes on
+            records_at_dr = dns_records(lab)
             queue = env.settings.orchestration_queue
             committed = await env.client.execute_workflow(
                 "CommitFailover",
@@ -84,6 +95,25 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
             )
             back = {c.vm: c for c in reprotected.cycles}
             reverse_schedule = await env.client.get_schedule_handle("replicate/db-01").describe()
+            # More DR-side life, then fail back home: a planned failover the other way, onto the
+            # original VMs.
+            with dr_disk.open("r+b") as f:
+                f.seek(offset)
+                f.write(b"WRITTEN-AT-DR-" + marker)
+            with stand_ins(env.settings.health_check_port_offset):
+                home = await env.client.start_workflow(
+                    "RecoveryPlan",
+                    FailoverInput(plan=PLAN, mode="planned", direction="failback"),
+                    id=f"recover/{PLAN}",
+                    task_queue=queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    result_type=RunReport,
+                )
+                await wait_progress(home, lambda p: p["pending_gate"] == "web-go-ahead", timeout=240)
+                dr_final = dr_flat_files(lab, "db-01")[0].read_bytes()  # the DR copy is fenced by now
+                await home.execute_update("approve", ApproveInput(gate="web-go-ahead", by="dave"))
+                failback = await asyncio.wait_for(home.result(), timeout=300)
+            home_disk = read_disk(lab, "primary", "db-01")
 
         assert report is not None
         assert report.status == "completed", report.failed_vms
@@ -95,15 +125,7 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
         assert marker in recovered
         assert recovered[: len(expected)] == expected
         # DNS now points at the DR addresses, and the previous values were recorded for failback.
-        r53 = aws(lab, "route53")
-        zone = next(
-            z["Id"] for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "corp.example.com."
-        )
-        records = {
-            (r["Name"].rstrip("."), r["Type"]): [x["Value"] for x in r.get("ResourceRecords", [])]
-            for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
-        }
-        assert records[("db.corp.example.com", "A")] == ["10.2.3.10"]
+        assert records_at_dr[("db.corp.example.com", "A")] == ["10.2.3.10"]
         assert [d.name for d in db.dns] == ["db.corp.example.com"]
         # Commit: the old direction's schedules are gone, older points pruned down to the base.
         assert sorted(committed.schedules_deleted) == sorted(VMS)
@@ -117,6 +139,14 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
         assert all(back[vm].parent is not None for vm in VMS)
         action = reverse_schedule.schedule.action
         assert getattr(action, "task_queue", None) == "seawall-site-dr"
+        # Failback: the original VMs run again with everything the DR site wrote, DNS points home.
+        assert failback.status == "completed", failback.failed_vms
+        assert all(n.endswith("powered off at dr") for n in failback.fencing), failback.fencing
+        assert [v.target_name for v in failback.vms] == VMS
+        assert home_disk == dr_final[: len(home_disk)]
+        assert b"WRITTEN-AT-DR-" + marker in home_disk
+        assert set(primary_power(lab).values()) == {"poweredOn"}
+        assert dns_records(lab)[("db.corp.example.com", "A")] == ["10.1.3.10"]
     finally:
         set_primary_power(lab, on=True)
         vminfo = next(v for v in lab.vsphere["primary"].vms if v.name == "db-01")
