@@ -158,6 +158,19 @@ async def record_failback() -> None:
                     result_type=ReprotectOutcome,
                 )
                 await runs["reprotect"].result()
+                with stand_ins(env.settings.health_check_port_offset):
+                    home = await client.start_workflow(
+                        "RecoveryPlan",
+                        FailoverInput(plan="erp-dr", mode="planned", direction="failback"),
+                        id="recover/erp-dr",
+                        task_queue=queue,
+                        result_type=RunReport,
+                    )
+                    await wait_progress(home, lambda p: p["pending_gate"] == "web-go-ahead", timeout=240)
+                    await home.execute_update("approve", ApproveInput(gate="web-go-ahead", by="recorder"))
+                    back = await home.result()
+                runs["recovery_plan_failback"] = home
+                runs["recover_vm_in_place"] = client.get_workflow_handle(f"recover/erp-dr/{back.run}/db-01")
                 runs["cleanup_test"] = await client.start_workflow(
                     "CleanupTest",
                     PlanRunInput(plan="erp-dr", run=report.run),
