@@ -86,6 +86,7 @@ def failover(
         None, "--ttl-hours", help="A drill's time to live (default: the plan's)."
     ),
     wait: bool = typer.Option(False, "--wait", help="Follow the run live until it ends."),
+    failback: bool = typer.Option(False, "--failback", help="Planned failover back onto the originals."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Start a failover of a plan (one per plan at a time)."""
@@ -93,7 +94,13 @@ def failover(
         err_console.print(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         raise typer.Exit(Exit.BAD_INPUT)
     settings = Settings()
-    inp = FailoverInput(plan=plan, mode=mode, point_time=point, ttl_s=ttl * 3600 if ttl else None)
+    inp = FailoverInput(
+        plan=plan,
+        mode=mode,
+        point_time=point,
+        ttl_s=ttl * 3600 if ttl else None,
+        direction="failback" if failback else "failover",
+    )
 
     async def run() -> int:
         client = await temporal_client(settings)
