@@ -86,7 +86,7 @@ async def test_python_encoded_payloads_decode_over_http(tmp_path: Path) -> None:
     assert resp.status_code == 200, resp.text
     (plain,) = to_payloads(resp.json())
     assert plain.metadata["encoding"] == b"json/plain"
-    assert json.loads(plain.data) == {"vm": "web-01", "policy": "rpo-5m"}
+    assert json.loads(plain.data) == ProtectInput(vm="web-01", policy="rpo-5m").model_dump(mode="json")
 
 
 def test_preflight_allows_the_ui_origin_and_its_headers(server: CodecServer) -> None:
