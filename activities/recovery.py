@@ -12,6 +12,7 @@ import html
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -68,7 +69,42 @@ def _fatal(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
+_plan_cache: dict[tuple[str, str], tuple[tuple[object, ...], tuple[RecoveryPlan, Inventory]]] = {}
+_plan_cache_lock = threading.Lock()
+
+
+def _files_stamp(settings: Settings) -> tuple[object, ...]:
+    """What a cached plan depends on: the inventory and every plan file, by size and mtime."""
+    paths = [Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))]
+    stamp: list[object] = []
+    for path in paths:
+        try:
+            st = path.stat()
+            stamp.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamp.append((str(path), None))
+    return tuple(stamp)
+
+
 def find_plan(settings: Settings, name: str) -> tuple[RecoveryPlan, Inventory]:
+    """The plan called ``name``, parsed once per change of its files.
+
+    Every step of every VM reads its plan; parsing a 100-VM plan costs ~0.2 s of CPU, which, 40 times
+    per group, was most of a large plan's orchestration overhead (benchmarks/plan.py).
+    """
+    key = (str(settings.inventory), f"{settings.plans_dir}:{name}")
+    stamp = _files_stamp(settings)
+    with _plan_cache_lock:
+        hit = _plan_cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    found = _find_plan(settings, name)
+    with _plan_cache_lock:
+        _plan_cache[key] = (stamp, found)
+    return found
+
+
+def _find_plan(settings: Settings, name: str) -> tuple[RecoveryPlan, Inventory]:
     """The plan called ``name``: inline in the inventory, or a ``kind: RecoveryPlan`` file in plans_dir."""
     try:
         inventory = load_inventory(settings.inventory)
