@@ -13,6 +13,9 @@ $V/mypy
 started_lab=0
 if ! $V/seawall lab status --quiet >/dev/null 2>&1; then
   started_lab=1
+  # A lab this script starts starts clean: disks a demo's guest writer changed would fail the tests
+  # that compare them with the lab's images (CI's fresh clone starts clean anyway).
+  $V/seawall lab down --purge >/dev/null 2>&1 || true
 fi
 cleanup() {
   if [ "$started_lab" = 1 ]; then $V/seawall lab down || true; fi
