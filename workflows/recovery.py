@@ -66,6 +66,17 @@ PERSISTENT = RetryPolicy(
 )
 
 
+async def load_spec(plan: str, direction: str | None = None) -> PlanSpec:
+    """The plan's shape, read by a worker from its plan files (a direction only for failback)."""
+    return await workflow.execute_activity(
+        "load_plan_spec",
+        args=[plan, direction] if direction else [plan],
+        result_type=PlanSpec,
+        start_to_close_timeout=timedelta(minutes=1),
+        retry_policy=QUICK,
+    )
+
+
 @workflow.defn(name="RecoverVM")
 class RecoverVMWorkflow:
     """choose point -> materialize disks -> create, re-IP, power on -> health -> DNS, at the target."""
@@ -376,13 +387,7 @@ class RecoveryPlanWorkflow:
             raise ApplicationError(
                 "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
             )
-        spec: PlanSpec = await workflow.execute_activity(
-            "load_plan_spec",
-            args=[inp.plan, inp.direction] if failback else [inp.plan],
-            result_type=PlanSpec,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=QUICK,
-        )
+        spec = await load_spec(inp.plan, inp.direction if failback else None)
         vms = [v.vm for g in spec.groups for v in g.vms]
         hooks: list[HookOutcome] = []
         groups: list[StepTime] = []
@@ -581,13 +586,7 @@ class CleanupTestWorkflow:
     @workflow.run
     async def run(self, inp: PlanRunInput) -> CleanupOutcome:
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
-        spec: PlanSpec = await workflow.execute_activity(
-            "load_plan_spec",
-            inp.plan,
-            result_type=PlanSpec,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=QUICK,
-        )
+        spec = await load_spec(inp.plan)
         return await workflow.execute_activity(
             "cleanup_run",
             args=[spec.plan, inp.run, "test"],
@@ -607,13 +606,7 @@ class CommitFailoverWorkflow:
     @workflow.run
     async def run(self, inp: PlanRunInput) -> CommitOutcome:
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
-        spec: PlanSpec = await workflow.execute_activity(
-            "load_plan_spec",
-            inp.plan,
-            result_type=PlanSpec,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=QUICK,
-        )
+        spec = await load_spec(inp.plan)
         deleted: list[str] = []
         pruned: dict[str, list[str]] = {}
         for vm in [v.vm for g in spec.groups for v in g.vms]:
@@ -645,13 +638,7 @@ class ReprotectWorkflow:
     @workflow.run
     async def run(self, inp: PlanInput) -> ReprotectOutcome:
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
-        spec: PlanSpec = await workflow.execute_activity(
-            "load_plan_spec",
-            inp.plan,
-            result_type=PlanSpec,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=QUICK,
-        )
+        spec = await load_spec(inp.plan)
         vms = [v.vm for g in spec.groups for v in g.vms]
         workflow.set_current_details(f"reverse replication of {len(vms)} VMs from {spec.target_site}")
         cycles: list[CycleResult] = list(
