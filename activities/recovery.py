@@ -25,6 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
+from activities.heartbeat import with_heartbeats
 from seawall import failpoints
 from seawall.blockstore.backend import StoreError
 from seawall.blockstore.errors import DataPathError
@@ -440,6 +441,10 @@ class RecoveryActivities:
 
     @activity.defn(name="create_target_vm")
     def create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
+        # vCenter tasks can take minutes: heartbeat meanwhile, so a dead worker is noticed in seconds.
+        return with_heartbeats(lambda: self._create_target_vm(inp, disks), lambda: inp.vm)
+
+    def _create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
         plan, pv = self._plan_vm(inp.plan, inp.vm)
         nics = self._nics(inp, pv, disks.point.source_ips)
         name = target_name(inp)

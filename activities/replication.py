@@ -9,15 +9,14 @@ what a dead attempt already wrote), and committing an existing identical point i
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
+from activities.heartbeat import with_heartbeats
 from seawall import failpoints
 from seawall.blockstore.backend import StoreError, TransientStoreError
 from seawall.blockstore.errors import DataPathError, WrongKeyError
@@ -46,11 +45,6 @@ from seawall.sources import imagesnap
 from seawall.sources.base import DiskSource, SourceError
 from seawall.sources.raw import RawSource
 from seawall.sources.vsphere import VSphereDiskSource
-
-T = TypeVar("T")
-
-# How often a long call heartbeats when the data path itself has no checkpoint to report.
-HEARTBEAT_EVERY_S = 5.0
 
 
 def snapshot_name(point_id: str) -> str:
@@ -118,28 +112,6 @@ class InventoryActivities:
     def resolve_protection(self, inp: ProtectInput) -> Protection:
         # Re-read at each call so an edited inventory (policy change) applies from the next cycle on.
         return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s, self._gc_interval_s)
-
-
-def _with_heartbeats(fn: Callable[[], T], details: Callable[[], Any]) -> T:
-    """Run ``fn`` in a helper thread and heartbeat from the activity thread while it works.
-
-    A long verify or retention pass has no checkpoints of its own, yet the server must still see that
-    the worker is alive (heartbeat timeout) and the activity must notice a cancellation.
-    """
-    fut: Future[T] = Future()
-
-    def target() -> None:
-        try:
-            fut.set_result(fn())
-        except BaseException as exc:
-            fut.set_exception(exc)
-
-    threading.Thread(target=target, name="seawall-long-call", daemon=True).start()
-    while True:
-        try:
-            return fut.result(timeout=HEARTBEAT_EVERY_S)
-        except TimeoutError:
-            activity.heartbeat(details())
 
 
 class ReplicationActivities:
@@ -348,7 +320,7 @@ class ReplicationActivities:
             # Incremental: re-read what this point added; rows of a verified parent are already proven.
             # A point that starts a new full layer (every MAX_CHAIN cycles, or a resized disk) is
             # re-read whole, so every chunk is re-verified at least that often.
-            result = _with_heartbeats(
+            result = with_heartbeats(
                 lambda: repo.verify_point(vm, point_id, mark=True, full=False), lambda: point_id
             )
         except (StoreError, DataPathError) as exc:
@@ -404,7 +376,7 @@ class ReplicationActivities:
         vm = users[0].name
         repo = self._repository(vm)
         try:
-            result = _with_heartbeats(repo.gc, lambda: store)
+            result = with_heartbeats(repo.gc, lambda: store)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
         return GcOutcome(

@@ -144,6 +144,7 @@ class RecoverVMWorkflow:
                 args=[inp, disks],
                 result_type=TargetVM,
                 start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=QUICK,
             ),
         )
