@@ -16,6 +16,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from workflows.policies import persistent, quick
+
 with workflow.unsafe.imports_passed_through():
     from seawall.messages import (
         AbortInput,
@@ -53,17 +55,8 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 
 FATAL = ["PlanInvalid", "NotProtected", "NoRecoveryPoint", "CredentialsError", "KeyMissing", "WrongKey"]
-QUICK = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=8,
-    non_retryable_error_types=FATAL,
-)
-PERSISTENT = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=FATAL,
-)
+QUICK = quick(FATAL)
+PERSISTENT = persistent(FATAL)
 
 
 async def load_spec(plan: str, direction: str | None = None) -> PlanSpec:

@@ -15,6 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows.policies import persistent, quick
+
 with workflow.unsafe.imports_passed_through():
     from seawall.messages import (
         CommitRequest,
@@ -50,18 +52,8 @@ FATAL = [
     "CredentialsError",
 ]
 
-QUICK = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=FATAL,
-)
-# Transfers retry for as long as the cycle may run: a store outage of minutes must not lose a point.
-PERSISTENT = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=FATAL,
-)
+QUICK = quick(FATAL)
+PERSISTENT = persistent(FATAL)
 
 
 def point_id_for(info: workflow.Info, started: datetime) -> str:
