@@ -14,9 +14,9 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from seawall.models import AwsSite, DirectorySite, Inventory, VSphereSite
-from seawall.providers.vsphere import VSphereConnection
-from seawall.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
+from seawall.model import AwsSite, DirectorySite, Inventory, VSphereSite
+from seawall.security.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
+from seawall.sites.vsphere.client import VSphereConnection
 
 
 class SiteContext:

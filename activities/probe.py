@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
-from seawall.messages import SiteProbe
+from seawall.contract.messages import SiteProbe
 
 
 class ProbeActivities:

@@ -26,11 +26,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
 from activities.heartbeat import with_heartbeats
-from seawall import failpoints
-from seawall.blockstore.backend import StoreError
 from seawall.blockstore.errors import DataPathError
-from seawall.config import Settings
-from seawall.messages import (
+from seawall.blockstore.stores.backend import StoreError
+from seawall.contract.messages import (
     ChosenPoint,
     CleanupOutcome,
     DnsChange,
@@ -46,7 +44,7 @@ from seawall.messages import (
     TargetVM,
     VMStep,
 )
-from seawall.models import (
+from seawall.model import (
     AwsSite,
     CommandHook,
     GuestIpCheck,
@@ -58,12 +56,14 @@ from seawall.models import (
     TcpCheck,
     VSphereSite,
 )
+from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
 from seawall.plans import PlanValidationError, load_inventory, load_plan
-from seawall.providers import health
-from seawall.providers.ipplan import IpPlanError, NicPlan, plan_vm_nics
-from seawall.providers.vsphere import VSphereNotFound
-from seawall.replica import open_repository
-from seawall.secrets import resolve_text
+from seawall.runtime import failpoints
+from seawall.runtime.config import Settings
+from seawall.security.secrets import resolve_text
+from seawall.sites import health
+from seawall.sites.replica import open_repository
+from seawall.sites.vsphere.client import VSphereNotFound
 
 
 def _fatal(message: str, kind: str) -> ApplicationError:
@@ -337,7 +337,7 @@ class RecoveryActivities:
         uploaded: list[dict[str, Any]] = []
         site = self.ctx.site
         if isinstance(site, VSphereSite):
-            from seawall.providers.vsphere_target import materialize_disk
+            from seawall.sites.vsphere.target import materialize_disk
 
             with self.ctx.vsphere() as conn:
                 resources.append(
@@ -359,7 +359,7 @@ class RecoveryActivities:
                     activity.heartbeat({"disk": dm.disk, "done": True})
                     failpoints.hit("materialize.disk_done", {"vm": inp.vm, "disk": dm.disk})
         elif isinstance(site, AwsSite):
-            from seawall.providers.aws import ResourceTags, register_image, write_ebs_snapshot
+            from seawall.sites.aws.target import ResourceTags, register_image, write_ebs_snapshot
 
             ebs, ec2 = self.ctx.aws_client("ebs"), self.ctx.aws_client("ec2")
             tags = ResourceTags(plan=inp.plan, run=inp.run, vm=inp.vm)
@@ -397,8 +397,8 @@ class RecoveryActivities:
         site = self.ctx.site
         if not isinstance(site, VSphereSite):
             raise _fatal(f"failback in place needs a vSphere site, not {site.kind}", "PlanInvalid")
-        from seawall.providers.vsphere import parse_datastore_path
-        from seawall.providers.vsphere_target import materialize_disk, read_guest, wait_guest_ip
+        from seawall.sites.vsphere.client import parse_datastore_path
+        from seawall.sites.vsphere.target import materialize_disk, read_guest, wait_guest_ip
 
         repo = self._repository(inp.vm)
         manifest = repo.read_manifest(inp.vm, point.point_id)
@@ -453,7 +453,7 @@ class RecoveryActivities:
         memory = pv.size.memory_mib if pv.size and pv.size.memory_mib else 4096
         ips = [str(n.ip) for n in nics if n.ip is not None]
         if isinstance(site, VSphereSite):
-            from seawall.providers.vsphere_target import (
+            from seawall.sites.vsphere.target import (
                 RunTag,
                 UploadedDisk,
                 create_vm,
@@ -480,7 +480,7 @@ class RecoveryActivities:
                 power_on(conn, vm)
             return TargetVM(name=name, ips=ips, resources=[Resource(kind="vm", id=name, site=site.name)])
         if isinstance(site, AwsSite):
-            from seawall.providers.aws import (
+            from seawall.sites.aws.target import (
                 ResourceTags,
                 choose_instance_type,
                 find_subnet,
@@ -572,7 +572,7 @@ class RecoveryActivities:
     def _guest_ips(self, vm: TargetVM) -> Callable[[], list[str]]:
         site = self.ctx.site
         if isinstance(site, VSphereSite):
-            from seawall.providers.vsphere_target import find_vm_or_none, read_guest
+            from seawall.sites.vsphere.target import find_vm_or_none, read_guest
 
             def read() -> list[str]:
                 with self.ctx.vsphere() as conn:
@@ -582,7 +582,7 @@ class RecoveryActivities:
             return read
 
         def read_aws() -> list[str]:
-            from seawall.providers.aws import wait_running
+            from seawall.sites.aws.target import wait_running
 
             info = wait_running(self.ctx.aws_client("ec2"), vm.name, timeout=30)
             return [info.private_ip] if info.private_ip else []
@@ -591,7 +591,7 @@ class RecoveryActivities:
 
     @activity.defn(name="update_dns")
     def update_dns(self, inp: RecoverVMInput, vm: TargetVM) -> list[DnsChange]:
-        from seawall.providers.dns import Route53Dns
+        from seawall.sites.dns import Route53Dns
 
         _, pv = self._plan_vm(inp.plan, inp.vm)
         changes: list[DnsChange] = []
@@ -630,7 +630,7 @@ class RecoveryActivities:
         site = self.ctx.site
         removed: list[Resource] = []
         if isinstance(site, VSphereSite):
-            from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
+            from seawall.sites.vsphere.target import delete_datastore_path, destroy_vm, find_run_vms
 
             # What a killed earlier attempt found (and may already have destroyed) comes back from its
             # heartbeat, so the outcome lists everything the run made, not just what this attempt saw.
@@ -653,7 +653,7 @@ class RecoveryActivities:
                     if delete_datastore_path(conn, site.datastore, site.datacenter, folder):
                         removed.append(Resource(kind="datastore-dir", id=folder, site=site.name))
         elif isinstance(site, AwsSite):
-            from seawall.providers.aws import terminate_run
+            from seawall.sites.aws.target import terminate_run
 
             result = terminate_run(self.ctx.aws_client("ec2"), run)
             removed += [Resource(kind="instance", id=i, site=site.name) for i in result.instances]

@@ -10,9 +10,9 @@ from activities.probe import ProbeActivities
 from activities.recovery import FenceActivities, OrchestrationActivities, RecoveryActivities
 from activities.replication import InventoryActivities, ReplicationActivities
 from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
-from seawall.config import Settings
-from seawall.models import Inventory
+from seawall.model import Inventory
 from seawall.plans import load_inventory
+from seawall.runtime.config import Settings
 
 
 def _loader(settings: Settings) -> Callable[[], Inventory]:

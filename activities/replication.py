@@ -17,13 +17,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext
 from activities.heartbeat import with_heartbeats
-from seawall import failpoints
-from seawall.blockstore.backend import StoreError, TransientStoreError
 from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
 from seawall.blockstore.manifest import PointRef, RetentionPolicy, ShippedDisk, ShipProgress
 from seawall.blockstore.repository import Repository, point_key, verified_key
-from seawall.messages import (
+from seawall.blockstore.source import DiskSource, SourceError
+from seawall.blockstore.stores.backend import StoreError, TransientStoreError
+from seawall.contract.messages import (
     CommitRequest,
     CycleStart,
     DiskRef,
@@ -37,14 +37,14 @@ from seawall.messages import (
     SnapshotTaken,
     VerifyOutcome,
 )
-from seawall.models import DirectorySite, Inventory, VSphereSite
-from seawall.providers.vsphere import VSphereError, VSphereNotFound
-from seawall.replica import open_repository
-from seawall.secrets import SecretError
-from seawall.sources import imagesnap
-from seawall.sources.base import DiskSource, SourceError
-from seawall.sources.raw import RawSource
-from seawall.sources.vsphere import VSphereDiskSource
+from seawall.model import DirectorySite, Inventory, VSphereSite
+from seawall.runtime import failpoints
+from seawall.security.secrets import SecretError
+from seawall.sites.directory import imagesnap
+from seawall.sites.directory.source import RawSource
+from seawall.sites.replica import open_repository
+from seawall.sites.vsphere.client import VSphereError, VSphereNotFound
+from seawall.sites.vsphere.source import VSphereDiskSource
 
 
 def snapshot_name(point_id: str) -> str:

@@ -24,9 +24,9 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.messages import CycleInput, GcInput, GcScheduleRequest, ScheduleRequest
-from seawall.routing import site_queue
-from seawall.search import SA_SITE, SA_VM
+from seawall.contract.messages import CycleInput, GcInput, GcScheduleRequest, ScheduleRequest
+from seawall.contract.queues import site_queue
+from seawall.contract.search import SA_SITE, SA_VM
 
 
 def schedule_id(vm: str) -> str:

@@ -35,11 +35,11 @@ from typing import Any
 
 import zstandard
 
-from seawall.blockstore.directory import DirectoryStore
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.repository import MAX_CHAIN, Repository
-from seawall.sources.base import ChangedArea
-from seawall.sources.raw import RawSource
+from seawall.blockstore.source import ChangedArea
+from seawall.blockstore.stores.directory import DirectoryStore
+from seawall.sites.directory.source import RawSource
 
 MiB = 1024 * 1024
 READ = 4 * MiB

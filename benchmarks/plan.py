@@ -53,13 +53,13 @@ from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, Tele
 from temporalio.service import RPCError
 
 from benchmarks.fleet import vm_name, write_fleet
-from seawall.config import Settings
+from seawall.contract.messages import FailoverInput, ProtectInput, ProtectResult, RunReport
+from seawall.control.status import schedule_id
 from seawall.lab import LabInfo, load_lab
 from seawall.lab import config as lab_config
-from seawall.messages import FailoverInput, ProtectInput, ProtectResult, RunReport
 from seawall.plans import load_plan
-from seawall.status import schedule_id
-from seawall.temporal import connect
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import connect
 from workers.main import build_workers
 
 HEALTH_STEP = "health checks"

@@ -31,11 +31,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
-from seawall.config import Settings
-from seawall.messages import ProtectInput, ProtectResult
-from seawall.search import SA_SITE
-from seawall.status import schedule_id
-from seawall.temporal import connect
+from seawall.contract.messages import ProtectInput, ProtectResult
+from seawall.contract.search import SA_SITE
+from seawall.control.status import schedule_id
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import connect
 from workers.main import build_workers
 
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, TransientStoreError
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.manifest import RetentionPolicy
 from seawall.blockstore.repository import Repository
-from seawall.sources.base import ChangedArea
-from seawall.sources.raw import RawSource
+from seawall.blockstore.source import ChangedArea
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, TransientStoreError
+from seawall.sites.directory.source import RawSource
 
 MiB = 1024 * 1024
 

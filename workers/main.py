@@ -22,10 +22,10 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, Worker
 
-from seawall.config import Settings
-from seawall.metrics import SeawallMetrics, metrics_runtime
-from seawall.routing import site_queue
-from seawall.temporal import connect
+from seawall.contract.queues import site_queue
+from seawall.runtime.config import Settings
+from seawall.runtime.metrics import SeawallMetrics, metrics_runtime
+from seawall.runtime.temporal import connect
 
 log = logging.getLogger("seawall.worker")
 

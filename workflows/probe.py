@@ -12,9 +12,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from seawall.messages import ProbeSiteInput, SiteProbe
-    from seawall.routing import site_queue
-    from seawall.search import SA_SITE
+    from seawall.contract.messages import ProbeSiteInput, SiteProbe
+    from seawall.contract.queues import site_queue
+    from seawall.contract.search import SA_SITE
 
 
 @workflow.defn(name="ProbeSite")

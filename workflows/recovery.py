@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 from workflows.policies import persistent, quick
 
 with workflow.unsafe.imports_passed_through():
-    from seawall.messages import (
+    from seawall.contract.messages import (
         AbortInput,
         Approval,
         ApproveInput,
@@ -49,8 +49,8 @@ with workflow.unsafe.imports_passed_through():
         StepTime,
         TargetVM,
     )
-    from seawall.routing import site_queue
-    from seawall.search import SA_MODE, SA_PLAN, SA_RUN
+    from seawall.contract.queues import site_queue
+    from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from workflows.policies import persistent, quick
 
 with workflow.unsafe.imports_passed_through():
-    from seawall.messages import (
+    from seawall.contract.messages import (
         CommitRequest,
         CycleInput,
         CycleResult,
@@ -37,8 +37,8 @@ with workflow.unsafe.imports_passed_through():
         UnprotectInput,
         VerifyOutcome,
     )
-    from seawall.routing import site_queue
-    from seawall.search import SA_SITE, SA_VM
+    from seawall.contract.queues import site_queue
+    from seawall.contract.search import SA_SITE, SA_VM
 
 # Errors no retry can fix: the activities raise them as non-retryable ApplicationErrors already; the
 # list also covers a worker that raises them plainly.

@@ -12,7 +12,7 @@ Public API (no Temporal imports anywhere in this package)::
     repo.latest_point(vm, verified_only=True)  # -> PointRef | None
     repo.apply_retention(vm, RetentionPolicy(keep_last=30)); repo.gc()
 
-Names resolve lazily, so importing ``seawall.blockstore.backend`` stays as light as it was.
+Names resolve lazily, so importing ``seawall.blockstore.stores.backend`` stays as light as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Repository": "seawall.blockstore.repository",
     "MAX_CHAIN": "seawall.blockstore.repository",
-    "DirectoryStore": "seawall.blockstore.directory",
+    "DirectoryStore": "seawall.blockstore.stores.directory",
     "KeyMaterial": "seawall.blockstore.keys",
     "KeyRing": "seawall.blockstore.keys",
     "KeyRefError": "seawall.blockstore.keys",
@@ -81,7 +81,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from seawall.blockstore.directory import DirectoryStore
     from seawall.blockstore.errors import (
         BadBlockError,
         CorruptObjectError,
@@ -108,6 +107,7 @@ if TYPE_CHECKING:
         VerifyResult,
     )
     from seawall.blockstore.repository import MAX_CHAIN, Repository
+    from seawall.blockstore.stores.directory import DirectoryStore
 
 
 def __getattr__(name: str) -> Any:

@@ -74,7 +74,6 @@ import blake3
 import xxhash
 from pydantic import BaseModel, ValidationError
 
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore
 from seawall.blockstore.codec import KIND_INDEX, KIND_TABLE, Codec
 from seawall.blockstore.errors import (
     BadBlockError,
@@ -107,6 +106,8 @@ from seawall.blockstore.manifest import (
     check_name,
     utcnow,
 )
+from seawall.blockstore.source import DiskSource
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
 from seawall.blockstore.table import (
     BLOCK,
     PIECE,
@@ -126,7 +127,6 @@ from seawall.blockstore.table import (
     encode_layer,
     encode_part,
 )
-from seawall.sources.base import DiskSource
 
 MAX_CHAIN = 8
 PACK_TARGET = 8 * 1024 * 1024

@@ -29,8 +29,8 @@ def serve(
     import uvicorn
 
     from seawall.api import ApiSettings, create_app
-    from seawall.api_auth import TokenFileError, load_tokens
-    from seawall.temporal import connect
+    from seawall.api.auth import TokenFileError, load_tokens
+    from seawall.runtime.temporal import connect
 
     try:
         loaded = load_tokens(tokens)
@@ -66,7 +66,7 @@ def new_token_cmd(
     """Make a random token: print it once, and the token-file entry that stores only its hash."""
     import yaml
 
-    from seawall.api_auth import TokenFileError, hash_token, new_token, parse_tokens
+    from seawall.api.auth import TokenFileError, hash_token, new_token, parse_tokens
 
     token = new_token()
     entry = {"name": name, "sha256": hash_token(token), "role": role, "plans": plans or "*"}

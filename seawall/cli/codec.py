@@ -56,10 +56,10 @@ def serve(
     Point the UI at it: Settings -> Codec Server -> http://127.0.0.1:8081, or start the dev server
     with --ui-codec-endpoint http://127.0.0.1:8081.
     """
-    from seawall.codec import EncryptionCodec, PayloadKeyError
-    from seawall.codec_server import DEFAULT_CORS_ORIGINS, CodecServer
-    from seawall.config import Settings
-    from seawall.secrets import SecretError, resolve_text
+    from seawall.runtime.config import Settings
+    from seawall.security.codec import EncryptionCodec, PayloadKeyError
+    from seawall.security.codec_server import DEFAULT_CORS_ORIGINS, CodecServer
+    from seawall.security.secrets import SecretError, resolve_text
 
     # The access log (requests, statuses, payload counts; never contents) is how operators audit it.
     logging.basicConfig(

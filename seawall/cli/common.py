@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from temporalio.client import Client
 
-from seawall.config import Settings
+from seawall.runtime.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,8 +33,8 @@ async def temporal_client(settings: Settings) -> Client:
     """The Temporal client for a command; configuration and connection errors end it with a clear line."""
     import typer
 
-    from seawall.codec import PayloadKeyError
-    from seawall.temporal import TemporalConfigError, connect
+    from seawall.runtime.temporal import TemporalConfigError, connect
+    from seawall.security.codec import PayloadKeyError
 
     try:
         return await connect(settings)

@@ -12,8 +12,7 @@ app = typer.Typer(help="Run the demo on the lab: protect every primary VM and ke
 @app.command("up")
 def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a test failover.")) -> None:
     """Start the demo worker, protect the primary VMs (30 s RPO), start the guest writer."""
-    from seawall import demo
-    from seawall.lab import LabNotUpError, load_lab
+    from seawall.lab import LabNotUpError, demo, load_lab
 
     try:
         lab = load_lab()
@@ -34,8 +33,7 @@ def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a t
 @app.command("down")
 def down() -> None:
     """Stop the demo's worker and writer (the lab keeps running)."""
-    from seawall import demo
-    from seawall.lab import LabNotUpError, load_lab
+    from seawall.lab import LabNotUpError, demo, load_lab
 
     try:
         lab = load_lab()

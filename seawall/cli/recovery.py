@@ -20,8 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
-from seawall.config import Settings
-from seawall.messages import (
+from seawall.contract.messages import (
     AbortInput,
     ApproveInput,
     CommitOutcome,
@@ -31,6 +30,7 @@ from seawall.messages import (
     ReprotectOutcome,
     RunReport,
 )
+from seawall.runtime.config import Settings
 
 MODES = ("test", "planned", "unplanned")
 

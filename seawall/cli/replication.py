@@ -16,11 +16,11 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
-from seawall.config import Settings
-from seawall.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.models import Inventory
+from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
+from seawall.control.status import VMStatus, schedule_id, vm_status
+from seawall.model import Inventory
 from seawall.plans import PlanValidationError, load_inventory
-from seawall.status import VMStatus, schedule_id, vm_status
+from seawall.runtime.config import Settings
 
 InventoryOpt = typer.Option(None, "--inventory", "-i", help="Inventory file (default: $SEAWALL_INVENTORY).")
 

@@ -19,6 +19,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
+from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab import cloud, procs, temporal, vsphere
 from seawall.lab import config as c
 from seawall.lab.info import (
@@ -30,7 +31,6 @@ from seawall.lab.info import (
     VSphereSiteInfo,
     lab_json_path,
 )
-from seawall.search import SEARCH_ATTRIBUTES
 
 PART_NAMES = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite")
 

@@ -13,8 +13,8 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab import config as c
-from seawall.search import SEARCH_ATTRIBUTES
 
 NAMESPACE = "default"
 

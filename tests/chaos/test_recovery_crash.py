@@ -39,9 +39,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from seawall.contract.messages import ApproveInput, ProtectInput, ProtectResult, RunReport, UnprotectInput
 from seawall.lab import LabInfo, procs
-from seawall.messages import ApproveInput, ProtectInput, ProtectResult, RunReport, UnprotectInput
-from seawall.providers.dns import sidecar_name
+from seawall.sites.dns import sidecar_name
 from tests.chaos.workers import ROOT, WorkerProcess, wait_for_failpoint
 from tests.integration.replication_env import EXAMPLES, ReplicationEnv, replication_env
 from tests.integration.test_recovery import (

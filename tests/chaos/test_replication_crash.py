@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from seawall.blockstore.table import BLOCK
+from seawall.contract.messages import CycleResult, ProtectInput, ProtectResult, UnprotectInput
+from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
-from seawall.messages import CycleResult, ProtectInput, ProtectResult, UnprotectInput
-from seawall.providers.vsphere import VSphereConnection
-from seawall.status import cycle_history
+from seawall.sites.vsphere.client import VSphereConnection
 from tests.chaos.workers import WorkerProcess, wait_for_failpoint
 from tests.integration.replication_env import ReplicationEnv, replication_env
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from seawall.config import Settings
+from seawall.runtime.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from seawall.search import SEARCH_ATTRIBUTES
+from seawall.contract.search import SEARCH_ATTRIBUTES
 
 
 @contextlib.asynccontextmanager

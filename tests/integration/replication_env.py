@@ -15,12 +15,12 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from seawall.config import Settings
+from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
 from seawall.plans import load_inventory
-from seawall.replica import open_repository
-from seawall.status import cycle_history
-from seawall.temporal import connect
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import connect
+from seawall.sites.replica import open_repository
 from workers.main import build_workers
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ import uvicorn
 import yaml
 
 from seawall.api import ApiSettings, create_app
-from seawall.api_auth import hash_token, parse_tokens
+from seawall.api.auth import hash_token, parse_tokens
 from seawall.lab import LabInfo
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from seawall.blockstore.azure import AzureBlobStore
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
-from seawall.blockstore.retrying import RetryingStore
+from seawall.blockstore.stores.azure import AzureBlobStore
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
+from seawall.blockstore.stores.retrying import RetryingStore
 from seawall.lab import LabInfo
 
 pytestmark = pytest.mark.lab

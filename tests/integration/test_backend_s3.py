@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
-from seawall.blockstore.retrying import RetryingStore
-from seawall.blockstore.s3 import MIN_PART_SIZE, S3Store
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
+from seawall.blockstore.stores.retrying import RetryingStore
+from seawall.blockstore.stores.s3 import MIN_PART_SIZE, S3Store
 from seawall.lab import LabInfo
 
 pytestmark = pytest.mark.lab

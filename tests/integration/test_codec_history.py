@@ -33,13 +33,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from seawall.blockstore.keys import load_key
-from seawall.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, UnknownPayloadKeyError
-from seawall.codec_server import CodecServer
-from seawall.config import Settings
-from seawall.lab import LabInfo
-from seawall.lab.disks import restore_disk, write_blocks
-from seawall.lab.temporal import temporal_binary
-from seawall.messages import (
+from seawall.contract.messages import (
     CycleResult,
     ProbeSiteInput,
     ProtectInput,
@@ -47,8 +41,14 @@ from seawall.messages import (
     SiteProbe,
     UnprotectInput,
 )
-from seawall.status import schedule_id
-from seawall.temporal import connect
+from seawall.control.status import schedule_id
+from seawall.lab import LabInfo
+from seawall.lab.disks import restore_disk, write_blocks
+from seawall.lab.temporal import temporal_binary
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import connect
+from seawall.security.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, UnknownPayloadKeyError
+from seawall.security.codec_server import CodecServer
 from tests.integration.isolated_namespace import all_runs, isolated_namespace, payloads_in, raw_history
 from tests.integration.replication_env import replication_env, write_inventory
 

@@ -18,11 +18,11 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from seawall.blockstore.keys import KeyMaterial
-from seawall.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, PayloadKeyRing
-from seawall.codec_server import CodecServer
-from seawall.config import Settings
-from seawall.messages import ProtectInput
-from seawall.temporal import data_converter
+from seawall.contract.messages import ProtectInput
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import data_converter
+from seawall.security.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, PayloadKeyRing
+from seawall.security.codec_server import CodecServer
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = "http://127.0.0.1:8233"

@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from seawall.blockstore.azure import AzureBlobStore
-from seawall.blockstore.backend import ObjectStore
-from seawall.blockstore.directory import DirectoryStore
-from seawall.blockstore.faults import FaultInjectingStore, fail_randomly
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.manifest import RetentionPolicy
 from seawall.blockstore.repository import Repository
-from seawall.blockstore.retrying import RetryingStore
-from seawall.blockstore.s3 import S3Store
+from seawall.blockstore.stores.azure import AzureBlobStore
+from seawall.blockstore.stores.backend import ObjectStore
+from seawall.blockstore.stores.directory import DirectoryStore
+from seawall.blockstore.stores.faults import FaultInjectingStore, fail_randomly
+from seawall.blockstore.stores.retrying import RetryingStore
+from seawall.blockstore.stores.s3 import S3Store
 from seawall.lab import LabInfo
-from seawall.providers.vsphere import VSphereConnection
-from seawall.sources.vsphere import VSphereDiskSource
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.source import VSphereDiskSource
 from tests.datapath_scenario import FakeClock, make_image, run_datapath_scenario, scatter_writes
 
 pytestmark = pytest.mark.lab

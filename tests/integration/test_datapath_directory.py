@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seawall.blockstore.directory import DirectoryStore
+from seawall.blockstore.stores.directory import DirectoryStore
 from tests.datapath_scenario import run_datapath_scenario
 
 

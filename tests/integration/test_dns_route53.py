@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from seawall.lab import LabInfo
-from seawall.providers.dns import DnsConflictError, DnsRecordSet, Route53Dns, sidecar_name
+from seawall.sites.dns import DnsConflictError, DnsRecordSet, Route53Dns, sidecar_name
 
 pytestmark = pytest.mark.lab
 

@@ -10,10 +10,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from seawall.config import Settings
+from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
 from seawall.lab import LabInfo
-from seawall.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.metrics import point_time
+from seawall.runtime.config import Settings
+from seawall.runtime.metrics import point_time
 from tests.chaos.workers import WorkerProcess
 from tests.integration.replication_env import replication_env
 

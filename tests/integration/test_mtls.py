@@ -3,7 +3,7 @@
 The test makes a throwaway CA, a server certificate (SAN 127.0.0.1 and localhost) and client
 certificates, starts a second Temporal dev server of its own, and puts a TLS front end that requires
 a client certificate from that CA before it. Then: a client configured through ``Settings`` and
-``seawall.temporal.connect`` -- and a worker on that client -- runs ProbeSite against the lab end to
+``seawall.runtime.temporal.connect`` -- and a worker on that client -- runs ProbeSite against the lab end to
 end, while a client without a certificate, one with a certificate of another CA, and one that does
 not trust the server's CA are all refused.
 
@@ -37,11 +37,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from temporalio.client import Client, TLSConfig
 
-from seawall.config import Settings
+from seawall.contract.messages import ProbeSiteInput, SiteProbe
 from seawall.lab import LabInfo
 from seawall.lab.temporal import search_attribute_flags, temporal_binary
-from seawall.messages import ProbeSiteInput, SiteProbe
-from seawall.temporal import TemporalConfigError, connect
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import TemporalConfigError, connect
 from tests.integration.replication_env import write_inventory
 from workers.main import build_workers
 

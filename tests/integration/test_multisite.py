@@ -30,10 +30,10 @@ import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from seawall.contract.messages import ApproveInput, ProtectInput, ProtectResult, RunReport, UnprotectInput
+from seawall.contract.queues import site_queue
+from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
-from seawall.messages import ApproveInput, ProtectInput, ProtectResult, RunReport, UnprotectInput
-from seawall.routing import site_queue
-from seawall.status import cycle_history
 from tests.chaos.test_recovery_crash import fail_dead_attempts
 from tests.integration.replication_env import ROOT, ReplicationEnv, replication_env
 from tests.integration.test_recovery import (
@@ -126,7 +126,7 @@ def worker_env(home: Path, temporal: str, orchestration_queue: str, offset: int)
 
 
 def wait_frozen(path: Path, worker: SiteWorker, timeout: float = 90.0) -> dict[str, Any]:
-    """What a worker frozen at a failpoint (seawall.failpoints) was doing."""
+    """What a worker frozen at a failpoint (seawall.runtime.failpoints) was doing."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         if worker.proc.poll() is not None or time.monotonic() > deadline:

@@ -11,7 +11,7 @@ import pytest
 from pyVmomi import vim
 
 from seawall.lab import LabInfo
-from seawall.providers.vsphere import (
+from seawall.sites.vsphere.client import (
     VSphereConnection,
     VSphereError,
     VSphereNotFound,
@@ -165,7 +165,7 @@ def test_cbt_is_accepted_but_not_implemented_on_vcsim(
     try:
         snap = conn.create_snapshot(vm, snapshot_name)
         disk = conn.snapshot_disks(snap)[0]
-        with caplog.at_level(logging.INFO, logger="seawall.providers.vsphere"):
+        with caplog.at_level(logging.INFO, logger="seawall.sites.vsphere.client"):
             areas = conn.query_changed_disk_areas(vm, snap, disk.key, 0, "*")
         assert areas is None
         assert "does not implement QueryChangedDiskAreas" in caplog.text

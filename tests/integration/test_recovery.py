@@ -18,8 +18,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from seawall.lab import LabInfo
-from seawall.messages import (
+from seawall.contract.messages import (
     ApproveInput,
     FailoverInput,
     ProtectInput,
@@ -27,7 +26,8 @@ from seawall.messages import (
     RunReport,
     UnprotectInput,
 )
-from seawall.providers.vsphere import VSphereConnection
+from seawall.lab import LabInfo
+from seawall.sites.vsphere.client import VSphereConnection
 from tests.integration.replication_env import EXAMPLES, ReplicationEnv, replication_env
 
 PLAN = "erp-dr"

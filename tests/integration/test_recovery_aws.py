@@ -11,8 +11,7 @@ import boto3
 import yaml
 from temporalio.common import WorkflowIDConflictPolicy
 
-from seawall.lab import LabInfo
-from seawall.messages import (
+from seawall.contract.messages import (
     ApproveInput,
     FailoverInput,
     ProtectInput,
@@ -20,8 +19,9 @@ from seawall.messages import (
     RunReport,
     UnprotectInput,
 )
-from seawall.providers.aws import terminate_run
-from seawall.providers.vsphere import VSphereConnection
+from seawall.lab import LabInfo
+from seawall.sites.aws.target import terminate_run
+from seawall.sites.vsphere.client import VSphereConnection
 from tests.integration.replication_env import EXAMPLES, replication_env
 from tests.integration.test_recovery import VMS, free_offset, stand_ins, wait_progress
 

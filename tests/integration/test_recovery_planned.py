@@ -10,9 +10,7 @@ from pathlib import Path
 
 from temporalio.common import WorkflowIDConflictPolicy
 
-from seawall.lab import LabInfo
-from seawall.lab.disks import read_disk, restore_disk, write_blocks
-from seawall.messages import (
+from seawall.contract.messages import (
     ApproveInput,
     CommitOutcome,
     FailoverInput,
@@ -21,8 +19,10 @@ from seawall.messages import (
     ReprotectOutcome,
     RunReport,
 )
-from seawall.providers.vsphere import VSphereConnection
-from seawall.providers.vsphere_target import delete_datastore_path, destroy_vm, find_run_vms
+from seawall.lab import LabInfo
+from seawall.lab.disks import read_disk, restore_disk, write_blocks
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.target import delete_datastore_path, destroy_vm, find_run_vms
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins, wait_progress
 from tests.integration.test_recovery_aws import aws, set_primary_power
 from tests.integration.test_recovery_aws import primary_power_states as primary_power

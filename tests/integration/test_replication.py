@@ -9,11 +9,11 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError
 
+from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
+from seawall.control.status import schedule_id, vm_status
 from seawall.lab import LabInfo
 from seawall.lab.disks import read_disk, restore_disk, write_blocks
-from seawall.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.providers.vsphere import VSphereConnection
-from seawall.status import schedule_id, vm_status
+from seawall.sites.vsphere.client import VSphereConnection
 from tests.integration.replication_env import ReplicationEnv, replication_env
 
 VMS = ["db-01", "web-01", "web-02"]  # local directory, S3 on moto, Azure Blob on Azurite

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
+from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, ProtectResult, UnprotectInput
+from seawall.control.status import schedule_id
 from seawall.lab import LabInfo
-from seawall.messages import GcInput, GcOutcome, ProtectInput, ProtectResult, UnprotectInput
-from seawall.sources import imagesnap
-from seawall.status import schedule_id
+from seawall.sites.directory import imagesnap
 from tests.integration.replication_env import replication_env
 
 

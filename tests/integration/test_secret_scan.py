@@ -33,11 +33,11 @@ from google.protobuf import json_format
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
+from seawall.contract.messages import ProbeSiteInput, ProtectInput, ProtectResult, SiteProbe, UnprotectInput
+from seawall.control.status import schedule_id, vm_status
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk, write_blocks
-from seawall.messages import ProbeSiteInput, ProtectInput, ProtectResult, SiteProbe, UnprotectInput
-from seawall.models import Inventory
-from seawall.status import schedule_id, vm_status
+from seawall.model import Inventory
 from tests.integration.isolated_namespace import all_runs, isolated_namespace, raw_history
 from tests.integration.replication_env import write_inventory
 

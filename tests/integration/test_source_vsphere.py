@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from seawall.blockstore.source import DiskSource, SourceError
 from seawall.lab import LabInfo
-from seawall.providers.vsphere import VSphereConnection
-from seawall.sources.base import DiskSource, SourceError
-from seawall.sources.vsphere import VSphereDiskSource
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.source import VSphereDiskSource
 
 pytestmark = pytest.mark.lab
 
@@ -100,7 +100,7 @@ def test_reads_the_snapshot_disk_over_http(
             # CBT on: the source asks the server, and vcsim answers "not implemented" -> None.
             assert conn.enable_cbt(vm).enabled
         with VSphereDiskSource(conn, vm, snapshot_name, disk.key) as tracked:
-            with caplog.at_level(logging.INFO, logger="seawall.providers.vsphere"):
+            with caplog.at_level(logging.INFO, logger="seawall.sites.vsphere.client"):
                 assert tracked.changed_areas("*") is None
             assert "does not implement QueryChangedDiskAreas" in caplog.text
     finally:

@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from seawall.lab import LabInfo
-from seawall.models import AwsSite, Network, NicMapping, RecoveryMode, StaticIP
-from seawall.providers import aws
-from seawall.providers.ipplan import plan_nic
+from seawall.model import AwsSite, Network, NicMapping, RecoveryMode, StaticIP
+from seawall.model.ipplan import plan_nic
+from seawall.sites.aws import target as aws
 from tests.integration.test_target_vsphere import ship_lab_disk
 
 pytestmark = pytest.mark.lab

@@ -14,15 +14,15 @@ import pytest
 import requests
 from pyVmomi import vim
 
-from seawall.blockstore.directory import DirectoryStore
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.repository import Repository
+from seawall.blockstore.stores.directory import DirectoryStore
 from seawall.lab import LabInfo
-from seawall.models import Network, NicMapping, RecoveryMode, SubnetTranslation, VSphereSite
-from seawall.providers import vsphere_target as target
-from seawall.providers.ipplan import plan_nic
-from seawall.providers.vsphere import VSphereConnection, VSphereError, VSphereNotFound
-from seawall.sources.vsphere import VSphereDiskSource
+from seawall.model import Network, NicMapping, RecoveryMode, SubnetTranslation, VSphereSite
+from seawall.model.ipplan import plan_nic
+from seawall.sites.vsphere import target
+from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound
+from seawall.sites.vsphere.source import VSphereDiskSource
 
 pytestmark = pytest.mark.lab
 
@@ -327,7 +327,7 @@ def test_a_half_made_vm_and_two_disks(
         stale = requests.put(site.datastore_url(f"{name}/{name}.vmx"), data=b"half-made", timeout=10)
         assert stale.status_code == 200
         placement = target.resolve_placement(dr, site.datacenter, site.datastore)
-        with caplog.at_level("WARNING", logger="seawall.providers.vsphere_target"):
+        with caplog.at_level("WARNING", logger="seawall.sites.vsphere.target"):
             vm = target.create_vm(
                 dr, name, placement=placement, cpus=1, memory_mib=512, disks=disks, nics=["drill"], tag=tag
             )

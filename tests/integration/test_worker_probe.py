@@ -12,11 +12,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from seawall.config import Settings
+from seawall.contract.messages import ProbeSiteInput, SiteProbe
+from seawall.contract.queues import ORCHESTRATION_QUEUE
 from seawall.lab import LabInfo
-from seawall.messages import ProbeSiteInput, SiteProbe
-from seawall.routing import ORCHESTRATION_QUEUE
-from seawall.temporal import connect
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import connect
 from tests.integration.replication_env import write_inventory
 from workers.main import build_workers
 from workflows.probe import ProbeSiteWorkflow

@@ -15,11 +15,11 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from seawall.contract.messages import GcInput, ProbeSiteInput, ProtectInput, ProtectResult, UnprotectInput
+from seawall.control.status import cycle_history, schedule_id
 from seawall.lab import config as lab_config
 from seawall.lab import load_lab
 from seawall.lab.disks import restore_disk, write_blocks
-from seawall.messages import GcInput, ProbeSiteInput, ProtectInput, ProtectResult, UnprotectInput
-from seawall.status import cycle_history, schedule_id
 from tests.integration.replication_env import replication_env
 
 HERE = Path(__file__).resolve().parent / "histories"
@@ -87,7 +87,7 @@ async def record() -> None:
 
 async def record_drill() -> None:
     """A drill of the example ERP plan: RecoveryPlan and RecoverVM histories."""
-    from seawall.messages import ApproveInput
+    from seawall.contract.messages import ApproveInput
     from tests.integration.test_recovery import protected_erp, stand_ins, start_drill, wait_progress
 
     lab = load_lab()
@@ -111,7 +111,7 @@ async def record_drill() -> None:
 
 async def record_failback() -> None:
     """Planned failover, CommitFailover, Reprotect and a CleanupTest: their histories."""
-    from seawall.messages import (
+    from seawall.contract.messages import (
         ApproveInput,
         CleanupOutcome,
         CommitOutcome,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seawall.api_auth import Role, TokenFileError, hash_token, load_tokens, new_token, parse_tokens
+from seawall.api.auth import Role, TokenFileError, hash_token, load_tokens, new_token, parse_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = hash_token("s3cret-token")

@@ -21,9 +21,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.api import MEMO_KEY, MEMO_REQUEST, ApiSettings, create_app
-from seawall.api_auth import hash_token, parse_tokens
-from seawall.messages import Approval, FailoverInput, RunReport
-from seawall.search import SA_MODE, SA_RUN
+from seawall.api.auth import hash_token, parse_tokens
+from seawall.contract.messages import Approval, FailoverInput, RunReport
+from seawall.contract.search import SA_MODE, SA_RUN
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -616,7 +616,7 @@ async def test_an_idempotency_key_is_remembered_for_a_day(api: Api) -> None:
 async def test_the_real_connect_to_a_closed_port_is_503(tmp_path: Path) -> None:
     import socket
 
-    from seawall.temporal import connect
+    from seawall.runtime.temporal import connect
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

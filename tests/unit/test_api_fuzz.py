@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from seawall.api import create_app
-from seawall.api_auth import parse_tokens
+from seawall.api.auth import parse_tokens
 from tests.unit.test_api_endpoints import (
     ADMIN,
     TOKENS,

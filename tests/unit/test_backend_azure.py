@@ -15,8 +15,8 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from seawall.blockstore.azure import AzureBlobStore, map_azure_error
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
+from seawall.blockstore.stores.azure import AzureBlobStore, map_azure_error
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
 
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 CONN = (

@@ -16,8 +16,8 @@ from botocore.exceptions import (
 )
 from botocore.stub import ANY, Stubber
 
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
-from seawall.blockstore.s3 import MIN_PART_SIZE, S3Store, map_s3_error
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
+from seawall.blockstore.stores.s3 import MIN_PART_SIZE, S3Store, map_s3_error
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.plan import HEALTH_STEP, critical_path, group_sizes
-from seawall.messages import HealthOutcome, RecoverVMResult, RunReport, StepTime
+from seawall.contract.messages import HealthOutcome, RecoverVMResult, RunReport, StepTime
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

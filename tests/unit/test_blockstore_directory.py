@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError
-from seawall.blockstore.directory import DirectoryStore
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError
+from seawall.blockstore.stores.directory import DirectoryStore
 
 
 def test_is_an_object_store(tmp_path: Path) -> None:

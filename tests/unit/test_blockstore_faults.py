@@ -9,7 +9,6 @@ import random
 
 import pytest
 
-from seawall.blockstore.backend import TransientStoreError
 from seawall.blockstore.errors import (
     BadBlockError,
     CorruptObjectError,
@@ -20,6 +19,7 @@ from seawall.blockstore.errors import (
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import ShipProgress
 from seawall.blockstore.repository import Repository, point_key
+from seawall.blockstore.stores.backend import TransientStoreError
 from seawall.blockstore.table import BLOCK
 from tests.datapath_scenario import BytesSource, FakeClock, FlakyStore, MemoryStore
 

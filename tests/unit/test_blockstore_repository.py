@@ -14,8 +14,8 @@ from seawall.blockstore.errors import PointConflictError, PointNotFoundError
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.manifest import ShipProgress
 from seawall.blockstore.repository import Repository
+from seawall.blockstore.source import ChangedArea
 from seawall.blockstore.table import BLOCK, PIECE
-from seawall.sources.base import ChangedArea
 from tests.datapath_scenario import BytesSource, FakeClock, MemoryStore
 
 KEY = KeyMaterial("test-key", bytes(range(32)))

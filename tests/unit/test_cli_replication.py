@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from seawall.cli.replication import _table, human_bytes
-from seawall.status import VMStatus
+from seawall.control.status import VMStatus
 
 
 def test_human_bytes() -> None:

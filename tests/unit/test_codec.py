@@ -12,7 +12,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
 from seawall.blockstore.keys import KeyMaterial
-from seawall.codec import (
+from seawall.contract.messages import ProtectInput
+from seawall.runtime.config import Settings
+from seawall.runtime.temporal import data_converter
+from seawall.security.codec import (
     ENCODING,
     KEY_ID_METADATA,
     NONCE_BYTES,
@@ -24,9 +27,6 @@ from seawall.codec import (
     parse_key_refs,
     payload_aead_key,
 )
-from seawall.config import Settings
-from seawall.messages import ProtectInput
-from seawall.temporal import data_converter
 
 SECRET_TEXT = "db-01 on [ds-primary] db-01/db-01.vmdk at 10.1.3.10"
 

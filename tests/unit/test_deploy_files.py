@@ -7,8 +7,8 @@
 - Helm: no helm is installable from Debian, PyPI or npm here, so the chart is checked in Python: every
   template, with its actions blanked out, must still be YAML of the expected kinds; every `.Values` path
   a template reads must exist in values.yaml; the values must satisfy what the templates assume.
-- Every SEAWALL_* name any deploy file sets must be one the code reads (seawall.config.Settings fields,
-  or a process-level os.environ read in the sources).
+- Every SEAWALL_* name any deploy file sets must be one the code reads
+  (seawall.runtime.config.Settings fields, or a process-level os.environ read in the sources).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from seawall.config import Settings
+from seawall.runtime.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -321,6 +321,6 @@ def test_operations_guide_covers_sizing_upgrades_backup_and_every_metric() -> No
     for heading in ("## Sizing", "## Upgrades", "## Backup", "## Monitoring"):
         assert heading in guide, heading
     assert "3.33 cycles/s" in guide and "workflow.patched" in guide
-    source = (ROOT / "seawall" / "metrics.py").read_text()
+    source = (ROOT / "seawall" / "runtime" / "metrics.py").read_text()
     for metric in set(re.findall(r"\"(seawall_[a-z_]+)\"", source)):
         assert metric in guide, f"{metric} is exported but not documented"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from seawall.sources import imagesnap
-from seawall.sources.base import SourceError
+from seawall.blockstore.source import SourceError
+from seawall.sites.directory import imagesnap
 
 
 def make_vm(root: Path, vm: str, disks: dict[str, bytes]) -> None:

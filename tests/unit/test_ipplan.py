@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from seawall.models import AwsSite, Network, NicMapping, PlanVM, RecoveryMode, VSphereSite
-from seawall.providers.ipplan import IpPlanError, NicPlan, plan_nic, plan_vm_nics
+from seawall.model import AwsSite, Network, NicMapping, PlanVM, RecoveryMode, VSphereSite
+from seawall.model.ipplan import IpPlanError, NicPlan, plan_nic, plan_vm_nics
 
 
 def _site(**kw: Any) -> VSphereSite:

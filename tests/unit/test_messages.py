@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from seawall.messages import ProbeSiteInput, SiteProbe
+from seawall.contract.messages import ProbeSiteInput, SiteProbe
 
 
 @pytest.mark.parametrize("bad", ["", "Primary", "has space", "-lead", "x" * 64])

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seawall.cli import app
-from seawall.models import AwsSite, HttpHook, Inventory, RecoveryPlan, VSphereSite
+from seawall.model import AwsSite, HttpHook, Inventory, RecoveryPlan, VSphereSite
 from seawall.plans import (
     PlanError,
     PlanValidationError,

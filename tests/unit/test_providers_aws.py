@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from seawall.providers import aws
+from seawall.sites.aws import target as aws
 
 KiB = 1024
 

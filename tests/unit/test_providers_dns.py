@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from seawall.providers.dns import (
+from seawall.sites.dns import (
     DnsError,
     DnsRecordSet,
     Route53Dns,

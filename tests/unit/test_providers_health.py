@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from seawall.providers.health import check_guest_ip, check_http, check_tcp, poll
+from seawall.sites.health import check_guest_ip, check_http, check_tcp, poll
 
 
 @pytest.fixture

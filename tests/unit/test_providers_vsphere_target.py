@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 
-from seawall.providers.vsphere_target import RunTag, _head_size, _Pipe, _UploadAborted, descriptor_text
+from seawall.sites.vsphere.target import RunTag, _head_size, _Pipe, _UploadAborted, descriptor_text
 
 KiB = 1024
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from seawall.blockstore.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
-from seawall.blockstore.faults import FaultInjectingStore, fail_first, fail_randomly
-from seawall.blockstore.retrying import RetryingStore, RetryPolicy, call_with_retries
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError, TransientStoreError
+from seawall.blockstore.stores.faults import FaultInjectingStore, fail_first, fail_randomly
+from seawall.blockstore.stores.retrying import RetryingStore, RetryPolicy, call_with_retries
 
 
 class MemoryStore:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seawall.secrets import (
+from seawall.security.secrets import (
     ResolvedSecret,
     SecretError,
     redact,

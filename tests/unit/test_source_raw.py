@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seawall.sources.base import DiskSource, SourceError
-from seawall.sources.raw import RawSource, _device_size
+from seawall.blockstore.source import DiskSource, SourceError
+from seawall.sites.directory.source import RawSource, _device_size
 
 
 def test_file_size_and_reads(tmp_path: Path) -> None:

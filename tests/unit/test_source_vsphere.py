@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from seawall.blockstore.retrying import RetryPolicy
-from seawall.providers.vsphere import (
+from seawall.blockstore.source import ChangedArea, DiskSource, SourceError
+from seawall.blockstore.stores.retrying import RetryPolicy
+from seawall.sites.vsphere.client import (
     CbtStatus,
     DiskInfo,
     VSphereConnection,
@@ -23,8 +24,7 @@ from seawall.providers.vsphere import (
     flat_extent_path,
     parse_datastore_path,
 )
-from seawall.sources.base import ChangedArea, DiskSource, SourceError
-from seawall.sources.vsphere import VSphereDiskSource, coalesce_ranges, parse_content_range
+from seawall.sites.vsphere.source import VSphereDiskSource, coalesce_ranges, parse_content_range
 
 # -- pure pieces -----------------------------------------------------------------------------------
 
@@ -173,7 +173,7 @@ def test_changed_areas_are_none_when_the_server_cannot_answer(fault_name: str) -
 def test_other_cbt_faults_are_errors() -> None:
     from pyVmomi import vim
 
-    from seawall.providers.vsphere import VSphereError
+    from seawall.sites.vsphere.client import VSphereError
 
     conn = VSphereConnection("vc.example", "u", "p")
     vm = PagedCbtVm({}, fault=vim.fault.InvalidState(msg="the VM is busy"))

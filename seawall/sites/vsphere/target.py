@@ -55,8 +55,8 @@ from typing import Any
 import requests
 from pyVmomi import vim
 
-from seawall.providers.ipplan import NicPlan
-from seawall.providers.vsphere import (
+from seawall.model.ipplan import NicPlan
+from seawall.sites.vsphere.client import (
     SESSION_COOKIE,
     VSphereConnection,
     VSphereError,
@@ -64,7 +64,7 @@ from seawall.providers.vsphere import (
     VSphereTaskError,
     build_datastore_url,
 )
-from seawall.sources.vsphere import parse_content_range
+from seawall.sites.vsphere.source import parse_content_range
 
 __all__ = [
     "GuestInfo",

@@ -28,7 +28,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import ContainerClient
 from urllib3.util.retry import Retry
 
-from seawall.blockstore.backend import ObjectNotFound, StoreError, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectNotFound, StoreError, TransientStoreError
 
 __all__ = ["AzureBlobStore", "map_azure_error"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seawall.routing import ORCHESTRATION_QUEUE
+from seawall.contract.queues import ORCHESTRATION_QUEUE
 
 
 class Settings(BaseSettings):
@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_tls_server_name: str | None = None
-    # Payload encryption (seawall.codec): key references (file:/env:, optional #key-id), comma-separated,
-    # newest first -- the first encrypts, every one decrypts. Unset: payloads are stored as plain JSON.
+    # Payload encryption (seawall.security.codec): key references (file:/env:, optional #key-id),
+    # comma-separated, newest first -- the first encrypts, every one decrypts. Unset: payloads are
+    # stored as plain JSON.
     payload_keys: str | None = None
     # The codec server's bearer token, as a secret reference (env:NAME or file:PATH). Unset: no token is
     # asked for, so bind it where only the allowed can reach it.
@@ -54,8 +55,8 @@ class Settings(BaseSettings):
     # A CA bundle HTTPS health checks trust (an internal CA); default: the system's.
     health_check_ca: Path | None = None
 
-    # Prometheus: the worker serves /metrics (Temporal SDK metrics and seawall.metrics) on this port when
-    # set. Loopback by default so nothing is exposed by accident; containers set 0.0.0.0.
+    # Prometheus: the worker serves /metrics (Temporal SDK metrics and seawall.runtime.metrics) on this
+    # port when set. Loopback by default so nothing is exposed by accident; containers set 0.0.0.0.
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     # How often each worker re-reads its VMs' newest verified points from Temporal for the RPO gauges.

@@ -14,9 +14,9 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.messages import CycleResult
-from seawall.models import Inventory
-from seawall.search import SA_VM
+from seawall.contract.messages import CycleResult
+from seawall.contract.search import SA_VM
+from seawall.model import Inventory
 
 
 def schedule_id(vm: str) -> str:

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlencode
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from seawall.sources.base import ChangedArea
+from seawall.blockstore.source import ChangedArea
 
 __all__ = [
     "CbtStatus",

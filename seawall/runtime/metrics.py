@@ -43,13 +43,13 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from seawall.config import Settings
-from seawall.messages import CycleResult
-from seawall.models import Inventory
-from seawall.routing import site_queue
-from seawall.search import SA_VM
+from seawall.contract.messages import CycleResult
+from seawall.contract.queues import site_queue
+from seawall.contract.search import SA_VM
+from seawall.model import Inventory
+from seawall.runtime.config import Settings
 
-log = logging.getLogger("seawall.metrics")
+log = logging.getLogger("seawall.runtime.metrics")
 
 # Activities that are steps of a recovery plan (RecoveryPlan / RecoverVM), timed per attempt.
 PLAN_STEPS = frozenset(
@@ -218,7 +218,7 @@ class SeawallMetrics:
 async def newest_verified_point(client: Client, vm: str, scan: int = 5) -> datetime | None:
     """Start time of the newest completed, verified cycle of ``vm`` among its last ``scan`` completed.
 
-    Lighter than ``seawall.status.vm_status`` (no schedule, no running cycle): it runs for every VM
+    Lighter than ``seawall.control.status.vm_status`` (no schedule, no running cycle): it runs for every VM
     of a site on every refresh of every worker of that site.
     """
     query = f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm}" AND ExecutionStatus = "Completed"'

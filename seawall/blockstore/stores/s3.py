@@ -31,7 +31,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from seawall.blockstore.backend import ObjectNotFound, StoreError, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectNotFound, StoreError, TransientStoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from seawall.models import (
+from seawall.model import (
     AwsSite,
     DirectorySite,
     DirectoryStore,

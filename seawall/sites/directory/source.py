@@ -12,7 +12,7 @@ import os
 import stat
 import struct
 
-from seawall.sources.base import ChangedArea, SourceError
+from seawall.blockstore.source import ChangedArea, SourceError
 
 # linux/fs.h: _IOR(0x12, 114, size_t)
 BLKGETSIZE64 = 0x80081272

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from seawall.blockstore.backend import ObjectNotFound, StoreError, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectNotFound, StoreError, TransientStoreError
 
 _TMP_SUFFIX = ".seawall-tmp"
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from seawall.models import Network, NicMapping, PlanVM, RecoveryMode, Site, StaticIP, SubnetTranslation
+from seawall.model import Network, NicMapping, PlanVM, RecoveryMode, Site, StaticIP, SubnetTranslation
 
 __all__ = ["IpPlanError", "NicPlan", "plan_nic", "plan_vm_nics"]
 

@@ -44,13 +44,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.api_auth import Principal, Role, Tokens
-from seawall.config import Settings
-from seawall.messages import AbortInput, Approval, ApproveInput, FailoverInput, RunReport
-from seawall.models import Inventory, RecoveryPlan
+from seawall.api.auth import Principal, Role, Tokens
+from seawall.contract.messages import AbortInput, Approval, ApproveInput, FailoverInput, RunReport
+from seawall.contract.search import SA_MODE, SA_RUN
+from seawall.control.status import VMStatus, cycle_history, schedule_id, vm_status
+from seawall.model import Inventory, RecoveryPlan
 from seawall.plans import PlanValidationError, load_inventory, load_plan
-from seawall.search import SA_MODE, SA_RUN
-from seawall.status import VMStatus, cycle_history, schedule_id, vm_status
+from seawall.runtime.config import Settings
 
 log = logging.getLogger("seawall.api")
 

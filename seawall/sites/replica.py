@@ -8,15 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seawall.blockstore.backend import ObjectStore
-from seawall.blockstore.directory import DirectoryStore
 from seawall.blockstore.keys import load_key
 from seawall.blockstore.repository import Repository
-from seawall.blockstore.retrying import RetryingStore
+from seawall.blockstore.stores.backend import ObjectStore
+from seawall.blockstore.stores.directory import DirectoryStore
+from seawall.blockstore.stores.retrying import RetryingStore
 from seawall.blockstore.table import BLOCK
-from seawall.models import AzureStore, Inventory, ReplicationPolicy, S3Store
-from seawall.models import DirectoryStore as DirectoryStoreModel
-from seawall.secrets import resolve, resolve_credentials, resolve_text
+from seawall.model import AzureStore, Inventory, ReplicationPolicy, S3Store
+from seawall.model import DirectoryStore as DirectoryStoreModel
+from seawall.security.secrets import resolve, resolve_credentials, resolve_text
 
 
 def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
@@ -24,7 +24,7 @@ def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
     if isinstance(spec, DirectoryStoreModel):
         return DirectoryStore(Path(spec.path))
     if isinstance(spec, S3Store):
-        from seawall.blockstore.s3 import S3Store as S3Backend
+        from seawall.blockstore.stores.s3 import S3Store as S3Backend
 
         creds = resolve_credentials(spec.credentials)
         return RetryingStore(
@@ -39,7 +39,7 @@ def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
             )
         )
     if isinstance(spec, AzureStore):
-        from seawall.blockstore.azure import AzureBlobStore
+        from seawall.blockstore.stores.azure import AzureBlobStore
 
         if spec.connection_string is not None:
             backend = AzureBlobStore(

@@ -26,9 +26,9 @@ from typing import Any
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from seawall.codec import EncryptionCodec, PayloadDecryptError
+from seawall.security.codec import EncryptionCodec, PayloadDecryptError
 
-log = logging.getLogger("seawall.codec_server")
+log = logging.getLogger("seawall.security.codec_server")
 
 DEFAULT_PORT = 8081
 # The dev server's Web UI, under both names a browser may use for it.

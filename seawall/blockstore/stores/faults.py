@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from seawall.blockstore.backend import ObjectStore, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectStore, TransientStoreError
 
 __all__ = ["Fault", "FaultInjectingStore", "fail_first", "fail_randomly"]
 

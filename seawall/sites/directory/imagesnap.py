@@ -21,7 +21,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from seawall.sources.base import SourceError
+from seawall.blockstore.source import SourceError
 
 SNAPSHOT_DIR = ".seawall-snapshots"
 FICLONE = 0x40049409  # linux/fs.h _IOW(0x94, 9, int)

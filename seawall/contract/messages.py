@@ -1,6 +1,6 @@
 """Workflow inputs and results: small, typeable in the Temporal UI's Start Workflow form.
 
-Sandbox-safe (pydantic + stdlib only) like ``seawall.models``. They carry names and ids, never secrets,
+Sandbox-safe (pydantic + stdlib only) like ``seawall.model``. They carry names and ids, never secrets,
 manifests or block lists: payloads fail at 2 MB and histories at 50 MB.
 """
 

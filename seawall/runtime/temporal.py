@@ -8,8 +8,8 @@ from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
-from seawall.codec import EncryptionCodec
-from seawall.config import Settings
+from seawall.runtime.config import Settings
+from seawall.security.codec import EncryptionCodec
 
 
 class TemporalConfigError(ValueError):

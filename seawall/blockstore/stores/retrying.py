@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from seawall.blockstore.backend import ObjectStore, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectStore, TransientStoreError
 
 __all__ = ["RetryPolicy", "RetryingStore", "call_with_retries"]
 

@@ -1,6 +1,6 @@
 """Resolve secret references at the worker, and keep the values out of everything people read.
 
-Inventories and plans hold references, never secrets (``seawall.models.SecretRef``):
+Inventories and plans hold references, never secrets (``seawall.model.SecretRef``):
 
 - ``env:NAME`` -- the value of environment variable NAME;
 - ``file:PATH`` -- the contents of a file; a relative PATH is relative to ``base_dir`` (the
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seawall.models import parse_secret_ref
+from seawall.model import parse_secret_ref
 
 __all__ = [
     "ResolvedSecret",

@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from seawall.contract.messages import ProtectInput, ProtectResult
+from seawall.contract.search import SA_VM
 from seawall.lab import LabInfo, load_lab
 from seawall.lab.disks import write_blocks
-from seawall.messages import ProtectInput, ProtectResult
-from seawall.search import SA_VM
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORY = REPO / "examples" / "inventory.yaml"
@@ -123,7 +123,7 @@ def start(lab: LabInfo) -> dict[str, int]:
     env["SEAWALL_REPORTS_DIR"] = str(Path(lab.state_dir) / "reports")
     env["SEAWALL_HEALTH_CHECK_REDIRECT"] = "127.0.0.1"
     env["SEAWALL_HEALTH_CHECK_PORT_OFFSET"] = str(STANDIN_OFFSET)
-    standins = _spawn(lab, "standins", [sys.executable, "-m", "seawall.demo", "standins"], env)
+    standins = _spawn(lab, "standins", [sys.executable, "-m", "seawall.lab.demo", "standins"], env)
     worker = _spawn(
         lab,
         "worker",
@@ -132,7 +132,7 @@ def start(lab: LabInfo) -> dict[str, int]:
     )
     time.sleep(2)  # let it poll before the first workflow task arrives
     asyncio.run(_protect_all(lab))
-    writer = _spawn(lab, "writer", [sys.executable, "-m", "seawall.demo", "writer"], env)
+    writer = _spawn(lab, "writer", [sys.executable, "-m", "seawall.lab.demo", "writer"], env)
     return {"worker": worker, "writer": writer, "standins": standins}
 
 
@@ -148,9 +148,9 @@ async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
     from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from seawall.config import Settings
-    from seawall.messages import ApproveInput, FailoverInput, RunReport
-    from seawall.temporal import connect
+    from seawall.contract.messages import ApproveInput, FailoverInput, RunReport
+    from seawall.runtime.config import Settings
+    from seawall.runtime.temporal import connect
 
     settings = Settings(temporal_address=lab.temporal.address, inventory=INVENTORY)
     client = await connect(settings)
@@ -191,8 +191,8 @@ async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
 async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from seawall.config import Settings
-    from seawall.temporal import connect
+    from seawall.runtime.config import Settings
+    from seawall.runtime.temporal import connect
 
     settings = Settings(temporal_address=lab.temporal.address, inventory=INVENTORY)
     client = await connect(settings)
@@ -233,8 +233,8 @@ async def _writer(lab: LabInfo, period_s: float = 10.0) -> None:
     vcsim's snapshots do not freeze the base disk file (a real ESXi's do), so writing during a cycle
     would show a point that is no instant of the disk; writing between cycles keeps the demo honest.
     """
-    from seawall.config import Settings
-    from seawall.temporal import connect
+    from seawall.runtime.config import Settings
+    from seawall.runtime.temporal import connect
 
     client = await connect(Settings(temporal_address=lab.temporal.address, inventory=INVENTORY))
     rng = random.Random()

@@ -36,9 +36,9 @@ import requests
 import requests.adapters
 from urllib3.util.retry import Retry
 
-from seawall.blockstore.retrying import RetryPolicy, call_with_retries
-from seawall.providers.vsphere import SESSION_COOKIE, DiskInfo, VSphereConnection, VSphereError
-from seawall.sources.base import ChangedArea, SourceError
+from seawall.blockstore.source import ChangedArea, SourceError
+from seawall.blockstore.stores.retrying import RetryPolicy, call_with_retries
+from seawall.sites.vsphere.client import SESSION_COOKIE, DiskInfo, VSphereConnection, VSphereError
 
 __all__ = ["ReadPlan", "TransientSourceError", "VSphereDiskSource", "coalesce_ranges", "parse_content_range"]
 
