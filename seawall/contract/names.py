@@ -1,0 +1,106 @@
+"""Every Temporal name Seawall uses, spelled once: workflow types, workflow and schedule ids, updates
+and queries.
+
+The CLI, the API, the console, the demo, the benchmarks, the workflows and the activities all import
+these; a renamed string here is a renamed string everywhere (and a recorded history that no longer
+replays, so names are never changed lightly). Sandbox-safe: standard library only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class Workflow:
+    """Registered workflow type names (``@workflow.defn(name=...)``)."""
+
+    PROBE_SITE: Final = "ProbeSite"
+    PROTECT_VM: Final = "ProtectVM"
+    REPLICATION_CYCLE: Final = "ReplicationCycle"
+    UNPROTECT_VM: Final = "UnprotectVM"
+    COLLECT_GARBAGE: Final = "CollectGarbage"
+    RECOVERY_PLAN: Final = "RecoveryPlan"
+    RECOVER_VM: Final = "RecoverVM"
+    CLEANUP_TEST: Final = "CleanupTest"
+    COMMIT_FAILOVER: Final = "CommitFailover"
+    REPROTECT: Final = "Reprotect"
+
+
+class Update:
+    """Updates of ``RecoveryPlan``."""
+
+    APPROVE: Final = "approve"
+    ABORT: Final = "abort"
+    CLEANUP: Final = "cleanup"
+    EXTEND_TTL: Final = "extend_ttl"
+
+
+class Query:
+    """Queries: ``progress`` of ``RecoveryPlan``, ``step`` of ``RecoverVM``, ``phase`` of
+    ``ReplicationCycle``."""
+
+    PROGRESS: Final = "progress"
+    STEP: Final = "step"
+    PHASE: Final = "phase"
+
+
+def _short_run(run_id: str) -> str:
+    """The tail of a Temporal run id: enough to be unique per parent, short enough to read."""
+    return run_id.replace("-", "")[-12:]
+
+
+# ---- workflow ids ----------------------------------------------------------------------------------
+
+
+def recover_id(plan: str) -> str:
+    """``RecoveryPlan``: one run per plan at a time (id conflict policy FAIL)."""
+    return f"recover/{plan}"
+
+
+def recover_vm_id(plan: str, run: str, vm: str) -> str:
+    """A ``RecoverVM`` child of one plan run."""
+    return f"recover/{plan}/{run}/{vm}"
+
+
+def protect_id(vm: str) -> str:
+    return f"protect/{vm}"
+
+
+def unprotect_id(vm: str) -> str:
+    return f"unprotect/{vm}"
+
+
+def commit_id(plan: str) -> str:
+    return f"commit/{plan}"
+
+
+def reprotect_id(plan: str) -> str:
+    return f"reprotect/{plan}"
+
+
+def seed_cycle_id(vm: str, parent_run_id: str) -> str:
+    """The seeding ``ReplicationCycle`` a ``ProtectVM`` run starts as its child."""
+    return f"replicate/{vm}/seed-{_short_run(parent_run_id)}"
+
+
+def final_cycle_id(vm: str, run: str) -> str:
+    """The last cycle of a stopped source VM in a planned failover (zero data loss)."""
+    return f"replicate/{vm}/final-{run}"
+
+
+def reprotect_cycle_id(vm: str, parent_run_id: str) -> str:
+    """The first reverse cycle after a failover, started by ``Reprotect``."""
+    return f"replicate/{vm}/reprotect-{_short_run(parent_run_id)}"
+
+
+# ---- schedule ids ----------------------------------------------------------------------------------
+
+
+def schedule_id(vm: str) -> str:
+    """A protected VM's replication schedule; its actions are ``ReplicationCycle`` runs."""
+    return f"replicate/{vm}"
+
+
+def gc_schedule_id(store: str) -> str:
+    """A replica store's garbage-collection schedule."""
+    return f"gc/{store}"
