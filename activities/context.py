@@ -1,22 +1,34 @@
-"""What a site's worker knows: its site from the inventory and the credentials it may resolve.
+"""What a site's worker knows: its site from the inventory, and the adapter that serves it.
 
-Credentials are resolved here, at the worker, from references in the inventory (``env:``/``file:``);
-they never travel through Temporal. Everything an activity reports passes through ``redact``.
+The adapter (``seawall.sites.registry``) resolves the site's credentials here, at the worker, from
+references in the inventory (``env:``/``file:``); they never travel through Temporal. Everything an
+activity reports passes through ``redact``.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from seawall.model import AwsSite, DirectorySite, Inventory, VSphereSite
-from seawall.security.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
-from seawall.sites.vsphere.client import VSphereConnection
+from seawall.model import Inventory
+from seawall.sites.base import SiteAdapter, SiteError
+from seawall.sites.registry import adapter_for
+
+
+def fatal(message: str, kind: str) -> ApplicationError:
+    """A failure retrying cannot fix (a bad plan, a missing VM, a refused verb)."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@contextlib.contextmanager
+def site_errors() -> Iterator[None]:
+    """Turn a site adapter's refusal or failure into the activity failure of the same type."""
+    try:
+        yield
+    except SiteError as exc:
+        raise ApplicationError(str(exc), type=exc.type, non_retryable=not exc.retryable) from None
 
 
 class SiteContext:
@@ -27,65 +39,13 @@ class SiteContext:
             known = ", ".join(s.name for s in inventory.sites) or "none"
             raise ValueError(f"site {site_name!r} is not in the inventory (known sites: {known})") from exc
         self.inventory = inventory
-        self._secrets: list[ResolvedSecret] = []
+        self.adapter: SiteAdapter = adapter_for(self.site)
 
-    def _credentials(self, required: tuple[str, ...]) -> dict[str, Any]:
-        try:
-            creds = resolve_credentials(self.site.credentials, required=required)
-            secret = resolve(self.site.credentials)
-        except SecretError as exc:
-            # A missing or malformed credential does not fix itself between retries.
-            raise ApplicationError(
-                f"site {self.site.name!r}: {exc}", type="CredentialsError", non_retryable=True
-            ) from None
-        if secret is not None:
-            self._secrets.append(secret)
-        return creds
+    def adapter_of(self, site_name: str) -> SiteAdapter:
+        """This site's adapter, or a new one for another site of the inventory (a DNS zone's)."""
+        if site_name == self.site.name:
+            return self.adapter
+        return adapter_for(self.inventory.site(site_name))
 
     def redact(self, text: str) -> str:
-        return redact(text, self._secrets)
-
-    @contextlib.contextmanager
-    def vsphere(self) -> Iterator[VSphereConnection]:
-        site = self.site
-        if not isinstance(site, VSphereSite):
-            raise ApplicationError(f"site {site.name!r} is {site.kind}, not vsphere", non_retryable=True)
-        creds = self._credentials(("user", "password"))
-        conn = VSphereConnection(
-            site.host,
-            str(creds["user"]),
-            str(creds["password"]),
-            port=site.port,
-            protocol=site.protocol,
-            verify_tls=not site.insecure_tls,
-        )
-        try:
-            yield conn
-        finally:
-            conn.disconnect()
-
-    @cached_property
-    def _aws_session(self) -> Any:
-        import boto3
-
-        site = self.site
-        if not isinstance(site, AwsSite):
-            raise ApplicationError(f"site {site.name!r} is {site.kind}, not aws", non_retryable=True)
-        creds = self._credentials(())
-        return boto3.session.Session(
-            aws_access_key_id=creds.get("aws_access_key_id"),
-            aws_secret_access_key=creds.get("aws_secret_access_key"),
-            aws_session_token=creds.get("aws_session_token"),
-            region_name=site.region,
-        )
-
-    def aws_client(self, service: str) -> Any:
-        site = self.site
-        assert isinstance(site, AwsSite)
-        return self._aws_session.client(service, endpoint_url=site.endpoint_url)
-
-    def directory_root(self) -> Path:
-        site = self.site
-        if not isinstance(site, DirectorySite):
-            raise ApplicationError(f"site {site.name!r} is {site.kind}, not directory", non_retryable=True)
-        return Path(site.path)
+        return self.adapter.redact(text)

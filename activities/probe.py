@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 import time
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.context import SiteContext
+from activities.context import SiteContext, site_errors
 from seawall.contract.messages import SiteProbe
 
 
@@ -27,7 +26,8 @@ class ProbeActivities:
             )
         started = time.monotonic()
         try:
-            detail = self._probe()
+            with site_errors():
+                detail = self.ctx.adapter.probe()
             reachable = True
         except Exception as exc:  # the probe reports what failed; it is not an activity failure
             detail = f"{type(exc).__name__}: {exc}"
@@ -40,23 +40,3 @@ class ProbeActivities:
             elapsed_ms=int((time.monotonic() - started) * 1000),
             worker=f"{os.getpid()}@{socket.gethostname()}",
         )
-
-    def _probe(self) -> str:
-        kind = self.ctx.site.kind
-        if kind == "vsphere":
-            with self.ctx.vsphere() as conn:
-                about = conn.content.about
-                return f"{about.fullName} (api {about.apiVersion})"
-        if kind == "aws":
-            ec2 = self.ctx.aws_client("ec2")
-            zones = ec2.describe_availability_zones()["AvailabilityZones"]
-            return f"region {ec2.meta.region_name}: {len(zones)} availability zones"
-        if kind == "directory":
-            root = self.ctx.directory_root()
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=root, prefix=".probe-") as f:
-                f.write(b"seawall")
-                f.flush()
-                os.fsync(f.fileno())
-            return f"{root} is writable"
-        raise ApplicationError(f"site kind {kind!r} cannot be probed", non_retryable=True)

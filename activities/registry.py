@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.checks import CheckActivities
+from activities.cleanup import CleanupActivities
 from activities.context import SiteContext
+from activities.fence import FenceActivities
+from activities.hooks import HookActivities
 from activities.probe import ProbeActivities
-from activities.recovery import FenceActivities, OrchestrationActivities, RecoveryActivities
-from activities.replication import InventoryActivities, ReplicationActivities
+from activities.protection import InventoryActivities
+from activities.recovery import OrchestrationActivities
+from activities.replica import RetentionActivities
+from activities.replication import ReplicationActivities
 from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
+from activities.target import RecoveryActivities
 from seawall.model import Inventory
 from seawall.plans import load_inventory
 from seawall.runtime.config import Settings
@@ -23,8 +30,12 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     ctx = SiteContext(load_inventory(settings.inventory), site)
     probe = ProbeActivities(ctx)
     repl = ReplicationActivities(ctx, settings.checkpoint_mib)
+    retention = RetentionActivities(ctx, settings.checkpoint_mib)
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
     recovery = RecoveryActivities(ctx, settings)
+    checks = CheckActivities(ctx, settings)
+    cleanup = CleanupActivities(ctx, settings)
+    hooks = HookActivities(ctx, settings)
     fence = FenceActivities(ctx)
     return [
         probe.probe_site,
@@ -32,10 +43,10 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         recovery.materialize_disks,
         recovery.create_target_vm,
         recovery.restore_in_place,
-        recovery.check_health,
-        recovery.update_dns,
-        recovery.cleanup_run,
-        recovery.run_hook,
+        checks.check_health,
+        checks.update_dns,
+        cleanup.cleanup_run,
+        hooks.run_hook,
         fence.fence_vm,
         inventory.resolve_protection,
         repl.start_cycle,
@@ -45,10 +56,10 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         repl.commit_point,
         repl.verify_point,
         repl.release_snapshot,
-        repl.apply_retention,
-        repl.collect_garbage,
-        repl.delete_replica,
-        repl.prune_points,
+        retention.apply_retention,
+        retention.collect_garbage,
+        retention.delete_replica,
+        retention.prune_points,
     ]
 
 

@@ -1,6 +1,8 @@
 """DNS record changes for failover, with the previous value kept so failback and cleanup can put it back.
 
 ``DnsProvider`` is the interface the recovery activities use; ``Route53Dns`` implements it over boto3.
+``provider_for`` maps a zone's ``provider`` to the code that serves it (``PROVIDERS``), given the
+adapter of the site whose credentials reach the zone.
 The protocol is shaped after what both Route53 and RFC 2136 dynamic update can do:
 
 - ``get``: Route53 ``list_resource_record_sets`` from the name (and filter: the API lists onwards
@@ -24,15 +26,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from seawall.model import DnsZone
+    from seawall.sites.base import SiteAdapter
 
 __all__ = [
+    "PROVIDERS",
     "DnsChange",
     "DnsConflictError",
     "DnsError",
     "DnsProvider",
     "DnsRecordSet",
     "Route53Dns",
+    "provider_for",
     "sidecar_name",
 ]
 
@@ -262,3 +270,25 @@ class Route53Dns:
         if changes:
             self._change(zone_id, changes, f"seawall: restore {change.name} {change.type}")
         return previous
+
+
+def _route53(zone: DnsZone, site: SiteAdapter) -> DnsProvider:
+    from seawall.sites.aws.adapter import AwsAdapter
+
+    if not isinstance(site, AwsAdapter):
+        raise DnsError(f"DNS zone {zone.name}: Route53 is reached through an aws site, not {site.site.kind}")
+    return Route53Dns(site.client("route53"))
+
+
+PROVIDERS: dict[str, Callable[[DnsZone, SiteAdapter], DnsProvider]] = {"route53": _route53}
+"""DNS provider kind (a zone's ``provider``) -> a factory given the zone and its site's adapter."""
+
+
+def provider_for(zone: DnsZone, site: SiteAdapter) -> DnsProvider:
+    """The provider serving ``zone``, with the credentials of ``site`` (the zone's site)."""
+    try:
+        factory = PROVIDERS[zone.provider]
+    except KeyError:
+        known = ", ".join(sorted(PROVIDERS))
+        raise DnsError(f"DNS zone {zone.name}: no provider {zone.provider!r} (known: {known})") from None
+    return factory(zone, site)

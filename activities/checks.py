@@ -1,0 +1,106 @@
+"""At the target site, once a recovered VM runs: its health checks, then its DNS records."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.context import fatal, site_errors
+from activities.target import TargetSite
+from seawall.contract.messages import DnsChange, HealthOutcome, RecoverVMInput, TargetVM
+from seawall.model import GuestIpCheck, HttpCheck, TcpCheck
+from seawall.sites import health
+from seawall.sites.dns import provider_for
+
+
+class CheckActivities(TargetSite):
+    def _check_address(self, ip: str, port: int) -> tuple[str, int]:
+        """Where a TCP/HTTP check connects. A lab redirects checks to a stand-in on loopback."""
+        if self.settings.health_check_redirect:
+            return self.settings.health_check_redirect, port + self.settings.health_check_port_offset
+        return ip, port
+
+    @activity.defn(name="check_health")
+    def check_health(self, inp: RecoverVMInput, vm: TargetVM) -> HealthOutcome:
+        _, pv = self._plan_vm(inp.plan, inp.vm)
+        started = time.monotonic()
+        lines: list[str] = []
+        ip = vm.ips[0] if vm.ips else None
+        site = self.ctx.site
+        for check in pv.health_checks:
+            timeout = check.timeout.total_seconds()
+            activity.heartbeat(check.kind)
+
+            def waiting(seconds: float, kind: str = check.kind) -> None:
+                # A check may poll for many minutes: the server must keep seeing this worker alive.
+                activity.heartbeat(kind)
+                time.sleep(seconds)
+
+            if isinstance(check, GuestIpCheck):
+                if ip is None:
+                    raise fatal(f"{inp.vm}: a guest-ip check needs a planned IP", "PlanInvalid")
+                result = health.check_guest_ip(self._guest_ips(vm), ip, timeout=timeout, sleep=waiting)
+            elif isinstance(check, TcpCheck):
+                host, port = self._check_address(ip or "", check.port)
+                result = health.check_tcp(host, port, timeout=timeout, sleep=waiting)
+            elif isinstance(check, HttpCheck):
+                if check.url:
+                    url = check.url
+                else:
+                    host, port = self._check_address(
+                        ip or "", check.port or (443 if check.scheme == "https" else 80)
+                    )
+                    url = f"{check.scheme}://{host}:{port}{check.path}"
+                verify: bool | str = (
+                    str(self.settings.health_check_ca) if self.settings.health_check_ca else True
+                )
+                result = health.check_http(
+                    url, status=check.status, timeout=timeout, verify_tls=verify, sleep=waiting
+                )
+            else:
+                raise fatal(f"unknown health check {check.kind!r}", "PlanInvalid")
+            lines.append(
+                f"{check.kind}: {'ok' if result.ok else 'FAILED'} "
+                f"after {result.attempts} tries: {result.detail}"
+            )
+            if not result.ok:
+                raise ApplicationError(
+                    f"{inp.vm} is not healthy at {site.name}: " + "; ".join(lines), type="Unhealthy"
+                )
+        return HealthOutcome(ok=True, checks=lines, elapsed_s=round(time.monotonic() - started, 3))
+
+    def _guest_ips(self, vm: TargetVM) -> Callable[[], list[str]]:
+        adapter = self.ctx.adapter
+
+        def read() -> list[str]:
+            with site_errors():
+                return adapter.guest_ips(vm.name)
+
+        return read
+
+    @activity.defn(name="update_dns")
+    def update_dns(self, inp: RecoverVMInput, vm: TargetVM) -> list[DnsChange]:
+        _, pv = self._plan_vm(inp.plan, inp.vm)
+        changes: list[DnsChange] = []
+        for record in pv.dns:
+            zone = self.ctx.inventory.dns_zone(str(record.zone))
+            value = record.value or (vm.ips[record.nic] if record.nic < len(vm.ips) else None)
+            if value is None:
+                raise fatal(
+                    f"{inp.vm}: DNS {record.name} has no value and NIC {record.nic} has no IP", "PlanInvalid"
+                )
+            provider = provider_for(zone, self.ctx.adapter_of(zone.site))
+            change = provider.upsert(str(record.zone), str(record.name), record.type, [value], record.ttl)
+            changes.append(
+                DnsChange(
+                    name=str(record.name),
+                    type=record.type,
+                    value=value,
+                    previous=",".join(change.previous.values) if change.previous else None,
+                    zone=str(record.zone),
+                )
+            )
+        return changes

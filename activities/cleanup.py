@@ -1,0 +1,36 @@
+"""At the target site: remove everything a run made, listing what every attempt found."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.context import site_errors
+from activities.recovery import find_plan, target_name
+from activities.target import TargetSite
+from seawall.contract.messages import CleanupOutcome, RecoverVMInput
+
+
+class CleanupActivities(TargetSite):
+    @activity.defn(name="cleanup_run")
+    def cleanup_run(self, plan: str, run: str, mode: str) -> CleanupOutcome:
+        """Remove everything tagged with ``run`` at this site; what is already gone counts as removed."""
+        # What a killed earlier attempt found (and may already have destroyed) comes back from its
+        # heartbeat, so the outcome lists everything the run made, not just what this attempt saw.
+        details = activity.info().heartbeat_details
+        previous = details[0].get("found", []) if details and isinstance(details[0], dict) else []
+        with site_errors():
+            removed = self.ctx.adapter.cleanup_run(
+                run, lambda: self._run_folders(plan, run), activity.heartbeat, previous
+            )
+        return CleanupOutcome(removed=removed, dns_restored=[])
+
+    def _run_folders(self, plan_name: str, run: str) -> list[str]:
+        """Where a drill of the plan put its VMs' disks, whether or not the VMs were created."""
+        plan, _ = find_plan(self.settings, plan_name)
+        return [
+            target_name(
+                RecoverVMInput(plan=plan_name, run=run, mode="test", vm=v.name, target_site=plan.target_site)
+            )
+            for g in plan.groups
+            for v in g.vms
+        ]

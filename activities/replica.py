@@ -1,0 +1,130 @@
+"""A VM's replica at the source site's worker: opening it, its errors, and retention, GC and deletion.
+
+Every store failure becomes an activity failure of a named type: ``StoreUnavailable`` (transient,
+retried), ``WrongKey``, ``KeyMissing``, ``StoreError`` (not retried: they need an operator).
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.context import SiteContext, fatal
+from activities.heartbeat import with_heartbeats
+from activities.protection import resolve_protection_for
+from seawall.blockstore.errors import DataPathError, WrongKeyError
+from seawall.blockstore.keys import KeyRefError
+from seawall.blockstore.manifest import RetentionPolicy
+from seawall.blockstore.repository import Repository, point_key, verified_key
+from seawall.blockstore.stores.backend import StoreError, TransientStoreError
+from seawall.contract.messages import GcOutcome, ProtectInput, Protection, RetentionOutcome
+from seawall.security.secrets import SecretError
+from seawall.sites.replica import open_repository
+
+
+class ReplicaSite:
+    """What a source site's activities share: the site, and the replica its VMs replicate into."""
+
+    def __init__(self, ctx: SiteContext, checkpoint_mib: int | None = None) -> None:
+        self.ctx = ctx
+        self.checkpoint_mib = checkpoint_mib
+
+    def _protection(self, vm: str) -> Protection:
+        return resolve_protection_for(self.ctx.inventory, ProtectInput(vm=vm))
+
+    def _repository(self, vm: str) -> Repository:
+        inv = self.ctx.inventory
+        pvm = inv.protected_vm(vm)
+        try:
+            return open_repository(
+                inv, pvm.replica_store, inv.policy(pvm.policy), checkpoint_mib=self.checkpoint_mib
+            )
+        except (KeyRefError, SecretError) as exc:
+            raise fatal(f"replica of {vm!r}: {exc}", "KeyMissing") from None
+        except StoreError as exc:
+            raise self._store_error(vm, exc) from None
+
+    def _store_error(self, vm: str, exc: Exception) -> ApplicationError:
+        if isinstance(exc, TransientStoreError):
+            return ApplicationError(f"replica store of {vm!r}: {exc}", type="StoreUnavailable")
+        if isinstance(exc, WrongKeyError):
+            return fatal(f"replica of {vm!r}: {exc}", "WrongKey")
+        return fatal(f"replica store of {vm!r}: {exc}", "StoreError")
+
+
+class RetentionActivities(ReplicaSite):
+    """The points a replica keeps: the policy's, after a committed failover, or none (unprotect)."""
+
+    @activity.defn(name="apply_retention")
+    def apply_retention(self, vm: str) -> RetentionOutcome:
+        """Drop the VM's points its policy no longer keeps; their data goes at the store's next GC."""
+        prot = self._protection(vm)
+        repo = self._repository(vm)
+        policy = RetentionPolicy(
+            keep_last=prot.retention_count,
+            keep_hours=float(prot.retention_hours) if prot.retention_hours else None,
+        )
+        try:
+            kept = repo.apply_retention(vm, policy)
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted)
+
+    @activity.defn(name="collect_garbage")
+    def collect_garbage(self, store: str) -> GcOutcome:
+        """Delete packs and tables no point of any VM in the store references (see Repository.gc)."""
+        inv = self.ctx.inventory
+        users = [p for p in inv.protected_vms if p.replica_store == store]
+        if not users:
+            raise fatal(f"no protected VM uses replica store {store!r}", "StoreError")
+        # Any policy's key opens the store for listing; chunks are never decrypted by GC.
+        vm = users[0].name
+        repo = self._repository(vm)
+        try:
+            result = with_heartbeats(repo.gc, lambda: store)
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return GcOutcome(
+            store=store,
+            packs_deleted=result.packs_deleted,
+            tables_deleted=result.tables_deleted,
+            condemned=result.condemned,
+            live_sessions=result.live_sessions,
+        )
+
+    @activity.defn(name="prune_points")
+    def prune_points(self, vm: str) -> list[str]:
+        """After a committed failover: drop every point older than the newest verified one.
+
+        The newest verified point is what the failover recovered from (or newer) and the base that
+        reverse replication ships against; the older ones describe a primary that no longer exists.
+        """
+        repo = self._repository(vm)
+        try:
+            points = repo.list_points(vm)
+            keep = repo.latest_point(vm, verified_only=True)
+            if keep is None:
+                return []
+            newest = next(p for p in points if p.point_id == keep.point_id)
+            pruned = [p.point_id for p in points if p.created_at < newest.created_at]
+            for point_id in pruned:
+                repo.store.delete(point_key(vm, point_id))
+                repo.store.delete(verified_key(vm, point_id))
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return pruned
+
+    @activity.defn(name="delete_replica")
+    def delete_replica(self, vm: str) -> int:
+        """Delete every recovery point of ``vm`` (unprotect --delete-replica); data goes at GC."""
+        repo = self._repository(vm)
+        try:
+            points = repo.list_points(vm)
+            # Newest last, so an interrupted unprotect never leaves a hole under a kept point's parent.
+            for p in points:
+                repo.store.delete(point_key(vm, p.point_id))
+                repo.store.delete(verified_key(vm, p.point_id))
+            repo.gc()
+        except (StoreError, DataPathError) as exc:
+            raise self._store_error(vm, exc) from None
+        return len(points)

@@ -1,0 +1,46 @@
+"""Site kind -> the one adapter class that serves sites of that kind.
+
+Entries name the class by import path and are imported on first use (as restic's backend location
+registry and cloud-custodian's provider registry do): a worker serving a directory site never
+imports pyvmomi or boto3. Adding a hypervisor is one folder (``seawall/sites/<kind>/adapter.py``, a
+``BaseAdapter`` subclass) and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from seawall.model import AnySite
+from seawall.sites.base import BaseAdapter, SiteAdapter
+
+ADAPTERS: dict[str, str] = {
+    "vsphere": "seawall.sites.vsphere.adapter:VSphereAdapter",
+    "aws": "seawall.sites.aws.adapter:AwsAdapter",
+    "directory": "seawall.sites.directory.adapter:DirectoryAdapter",
+}
+
+
+class UnknownSiteKind(LookupError):
+    """No adapter is registered for a site kind."""
+
+    def __init__(self, kind: str) -> None:
+        known = ", ".join(sorted(ADAPTERS))
+        super().__init__(f"no site adapter for kind {kind!r} (known kinds: {known})")
+        self.kind = kind
+
+
+def adapter_class(kind: str) -> type[BaseAdapter]:
+    """The adapter class registered for ``kind``; ``UnknownSiteKind`` when there is none."""
+    try:
+        module_name, _, class_name = ADAPTERS[kind].partition(":")
+    except KeyError:
+        raise UnknownSiteKind(kind) from None
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, BaseAdapter) and cls.kind == kind):
+        raise TypeError(f"{ADAPTERS[kind]} is not a site adapter for kind {kind!r}")
+    return cls
+
+
+def adapter_for(site: AnySite) -> SiteAdapter:
+    """A new adapter for ``site``; it resolves the site's credentials when a verb first needs them."""
+    return adapter_class(site.kind)(site)

@@ -1,0 +1,251 @@
+"""A vSphere site (vCenter or ESXi): source of replicated VMs, target of recovered ones, fencing.
+
+Every verb opens its own API session with the site's credentials and closes it on the way out: an
+activity may run on any thread of the worker, and a session left open would outlive a killed one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
+from seawall.model import VSphereSite
+from seawall.model.ipplan import NicPlan
+from seawall.runtime import failpoints
+from seawall.sites.base import BaseAdapter, Heartbeat, OpenDisk, PointReader, RunLabels, SiteError, VMShape
+from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound
+
+
+class VSphereAdapter(BaseAdapter):
+    kind: ClassVar[str] = "vsphere"
+    site: VSphereSite
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[VSphereConnection]:
+        """An API session with the site's own credentials, closed when the block ends."""
+        creds = self.credentials(("user", "password"))
+        site = self.site
+        conn = VSphereConnection(
+            site.host,
+            str(creds["user"]),
+            str(creds["password"]),
+            port=site.port,
+            protocol=site.protocol,
+            verify_tls=not site.insecure_tls,
+        )
+        try:
+            yield conn
+        finally:
+            conn.disconnect()
+
+    def probe(self) -> str:
+        with self.connect() as conn:
+            about = conn.content.about
+            return f"{about.fullName} (api {about.apiVersion})"
+
+    # ---- source ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _find_vm(conn: VSphereConnection, vm: str) -> Any:
+        try:
+            return conn.find_vm(vm)
+        except VSphereNotFound as exc:
+            raise SiteError(
+                f"{exc}: was it deleted or renamed? unprotect it or fix the inventory", "VMGone"
+            ) from None
+
+    def enable_cbt(self, vm: str) -> bool:
+        with self.connect() as conn:
+            status = conn.enable_cbt(self._find_vm(conn, vm))
+            return bool(status.enabled and status.supported)
+
+    def create_snapshot(self, vm: str, name: str, *, quiesce: bool, only: list[str] | None) -> SnapshotTaken:
+        # ``only`` names image files of a directory site; a vSphere snapshot covers every disk.
+        with self.connect() as conn:
+            vmobj = self._find_vm(conn, vm)
+            try:
+                snap = conn.create_snapshot(vmobj, name, quiesce=quiesce)
+                disks = conn.snapshot_disks(snap)
+                cbt = conn.cbt_status(vmobj)
+                guest = conn.properties(vmobj, ["guest.net"]).get("guest.net") or []
+            except VSphereError as exc:
+                raise SiteError(
+                    self.redact(f"snapshot of {vm!r}: {exc}"), "SnapshotFailed", retryable=True
+                ) from None
+        return SnapshotTaken(
+            snapshot=name,
+            disks=[
+                DiskRef(key=str(d.key), label=d.label, size=d.capacity_bytes, name=f"disk{i}")
+                for i, d in enumerate(sorted(disks, key=lambda d: d.key))
+            ],
+            cbt=bool(cbt.enabled and cbt.supported),
+            guest_ips=[ip for nic in guest for ip in (nic.ipAddress or []) if ":" not in ip],
+        )
+
+    @contextlib.contextmanager
+    def open_disks(self, vm: str, snapshot: str) -> Iterator[OpenDisk]:
+        # Imported here: the reader pulls in the HTTP range machinery, which probing does not need.
+        from seawall.sites.vsphere.source import VSphereDiskSource
+
+        with self.connect() as conn:
+            vmobj = self._find_vm(conn, vm)
+            yield lambda disk: VSphereDiskSource(conn, vmobj, snapshot, int(disk.key))
+
+    def release_snapshot(self, vm: str, name: str) -> int:
+        with self.connect() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                return 0
+            try:
+                return conn.remove_snapshot(vmobj, name)
+            except VSphereError as exc:
+                raise SiteError(self.redact(f"release snapshot of {vm!r}: {exc}"), retryable=True) from None
+
+    def fence(self, vm: str) -> str:
+        with self.connect() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                return f"{vm}: not found at {self.site.name} (already gone)"
+            conn.power_off(vmobj)
+            return f"{vm}: powered off at {self.site.name}"
+
+    def restore_in_place(
+        self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
+    ) -> TargetVM:
+        from seawall.sites.vsphere.client import parse_datastore_path
+        from seawall.sites.vsphere.target import materialize_disk, read_guest, wait_guest_ip
+
+        site = self.site
+        by_name = {d.disk: d for d in reader.disks()}
+        with self.connect() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                raise SiteError(f"{vm}: the original VM is gone from {site.name}", "PlanInvalid") from None
+            conn.power_off(vmobj)
+            disks = sorted(conn.vm_disks(vmobj), key=lambda d: d.key)
+            if len(disks) != len(by_name):
+                raise SiteError(
+                    f"{vm}: the original has {len(disks)} disks, the point {len(by_name)}", "PlanInvalid"
+                )
+            for index, disk in enumerate(disks):
+                dm = by_name.get(f"disk{index}")
+                if dm is None:
+                    raise SiteError(f"{vm}: point {point.point_id} has no disk{index}", "PlanInvalid")
+                datastore, path = parse_datastore_path(disk.file_name)
+                folder, _, file_name = path.rpartition("/")
+                materialize_disk(
+                    conn,
+                    datastore=datastore,
+                    datacenter=site.datacenter,
+                    vm_dir=folder,
+                    disk_name=file_name.removesuffix(".vmdk"),
+                    size=dm.size,
+                    source_digest=dm.digest,
+                    restore=reader.restorer(dm.disk),
+                    on_progress=reader.progress(dm.disk),
+                    replace=True,
+                )
+            conn.power_on(vmobj)
+            ips = list(read_guest(conn, vmobj).ips)
+            if not ips and point.source_ips:
+                wait_guest_ip(conn, vmobj, point.source_ips[0], timeout=120)
+                ips = list(read_guest(conn, vmobj).ips)
+        return TargetVM(name=vm, ips=[ip for ip in ips if ":" not in ip], resources=[])
+
+    # ---- target ----------------------------------------------------------------------------------
+
+    def materialize(
+        self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat
+    ) -> tuple[list[dict[str, Any]], list[Resource]]:
+        from seawall.sites.vsphere.target import materialize_disk
+
+        site = self.site
+        uploaded: list[dict[str, Any]] = []
+        resources: list[Resource] = []
+        with self.connect() as conn:
+            resources.append(Resource(kind="datastore-dir", id=name, site=site.name, detail=site.datastore))
+            for dm in reader.disks():
+                disk = materialize_disk(
+                    conn,
+                    datastore=site.datastore,
+                    datacenter=site.datacenter,
+                    vm_dir=name,
+                    disk_name=dm.disk,
+                    size=dm.size,
+                    source_digest=dm.digest,
+                    restore=reader.restorer(dm.disk),
+                    on_progress=reader.progress(dm.disk),
+                )
+                uploaded.append(disk.__dict__)
+                heartbeat({"disk": dm.disk, "done": True})
+                failpoints.hit("materialize.disk_done", {"vm": labels.vm, "disk": dm.disk})
+        return uploaded, resources
+
+    def create_vm(
+        self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
+    ) -> TargetVM:
+        from seawall.sites.vsphere.target import (
+            RunTag,
+            UploadedDisk,
+            create_vm,
+            customize_ip,
+            power_on,
+            resolve_placement,
+        )
+
+        site = self.site
+        uploaded = [UploadedDisk(**json.loads(d)) for d in disks]
+        with self.connect() as conn:
+            placement = resolve_placement(conn, site.datacenter, site.datastore)
+            vm = create_vm(
+                conn,
+                name,
+                placement=placement,
+                cpus=shape.cpus,
+                memory_mib=shape.memory_mib,
+                disks=uploaded,
+                nics=nics,
+                tag=RunTag(plan=labels.plan, run=labels.run, source_vm=labels.vm),
+            )
+            failpoints.hit("create_target_vm.created", {"vm": labels.vm, "name": name})
+            customize_ip(conn, vm, nics, shape.hostname)
+            power_on(conn, vm)
+        ips = [str(n.ip) for n in nics if n.ip is not None]
+        return TargetVM(name=name, ips=ips, resources=[Resource(kind="vm", id=name, site=site.name)])
+
+    def guest_ips(self, name: str) -> list[str]:
+        from seawall.sites.vsphere.target import find_vm_or_none, read_guest
+
+        with self.connect() as conn:
+            obj = find_vm_or_none(conn, name)
+            return list(read_guest(conn, obj).ips) if obj is not None else []
+
+    def cleanup_run(
+        self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
+    ) -> list[Resource]:
+        from seawall.sites.vsphere.target import delete_datastore_path, destroy_vm, find_run_vms
+
+        site = self.site
+        with self.connect() as conn:
+            present = [name for _vm, name, _tag in find_run_vms(conn, run)]
+            found = sorted(set(previous) | set(present))
+            heartbeat({"found": found})
+            for name in present:
+                destroy_vm(conn, name, run_id=run)
+                heartbeat({"found": found, "destroyed": name})
+                failpoints.hit("cleanup_run.destroyed", {"vm": name})
+            left = [name for _vm, name, _tag in find_run_vms(conn, run)]
+            if left:
+                raise SiteError(f"cleanup of run {run}: still present after destroy: {left}", retryable=True)
+            removed = [Resource(kind="vm", id=name, site=site.name) for name in found]
+            # Disks of a VM that was never created (a run killed after materializing) too.
+            for folder in folders():
+                if delete_datastore_path(conn, site.datastore, site.datacenter, folder):
+                    removed.append(Resource(kind="datastore-dir", id=folder, site=site.name))
+        return removed
