@@ -22,7 +22,8 @@ from seawall.contract.messages import (
 from seawall.lab import LabInfo
 from seawall.lab.disks import read_disk, restore_disk, write_blocks
 from seawall.sites.vsphere.client import VSphereConnection
-from seawall.sites.vsphere.target import delete_datastore_path, destroy_vm, find_run_vms
+from seawall.sites.vsphere.placement import delete_datastore_path
+from seawall.sites.vsphere.target import destroy_vm, find_run_vms
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins, wait_progress
 from tests.integration.test_recovery_aws import aws, set_primary_power
 from tests.integration.test_recovery_aws import primary_power_states as primary_power

@@ -14,6 +14,8 @@ import pytest
 from seawall.lab import LabInfo
 from seawall.model import AwsSite, Network, NicMapping, RecoveryMode, StaticIP
 from seawall.model.ipplan import plan_nic
+from seawall.sites.aws import common as aws_common
+from seawall.sites.aws import ebs as aws_ebs
 from seawall.sites.aws import target as aws
 from tests.integration.test_target_vsphere import ship_lab_disk
 
@@ -33,7 +35,7 @@ def _clients(lab: LabInfo) -> tuple[Any, Any]:
 
 def _read_snapshot(ebs: Any, snapshot_id: str, size: int) -> bytes:
     """The whole disk as the snapshot holds it: listed blocks, zeros elsewhere."""
-    blocks = list(aws._list_blocks(ebs, snapshot_id))
+    blocks = list(aws_ebs._list_blocks(ebs, snapshot_id))
     block_size = int(ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["BlockSize"])
     image = bytearray(-(-size // block_size) * block_size)
 
@@ -41,7 +43,7 @@ def _read_snapshot(ebs: Any, snapshot_id: str, size: int) -> bytes:
         index, token = item
         answer = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=index, BlockToken=token)
         data = answer["BlockData"].read()
-        assert answer["Checksum"] == aws.block_checksum(data)
+        assert answer["Checksum"] == aws_ebs.block_checksum(data)
         image[index * block_size : index * block_size + len(data)] = data
 
     with ThreadPoolExecutor(8) as pool:
@@ -73,7 +75,7 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
     point = ship_lab_disk(lab, source_vm, tmp_path / "store")
     ebs, ec2 = _clients(lab)
     run = f"t{uuid.uuid4().hex[:8]}"
-    tags = aws.ResourceTags(plan="erp-aws", run=run, vm=source_vm)
+    tags = aws_common.ResourceTags(plan="erp-aws", run=run, vm=source_vm)
     # moto keeps a terminated instance's address taken for good, and other runs share the subnet:
     # take an address no instance there ever had.
     subnet_cidr = IPv4Network(lab.aws.subnet_cidrs["aws-app"])
@@ -102,11 +104,11 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
     )
     assert nic.ip is not None
 
-    def restore(writer: aws.Writer) -> object:
+    def restore(writer: aws_ebs.Writer) -> object:
         return point.repo.restore_disk(point.vm, point.point_id, point.disk, writer)
 
-    def recover() -> tuple[aws.EbsSnapshot, str, aws.InstanceInfo]:
-        snapshot = aws.write_ebs_snapshot(
+    def recover() -> tuple[aws_ebs.EbsSnapshot, str, aws.InstanceInfo]:
+        snapshot = aws_ebs.write_ebs_snapshot(
             ebs,
             ec2,
             size=point.size,
@@ -162,7 +164,7 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
         assert snapshot2.blocks_written == snapshot.blocks_written
         assert (image2, instance2.instance_id) == (image, instance.instance_id)
         # Another VM planned onto the same address is refused before anything is launched.
-        with pytest.raises(aws.AwsError, match=f"{address} in .* is taken by {instance.instance_id}"):
+        with pytest.raises(aws_common.AwsError, match=f"{address} in .* is taken by {instance.instance_id}"):
             aws.run_instance(
                 ec2,
                 image_id=image,
@@ -187,15 +189,15 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
 def test_a_failed_restore_never_completes_the_snapshot(lab: LabInfo) -> None:
     ebs, ec2 = _clients(lab)
     run = f"t{uuid.uuid4().hex[:8]}"
-    tags = aws.ResourceTags(plan="p", run=run, vm="v")
+    tags = aws_common.ResourceTags(plan="p", run=run, vm="v")
     size = 1024 * 1024
     data = bytes(range(256)) * (size // 256)
 
-    def broken(writer: aws.Writer) -> object:
+    def broken(writer: aws_ebs.Writer) -> object:
         writer(0, data[:65536])
         raise RuntimeError("digest mismatch")
 
-    def whole(writer: aws.Writer) -> object:
+    def whole(writer: aws_ebs.Writer) -> object:
         for off in range(0, size, 65536):
             writer(off, data[off : off + 65536])
         return None
@@ -203,21 +205,21 @@ def test_a_failed_restore_never_completes_the_snapshot(lab: LabInfo) -> None:
     key = f"{run}/v/disk0"
     try:
         with pytest.raises(RuntimeError, match="digest mismatch"):
-            aws.write_ebs_snapshot(ebs, ec2, size=size, restore=broken, tags=tags, key=key)
+            aws_ebs.write_ebs_snapshot(ebs, ec2, size=size, restore=broken, tags=tags, key=key)
         attempts = ec2.describe_snapshots(
             OwnerIds=["self"], Filters=[{"Name": "tag:seawall:key", "Values": [key]}]
         )["Snapshots"]
         assert len(attempts) == 1
         assert "seawall:verified-blocks" not in {t["Key"] for t in attempts[0]["Tags"]}
         # The retry does not trust the unverified attempt (moto even calls it "completed").
-        snap = aws.write_ebs_snapshot(ebs, ec2, size=size, restore=whole, tags=tags, key=key)
+        snap = aws_ebs.write_ebs_snapshot(ebs, ec2, size=size, restore=whole, tags=tags, key=key)
         assert not snap.reused
         assert _read_snapshot(ebs, snap.snapshot_id, size) == data
         now = ec2.describe_snapshots(
             OwnerIds=["self"], Filters=[{"Name": "tag:seawall:key", "Values": [key]}]
         )
         assert [s["SnapshotId"] for s in now["Snapshots"]] == [snap.snapshot_id]
-        again = aws.write_ebs_snapshot(ebs, ec2, size=size, restore=broken, tags=tags, key=key)
+        again = aws_ebs.write_ebs_snapshot(ebs, ec2, size=size, restore=broken, tags=tags, key=key)
         assert again.reused and again.snapshot_id == snap.snapshot_id, (
             "a verified snapshot is never rewritten"
         )

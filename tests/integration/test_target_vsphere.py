@@ -20,6 +20,8 @@ from seawall.blockstore.stores.directory import DirectoryStore
 from seawall.lab import LabInfo
 from seawall.model import Network, NicMapping, RecoveryMode, SubnetTranslation, VSphereSite
 from seawall.model.ipplan import plan_nic
+from seawall.sites.vsphere import disks as vsphere_disks
+from seawall.sites.vsphere import placement as vsphere_placement
 from seawall.sites.vsphere import target
 from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound
 from seawall.sites.vsphere.source import VSphereDiskSource
@@ -118,11 +120,11 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
     )
     primary_state = primary.power_state(primary.find_vm(source_vm))
 
-    def restore(writer: target.Writer) -> object:
+    def restore(writer: vsphere_disks.Writer) -> object:
         return point.repo.restore_disk(point.vm, point.point_id, point.disk, writer)
 
-    def materialize(fn: target.RestoreFn = restore) -> target.UploadedDisk:
-        return target.materialize_disk(
+    def materialize(fn: vsphere_disks.RestoreFn = restore) -> vsphere_disks.UploadedDisk:
+        return vsphere_disks.materialize_disk(
             dr,
             datastore=site.datastore,
             datacenter=site.datacenter,
@@ -134,7 +136,7 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
             readback=True,
         )
 
-    def failing(writer: target.Writer) -> object:
+    def failing(writer: vsphere_disks.Writer) -> object:
         writer(0, point.source[: 64 * 1024])
         raise RuntimeError("block 1 does not verify")
 
@@ -172,7 +174,9 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
             24,
             "10.2.1.1",
         )
-        placement = target.resolve_placement(dr, site.datacenter, site.datastore, cluster=site.cluster)
+        placement = vsphere_placement.resolve_placement(
+            dr, site.datacenter, site.datastore, cluster=site.cluster
+        )
         vm = target.create_vm(
             dr, name, placement=placement, cpus=2, memory_mib=2048, disks=[disk], nics=[nic], tag=tag
         )
@@ -217,7 +221,7 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
         assert primary.snapshot_names(primary.find_vm(source_vm)) == []
     finally:
         destroyed = target.destroy_vm(dr, name, run_id=run)
-        target.delete_datastore_path(dr, site.datastore, site.datacenter, name)
+        vsphere_placement.delete_datastore_path(dr, site.datastore, site.datacenter, name)
         primary.disconnect()
     assert destroyed
     assert not target.destroy_vm(dr, name, run_id=run), "a second destroy finds nothing"
@@ -228,21 +232,21 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
 def test_drill_network_is_made_once_and_removed(lab: LabInfo, dr: VSphereConnection) -> None:
     net = f"drill-{uuid.uuid4().hex[:8]}"
     try:
-        key = target.ensure_network(dr, net, switch=lab.dr.switch)
-        assert target.ensure_network(dr, net, switch=lab.dr.switch) == key
+        key = vsphere_placement.ensure_network(dr, net, switch=lab.dr.switch)
+        assert vsphere_placement.ensure_network(dr, net, switch=lab.dr.switch) == key
         names = [p["name"] for _, p in dr.list_objects(vim.dvs.DistributedVirtualPortgroup, ["name"])]
         assert names.count(net) == 1
     finally:
-        removed = target.remove_network(dr, net)
+        removed = vsphere_placement.remove_network(dr, net)
     assert removed
-    assert not target.remove_network(dr, net)
+    assert not vsphere_placement.remove_network(dr, net)
     names = [p["name"] for _, p in dr.list_objects(vim.dvs.DistributedVirtualPortgroup, ["name"])]
     assert net not in names
     with pytest.raises(VSphereNotFound, match="no network or port group named 'no-such-network'"):
         target.create_vm(
             dr,
             f"never-made-{uuid.uuid4().hex[:8]}",
-            placement=target.resolve_placement(dr, lab.dr.datacenter, lab.dr.datastore),
+            placement=vsphere_placement.resolve_placement(dr, lab.dr.datacenter, lab.dr.datastore),
             cpus=1,
             memory_mib=128,
             disks=[],
@@ -253,7 +257,7 @@ def test_drill_network_is_made_once_and_removed(lab: LabInfo, dr: VSphereConnect
 
 def test_create_vm_needs_the_uploaded_disk(lab: LabInfo, dr: VSphereConnection) -> None:
     name = f"missing-disk-{uuid.uuid4().hex[:8]}"
-    ghost = target.UploadedDisk(
+    ghost = vsphere_disks.UploadedDisk(
         datastore=lab.dr.datastore,
         descriptor=f"{name}/{name}.vmdk",
         flat=f"{name}/{name}-flat.vmdk",
@@ -263,7 +267,7 @@ def test_create_vm_needs_the_uploaded_disk(lab: LabInfo, dr: VSphereConnection) 
         source_digest="x:" + "0" * 16,
         uploaded=True,
     )
-    placement = target.resolve_placement(dr, lab.dr.datacenter, lab.dr.datastore)
+    placement = vsphere_placement.resolve_placement(dr, lab.dr.datacenter, lab.dr.datastore)
     try:
         with pytest.raises(VSphereError, match="FileNotFound"):
             target.create_vm(
@@ -279,7 +283,7 @@ def test_create_vm_needs_the_uploaded_disk(lab: LabInfo, dr: VSphereConnection) 
         assert target.find_vm_or_none(dr, name) is None
     finally:
         target.destroy_vm(dr, name)
-        target.delete_datastore_path(dr, lab.dr.datastore, lab.dr.datacenter, name)
+        vsphere_placement.delete_datastore_path(dr, lab.dr.datastore, lab.dr.datacenter, name)
 
 
 def test_a_half_made_vm_and_two_disks(
@@ -291,8 +295,8 @@ def test_a_half_made_vm_and_two_disks(
     name = f"two-disks-{run}"
     images = [bytes([i + 1]) * (1024 * 1024) + bytes(512 * 1024) for i in range(2)]
 
-    def writer_of(data: bytes) -> target.RestoreFn:
-        def restore(writer: target.Writer) -> object:
+    def writer_of(data: bytes) -> vsphere_disks.RestoreFn:
+        def restore(writer: vsphere_disks.Writer) -> object:
             writer(0, data[: 1024 * 1024])  # the zero tail is left to the pipe
             return None
 
@@ -301,7 +305,7 @@ def test_a_half_made_vm_and_two_disks(
     tag = target.RunTag(plan="p", run=run, source_vm="db-01")
     try:
         disks = [
-            target.materialize_disk(
+            vsphere_disks.materialize_disk(
                 dr,
                 datastore=site.datastore,
                 datacenter=site.datacenter,
@@ -314,7 +318,7 @@ def test_a_half_made_vm_and_two_disks(
             for i, data in enumerate(images)
         ]
         with pytest.raises(VSphereError, match="already holds another recovery point"):
-            target.materialize_disk(
+            vsphere_disks.materialize_disk(
                 dr,
                 datastore=site.datastore,
                 datacenter=site.datacenter,
@@ -326,7 +330,7 @@ def test_a_half_made_vm_and_two_disks(
             )
         stale = requests.put(site.datastore_url(f"{name}/{name}.vmx"), data=b"half-made", timeout=10)
         assert stale.status_code == 200
-        placement = target.resolve_placement(dr, site.datacenter, site.datastore)
+        placement = vsphere_placement.resolve_placement(dr, site.datacenter, site.datastore)
         with caplog.at_level("WARNING", logger="seawall.sites.vsphere.target"):
             vm = target.create_vm(
                 dr, name, placement=placement, cpus=1, memory_mib=512, disks=disks, nics=["drill"], tag=tag
@@ -338,5 +342,5 @@ def test_a_half_made_vm_and_two_disks(
             assert (site.datastore_dir / disk.flat).read_bytes() == data
     finally:
         target.destroy_vm(dr, name, run_id=run)
-        target.delete_datastore_path(dr, site.datastore, site.datacenter, name)
+        vsphere_placement.delete_datastore_path(dr, site.datastore, site.datacenter, name)
     assert not (site.datastore_dir / name).exists()

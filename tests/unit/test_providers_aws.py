@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from seawall.sites.aws import common as aws_common
+from seawall.sites.aws import ebs as aws_ebs
 from seawall.sites.aws import target as aws
 
 KiB = 1024
@@ -24,7 +26,7 @@ def _grouped(block_size: int, size: int, writes: list[tuple[int, bytes]]) -> dic
         assert len(data) == block_size
         out[index] = data
 
-    grouper = aws.BlockGrouper(block_size, size, emit)
+    grouper = aws_ebs.BlockGrouper(block_size, size, emit)
     for offset, data in writes:
         grouper.write(offset, data)
     grouper.close()
@@ -85,7 +87,7 @@ def test_the_last_partial_block_is_padded_with_zeros() -> None:
 
 
 def test_writes_must_move_forward_and_stay_inside_the_disk() -> None:
-    grouper = aws.BlockGrouper(512, 4096, lambda i, d: None)
+    grouper = aws_ebs.BlockGrouper(512, 4096, lambda i, d: None)
     grouper.write(1024, b"x" * 10)
     with pytest.raises(ValueError, match="must move forward"):
         grouper.write(0, b"y")
@@ -95,10 +97,10 @@ def test_writes_must_move_forward_and_stay_inside_the_disk() -> None:
 
 def test_checksum_is_base64_sha256_and_tokens_are_deterministic() -> None:
     data = b"seawall" * 100
-    assert aws.block_checksum(data) == base64.b64encode(hashlib.sha256(data).digest()).decode()
-    assert base64.b64decode(aws.block_checksum(data)) == hashlib.sha256(data).digest()
-    token = aws.client_token("run/vm/disk0")
-    assert token == aws.client_token("run/vm/disk0") != aws.client_token("run/vm/disk1")
+    assert aws_ebs.block_checksum(data) == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert base64.b64decode(aws_ebs.block_checksum(data)) == hashlib.sha256(data).digest()
+    token = aws_common.client_token("run/vm/disk0")
+    assert token == aws_common.client_token("run/vm/disk0") != aws_common.client_token("run/vm/disk1")
     assert len(token) <= 64
 
 
@@ -106,7 +108,7 @@ def test_instance_type_is_the_smallest_that_fits() -> None:
     assert aws.choose_instance_type(1, 512) == "t3.micro"
     assert aws.choose_instance_type(2, 8192) == "m6i.large"
     assert aws.choose_instance_type(4, 20000) == "r6i.xlarge"
-    with pytest.raises(aws.AwsError, match="no instance type"):
+    with pytest.raises(aws_common.AwsError, match="no instance type"):
         aws.choose_instance_type(1000, 1024)
 
 
@@ -142,7 +144,7 @@ class FakeAws:
                 "SnapshotId": sid,
                 "State": "pending",
                 "VolumeSize": VolumeSize,
-                "VolumeId": aws.PLACEHOLDER_VOLUME,
+                "VolumeId": aws_ebs.PLACEHOLDER_VOLUME,
                 "Tags": list(Tags),
             }
             self.blocks[sid] = {}
@@ -154,7 +156,7 @@ class FakeAws:
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "put")
         if self.snapshots[SnapshotId]["State"] != "pending":
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "not pending"}}, "put")
-        if kw["Checksum"] != aws.block_checksum(BlockData):
+        if kw["Checksum"] != aws_ebs.block_checksum(BlockData):
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "checksum"}}, "put")
         self.puts += 1
         self.blocks[SnapshotId][BlockIndex] = BlockData
@@ -182,7 +184,7 @@ class FakeAws:
     def get_snapshot_block(self, SnapshotId: str, BlockIndex: int, BlockToken: str) -> Any:
         assert BlockToken == f"t{BlockIndex}"
         data = self.blocks[SnapshotId][BlockIndex]
-        checksum = aws.block_checksum(data)
+        checksum = aws_ebs.block_checksum(data)
         if BlockIndex in self.corrupt_on_read:
             data = b"\xee" + data[1:]
         return {"BlockData": io.BytesIO(data), "Checksum": checksum, "DataLength": len(data)}
@@ -211,8 +213,8 @@ class FakeAws:
         del self.snapshots[SnapshotId]
 
 
-def _restore(disk: bytes) -> aws.RestoreFn:
-    def restore(writer: aws.Writer) -> object:
+def _restore(disk: bytes) -> aws_ebs.RestoreFn:
+    def restore(writer: aws_ebs.Writer) -> object:
         for offset, data in _restore_writes(disk):
             writer(offset, data)
         return None
@@ -220,14 +222,16 @@ def _restore(disk: bytes) -> aws.RestoreFn:
     return restore
 
 
-TAGS = aws.ResourceTags(plan="erp", run="r1", vm="db-01")
+TAGS = aws_common.ResourceTags(plan="erp", run="r1", vm="db-01")
 
 
 def test_writes_only_non_zero_aws_sized_blocks_and_reads_a_sample_back() -> None:
     fake = FakeAws()
     size = 5 * 1024 * KiB + 3 * KiB
     disk = _disk(size, seed=3)
-    snap = aws.write_ebs_snapshot(fake, fake, size=size, restore=_restore(disk), tags=TAGS, key="r1/db-01/d0")
+    snap = aws_ebs.write_ebs_snapshot(
+        fake, fake, size=size, restore=_restore(disk), tags=TAGS, key="r1/db-01/d0"
+    )
     assert (snap.block_size, snap.volume_size_gib, snap.reused) == (512 * KiB, 1, False)
     assert _image(fake.blocks[snap.snapshot_id], 512 * KiB, size) == disk
     assert snap.blocks_written == len(fake.blocks[snap.snapshot_id]) == fake.puts
@@ -236,7 +240,9 @@ def test_writes_only_non_zero_aws_sized_blocks_and_reads_a_sample_back() -> None
     assert tags["seawall:run"] == "r1" and tags["seawall:key"] == "r1/db-01/d0"
     assert tags["seawall:verified-blocks"] == str(snap.blocks_written)
 
-    again = aws.write_ebs_snapshot(fake, fake, size=size, restore=_restore(b""), tags=TAGS, key="r1/db-01/d0")
+    again = aws_ebs.write_ebs_snapshot(
+        fake, fake, size=size, restore=_restore(b""), tags=TAGS, key="r1/db-01/d0"
+    )
     assert again.reused and again.snapshot_id == snap.snapshot_id
     assert fake.puts == snap.blocks_written, "a verified snapshot is not written again"
 
@@ -245,8 +251,8 @@ def test_a_block_that_reads_back_differently_fails_the_write() -> None:
     fake = FakeAws(block_size=64 * KiB)
     disk = bytes([9]) * (256 * KiB)
     fake.corrupt_on_read = {0, 1, 2, 3}
-    with pytest.raises(aws.AwsError, match="reads back different bytes"):
-        aws.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
+    with pytest.raises(aws_common.AwsError, match="reads back different bytes"):
+        aws_ebs.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
     (snapshot,) = fake.snapshots.values()
     assert "seawall:verified-blocks" not in {t["Key"] for t in snapshot["Tags"]}
 
@@ -255,15 +261,15 @@ def test_a_failed_restore_leaves_a_pending_snapshot_that_the_retry_resumes() -> 
     fake = FakeAws()
     disk = _disk(2 * 1024 * KiB, seed=5)
 
-    def broken(writer: aws.Writer) -> object:
+    def broken(writer: aws_ebs.Writer) -> object:
         writer(0, disk[: 64 * KiB] or b"\x01")
         raise RuntimeError("block 3 does not verify")
 
     with pytest.raises(RuntimeError, match="does not verify"):
-        aws.write_ebs_snapshot(fake, fake, size=len(disk), restore=broken, tags=TAGS, key="k")
+        aws_ebs.write_ebs_snapshot(fake, fake, size=len(disk), restore=broken, tags=TAGS, key="k")
     (first,) = fake.snapshots
     assert fake.snapshots[first]["State"] == "pending"
-    snap = aws.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
+    snap = aws_ebs.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
     assert snap.snapshot_id == first and not snap.reused
     assert _image(fake.blocks[first], 512 * KiB, len(disk)) == disk
 
@@ -271,12 +277,12 @@ def test_a_failed_restore_leaves_a_pending_snapshot_that_the_retry_resumes() -> 
 def test_an_unverified_completed_snapshot_is_replaced() -> None:
     fake = FakeAws()
     disk = _disk(1024 * KiB, seed=6)
-    snap = aws.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
+    snap = aws_ebs.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
     # A crash between complete_snapshot and the read-back: completed, never verified.
     fake.snapshots[snap.snapshot_id]["Tags"] = [
         t for t in fake.snapshots[snap.snapshot_id]["Tags"] if t["Key"] != "seawall:verified-blocks"
     ]
-    again = aws.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
+    again = aws_ebs.write_ebs_snapshot(fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k")
     assert again.snapshot_id != snap.snapshot_id and not again.reused
     assert list(fake.snapshots) == [again.snapshot_id]
 
@@ -285,8 +291,10 @@ def test_a_failed_block_put_is_an_aws_error_and_the_snapshot_stays_incomplete() 
     fake = FakeAws(block_size=64 * KiB)
     disk = bytes([3]) * (1024 * KiB)
     fake.fail_puts = {2}
-    with pytest.raises(aws.AwsError, match="put_snapshot_block into snap-0000 failed: ThrottlingException"):
-        aws.write_ebs_snapshot(
+    with pytest.raises(
+        aws_common.AwsError, match="put_snapshot_block into snap-0000 failed: ThrottlingException"
+    ):
+        aws_ebs.write_ebs_snapshot(
             fake, fake, size=len(disk), restore=_restore(disk), tags=TAGS, key="k", workers=1
         )
     assert fake.snapshots["snap-0000"]["State"] == "pending"

@@ -48,7 +48,9 @@ class AwsAdapter(BaseAdapter):
     def materialize(
         self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat
     ) -> tuple[list[dict[str, Any]], list[Resource]]:
-        from seawall.sites.aws.target import ResourceTags, register_image, write_ebs_snapshot
+        from seawall.sites.aws.common import ResourceTags
+        from seawall.sites.aws.ebs import write_ebs_snapshot
+        from seawall.sites.aws.target import register_image
 
         site = self.site
         ebs, ec2 = self.client("ebs"), self.client("ec2")
@@ -76,8 +78,8 @@ class AwsAdapter(BaseAdapter):
     def create_vm(
         self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
     ) -> TargetVM:
+        from seawall.sites.aws.common import ResourceTags
         from seawall.sites.aws.target import (
-            ResourceTags,
             choose_instance_type,
             find_subnet,
             run_instance,

@@ -118,7 +118,8 @@ class VSphereAdapter(BaseAdapter):
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
         from seawall.sites.vsphere.client import parse_datastore_path
-        from seawall.sites.vsphere.target import materialize_disk, read_guest, wait_guest_ip
+        from seawall.sites.vsphere.disks import materialize_disk
+        from seawall.sites.vsphere.target import read_guest, wait_guest_ip
 
         site = self.site
         by_name = {d.disk: d for d in reader.disks()}
@@ -163,7 +164,7 @@ class VSphereAdapter(BaseAdapter):
     def materialize(
         self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat
     ) -> tuple[list[dict[str, Any]], list[Resource]]:
-        from seawall.sites.vsphere.target import materialize_disk
+        from seawall.sites.vsphere.disks import materialize_disk
 
         site = self.site
         uploaded: list[dict[str, Any]] = []
@@ -190,14 +191,9 @@ class VSphereAdapter(BaseAdapter):
     def create_vm(
         self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
     ) -> TargetVM:
-        from seawall.sites.vsphere.target import (
-            RunTag,
-            UploadedDisk,
-            create_vm,
-            customize_ip,
-            power_on,
-            resolve_placement,
-        )
+        from seawall.sites.vsphere.disks import UploadedDisk
+        from seawall.sites.vsphere.placement import resolve_placement
+        from seawall.sites.vsphere.target import RunTag, create_vm, customize_ip, power_on
 
         site = self.site
         uploaded = [UploadedDisk(**json.loads(d)) for d in disks]
@@ -229,7 +225,8 @@ class VSphereAdapter(BaseAdapter):
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
     ) -> list[Resource]:
-        from seawall.sites.vsphere.target import delete_datastore_path, destroy_vm, find_run_vms
+        from seawall.sites.vsphere.placement import delete_datastore_path
+        from seawall.sites.vsphere.target import destroy_vm, find_run_vms
 
         site = self.site
         with self.connect() as conn:

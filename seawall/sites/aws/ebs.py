@@ -1,0 +1,386 @@
+"""A recovery point's disk written into an EBS snapshot with the EBS direct API, idempotent by a key.
+
+``start_snapshot`` (VolumeSize in GiB), ``put_snapshot_block`` for each *non-zero* block with its
+SHA-256 (base64, ``ChecksumAlgorithm='SHA256'``), ``complete_snapshot`` with the count, then a
+deterministic sample of blocks is read back (``get_snapshot_block``) and compared. The block size is
+whatever ``start_snapshot`` answers (AWS: 512 KiB; moto: 512 B): the restore's writes (64 KiB blocks,
+zero runs skipped) are regrouped into blocks of that size by ``BlockGrouper``. See
+``seawall.sites.aws.target`` for what moto does differently and how that is tolerated.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from seawall.sites.aws.common import (
+    TAG_KEY,
+    AwsError,
+    ResourceTags,
+    SuppressNotFound,
+    call,
+    client_token,
+    error_code,
+    tag_value,
+)
+
+__all__ = ["BlockGrouper", "EbsSnapshot", "RestoreFn", "Writer", "block_checksum", "write_ebs_snapshot"]
+
+log = logging.getLogger(__name__)
+
+GiB = 1024**3
+TAG_BLOCK_SIZE = "seawall:block-size"
+TAG_VERIFIED = "seawall:verified-blocks"  # set once the blocks were completed and read back
+AWS_BLOCK_SIZE = 512 * 1024  # what AWS documents and answers; used when a snapshot lacks our tag
+PLACEHOLDER_VOLUME = "vol-ffffffff"
+
+Writer = Callable[[int, bytes], None]
+RestoreFn = Callable[[Writer], object]
+
+
+def block_checksum(data: bytes) -> str:
+    """Base64 SHA-256, as ``put_snapshot_block`` wants it."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+class BlockGrouper:
+    """Regroup writes at increasing offsets into ``block_size``-aligned blocks; all-zero blocks dropped.
+
+    Writes may be larger (64 KiB restore blocks into 512 B EBS blocks) or smaller (into 512 KiB
+    blocks) than a block, and may leave gaps (zero runs a sparse restore skipped): gaps read as
+    zeros, as an EBS block never written does. ``emit(index, data)`` gets each non-zero block, the
+    last one padded with zeros to a full block. Call ``close`` after the last write.
+    """
+
+    def __init__(self, block_size: int, size: int, emit: Callable[[int, bytes], None]) -> None:
+        if block_size <= 0:
+            raise ValueError("block_size must be positive")
+        self.block_size = block_size
+        self.size = size
+        self._emit = emit
+        self._index = -1  # block being gathered
+        self._buf = bytearray()
+        self._dirty = False
+        self._next = 0
+        self.emitted = 0
+
+    def _flush(self) -> None:
+        if self._index >= 0 and self._dirty and any(self._buf):
+            self._emit(self._index, bytes(self._buf))
+            self.emitted += 1
+        self._index = -1
+        self._dirty = False
+
+    def write(self, offset: int, data: bytes) -> None:
+        if offset < self._next:
+            raise ValueError(f"write at {offset} after {self._next}: writes must move forward")
+        if offset + len(data) > self.size:
+            raise ValueError(f"write past the disk's end ({offset + len(data)} > {self.size})")
+        view = memoryview(data)
+        pos = offset
+        bs = self.block_size
+        while view:
+            index, within = divmod(pos, bs)
+            if index != self._index:
+                self._flush()
+                self._index = index
+                self._buf = bytearray(bs)
+            n = min(len(view), bs - within)
+            piece = view[:n]
+            self._buf[within : within + n] = piece
+            self._dirty = True
+            view = view[n:]
+            pos += n
+            if within + n == bs:
+                self._flush()
+        self._next = offset + len(data)
+
+    def close(self) -> None:
+        self._flush()
+
+
+# ---- snapshots --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EbsSnapshot:
+    snapshot_id: str
+    volume_size_gib: int
+    block_size: int
+    blocks_written: int  # non-zero blocks stored (listed by list_snapshot_blocks)
+    blocks_checked: int  # blocks read back and compared
+    reused: bool  # a completed snapshot of the same key was found; nothing was written
+
+
+def _find_snapshots(ec2: Any, key: str) -> list[dict[str, Any]]:
+    answer = call(
+        "describe_snapshots",
+        lambda: ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [key]}]
+        ),
+    )
+    return list(answer.get("Snapshots", []))
+
+
+def _block_size_of(snapshot: dict[str, Any]) -> int:
+    value = tag_value(snapshot, TAG_BLOCK_SIZE) or ""
+    return int(value) if value.isdigit() else AWS_BLOCK_SIZE
+
+
+def _list_blocks(ebs: Any, snapshot_id: str) -> Iterator[tuple[int, str]]:
+    kwargs: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": 10000}
+    while True:
+        answer = call("list_snapshot_blocks", lambda: ebs.list_snapshot_blocks(**kwargs))
+        for block in answer.get("Blocks", []):
+            yield int(block["BlockIndex"]), str(block["BlockToken"])
+        token = answer.get("NextToken")
+        if not token:
+            return
+        kwargs["NextToken"] = token
+
+
+def _adopt_placeholder_volume(ec2: Any, snapshot: dict[str, Any], tags: list[dict[str, str]]) -> None:
+    """Tag the volume an endpoint made for a direct-API snapshot (moto does), so cleanup finds it.
+
+    Only a volume that is detached and untagged is adopted: a snapshot started from scratch has no
+    real source volume, so anything else there is not ours.
+    """
+    volume_id = snapshot.get("VolumeId")
+    if not volume_id or volume_id == PLACEHOLDER_VOLUME:
+        return
+    try:
+        volumes = ec2.describe_volumes(VolumeIds=[volume_id]).get("Volumes", [])
+    except ClientError:
+        return
+    for volume in volumes:
+        if volume.get("State") == "available" and not volume.get("Attachments") and not volume.get("Tags"):
+            call("create_tags", lambda: ec2.create_tags(Resources=[volume_id], Tags=tags))
+
+
+def _wait_snapshot(ec2: Any, snapshot_id: str, timeout: float, sleep: Callable[[float], None]) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        snaps = call("describe_snapshots", lambda: ec2.describe_snapshots(SnapshotIds=[snapshot_id])).get(
+            "Snapshots", []
+        )
+        state = snaps[0]["State"] if snaps else "missing"
+        if state == "completed":
+            return
+        if state in ("error", "missing"):
+            raise AwsError(f"snapshot {snapshot_id} is {state}")
+        if time.monotonic() > deadline:
+            raise AwsError(f"snapshot {snapshot_id} still {state} after {timeout:.0f}s")
+        sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+def write_ebs_snapshot(
+    ebs: Any,
+    ec2: Any,
+    *,
+    size: int,
+    restore: RestoreFn,
+    tags: ResourceTags,
+    key: str,
+    description: str = "",
+    sample: int = 16,
+    workers: int = 8,
+    snapshot_timeout_minutes: int = 60,
+    wait_timeout: float = 3600.0,
+    on_progress: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> EbsSnapshot:
+    """Write a disk into a new EBS snapshot with the EBS direct API; idempotent by ``key``.
+
+    ``restore(writer)`` writes the disk's bytes at increasing offsets (zero runs may be skipped) and
+    raises if the recovery point does not verify; only then is the snapshot completed, read back
+    and tagged ``seawall:verified-blocks``. A retry returns a snapshot of ``key`` with that tag
+    (``reused``), resumes one EC2 still shows pending by writing every block again (a block put is
+    idempotent per index), and deletes any other attempt before starting afresh.
+    """
+    if size <= 0:
+        raise ValueError("an EBS snapshot needs a disk of at least one byte")
+    gib = -(-size // GiB)
+    all_tags = tags.tags(key=key)
+    existing = _find_snapshots(ec2, key)
+    for snap in existing:
+        if snap.get("State") == "completed" and tag_value(snap, TAG_VERIFIED) is not None:
+            sid = str(snap["SnapshotId"])
+            listed = sum(1 for _ in _list_blocks(ebs, sid))
+            if str(listed) == tag_value(snap, TAG_VERIFIED):
+                return EbsSnapshot(sid, int(snap["VolumeSize"]), _block_size_of(snap), listed, 0, reused=True)
+    pending = [s for s in existing if s.get("State") == "pending"]
+    # Anything else of this key is an attempt that did not finish verification. EC2's "completed"
+    # does not prove the blocks are all there (moto reports it before complete_snapshot, and on
+    # AWS a crash may fall between complete and verify), and a completed snapshot takes no more
+    # blocks: it is deleted and a fresh one started.
+    stale = sorted(str(s["SnapshotId"]) for s in existing if s not in pending)
+    for snapshot_id in stale:
+        with SuppressNotFound():
+            ec2.delete_snapshot(SnapshotId=snapshot_id)
+    # The token changes with what was thrown away, so AWS does not hand back a deleted snapshot.
+    token = client_token(key + "".join(f"/{sid}" for sid in stale))
+    if pending:
+        snapshot_id = str(pending[0]["SnapshotId"])
+        block_size = _block_size_of(pending[0])
+        started = pending[0]
+    else:
+        answer = call(
+            "start_snapshot",
+            lambda: ebs.start_snapshot(
+                VolumeSize=gib,
+                Tags=all_tags,
+                Description=description or f"seawall {tags.run} {tags.vm}",
+                ClientToken=token,
+                Timeout=snapshot_timeout_minutes,
+            ),
+        )
+        snapshot_id = str(answer["SnapshotId"])
+        block_size = int(answer["BlockSize"])
+        # Kept on the snapshot: a resumed attempt must regroup exactly as this one did, and a
+        # pending snapshot cannot be asked (list_snapshot_blocks wants a completed one).
+        call(
+            "create_tags",
+            lambda: ec2.create_tags(
+                Resources=[snapshot_id], Tags=[{"Key": TAG_BLOCK_SIZE, "Value": str(block_size)}]
+            ),
+        )
+        snaps = ec2.describe_snapshots(SnapshotIds=[snapshot_id]).get("Snapshots", [])
+        started = snaps[0] if snaps else {}
+    _adopt_placeholder_volume(ec2, started, tags.tags(key=key + "/placeholder-volume"))
+    written = _put_blocks(ebs, snapshot_id, block_size, size, restore, token, sample, workers, on_progress)
+    count, samples = written
+    call("complete_snapshot", lambda: ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=count))
+    _wait_snapshot(ec2, snapshot_id, wait_timeout, sleep)
+    # Count every listed block, keep tokens only for the sample (a 1 TiB disk lists 2M blocks).
+    wanted = dict(samples)
+    tokens: dict[int, str] = {}
+    listed = 0
+    for index, block_token in _list_blocks(ebs, snapshot_id):
+        listed += 1
+        if index in wanted:
+            tokens[index] = block_token
+    if listed != count:
+        raise AwsError(f"snapshot {snapshot_id} lists {listed} blocks, {count} were written")
+    for index, checksum in samples:
+        if index not in tokens:
+            raise AwsError(f"snapshot {snapshot_id} lacks block {index}")
+        got = call(
+            "get_snapshot_block",
+            functools.partial(
+                ebs.get_snapshot_block, SnapshotId=snapshot_id, BlockIndex=index, BlockToken=tokens[index]
+            ),
+        )
+        data = got["BlockData"].read()
+        if block_checksum(data) != checksum or got.get("Checksum", checksum) != checksum:
+            raise AwsError(
+                f"snapshot {snapshot_id} block {index} reads back different bytes than were written"
+            )
+    # Only now may a retry reuse it.
+    call(
+        "create_tags",
+        lambda: ec2.create_tags(Resources=[snapshot_id], Tags=[{"Key": TAG_VERIFIED, "Value": str(count)}]),
+    )
+    return EbsSnapshot(snapshot_id, gib, block_size, count, len(samples), reused=False)
+
+
+def _put_blocks(
+    ebs: Any,
+    snapshot_id: str,
+    block_size: int,
+    size: int,
+    restore: RestoreFn,
+    seed: str,
+    sample: int,
+    workers: int,
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, list[tuple[int, str]]]:
+    """Put every non-zero block; (blocks put, a reservoir sample of (index, checksum) to read back)."""
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, str]] = []
+    first: tuple[int, str] | None = None
+    last: tuple[int, str] | None = None
+    seen = 0
+    slots = threading.BoundedSemaphore(workers * 4)
+    futures: list[Future[None]] = []
+    errors: list[BaseException] = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seawall-ebs-put")
+
+    def put(index: int, data: bytes, checksum: str) -> None:
+        try:
+            answer = ebs.put_snapshot_block(
+                SnapshotId=snapshot_id,
+                BlockIndex=index,
+                BlockData=data,
+                DataLength=len(data),
+                Checksum=checksum,
+                ChecksumAlgorithm="SHA256",
+            )
+            if answer.get("Checksum", checksum) != checksum:
+                raise AwsError(f"block {index} of {snapshot_id}: the service computed another checksum")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            slots.release()
+
+    def failed() -> BaseException:
+        err = errors[0]
+        if isinstance(err, ClientError):
+            return AwsError(f"put_snapshot_block into {snapshot_id} failed: {error_code(err)}: {err}")
+        return err
+
+    def emit(index: int, data: bytes) -> None:
+        nonlocal seen, first, last
+        if errors:
+            # Stops the restore at the first failed put instead of streaming the rest of the disk.
+            raise failed()
+        checksum = block_checksum(data)
+        entry = (index, checksum)
+        first = first or entry
+        last = entry
+        seen += 1
+        if len(reservoir) < sample:
+            reservoir.append(entry)
+        else:
+            j = rng.randrange(seen)
+            if j < sample:
+                reservoir[j] = entry
+        slots.acquire()
+        futures.append(pool.submit(put, index, data, checksum))
+        if len(futures) > 4096:
+            futures[:] = [f for f in futures if not f.done()]
+
+    grouper = BlockGrouper(block_size, size, emit)
+    next_report = 64 * 1024 * 1024
+
+    def writer(offset: int, data: bytes) -> None:
+        nonlocal next_report
+        grouper.write(offset, data)
+        if on_progress is not None and offset + len(data) >= next_report:
+            on_progress(offset + len(data))
+            next_report += 64 * 1024 * 1024
+
+    try:
+        restore(writer)
+        grouper.close()
+    finally:
+        pool.shutdown(wait=True)
+    if errors:
+        raise failed()
+    picks = {e[0]: e for e in reservoir}
+    for edge in (first, last):
+        if edge is not None:
+            picks[edge[0]] = edge
+    return grouper.emitted, sorted(picks.values())

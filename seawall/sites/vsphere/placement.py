@@ -1,0 +1,188 @@
+"""Where things go at a vSphere site: datacenter, VM folder, resource pool and host; port groups; files.
+
+``resolve_placement`` chooses where a recovered VM is created; ``ensure_network`` / ``remove_network``
+make and remove per-run isolated port groups; ``delete_datastore_path`` removes a run's files (disks
+of a VM that was never created).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyVmomi import vim
+
+from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound, VSphereTaskError
+
+__all__ = [
+    "Placement",
+    "PortGroup",
+    "delete_datastore_path",
+    "ensure_network",
+    "find_datacenter",
+    "find_network",
+    "remove_network",
+    "resolve_placement",
+]
+
+
+def delete_datastore_path(
+    conn: VSphereConnection, datastore: str, datacenter: str, path: str, *, timeout: float | None = None
+) -> bool:
+    """Delete a file or directory on the datastore; False when it was already gone."""
+    dc = find_datacenter(conn, datacenter)
+    file_manager = conn.content.fileManager
+    name = f"[{datastore}] {path}"
+    try:
+        conn.run_task(
+            f"delete {name}",
+            lambda: file_manager.DeleteDatastoreFile_Task(name=name, datacenter=dc),
+            timeout=timeout,
+        )
+    except VSphereTaskError as exc:
+        if "FileNotFound" in str(exc) or "CannotDeleteFile" in str(exc):
+            # vcsim reports a missing file as CannotDeleteFile; gone is what we wanted.
+            return False
+        raise
+    return True
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a new VM goes: datacenter, its VM folder, a resource pool, optionally a host."""
+
+    datacenter: Any
+    folder: Any
+    pool: Any
+    host: Any | None
+    datastore: str
+    datacenter_name: str
+
+
+def find_datacenter(conn: VSphereConnection, name: str) -> Any:
+    for obj, props in conn.list_objects(vim.Datacenter, ["name"]):
+        if props.get("name") == name:
+            return obj
+    raise VSphereNotFound(f"no datacenter named {name!r} on {conn.describe()}")
+
+
+def resolve_placement(
+    conn: VSphereConnection,
+    datacenter: str,
+    datastore: str,
+    *,
+    cluster: str | None = None,
+    host: str | None = None,
+    pool: str | None = None,
+) -> Placement:
+    """Find the folder, resource pool and host for new VMs (default: the datacenter's first cluster)."""
+    dc = find_datacenter(conn, datacenter)
+    dc_props = conn.properties(dc, ["vmFolder"])
+    clusters = [
+        (obj, props)
+        for obj, props in conn.list_objects(vim.ClusterComputeResource, ["name", "resourcePool"])
+        if conn.datacenter_path(obj) == conn.datacenter_path(dc)
+    ]
+    if cluster is not None:
+        clusters = [(o, p) for o, p in clusters if p.get("name") == cluster]
+        if not clusters:
+            raise VSphereNotFound(f"no cluster named {cluster!r} in {datacenter} on {conn.describe()}")
+    resource_pool = None
+    if pool is not None:
+        pools = [o for o, p in conn.list_objects(vim.ResourcePool, ["name"]) if p.get("name") == pool]
+        if len(pools) != 1:
+            raise VSphereNotFound(f"{len(pools)} resource pools named {pool!r} on {conn.describe()}")
+        resource_pool = pools[0]
+    elif clusters:
+        resource_pool = clusters[0][1]["resourcePool"]
+    host_obj = None
+    if host is not None:
+        hosts = [o for o, p in conn.list_objects(vim.HostSystem, ["name"]) if p.get("name") == host]
+        if len(hosts) != 1:
+            raise VSphereNotFound(f"no single host named {host!r} on {conn.describe()}")
+        host_obj = hosts[0]
+        if resource_pool is None:
+            parent = conn.properties(host_obj, ["parent"])["parent"]
+            resource_pool = conn.properties(parent, ["resourcePool"])["resourcePool"]
+    if resource_pool is None:
+        raise VSphereNotFound(f"no cluster or resource pool for new VMs in {datacenter} on {conn.describe()}")
+    return Placement(dc, dc_props["vmFolder"], resource_pool, host_obj, datastore, datacenter)
+
+
+@dataclass(frozen=True)
+class PortGroup:
+    name: str
+    key: str | None  # distributed port group key; None for a standard network
+    switch_uuid: str | None
+    obj: Any
+
+
+def find_network(conn: VSphereConnection, name: str) -> PortGroup:
+    dv = [
+        (obj, props)
+        for obj, props in conn.list_objects(
+            vim.dvs.DistributedVirtualPortgroup, ["name", "key", "config.distributedVirtualSwitch"]
+        )
+        if props.get("name") == name
+    ]
+    if len(dv) > 1:
+        raise VSphereError(f"{len(dv)} port groups are named {name!r} on {conn.describe()}")
+    if dv:
+        obj, props = dv[0]
+        switch = props["config.distributedVirtualSwitch"]
+        uuid = conn.properties(switch, ["uuid"])["uuid"]
+        return PortGroup(name, str(props["key"]), str(uuid), obj)
+    std = [o for o, p in conn.list_objects(vim.Network, ["name"]) if p.get("name") == name]
+    if not std:
+        raise VSphereNotFound(f"no network or port group named {name!r} on {conn.describe()}")
+    return PortGroup(name, None, None, std[0])
+
+
+def _find_switch(conn: VSphereConnection, switch: str | None) -> Any:
+    switches = conn.list_objects(vim.DistributedVirtualSwitch, ["name"])
+    if switch is not None:
+        switches = [(o, p) for o, p in switches if p.get("name") == switch]
+    if len(switches) != 1:
+        what = f"named {switch!r}" if switch is not None else "(give its name)"
+        raise VSphereNotFound(f"{len(switches)} distributed switches {what} on {conn.describe()}")
+    return switches[0][0]
+
+
+def ensure_network(conn: VSphereConnection, name: str, *, switch: str | None = None, ports: int = 64) -> str:
+    """A distributed port group ``name`` on ``switch`` (e.g. a per-run isolated bubble); its key.
+
+    Idempotent: an existing port group of that name is returned. Isolation is the switch's
+    business (no uplinks / a VLAN with no route); this only makes the attachment point.
+    """
+    try:
+        found = find_network(conn, name)
+        if found.key is not None:
+            return found.key
+        raise VSphereError(f"{name!r} exists on {conn.describe()} as a standard network, not a port group")
+    except VSphereNotFound:
+        pass
+    dvs = _find_switch(conn, switch)
+    spec = vim.dvs.DistributedVirtualPortgroup.ConfigSpec(name=name, type="earlyBinding", numPorts=ports)
+    try:
+        conn.run_task(f"add port group {name}", lambda: dvs.AddDVPortgroup_Task([spec]))
+    except VSphereTaskError as exc:
+        if "DuplicateName" not in str(exc):
+            raise
+    key = find_network(conn, name).key
+    assert key is not None
+    return key
+
+
+def remove_network(conn: VSphereConnection, name: str) -> bool:
+    """Remove the distributed port group ``name``; False when it did not exist."""
+    try:
+        found = find_network(conn, name)
+    except VSphereNotFound:
+        return False
+    if found.key is None:
+        raise VSphereError(f"{name!r} on {conn.describe()} is a standard network; not removing it")
+    try:
+        conn.run_task(f"remove port group {name}", lambda: found.obj.Destroy_Task())
+    except VSphereNotFound:
+        return False
+    return True
