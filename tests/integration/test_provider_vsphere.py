@@ -11,12 +11,8 @@ import pytest
 from pyVmomi import vim
 
 from seawall.lab import LabInfo
-from seawall.sites.vsphere.client import (
-    VSphereConnection,
-    VSphereError,
-    VSphereNotFound,
-    VSphereTaskError,
-)
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.session import VSphereError, VSphereNotFound, VSphereTaskError
 
 pytestmark = pytest.mark.lab
 

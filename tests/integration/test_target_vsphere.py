@@ -23,7 +23,8 @@ from seawall.model.ipplan import plan_nic
 from seawall.sites.vsphere import disks as vsphere_disks
 from seawall.sites.vsphere import placement as vsphere_placement
 from seawall.sites.vsphere import target
-from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.session import VSphereError, VSphereNotFound
 from seawall.sites.vsphere.source import VSphereDiskSource
 
 pytestmark = pytest.mark.lab

@@ -19,11 +19,11 @@ from seawall.sites.vsphere.client import (
     CbtStatus,
     DiskInfo,
     VSphereConnection,
-    VSphereTaskError,
     build_datastore_url,
     flat_extent_path,
     parse_datastore_path,
 )
+from seawall.sites.vsphere.session import VSphereTaskError
 from seawall.sites.vsphere.source import VSphereDiskSource, coalesce_ranges, parse_content_range
 
 # -- pure pieces -----------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_changed_areas_are_none_when_the_server_cannot_answer(fault_name: str) -
 def test_other_cbt_faults_are_errors() -> None:
     from pyVmomi import vim
 
-    from seawall.sites.vsphere.client import VSphereError
+    from seawall.sites.vsphere.session import VSphereError
 
     conn = VSphereConnection("vc.example", "u", "p")
     vm = PagedCbtVm({}, fault=vim.fault.InvalidState(msg="the VM is busy"))

@@ -16,7 +16,8 @@ from seawall.model import VSphereSite
 from seawall.model.ipplan import NicPlan
 from seawall.runtime import failpoints
 from seawall.sites.base import BaseAdapter, Heartbeat, OpenDisk, PointReader, RunLabels, SiteError, VMShape
-from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.session import VSphereError, VSphereNotFound
 
 
 class VSphereAdapter(BaseAdapter):

@@ -12,7 +12,8 @@ from typing import Any
 
 from pyVmomi import vim
 
-from seawall.sites.vsphere.client import VSphereConnection, VSphereError, VSphereNotFound, VSphereTaskError
+from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.session import VSphereError, VSphereNotFound, VSphereTaskError
 
 __all__ = [
     "Placement",

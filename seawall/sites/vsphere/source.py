@@ -38,7 +38,8 @@ from urllib3.util.retry import Retry
 
 from seawall.blockstore.source import ChangedArea, SourceError
 from seawall.blockstore.stores.retrying import RetryPolicy, call_with_retries
-from seawall.sites.vsphere.client import SESSION_COOKIE, DiskInfo, VSphereConnection, VSphereError
+from seawall.sites.vsphere.client import DiskInfo, VSphereConnection
+from seawall.sites.vsphere.session import SESSION_COOKIE, VSphereError
 
 __all__ = ["ReadPlan", "TransientSourceError", "VSphereDiskSource", "coalesce_ranges", "parse_content_range"]
 

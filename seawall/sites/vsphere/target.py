@@ -35,14 +35,10 @@ from typing import Any
 from pyVmomi import vim
 
 from seawall.model.ipplan import NicPlan
-from seawall.sites.vsphere.client import (
-    VSphereConnection,
-    VSphereError,
-    VSphereNotFound,
-    VSphereTaskError,
-)
+from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.disks import UploadedDisk
 from seawall.sites.vsphere.placement import Placement, delete_datastore_path, find_network
+from seawall.sites.vsphere.session import VSphereError, VSphereNotFound, VSphereTaskError
 
 __all__ = [
     "GuestInfo",
