@@ -92,7 +92,8 @@ class CheckActivities(TargetSite):
                 raise fatal(
                     f"{inp.vm}: DNS {record.name} has no value and NIC {record.nic} has no IP", "PlanInvalid"
                 )
-            provider = provider_for(zone, self.ctx.adapter_of(zone.site))
+            with site_errors():  # the zone's site resolves its credentials here
+                provider = provider_for(zone, self.ctx.adapter_of(zone.site))
             change = provider.upsert(str(record.zone), str(record.name), record.type, [value], record.ttl)
             changes.append(
                 DnsChange(

@@ -237,33 +237,60 @@ def write_ebs_snapshot(
         block_size = _block_size_of(pending[0])
         started = pending[0]
     else:
-        answer = call(
-            "start_snapshot",
-            lambda: ebs.start_snapshot(
-                VolumeSize=gib,
-                Tags=all_tags,
-                Description=description or f"seawall {tags.run} {tags.vm}",
-                ClientToken=token,
-                Timeout=snapshot_timeout_minutes,
-            ),
+        description = description or f"seawall {tags.run} {tags.vm}"
+        snapshot_id, block_size, started = _start(
+            ebs, ec2, gib, all_tags, description, token, snapshot_timeout_minutes
         )
-        snapshot_id = str(answer["SnapshotId"])
-        block_size = int(answer["BlockSize"])
-        # Kept on the snapshot: a resumed attempt must regroup exactly as this one did, and a
-        # pending snapshot cannot be asked (list_snapshot_blocks wants a completed one).
-        call(
-            "create_tags",
-            lambda: ec2.create_tags(
-                Resources=[snapshot_id], Tags=[{"Key": TAG_BLOCK_SIZE, "Value": str(block_size)}]
-            ),
-        )
-        snaps = ec2.describe_snapshots(SnapshotIds=[snapshot_id]).get("Snapshots", [])
-        started = snaps[0] if snaps else {}
     _adopt_placeholder_volume(ec2, started, tags.tags(key=key + "/placeholder-volume"))
     written = _put_blocks(ebs, snapshot_id, block_size, size, restore, token, sample, workers, on_progress)
     count, samples = written
     call("complete_snapshot", lambda: ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=count))
     _wait_snapshot(ec2, snapshot_id, wait_timeout, sleep)
+    _read_back(ebs, snapshot_id, count, samples)
+    # Only now may a retry reuse it.
+    call(
+        "create_tags",
+        lambda: ec2.create_tags(Resources=[snapshot_id], Tags=[{"Key": TAG_VERIFIED, "Value": str(count)}]),
+    )
+    return EbsSnapshot(snapshot_id, gib, block_size, count, len(samples), reused=False)
+
+
+def _start(
+    ebs: Any,
+    ec2: Any,
+    gib: int,
+    tags: list[dict[str, str]],
+    description: str,
+    token: str,
+    timeout_minutes: int,
+) -> tuple[str, int, dict[str, Any]]:
+    """A new pending snapshot: its id, its block size (kept as a tag), and how EC2 describes it."""
+    answer = call(
+        "start_snapshot",
+        lambda: ebs.start_snapshot(
+            VolumeSize=gib,
+            Tags=tags,
+            Description=description,
+            ClientToken=token,
+            Timeout=timeout_minutes,
+        ),
+    )
+    snapshot_id = str(answer["SnapshotId"])
+    block_size = int(answer["BlockSize"])
+    # Kept on the snapshot: a resumed attempt must regroup exactly as this one did, and a
+    # pending snapshot cannot be asked (list_snapshot_blocks wants a completed one).
+    call(
+        "create_tags",
+        lambda: ec2.create_tags(
+            Resources=[snapshot_id], Tags=[{"Key": TAG_BLOCK_SIZE, "Value": str(block_size)}]
+        ),
+    )
+    snaps = ec2.describe_snapshots(SnapshotIds=[snapshot_id]).get("Snapshots", [])
+    return snapshot_id, block_size, snaps[0] if snaps else {}
+
+
+def _read_back(ebs: Any, snapshot_id: str, count: int, samples: list[tuple[int, str]]) -> None:
+    """The completed snapshot lists ``count`` blocks and the sampled ones read back as written."""
     # Count every listed block, keep tokens only for the sample (a 1 TiB disk lists 2M blocks).
     wanted = dict(samples)
     tokens: dict[int, str] = {}
@@ -288,12 +315,37 @@ def write_ebs_snapshot(
             raise AwsError(
                 f"snapshot {snapshot_id} block {index} reads back different bytes than were written"
             )
-    # Only now may a retry reuse it.
-    call(
-        "create_tags",
-        lambda: ec2.create_tags(Resources=[snapshot_id], Tags=[{"Key": TAG_VERIFIED, "Value": str(count)}]),
-    )
-    return EbsSnapshot(snapshot_id, gib, block_size, count, len(samples), reused=False)
+
+
+class _Sample:
+    """A deterministic reservoir sample of the blocks put, plus the first and the last one."""
+
+    def __init__(self, seed: str, size: int) -> None:
+        self._rng = random.Random(seed)
+        self._size = size
+        self._reservoir: list[tuple[int, str]] = []
+        self._first: tuple[int, str] | None = None
+        self._last: tuple[int, str] | None = None
+        self._seen = 0
+
+    def add(self, entry: tuple[int, str]) -> None:
+        self._first = self._first or entry
+        self._last = entry
+        self._seen += 1
+        if len(self._reservoir) < self._size:
+            self._reservoir.append(entry)
+        else:
+            j = self._rng.randrange(self._seen)
+            if j < self._size:
+                self._reservoir[j] = entry
+
+    def picks(self) -> list[tuple[int, str]]:
+        """(block index, checksum) to read back, by index."""
+        picks = {e[0]: e for e in self._reservoir}
+        for edge in (self._first, self._last):
+            if edge is not None:
+                picks[edge[0]] = edge
+        return sorted(picks.values())
 
 
 def _put_blocks(
@@ -308,11 +360,7 @@ def _put_blocks(
     on_progress: Callable[[int], None] | None,
 ) -> tuple[int, list[tuple[int, str]]]:
     """Put every non-zero block; (blocks put, a reservoir sample of (index, checksum) to read back)."""
-    rng = random.Random(seed)
-    reservoir: list[tuple[int, str]] = []
-    first: tuple[int, str] | None = None
-    last: tuple[int, str] | None = None
-    seen = 0
+    sampled = _Sample(seed, sample)
     slots = threading.BoundedSemaphore(workers * 4)
     futures: list[Future[None]] = []
     errors: list[BaseException] = []
@@ -342,21 +390,11 @@ def _put_blocks(
         return err
 
     def emit(index: int, data: bytes) -> None:
-        nonlocal seen, first, last
         if errors:
             # Stops the restore at the first failed put instead of streaming the rest of the disk.
             raise failed()
         checksum = block_checksum(data)
-        entry = (index, checksum)
-        first = first or entry
-        last = entry
-        seen += 1
-        if len(reservoir) < sample:
-            reservoir.append(entry)
-        else:
-            j = rng.randrange(seen)
-            if j < sample:
-                reservoir[j] = entry
+        sampled.add((index, checksum))
         slots.acquire()
         futures.append(pool.submit(put, index, data, checksum))
         if len(futures) > 4096:
@@ -379,8 +417,4 @@ def _put_blocks(
         pool.shutdown(wait=True)
     if errors:
         raise failed()
-    picks = {e[0]: e for e in reservoir}
-    for edge in (first, last):
-        if edge is not None:
-            picks[edge[0]] = edge
-    return grouper.emitted, sorted(picks.values())
+    return grouper.emitted, sampled.picks()

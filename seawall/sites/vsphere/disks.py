@@ -246,6 +246,25 @@ def _read_marker(session: requests.Session, url: str, timeout: float) -> dict[st
     return marker if isinstance(marker, dict) else None
 
 
+def _committed(
+    session: requests.Session,
+    marker: dict[str, Any],
+    source_digest: str,
+    total: int,
+    flat_url: str,
+    descriptor_url: str,
+    timeout: float,
+) -> bool:
+    """Whether the marker commits to this content and size, and the extent and descriptor are there."""
+    return (
+        marker.get("state") == "complete"
+        and marker.get("source_digest") == source_digest
+        and marker.get("size") == total
+        and _head_size(session, flat_url, timeout) == total
+        and _head_size(session, descriptor_url, timeout) is not None
+    )
+
+
 def materialize_disk(
     conn: VSphereConnection,
     *,
@@ -284,13 +303,9 @@ def materialize_disk(
     session = _file_session(conn)
     try:
         marker = _read_marker(session, marker_url, small)
-        if (
-            marker is not None
-            and marker.get("state") == "complete"
-            and marker.get("source_digest") == source_digest
-            and marker.get("size") == total
-            and _head_size(session, flat_url, small) == total
-            and _head_size(session, _url(conn, datastore, datacenter, descriptor), small) is not None
+        descriptor_url = _url(conn, datastore, datacenter, descriptor)
+        if marker is not None and _committed(
+            session, marker, source_digest, total, flat_url, descriptor_url, small
         ):
             sha = str(marker["sha256"])
             if readback:
@@ -309,12 +324,7 @@ def materialize_disk(
         got = _head_size(session, flat_url, small)
         if got != total:
             raise VSphereError(f"{flat} on {datastore} holds {got} bytes after the upload, expected {total}")
-        _put_small(
-            session,
-            _url(conn, datastore, datacenter, descriptor),
-            descriptor_text(flat.rsplit("/", 1)[-1], total).encode(),
-            small,
-        )
+        _put_small(session, descriptor_url, descriptor_text(flat.rsplit("/", 1)[-1], total).encode(), small)
         if readback:
             _check_readback(session, flat_url, sha, timeout)
         committed = {

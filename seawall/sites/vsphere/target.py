@@ -127,36 +127,10 @@ def _vm_tag(conn: VSphereConnection, vm: Any) -> RunTag | None:
     )
 
 
-def create_vm(
-    conn: VSphereConnection,
-    name: str,
-    *,
-    placement: Placement,
-    cpus: int,
-    memory_mib: int,
-    disks: Sequence[UploadedDisk],
-    nics: Sequence[str | NicSpec | NicPlan],
-    tag: RunTag,
-    guest_id: str = "otherLinux64Guest",
-    vm_dir: str | None = None,
-    timeout: float | None = None,
-) -> Any:
-    """Create VM ``name`` over already materialized disks, NICs on the named networks; the VM.
-
-    A VM already named ``name`` is returned when its tag names the same run (a retry); one made by
-    anything else is never adopted (VSphereError). ``vm_dir`` is where its .vmx goes, by default
-    the directory of the first disk, so destroying the VM removes its disks too.
-    """
-    existing = find_vm_or_none(conn, name)
-    if existing is not None:
-        found = _vm_tag(conn, existing)
-        if found is None or (found.plan, found.run, found.source_vm) != (tag.plan, tag.run, tag.source_vm):
-            raise VSphereError(
-                f"a VM named {name!r} already exists on {conn.describe()} and was not made by run {tag.run} "
-                "for this VM; not touching it"
-            )
-        return existing
-    directory = vm_dir or (disks[0].descriptor.rsplit("/", 1)[0] if disks else name)
+def _device_changes(
+    conn: VSphereConnection, disks: Sequence[UploadedDisk], nics: Sequence[str | NicSpec | NicPlan]
+) -> list[Any]:
+    """The new VM's devices: one paravirtual SCSI controller, the disks on it, a vmxnet3 per NIC."""
     changes: list[Any] = []
     controller = vim.vm.device.ParaVirtualSCSIController(
         key=-100, busNumber=0, sharedBus=vim.vm.device.VirtualSCSIController.Sharing.noSharing
@@ -195,6 +169,40 @@ def create_vm(
             ),
         )
         changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=card))
+    return changes
+
+
+def create_vm(
+    conn: VSphereConnection,
+    name: str,
+    *,
+    placement: Placement,
+    cpus: int,
+    memory_mib: int,
+    disks: Sequence[UploadedDisk],
+    nics: Sequence[str | NicSpec | NicPlan],
+    tag: RunTag,
+    guest_id: str = "otherLinux64Guest",
+    vm_dir: str | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Create VM ``name`` over already materialized disks, NICs on the named networks; the VM.
+
+    A VM already named ``name`` is returned when its tag names the same run (a retry); one made by
+    anything else is never adopted (VSphereError). ``vm_dir`` is where its .vmx goes, by default
+    the directory of the first disk, so destroying the VM removes its disks too.
+    """
+    existing = find_vm_or_none(conn, name)
+    if existing is not None:
+        found = _vm_tag(conn, existing)
+        if found is None or (found.plan, found.run, found.source_vm) != (tag.plan, tag.run, tag.source_vm):
+            raise VSphereError(
+                f"a VM named {name!r} already exists on {conn.describe()} and was not made by run {tag.run} "
+                "for this VM; not touching it"
+            )
+        return existing
+    directory = vm_dir or (disks[0].descriptor.rsplit("/", 1)[0] if disks else name)
+    changes = _device_changes(conn, disks, nics)
     config = vim.vm.ConfigSpec(
         name=name,
         guestId=guest_id,
