@@ -64,3 +64,19 @@ def test_verbs_a_kind_lacks_are_refused_with_the_operators_message() -> None:
     with pytest.raises(SiteError, match="failback in place needs a vSphere site, not aws"):
         aws.restore_in_place("web", point, reader=None, heartbeat=print)  # type: ignore[arg-type]
     assert directory.cleanup_run("run", list, print, []) == []
+
+
+def test_dns_zone_resolves_to_its_provider_through_its_sites_adapter() -> None:
+    from seawall.model import DnsZone
+    from seawall.sites.dns import DnsError, Route53Dns, provider_for
+
+    zone = DnsZone(name="example.com", site="cloud")
+    aws = adapter_for(AWS)
+    assert isinstance(aws, AwsAdapter)
+    provider = provider_for(zone, aws)
+    assert isinstance(provider, Route53Dns)
+    with pytest.raises(DnsError, match="Route53 is reached through an aws site, not directory"):
+        provider_for(zone, adapter_for(DIRECTORY))
+    unknown = DnsZone.model_construct(name="example.com", site="cloud", provider="bind")
+    with pytest.raises(DnsError, match="no provider 'bind' \\(known: route53\\)"):
+        provider_for(unknown, aws)
