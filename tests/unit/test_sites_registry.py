@@ -57,6 +57,10 @@ def test_verbs_a_kind_lacks_are_refused_with_the_operators_message() -> None:
     assert snap.value.type == "UnsupportedSource"
     with pytest.raises(SiteError, match="which has no VMs to snapshot"):
         directory.enable_cbt("web")
+    with pytest.raises(SiteError, match="which has no VMs to snapshot"), aws.open_disks("web", "s"):
+        pass
+    with pytest.raises(SiteError, match="which has no VMs to snapshot"):
+        aws.release_snapshot("web", "s")
     with pytest.raises(SiteError, match=r"site disks \(directory\) cannot run recovered VMs") as target:
         directory.guest_ips("web")
     assert target.value.type == "PlanInvalid"
