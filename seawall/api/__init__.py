@@ -62,7 +62,6 @@ _PRINCIPAL = "seawall.principal"
 MEMO_KEY = "seawall_idempotency_key"
 MEMO_REQUEST = "seawall_request"
 MEMO_BY = "seawall_started_by"
-_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Temporal calls that wait on a worker (an update, a query) give up after this instead of holding the
 # HTTP request open without bound when no worker is polling.
 WORKER_WAIT = timedelta(seconds=30)
