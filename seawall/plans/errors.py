@@ -67,6 +67,7 @@ def format_loc(loc: Iterable[str | int]) -> str:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the closest candidate, or nothing: appended to a message."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean '{matches[0]}'?" if matches else ""
 

@@ -146,21 +146,26 @@ def _schema_errors(doc: Document, model: type[BaseModel], exc: ValidationError) 
 
 
 def as_inventory(parsed: InventoryFile) -> Inventory:
+    """The inventory without its file header (already validated: nothing is checked again)."""
     return Inventory.model_construct(**{name: getattr(parsed, name) for name in Inventory.model_fields})
 
 
 def as_plan(parsed: PlanFile) -> RecoveryPlan:
+    """The plan without its file header (already validated: nothing is checked again)."""
     return RecoveryPlan.model_construct(**{name: getattr(parsed, name) for name in RecoveryPlan.model_fields})
 
 
 @dataclass
 class ParsedFile:
+    """One file read and validated against its kind's schema: the model, or the errors."""
+
     doc: Document | None
     model: InventoryFile | PlanFile | None
     errors: list[PlanError]
 
 
 def parse_file(path: str | Path) -> ParsedFile:
+    """Read a file, recognise its kind by its header, and validate it against that kind's schema."""
     doc, errors = read_yaml(path)
     if doc is None:
         return ParsedFile(None, None, errors)

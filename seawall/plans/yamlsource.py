@@ -17,6 +17,8 @@ from seawall.plans.errors import Loc, PlanError, format_loc
 
 @dataclass
 class Document:
+    """A parsed YAML file: its data, and the node tree that locates a key path at a line."""
+
     path: str  # as the user spelled it, for messages
     real: Path
     data: dict[str, Any]
@@ -104,6 +106,7 @@ class _AliasError(Exception):
 
 
 def read_yaml(path: str | Path) -> tuple[Document | None, list[PlanError]]:
+    """The file as a ``Document``, or why it is not one (unreadable, not UTF-8, not YAML, not a mapping)."""
     shown = str(path)
     real = Path(path)
     try:
