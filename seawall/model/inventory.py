@@ -269,6 +269,9 @@ class ProtectedVM(FileModel):
         return value
 
 
+# --- DNS zones and the inventory -----------------------------------------------------------------
+
+
 class DnsZone(FileModel):
     """A zone Seawall may change records in."""
 
