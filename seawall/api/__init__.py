@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-import yaml
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +48,7 @@ from seawall.contract.messages import AbortInput, Approval, ApproveInput, Failov
 from seawall.contract.search import SA_MODE, SA_RUN
 from seawall.control.status import VMStatus, cycle_history, schedule_id, vm_status
 from seawall.model import Inventory, RecoveryPlan
-from seawall.plans import PlanValidationError, load_inventory, load_plan
+from seawall.plans import InventoryInvalid, load_catalogue
 from seawall.runtime.config import Settings
 
 log = logging.getLogger("seawall.api")
@@ -62,7 +61,6 @@ _PRINCIPAL = "seawall.principal"
 MEMO_KEY = "seawall_idempotency_key"
 MEMO_REQUEST = "seawall_request"
 MEMO_BY = "seawall_started_by"
-_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Temporal calls that wait on a worker (an update, a query) give up after this instead of holding the
 # HTTP request open without bound when no worker is polling.
 WORKER_WAIT = timedelta(seconds=30)
@@ -333,33 +331,22 @@ class PlanEntry:
 
 
 def plan_catalogue(settings: Settings) -> tuple[Inventory, dict[str, PlanEntry]]:
-    """Every plan the workers can find, found the same way (``activities.recovery.find_plan``): inline
+    """Every plan the workers can find, from the same catalogue (``seawall.plans.catalogue``): inline
     in the inventory first, then ``kind: RecoveryPlan`` files in plans_dir, first name wins."""
     try:
-        inventory = load_inventory(settings.inventory)
-    except PlanValidationError as exc:
+        catalogue = load_catalogue(settings.inventory, settings.plans_dir)
+    except InventoryInvalid as exc:
         raise ApiProblem(
             500,
             "inventory-invalid",
             "Inventory invalid",
             "the API's inventory is invalid: " + str(exc.errors[0]),
         ) from None
-    entries = {p.name: PlanEntry(p.name, "inventory", p) for p in inventory.plans}
-    for path in sorted(Path(settings.plans_dir).glob("*.y*ml")):
-        try:
-            head = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        if not isinstance(head, dict) or head.get("kind") != "RecoveryPlan" or "name" not in head:
-            continue
-        name = str(head["name"])
-        if name in entries:
-            continue
-        try:
-            entries[name] = PlanEntry(name, path.name, load_plan(path, inventory))
-        except PlanValidationError as exc:
-            entries[name] = PlanEntry(name, path.name, None, [str(e) for e in exc.errors[:10]])
-    return inventory, entries
+    entries = {
+        e.name: PlanEntry(e.name, e.defined_in, e.plan, [str(error) for error in e.errors[:10]])
+        for e in catalogue.entries()
+    }
+    return catalogue.inventory, entries
 
 
 # --- request and answer bodies --------------------------------------------------------------------------
