@@ -115,6 +115,24 @@ class AzureInfo(BaseModel):
     credentials_file: Path  # {"account_name": ..., "account_key": ...}
 
 
+class DnsInfo(BaseModel):
+    """The lab's authoritative DNS server (BIND 9) for ``zone``, on ``server``:``port`` (UDP and TCP).
+
+    Dynamic updates (RFC 2136) are accepted only when signed with the TSIG key ``tsig_key_name``,
+    whose secret is in ``tsig_key_file`` (a BIND ``key`` clause, as tsig-keygen writes it; mode 0600):
+    an inventory references it as ``file:<tsig_key_file>``, so the secret itself is not in lab.json.
+    """
+
+    server: str
+    port: int
+    zone: str  # "corp.example.com": as inventories write zone names (no trailing dot)
+    tsig_key_name: str  # "seawall-lab."
+    tsig_algorithm: str  # "hmac-sha256"
+    tsig_key_file: Path
+    zone_file: Path  # the zone as the lab seeded it; BIND keeps later updates in its journal (.jnl)
+    records: dict[str, str] = Field(default_factory=dict)  # the seeded A/CNAME records: name -> value
+
+
 class LabInfo(BaseModel):
     state_dir: Path
     temporal: TemporalInfo
@@ -122,6 +140,7 @@ class LabInfo(BaseModel):
     s3: S3Info
     aws: AwsInfo
     azure: AzureInfo
+    dns: DnsInfo
     disk_size: int
     replica_key_file: Path  # 32-byte replica encryption key as hex; made once, kept across `lab up`
 
