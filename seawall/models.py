@@ -30,8 +30,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -41,6 +43,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AnyHealthCheck",
+    "AnyDnsZone",
     "AnyHook",
     "AnyReplicaStore",
     "AnySite",
@@ -75,6 +78,7 @@ __all__ = [
     "RecoveryPoint",
     "ReplicaStore",
     "ReplicationPolicy",
+    "Rfc2136Zone",
     "S3Store",
     "SecretRef",
     "Site",
@@ -836,7 +840,7 @@ class RecoveryPlan(_Model):
 
 
 class DnsZone(_Model):
-    """A zone Seawall may change records in."""
+    """A Route53 zone Seawall may change records in (``provider: route53``, the default)."""
 
     name: DnsName
     provider: Literal["route53"] = "route53"
@@ -847,6 +851,43 @@ class DnsZone(_Model):
     credentials: SecretRef | None = Field(default=None, description="default: the site's credentials")
 
 
+# --- RFC 2136 DNS zones (seawall.providers.rfc2136) -----------------------------------------------
+
+
+class Rfc2136Zone(_Model):
+    """A zone on an authoritative server that takes RFC 2136 dynamic updates signed with TSIG (BIND,
+    Knot, PowerDNS). The worker that recovers a VM sends the update, so it must reach ``server``."""
+
+    name: DnsName
+    provider: Literal["rfc2136"] = "rfc2136"
+    server: Annotated[str, _non_empty("server")] = Field(description="the zone's primary: address or name")
+    port: Port = 53
+    tsig_key_name: DnsName
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    credentials: SecretRef = Field(
+        description="the TSIG key: its base64 secret, or a BIND key file (tsig-keygen's output)"
+    )
+
+
+def _dns_provider(value: Any) -> str:
+    # provider was optional before RFC 2136 zones existed: a zone without one is a Route53 zone.
+    if isinstance(value, dict):
+        return str(value.get("provider", "route53"))
+    return str(getattr(value, "provider", "route53"))
+
+
+AnyDnsZone = Annotated[
+    Annotated[DnsZone, Tag("route53")] | Annotated[Rfc2136Zone, Tag("rfc2136")],
+    Discriminator(
+        _dns_provider,
+        custom_error_type="seawall_dns_provider",
+        custom_error_message="unknown DNS provider: expected 'route53' or 'rfc2136'",
+    ),
+]
+
+# --- end of RFC 2136 DNS zones ---------------------------------------------------------------------
+
+
 class Inventory(_Model):
     """Everything Seawall knows about: sites, stores, policies, protected VMs, DNS zones, plans."""
 
@@ -854,7 +895,7 @@ class Inventory(_Model):
     replica_stores: list[AnyReplicaStore] = []
     policies: list[ReplicationPolicy] = []
     protected_vms: list[ProtectedVM] = []
-    dns_zones: list[DnsZone] = []
+    dns_zones: list[AnyDnsZone] = []
     plans: list[RecoveryPlan] = []
 
     def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite:
@@ -869,7 +910,7 @@ class Inventory(_Model):
     def protected_vm(self, name: str) -> ProtectedVM:
         return _find(self.protected_vms, name, "protected VM")
 
-    def dns_zone(self, name: str) -> DnsZone:
+    def dns_zone(self, name: str) -> DnsZone | Rfc2136Zone:
         return _find(self.dns_zones, name, "DNS zone")
 
     def plan(self, name: str) -> RecoveryPlan:

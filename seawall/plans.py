@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, Tag, ValidationError
 
 from seawall.models import (
     AwsSite,
@@ -305,6 +305,14 @@ def _unwrap(tp: Any) -> Any:
         return tp
 
 
+def _explicit_tags(member: Any) -> dict[str, Any]:
+    """``Annotated[Model, Tag("x")]`` members of a union with a callable discriminator (DNS zones)."""
+    if get_origin(member) is not Annotated:
+        return {}
+    model, *metadata = get_args(member)
+    return {meta.tag: model for meta in metadata if isinstance(meta, Tag)}
+
+
 def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, type[BaseModel] | None]:
     """Translate a pydantic error location into a file location.
 
@@ -321,6 +329,7 @@ def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, type[BaseModel] | None
         if origin in (Union, types.UnionType):
             by_tag = {}
             for member in get_args(tp):
+                by_tag.update(_explicit_tags(member))
                 member = _unwrap(member)
                 if (
                     isinstance(member, type)
@@ -371,6 +380,10 @@ def _schema_errors(doc: _Document, model: type[BaseModel], exc: ValidationError)
             message = "not a duration: write e.g. 30s, 5m, 1h30m, 2d, or a number of seconds"
             if isinstance(given, str | int | float):
                 message += f" (got {given!r})"
+        elif kind == "seawall_dns_provider":
+            loc = (*loc, "provider")
+            got = given.get("provider") if isinstance(given, dict) else None
+            message += f" (got {got!r})"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
             expected = _QUOTED.findall(str(ctx.get("expected_tags", "")))
@@ -450,6 +463,8 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             )
 
     for index, zone in enumerate(inventory.dns_zones):
+        if zone.provider != "route53":
+            continue  # an RFC 2136 zone names its server, not a site: its updates go from the target's worker
         zone_site = sites.get(zone.site)
         if zone_site is None:
             problems.append(Problem(("dns_zones", index, "site"), _unknown("site", zone.site, sites)))
