@@ -42,8 +42,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
-    "AnyHealthCheck",
     "AnyDnsZone",
+    "AnyHealthCheck",
     "AnyHook",
     "AnyReplicaStore",
     "AnySite",
