@@ -868,6 +868,15 @@ class Rfc2136Zone(_Model):
         description="the TSIG key: its base64 secret, or a BIND key file (tsig-keygen's output)"
     )
 
+    @field_validator("credentials")
+    @classmethod
+    def _key_required(cls, value: str) -> str:
+        if value == "none":
+            raise PydanticCustomError(
+                "seawall_key_required", "dynamic updates are signed with TSIG: credentials cannot be none"
+            )
+        return value
+
 
 def _dns_provider(value: Any) -> str:
     # provider was optional before RFC 2136 zones existed: a zone without one is a Route53 zone.
