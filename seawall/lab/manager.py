@@ -19,7 +19,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from seawall.lab import bind, cloud, procs, temporal, vsphere
+from seawall.lab import bind, cloud, moto_server, procs, temporal, vsphere
 from seawall.lab import config as c
 from seawall.lab.info import (
     AwsInfo,
@@ -179,7 +179,17 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
         Part(
             name="moto",
             port=cfg.moto_port,
-            argv=[sys.executable, "-m", "moto.server", "-H", c.HOST, "-p", str(cfg.moto_port)],
+            # moto.server with S3 written through to the state dir (seawall/lab/moto_server.py).
+            argv=[
+                sys.executable,
+                moto_server.__file__,
+                "--data",
+                str(state / "s3"),
+                "-H",
+                c.HOST,
+                "-p",
+                str(cfg.moto_port),
+            ],
             ping=lambda: cloud.ping_moto(cfg.moto_port),
             check=lambda: cloud.check_moto(cfg.moto_port),
             start_timeout=40,
