@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from seawall.lab import config as c
 
@@ -182,4 +182,11 @@ def load_lab(state_dir: Path | str | None = None) -> LabInfo:
     path = lab_json_path(state)
     if not path.is_file():
         raise LabNotUpError(f"no lab at {state} (missing {path.name}): run `seawall lab up` (or `make test`)")
-    return LabInfo.model_validate_json(path.read_text())
+    try:
+        return LabInfo.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        # Written by an older Seawall (a part added since, e.g. dns): `up` rewrites it.
+        raise LabNotUpError(
+            f"{path} does not describe this version's lab ({exc.error_count()} problem(s), first: "
+            f"{'.'.join(map(str, exc.errors()[0]['loc']))}): run `seawall lab up`"
+        ) from None

@@ -12,7 +12,8 @@ server of ``python -m moto.server`` and mirrors S3 into a directory:
 Kept: buckets and the current content of each object, its ETag and modification time. Not kept: object
 metadata, tags and ACLs, older versions, unfinished multipart uploads, and every other service (EC2,
 EBS, Route53): the lab's bootstrap re-creates its VPC, subnets and hosted zone after a restart (with
-new ids, which lab.json is rewritten with); what recoveries made there is gone, as before.
+new ids, which lab.json is rewritten with); what recoveries made there is gone, as before. moto's
+own reset (``/moto-api/reset``) empties memory only: the next start loads the mirror again.
 
 It is run by path (``python .../moto_server.py --data DIR -H HOST -p PORT``) and imports nothing
 from Seawall, so the moto process does not depend on which checkout's ``seawall`` is installed.
