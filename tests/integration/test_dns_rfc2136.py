@@ -12,6 +12,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.message
 import dns.query
@@ -19,11 +20,18 @@ import dns.rcode
 import dns.tsig
 import dns.update
 import pytest
+import yaml
 
+from activities.context import SiteContext
+from activities.recovery import RecoveryActivities
+from seawall.config import Settings
 from seawall.lab import LabInfo
+from seawall.messages import RecoverVMInput, TargetVM
 from seawall.models import Rfc2136Zone
+from seawall.plans import load_inventory
 from seawall.providers.dns import DnsError, DnsRecordSet, sidecar_name
 from seawall.providers.rfc2136 import DnsAuthError, Rfc2136Dns, parse_tsig_key
+from tests.integration.replication_env import EXAMPLES, write_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -175,3 +183,28 @@ def test_updates_without_the_lab_key_are_refused(lab: LabInfo, name: str) -> Non
     with pytest.raises(dns.tsig.PeerBadSignature):
         _send(lab, forged)
     assert dig(lab, name) == []
+
+
+def test_the_recovery_activity_updates_an_rfc2136_zone(lab: LabInfo, tmp_path: Path, name: str) -> None:
+    """update_dns at the target site's worker: the inventory's rfc2136 zone, its key by file: reference."""
+    inventory_path = write_inventory(tmp_path, lab.state_dir, s3_prefix="dns-activity/", lab=lab)
+    data = yaml.safe_load(inventory_path.read_text())
+    data["dns_zones"] = [_zone(lab).model_dump(mode="json")]
+    inventory_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = yaml.safe_load((EXAMPLES / "erp-dr.yaml").read_text())
+    plan["inventory"] = str(inventory_path)
+    db = plan["groups"][0]["vms"][0]
+    assert db["name"] == "db-01"
+    db["dns"] = [{"zone": lab.dns.zone, "name": name, "type": "A", "ttl": 60}]
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "erp-dr.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    settings = Settings(inventory=inventory_path, plans_dir=plans)
+    activities = RecoveryActivities(SiteContext(load_inventory(inventory_path), "dr"), settings)
+    inp = RecoverVMInput(plan=plan["name"], run="r1", mode="planned", vm="db-01", target_site="dr")
+    vm = TargetVM(name="db-01", ips=["10.2.3.10"], resources=[])
+
+    changes = activities.update_dns(inp, vm)
+    assert [(c.name, c.value, c.previous) for c in changes] == [(name, "10.2.3.10", None)]
+    assert dig(lab, name) == ["60 10.2.3.10"]
+    assert activities.update_dns(inp, vm) == changes, "a retried activity reports the same change"
