@@ -36,6 +36,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
 import dns.rdataclass
@@ -166,9 +167,12 @@ class Rfc2136Dns:
             # Unsigned NOTAUTH: the server is not authoritative for the zone, or refused the key.
             raise DnsAuthError(f"{self._where} answered NOTAUTH to {what} with TSIG key {self.key.name}")
         if response.rcode() == dns.rcode.REFUSED:
-            raise DnsAuthError(
-                f"{self._where} refused {what} (is key {self.key.name} allowed to update that zone?)"
+            why = (
+                f"is key {self.key.name} allowed to update the zone?"
+                if message.opcode() == dns.opcode.UPDATE
+                else "is it authoritative for the zone?"
             )
+            raise DnsAuthError(f"{self._where} refused {what} ({why})")
         return response
 
     def _read(self, zone: str, name: str, rdtype: str) -> tuple[int, tuple[str, ...]] | None:
