@@ -45,12 +45,14 @@ from seawall.contract.messages import (
 from seawall.model import (
     AwsSite,
     CommandHook,
+    DnsZone,
     GuestIpCheck,
     HttpCheck,
     HttpHook,
     Inventory,
     PlanVM,
     RecoveryPlan,
+    Rfc2136Zone,
     TcpCheck,
     VSphereSite,
 )
@@ -62,6 +64,8 @@ from seawall.security.secrets import resolve_text
 from seawall.sites import health
 from seawall.sites.replica import open_repository
 from seawall.sites.vsphere.client import VSphereNotFound
+from seawall.sites.dns import DnsProvider
+from seawall.security.secrets import SecretError
 
 
 def _fatal(message: str, kind: str) -> ApplicationError:
@@ -532,8 +536,6 @@ class RecoveryActivities:
 
     @activity.defn(name="update_dns")
     def update_dns(self, inp: RecoverVMInput, vm: TargetVM) -> list[DnsChange]:
-        from seawall.sites.dns import Route53Dns
-
         _, pv = self._plan_vm(inp.plan, inp.vm)
         changes: list[DnsChange] = []
         for record in pv.dns:
@@ -543,8 +545,7 @@ class RecoveryActivities:
                 raise _fatal(
                     f"{inp.vm}: DNS {record.name} has no value and NIC {record.nic} has no IP", "PlanInvalid"
                 )
-            client = self._route53(zone.site)
-            change = Route53Dns(client).upsert(
+            change = self._dns_provider(zone).upsert(
                 str(record.zone), str(record.name), record.type, [value], record.ttl
             )
             changes.append(
@@ -557,6 +558,22 @@ class RecoveryActivities:
                 )
             )
         return changes
+
+    def _dns_provider(self, zone: DnsZone | Rfc2136Zone) -> DnsProvider:
+        """The zone's provider: Route53 with its AWS site's credentials, or RFC 2136 with its TSIG key."""
+        from seawall.sites.dns import Route53Dns
+
+        if zone.provider == "route53":
+            return Route53Dns(self._route53(zone.site))
+        from seawall.sites.rfc2136 import Rfc2136Dns
+
+        try:
+            return Rfc2136Dns.from_zone(zone)
+        except SecretError as exc:
+            # A missing or malformed key does not fix itself between retries.
+            raise ApplicationError(
+                f"DNS zone {zone.name!r}: {exc}", type="CredentialsError", non_retryable=True
+            ) from None
 
     def _route53(self, site_name: str) -> Any:
         site = self.ctx.inventory.site(site_name)

@@ -18,6 +18,7 @@ each NIC lands: pure computation over a plan). This module names the package's p
 from __future__ import annotations
 
 from seawall.model.inventory import (
+    AnyDnsZone,
     AnyReplicaStore,
     AnySite,
     AwsSite,
@@ -30,6 +31,7 @@ from seawall.model.inventory import (
     ProtectedVM,
     ReplicaStore,
     ReplicationPolicy,
+    Rfc2136Zone,
     S3Store,
     Site,
     VSphereSite,
@@ -68,6 +70,7 @@ from seawall.model.scalars import (
 )
 
 __all__ = [
+    "AnyDnsZone",
     "AnyHealthCheck",
     "AnyHook",
     "AnyReplicaStore",
@@ -100,6 +103,7 @@ __all__ = [
     "RecoveryPlan",
     "ReplicaStore",
     "ReplicationPolicy",
+    "Rfc2136Zone",
     "S3Store",
     "SecretRef",
     "Site",

@@ -9,7 +9,7 @@ from datetime import timedelta
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
+from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from seawall.model.plan import RecoveryPlan
@@ -273,7 +273,7 @@ class ProtectedVM(FileModel):
 
 
 class DnsZone(FileModel):
-    """A zone Seawall may change records in."""
+    """A Route53 zone Seawall may change records in (``provider: route53``, the default)."""
 
     name: DnsName
     provider: Literal["route53"] = "route53"
@@ -284,6 +284,47 @@ class DnsZone(FileModel):
     credentials: SecretRef | None = Field(default=None, description="default: the site's credentials")
 
 
+class Rfc2136Zone(FileModel):
+    """A zone on an authoritative server that takes RFC 2136 dynamic updates signed with TSIG (BIND,
+    Knot, PowerDNS). The worker that recovers a VM sends the update, so it must reach ``server``."""
+
+    name: DnsName
+    provider: Literal["rfc2136"] = "rfc2136"
+    server: Annotated[str, non_empty("server")] = Field(description="the zone's primary: address or name")
+    port: Port = 53
+    tsig_key_name: DnsName
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    credentials: SecretRef = Field(
+        description="the TSIG key: its base64 secret, or a BIND key file (tsig-keygen's output)"
+    )
+
+    @field_validator("credentials")
+    @classmethod
+    def _key_required(cls, value: str) -> str:
+        if value == "none":
+            raise PydanticCustomError(
+                "seawall_key_required", "dynamic updates are signed with TSIG: credentials cannot be none"
+            )
+        return value
+
+
+def _dns_provider(value: Any) -> str:
+    # provider was optional before RFC 2136 zones existed: a zone without one is a Route53 zone.
+    if isinstance(value, dict):
+        return str(value.get("provider", "route53"))
+    return str(getattr(value, "provider", "route53"))
+
+
+AnyDnsZone = Annotated[
+    Annotated[DnsZone, Tag("route53")] | Annotated[Rfc2136Zone, Tag("rfc2136")],
+    Discriminator(
+        _dns_provider,
+        custom_error_type="seawall_dns_provider",
+        custom_error_message="unknown DNS provider: expected 'route53' or 'rfc2136'",
+    ),
+]
+
+
 class Inventory(FileModel):
     """Everything Seawall knows about: sites, stores, policies, protected VMs, DNS zones, plans."""
 
@@ -291,7 +332,7 @@ class Inventory(FileModel):
     replica_stores: list[AnyReplicaStore] = []
     policies: list[ReplicationPolicy] = []
     protected_vms: list[ProtectedVM] = []
-    dns_zones: list[DnsZone] = []
+    dns_zones: list[AnyDnsZone] = []
     plans: list[RecoveryPlan] = []
 
     def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite:
@@ -306,7 +347,7 @@ class Inventory(FileModel):
     def protected_vm(self, name: str) -> ProtectedVM:
         return _find(self.protected_vms, name, "protected VM")
 
-    def dns_zone(self, name: str) -> DnsZone:
+    def dns_zone(self, name: str) -> DnsZone | Rfc2136Zone:
         return _find(self.dns_zones, name, "DNS zone")
 
     def plan(self, name: str) -> RecoveryPlan:

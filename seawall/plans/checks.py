@@ -70,6 +70,8 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             )
 
     for index, zone in enumerate(inventory.dns_zones):
+        if zone.provider != "route53":
+            continue  # an RFC 2136 zone names its server, not a site: its updates go from the target's worker
         zone_site = sites.get(zone.site)
         if zone_site is None:
             problems.append(Problem(("dns_zones", index, "site"), _unknown("site", zone.site, sites)))

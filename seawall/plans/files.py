@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, Tag, ValidationError
 
 from seawall.model import Inventory, RecoveryPlan
 from seawall.plans.errors import Loc, PlanError, did_you_mean
@@ -56,6 +56,14 @@ def _unwrap(tp: Any) -> Any:
         return tp
 
 
+def _explicit_tags(member: Any) -> dict[str, Any]:
+    """``Annotated[Model, Tag("x")]`` members of a union with a callable discriminator (DNS zones)."""
+    if get_origin(member) is not Annotated:
+        return {}
+    model, *metadata = get_args(member)
+    return {meta.tag: model for meta in metadata if isinstance(meta, Tag)}
+
+
 def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, type[BaseModel] | None]:
     """Translate a pydantic error location into a file location.
 
@@ -72,6 +80,7 @@ def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, type[BaseModel] | None
         if origin in (Union, types.UnionType):
             by_tag = {}
             for member in get_args(tp):
+                by_tag.update(_explicit_tags(member))
                 member = _unwrap(member)
                 if (
                     isinstance(member, type)
@@ -122,6 +131,10 @@ def _schema_errors(doc: Document, model: type[BaseModel], exc: ValidationError) 
             message = "not a duration: write e.g. 30s, 5m, 1h30m, 2d, or a number of seconds"
             if isinstance(given, str | int | float):
                 message += f" (got {given!r})"
+        elif kind == "seawall_dns_provider":
+            loc = (*loc, "provider")
+            got = given.get("provider") if isinstance(given, dict) else None
+            message += f" (got {got!r})"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
             expected = _QUOTED.findall(str(ctx.get("expected_tags", "")))

@@ -40,6 +40,7 @@ from seawall.model import (
     RecoveryMode,
     RecoveryPlan,
     ReplicationPolicy,
+    Rfc2136Zone,
     S3Store,
     Site,
     StaticIP,
@@ -145,7 +146,16 @@ def _instances() -> list[BaseModel]:
                 target_sites=["dr"],
             )
         ],
-        dns_zones=[DnsZone(name="corp.example.com", site="aws", hosted_zone_id="Z123ABC")],
+        dns_zones=[
+            DnsZone(name="corp.example.com", site="aws", hosted_zone_id="Z123ABC"),
+            Rfc2136Zone(
+                name="dc.example.com",
+                server="10.1.3.53",
+                port=5353,
+                tsig_key_name="seawall-dr",
+                credentials="file:/etc/seawall/tsig.key",
+            ),
+        ],
         plans=[_plan()],
     )
     plan = _plan()
@@ -473,3 +483,29 @@ def test_http_check_url_or_parts() -> None:
     assert HttpCheck(port=8080, path="/healthz").path == "/healthz"
     assert "not both" in _error(HttpCheck, {"url": "http://h/x", "port": 80})[1]
     assert _error(HttpCheck, {"path": "healthz"})[0] == ("path",)
+
+
+def test_dns_zone_provider_defaults_to_route53_and_rfc2136_needs_its_key() -> None:
+    inventory = Inventory.model_validate(
+        {
+            "dns_zones": [
+                {"name": "corp.example.com", "site": "aws"},
+                {
+                    "name": "DC.example.com.",
+                    "provider": "rfc2136",
+                    "server": "127.0.0.1",
+                    "tsig_key_name": "seawall-lab.",
+                    "credentials": "env:TSIG",
+                },
+            ]
+        }
+    )
+    route53, rfc2136 = inventory.dns_zones
+    assert isinstance(route53, DnsZone) and route53.provider == "route53"
+    assert isinstance(rfc2136, Rfc2136Zone)
+    assert (rfc2136.name, rfc2136.port, rfc2136.tsig_key_name) == ("dc.example.com", 53, "seawall-lab")
+    assert inventory.dns_zone("dc.example.com") is rfc2136
+    with pytest.raises(ValidationError, match="unknown DNS provider"):
+        Inventory.model_validate({"dns_zones": [{"name": "a.example.com", "provider": "bind"}]})
+    with pytest.raises(ValidationError, match="secret reference"):
+        Rfc2136Zone(name="a.example.com", server="h", tsig_key_name="k", credentials="c2VjcmV0")

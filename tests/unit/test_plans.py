@@ -96,6 +96,14 @@ BROKEN_CASES = [
     ),
     ("inventory-zone-not-aws.yaml", 52, "dns_zones[0].site", "route53 zones need an aws site"),
     (
+        "inventory-zone-provider.yaml",
+        53,
+        "dns_zones[1].provider",
+        "unknown DNS provider: expected 'route53' or 'rfc2136' (got 'bind')",
+    ),
+    ("inventory-zone-rfc2136-no-key.yaml", 53, "dns_zones[1].tsig_key_name", "required key is missing"),
+    ("inventory-zone-rfc2136-site.yaml", 55, "dns_zones[0].site", "unknown key 'site'"),
+    (
         "plan-bad-dns-name.yaml",
         36,
         "groups[1].vms[0].dns[0].name",
