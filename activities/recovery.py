@@ -60,12 +60,11 @@ from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
 from seawall.plans import PlanLookupError, load_catalogue
 from seawall.runtime import failpoints
 from seawall.runtime.config import Settings
-from seawall.security.secrets import resolve_text
+from seawall.security.secrets import SecretError, resolve_text
 from seawall.sites import health
+from seawall.sites.dns import DnsProvider
 from seawall.sites.replica import open_repository
 from seawall.sites.vsphere.client import VSphereNotFound
-from seawall.sites.dns import DnsProvider
-from seawall.security.secrets import SecretError
 
 
 def _fatal(message: str, kind: str) -> ApplicationError:

@@ -19,7 +19,7 @@ A name that holds a CNAME cannot hold anything else. Route53 refuses such a chan
 server silently ignores it (section 3.4.2.2), so the prerequisites forbid it and an unchanged record
 after a failed prerequisite is reported as that clash, and every change is read back.
 
-The TSIG key is given by reference (``env:``/``file:``, ``seawall.secrets``): its base64 secret, or
+The TSIG key is given by reference (``env:``/``file:``, ``seawall.security.secrets``): its base64 secret, or
 a BIND key file as ``tsig-keygen`` writes it. Errors name the key, the server and the zone, never
 the secret.
 """
@@ -45,6 +45,7 @@ import dns.tsig
 import dns.update
 
 from seawall.model import Rfc2136Zone
+from seawall.security.secrets import SecretError, resolve
 from seawall.sites.dns import (
     DnsChange,
     DnsConflictError,
@@ -56,7 +57,6 @@ from seawall.sites.dns import (
     _norm,
     sidecar_name,
 )
-from seawall.security.secrets import SecretError, resolve
 
 __all__ = ["DnsAuthError", "Rfc2136Dns", "parse_tsig_key"]
 

@@ -24,11 +24,11 @@ import yaml
 
 from activities.context import SiteContext
 from activities.recovery import RecoveryActivities
-from seawall.config import Settings
+from seawall.contract.messages import RecoverVMInput, TargetVM
 from seawall.lab import LabInfo
-from seawall.messages import RecoverVMInput, TargetVM
 from seawall.model import Rfc2136Zone
 from seawall.plans import load_inventory
+from seawall.runtime.config import Settings
 from seawall.sites.dns import DnsError, DnsRecordSet, sidecar_name
 from seawall.sites.rfc2136 import DnsAuthError, Rfc2136Dns, parse_tsig_key
 from tests.integration.replication_env import EXAMPLES, write_inventory

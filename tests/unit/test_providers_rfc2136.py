@@ -25,9 +25,9 @@ import dns.tsig
 import pytest
 
 from seawall.model import Rfc2136Zone
+from seawall.security.secrets import SecretError
 from seawall.sites.dns import DnsConflictError, DnsError, DnsProvider, DnsRecordSet, sidecar_name
 from seawall.sites.rfc2136 import DnsAuthError, Rfc2136Dns, parse_tsig_key
-from seawall.security.secrets import SecretError
 
 ZONE = "corp.example.com"
 SECRET = base64.b64encode(bytes(range(32))).decode()
