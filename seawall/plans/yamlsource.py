@@ -105,6 +105,87 @@ class _AliasError(Exception):
         self.line = line
 
 
+class _Located(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _line_of(text: str, position: int) -> int:
+    return text.count("\n", 0, max(0, position)) + 1
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any, list[tuple[int, Loc, str]]]:
+    """The node tree and the data, or ``_Located`` naming the line and the reason: every failure of
+    PyYAML's reader, scanner, parser, composer and constructor, and of the values it builds (a
+    timestamp like 2026-02-30 raises ValueError from ``datetime``, deep nesting a RecursionError).
+    Duplicate keys are found before construction, which flattens merge keys into their mappings."""
+    try:
+        # The reader rejects control characters already here, before the first token.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _Located(_line_of(text, exc.position), f"invalid YAML: {_reader_problem(exc)}") from None
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None, []
+        try:
+            _expanded_size(root, {}, set())
+        except _AliasError as exc:
+            raise _Located(exc.line, f"invalid YAML: {exc}") from None
+        duplicates = _duplicate_keys(root, (), set())
+        if duplicates:
+            return root, None, duplicates
+        try:
+            return root, loader.construct_document(root), []
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise _Located(_bad_scalar_line(root), f"invalid YAML value: {exc}") from None
+    except yaml.reader.ReaderError as exc:
+        raise _Located(_line_of(text, exc.position), f"invalid YAML: {_reader_problem(exc)}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = f"invalid YAML: {exc.problem or 'cannot parse'}"
+        if exc.context:
+            started = f" at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+            message += f" ({exc.context}{started})"
+        raise _Located(mark.line + 1 if mark is not None else 1, message) from None
+    except yaml.YAMLError as exc:
+        raise _Located(1, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise _Located(1, "invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _reader_problem(exc: yaml.reader.ReaderError) -> str:
+    char = exc.character
+    shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+    return f"special character {shown} is not allowed ({exc.reason})"
+
+
+def _bad_scalar_line(root: yaml.Node) -> int:
+    """The line of the first scalar that cannot be built on its own (the constructor's ValueError
+    carries no position)."""
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.SafeLoader("").construct_object(node, deep=True)
+            except Exception:
+                return node.start_mark.line + 1
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):
+                stack += [value, key]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += list(reversed(node.value))
+    return root.start_mark.line + 1
+
+
 def read_yaml(path: str | Path) -> tuple[Document | None, list[PlanError]]:
     """The file as a ``Document``, or why it is not one (unreadable, not UTF-8, not YAML, not a mapping)."""
     shown = str(path)
@@ -120,31 +201,14 @@ def read_yaml(path: str | Path) -> tuple[Document | None, list[PlanError]]:
     except OSError as exc:
         return None, [PlanError(shown, 1, "", f"cannot read: {exc.strerror or exc}")]
 
-    loader = yaml.SafeLoader(text)
     try:
-        root = loader.get_single_node()
-        if root is None:
-            return None, [PlanError(shown, 1, "", "file is empty")]
-        try:
-            _expanded_size(root, {}, set())
-        except _AliasError as exc:
-            return None, [PlanError(shown, exc.line, "", f"invalid YAML: {exc}")]
-        duplicates = _duplicate_keys(root, (), set())
-        if duplicates:
-            return None, [PlanError(shown, line, format_loc(loc), msg) for line, loc, msg in duplicates]
-        data = loader.construct_document(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        message = f"invalid YAML: {exc.problem or 'cannot parse'}"
-        if exc.context:
-            started = f" at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
-            message += f" ({exc.context}{started})"
-        return None, [PlanError(shown, line, "", message)]
-    except yaml.YAMLError as exc:
-        return None, [PlanError(shown, 1, "", f"invalid YAML: {exc}")]
-    finally:
-        loader.dispose()
+        root, data, duplicates = _parse(text)
+    except _Located as exc:
+        return None, [PlanError(shown, exc.line, "", exc.message)]
+    if root is None:
+        return None, [PlanError(shown, 1, "", "file is empty")]
+    if duplicates:
+        return None, [PlanError(shown, line, format_loc(loc), msg) for line, loc, msg in duplicates]
 
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         return None, [
