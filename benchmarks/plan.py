@@ -54,7 +54,7 @@ from temporalio.service import RPCError
 
 from benchmarks.fleet import vm_name, write_fleet
 from seawall.contract.messages import FailoverInput, ProtectInput, ProtectResult, RunReport
-from seawall.control.status import schedule_id
+from seawall.contract.names import schedule_id
 from seawall.lab import LabInfo, load_lab
 from seawall.lab import config as lab_config
 from seawall.plans import load_plan

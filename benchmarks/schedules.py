@@ -32,8 +32,8 @@ from temporalio.service import RPCError
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.contract.messages import ProtectInput, ProtectResult
+from seawall.contract.names import schedule_id
 from seawall.contract.search import SA_SITE
-from seawall.control.status import schedule_id
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
 from workers.main import build_workers

@@ -17,7 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.control.status import VMStatus, schedule_id, vm_status
+from seawall.contract.names import schedule_id
+from seawall.control.status import VMStatus, vm_status
 from seawall.model import Inventory
 from seawall.plans import PlanValidationError, load_inventory
 from seawall.runtime.config import Settings
