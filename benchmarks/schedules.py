@@ -31,9 +31,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
-from seawall.contract.messages import ProtectInput, ProtectResult
-from seawall.contract.names import schedule_id
+from seawall.contract.names import Workflow, gc_schedule_id, schedule_id
 from seawall.contract.search import SA_SITE
+from seawall.control import replication
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
 from workers.main import build_workers
@@ -85,18 +85,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             t_seed = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    client.execute_workflow(
-                        "ProtectVM",
-                        ProtectInput(vm=vm),
-                        id=f"protect/{vm}-{uuid.uuid4().hex[:6]}",
-                        task_queue=settings.orchestration_queue,
-                        result_type=ProtectResult,
-                    )
-                    for vm in vms
-                )
-            )
+            queue = settings.orchestration_queue
+            await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
             seed_s = time.perf_counter() - t_seed
             window_start = datetime.now(UTC)
             t0 = time.perf_counter()
@@ -114,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await client.get_schedule_handle(schedule_id(vm)).delete()
             # Cycles already started would otherwise wait on the fleet's queue for the next worker.
             running = (
-                f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "{site}" '
+                f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}" '
                 'AND ExecutionStatus = "Running"'
             )
             async for wf in client.list_workflows(running):
@@ -122,14 +112,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 with contextlib.suppress(Exception):
                     await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
             with contextlib.suppress(RPCError):
-                await client.get_schedule_handle(f"gc/{site}-store").delete()
+                await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
         finally:
             for w in workers:
                 await w.shutdown()
             await runs
 
     # Every cycle scheduled inside the window, from Temporal's visibility records.
-    query = f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "{site}"'
+    query = f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}"'
     latencies: list[float] = []
     completed: dict[str, list[datetime]] = {vm: [] for vm in vms}
     failed = 0

@@ -16,12 +16,16 @@ from seawall.contract.messages import RunReport
 from seawall.control.errors import NoReport
 
 
+def paths(reports_dir: Path | str, plan: str, run: str) -> tuple[Path, Path]:
+    """Where a run's report is written: its JSON and its HTML page."""
+    folder = Path(reports_dir) / plan
+    return folder / f"{run}.json", folder / f"{run}.html"
+
+
 def write(reports_dir: Path | str, report: RunReport) -> tuple[Path, Path]:
     """Write the report's JSON and HTML (each atomically: a reader never sees half a file)."""
-    folder = Path(reports_dir) / report.plan
-    folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / f"{report.run}.json"
-    html_path = folder / f"{report.run}.html"
+    json_path, html_path = paths(reports_dir, report.plan, report.run)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(json_path, report.model_dump_json(indent=2))
     _atomic_write(html_path, render_html(report))
     return json_path, html_path
