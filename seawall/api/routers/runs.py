@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request
+from temporalio.client import Client, WorkflowExecutionDescription
 
 from seawall.api.auth import Principal
-from seawall.api.deps import WORKER_WAIT, Ctx, admin, in_scope, operator
+from seawall.api.deps import WORKER_WAIT, ApiContext, Ctx, admin, in_scope, operator
 from seawall.api.problems import problems
 from seawall.api.schemas import (
     RUN_EXAMPLE,
@@ -23,6 +25,28 @@ from seawall.control import recovery
 from seawall.control.runs import running_run
 
 router = APIRouter(prefix="/v1", tags=["recovery"])
+
+
+T = TypeVar("T")
+
+
+async def _to_running(
+    ctx: ApiContext,
+    request: Request,
+    who: Principal,
+    plan: str,
+    send: Callable[[Client, str], Awaitable[T]],
+    **what: Any,
+) -> tuple[WorkflowExecutionDescription, T]:
+    """Send an update to the plan's running run (409 if none runs), audited with ``what``."""
+    in_scope(who, plan)
+    ctx.known_plan(plan)
+    async with ctx.audit.audited(request, who, 200, plan=plan, **what) as record:
+        tc = await ctx.client()
+        desc = await running_run(tc, plan)
+        record["run_id"] = desc.run_id
+        answer = await send(tc, desc.run_id)
+    return desc, answer
 
 
 def _done(result: str) -> dict[str, object]:
@@ -64,15 +88,16 @@ async def approve(
     ],
     who: Principal = Depends(operator),
 ) -> ApprovalDone:
-    in_scope(who, plan)
-    ctx.known_plan(plan)
-    async with ctx.audit.audited(request, who, 200, plan=plan, gate=body.gate) as record:
-        tc = await ctx.client()
-        desc = await running_run(tc, plan)
-        record["run_id"] = desc.run_id
-        # The approver is the token's holder: the report names them, not what the body claims.
-        inp = ApproveInput(gate=body.gate, by=who.name, comment=body.comment)
-        approval = await recovery.approve(tc, plan, inp, run_id=desc.run_id, timeout=WORKER_WAIT)
+    # The approver is the token's holder: the report names them, not what the body claims.
+    inp = ApproveInput(gate=body.gate, by=who.name, comment=body.comment)
+    desc, approval = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.approve(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        gate=body.gate,
+    )
     return ApprovalDone(
         plan=plan, workflow_id=desc.id, run_id=desc.run_id, result="approved", approval=approval
     )
@@ -96,14 +121,15 @@ async def abort(
     ],
     who: Principal = Depends(admin),
 ) -> UpdateDone:
-    in_scope(who, plan)
-    ctx.known_plan(plan)
-    async with ctx.audit.audited(request, who, 200, plan=plan, reason=body.reason) as record:
-        tc = await ctx.client()
-        desc = await running_run(tc, plan)
-        record["run_id"] = desc.run_id
-        inp = AbortInput(by=who.name, reason=body.reason)
-        result = await recovery.abort(tc, plan, inp, run_id=desc.run_id, timeout=WORKER_WAIT)
+    inp = AbortInput(by=who.name, reason=body.reason)
+    desc, result = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.abort(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        reason=body.reason,
+    )
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
 
 
@@ -119,11 +145,11 @@ async def abort(
 async def cleanup(
     ctx: Ctx, plan: PlanName, request: Request, who: Principal = Depends(operator)
 ) -> UpdateDone:
-    in_scope(who, plan)
-    ctx.known_plan(plan)
-    async with ctx.audit.audited(request, who, 200, plan=plan) as record:
-        tc = await ctx.client()
-        desc = await running_run(tc, plan)
-        record["run_id"] = desc.run_id
-        result = await recovery.cleanup(tc, plan, run_id=desc.run_id, timeout=WORKER_WAIT)
+    desc, result = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.cleanup(tc, plan, run_id=run_id, timeout=WORKER_WAIT),
+    )
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
