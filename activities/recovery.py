@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -56,7 +53,7 @@ from seawall.model import (
     VSphereSite,
 )
 from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
-from seawall.plans import PlanValidationError, load_inventory, load_plan
+from seawall.plans import PlanLookupError, load_catalogue
 from seawall.runtime import failpoints
 from seawall.runtime.config import Settings
 from seawall.security.secrets import resolve_text
@@ -69,70 +66,13 @@ def _fatal(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
-_plan_cache: dict[tuple[str, str], tuple[tuple[object, ...], tuple[RecoveryPlan, Inventory]]] = {}
-_plan_cache_lock = threading.Lock()
-
-
-def _files_stamp(settings: Settings) -> tuple[object, ...]:
-    """What a cached plan depends on: the inventory and every plan file, by size and mtime."""
-    paths = [Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))]
-    stamp: list[object] = []
-    for path in paths:
-        try:
-            st = path.stat()
-            stamp.append((str(path), st.st_size, st.st_mtime_ns))
-        except OSError:
-            stamp.append((str(path), None))
-    return tuple(stamp)
-
-
 def find_plan(settings: Settings, name: str) -> tuple[RecoveryPlan, Inventory]:
-    """The plan called ``name``, parsed once per change of its files.
-
-    Every step of every VM reads its plan; parsing a 100-VM plan costs ~0.2 s of CPU, which, 40 times
-    per group, was most of a large plan's orchestration overhead (benchmarks/plan.py).
-    """
-    key = (str(settings.inventory), f"{settings.plans_dir}:{name}")
-    stamp = _files_stamp(settings)
-    with _plan_cache_lock:
-        hit = _plan_cache.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    found = _find_plan(settings, name)
-    with _plan_cache_lock:
-        _plan_cache[key] = (stamp, found)
-    return found
-
-
-def _find_plan(settings: Settings, name: str) -> tuple[RecoveryPlan, Inventory]:
-    """The plan called ``name``: inline in the inventory, or a ``kind: RecoveryPlan`` file in plans_dir."""
+    """The plan called ``name`` and its inventory, from the one catalogue (re-read only on a change)."""
     try:
-        inventory = load_inventory(settings.inventory)
-    except PlanValidationError as exc:
-        raise _fatal("inventory is invalid: " + "; ".join(map(str, exc.errors[:5])), "PlanInvalid") from None
-    for plan in inventory.plans:
-        if plan.name == name:
-            return plan, inventory
-    folder = Path(settings.plans_dir)
-    seen = []
-    for path in sorted(folder.glob("*.y*ml")):
-        try:
-            head = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        if not isinstance(head, dict) or head.get("kind") != "RecoveryPlan":
-            continue
-        seen.append(str(head.get("name")))
-        if head.get("name") == name:
-            try:
-                return load_plan(path, inventory), inventory
-            except PlanValidationError as exc:
-                raise _fatal(
-                    f"plan {name!r} is invalid: " + "; ".join(map(str, exc.errors[:5])), "PlanInvalid"
-                ) from None
-    raise _fatal(
-        f"no recovery plan named {name!r} (plans: {', '.join(seen) or 'none'} in {folder})", "PlanInvalid"
-    )
+        catalogue = load_catalogue(settings.inventory, settings.plans_dir)
+        return catalogue.plan(name), catalogue.inventory
+    except PlanLookupError as exc:
+        raise _fatal(str(exc), "PlanInvalid") from None
 
 
 def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failover") -> PlanSpec:

@@ -109,3 +109,12 @@ def schedule_id(vm: str) -> str:
 def gc_schedule_id(store: str) -> str:
     """A replica store's garbage-collection schedule."""
     return f"gc/{store}"
+
+
+# ---- the names inside them ---------------------------------------------------------------------------
+
+NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+"""Sites, VMs, plans, stores, policies, groups, gates, hooks: a DNS label (1-63 lowercase letters,
+digits and '-', starting and ending with a letter or digit). Spelled here because these names go
+into the workflow, schedule and task-queue ids above and into URLs; the inventory (``seawall.model``),
+the workflow inputs and the API all check names against this one pattern."""
