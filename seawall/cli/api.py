@@ -28,8 +28,9 @@ def serve(
     """Serve the API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from seawall.api import ApiSettings, create_app
+    from seawall.api.app import create_app
     from seawall.api.auth import TokenFileError, load_tokens
+    from seawall.api.deps import ApiSettings
     from seawall.runtime.temporal import connect
 
     try:

@@ -78,6 +78,11 @@ def reprotect_id(plan: str) -> str:
     return f"reprotect/{plan}"
 
 
+def cleanup_test_id(plan: str) -> str:
+    """``CleanupTest``: removing a lost drill of the plan by its run name."""
+    return f"cleanup/{plan}"
+
+
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:
     """The seeding ``ReplicationCycle`` a ``ProtectVM`` run starts as its child."""
     return f"replicate/{vm}/seed-{_short_run(parent_run_id)}"

@@ -15,12 +15,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.contract.messages import CycleResult
+from seawall.contract.names import Workflow, schedule_id
 from seawall.contract.search import SA_VM
 from seawall.model import Inventory
-
-
-def schedule_id(vm: str) -> str:
-    return f"replicate/{vm}"
 
 
 class CycleRun(BaseModel):
@@ -64,7 +61,7 @@ class VMStatus(BaseModel):
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
     """The newest cycles of ``vm`` (newest first), with results for the completed ones."""
-    query = f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm}"'
+    query = f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
     runs: list[CycleRun] = []
     async for wf in client.list_workflows(query, limit=limit):
         result: CycleResult | None = None

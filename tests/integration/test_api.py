@@ -21,8 +21,9 @@ import httpx
 import uvicorn
 import yaml
 
-from seawall.api import ApiSettings, create_app
+from seawall.api.app import create_app
 from seawall.api.auth import hash_token, parse_tokens
+from seawall.api.deps import ApiSettings
 from seawall.lab import LabInfo
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins
 

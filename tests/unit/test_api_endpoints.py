@@ -20,8 +20,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.api import MEMO_KEY, MEMO_REQUEST, ApiSettings, create_app
+from seawall.api.app import create_app
 from seawall.api.auth import hash_token, parse_tokens
+from seawall.api.deps import ApiSettings
+from seawall.api.idempotency import MEMO_KEY, MEMO_REQUEST
 from seawall.contract.messages import Approval, FailoverInput, RunReport
 from seawall.contract.search import SA_MODE, SA_RUN
 
