@@ -3,11 +3,16 @@
 ``Repository`` is the public face; the work is done by its rooms, which share one store, key and
 set of caches:
 
-    layout.py      object keys (the on-store format)      signed.py    signed JSON objects
-    tablecache.py  table objects and decoded parts        chunkindex.py  store-wide chunk index
-    points.py      manifests: commit, read, list          ship.py      shipping a disk
-      scan.py        its read/hash/plan side                packing.py   its packs and checkpoints
-    readback.py    verify and restore                     retention.py retention and GC (+ the rule)
+    layout.py      object keys: the on-store format
+    signed.py      signed JSON objects (manifests, journals, markers, the condemned list)
+    tuning.py      the numbers, and the measurements that chose them
+    tablecache.py  table objects; decoded parts cached
+    chunkindex.py  the store-wide chunk index (dedup)
+    points.py      manifests: commit, read, list
+    ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
+                   packs, table parts and checkpoints; shipstate.py is what a ship carries
+    readback.py    verify and restore
+    retention.py   retention and GC, with the GC-versus-concurrent-writers rule
 
 Manifest size vs the 1.25x storage target (1 GiB disk, 1 % scattered 4 KiB change = 10.7 MB):
 a full table is 2.7-3.2 MB per GiB (16,384 rows x ~190 B: block hash, 16 piece fingerprints, a
