@@ -19,8 +19,9 @@ from activities.context import SiteContext
 from activities.heartbeat import with_heartbeats
 from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
+from seawall.blockstore.layout import point_key, verified_key
 from seawall.blockstore.manifest import PointRef, RetentionPolicy, ShippedDisk, ShipProgress
-from seawall.blockstore.repository import Repository, point_key, verified_key
+from seawall.blockstore.repository import Repository
 from seawall.blockstore.source import DiskSource, SourceError
 from seawall.blockstore.stores.backend import StoreError, TransientStoreError
 from seawall.contract.messages import (
