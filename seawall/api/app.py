@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from seawall.api.auth import Tokens
-from seawall.api.deps import ApiContext, ApiSettings, ClientFactory
+from seawall.api.deps import ApiContext, ApiSettings, ClientFactory, known_query_only
 from seawall.api.gate import RequestGate
 from seawall.api.problems import Problem, install_handlers
 from seawall.api.routers import failovers, health, plans, reports, runs, vms
@@ -37,7 +37,7 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
     app.state.seawall = ApiContext(settings, client_factory)
     # In the order the OpenAPI document lists them: plans and their runs, then replication.
     for module in (plans, failovers, reports, runs, vms, health):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(known_query_only)])
     install_handlers(app, settings.temporal_address)
 
     def openapi() -> dict[str, Any]:

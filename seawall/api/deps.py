@@ -12,6 +12,8 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
@@ -160,3 +162,29 @@ def require(role: Role) -> Callable[[Principal], Principal]:
 viewer = require(Role.viewer)
 operator = require(Role.operator)
 admin = require(Role.admin)
+
+
+def known_query_only(request: Request) -> None:
+    """Refuse query parameters the operation does not declare: a misspelt ``?point_tme=`` must not
+    silently mean "the newest point" (and the OpenAPI document promises no others)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        named = ", ".join(repr(name) for name in unknown[:5])
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise ApiProblem(
+            400,
+            "unknown-query-parameter",
+            "Unknown query parameter",
+            f"unknown query parameter {named} (takes: {takes})",
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from seawall.api.auth import Principal, Tokens
 from seawall.api.problems import PRINCIPAL_KEY, problem_response
+from seawall.security.redaction import escape_control
 
 log = logging.getLogger("seawall.api")
 
@@ -45,7 +46,9 @@ class RequestGate:
             if principal is None:
                 # For intrusion detection: who knocked where, never what token they presented.
                 client = scope.get("client") or ("?", 0)
-                log.warning("401 %s %s from %s: %s", scope["method"], path, client[0], challenge[1])
+                log.warning(
+                    "401 %s %s from %s: %s", scope["method"], escape_control(path), client[0], challenge[1]
+                )
                 await problem_response(
                     401,
                     "unauthenticated",

@@ -152,8 +152,11 @@ def escape_control(text: str) -> str:
 
 
 def install_log_redaction(redactor: Redactor = REDACTOR) -> None:
-    """Put the redacting filter on every handler of the root logger (call after logging is set up)."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter(redactor))
+    """Put the redacting filter on every handler of every logger configured so far (the root's and,
+    e.g., uvicorn's own): call it after logging is set up."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter(redactor))

@@ -224,12 +224,18 @@ def test_seawall_api_serve(lab: LabInfo, tmp_path: Path) -> None:
         assert vms.status_code == 200 and [v["vm"] for v in vms.json()] == VMS
         spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
         assert "/v1/plans/{plan}/failovers" in spec["paths"]
+        # Issue #14: a stranger's path with a newline in it cannot forge a second log line.
+        forged = 'x%0aINFO:     127.0.0.1:1 - "POST /v1/plans/erp-dr/failovers HTTP/1.1" 202'
+        assert httpx.get(f"{url}/v1/{forged}", timeout=10).status_code == 401
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
         # uvicorn shuts down gracefully, then re-raises the signal it caught: a SIGTERM exit.
         assert proc.returncode in (0, -signal.SIGTERM), out
         assert f"Seawall API on http://127.0.0.1:{port} (3 tokens" in out
         assert not (tmp_path / "audit.log").exists(), "reads are not audited"
+        knocks = [line for line in out.splitlines() if "GET /v1/x" in line]
+        assert len(knocks) == 1 and "\\nINFO:" in knocks[0], out
+        assert not any(line.startswith("INFO:") and "202" in line for line in out.splitlines()), out
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -433,6 +433,17 @@ async def test_malformed_json_and_oversize_bodies(api: Api) -> None:
     assert api.fake.starts == [] and api.audit() == []
 
 
+async def test_unknown_query_parameters_are_refused(api: Api) -> None:
+    """A misspelt parameter must not silently mean its default (the newest report, the newest point)."""
+    bad = await api.http.get("/v1/plans/erp-dr/report?rnu=20261126T010000Z-abcd1234", headers=auth(VIEWER))
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+    assert "'rnu'" in bad.json()["detail"] and "run" in bad.json()["detail"]
+    empty = await api.http.get("/v1/plans/erp-dr/report?=0.0", headers=auth(VIEWER))
+    assert empty.status_code == 400
+    ok = await api.http.get("/v1/plans", headers=auth(VIEWER))
+    assert ok.status_code == 200
+
+
 async def test_wrong_role_for_the_mode_says_why(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="seawall.api")
     response = await api.http.post(
