@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -40,6 +40,7 @@ async def start_failover(
     *,
     conflict: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.FAIL,
     memo: dict[str, Any] | None = None,
+    search_attributes: TypedSearchAttributes | None = None,
 ) -> WorkflowHandle[Any, RunReport]:
     """Start ``RecoveryPlan`` for ``inp.plan`` (a failback too: ``inp.direction``).
 
@@ -54,6 +55,7 @@ async def start_failover(
             task_queue=queue,
             id_conflict_policy=conflict,
             memo=memo,
+            search_attributes=search_attributes,
             result_type=RunReport,
         )
     except WorkflowAlreadyStartedError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from seawall.api.auth import hash_token, parse_tokens
 from seawall.api.deps import ApiSettings
 from seawall.api.idempotency import MEMO_KEY, MEMO_REQUEST
 from seawall.contract.messages import Approval, FailoverInput, RunReport
-from seawall.contract.search import SA_MODE, SA_RUN
+from seawall.contract.search import SA_MODE, SA_REQUEST, SA_RUN
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -46,6 +47,7 @@ class FakeRun:
     approvals: list[Approval] = field(default_factory=list)
     updates: list[tuple[str, Any]] = field(default_factory=list)
     start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request_key: str | None = None  # the SeawallRequest search attribute it was started with
 
 
 class FakeDescription:
@@ -136,7 +138,15 @@ class FakeClient:
         return run
 
     async def start_workflow(
-        self, workflow: str, inp: FailoverInput, *, id: str, id_conflict_policy: Any, memo: Any, **_: Any
+        self,
+        workflow: str,
+        inp: FailoverInput,
+        *,
+        id: str,
+        id_conflict_policy: Any,
+        memo: Any,
+        search_attributes: TypedSearchAttributes | None = None,
+        **_: Any,
     ) -> Any:
         assert workflow == "RecoveryPlan" and id_conflict_policy == WorkflowIDConflictPolicy.FAIL
         if self.start_barrier is not None:  # a race on demand: every start is in flight at once
@@ -147,6 +157,7 @@ class FakeClient:
             raise WorkflowAlreadyStartedError(id, workflow)
         self.starts.append(inp)
         run = FakeRun(id, str(uuid.uuid4()), inp.mode, dict(memo))
+        run.request_key = search_attributes.get(SA_REQUEST) if search_attributes is not None else None
         self.runs.setdefault(id, []).append(run)
         return SimpleNamespace(id=id, result_run_id=run.run_id)
 
@@ -157,11 +168,23 @@ class FakeClient:
         return FakeSchedule(self, schedule_id)
 
     def list_workflows(self, query: str, **_: Any) -> AsyncIterator[Any]:
-        async def none() -> AsyncIterator[Any]:
-            for item in ():
-                yield item
+        """Visibility, as far as the API asks it: runs of one workflow id carrying one request key."""
+        wanted_id = re.search(r"WorkflowId = '([^']+)'", query)
+        wanted_key = re.search(r"SeawallRequest = '([0-9a-f]+)'", query)
+        since = re.search(r"StartTime > '([^']+)'", query)
+        after = datetime.fromisoformat(since.group(1)) if since else datetime.min.replace(tzinfo=UTC)
+        runs = self.runs.get(wanted_id.group(1), []) if wanted_id else []
+        found = [
+            r
+            for r in reversed(runs)
+            if wanted_key and r.request_key == wanted_key.group(1) and r.start_time > after
+        ]
 
-        return none()
+        async def listed() -> AsyncIterator[Any]:
+            for run in found:
+                yield SimpleNamespace(id=run.id, run_id=run.run_id)
+
+        return listed()
 
 
 # --- the app under test -------------------------------------------------------------------------------
@@ -511,15 +534,19 @@ async def test_idempotency_key_returns_the_same_run(api: Api) -> None:
     # The key lives in the memo hashed (with the token's name), never as given.
     memo = api.fake.runs["recover/erp-dr"][-1].memo
     assert "incident-4711" not in json.dumps(memo) and len(memo[MEMO_KEY]) == 64 and memo[MEMO_REQUEST]
-    # Another key, no key, or another token with the same key: a second failover, refused.
-    for other in (
-        {**auth(OPERATOR), "Idempotency-Key": "incident-4712"},
-        auth(OPERATOR),
-        {**auth(ADMIN), "Idempotency-Key": "incident-4711"},
-    ):
+    # Another key or no key: a second failover, refused.
+    for other in ({**auth(OPERATOR), "Idempotency-Key": "incident-4712"}, auth(OPERATOR)):
         conflict = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=other)
         assert conflict.status_code == 409
         assert conflict.json()["detail"] == "a failover of erp-dr is already running"
+    # Another token with the same key neither attaches to nor learns of that run.
+    foreign = await api.http.post(
+        "/v1/plans/erp-dr/failovers",
+        json={"mode": "test"},
+        headers={**auth(ADMIN), "Idempotency-Key": "incident-4711"},
+    )
+    assert foreign.status_code == 409 and "another caller" in foreign.json()["detail"]
+    assert first.json()["run_id"] not in foreign.text
     # The same key with another request is a client error, not a replay.
     changed = await api.http.post(
         "/v1/plans/erp-dr/failovers", json={"mode": "test", "ttl_hours": 1}, headers=headers
@@ -531,6 +558,23 @@ async def test_idempotency_key_returns_the_same_run(api: Api) -> None:
     assert late.status_code == 202 and late.json()["run_id"] == first.json()["run_id"]
     assert len(api.fake.starts) == 1
     assert [line["status"] for line in api.audit()] == [202, 202, 409, 409, 409, 422, 202]
+
+
+async def test_a_key_names_its_run_whatever_ran_after_it(api: Api) -> None:
+    """Issue #14: K1 starts run A, K2 starts run B, a retry of K1 replays A (not B, not a new run)."""
+    k1 = {**auth(OPERATOR), "Idempotency-Key": "change-1"}
+    k2 = {**auth(OPERATOR), "Idempotency-Key": "change-2"}
+    run_a = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=k1)
+    assert run_a.status_code == 202
+    api.fake.runs["recover/erp-dr"][-1].status = WorkflowExecutionStatus.COMPLETED
+    run_b = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=k2)
+    assert run_b.status_code == 202 and run_b.json()["run_id"] != run_a.json()["run_id"]
+    retry = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=k1)
+    assert retry.status_code == 202 and retry.json()["run_id"] == run_a.json()["run_id"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert len(api.fake.starts) == 2
+    # The key is on the run hashed, never as given.
+    assert all(r.request_key and "change-1" not in r.request_key for r in api.fake.runs["recover/erp-dr"])
 
 
 async def test_approve_names_the_token_and_refusals_are_409(api: Api) -> None:

@@ -80,7 +80,7 @@ def test_temporal_command_line(tmp_path: Path) -> None:
     joined = " ".join(argv)
     assert "--ip 127.0.0.1 --port 7233 --ui-port 8233" in joined
     assert f"--db-filename {tmp_path / 'temporal.db'}" in joined
-    for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun"):
+    for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun", "SeawallRequest"):
         assert f"--search-attribute {name}=Keyword" in joined
 
 

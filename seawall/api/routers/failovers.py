@@ -85,8 +85,8 @@ async def start_failover(
     async with ctx.audit.audited(request, who, 202, plan=plan, mode=body.mode) as record:
         tc = await ctx.client()
         fingerprint = body.fingerprint()
-        hashed = idempotency.key_hash(who.name, idempotency_key)
-        replay = await idempotency.same_key(tc, plan, hashed, fingerprint)
+        hashed = idempotency.key_hash(plan, idempotency_key)
+        replay = await idempotency.same_key(tc, plan, who.name, hashed, fingerprint)
         if replay is None:
             inp = FailoverInput(
                 plan=plan,
@@ -96,11 +96,17 @@ async def start_failover(
             )
             memo = idempotency.start_memo(who.name, fingerprint, hashed)
             try:
-                handle = await recovery.start_failover(tc, ctx.settings.orchestration_queue, inp, memo=memo)
+                handle = await recovery.start_failover(
+                    tc,
+                    ctx.settings.orchestration_queue,
+                    inp,
+                    memo=memo,
+                    search_attributes=idempotency.start_attributes(hashed),
+                )
                 run_id = str(handle.result_run_id)
             except AlreadyRunning:
                 # Two retries racing: the one that lost finds the winner's run under its key.
-                replay = await idempotency.same_key(tc, plan, hashed, fingerprint)
+                replay = await idempotency.same_key(tc, plan, who.name, hashed, fingerprint)
                 if replay is None:
                     raise
         if replay is not None:
