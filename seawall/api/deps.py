@@ -86,10 +86,7 @@ class ApiContext:
         _, entries = plan_catalogue(self.settings)
         entry = entries.get(plan)
         if entry is None:
-            names = ", ".join(sorted(entries)) or "none"
-            raise ApiProblem(
-                404, "unknown-plan", "Unknown plan", f"no recovery plan named {plan!r} (plans: {names})"
-            )
+            raise unknown_plan(plan)
         if entry.plan is None:
             raise ApiProblem(
                 422, "plan-invalid", "Plan invalid", f"plan {plan!r} is invalid: " + "; ".join(entry.problems)
@@ -107,12 +104,9 @@ class ApiContext:
 
     def known_vm(self, who: Principal, vm: str) -> Inventory:
         inventory, visible = self.vms_in_scope(who)
-        if vm not in {p.name for p in inventory.protected_vms}:
-            raise ApiProblem(404, "unknown-vm", "Unknown VM", f"no protected VM named {vm!r}")
+        # Out of scope answers exactly as unknown: a scoped token must not map the estate by probing.
         if vm not in visible:
-            raise ApiProblem(
-                403, "out-of-scope", "Forbidden", f"token {who.name!r} is not scoped to a plan with {vm!r}"
-            )
+            raise ApiProblem(404, "unknown-vm", "Unknown VM", f"no protected VM named {vm!r}")
         return inventory
 
 
@@ -124,11 +118,15 @@ def api_context(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(api_context)]
 
 
+def unknown_plan(plan: str) -> ApiProblem:
+    """The one answer for a plan the caller may not know of, whether it exists or not (no list of
+    the plans that do: a scoped token learns nothing of the others)."""
+    return ApiProblem(404, "unknown-plan", "Unknown plan", f"no recovery plan named {plan!r}")
+
+
 def in_scope(who: Principal, plan: str) -> None:
     if not who.sees(plan):
-        raise ApiProblem(
-            403, "out-of-scope", "Forbidden", f"token {who.name!r} is not scoped to plan {plan!r}"
-        )
+        raise unknown_plan(plan)
 
 
 _bearer = HTTPBearer(

@@ -335,7 +335,7 @@ def expected(endpoint: Endpoint, role: str, scope: str) -> int:
     if RANK[role] < RANK[endpoint.need]:
         return 403
     if scope == "web" and endpoint.subject not in (None, "web-dr"):
-        return 403
+        return 404  # out of scope answers exactly as unknown
     return endpoint.ok
 
 
@@ -475,7 +475,11 @@ async def test_wrong_role_for_the_mode_says_why(api: Api, caplog: pytest.LogCapt
     assert response.status_code == 403
     assert "a planned failover needs admin" in response.json()["detail"]
     scoped = await api.http.get("/v1/plans/erp-dr/report", headers=auth(ADMIN, "web"))
-    assert scoped.status_code == 403 and "not scoped to plan 'erp-dr'" in scoped.json()["detail"]
+    unknown = await api.http.get("/v1/plans/payroll/report", headers=auth(ADMIN, "web"))
+    assert scoped.status_code == unknown.status_code == 404
+    # Out of scope and unknown are the same answer, naming no other plan.
+    assert scoped.json() == {**unknown.json(), "detail": "no recovery plan named 'erp-dr'"}
+    assert "web-dr" not in scoped.text and "web-dr" not in unknown.text
     stranger = await api.http.get("/v1/plans", headers={"Authorization": "Bearer guessed-token-1234"})
     assert stranger.status_code == 401
     # Denials are logged for whoever watches for intrusions, without the presented token.
