@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         CommitRequest,
         CycleInput,
         CycleResult,
+        CycleStart,
         GcInput,
         GcOutcome,
         GcScheduleRequest,
@@ -33,9 +34,11 @@ with workflow.unsafe.imports_passed_through():
         Protection,
         ProtectResult,
         ScheduleRequest,
+        ShipOutcome,
         ShipRequest,
         SnapshotRelease,
         SnapshotRequest,
+        SnapshotTaken,
         UnprotectInput,
         VMPoint,
         VMRef,
@@ -95,12 +98,12 @@ class ReplicationCycleWorkflow:
         )
         workflow.upsert_search_attributes([SA_VM.value_set(prot.vm), SA_SITE.value_set(prot.source_site)])
         self._point = point_id_for(workflow.info(), started)
-        hb = timedelta(seconds=prot.heartbeat_timeout_s)
+        point = self._point
 
         self._set_phase("finding parent point", inp.vm)
         start = await workflow.execute_local_activity_method(
             ReplicationActivities.start_cycle,
-            VMPoint(vm=inp.vm, point_id=self._point),
+            VMPoint(vm=inp.vm, point_id=point),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=QUICK,
         )
@@ -113,53 +116,9 @@ class ReplicationCycleWorkflow:
             retry_policy=QUICK,
         )
         try:
-            self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", inp.vm)
-            shipped = await workflow.execute_activity_method(
-                ReplicationActivities.ship_disks,
-                ShipRequest(
-                    vm=inp.vm,
-                    point_id=self._point,
-                    snapshot=snap.snapshot,
-                    parent=start.parent,
-                    disks=snap.disks,
-                ),
-                start_to_close_timeout=timedelta(hours=24),
-                heartbeat_timeout=hb,
-                retry_policy=PERSISTENT,
+            shipped = await self._ship_commit_verify(
+                inp.vm, point, start, snap, timedelta(seconds=prot.heartbeat_timeout_s)
             )
-            self._set_phase("committing point", inp.vm)
-            await workflow.execute_local_activity_method(
-                ReplicationActivities.commit_point,
-                CommitRequest(
-                    vm=inp.vm,
-                    point_id=self._point,
-                    parent=start.parent,
-                    outcome=shipped,
-                    meta={
-                        "workflow_id": workflow.info().workflow_id,
-                        "snapshot": snap.snapshot,
-                        "guest_ips": ",".join(snap.guest_ips),
-                    },
-                ),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=QUICK,
-            )
-            self._set_phase("verifying point", inp.vm)
-            verified = await workflow.execute_activity_method(
-                ReplicationActivities.verify_point,
-                VMPoint(vm=inp.vm, point_id=self._point),
-                start_to_close_timeout=timedelta(hours=12),
-                heartbeat_timeout=hb,
-                retry_policy=PERSISTENT,
-            )
-            if not verified.ok:
-                # The point stays unverified: the next cycle builds on the last verified one instead.
-                raise ApplicationError(
-                    f"point {self._point} of {inp.vm} failed verification: "
-                    + "; ".join(verified.problems[:5]),
-                    type="VerifyFailed",
-                    non_retryable=True,
-                )
         finally:
             # Compensation: a snapshot left behind grows a delta disk at the source until someone notices.
             self._set_phase("releasing snapshot", inp.vm)
@@ -182,7 +141,7 @@ class ReplicationCycleWorkflow:
         paths = {d.change_path for d in shipped.disks}
         return CycleResult(
             vm=inp.vm,
-            point_id=self._point,
+            point_id=point,
             parent=start.parent,
             started_at=started.isoformat(),
             finished_at=workflow.now().isoformat(),
@@ -192,6 +151,52 @@ class ReplicationCycleWorkflow:
             verified=True,
             retention_deleted=retention.deleted,
         )
+
+    async def _ship_commit_verify(
+        self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta
+    ) -> ShipOutcome:
+        """The part the snapshot must outlive: transfer, commit (manifest last), re-read and verify."""
+        self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", vm)
+        shipped = await workflow.execute_activity_method(
+            ReplicationActivities.ship_disks,
+            ShipRequest(vm=vm, point_id=point, snapshot=snap.snapshot, parent=start.parent, disks=snap.disks),
+            start_to_close_timeout=timedelta(hours=24),
+            heartbeat_timeout=hb,
+            retry_policy=PERSISTENT,
+        )
+        self._set_phase("committing point", vm)
+        await workflow.execute_local_activity_method(
+            ReplicationActivities.commit_point,
+            CommitRequest(
+                vm=vm,
+                point_id=point,
+                parent=start.parent,
+                outcome=shipped,
+                meta={
+                    "workflow_id": workflow.info().workflow_id,
+                    "snapshot": snap.snapshot,
+                    "guest_ips": ",".join(snap.guest_ips),
+                },
+            ),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=QUICK,
+        )
+        self._set_phase("verifying point", vm)
+        verified = await workflow.execute_activity_method(
+            ReplicationActivities.verify_point,
+            VMPoint(vm=vm, point_id=point),
+            start_to_close_timeout=timedelta(hours=12),
+            heartbeat_timeout=hb,
+            retry_policy=PERSISTENT,
+        )
+        if not verified.ok:
+            # The point stays unverified: the next cycle builds on the last verified one instead.
+            raise ApplicationError(
+                f"point {point} of {vm} failed verification: " + "; ".join(verified.problems[:5]),
+                type="VerifyFailed",
+                non_retryable=True,
+            )
+        return shipped
 
 
 @workflow.defn(name=Workflow.PROTECT_VM)
