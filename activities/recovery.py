@@ -217,11 +217,10 @@ class OrchestrationActivities:
     @activity.defn(name=Activity.PAUSE_SCHEDULES)
     async def pause_schedules(self, req: VMsRef) -> int:
         """Stop scheduled cycles of the VMs being failed over: their sources are about to be fenced."""
-        vms = req.vms
         from temporalio.service import RPCError, RPCStatusCode
 
         paused = 0
-        for vm in vms:
+        for vm in req.vms:
             try:
                 await (
                     activity.client().get_schedule_handle(schedule_id(vm)).pause(note="failover in progress")
