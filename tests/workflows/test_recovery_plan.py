@@ -438,3 +438,32 @@ async def test_failback_is_only_a_planned_failover(rig_for: RIG, mode: str) -> N
             await (await start(rig, mode, direction="failback")).result()
     assert plan_failure(failed.value).type == "PlanInvalid"
     assert stubs.calls == []
+
+
+async def test_nothing_is_aborted_once_the_drill_is_being_cleaned_up(rig_for: RIG) -> None:
+    stubs = Stubs(blocking={A.CLEANUP_RUN})
+    async with rig_for(stubs) as rig:
+        two_groups(rig)
+        handle = await start(rig)
+        await progress_until(handle, lambda p: p["phase"] == DRILL_RUNNING)
+        await handle.execute_update(RecoveryPlanWorkflow.cleanup)
+        await stubs.called(A.CLEANUP_RUN)
+        message = await refused(handle, RecoveryPlanWorkflow.abort, AbortInput(by="carol", reason="late"))
+        assert message == "the run is cleaning up; nothing to abort"
+        await handle.terminate("end of test: the stub cleanup never returns")
+
+
+async def test_a_drill_being_reported_is_already_cleaned_up(rig_for: RIG) -> None:
+    stubs = Stubs(blocking={A.WRITE_REPORT})
+    async with rig_for(stubs) as rig:
+        two_groups(rig)
+        handle = await start(rig)
+        await progress_until(handle, lambda p: p["phase"] == DRILL_RUNNING)
+        await handle.execute_update(RecoveryPlanWorkflow.cleanup)
+        await stubs.called(A.WRITE_REPORT)
+        assert "already cleaned up" in await refused(handle, RecoveryPlanWorkflow.cleanup)
+        assert "only a running drill" in await refused(handle, RecoveryPlanWorkflow.extend_ttl, 1.0)
+        assert "writing report; nothing to abort" in await refused(
+            handle, RecoveryPlanWorkflow.abort, AbortInput(by="carol", reason="late")
+        )
+        await handle.terminate("end of test: the stub report never returns")
