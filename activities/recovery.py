@@ -27,19 +27,28 @@ from seawall.blockstore.stores.backend import StoreError
 from seawall.contract.messages import (
     ChosenPoint,
     CleanupOutcome,
+    CleanupRequest,
+    CreateTargetRequest,
     DnsChange,
     GroupStep,
     HealthOutcome,
     HookOutcome,
+    HookRequest,
     Materialized,
     PlanSpec,
+    PlanSpecRequest,
+    PointRestore,
+    RecoveredVM,
     RecoverVMInput,
     ReportWritten,
     Resource,
     RunReport,
     TargetVM,
+    VMRef,
+    VMsRef,
     VMStep,
 )
+from seawall.contract.names import Activity, schedule_id
 from seawall.model import (
     AwsSite,
     CommandHook,
@@ -132,28 +141,26 @@ class OrchestrationActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @activity.defn(name="load_plan_spec")
-    def load_plan_spec(self, plan: str, direction: str = "failover") -> PlanSpec:
-        found, inventory = find_plan(self.settings, plan)
-        return plan_spec(found, inventory, direction)
+    @activity.defn(name=Activity.LOAD_PLAN_SPEC)
+    def load_plan_spec(self, req: PlanSpecRequest) -> PlanSpec:
+        found, inventory = find_plan(self.settings, req.plan)
+        return plan_spec(found, inventory, req.direction)
 
-    @activity.defn(name="write_report")
+    @activity.defn(name=Activity.WRITE_REPORT)
     def write_report(self, report: RunReport) -> ReportWritten:
         json_path, html_path = reports.write(self.settings.reports_dir, report)
         return ReportWritten(json_path=str(json_path.resolve()), html_path=str(html_path.resolve()))
 
-    @activity.defn(name="pause_schedules")
-    async def pause_schedules(self, vms: list[str]) -> int:
+    @activity.defn(name=Activity.PAUSE_SCHEDULES)
+    async def pause_schedules(self, req: VMsRef) -> int:
         """Stop scheduled cycles of the VMs being failed over: their sources are about to be fenced."""
         from temporalio.service import RPCError, RPCStatusCode
 
         paused = 0
-        for vm in vms:
+        for vm in req.vms:
             try:
                 await (
-                    activity.client()
-                    .get_schedule_handle(f"replicate/{vm}")
-                    .pause(note="failover in progress")
+                    activity.client().get_schedule_handle(schedule_id(vm)).pause(note="failover in progress")
                 )
                 paused += 1
             except RPCError as exc:
@@ -168,8 +175,9 @@ class FenceActivities:
     def __init__(self, ctx: SiteContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="fence_vm")
-    def fence_vm(self, vm: str) -> str:
+    @activity.defn(name=Activity.FENCE_VM)
+    def fence_vm(self, req: VMRef) -> str:
+        vm = req.vm
         site = self.ctx.site
         if not isinstance(site, VSphereSite):
             raise _fatal(
@@ -236,7 +244,7 @@ class RecoveryActivities:
 
     # ---- activities ------------------------------------------------------------------------------
 
-    @activity.defn(name="choose_point")
+    @activity.defn(name=Activity.CHOOSE_POINT)
     def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
         """The newest verified point (at or before ``point_time`` when given)."""
         repo = self._repository(inp.vm)
@@ -259,8 +267,9 @@ class RecoveryActivities:
             source_ips=[ip for ip in manifest.meta.get("guest_ips", "").split(",") if ip],
         )
 
-    @activity.defn(name="materialize_disks")
-    def materialize_disks(self, inp: RecoverVMInput, point: ChosenPoint) -> Materialized:
+    @activity.defn(name=Activity.MATERIALIZE_DISKS)
+    def materialize_disks(self, req: PointRestore) -> Materialized:
+        inp, point = req.target, req.point
         repo = self._repository(inp.vm)
         manifest = repo.read_manifest(inp.vm, point.point_id)
         name = target_name(inp)
@@ -318,13 +327,14 @@ class RecoveryActivities:
             point=point, disks=[json.dumps(u, default=str) for u in uploaded], resources=resources
         )
 
-    @activity.defn(name="restore_in_place")
-    def restore_in_place(self, inp: RecoverVMInput, point: ChosenPoint) -> TargetVM:
+    @activity.defn(name=Activity.RESTORE_IN_PLACE)
+    def restore_in_place(self, req: PointRestore) -> TargetVM:
         """Failback: write the point onto the original VM's own disk files, then start the VM.
 
         The original keeps its identity (name, hardware, addresses in the guest); only its disks come
         back with what changed while it was away. Disks pair up by position (disk0 is the first).
         """
+        inp, point = req.target, req.point
         site = self.ctx.site
         if not isinstance(site, VSphereSite):
             raise _fatal(f"failback in place needs a vSphere site, not {site.kind}", "PlanInvalid")
@@ -370,8 +380,9 @@ class RecoveryActivities:
                 ips = list(read_guest(conn, vmobj).ips)
         return TargetVM(name=inp.vm, ips=[ip for ip in ips if ":" not in ip], resources=[])
 
-    @activity.defn(name="create_target_vm")
-    def create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
+    @activity.defn(name=Activity.CREATE_TARGET_VM)
+    def create_target_vm(self, req: CreateTargetRequest) -> TargetVM:
+        inp, disks = req.target, req.disks
         # vCenter tasks can take minutes: heartbeat meanwhile, so a dead worker is noticed in seconds.
         return with_heartbeats(lambda: self._create_target_vm(inp, disks), lambda: inp.vm)
 
@@ -451,8 +462,9 @@ class RecoveryActivities:
             return self.settings.health_check_redirect, port + self.settings.health_check_port_offset
         return ip, port
 
-    @activity.defn(name="check_health")
-    def check_health(self, inp: RecoverVMInput, vm: TargetVM) -> HealthOutcome:
+    @activity.defn(name=Activity.CHECK_HEALTH)
+    def check_health(self, req: RecoveredVM) -> HealthOutcome:
+        inp, vm = req.target, req.vm
         _, pv = self._plan_vm(inp.plan, inp.vm)
         started = time.monotonic()
         lines: list[str] = []
@@ -520,8 +532,9 @@ class RecoveryActivities:
 
         return read_aws
 
-    @activity.defn(name="update_dns")
-    def update_dns(self, inp: RecoverVMInput, vm: TargetVM) -> list[DnsChange]:
+    @activity.defn(name=Activity.UPDATE_DNS)
+    def update_dns(self, req: RecoveredVM) -> list[DnsChange]:
+        inp, vm = req.target, req.vm
         _, pv = self._plan_vm(inp.plan, inp.vm)
         changes: list[DnsChange] = []
         for record in pv.dns:
@@ -568,9 +581,10 @@ class RecoveryActivities:
         other = SiteContext(self.ctx.inventory, site_name)
         return other.aws_client("route53")
 
-    @activity.defn(name="cleanup_run")
-    def cleanup_run(self, plan: str, run: str, mode: str) -> CleanupOutcome:
+    @activity.defn(name=Activity.CLEANUP_RUN)
+    def cleanup_run(self, req: CleanupRequest) -> CleanupOutcome:
         """Remove everything tagged with ``run`` at this site; what is already gone counts as removed."""
+        plan, run = req.plan, req.run
         site = self.ctx.site
         removed: list[Resource] = []
         if isinstance(site, VSphereSite):
@@ -616,8 +630,9 @@ class RecoveryActivities:
             for v in g.vms
         ]
 
-    @activity.defn(name="run_hook")
-    def run_hook(self, plan_name: str, group: str | None, name: str) -> HookOutcome:
+    @activity.defn(name=Activity.RUN_HOOK)
+    def run_hook(self, req: HookRequest) -> HookOutcome:
+        plan_name, group, name = req.plan, req.group, req.name
         plan, _ = find_plan(self.settings, plan_name)
         hooks = list(plan.pre_hooks) + list(plan.post_hooks)
         for g in plan.groups:

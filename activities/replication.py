@@ -24,10 +24,12 @@ from seawall.blockstore.manifest import PointRef, RetentionPolicy, ShippedDisk, 
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.source import DiskSource, SourceError
 from seawall.blockstore.stores.backend import StoreError, TransientStoreError
+from seawall.contract.heartbeats import ShipCheckpoint, ShipHeartbeat
 from seawall.contract.messages import (
     CommitRequest,
     CycleStart,
     DiskRef,
+    GcInput,
     GcOutcome,
     ProtectInput,
     Protection,
@@ -35,9 +37,14 @@ from seawall.contract.messages import (
     ShipOutcome,
     ShippedDiskRef,
     ShipRequest,
+    SnapshotRelease,
+    SnapshotRequest,
     SnapshotTaken,
     VerifyOutcome,
+    VMPoint,
+    VMRef,
 )
+from seawall.contract.names import Activity
 from seawall.model import DirectorySite, Inventory, VSphereSite
 from seawall.runtime import failpoints
 from seawall.security.secrets import SecretError
@@ -109,7 +116,7 @@ class InventoryActivities:
         self._heartbeat_timeout_s = heartbeat_timeout_s
         self._gc_interval_s = gc_interval_s
 
-    @activity.defn(name="resolve_protection")
+    @activity.defn(name=Activity.RESOLVE_PROTECTION)
     def resolve_protection(self, inp: ProtectInput) -> Protection:
         # Re-read at each call so an edited inventory (policy change) applies from the next cycle on.
         return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s, self._gc_interval_s)
@@ -162,9 +169,10 @@ class ReplicationActivities:
 
     # ---- activities ------------------------------------------------------------------------------
 
-    @activity.defn(name="start_cycle")
-    def start_cycle(self, vm: str, point_id: str) -> CycleStart:
+    @activity.defn(name=Activity.START_CYCLE)
+    def start_cycle(self, req: VMPoint) -> CycleStart:
         """The cycle's parent: the newest *verified* point, so a corrupt point is never built upon."""
+        vm, point_id = req.vm, req.point_id
         repo = self._repository(vm)
         try:
             existing = {p.point_id: p for p in repo.list_points(vm)}
@@ -184,15 +192,17 @@ class ReplicationActivities:
             parent_created_at=parent.created_at.isoformat() if parent else None,
         )
 
-    @activity.defn(name="enable_cbt")
-    def enable_cbt(self, vm: str) -> bool:
+    @activity.defn(name=Activity.ENABLE_CBT)
+    def enable_cbt(self, req: VMRef) -> bool:
+        vm = req.vm
         self._check_vsphere(vm)
         with self.ctx.vsphere() as conn:
             status = conn.enable_cbt(self._find_vm(conn, vm))
             return bool(status.enabled and status.supported)
 
-    @activity.defn(name="create_snapshot")
-    def create_snapshot(self, vm: str, name: str, quiesce: bool) -> SnapshotTaken:
+    @activity.defn(name=Activity.CREATE_SNAPSHOT)
+    def create_snapshot(self, req: SnapshotRequest) -> SnapshotTaken:
+        vm, name, quiesce = req.vm, req.snapshot, req.quiesce
         if isinstance(self.ctx.site, DirectorySite):
             return self._image_snapshot(vm, name)
         self._check_vsphere(vm)
@@ -231,7 +241,7 @@ class ReplicationActivities:
             cbt=False,
         )
 
-    @activity.defn(name="ship_disks")
+    @activity.defn(name=Activity.SHIP_DISKS)
     def ship_disks(self, req: ShipRequest) -> ShipOutcome:
         """Ship every disk of the snapshot; resumable from the last checkpoint the store confirms.
 
@@ -241,19 +251,16 @@ class ReplicationActivities:
         info = activity.info()
         done: dict[str, ShippedDiskRef] = {}
         if info.heartbeat_details:
-            last = info.heartbeat_details[0]
-            if isinstance(last, dict):
-                for d in last.get("done", []):
-                    ref = ShippedDiskRef.model_validate(d)
-                    done[ref.disk] = ref
+            # Decoded without a type hint: the converter hands back the heartbeat's JSON object.
+            for ref in ShipHeartbeat.model_validate(info.heartbeat_details[0]).done:
+                done[ref.disk] = ref
         repo = self._repository(req.vm)
         parent = PointRef(vm=req.vm, point_id=req.parent) if req.parent else None
-        state: dict[str, Any] = {"done": [d.model_dump(mode="json") for d in done.values()], "progress": None}
 
         def on_progress(progress: ShipProgress) -> None:
-            state["progress"] = progress.model_dump(mode="json")
-            activity.heartbeat(state)
-            failpoints.hit("ship.checkpoint", {"progress": state["progress"]})
+            checkpoint = ShipCheckpoint.model_validate(progress.model_dump(mode="json"))
+            activity.heartbeat(ShipHeartbeat(done=list(done.values()), progress=checkpoint))
+            failpoints.hit("ship.checkpoint", {"progress": checkpoint.model_dump(mode="json")})
 
         with self._sources(req) as open_source:
             for disk in req.disks:
@@ -286,9 +293,7 @@ class ReplicationActivities:
                     bytes_shipped=shipped.bytes_shipped,
                     change_path=str(shipped.change_path),
                 )
-                state["done"] = [d.model_dump(mode="json") for d in done.values()]
-                state["progress"] = None
-                activity.heartbeat(state)
+                activity.heartbeat(ShipHeartbeat(done=list(done.values())))
         return ShipOutcome(disks=[done[d.replica_name] for d in req.disks])
 
     @contextlib.contextmanager
@@ -303,7 +308,7 @@ class ReplicationActivities:
             vmobj = self._find_vm(conn, req.vm)
             yield lambda disk: VSphereDiskSource(conn, vmobj, req.snapshot, int(disk.key))
 
-    @activity.defn(name="commit_point")
+    @activity.defn(name=Activity.COMMIT_POINT)
     def commit_point(self, req: CommitRequest) -> str:
         repo = self._repository(req.vm)
         disks = [ShippedDisk.model_validate(d.shipped) for d in req.outcome.disks]
@@ -314,8 +319,9 @@ class ReplicationActivities:
         failpoints.hit("commit.done", {"point": ref.point_id})
         return ref.point_id
 
-    @activity.defn(name="verify_point")
-    def verify_point(self, vm: str, point_id: str) -> VerifyOutcome:
+    @activity.defn(name=Activity.VERIFY_POINT)
+    def verify_point(self, req: VMPoint) -> VerifyOutcome:
+        vm, point_id = req.vm, req.point_id
         repo = self._repository(vm)
         try:
             # Incremental: re-read what this point added; rows of a verified parent are already proven.
@@ -334,9 +340,10 @@ class ReplicationActivities:
             problems=(problems + list(result.errors))[:50],
         )
 
-    @activity.defn(name="release_snapshot")
-    def release_snapshot(self, vm: str, name: str) -> int:
+    @activity.defn(name=Activity.RELEASE_SNAPSHOT)
+    def release_snapshot(self, req: SnapshotRelease) -> int:
         """Remove the cycle's snapshot; a snapshot already gone (or a VM already gone) is success."""
+        vm, name = req.vm, req.snapshot
         failpoints.hit("release.start", {"snapshot": name})
         if isinstance(self.ctx.site, DirectorySite):
             return int(imagesnap.remove_snapshot(self.ctx.directory_root(), vm, name))
@@ -351,9 +358,10 @@ class ReplicationActivities:
             except VSphereError as exc:
                 raise ApplicationError(self.ctx.redact(f"release snapshot of {vm!r}: {exc}")) from None
 
-    @activity.defn(name="apply_retention")
-    def apply_retention(self, vm: str) -> RetentionOutcome:
+    @activity.defn(name=Activity.APPLY_RETENTION)
+    def apply_retention(self, req: VMRef) -> RetentionOutcome:
         """Drop the VM's points its policy no longer keeps; their data goes at the store's next GC."""
+        vm = req.vm
         prot = self._protection(vm)
         repo = self._repository(vm)
         policy = RetentionPolicy(
@@ -366,9 +374,10 @@ class ReplicationActivities:
             raise self._store_error(vm, exc) from None
         return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted)
 
-    @activity.defn(name="collect_garbage")
-    def collect_garbage(self, store: str) -> GcOutcome:
+    @activity.defn(name=Activity.COLLECT_GARBAGE)
+    def collect_garbage(self, req: GcInput) -> GcOutcome:
         """Delete packs and tables no point of any VM in the store references (see Repository.gc)."""
+        store = req.store
         inv = self.ctx.inventory
         users = [p for p in inv.protected_vms if p.replica_store == store]
         if not users:
@@ -388,13 +397,14 @@ class ReplicationActivities:
             live_sessions=result.live_sessions,
         )
 
-    @activity.defn(name="prune_points")
-    def prune_points(self, vm: str) -> list[str]:
+    @activity.defn(name=Activity.PRUNE_POINTS)
+    def prune_points(self, req: VMRef) -> list[str]:
         """After a committed failover: drop every point older than the newest verified one.
 
         The newest verified point is what the failover recovered from (or newer) and the base that
         reverse replication ships against; the older ones describe a primary that no longer exists.
         """
+        vm = req.vm
         repo = self._repository(vm)
         try:
             points = repo.list_points(vm)
@@ -410,9 +420,10 @@ class ReplicationActivities:
             raise self._store_error(vm, exc) from None
         return pruned
 
-    @activity.defn(name="delete_replica")
-    def delete_replica(self, vm: str) -> int:
+    @activity.defn(name=Activity.DELETE_REPLICA)
+    def delete_replica(self, req: VMRef) -> int:
         """Delete every recovery point of ``vm`` (unprotect --delete-replica); data goes at GC."""
+        vm = req.vm
         repo = self._repository(vm)
         try:
             points = repo.list_points(vm)

@@ -416,3 +416,80 @@ class RunReport(_Message):
 class ReportWritten(_Message):
     json_path: str
     html_path: str
+
+
+# --- activity inputs: one model per call, so every call is typed end to end -------------------------
+# A workflow passes exactly one of these (or one of the requests above) to each activity; the activity
+# unpacks it on its first line. Several activities that need the same facts share a model.
+
+
+class VMRef(_Message):
+    """Activities that need only a VM's name (enable_cbt, apply_retention, fence_vm, ...)."""
+
+    vm: str
+
+
+class VMsRef(_Message):
+    """pause_schedules: every VM a failover is about to fence."""
+
+    vms: list[str]
+
+
+class VMPoint(_Message):
+    """start_cycle and verify_point: one recovery point of one VM."""
+
+    vm: str
+    point_id: str
+
+
+class SnapshotRequest(_Message):
+    """create_snapshot: named after the point, so a retried step finds the snapshot it made."""
+
+    vm: str
+    snapshot: str
+    quiesce: bool
+
+
+class SnapshotRelease(_Message):
+    vm: str
+    snapshot: str
+
+
+class PlanSpecRequest(_Message):
+    """load_plan_spec: a plan's shape, the other way round for a failback."""
+
+    plan: str
+    direction: str = "failover"
+
+
+class PointRestore(_Message):
+    """materialize_disks and restore_in_place: which VM of which run, from which point."""
+
+    target: RecoverVMInput
+    point: ChosenPoint
+
+
+class CreateTargetRequest(_Message):
+    target: RecoverVMInput
+    disks: Materialized
+
+
+class RecoveredVM(_Message):
+    """check_health and update_dns: a recovered VM as its creation reported it."""
+
+    target: RecoverVMInput
+    vm: TargetVM
+
+
+class CleanupRequest(_Message):
+    plan: str
+    run: str
+    mode: str
+
+
+class HookRequest(_Message):
+    """run_hook: a hook by name, of the plan (``group`` None) or of one group."""
+
+    plan: str
+    group: str | None
+    name: str
