@@ -10,7 +10,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import fatal, site_errors
 from activities.target import TargetSite
-from seawall.contract.messages import DnsChange, HealthOutcome, RecoverVMInput, TargetVM
+from seawall.contract.messages import DnsChange, HealthOutcome, RecoveredVM, TargetVM
+from seawall.contract.names import Activity
 from seawall.model import GuestIpCheck, HttpCheck, TcpCheck
 from seawall.sites import health
 from seawall.sites.dns import provider_for
@@ -23,8 +24,9 @@ class CheckActivities(TargetSite):
             return self.settings.health_check_redirect, port + self.settings.health_check_port_offset
         return ip, port
 
-    @activity.defn(name="check_health")
-    def check_health(self, inp: RecoverVMInput, vm: TargetVM) -> HealthOutcome:
+    @activity.defn(name=Activity.CHECK_HEALTH)
+    def check_health(self, req: RecoveredVM) -> HealthOutcome:
+        inp, vm = req.target, req.vm
         _, pv = self._plan_vm(inp.plan, inp.vm)
         started = time.monotonic()
         lines: list[str] = []
@@ -81,8 +83,9 @@ class CheckActivities(TargetSite):
 
         return read
 
-    @activity.defn(name="update_dns")
-    def update_dns(self, inp: RecoverVMInput, vm: TargetVM) -> list[DnsChange]:
+    @activity.defn(name=Activity.UPDATE_DNS)
+    def update_dns(self, req: RecoveredVM) -> list[DnsChange]:
+        inp, vm = req.target, req.vm
         _, pv = self._plan_vm(inp.plan, inp.vm)
         changes: list[DnsChange] = []
         for record in pv.dns:
@@ -93,7 +96,7 @@ class CheckActivities(TargetSite):
                     f"{inp.vm}: DNS {record.name} has no value and NIC {record.nic} has no IP", "PlanInvalid"
                 )
             with site_errors():  # the zone's site resolves its credentials here
-                provider = provider_for(zone, self.ctx.adapter_of(zone.site))
+                provider = provider_for(zone, self.ctx.adapter_of)
             change = provider.upsert(str(record.zone), str(record.name), record.type, [value], record.ttl)
             changes.append(
                 DnsChange(

@@ -7,13 +7,15 @@ from temporalio import activity
 from activities.context import site_errors
 from activities.recovery import find_plan, target_name
 from activities.target import TargetSite
-from seawall.contract.messages import CleanupOutcome, RecoverVMInput
+from seawall.contract.messages import CleanupOutcome, CleanupRequest, RecoverVMInput
+from seawall.contract.names import Activity
 
 
 class CleanupActivities(TargetSite):
-    @activity.defn(name="cleanup_run")
-    def cleanup_run(self, plan: str, run: str, mode: str) -> CleanupOutcome:
+    @activity.defn(name=Activity.CLEANUP_RUN)
+    def cleanup_run(self, req: CleanupRequest) -> CleanupOutcome:
         """Remove everything tagged with ``run`` at this site; what is already gone counts as removed."""
+        plan, run = req.plan, req.run
         # What a killed earlier attempt found (and may already have destroyed) comes back from its
         # heartbeat, so the outcome lists everything the run made, not just what this attempt saw.
         details = activity.info().heartbeat_details

@@ -5,14 +5,17 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.context import SiteContext, site_errors
+from seawall.contract.messages import VMRef
+from seawall.contract.names import Activity
 
 
 class FenceActivities:
     def __init__(self, ctx: SiteContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="fence_vm")
-    def fence_vm(self, vm: str) -> str:
+    @activity.defn(name=Activity.FENCE_VM)
+    def fence_vm(self, req: VMRef) -> str:
+        vm = req.vm
         # A site that cannot power VMs off refuses (FenceUnsupported): the workflow asks an operator.
         with site_errors():
             return self.ctx.adapter.fence(vm)

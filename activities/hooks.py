@@ -11,14 +11,16 @@ from temporalio import activity
 from activities.context import fatal
 from activities.recovery import find_plan
 from activities.target import TargetSite
-from seawall.contract.messages import HookOutcome
+from seawall.contract.messages import HookOutcome, HookRequest
+from seawall.contract.names import Activity
 from seawall.model import CommandHook, HttpHook
 from seawall.security.secrets import resolve_text
 
 
 class HookActivities(TargetSite):
-    @activity.defn(name="run_hook")
-    def run_hook(self, plan_name: str, group: str | None, name: str) -> HookOutcome:
+    @activity.defn(name=Activity.RUN_HOOK)
+    def run_hook(self, req: HookRequest) -> HookOutcome:
+        plan_name, group, name = req.plan, req.group, req.name
         plan, _ = find_plan(self.settings, plan_name)
         hooks = list(plan.pre_hooks) + list(plan.post_hooks)
         for g in plan.groups:

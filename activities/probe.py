@@ -10,15 +10,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext, site_errors
-from seawall.contract.messages import SiteProbe
+from seawall.contract.messages import ProbeSiteInput, SiteProbe
+from seawall.contract.names import Activity
 
 
 class ProbeActivities:
     def __init__(self, ctx: SiteContext) -> None:
         self.ctx = ctx
 
-    @activity.defn(name="probe_site")
-    def probe_site(self, site: str) -> SiteProbe:
+    @activity.defn(name=Activity.PROBE_SITE)
+    def probe_site(self, req: ProbeSiteInput) -> SiteProbe:
+        site = req.site
         if site != self.ctx.site.name:
             # Routing put the task on the wrong queue: retrying on this worker cannot help.
             raise ApplicationError(

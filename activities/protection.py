@@ -8,6 +8,7 @@ from temporalio import activity
 
 from activities.context import fatal
 from seawall.contract.messages import ProtectInput, Protection
+from seawall.contract.names import Activity
 from seawall.model import Inventory
 
 
@@ -64,7 +65,7 @@ class InventoryActivities:
         self._heartbeat_timeout_s = heartbeat_timeout_s
         self._gc_interval_s = gc_interval_s
 
-    @activity.defn(name="resolve_protection")
+    @activity.defn(name=Activity.RESOLVE_PROTECTION)
     def resolve_protection(self, inp: ProtectInput) -> Protection:
         # Re-read at each call so an edited inventory (policy change) applies from the next cycle on.
         return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s, self._gc_interval_s)

@@ -14,10 +14,12 @@ from activities.heartbeat import with_heartbeats
 from activities.protection import resolve_protection_for
 from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
+from seawall.blockstore.layout import point_key, verified_key
 from seawall.blockstore.manifest import RetentionPolicy
-from seawall.blockstore.repository import Repository, point_key, verified_key
+from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import StoreError, TransientStoreError
-from seawall.contract.messages import GcOutcome, ProtectInput, Protection, RetentionOutcome
+from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, Protection, RetentionOutcome, VMRef
+from seawall.contract.names import Activity
 from seawall.security.secrets import SecretError
 from seawall.sites.replica import open_repository
 
@@ -55,9 +57,10 @@ class ReplicaSite:
 class RetentionActivities(ReplicaSite):
     """The points a replica keeps: the policy's, after a committed failover, or none (unprotect)."""
 
-    @activity.defn(name="apply_retention")
-    def apply_retention(self, vm: str) -> RetentionOutcome:
+    @activity.defn(name=Activity.APPLY_RETENTION)
+    def apply_retention(self, req: VMRef) -> RetentionOutcome:
         """Drop the VM's points its policy no longer keeps; their data goes at the store's next GC."""
+        vm = req.vm
         prot = self._protection(vm)
         repo = self._repository(vm)
         policy = RetentionPolicy(
@@ -70,9 +73,10 @@ class RetentionActivities(ReplicaSite):
             raise self._store_error(vm, exc) from None
         return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted)
 
-    @activity.defn(name="collect_garbage")
-    def collect_garbage(self, store: str) -> GcOutcome:
+    @activity.defn(name=Activity.COLLECT_GARBAGE)
+    def collect_garbage(self, req: GcInput) -> GcOutcome:
         """Delete packs and tables no point of any VM in the store references (see Repository.gc)."""
+        store = req.store
         inv = self.ctx.inventory
         users = [p for p in inv.protected_vms if p.replica_store == store]
         if not users:
@@ -92,13 +96,14 @@ class RetentionActivities(ReplicaSite):
             live_sessions=result.live_sessions,
         )
 
-    @activity.defn(name="prune_points")
-    def prune_points(self, vm: str) -> list[str]:
+    @activity.defn(name=Activity.PRUNE_POINTS)
+    def prune_points(self, req: VMRef) -> list[str]:
         """After a committed failover: drop every point older than the newest verified one.
 
         The newest verified point is what the failover recovered from (or newer) and the base that
         reverse replication ships against; the older ones describe a primary that no longer exists.
         """
+        vm = req.vm
         repo = self._repository(vm)
         try:
             points = repo.list_points(vm)
@@ -114,9 +119,10 @@ class RetentionActivities(ReplicaSite):
             raise self._store_error(vm, exc) from None
         return pruned
 
-    @activity.defn(name="delete_replica")
-    def delete_replica(self, vm: str) -> int:
+    @activity.defn(name=Activity.DELETE_REPLICA)
+    def delete_replica(self, req: VMRef) -> int:
         """Delete every recovery point of ``vm`` (unprotect --delete-replica); data goes at GC."""
+        vm = req.vm
         repo = self._repository(vm)
         try:
             points = repo.list_points(vm)

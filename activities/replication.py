@@ -10,8 +10,6 @@ site's adapter (``seawall.sites``) takes the snapshot and opens its disks; reten
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -22,15 +20,21 @@ from seawall.blockstore.errors import DataPathError
 from seawall.blockstore.manifest import PointRef, ShippedDisk, ShipProgress
 from seawall.blockstore.source import SourceError
 from seawall.blockstore.stores.backend import StoreError
+from seawall.contract.heartbeats import ShipCheckpoint, ShipHeartbeat
 from seawall.contract.messages import (
     CommitRequest,
     CycleStart,
     ShipOutcome,
     ShippedDiskRef,
     ShipRequest,
+    SnapshotRelease,
+    SnapshotRequest,
     SnapshotTaken,
     VerifyOutcome,
+    VMPoint,
+    VMRef,
 )
+from seawall.contract.names import Activity
 from seawall.runtime import failpoints
 
 
@@ -41,9 +45,10 @@ def snapshot_name(point_id: str) -> str:
 class ReplicationActivities(ReplicaSite):
     """At the source site: one replication cycle's steps."""
 
-    @activity.defn(name="start_cycle")
-    def start_cycle(self, vm: str, point_id: str) -> CycleStart:
+    @activity.defn(name=Activity.START_CYCLE)
+    def start_cycle(self, req: VMPoint) -> CycleStart:
         """The cycle's parent: the newest *verified* point, so a corrupt point is never built upon."""
+        vm, point_id = req.vm, req.point_id
         repo = self._repository(vm)
         try:
             existing = {p.point_id: p for p in repo.list_points(vm)}
@@ -63,18 +68,20 @@ class ReplicationActivities(ReplicaSite):
             parent_created_at=parent.created_at.isoformat() if parent else None,
         )
 
-    @activity.defn(name="enable_cbt")
-    def enable_cbt(self, vm: str) -> bool:
+    @activity.defn(name=Activity.ENABLE_CBT)
+    def enable_cbt(self, req: VMRef) -> bool:
+        vm = req.vm
         with site_errors():
             return self.ctx.adapter.enable_cbt(vm)
 
-    @activity.defn(name="create_snapshot")
-    def create_snapshot(self, vm: str, name: str, quiesce: bool) -> SnapshotTaken:
+    @activity.defn(name=Activity.CREATE_SNAPSHOT)
+    def create_snapshot(self, req: SnapshotRequest) -> SnapshotTaken:
+        vm, name, quiesce = req.vm, req.snapshot, req.quiesce
         only = self.ctx.inventory.protected_vm(vm).disks
         with site_errors():
             return self.ctx.adapter.create_snapshot(vm, name, quiesce=quiesce, only=only)
 
-    @activity.defn(name="ship_disks")
+    @activity.defn(name=Activity.SHIP_DISKS)
     def ship_disks(self, req: ShipRequest) -> ShipOutcome:
         """Ship every disk of the snapshot; resumable from the last checkpoint the store confirms.
 
@@ -84,19 +91,16 @@ class ReplicationActivities(ReplicaSite):
         info = activity.info()
         done: dict[str, ShippedDiskRef] = {}
         if info.heartbeat_details:
-            last = info.heartbeat_details[0]
-            if isinstance(last, dict):
-                for d in last.get("done", []):
-                    ref = ShippedDiskRef.model_validate(d)
-                    done[ref.disk] = ref
+            # Decoded without a type hint: the converter hands back the heartbeat's JSON object.
+            for ref in ShipHeartbeat.model_validate(info.heartbeat_details[0]).done:
+                done[ref.disk] = ref
         repo = self._repository(req.vm)
         parent = PointRef(vm=req.vm, point_id=req.parent) if req.parent else None
-        state: dict[str, Any] = {"done": [d.model_dump(mode="json") for d in done.values()], "progress": None}
 
         def on_progress(progress: ShipProgress) -> None:
-            state["progress"] = progress.model_dump(mode="json")
-            activity.heartbeat(state)
-            failpoints.hit("ship.checkpoint", {"progress": state["progress"]})
+            checkpoint = ShipCheckpoint.model_validate(progress.model_dump(mode="json"))
+            activity.heartbeat(ShipHeartbeat(done=list(done.values()), progress=checkpoint))
+            failpoints.hit("ship.checkpoint", {"progress": checkpoint.model_dump(mode="json")})
 
         with site_errors(), self.ctx.adapter.open_disks(req.vm, req.snapshot) as open_source:
             for disk in req.disks:
@@ -129,12 +133,10 @@ class ReplicationActivities(ReplicaSite):
                     bytes_shipped=shipped.bytes_shipped,
                     change_path=str(shipped.change_path),
                 )
-                state["done"] = [d.model_dump(mode="json") for d in done.values()]
-                state["progress"] = None
-                activity.heartbeat(state)
+                activity.heartbeat(ShipHeartbeat(done=list(done.values())))
         return ShipOutcome(disks=[done[d.replica_name] for d in req.disks])
 
-    @activity.defn(name="commit_point")
+    @activity.defn(name=Activity.COMMIT_POINT)
     def commit_point(self, req: CommitRequest) -> str:
         repo = self._repository(req.vm)
         disks = [ShippedDisk.model_validate(d.shipped) for d in req.outcome.disks]
@@ -145,8 +147,9 @@ class ReplicationActivities(ReplicaSite):
         failpoints.hit("commit.done", {"point": ref.point_id})
         return ref.point_id
 
-    @activity.defn(name="verify_point")
-    def verify_point(self, vm: str, point_id: str) -> VerifyOutcome:
+    @activity.defn(name=Activity.VERIFY_POINT)
+    def verify_point(self, req: VMPoint) -> VerifyOutcome:
+        vm, point_id = req.vm, req.point_id
         repo = self._repository(vm)
         try:
             # Incremental: re-read what this point added; rows of a verified parent are already proven.
@@ -165,9 +168,10 @@ class ReplicationActivities(ReplicaSite):
             problems=(problems + list(result.errors))[:50],
         )
 
-    @activity.defn(name="release_snapshot")
-    def release_snapshot(self, vm: str, name: str) -> int:
+    @activity.defn(name=Activity.RELEASE_SNAPSHOT)
+    def release_snapshot(self, req: SnapshotRelease) -> int:
         """Remove the cycle's snapshot; a snapshot already gone (or a VM already gone) is success."""
+        vm, name = req.vm, req.snapshot
         failpoints.hit("release.start", {"snapshot": name})
         with site_errors():
             return self.ctx.adapter.release_snapshot(vm, name)

@@ -24,13 +24,10 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.contract.messages import CycleInput, GcInput, GcScheduleRequest, ScheduleRequest
+from seawall.contract.messages import CycleInput, GcInput, GcScheduleRequest, ScheduleRequest, VMRef
+from seawall.contract.names import Activity, Workflow, gc_schedule_id, schedule_id
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SA_SITE, SA_VM
-
-
-def schedule_id(vm: str) -> str:
-    return f"replicate/{vm}"
 
 
 def spread_offset(vm: str, every: timedelta) -> timedelta:
@@ -46,10 +43,10 @@ def cycle_schedule(req: ScheduleRequest) -> Schedule:
     every = timedelta(seconds=req.interval_s)
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            "ReplicationCycle",
+            Workflow.REPLICATION_CYCLE,
             CycleInput(vm=req.vm, source_site=req.source_site if req.reverse else None),
             # The schedule appends the start time, so each cycle has its own id under this prefix.
-            id=f"replicate/{req.vm}",
+            id=schedule_id(req.vm),
             task_queue=site_queue(req.source_site),
             typed_search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(SA_VM, req.vm), SearchAttributePair(SA_SITE, req.source_site)]
@@ -66,7 +63,7 @@ def cycle_schedule(req: ScheduleRequest) -> Schedule:
     )
 
 
-@activity.defn(name="ensure_schedule")
+@activity.defn(name=Activity.ENSURE_SCHEDULE)
 async def ensure_schedule(req: ScheduleRequest) -> str:
     """Create the VM's schedule, or bring an existing one to the current policy (idempotent)."""
     client = activity.client()
@@ -83,11 +80,11 @@ async def ensure_schedule(req: ScheduleRequest) -> str:
     return sid
 
 
-@activity.defn(name="delete_schedule")
-async def delete_schedule(vm: str) -> bool:
+@activity.defn(name=Activity.DELETE_SCHEDULE)
+async def delete_schedule(req: VMRef) -> bool:
     """Delete the VM's schedule; one already gone is success. Returns whether one existed."""
     try:
-        await activity.client().get_schedule_handle(schedule_id(vm)).delete()
+        await activity.client().get_schedule_handle(schedule_id(req.vm)).delete()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return False
@@ -95,14 +92,18 @@ async def delete_schedule(vm: str) -> bool:
     return True
 
 
-@activity.defn(name="cancel_cycles")
-async def cancel_cycles(vm: str) -> int:
+@activity.defn(name=Activity.CANCEL_CYCLES)
+async def cancel_cycles(req: VMRef) -> int:
     """Cancel the VM's running cycles and wait until they have closed (their snapshots released).
 
     Cancel, not terminate: a cancelled cycle still runs its compensation and releases its snapshot.
     """
     client = activity.client()
-    query = f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm}" AND ExecutionStatus = "Running"'
+    vm = req.vm
+    query = (
+        f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
+        ' AND ExecutionStatus = "Running"'
+    )
     running = [(wf.id, wf.run_id) async for wf in client.list_workflows(query)]
     for wf_id, run_id in running:
         with contextlib.suppress(RPCError):  # it may have finished meanwhile
@@ -115,11 +116,7 @@ async def cancel_cycles(vm: str) -> int:
     return len(running)
 
 
-def gc_schedule_id(store: str) -> str:
-    return f"gc/{store}"
-
-
-@activity.defn(name="ensure_gc_schedule")
+@activity.defn(name=Activity.ENSURE_GC_SCHEDULE)
 async def ensure_gc_schedule(req: GcScheduleRequest) -> str:
     """One garbage-collection schedule per replica store, run by a worker of a site that reaches it."""
     client = activity.client()
@@ -127,7 +124,7 @@ async def ensure_gc_schedule(req: GcScheduleRequest) -> str:
     every = timedelta(seconds=req.interval_s)
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            "CollectGarbage",
+            Workflow.COLLECT_GARBAGE,
             GcInput(store=req.store, site=req.site),
             id=sid,
             task_queue=site_queue(req.site),

@@ -23,7 +23,15 @@ from activities.recovery import find_plan, target_name
 from seawall.blockstore.errors import DataPathError
 from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.stores.backend import StoreError
-from seawall.contract.messages import ChosenPoint, Materialized, RecoverVMInput, TargetVM
+from seawall.contract.messages import (
+    ChosenPoint,
+    CreateTargetRequest,
+    Materialized,
+    PointRestore,
+    RecoverVMInput,
+    TargetVM,
+)
+from seawall.contract.names import Activity
 from seawall.model import PlanVM, RecoveryPlan
 from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
 from seawall.runtime.config import Settings
@@ -103,7 +111,7 @@ class RecoveryActivities(TargetSite):
         except IpPlanError as exc:
             raise fatal(str(exc), "PlanInvalid") from None
 
-    @activity.defn(name="choose_point")
+    @activity.defn(name=Activity.CHOOSE_POINT)
     def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
         """The newest verified point (at or before ``point_time`` when given)."""
         repo = self._repository(inp.vm)
@@ -126,8 +134,9 @@ class RecoveryActivities(TargetSite):
             source_ips=[ip for ip in manifest.meta.get("guest_ips", "").split(",") if ip],
         )
 
-    @activity.defn(name="materialize_disks")
-    def materialize_disks(self, inp: RecoverVMInput, point: ChosenPoint) -> Materialized:
+    @activity.defn(name=Activity.MATERIALIZE_DISKS)
+    def materialize_disks(self, req: PointRestore) -> Materialized:
+        inp, point = req.target, req.point
         reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
         reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
         with site_errors():
@@ -138,19 +147,21 @@ class RecoveryActivities(TargetSite):
             point=point, disks=[json.dumps(u, default=str) for u in uploaded], resources=resources
         )
 
-    @activity.defn(name="restore_in_place")
-    def restore_in_place(self, inp: RecoverVMInput, point: ChosenPoint) -> TargetVM:
+    @activity.defn(name=Activity.RESTORE_IN_PLACE)
+    def restore_in_place(self, req: PointRestore) -> TargetVM:
         """Failback: write the point onto the original VM's own disk files, then start the VM.
 
         The original keeps its identity (name, hardware, addresses in the guest); only its disks come
         back with what changed while it was away. Disks pair up by position (disk0 is the first).
         """
+        inp, point = req.target, req.point
         reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
         with site_errors():
             return self.ctx.adapter.restore_in_place(inp.vm, point, reader, activity.heartbeat)
 
-    @activity.defn(name="create_target_vm")
-    def create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
+    @activity.defn(name=Activity.CREATE_TARGET_VM)
+    def create_target_vm(self, req: CreateTargetRequest) -> TargetVM:
+        inp, disks = req.target, req.disks
         # vCenter tasks can take minutes: heartbeat meanwhile, so a dead worker is noticed in seconds.
         return with_heartbeats(lambda: self._create_target_vm(inp, disks), lambda: inp.vm)
 

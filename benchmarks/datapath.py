@@ -36,9 +36,10 @@ from typing import Any
 import zstandard
 
 from seawall.blockstore.keys import KeyMaterial
-from seawall.blockstore.repository import MAX_CHAIN, Repository
+from seawall.blockstore.repository import Repository
 from seawall.blockstore.source import ChangedArea
 from seawall.blockstore.stores.directory import DirectoryStore
+from seawall.blockstore.tuning import MAX_CHAIN
 from seawall.sites.directory.source import RawSource
 
 MiB = 1024 * 1024

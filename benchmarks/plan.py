@@ -48,13 +48,13 @@ from typing import Any
 import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
 from benchmarks.fleet import vm_name, write_fleet
-from seawall.contract.messages import FailoverInput, ProtectInput, ProtectResult, RunReport
-from seawall.control.status import schedule_id
+from seawall.contract.messages import FailoverInput, RunReport
+from seawall.contract.names import Query, gc_schedule_id, recover_id, recover_vm_id, schedule_id
+from seawall.control import recovery, replication
 from seawall.lab import LabInfo, load_lab
 from seawall.lab import config as lab_config
 from seawall.plans import load_plan
@@ -285,7 +285,7 @@ async def activity_latencies(client: Client, workflow_ids: list[str]) -> dict[st
 async def _wait_phase(handle: WorkflowHandle[Any, Any], prefix: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        progress = await handle.query("progress")
+        progress = await handle.query(Query.PROGRESS)
         if str(progress["phase"]).startswith(prefix):
             return
         desc = await handle.describe()
@@ -317,40 +317,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             t_seed = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    client.execute_workflow(
-                        "ProtectVM",
-                        ProtectInput(vm=vm),
-                        id=f"protect/{vm}",
-                        task_queue=settings.orchestration_queue,
-                        result_type=ProtectResult,
-                    )
-                    for vm in vms
-                )
-            )
+            queue = settings.orchestration_queue
+            await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
             seed_s = time.perf_counter() - t_seed
             # One point per VM is all a failover needs; cycles would compete with what is measured.
             for vm in vms:
                 with contextlib.suppress(RPCError):
                     await client.get_schedule_handle(schedule_id(vm)).delete()
             with contextlib.suppress(RPCError):
-                await client.get_schedule_handle(f"gc/{site}-store").delete()
+                await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
 
             started = datetime.now(UTC)
             t0 = time.perf_counter()
-            handle = await client.start_workflow(
-                "RecoveryPlan",
-                FailoverInput(plan=plan_name, mode="test", ttl_s=7200),
-                id=f"recover/{plan_name}",
-                task_queue=settings.orchestration_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                result_type=RunReport,
+            handle = await recovery.start_failover(
+                client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
             )
             await _wait_phase(handle, "drill running", timeout=args.timeout_s)
             observed_s = time.perf_counter() - t0
             t_cleanup = time.perf_counter()
-            await handle.execute_update("cleanup")
+            await recovery.cleanup(client, plan_name)
             report = await handle.result()
             cleanup_s = time.perf_counter() - t_cleanup
         finally:
@@ -364,9 +349,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     path = critical_path(report, plan_groups(workdir, plan_name))
     waits_s = path.pop("waits_s")
     overhead_s = wall_s - waits_s
-    history = await history_counts(client, f"recover/{plan_name}/{report.run}/{vms[0]}")
-    plan_history = await history_counts(client, f"recover/{plan_name}")
-    latencies = await activity_latencies(client, [f"recover/{plan_name}/{report.run}/{vm}" for vm in vms])
+    history = await history_counts(client, recover_vm_id(plan_name, report.run, vms[0]))
+    plan_history = await history_counts(client, recover_id(plan_name))
+    latencies = await activity_latencies(client, [recover_vm_id(plan_name, report.run, vm) for vm in vms])
     removed_vms = sum(1 for r in (report.cleanup.removed if report.cleanup else []) if r.kind == "vm")
     return {
         "vms": args.vms,

@@ -31,9 +31,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
-from seawall.contract.messages import ProtectInput, ProtectResult
+from seawall.contract.names import Workflow, gc_schedule_id, schedule_id
 from seawall.contract.search import SA_SITE
-from seawall.control.status import schedule_id
+from seawall.control import replication
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
 from workers.main import build_workers
@@ -64,6 +64,54 @@ async def _activity_counts(client: Client, workflow_id: str, run_id: str) -> dic
     return {"regular": regular, "local": local, "workflow_tasks": tasks, "events": len(history.events)}
 
 
+async def _stop_fleet(client: Client, site: str, vms: list[str]) -> tuple[int, int]:
+    """Delete the fleet's schedules (counting the actions they skipped for overlap and missed for the
+    catch-up window), cancel cycles still running, and delete the store's GC schedule."""
+    skipped = missed_catchup = 0
+    for vm in vms:
+        desc = await client.get_schedule_handle(schedule_id(vm)).describe()
+        skipped += desc.info.num_actions_skipped_overlap
+        missed_catchup += desc.info.num_actions_missed_catchup_window
+        await client.get_schedule_handle(schedule_id(vm)).delete()
+    # Cycles already started would otherwise wait on the fleet's queue for the next worker.
+    running = (
+        f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}" '
+        'AND ExecutionStatus = "Running"'
+    )
+    async for wf in client.list_workflows(running):
+        await client.get_workflow_handle(wf.id, run_id=wf.run_id).cancel()
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
+    with contextlib.suppress(RPCError):
+        await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
+    return skipped, missed_catchup
+
+
+async def _cycles_in_window(
+    client: Client, site: str, vms: list[str], window_start: datetime, window_end: datetime
+) -> tuple[list[float], dict[str, list[datetime]], int, tuple[str, str] | None]:
+    """Every cycle scheduled inside the window, from Temporal's visibility records: latencies of the
+    completed ones, their scheduled times per VM, how many failed, and one completed run to count."""
+    query = f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}"'
+    latencies: list[float] = []
+    completed: dict[str, list[datetime]] = {vm: [] for vm in vms}
+    failed = 0
+    sample: tuple[str, str] | None = None
+    async for wf in client.list_workflows(query):
+        scheduled = _scheduled_time(wf.id)
+        if scheduled is None or not (window_start <= scheduled < window_end):
+            continue
+        vm = wf.id.split("/", 1)[1][: len(vm_name(0, site))]
+        if wf.status == WorkflowExecutionStatus.COMPLETED and wf.close_time is not None:
+            latencies.append((wf.close_time - scheduled).total_seconds())
+            if vm in completed:
+                completed[vm].append(scheduled)
+            sample = sample or (wf.id, wf.run_id)
+        elif wf.status != WorkflowExecutionStatus.RUNNING:
+            failed += 1
+    return latencies, completed, failed, sample
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="seawall-bench-schedules-"))
     site = f"bench-{uuid.uuid4().hex[:8]}"  # its own task queue: no other worker takes its tasks
@@ -85,18 +133,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             t_seed = time.perf_counter()
-            await asyncio.gather(
-                *(
-                    client.execute_workflow(
-                        "ProtectVM",
-                        ProtectInput(vm=vm),
-                        id=f"protect/{vm}-{uuid.uuid4().hex[:6]}",
-                        task_queue=settings.orchestration_queue,
-                        result_type=ProtectResult,
-                    )
-                    for vm in vms
-                )
-            )
+            queue = settings.orchestration_queue
+            await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
             seed_s = time.perf_counter() - t_seed
             window_start = datetime.now(UTC)
             t0 = time.perf_counter()
@@ -106,46 +144,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     touch_blocks(workdir, vm, rng, blocks=2)
                 await asyncio.sleep(min(1.0, args.interval_s / 10))
             window_end = datetime.now(UTC)
-            skipped = missed_catchup = 0
-            for vm in vms:
-                desc = await client.get_schedule_handle(schedule_id(vm)).describe()
-                skipped += desc.info.num_actions_skipped_overlap
-                missed_catchup += desc.info.num_actions_missed_catchup_window
-                await client.get_schedule_handle(schedule_id(vm)).delete()
-            # Cycles already started would otherwise wait on the fleet's queue for the next worker.
-            running = (
-                f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "{site}" '
-                'AND ExecutionStatus = "Running"'
-            )
-            async for wf in client.list_workflows(running):
-                await client.get_workflow_handle(wf.id, run_id=wf.run_id).cancel()
-                with contextlib.suppress(Exception):
-                    await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
-            with contextlib.suppress(RPCError):
-                await client.get_schedule_handle(f"gc/{site}-store").delete()
+            skipped, missed_catchup = await _stop_fleet(client, site, vms)
         finally:
             for w in workers:
                 await w.shutdown()
             await runs
 
-    # Every cycle scheduled inside the window, from Temporal's visibility records.
-    query = f'WorkflowType = "ReplicationCycle" AND {SA_SITE.name} = "{site}"'
-    latencies: list[float] = []
-    completed: dict[str, list[datetime]] = {vm: [] for vm in vms}
-    failed = 0
-    sample: tuple[str, str] | None = None
-    async for wf in client.list_workflows(query):
-        scheduled = _scheduled_time(wf.id)
-        if scheduled is None or not (window_start <= scheduled < window_end):
-            continue
-        vm = wf.id.split("/", 1)[1][: len(vm_name(0, site))]
-        if wf.status == WorkflowExecutionStatus.COMPLETED and wf.close_time is not None:
-            latencies.append((wf.close_time - scheduled).total_seconds())
-            if vm in completed:
-                completed[vm].append(scheduled)
-            sample = sample or (wf.id, wf.run_id)
-        elif wf.status != WorkflowExecutionStatus.RUNNING:
-            failed += 1
+    latencies, completed, failed, sample = await _cycles_in_window(
+        client, site, vms, window_start, window_end
+    )
     # A miss: an interval of the window in which a VM got no verified point.
     slots = int((window_end - window_start).total_seconds() // args.interval_s)
     misses = sum(max(0, slots - len(times)) for times in completed.values())

@@ -16,6 +16,9 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The lab's authoritative DNS server (named, in /usr/sbin) and dig/nsupdate for looking at it.
+[ -x /usr/sbin/named ] || need_apt+=(bind9)
+command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: missing system packages: ${need_apt[*]}; run as root or install them with apt-get" >&2
@@ -23,7 +26,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Packages with a service (bind9) must not start it: the lab runs its own named on 127.0.0.1 only,
+  # and a system one would answer on port 53 of every interface. policy-rc.d (exit 101) forbids it.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
+    || { [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 stamp="$VENV/.seawall-installed"

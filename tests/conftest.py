@@ -39,7 +39,7 @@ def lab_state_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def lab(lab_state_dir: Path) -> LabInfo:
-    """The running lab's endpoints, after checking that all five parts are healthy."""
+    """The running lab's endpoints, after checking that every part is healthy."""
     try:
         info = load_lab(lab_state_dir)
     except LabNotUpError as exc:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
+from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
 from workflows.probe import ProbeSiteWorkflow
-from workflows.recovery import (
-    CleanupTestWorkflow,
-    CommitFailoverWorkflow,
-    RecoverVMWorkflow,
-    RecoveryPlanWorkflow,
-    ReprotectWorkflow,
-)
+from workflows.recover_vm import RecoverVMWorkflow
+from workflows.recovery import RecoveryPlanWorkflow
 from workflows.replication import (
     CollectGarbageWorkflow,
     ProtectVMWorkflow,

@@ -12,22 +12,23 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.probe import ProbeActivities
     from seawall.contract.messages import ProbeSiteInput, SiteProbe
+    from seawall.contract.names import Workflow
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE
 
 
-@workflow.defn(name="ProbeSite")
+@workflow.defn(name=Workflow.PROBE_SITE)
 class ProbeSiteWorkflow:
     @workflow.run
     async def run(self, inp: ProbeSiteInput) -> SiteProbe:
         workflow.upsert_search_attributes([SA_SITE.value_set(inp.site)])
         # A probe answers in seconds; a few quick retries tell a flapping site from a dead one.
-        return await workflow.execute_activity(
-            "probe_site",
-            inp.site,
+        return await workflow.execute_activity_method(
+            ProbeActivities.probe_site,
+            inp,
             task_queue=site_queue(inp.site),
-            result_type=SiteProbe,
             schedule_to_close_timeout=timedelta(minutes=2),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),

@@ -1,200 +1,66 @@
-"""Recovery: RecoveryPlan (groups in boot order, gates, hooks, fencing, drills with a TTL) and RecoverVM.
+"""RecoveryPlan: a whole application failed over (groups in boot order, gates, hooks, fencing, drills
+with a time to live), each VM a ``RecoverVM`` child on the *target* site's queue.
 
-The plan workflow sequences; each VM recovers as a ``RecoverVM`` child on the *target* site's queue,
-so every step that touches the target runs on a worker at that site. A run's resources are tagged with
-the run id as they are made, so cleanup finds them all even when a child died half-way.
+The plan workflow only sequences; what it did is gathered in a ``_Evidence`` and written as the run's
+report at the end, whatever the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
-from workflows.policies import persistent, quick
+from workflows.plan import FATAL, PERSISTENT, QUICK, load_spec
+from workflows.recover_vm import RecoverVMWorkflow
+from workflows.replication import ReplicationCycleWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.cleanup import CleanupActivities
+    from activities.fence import FenceActivities
+    from activities.hooks import HookActivities
+    from activities.recovery import OrchestrationActivities
     from seawall.contract.messages import (
         AbortInput,
         Approval,
         ApproveInput,
-        ChosenPoint,
         CleanupOutcome,
-        CommitOutcome,
+        CleanupRequest,
         CycleInput,
-        CycleResult,
-        DnsChange,
         FailoverInput,
         GroupStep,
-        HealthOutcome,
         HookOutcome,
-        Materialized,
-        PlanInput,
-        PlanRunInput,
+        HookRequest,
         PlanSpec,
-        ProtectInput,
-        Protection,
         RecoverVMInput,
         RecoverVMResult,
-        ReportWritten,
-        ReprotectOutcome,
-        Resource,
         RunReport,
-        ScheduleRequest,
         StepTime,
-        TargetVM,
+        VMRef,
+        VMsRef,
     )
+    from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
 
-T = TypeVar("T")
 
-FATAL = ["PlanInvalid", "NotProtected", "NoRecoveryPoint", "CredentialsError", "KeyMissing", "WrongKey"]
-QUICK = quick(FATAL)
-PERSISTENT = persistent(FATAL)
+@dataclass
+class _Evidence:
+    """What a run has done so far: the report's content, gathered as the groups recover."""
 
-
-async def load_spec(plan: str, direction: str | None = None) -> PlanSpec:
-    """The plan's shape, read by a worker from its plan files (a direction only for failback)."""
-    return await workflow.execute_activity(
-        "load_plan_spec",
-        args=[plan, direction] if direction else [plan],
-        result_type=PlanSpec,
-        start_to_close_timeout=timedelta(minutes=1),
-        retry_policy=QUICK,
-    )
+    hooks: list[HookOutcome] = field(default_factory=list)
+    groups: list[StepTime] = field(default_factory=list)
+    fencing: list[str] = field(default_factory=list)
+    results: dict[str, RecoverVMResult] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    status: str = "completed"
 
 
-@workflow.defn(name="RecoverVM")
-class RecoverVMWorkflow:
-    """choose point -> materialize disks -> create, re-IP, power on -> health -> DNS, at the target."""
-
-    def __init__(self) -> None:
-        self._step = "starting"
-
-    @workflow.query
-    def step(self) -> str:
-        return self._step
-
-    @workflow.run
-    async def run(self, inp: RecoverVMInput) -> RecoverVMResult:
-        started = workflow.now()
-        steps: list[StepTime] = []
-
-        async def timed(step: str, work: Awaitable[T]) -> T:
-            self._step = step
-            workflow.set_current_details(f"{inp.vm}: {step}")
-            t0 = workflow.now()
-            result = await work
-            steps.append(
-                StepTime(step=step, started_at=t0.isoformat(), finished_at=workflow.now().isoformat())
-            )
-            return result
-
-        point: ChosenPoint = await timed(
-            "choose recovery point",
-            workflow.execute_activity(
-                "choose_point",
-                inp,
-                result_type=ChosenPoint,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=QUICK,
-            ),
-        )
-        if inp.in_place:
-            original = await timed(
-                "restore onto the original VM and start it",
-                workflow.execute_activity(
-                    "restore_in_place",
-                    args=[inp, point],
-                    result_type=TargetVM,
-                    start_to_close_timeout=timedelta(hours=12),
-                    heartbeat_timeout=timedelta(minutes=2),
-                    retry_policy=PERSISTENT,
-                ),
-            )
-            return await self._finish(inp, point, original, [], steps, timed, started)
-        disks: Materialized = await timed(
-            "materialize disks",
-            workflow.execute_activity(
-                "materialize_disks",
-                args=[inp, point],
-                result_type=Materialized,
-                start_to_close_timeout=timedelta(hours=12),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=PERSISTENT,
-            ),
-        )
-        vm: TargetVM = await timed(
-            "create, re-IP and power on",
-            workflow.execute_activity(
-                "create_target_vm",
-                args=[inp, disks],
-                result_type=TargetVM,
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=QUICK,
-            ),
-        )
-        return await self._finish(inp, point, vm, disks.resources, steps, timed, started)
-
-    async def _finish(
-        self,
-        inp: RecoverVMInput,
-        point: ChosenPoint,
-        vm: TargetVM,
-        made: list[Resource],
-        steps: list[StepTime],
-        timed: Any,
-        started: datetime,
-    ) -> RecoverVMResult:
-        health: HealthOutcome = await timed(
-            "health checks",
-            workflow.execute_activity(
-                "check_health",
-                args=[inp, vm],
-                result_type=HealthOutcome,
-                start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
-            ),
-        )
-        healthy_at = workflow.now()
-        dns: list[DnsChange] = []
-        if inp.mode != "test":
-            # A drill runs in an isolated network: production DNS keeps pointing at production.
-            dns = await timed(
-                "update DNS",
-                workflow.execute_activity(
-                    "update_dns",
-                    args=[inp, vm],
-                    result_type=list[DnsChange],
-                    start_to_close_timeout=timedelta(minutes=10),
-                    retry_policy=QUICK,
-                ),
-            )
-        self._step = "healthy"
-        return RecoverVMResult(
-            vm=inp.vm,
-            target_name=vm.name,
-            point_id=point.point_id,
-            point_created_at=point.created_at,
-            ips=vm.ips,
-            dns=dns,
-            health=health,
-            resources=[*made, *vm.resources],
-            steps=steps,
-            started_at=started.isoformat(),
-            healthy_at=healthy_at.isoformat(),
-        )
-
-
-@workflow.defn(name="RecoveryPlan")
+@workflow.defn(name=Workflow.RECOVERY_PLAN)
 class RecoveryPlanWorkflow:
     """Fail a whole application over: ``test`` (drill, then clean up), ``planned`` or ``unplanned``."""
 
@@ -212,7 +78,7 @@ class RecoveryPlanWorkflow:
 
     # ---- messages --------------------------------------------------------------------------------
 
-    @workflow.query
+    @workflow.query(name=Query.PROGRESS)
     def progress(self) -> dict[str, object]:
         return {
             "phase": self._phase,
@@ -222,7 +88,7 @@ class RecoveryPlanWorkflow:
             "aborted": self._aborted is not None,
         }
 
-    @workflow.update
+    @workflow.update(name=Update.APPROVE)
     def approve(self, inp: ApproveInput) -> Approval:
         decision = Approval(
             gate=inp.gate, approved=True, by=inp.by, at=workflow.now().isoformat(), comment=inp.comment
@@ -237,7 +103,7 @@ class RecoveryPlanWorkflow:
         if inp.gate != self._pending_gate:
             raise ValueError(f"gate {inp.gate!r} is not the one waiting ({self._pending_gate!r})")
 
-    @workflow.update
+    @workflow.update(name=Update.ABORT)
     def abort(self, inp: AbortInput) -> str:
         self._aborted = inp
         return f"abort requested by {inp.by}"
@@ -247,7 +113,7 @@ class RecoveryPlanWorkflow:
         if self._done or self._phase in ("cleaning up", "writing report"):
             raise ValueError(f"the run is {self._phase}; nothing to abort")
 
-    @workflow.update
+    @workflow.update(name=Update.CLEANUP)
     def cleanup(self) -> str:
         self._cleanup_requested = True
         return "cleanup requested"
@@ -259,7 +125,7 @@ class RecoveryPlanWorkflow:
         if self._done:
             raise ValueError("this drill is already cleaned up")
 
-    @workflow.update
+    @workflow.update(name=Update.EXTEND_TTL)
     def extend_ttl(self, hours: float) -> str:
         self._ttl_extension_s += hours * 3600
         return f"drill extended by {hours:g} h"
@@ -273,16 +139,168 @@ class RecoveryPlanWorkflow:
 
     # ---- run -------------------------------------------------------------------------------------
 
+    @workflow.run
+    async def run(self, inp: FailoverInput) -> RunReport:
+        started = workflow.now()
+        self._mode = inp.mode
+        run = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{workflow.info().run_id.replace('-', '')[-8:]}"
+        workflow.upsert_search_attributes(
+            [SA_PLAN.value_set(inp.plan), SA_MODE.value_set(inp.mode), SA_RUN.value_set(run)]
+        )
+        self._set_phase("loading the plan")
+        failback = inp.direction == "failback"
+        if failback and inp.mode != "planned":
+            raise ApplicationError(
+                "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
+            )
+        spec = await load_spec(inp.plan, inp.direction if failback else None)
+        vms = [v.vm for g in spec.groups for v in g.vms]
+        evidence = _Evidence()
+        if inp.mode in ("planned", "unplanned"):
+            evidence.fencing = await self._stop_sources(spec, vms, inp, run)
+        await self._recover_groups(spec, inp, run, evidence)
+        cleanup = await self._end(spec, inp, run, evidence.status)
+        self._done = True
+        self._set_phase("writing report")
+        report = RunReport(
+            plan=spec.plan,
+            run=run,
+            mode=inp.mode,
+            status=evidence.status,
+            started_at=started.isoformat(),
+            finished_at=workflow.now().isoformat(),
+            vms=[evidence.results[v] for v in vms if v in evidence.results],
+            failed_vms=evidence.failed,
+            hooks=evidence.hooks,
+            approvals=self._approvals,
+            groups=evidence.groups,
+            cleanup=cleanup,
+            fencing=evidence.fencing,
+        )
+        return await self._report(report)
+
     def _set_phase(self, phase: str) -> None:
         self._phase = phase
         workflow.set_current_details(phase)
 
+    async def _stop_sources(self, spec: PlanSpec, vms: list[str], inp: FailoverInput, run: str) -> list[str]:
+        """A real failover: pause the VMs' schedules, fence the sources and, planned, replicate them a
+        last time. Two live copies of one server is the worst outcome: the sources stop first."""
+        self._set_phase("fencing the source VMs")
+        await workflow.execute_activity_method(
+            OrchestrationActivities.pause_schedules,
+            VMsRef(vms=vms),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=QUICK,
+        )
+        fencing = await self._fence(spec, vms, inp.mode)
+        if inp.mode == "planned":
+            self._set_phase("final replication of the stopped source VMs")
+            failback = inp.direction == "failback"
+            await asyncio.gather(
+                *(
+                    workflow.execute_child_workflow(
+                        ReplicationCycleWorkflow.run,
+                        # Failing back, the copies at the plan's target are what runs: replicate those.
+                        CycleInput(vm=vm, source_site=spec.source_site if failback else None),
+                        id=final_cycle_id(vm, run),
+                        task_queue=site_queue(spec.source_site),
+                    )
+                    for vm in vms
+                )
+            )
+        return fencing
+
+    async def _recover_groups(self, spec: PlanSpec, inp: FailoverInput, run: str, ev: _Evidence) -> None:
+        """The plan's hooks and groups in order, each group behind its gate; sets ``ev.status``."""
+        for name in spec.pre_hooks:
+            ev.hooks.append(await self._hook(name, spec, None))
+        for group in spec.groups:
+            if self._aborted is not None:
+                break
+            if group.gate:
+                decision = await self._gate(group)
+                if not decision.approved:
+                    if self._aborted is None:
+                        self._aborted = AbortInput(by=decision.by, reason=f"gate {group.gate} not approved")
+                    break
+            t0 = workflow.now()
+            self._set_phase(f"recovering group {group.name}")
+            if group.boot_delay_s:
+                await workflow.sleep(group.boot_delay_s)
+            for name in group.pre_hooks:
+                ev.hooks.append(await self._hook(name, spec, group.name))
+            await self._recover_group(spec, group, inp, run, ev.results, ev.failed)
+            ev.groups.append(
+                StepTime(step=group.name, started_at=t0.isoformat(), finished_at=workflow.now().isoformat())
+            )
+            group_failed = [v.vm for v in group.vms if v.vm in ev.failed]
+            if group_failed and spec.failure_policy != "skip-vm":
+                ev.status = "failed"
+                break
+            for name in group.post_hooks:
+                ev.hooks.append(await self._hook(name, spec, group.name))
+        if self._aborted is not None:
+            ev.status = "aborted"
+        if ev.status == "completed":
+            for name in spec.post_hooks:
+                ev.hooks.append(await self._hook(name, spec, None))
+
+    async def _end(self, spec: PlanSpec, inp: FailoverInput, run: str, status: str) -> CleanupOutcome | None:
+        """A drill runs until cleaned up (or its time to live), then is cleaned up; an aborted or
+        failed one is cleaned up at once. A real failover is rolled back only by ``rollback-test``."""
+        if inp.mode == "test":
+            if status == "completed" and self._aborted is None:
+                await self._drill_lifetime(inp.ttl_s if inp.ttl_s is not None else spec.test_ttl_s)
+            # A drill never leaves anything behind.
+            return await self._cleanup(spec, run, inp.mode)
+        if status != "completed" and spec.failure_policy == "rollback-test":
+            return await self._cleanup(spec, run, inp.mode)
+        return None
+
+    async def _drill_lifetime(self, ttl: float) -> None:
+        """Wait for the ``cleanup`` update, an abort or the time to live, which ``extend_ttl`` moves."""
+        self._set_phase("drill running: waiting for cleanup (or its time to live)")
+        deadline = workflow.now() + timedelta(seconds=ttl)
+        while not self._cleanup_requested and self._aborted is None:
+            remaining = (deadline + timedelta(seconds=self._ttl_extension_s) - workflow.now()).total_seconds()
+            if remaining <= 0:
+                break
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cleanup_requested or self._aborted is not None or self._ttl_extension_s > 0,
+                    timeout=timedelta(seconds=remaining),
+                )
+            except TimeoutError:
+                break
+            if self._ttl_extension_s > 0:
+                deadline += timedelta(seconds=self._ttl_extension_s)
+                self._ttl_extension_s = 0
+
+    async def _report(self, report: RunReport) -> RunReport:
+        """Write the report; a failed run then fails the workflow, with the report as its details."""
+        written = await workflow.execute_activity_method(
+            OrchestrationActivities.write_report,
+            report,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=QUICK,
+        )
+        self._set_phase(f"{report.status}: report {written.html_path}")
+        if report.status == "failed":
+            raise ApplicationError(
+                f"plan {report.plan} run {report.run} failed: "
+                + "; ".join(f"{k}: {v}" for k, v in report.failed_vms.items()),
+                report.model_dump(mode="json"),
+                type="PlanFailed",
+                non_retryable=True,
+            )
+        return report
+
     async def _hook(self, name: str, spec: PlanSpec, group: str | None) -> HookOutcome:
-        return await workflow.execute_activity(
-            "run_hook",
-            args=[spec.plan, group, name],
+        return await workflow.execute_activity_method(
+            HookActivities.run_hook,
+            HookRequest(plan=spec.plan, group=group, name=name),
             task_queue=site_queue(spec.target_site),
-            result_type=HookOutcome,
             start_to_close_timeout=timedelta(hours=1),
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
@@ -335,7 +353,7 @@ class RecoveryPlanWorkflow:
             self._vm_state[step_vm] = "recovering"
             try:
                 results[step_vm] = await workflow.execute_child_workflow(
-                    "RecoverVM",
+                    RecoverVMWorkflow.run,
                     RecoverVMInput(
                         plan=spec.plan,
                         run=run,
@@ -345,9 +363,8 @@ class RecoveryPlanWorkflow:
                         point_time=inp.point_time,
                         in_place=inp.direction == "failback",
                     ),
-                    id=f"recover/{spec.plan}/{run}/{step_vm}",
+                    id=recover_vm_id(spec.plan, run, step_vm),
                     task_queue=site_queue(spec.target_site),
-                    result_type=RecoverVMResult,
                 )
                 self._vm_state[step_vm] = "healthy"
             except ChildWorkflowError as exc:
@@ -367,164 +384,16 @@ class RecoveryPlanWorkflow:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    @workflow.run
-    async def run(self, inp: FailoverInput) -> RunReport:
-        started = workflow.now()
-        self._mode = inp.mode
-        run = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{workflow.info().run_id.replace('-', '')[-8:]}"
-        workflow.upsert_search_attributes(
-            [SA_PLAN.value_set(inp.plan), SA_MODE.value_set(inp.mode), SA_RUN.value_set(run)]
-        )
-        self._set_phase("loading the plan")
-        failback = inp.direction == "failback"
-        if failback and inp.mode != "planned":
-            raise ApplicationError(
-                "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
-            )
-        spec = await load_spec(inp.plan, inp.direction if failback else None)
-        vms = [v.vm for g in spec.groups for v in g.vms]
-        hooks: list[HookOutcome] = []
-        groups: list[StepTime] = []
-        fencing: list[str] = []
-        results: dict[str, RecoverVMResult] = {}
-        failed: dict[str, str] = {}
-        status = "completed"
-
-        if inp.mode in ("planned", "unplanned"):
-            # Two live copies of one server is the worst outcome: fence the sources first.
-            self._set_phase("fencing the source VMs")
-            await workflow.execute_activity(
-                "pause_schedules",
-                vms,
-                result_type=int,
-                start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=QUICK,
-            )
-            fencing = await self._fence(spec, vms, inp.mode)
-            if inp.mode == "planned":
-                self._set_phase("final replication of the stopped source VMs")
-                await asyncio.gather(
-                    *(
-                        workflow.execute_child_workflow(
-                            "ReplicationCycle",
-                            # Failing back, the copies at the plan's target are what runs: replicate those.
-                            CycleInput(vm=vm, source_site=spec.source_site if failback else None),
-                            id=f"replicate/{vm}/final-{run}",
-                            task_queue=site_queue(spec.source_site),
-                        )
-                        for vm in vms
-                    )
-                )
-
-        for name in spec.pre_hooks:
-            hooks.append(await self._hook(name, spec, None))
-        for group in spec.groups:
-            if self._aborted is not None:
-                break
-            if group.gate:
-                decision = await self._gate(group)
-                if not decision.approved:
-                    if self._aborted is None:
-                        self._aborted = AbortInput(by=decision.by, reason=f"gate {group.gate} not approved")
-                    break
-            t0 = workflow.now()
-            self._set_phase(f"recovering group {group.name}")
-            if group.boot_delay_s:
-                await workflow.sleep(group.boot_delay_s)
-            for name in group.pre_hooks:
-                hooks.append(await self._hook(name, spec, group.name))
-            await self._recover_group(spec, group, inp, run, results, failed)
-            groups.append(
-                StepTime(step=group.name, started_at=t0.isoformat(), finished_at=workflow.now().isoformat())
-            )
-            group_failed = [v.vm for v in group.vms if v.vm in failed]
-            if group_failed and spec.failure_policy != "skip-vm":
-                status = "failed"
-                break
-            for name in group.post_hooks:
-                hooks.append(await self._hook(name, spec, group.name))
-        if self._aborted is not None:
-            status = "aborted"
-        if status == "completed":
-            for name in spec.post_hooks:
-                hooks.append(await self._hook(name, spec, None))
-
-        cleanup: CleanupOutcome | None = None
-        if inp.mode == "test":
-            if status == "completed" and self._aborted is None:
-                self._set_phase("drill running: waiting for cleanup (or its time to live)")
-                ttl = inp.ttl_s if inp.ttl_s is not None else spec.test_ttl_s
-                deadline = workflow.now() + timedelta(seconds=ttl)
-                while not self._cleanup_requested and self._aborted is None:
-                    remaining = (
-                        deadline + timedelta(seconds=self._ttl_extension_s) - workflow.now()
-                    ).total_seconds()
-                    if remaining <= 0:
-                        break
-                    try:
-                        await workflow.wait_condition(
-                            lambda: (
-                                self._cleanup_requested
-                                or self._aborted is not None
-                                or self._ttl_extension_s > 0
-                            ),
-                            timeout=timedelta(seconds=remaining),
-                        )
-                    except TimeoutError:
-                        break
-                    if self._ttl_extension_s > 0:
-                        deadline += timedelta(seconds=self._ttl_extension_s)
-                        self._ttl_extension_s = 0
-            # An aborted or failed drill is cleaned up too: a drill never leaves anything behind.
-            cleanup = await self._cleanup(spec, run, inp.mode)
-        elif status != "completed" and spec.failure_policy == "rollback-test":
-            cleanup = await self._cleanup(spec, run, inp.mode)
-
-        self._done = True
-        self._set_phase("writing report")
-        report = RunReport(
-            plan=spec.plan,
-            run=run,
-            mode=inp.mode,
-            status=status,
-            started_at=started.isoformat(),
-            finished_at=workflow.now().isoformat(),
-            vms=[results[v] for v in vms if v in results],
-            failed_vms=failed,
-            hooks=hooks,
-            approvals=self._approvals,
-            groups=groups,
-            cleanup=cleanup,
-            fencing=fencing,
-        )
-        written: ReportWritten = await workflow.execute_activity(
-            "write_report",
-            report,
-            result_type=ReportWritten,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=QUICK,
-        )
-        self._set_phase(f"{status}: report {written.html_path}")
-        if status == "failed":
-            raise ApplicationError(
-                f"plan {spec.plan} run {run} failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()),
-                report.model_dump(mode="json"),
-                type="PlanFailed",
-                non_retryable=True,
-            )
-        return report
-
     async def _fence(self, spec: PlanSpec, vms: list[str], mode: str) -> list[str]:
         notes: list[str] = []
         unreachable: list[str] = []
         for vm in vms:
             try:
                 notes.append(
-                    await workflow.execute_activity(
-                        "fence_vm",
-                        vm,
+                    await workflow.execute_activity_method(
+                        FenceActivities.fence_vm,
+                        VMRef(vm=vm),
                         task_queue=site_queue(spec.source_site),
-                        result_type=str,
                         # An unreachable source site must not hold the failover for long.
                         schedule_to_close_timeout=timedelta(minutes=2),
                         retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=FATAL),
@@ -540,20 +409,7 @@ class RecoveryPlanWorkflow:
                     type="FenceFailed",
                     non_retryable=True,
                 )
-            gate = GroupStep(
-                name="fencing",
-                boot_delay_s=0,
-                vms=[],
-                pre_hooks=[],
-                post_hooks=[],
-                gate="source-fenced",
-                gate_message="The source site did not answer for "
-                + ", ".join(unreachable)
-                + ": confirm they are down (or isolated) before their replicas boot",
-                gate_timeout_s=None,
-                gate_on_timeout="abort",
-            )
-            decision = await self._gate(gate)
+            decision = await self._gate(_fencing_gate(unreachable))
             if not decision.approved:
                 raise ApplicationError("fencing was not confirmed; nothing was recovered", type="FenceFailed")
             notes.append(f"fencing confirmed by {decision.by} at {decision.at}")
@@ -561,109 +417,28 @@ class RecoveryPlanWorkflow:
 
     async def _cleanup(self, spec: PlanSpec, run: str, mode: str) -> CleanupOutcome:
         self._set_phase("cleaning up")
-        return await workflow.execute_activity(
-            "cleanup_run",
-            args=[spec.plan, run, mode],
+        return await workflow.execute_activity_method(
+            CleanupActivities.cleanup_run,
+            CleanupRequest(plan=spec.plan, run=run, mode=mode),
             task_queue=site_queue(spec.target_site),
-            result_type=CleanupOutcome,
             start_to_close_timeout=timedelta(hours=1),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=PERSISTENT,
         )
 
 
-@workflow.defn(name="CleanupTest")
-class CleanupTestWorkflow:
-    """Remove what a drill made, by its run id: for a drill whose own workflow is gone (terminated,
-    lost with an old server) — a running drill is ended with its ``cleanup`` update instead."""
-
-    @workflow.run
-    async def run(self, inp: PlanRunInput) -> CleanupOutcome:
-        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
-        spec = await load_spec(inp.plan)
-        return await workflow.execute_activity(
-            "cleanup_run",
-            args=[spec.plan, inp.run, "test"],
-            task_queue=site_queue(spec.target_site),
-            result_type=CleanupOutcome,
-            start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=PERSISTENT,
-        )
-
-
-@workflow.defn(name="CommitFailover")
-class CommitFailoverWorkflow:
-    """Make a real failover final: the old direction's schedules go, and points older than the one
-    recovered (the base of reverse replication) are pruned."""
-
-    @workflow.run
-    async def run(self, inp: PlanRunInput) -> CommitOutcome:
-        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
-        spec = await load_spec(inp.plan)
-        deleted: list[str] = []
-        pruned: dict[str, list[str]] = {}
-        for vm in [v.vm for g in spec.groups for v in g.vms]:
-            if await workflow.execute_activity(
-                "delete_schedule",
-                vm,
-                result_type=bool,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=QUICK,
-            ):
-                deleted.append(vm)
-            pruned[vm] = await workflow.execute_activity(
-                "prune_points",
-                vm,
-                task_queue=site_queue(spec.target_site),
-                result_type=list[str],
-                start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=QUICK,
-            )
-        return CommitOutcome(plan=spec.plan, run=inp.run, schedules_deleted=deleted, points_pruned=pruned)
-
-
-@workflow.defn(name="Reprotect")
-class ReprotectWorkflow:
-    """Reverse replication after a failover: the copies now running at the plan's target site
-    replicate into the same replica, each first cycle shipping only what changed there since the
-    point it was recovered from (no re-seed), then on their own schedules."""
-
-    @workflow.run
-    async def run(self, inp: PlanInput) -> ReprotectOutcome:
-        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
-        spec = await load_spec(inp.plan)
-        vms = [v.vm for g in spec.groups for v in g.vms]
-        workflow.set_current_details(f"reverse replication of {len(vms)} VMs from {spec.target_site}")
-        cycles: list[CycleResult] = list(
-            await asyncio.gather(
-                *(
-                    workflow.execute_child_workflow(
-                        "ReplicationCycle",
-                        CycleInput(vm=vm, source_site=spec.target_site),
-                        id=f"replicate/{vm}/reprotect-{workflow.info().run_id.replace('-', '')[-12:]}",
-                        task_queue=site_queue(spec.target_site),
-                        result_type=CycleResult,
-                    )
-                    for vm in vms
-                )
-            )
-        )
-        for vm in vms:
-            prot: Protection = await workflow.execute_activity(
-                "resolve_protection",
-                ProtectInput(vm=vm, source_site=spec.target_site),
-                result_type=Protection,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=QUICK,
-            )
-            await workflow.execute_activity(
-                "ensure_schedule",
-                ScheduleRequest(
-                    vm=vm, source_site=spec.target_site, interval_s=prot.interval_s, reverse=True
-                ),
-                result_type=str,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=QUICK,
-            )
-        return ReprotectOutcome(plan=spec.plan, from_site=spec.target_site, cycles=cycles)
+def _fencing_gate(unreachable: list[str]) -> GroupStep:
+    """A source that did not answer turns into an approval gate: an operator confirms it is down."""
+    return GroupStep(
+        name="fencing",
+        boot_delay_s=0,
+        vms=[],
+        pre_hooks=[],
+        post_hooks=[],
+        gate="source-fenced",
+        gate_message="The source site did not answer for "
+        + ", ".join(unreachable)
+        + ": confirm they are down (or isolated) before their replicas boot",
+        gate_timeout_s=None,
+        gate_on_timeout="abort",
+    )

@@ -18,6 +18,12 @@ from temporalio.exceptions import ApplicationError
 from workflows.policies import persistent, quick
 
 with workflow.unsafe.imports_passed_through():
+    # The activity classes only name the activities here (and give their types): their code runs at
+    # the workers, never in the workflow sandbox.
+    from activities.protection import InventoryActivities
+    from activities.replica import RetentionActivities
+    from activities.replication import ReplicationActivities
+    from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
     from seawall.contract.messages import (
         CommitRequest,
         CycleInput,
@@ -29,14 +35,17 @@ with workflow.unsafe.imports_passed_through():
         ProtectInput,
         Protection,
         ProtectResult,
-        RetentionOutcome,
         ScheduleRequest,
         ShipOutcome,
         ShipRequest,
+        SnapshotRelease,
+        SnapshotRequest,
         SnapshotTaken,
         UnprotectInput,
-        VerifyOutcome,
+        VMPoint,
+        VMRef,
     )
+    from seawall.contract.names import Query, Workflow, seed_cycle_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE, SA_VM
 
@@ -64,7 +73,7 @@ def point_id_for(info: workflow.Info, started: datetime) -> str:
     return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{info.run_id.replace('-', '')[-12:]}"
 
 
-@workflow.defn(name="ReplicationCycle")
+@workflow.defn(name=Workflow.REPLICATION_CYCLE)
 class ReplicationCycleWorkflow:
     """snapshot -> ship -> commit -> verify -> release snapshot -> retention: one verified point."""
 
@@ -72,7 +81,7 @@ class ReplicationCycleWorkflow:
         self._phase = "starting"
         self._point: str | None = None
 
-    @workflow.query
+    @workflow.query(name=Query.PHASE)
     def phase(self) -> dict[str, str | None]:
         return {"phase": self._phase, "point": self._point}
 
@@ -83,102 +92,50 @@ class ReplicationCycleWorkflow:
     @workflow.run
     async def run(self, inp: CycleInput) -> CycleResult:
         started = workflow.now()
-        prot: Protection = await workflow.execute_local_activity(
-            "resolve_protection",
+        prot = await workflow.execute_local_activity_method(
+            InventoryActivities.resolve_protection,
             ProtectInput(vm=inp.vm, source_site=inp.source_site),
-            result_type=Protection,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
         workflow.upsert_search_attributes([SA_VM.value_set(prot.vm), SA_SITE.value_set(prot.source_site)])
         self._point = point_id_for(workflow.info(), started)
-        hb = timedelta(seconds=prot.heartbeat_timeout_s)
+        point = self._point
 
         self._set_phase("finding parent point", inp.vm)
-        start: CycleStart = await workflow.execute_local_activity(
-            "start_cycle",
-            args=[inp.vm, self._point],
-            result_type=CycleStart,
+        start = await workflow.execute_local_activity_method(
+            ReplicationActivities.start_cycle,
+            VMPoint(vm=inp.vm, point_id=point),
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=QUICK,
         )
         self._set_phase("taking snapshot", inp.vm)
-        snap: SnapshotTaken = await workflow.execute_local_activity(
-            "create_snapshot",
-            args=[inp.vm, start.snapshot, prot.app_consistent],
-            result_type=SnapshotTaken,
+        snap = await workflow.execute_local_activity_method(
+            ReplicationActivities.create_snapshot,
+            SnapshotRequest(vm=inp.vm, snapshot=start.snapshot, quiesce=prot.app_consistent),
             # Quiesced snapshots of busy guests take minutes.
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=QUICK,
         )
         try:
-            self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", inp.vm)
-            shipped: ShipOutcome = await workflow.execute_activity(
-                "ship_disks",
-                ShipRequest(
-                    vm=inp.vm,
-                    point_id=self._point,
-                    snapshot=snap.snapshot,
-                    parent=start.parent,
-                    disks=snap.disks,
-                ),
-                result_type=ShipOutcome,
-                start_to_close_timeout=timedelta(hours=24),
-                heartbeat_timeout=hb,
-                retry_policy=PERSISTENT,
+            shipped = await self._ship_commit_verify(
+                inp.vm, point, start, snap, timedelta(seconds=prot.heartbeat_timeout_s)
             )
-            self._set_phase("committing point", inp.vm)
-            await workflow.execute_local_activity(
-                "commit_point",
-                CommitRequest(
-                    vm=inp.vm,
-                    point_id=self._point,
-                    parent=start.parent,
-                    outcome=shipped,
-                    meta={
-                        "workflow_id": workflow.info().workflow_id,
-                        "snapshot": snap.snapshot,
-                        "guest_ips": ",".join(snap.guest_ips),
-                    },
-                ),
-                result_type=str,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=QUICK,
-            )
-            self._set_phase("verifying point", inp.vm)
-            verified: VerifyOutcome = await workflow.execute_activity(
-                "verify_point",
-                args=[inp.vm, self._point],
-                result_type=VerifyOutcome,
-                start_to_close_timeout=timedelta(hours=12),
-                heartbeat_timeout=hb,
-                retry_policy=PERSISTENT,
-            )
-            if not verified.ok:
-                # The point stays unverified: the next cycle builds on the last verified one instead.
-                raise ApplicationError(
-                    f"point {self._point} of {inp.vm} failed verification: "
-                    + "; ".join(verified.problems[:5]),
-                    type="VerifyFailed",
-                    non_retryable=True,
-                )
         finally:
             # Compensation: a snapshot left behind grows a delta disk at the source until someone notices.
             self._set_phase("releasing snapshot", inp.vm)
-            await workflow.execute_local_activity(
-                "release_snapshot",
-                args=[inp.vm, snap.snapshot],
-                result_type=int,
+            await workflow.execute_local_activity_method(
+                ReplicationActivities.release_snapshot,
+                SnapshotRelease(vm=inp.vm, snapshot=snap.snapshot),
                 start_to_close_timeout=timedelta(minutes=10),
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(minutes=1), non_retryable_error_types=FATAL
                 ),
             )
         self._set_phase("applying retention", inp.vm)
-        retention: RetentionOutcome = await workflow.execute_local_activity(
-            "apply_retention",
-            inp.vm,
-            result_type=RetentionOutcome,
+        retention = await workflow.execute_local_activity_method(
+            RetentionActivities.apply_retention,
+            VMRef(vm=inp.vm),
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=QUICK,
         )
@@ -186,7 +143,7 @@ class ReplicationCycleWorkflow:
         paths = {d.change_path for d in shipped.disks}
         return CycleResult(
             vm=inp.vm,
-            point_id=self._point,
+            point_id=point,
             parent=start.parent,
             started_at=started.isoformat(),
             finished_at=workflow.now().isoformat(),
@@ -197,53 +154,94 @@ class ReplicationCycleWorkflow:
             retention_deleted=retention.deleted,
         )
 
+    async def _ship_commit_verify(
+        self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta
+    ) -> ShipOutcome:
+        """The part the snapshot must outlive: transfer, commit (manifest last), re-read and verify."""
+        self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", vm)
+        shipped = await workflow.execute_activity_method(
+            ReplicationActivities.ship_disks,
+            ShipRequest(vm=vm, point_id=point, snapshot=snap.snapshot, parent=start.parent, disks=snap.disks),
+            start_to_close_timeout=timedelta(hours=24),
+            heartbeat_timeout=hb,
+            retry_policy=PERSISTENT,
+        )
+        self._set_phase("committing point", vm)
+        await workflow.execute_local_activity_method(
+            ReplicationActivities.commit_point,
+            CommitRequest(
+                vm=vm,
+                point_id=point,
+                parent=start.parent,
+                outcome=shipped,
+                meta={
+                    "workflow_id": workflow.info().workflow_id,
+                    "snapshot": snap.snapshot,
+                    "guest_ips": ",".join(snap.guest_ips),
+                },
+            ),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=QUICK,
+        )
+        self._set_phase("verifying point", vm)
+        verified = await workflow.execute_activity_method(
+            ReplicationActivities.verify_point,
+            VMPoint(vm=vm, point_id=point),
+            start_to_close_timeout=timedelta(hours=12),
+            heartbeat_timeout=hb,
+            retry_policy=PERSISTENT,
+        )
+        if not verified.ok:
+            # The point stays unverified: the next cycle builds on the last verified one instead.
+            raise ApplicationError(
+                f"point {point} of {vm} failed verification: " + "; ".join(verified.problems[:5]),
+                type="VerifyFailed",
+                non_retryable=True,
+            )
+        return shipped
 
-@workflow.defn(name="ProtectVM")
+
+@workflow.defn(name=Workflow.PROTECT_VM)
 class ProtectVMWorkflow:
     """Validate, enable CBT, seed the first verified point, then hand the VM to its schedule."""
 
     @workflow.run
     async def run(self, inp: ProtectInput) -> ProtectResult:
-        prot: Protection = await workflow.execute_activity(
-            "resolve_protection",
+        prot = await workflow.execute_activity_method(
+            InventoryActivities.resolve_protection,
             inp,
-            result_type=Protection,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
         workflow.upsert_search_attributes([SA_VM.value_set(prot.vm), SA_SITE.value_set(prot.source_site)])
         workflow.set_current_details(f"{prot.vm}: enabling changed block tracking")
         if prot.source_kind == "vsphere":
-            await workflow.execute_activity(
-                "enable_cbt",
-                prot.vm,
+            await workflow.execute_activity_method(
+                ReplicationActivities.enable_cbt,
+                VMRef(vm=prot.vm),
                 task_queue=site_queue(prot.source_site),
-                result_type=bool,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=QUICK,
             )
         workflow.set_current_details(f"{prot.vm}: seeding the first recovery point")
-        seed: CycleResult = await workflow.execute_child_workflow(
-            "ReplicationCycle",
+        seed = await workflow.execute_child_workflow(
+            ReplicationCycleWorkflow.run,
             CycleInput(vm=prot.vm),
-            id=f"replicate/{prot.vm}/seed-{workflow.info().run_id.replace('-', '')[-12:]}",
+            id=seed_cycle_id(prot.vm, workflow.info().run_id),
             task_queue=site_queue(prot.source_site),
-            result_type=CycleResult,
         )
         workflow.set_current_details(f"{prot.vm}: creating its schedule (every {prot.interval_s:g}s)")
-        sid: str = await workflow.execute_activity(
-            "ensure_schedule",
+        sid = await workflow.execute_activity(
+            ensure_schedule,
             ScheduleRequest(vm=prot.vm, source_site=prot.source_site, interval_s=prot.interval_s),
-            result_type=str,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
         if workflow.patched("gc-schedule-per-store"):
             # Garbage collection lists the whole store: once per store on its own schedule, not per cycle.
             await workflow.execute_activity(
-                "ensure_gc_schedule",
+                ensure_gc_schedule,
                 GcScheduleRequest(store=prot.store, site=prot.source_site, interval_s=prot.gc_interval_s),
-                result_type=str,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=QUICK,
             )
@@ -253,7 +251,7 @@ class ProtectVMWorkflow:
         )
 
 
-@workflow.defn(name="CollectGarbage")
+@workflow.defn(name=Workflow.COLLECT_GARBAGE)
 class CollectGarbageWorkflow:
     """Delete what no recovery point of any VM in a replica store references (run by its schedule)."""
 
@@ -261,18 +259,17 @@ class CollectGarbageWorkflow:
     async def run(self, inp: GcInput) -> GcOutcome:
         workflow.upsert_search_attributes([SA_SITE.value_set(inp.site)])
         workflow.set_current_details(f"collecting garbage in replica store {inp.store}")
-        return await workflow.execute_activity(
-            "collect_garbage",
-            inp.store,
+        return await workflow.execute_activity_method(
+            RetentionActivities.collect_garbage,
+            inp,
             task_queue=site_queue(inp.site),
-            result_type=GcOutcome,
             start_to_close_timeout=timedelta(hours=6),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=PERSISTENT,
         )
 
 
-@workflow.defn(name="UnprotectVM")
+@workflow.defn(name=Workflow.UNPROTECT_VM)
 class UnprotectVMWorkflow:
     """Stop replicating a VM: delete its schedule, and its recovery points when asked to."""
 
@@ -280,36 +277,32 @@ class UnprotectVMWorkflow:
     async def run(self, inp: UnprotectInput) -> int:
         workflow.upsert_search_attributes([SA_VM.value_set(inp.vm)])
         await workflow.execute_activity(
-            "delete_schedule",
-            inp.vm,
-            result_type=bool,
+            delete_schedule,
+            VMRef(vm=inp.vm),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
         if workflow.patched("unprotect-cancels-cycles"):
             # A cycle the schedule started just before it went would otherwise still write a point.
             await workflow.execute_activity(
-                "cancel_cycles",
-                inp.vm,
-                result_type=int,
+                cancel_cycles,
+                VMRef(vm=inp.vm),
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=QUICK,
             )
         if not inp.delete_replica:
             return 0
-        prot: Protection = await workflow.execute_activity(
-            "resolve_protection",
+        prot: Protection = await workflow.execute_activity_method(
+            InventoryActivities.resolve_protection,
             ProtectInput(vm=inp.vm),
-            result_type=Protection,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
-        deleted: int = await workflow.execute_activity(
-            "delete_replica",
-            inp.vm,
+        deleted = await workflow.execute_activity_method(
+            RetentionActivities.delete_replica,
+            VMRef(vm=inp.vm),
             task_queue=site_queue(prot.source_site),
-            result_type=int,
             start_to_close_timeout=timedelta(hours=1),
             retry_policy=PERSISTENT,
         )

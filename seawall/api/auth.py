@@ -25,6 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from seawall.contract.names import NAME_PATTERN
+
 
 class Role(IntEnum):
     """Ordered: each role may do everything the ones below it may."""
@@ -35,7 +37,6 @@ class Role(IntEnum):
 
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
-_PLAN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 class TokenEntry(BaseModel):
@@ -198,7 +199,7 @@ def parse_tokens(text: str, source: str = "<tokens>") -> Tokens:
         hashes.setdefault(entry.sha256, index)
         if isinstance(entry.plans, list):
             for pi, plan in enumerate(entry.plans):
-                if not re.match(_PLAN, plan):
+                if not re.match(NAME_PATTERN, plan):
                     at = _line_of(root, ["tokens", index, "plans", pi])
                     problems.append(
                         f"{source}:{at}: tokens[{index}].plans[{pi}]: {plan!r} is not a plan name"

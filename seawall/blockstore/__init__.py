@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Repository": "seawall.blockstore.repository",
-    "MAX_CHAIN": "seawall.blockstore.repository",
+    "MAX_CHAIN": "seawall.blockstore.tuning",
     "DirectoryStore": "seawall.blockstore.stores.directory",
     "KeyMaterial": "seawall.blockstore.keys",
     "KeyRing": "seawall.blockstore.keys",
@@ -106,8 +106,9 @@ if TYPE_CHECKING:
         ShipProgress,
         VerifyResult,
     )
-    from seawall.blockstore.repository import MAX_CHAIN, Repository
+    from seawall.blockstore.repository import Repository
     from seawall.blockstore.stores.directory import DirectoryStore
+    from seawall.blockstore.tuning import MAX_CHAIN
 
 
 def __getattr__(name: str) -> Any:

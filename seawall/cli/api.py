@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
 import typer
 
 from seawall.cli.common import Exit, console, err_console
+from seawall.security.redaction import install_log_redaction
 
 app = typer.Typer(
     help="The HTTP API: failovers, approvals and replication over bearer tokens.", no_args_is_help=True
@@ -28,8 +31,9 @@ def serve(
     """Serve the API (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from seawall.api import ApiSettings, create_app
+    from seawall.api.app import create_app
     from seawall.api.auth import TokenFileError, load_tokens
+    from seawall.api.deps import ApiSettings
     from seawall.runtime.temporal import connect
 
     try:
@@ -52,7 +56,23 @@ def serve(
     console.print(
         f"Seawall API on http://{host}:{port} ({len(loaded)} tokens; audit log {settings.audit_log})"
     )
-    uvicorn.run(api, host=host, port=port, log_level=os.environ.get("SEAWALL_API_LOG_LEVEL", "info"))
+    level = os.environ.get("SEAWALL_API_LOG_LEVEL", "info")
+    logging.basicConfig(level=level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    config = uvicorn.Config(api, host=host, port=port, log_level=level)  # configures uvicorn's loggers
+    _secrets_known_from_start(settings.inventory)
+    # Every handler, uvicorn's included: a request path with a newline in it stays one escaped line.
+    install_log_redaction()
+    uvicorn.Server(config).run()
+
+
+def _secrets_known_from_start(inventory: Path) -> None:
+    from seawall.plans import load_inventory
+    from seawall.plans.errors import PlanValidationError
+    from seawall.security.secrets import register_configured
+
+    # A broken inventory does not stop the API: its plan endpoints report it themselves.
+    with contextlib.suppress(PlanValidationError, OSError):
+        register_configured(load_inventory(inventory), base_dir=inventory.parent)
 
 
 @app.command("new-token")

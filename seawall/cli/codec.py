@@ -9,10 +9,14 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from seawall.cli.common import Exit, console, err_console
+
+if TYPE_CHECKING:
+    from seawall.security.codec import EncryptionCodec
 
 app = typer.Typer(
     help="Payload encryption: the codec server for the Temporal Web UI, and key generation.",
@@ -23,6 +27,30 @@ app = typer.Typer(
 def _fail(message: str, code: Exit = Exit.BAD_INPUT) -> typer.Exit:
     err_console.print(message, markup=False, highlight=False)
     return typer.Exit(code)
+
+
+def _codec_and_token(keys: str | None, token_ref: str | None) -> tuple[EncryptionCodec, str | None]:
+    """The codec from the key references, and the bearer token callers must present (None: none)."""
+    from seawall.runtime.config import Settings
+    from seawall.security.codec import EncryptionCodec, PayloadKeyError
+    from seawall.security.secrets import SecretError, resolve_text
+
+    settings = Settings()
+    refs = keys if keys is not None else settings.payload_keys
+    if not refs:
+        raise _fail("no payload keys: set SEAWALL_PAYLOAD_KEYS or pass --keys file:/path/to/key")
+    try:
+        codec = EncryptionCodec.from_refs(refs)
+    except PayloadKeyError as exc:
+        raise _fail(str(exc)) from None
+    token: str | None = None
+    ref = token_ref if token_ref is not None else settings.codec_token
+    if ref:
+        try:
+            token = resolve_text(ref)
+        except SecretError as exc:
+            raise _fail(f"--token-ref: {exc}") from None
+    return codec, token
 
 
 @app.command("serve")
@@ -56,31 +84,14 @@ def serve(
     Point the UI at it: Settings -> Codec Server -> http://127.0.0.1:8081, or start the dev server
     with --ui-codec-endpoint http://127.0.0.1:8081.
     """
-    from seawall.runtime.config import Settings
-    from seawall.security.codec import EncryptionCodec, PayloadKeyError
     from seawall.security.codec_server import DEFAULT_CORS_ORIGINS, CodecServer
-    from seawall.security.secrets import SecretError, resolve_text
 
     # The access log (requests, statuses, payload counts; never contents) is how operators audit it.
     logging.basicConfig(
         level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = Settings()
-    refs = keys if keys is not None else settings.payload_keys
-    if not refs:
-        raise _fail("no payload keys: set SEAWALL_PAYLOAD_KEYS or pass --keys file:/path/to/key")
-    try:
-        codec = EncryptionCodec.from_refs(refs)
-    except PayloadKeyError as exc:
-        raise _fail(str(exc)) from None
-    token: str | None = None
-    ref = token_ref if token_ref is not None else settings.codec_token
-    if ref:
-        try:
-            token = resolve_text(ref)
-        except SecretError as exc:
-            raise _fail(f"--token-ref: {exc}") from None
+    codec, token = _codec_and_token(keys, token_ref)
     try:
         server = CodecServer(
             codec, host=host, port=port, cors_origins=cors_origin or DEFAULT_CORS_ORIGINS, token=token

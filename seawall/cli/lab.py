@@ -12,7 +12,7 @@ from seawall.cli.common import Exit, console, err_console, print_json
 from seawall.lab import config as c
 from seawall.lab.manager import LabError, PartStatus, down, status, up
 
-app = typer.Typer(help="Start, stop and inspect the local lab (Temporal, vcsim x2, moto, Azurite).")
+app = typer.Typer(help="Start, stop and inspect the local lab (Temporal, vcsim x2, moto, Azurite, BIND).")
 
 StateDir = typer.Option(
     None,
@@ -99,7 +99,7 @@ def status_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the parts as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code tells."),
 ) -> None:
-    """Health of each part. Exit 0 when all five are healthy, else 1."""
+    """Health of each part. Exit 0 when every part is healthy, else 1."""
     state = c.state_dir(state_dir)
     rows = status(state)
     healthy = all(row.healthy for row in rows)

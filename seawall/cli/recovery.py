@@ -7,46 +7,35 @@ import contextlib
 import getpass
 import json
 import webbrowser
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import typer
+from pydantic import BaseModel
 from rich.live import Live
 from rich.table import Table
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
 
+from seawall import reports
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
-from seawall.contract.messages import (
-    AbortInput,
-    ApproveInput,
-    CommitOutcome,
-    FailoverInput,
-    PlanInput,
-    PlanRunInput,
-    ReprotectOutcome,
-    RunReport,
-)
+from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.contract.names import Query, Update, Workflow, recover_id
+from seawall.control import recovery
+from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused
 from seawall.runtime.config import Settings
 
 MODES = ("test", "planned", "unplanned")
-
-
-def run_id(plan: str) -> str:
-    """One failover per plan at a time: the workflow id is the plan's."""
-    return f"recover/{plan}"
 
 
 def start_link(settings: Settings, plan: str, ui: str = "http://127.0.0.1:8233") -> str:
     """The Temporal UI's Start Workflow form, pre-filled for this plan (paste {"plan": ..., "mode": ...})."""
     query = urlencode(
         {
-            "workflowId": run_id(plan),
+            "workflowId": recover_id(plan),
             "taskQueue": settings.orchestration_queue,
-            "workflowType": "RecoveryPlan",
+            "workflowType": Workflow.RECOVERY_PLAN,
         }
     )
     return f"{ui}/namespaces/{settings.temporal_namespace}/workflows/start-workflow?{query}"
@@ -71,7 +60,7 @@ async def _follow(handle: WorkflowHandle[Any, RunReport], plan: str) -> RunRepor
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not result.done():
             with contextlib.suppress(RPCError):  # no worker has taken the first task yet
-                live.update(_view(await handle.query("progress"), plan))
+                live.update(_view(await handle.query(Query.PROGRESS), plan))
             await asyncio.wait([result], timeout=1.0)
     return await result
 
@@ -105,15 +94,8 @@ def failover(
     async def run() -> int:
         client = await temporal_client(settings)
         try:
-            handle = await client.start_workflow(
-                "RecoveryPlan",
-                inp,
-                id=run_id(plan),
-                task_queue=settings.orchestration_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                result_type=RunReport,
-            )
-        except WorkflowAlreadyStartedError:
+            handle = await recovery.start_failover(client, settings.orchestration_queue, inp)
+        except AlreadyRunning:
             err_console.print(f"a failover of {plan} is already running: see `seawall report {plan}`")
             return Exit.FAILED
         if not wait:
@@ -131,26 +113,22 @@ def failover(
     raise typer.Exit(asyncio.run(run()))
 
 
-def _update(plan: str, name: str, arg: Any) -> None:
+def _update(plan: str, name: str, send: Callable[[Client], Awaitable[Any]]) -> None:
+    """Send update ``name`` to the plan's newest run (by ``send``) and print the answer."""
     settings = Settings()
 
     async def run() -> int:
         client = await temporal_client(settings)
-        handle = client.get_workflow_handle(run_id(plan))
         try:
-            answer = (
-                await handle.execute_update(name, arg)
-                if arg is not None
-                else await handle.execute_update(name)
-            )
-        except WorkflowUpdateFailedError as exc:
-            err_console.print(f"{name} refused: {exc.cause or exc}")
+            answer = await send(client)
+        except Refused as exc:
+            err_console.print(f"{name} refused: {exc}")
             return Exit.BAD_INPUT
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                err_console.print(f"no failover of {plan} is running")
-                return Exit.BAD_INPUT
-            raise
+        except NotRunning as exc:
+            err_console.print(str(exc))
+            return Exit.BAD_INPUT
+        if isinstance(answer, BaseModel):
+            answer = answer.model_dump(mode="json")
         console.print(answer if isinstance(answer, str) else json.dumps(answer, default=str))
         return Exit.OK
 
@@ -163,17 +141,19 @@ def approve(
     comment: str = typer.Option("", "--comment"),
 ) -> None:
     """Approve the gate a run is waiting on (recorded in the report with your user name)."""
-    _update(plan, "approve", ApproveInput(gate=gate, by=getpass.getuser(), comment=comment))
+    inp = ApproveInput(gate=gate, by=getpass.getuser(), comment=comment)
+    _update(plan, Update.APPROVE, lambda client: recovery.approve(client, plan, inp))
 
 
 def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
     """Abort a running failover (a drill is cleaned up)."""
-    _update(plan, "abort", AbortInput(by=getpass.getuser(), reason=reason))
+    inp = AbortInput(by=getpass.getuser(), reason=reason)
+    _update(plan, Update.ABORT, lambda client: recovery.abort(client, plan, inp))
 
 
 def cleanup(plan: str = typer.Argument(...)) -> None:
     """End a drill now: remove everything it made at the target."""
-    _update(plan, "cleanup", None)
+    _update(plan, Update.CLEANUP, lambda client: recovery.cleanup(client, plan))
 
 
 def report(
@@ -184,15 +164,11 @@ def report(
 ) -> None:
     """Print (or open) a run's report."""
     settings = Settings()
-    folder = Path(settings.reports_dir) / plan
-    runs = sorted(folder.glob("*.json"))
-    if run is not None:
-        runs = [p for p in runs if p.stem == run]
-    if not runs:
-        err_console.print(f"no report for plan {plan!r}{' run ' + run if run else ''} in {folder}")
-        raise typer.Exit(Exit.BAD_INPUT)
-    path = runs[-1]
-    data = RunReport.model_validate_json(path.read_text())
+    try:
+        path, data = reports.read(settings.reports_dir, plan, run)
+    except NoReport as exc:
+        err_console.print(f"no report for plan {plan!r}{' run ' + run if run else ''} in {exc.folder}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
     if open_html:
         webbrowser.open(path.with_suffix(".html").as_uri())
     if as_json:
@@ -207,34 +183,28 @@ def report(
     console.print(f"HTML: {path.with_suffix('.html')}")
 
 
-def _run_workflow(workflow: str, arg: Any, wf_id: str, result_type: type) -> None:
+def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]]) -> None:
+    """Run a workflow to its end (``run`` starts it, or attaches to the running one) and print its result."""
     settings = Settings()
 
-    async def run() -> int:
+    async def main() -> int:
         client = await temporal_client(settings)
         try:
-            result = await client.execute_workflow(
-                workflow,
-                arg,
-                id=wf_id,
-                task_queue=settings.orchestration_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                result_type=result_type,
-            )
-        except WorkflowFailureError as exc:
-            err_console.print(f"{workflow} failed: {exc.cause or exc}")
+            result = await run(client, settings.orchestration_queue)
+        except Failed as exc:
+            err_console.print(f"{workflow} failed: {exc}")
             return Exit.FAILED
         print_json(result.model_dump(mode="json"))
         return Exit.OK
 
-    raise typer.Exit(asyncio.run(run()))
+    raise typer.Exit(asyncio.run(main()))
 
 
 def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run")) -> None:
     """Make a real failover final: old schedules go, older points are pruned."""
-    _run_workflow("CommitFailover", PlanRunInput(plan=plan, run=run), f"commit/{plan}", CommitOutcome)
+    _run_to_end(Workflow.COMMIT_FAILOVER, lambda client, queue: recovery.commit(client, queue, plan, run))
 
 
 def reprotect(plan: str = typer.Argument(...)) -> None:
     """Replicate the failed-over copies back (only what changed at the DR site travels)."""
-    _run_workflow("Reprotect", PlanInput(plan=plan), f"reprotect/{plan}", ReprotectOutcome)
+    _run_to_end(Workflow.REPROTECT, lambda client, queue: recovery.reprotect(client, queue, plan))

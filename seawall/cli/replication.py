@@ -11,13 +11,12 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from temporalio.client import Client, WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
-from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.control.status import VMStatus, schedule_id, vm_status
+from seawall.control import replication
+from seawall.control.errors import Failed, NotProtected
+from seawall.control.status import VMStatus, vm_status
 from seawall.model import Inventory
 from seawall.plans import PlanValidationError, load_inventory
 from seawall.runtime.config import Settings
@@ -65,25 +64,17 @@ def protect(
 
     async def run() -> int:
         client = await temporal_client(settings)
-        # A fixed id per VM: protecting twice while a seed runs attaches to the running one.
-        handle = await client.start_workflow(
-            "ProtectVM",
-            ProtectInput(vm=vm, policy=policy),
-            id=f"protect/{vm}",
-            task_queue=settings.orchestration_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            result_type=ProtectResult,
-        )
+        handle = await replication.start_protect(client, settings.orchestration_queue, vm, policy)
         if not wait:
             _emit({"vm": vm, "workflow_id": handle.id, "run_id": handle.result_run_id}, as_json)
             return Exit.OK
-        task = asyncio.ensure_future(handle.result())
+        task = asyncio.ensure_future(replication.protect_result(handle))
         if not as_json:
             await _follow_seed(client, inv, vm, task)
         try:
-            result: ProtectResult = await task
-        except WorkflowFailureError as exc:
-            err_console.print(f"protect {vm} failed: {exc.cause or exc}")
+            result = await task
+        except Failed as exc:
+            err_console.print(f"protect {vm} failed: {exc}")
             return Exit.FAILED
         _emit(result.model_dump(), as_json)
         return Exit.OK
@@ -137,16 +128,9 @@ def unprotect(
     async def run() -> int:
         client = await temporal_client(settings)
         try:
-            deleted = await client.execute_workflow(
-                "UnprotectVM",
-                UnprotectInput(vm=vm, delete_replica=delete_replica),
-                id=f"unprotect/{vm}",
-                task_queue=settings.orchestration_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                result_type=int,
-            )
-        except WorkflowFailureError as exc:
-            err_console.print(f"unprotect {vm} failed: {exc.cause or exc}")
+            deleted = await replication.unprotect(client, settings.orchestration_queue, vm, delete_replica)
+        except Failed as exc:
+            err_console.print(f"unprotect {vm} failed: {exc}")
             return Exit.FAILED
         _emit({"vm": vm, "schedule_deleted": True, "points_deleted": deleted}, as_json)
         return Exit.OK
@@ -167,14 +151,11 @@ def replicate_now(
     async def run() -> int:
         client = await temporal_client(settings)
         try:
-            # Through the schedule, not a direct start: its overlap policy keeps one cycle at a time.
-            await client.get_schedule_handle(schedule_id(vm)).trigger()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                err_console.print(f"{vm} is not protected yet: run `seawall protect {vm}` first")
-                return Exit.BAD_INPUT
-            raise
-        _emit({"vm": vm, "triggered": schedule_id(vm)}, as_json)
+            triggered = await replication.replicate_now(client, vm)
+        except NotProtected:
+            err_console.print(f"{vm} is not protected yet: run `seawall protect {vm}` first")
+            return Exit.BAD_INPUT
+        _emit({"vm": vm, "triggered": triggered}, as_json)
         return Exit.OK
 
     raise typer.Exit(asyncio.run(run()))
@@ -197,7 +178,7 @@ def status(
 
     async def collect() -> list[VMStatus]:
         client = await temporal_client(settings)
-        return list(await asyncio.gather(*(vm_status(client, inv, p.name) for p in inv.protected_vms)))
+        return await replication.statuses(client, inv, [p.name for p in inv.protected_vms])
 
     while True:
         rows = asyncio.run(collect())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.names import NAME_PATTERN
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -16,7 +18,7 @@ class _Message(BaseModel):
 class ProbeSiteInput(_Message):
     """Start from the UI as ``{"site": "primary"}``."""
 
-    site: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    site: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
 
 
 class SiteProbe(_Message):
@@ -30,29 +32,26 @@ class SiteProbe(_Message):
     worker: str
 
 
-_VM_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-
-
 class ProtectInput(_Message):
     """Start from the UI as ``{"vm": "web-01"}`` (the policy defaults to the inventory's)."""
 
-    vm: str = Field(pattern=_VM_NAME)
-    policy: str | None = Field(default=None, pattern=_VM_NAME)
+    vm: str = Field(pattern=NAME_PATTERN)
+    policy: str | None = Field(default=None, pattern=NAME_PATTERN)
     # One of the VM's target sites, for reverse replication after a failover (Reprotect).
-    source_site: str | None = Field(default=None, pattern=_VM_NAME)
+    source_site: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 class UnprotectInput(_Message):
-    vm: str = Field(pattern=_VM_NAME)
+    vm: str = Field(pattern=NAME_PATTERN)
     delete_replica: bool = False
 
 
 class CycleInput(_Message):
     """What the VM's schedule passes to each ReplicationCycle: only the VM's name."""
 
-    vm: str = Field(pattern=_VM_NAME)
+    vm: str = Field(pattern=NAME_PATTERN)
     # Reverse replication after a failover: replicate the copy running at this (target) site instead.
-    source_site: str | None = Field(default=None, pattern=_VM_NAME)
+    source_site: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 class Protection(_Message):
@@ -160,8 +159,8 @@ class RetentionOutcome(_Message):
 class GcInput(_Message):
     """Start from the UI as ``{"store": "local", "site": "primary"}``: whose worker reaches the store."""
 
-    store: str = Field(pattern=_VM_NAME)
-    site: str = Field(pattern=_VM_NAME)
+    store: str = Field(pattern=NAME_PATTERN)
+    site: str = Field(pattern=NAME_PATTERN)
 
 
 class GcOutcome(_Message):
@@ -211,14 +210,14 @@ class ScheduleRequest(_Message):
 class PlanRunInput(_Message):
     """Start from the UI as ``{"plan": "erp-dr", "run": "20261126T010215Z-dd62f783"}``."""
 
-    plan: str = Field(pattern=_VM_NAME)
+    plan: str = Field(pattern=NAME_PATTERN)
     run: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
 
 
 class PlanInput(_Message):
     """Start from the UI as ``{"plan": "erp-dr"}``."""
 
-    plan: str = Field(pattern=_VM_NAME)
+    plan: str = Field(pattern=NAME_PATTERN)
 
 
 class CommitOutcome(_Message):
@@ -242,7 +241,7 @@ _MODE = r"^(test|planned|unplanned)$"
 class FailoverInput(_Message):
     """Start from the UI as ``{"plan": "erp-dr", "mode": "test"}``."""
 
-    plan: str = Field(pattern=_VM_NAME)
+    plan: str = Field(pattern=NAME_PATTERN)
     mode: str = Field(pattern=_MODE)
     # Recover to the newest verified point at or before this time (unplanned); default: the newest.
     point_time: str | None = None
@@ -417,3 +416,80 @@ class RunReport(_Message):
 class ReportWritten(_Message):
     json_path: str
     html_path: str
+
+
+# --- activity inputs: one model per call, so every call is typed end to end -------------------------
+# A workflow passes exactly one of these (or one of the requests above) to each activity; the activity
+# unpacks it on its first line. Several activities that need the same facts share a model.
+
+
+class VMRef(_Message):
+    """Activities that need only a VM's name (enable_cbt, apply_retention, fence_vm, ...)."""
+
+    vm: str
+
+
+class VMsRef(_Message):
+    """pause_schedules: every VM a failover is about to fence."""
+
+    vms: list[str]
+
+
+class VMPoint(_Message):
+    """start_cycle and verify_point: one recovery point of one VM."""
+
+    vm: str
+    point_id: str
+
+
+class SnapshotRequest(_Message):
+    """create_snapshot: named after the point, so a retried step finds the snapshot it made."""
+
+    vm: str
+    snapshot: str
+    quiesce: bool
+
+
+class SnapshotRelease(_Message):
+    vm: str
+    snapshot: str
+
+
+class PlanSpecRequest(_Message):
+    """load_plan_spec: a plan's shape, the other way round for a failback."""
+
+    plan: str
+    direction: str = "failover"
+
+
+class PointRestore(_Message):
+    """materialize_disks and restore_in_place: which VM of which run, from which point."""
+
+    target: RecoverVMInput
+    point: ChosenPoint
+
+
+class CreateTargetRequest(_Message):
+    target: RecoverVMInput
+    disks: Materialized
+
+
+class RecoveredVM(_Message):
+    """check_health and update_dns: a recovered VM as its creation reported it."""
+
+    target: RecoverVMInput
+    vm: TargetVM
+
+
+class CleanupRequest(_Message):
+    plan: str
+    run: str
+    mode: str
+
+
+class HookRequest(_Message):
+    """run_hook: a hook by name, of the plan (``group`` None) or of one group."""
+
+    plan: str
+    group: str | None
+    name: str

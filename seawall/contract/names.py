@@ -1,5 +1,5 @@
-"""Every Temporal name Seawall uses, spelled once: workflow types, workflow and schedule ids, updates
-and queries.
+"""Every Temporal name Seawall uses, spelled once: workflow and activity types, workflow and schedule
+ids, updates and queries.
 
 The CLI, the API, the console, the demo, the benchmarks, the workflows and the activities all import
 these; a renamed string here is a renamed string everywhere (and a recorded history that no longer
@@ -44,6 +44,41 @@ class Query:
     PHASE: Final = "phase"
 
 
+class Activity:
+    """Registered activity type names (``@activity.defn(name=...)``): recorded in every history, so
+    they stay as they are even where a method is renamed."""
+
+    PROBE_SITE: Final = "probe_site"
+    RESOLVE_PROTECTION: Final = "resolve_protection"
+    ENABLE_CBT: Final = "enable_cbt"
+    START_CYCLE: Final = "start_cycle"
+    CREATE_SNAPSHOT: Final = "create_snapshot"
+    SHIP_DISKS: Final = "ship_disks"
+    COMMIT_POINT: Final = "commit_point"
+    VERIFY_POINT: Final = "verify_point"
+    RELEASE_SNAPSHOT: Final = "release_snapshot"
+    APPLY_RETENTION: Final = "apply_retention"
+    COLLECT_GARBAGE: Final = "collect_garbage"
+    PRUNE_POINTS: Final = "prune_points"
+    DELETE_REPLICA: Final = "delete_replica"
+    ENSURE_SCHEDULE: Final = "ensure_schedule"
+    ENSURE_GC_SCHEDULE: Final = "ensure_gc_schedule"
+    DELETE_SCHEDULE: Final = "delete_schedule"
+    CANCEL_CYCLES: Final = "cancel_cycles"
+    LOAD_PLAN_SPEC: Final = "load_plan_spec"
+    WRITE_REPORT: Final = "write_report"
+    PAUSE_SCHEDULES: Final = "pause_schedules"
+    FENCE_VM: Final = "fence_vm"
+    CHOOSE_POINT: Final = "choose_point"
+    MATERIALIZE_DISKS: Final = "materialize_disks"
+    RESTORE_IN_PLACE: Final = "restore_in_place"
+    CREATE_TARGET_VM: Final = "create_target_vm"
+    CHECK_HEALTH: Final = "check_health"
+    UPDATE_DNS: Final = "update_dns"
+    CLEANUP_RUN: Final = "cleanup_run"
+    RUN_HOOK: Final = "run_hook"
+
+
 def _short_run(run_id: str) -> str:
     """The tail of a Temporal run id: enough to be unique per parent, short enough to read."""
     return run_id.replace("-", "")[-12:]
@@ -78,6 +113,11 @@ def reprotect_id(plan: str) -> str:
     return f"reprotect/{plan}"
 
 
+def cleanup_test_id(plan: str) -> str:
+    """``CleanupTest``: removing a lost drill of the plan by its run name."""
+    return f"cleanup/{plan}"
+
+
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:
     """The seeding ``ReplicationCycle`` a ``ProtectVM`` run starts as its child."""
     return f"replicate/{vm}/seed-{_short_run(parent_run_id)}"
@@ -104,3 +144,12 @@ def schedule_id(vm: str) -> str:
 def gc_schedule_id(store: str) -> str:
     """A replica store's garbage-collection schedule."""
     return f"gc/{store}"
+
+
+# ---- the names inside them ---------------------------------------------------------------------------
+
+NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+"""Sites, VMs, plans, stores, policies, groups, gates, hooks: a DNS label (1-63 lowercase letters,
+digits and '-', starting and ending with a letter or digit). Spelled here because these names go
+into the workflow, schedule and task-queue ids above and into URLs; the inventory (``seawall.model``),
+the workflow inputs and the API all check names against this one pattern."""

@@ -12,4 +12,7 @@ SA_VM = SearchAttributeKey.for_keyword("SeawallVM")
 SA_SITE = SearchAttributeKey.for_keyword("SeawallSite")
 SA_MODE = SearchAttributeKey.for_keyword("SeawallMode")
 SA_RUN = SearchAttributeKey.for_keyword("SeawallRun")
-SEARCH_ATTRIBUTES = (SA_PLAN, SA_VM, SA_SITE, SA_MODE, SA_RUN)
+# The hashed Idempotency-Key an API-started run was started with: a retry finds its run by a
+# visibility query for 24 hours, whatever runs of the plan came after it.
+SA_REQUEST = SearchAttributeKey.for_keyword("SeawallRequest")
+SEARCH_ATTRIBUTES = (SA_PLAN, SA_VM, SA_SITE, SA_MODE, SA_RUN, SA_REQUEST)

@@ -7,20 +7,17 @@ result names its point, its time and its bytes, and a running transfer's heartbe
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from seawall.contract.heartbeats import ShipHeartbeat
 from seawall.contract.messages import CycleResult
+from seawall.contract.names import Activity, Workflow, schedule_id
 from seawall.contract.search import SA_VM
 from seawall.model import Inventory
-
-
-def schedule_id(vm: str) -> str:
-    return f"replicate/{vm}"
 
 
 class CycleRun(BaseModel):
@@ -64,7 +61,7 @@ class VMStatus(BaseModel):
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
     """The newest cycles of ``vm`` (newest first), with results for the completed ones."""
-    query = f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm}"'
+    query = f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
     runs: list[CycleRun] = []
     async for wf in client.list_workflows(query, limit=limit):
         result: CycleResult | None = None
@@ -89,25 +86,24 @@ async def ship_progress(client: Client, workflow_id: str) -> SeedProgress | None
     """The running ship's last heartbeat (disk, block of blocks), if one is in flight."""
     desc = await client.get_workflow_handle(workflow_id).describe()
     for pending in desc.raw_description.pending_activities:
-        if pending.activity_type.name != "ship_disks" or not pending.heartbeat_details.payloads:
+        if pending.activity_type.name != Activity.SHIP_DISKS or not pending.heartbeat_details.payloads:
             continue
         if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED and pending.attempt == 1:
             continue
-        details: Any = (await client.data_converter.decode(list(pending.heartbeat_details.payloads), [dict]))[
-            0
-        ]
-        progress = details.get("progress") if isinstance(details, dict) else None
-        if not isinstance(progress, dict):
+        beat = (
+            await client.data_converter.decode(list(pending.heartbeat_details.payloads), [ShipHeartbeat])
+        )[0]
+        progress = beat.progress
+        if progress is None:
             return SeedProgress(
                 workflow_id=workflow_id, disk=None, fraction=0.0, bytes_read=0, bytes_shipped=0
             )
-        total = max(1, int(progress.get("blocks_total", 1)))
         return SeedProgress(
             workflow_id=workflow_id,
-            disk=str(progress.get("disk")),
-            fraction=min(1.0, int(progress.get("block", 0)) / total),
-            bytes_read=int(progress.get("bytes_read", 0)),
-            bytes_shipped=int(progress.get("bytes_shipped", 0)),
+            disk=progress.disk,
+            fraction=progress.fraction,
+            bytes_read=progress.bytes_read,
+            bytes_shipped=progress.bytes_shipped,
         )
     return None
 

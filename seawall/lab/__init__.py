@@ -1,8 +1,9 @@
-"""The local lab: Temporal, two vcsim sites, moto and Azurite as real processes on 127.0.0.1."""
+"""The local lab: Temporal, two vcsim sites, moto, Azurite and BIND as real processes on 127.0.0.1."""
 
 from seawall.lab.info import (
     AwsInfo,
     AzureInfo,
+    DnsInfo,
     LabDisk,
     LabInfo,
     LabNotUpError,
@@ -16,6 +17,7 @@ from seawall.lab.info import (
 __all__ = [
     "AwsInfo",
     "AzureInfo",
+    "DnsInfo",
     "LabDisk",
     "LabInfo",
     "LabNotUpError",

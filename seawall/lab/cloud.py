@@ -1,8 +1,9 @@
 """Bootstrap and health of the cloud emulators: moto (S3, EC2, Route53) and Azurite (Blob).
 
-moto keeps everything in memory, so the lab looks each object up before creating it and runs this
-after every `lab up`: a restarted moto gets its bucket, VPC and zone back (with new ids, which is why
-the ids are read into LabInfo each time rather than remembered).
+moto keeps S3 on disk (seawall/lab/moto_server.py) but EC2 and Route53 in memory only, so the lab
+looks each object up before creating it and runs this after every `lab up`: a restarted moto gets its
+VPC and zone back (with new ids, which is why the ids are read into LabInfo each time rather than
+remembered), and its bucket and objects as they were.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ AWS_SECRET = "testing"
 REPLICA_BUCKET = "seawall-replica"
 REPLICA_CONTAINER = "seawall-replica"
 HOSTED_ZONE = "corp.example.com."
+# The lab's BIND serves the same zone as Route53; dynamic updates need this TSIG key (made per lab).
+DNS_ZONE = HOSTED_ZONE
+TSIG_KEY_NAME = "seawall-lab."
+TSIG_ALGORITHM = "hmac-sha256"
 VPC_NAME = "seawall-lab"
 VPC_CIDR = "10.3.0.0/16"
 # aws-drill is where test failovers into AWS land (the inventory marks it isolated).
@@ -119,6 +123,11 @@ class LabConfig(BaseModel):
     def azurite_port(self) -> int:
         return 10000 + self.port_offset
 
+    @property
+    def dns_port(self) -> int:
+        # Not 53: that needs privileges and is the machine's own resolver's; 8053 is a usual alternative.
+        return 8053 + self.port_offset
+
 
 def config_path(state: Path) -> Path:
     return state / "config.json"
@@ -165,5 +174,13 @@ def write_json_atomic(path: Path, data: object, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     tmp.chmod(mode)
     os.replace(tmp, path)

@@ -16,8 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from seawall.contract.messages import ProtectInput, ProtectResult
+from seawall import reports
+from seawall.contract.messages import ProtectResult
+from seawall.contract.names import Query, Workflow
 from seawall.contract.search import SA_VM
+from seawall.control import recovery, replication
+from seawall.control.errors import NoReport
 from seawall.lab import LabInfo, load_lab
 from seawall.lab.disks import write_blocks
 
@@ -148,67 +152,58 @@ async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
     from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from seawall.contract.messages import ApproveInput, FailoverInput, RunReport
+    from seawall.contract.messages import ApproveInput, FailoverInput
     from seawall.runtime.config import Settings
     from seawall.runtime.temporal import connect
 
     settings = Settings(temporal_address=lab.temporal.address, inventory=INVENTORY)
     client = await connect(settings)
-    handle = await client.start_workflow(
-        "RecoveryPlan",
+    # Attach to a drill that is already going (a demo run again) rather than refuse.
+    handle = await recovery.start_failover(
+        client,
+        settings.orchestration_queue,
         FailoverInput(plan=plan, mode="test", ttl_s=3600),
-        id=f"recover/{plan}",
-        task_queue=settings.orchestration_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        result_type=RunReport,
+        conflict=WorkflowIDConflictPolicy.USE_EXISTING,
     )
     while True:
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
             break
-        progress = await handle.query("progress")
+        progress = await handle.query(Query.PROGRESS)
         if progress.get("pending_gate"):
             print(f"  gate {progress['pending_gate']!r} reached: approving it as 'demo'")
-            await handle.execute_update("approve", ApproveInput(gate=progress["pending_gate"], by="demo"))
+            await recovery.approve(client, plan, ApproveInput(gate=progress["pending_gate"], by="demo"))
         if str(progress.get("phase", "")).startswith("drill running"):
             break
         await asyncio.sleep(1)
     if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
         print("  every VM is up on the drill network at the dr site; cleaning the drill up")
-        await handle.execute_update("cleanup")
+        await recovery.cleanup(client, plan)
+    reports_dir = Path(lab.state_dir) / "reports"
     try:
         report = await handle.result()
     except WorkflowFailureError as exc:
         # A failed run has written its report too; name it with the reason.
         print(f"  the drill failed: {exc.cause}")
-        reports = sorted((Path(lab.state_dir) / "reports" / plan).glob("*.html"))
-        link = f"{lab.temporal.ui_url}/namespaces/default/workflows/{handle.id}"
-        return (str(reports[-1]) if reports else "-"), link
-    html = Path(lab.state_dir) / "reports" / plan / f"{report.run}.html"
+        try:
+            html = str(reports.find(reports_dir, plan).with_suffix(".html"))
+        except NoReport:
+            html = "-"
+        return html, f"{lab.temporal.ui_url}/namespaces/default/workflows/{handle.id}"
+    _, html_path = reports.paths(reports_dir, plan, report.run)
     link = f"{lab.temporal.ui_url}/namespaces/default/workflows/{handle.id}/{handle.result_run_id}"
-    return str(html), link
+    return str(html_path), link
 
 
 async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
-    from temporalio.common import WorkflowIDConflictPolicy
-
     from seawall.runtime.config import Settings
     from seawall.runtime.temporal import connect
 
     settings = Settings(temporal_address=lab.temporal.address, inventory=INVENTORY)
     client = await connect(settings)
     vms = [vm.name for vm in lab.vsphere["primary"].vms]
-    handles = [
-        await client.start_workflow(
-            "ProtectVM",
-            ProtectInput(vm=vm, policy=DEMO_POLICY),
-            id=f"protect/{vm}",
-            task_queue=settings.orchestration_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            result_type=ProtectResult,
-        )
-        for vm in vms
-    ]
-    return list(await asyncio.gather(*(h.result() for h in handles)))
+    queue = settings.orchestration_queue
+    handles = [await replication.start_protect(client, queue, vm, DEMO_POLICY) for vm in vms]
+    return list(await asyncio.gather(*(replication.protect_result(h) for h in handles)))
 
 
 def stop(lab: LabInfo) -> list[str]:
@@ -241,7 +236,7 @@ async def _writer(lab: LabInfo, period_s: float = 10.0) -> None:
     while True:
         for vm in lab.vsphere["primary"].vms:
             query = (
-                f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm.name}" '
+                f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm.name}" '
                 'AND ExecutionStatus = "Running"'
             )
             if [wf async for wf in client.list_workflows(query, limit=1)]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from seawall.lab import config as c
 
@@ -115,6 +115,24 @@ class AzureInfo(BaseModel):
     credentials_file: Path  # {"account_name": ..., "account_key": ...}
 
 
+class DnsInfo(BaseModel):
+    """The lab's authoritative DNS server (BIND 9) for ``zone``, on ``server``:``port`` (UDP and TCP).
+
+    Dynamic updates (RFC 2136) are accepted only when signed with the TSIG key ``tsig_key_name``,
+    whose secret is in ``tsig_key_file`` (a BIND ``key`` clause, as tsig-keygen writes it; mode 0600):
+    an inventory references it as ``file:<tsig_key_file>``, so the secret itself is not in lab.json.
+    """
+
+    server: str
+    port: int
+    zone: str  # "corp.example.com": as inventories write zone names (no trailing dot)
+    tsig_key_name: str  # "seawall-lab."
+    tsig_algorithm: str  # "hmac-sha256"
+    tsig_key_file: Path
+    zone_file: Path  # the zone as the lab seeded it; BIND keeps later updates in its journal (.jnl)
+    records: dict[str, str] = Field(default_factory=dict)  # the seeded A/CNAME records: name -> value
+
+
 class LabInfo(BaseModel):
     state_dir: Path
     temporal: TemporalInfo
@@ -122,6 +140,7 @@ class LabInfo(BaseModel):
     s3: S3Info
     aws: AwsInfo
     azure: AzureInfo
+    dns: DnsInfo
     disk_size: int
     replica_key_file: Path  # 32-byte replica encryption key as hex; made once, kept across `lab up`
 
@@ -163,4 +182,11 @@ def load_lab(state_dir: Path | str | None = None) -> LabInfo:
     path = lab_json_path(state)
     if not path.is_file():
         raise LabNotUpError(f"no lab at {state} (missing {path.name}): run `seawall lab up` (or `make test`)")
-    return LabInfo.model_validate_json(path.read_text())
+    try:
+        return LabInfo.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        # Written by an older Seawall (a part added since, e.g. dns): `up` rewrites it.
+        raise LabNotUpError(
+            f"{path} does not describe this version's lab ({exc.error_count()} problem(s), first: "
+            f"{'.'.join(map(str, exc.errors()[0]['loc']))}): run `seawall lab up`"
+        ) from None

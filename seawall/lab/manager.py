@@ -1,4 +1,4 @@
-"""`lab up`, `lab down`, `lab status`: the five parts, started in parallel, checked, bootstrapped."""
+"""`lab up`, `lab down`, `lab status`: the six parts, started in parallel, checked, bootstrapped."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from typing import cast
 from pydantic import BaseModel
 
 from seawall.contract.search import SEARCH_ATTRIBUTES
-from seawall.lab import cloud, procs, temporal, vsphere
+from seawall.lab import bind, cloud, moto_server, procs, temporal, vsphere
 from seawall.lab import config as c
 from seawall.lab.info import (
     AwsInfo,
     AzureInfo,
+    DnsInfo,
     LabInfo,
     S3Info,
     TemporalInfo,
@@ -32,7 +33,7 @@ from seawall.lab.info import (
     lab_json_path,
 )
 
-PART_NAMES = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite")
+PART_NAMES = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite", "bind")
 
 
 class LabError(RuntimeError):
@@ -121,7 +122,7 @@ def azurite_argv(state: Path, cfg: c.LabConfig) -> list[str]:
 
 
 def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
-    """The five parts. ``for_start`` resolves binaries (and may build vcsim); status does not need to."""
+    """The six parts. ``for_start`` resolves binaries (and may build vcsim); status does not need to."""
     specs = vsphere.site_specs(state, cfg)
     vcsim = str(ensure_vcsim() if for_start else (vcsim_binary() or "vcsim"))
     try:
@@ -136,6 +137,14 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
         if for_start:
             raise
         blob_argv = ["azurite-blob"]
+    try:
+        named_argv = bind.argv(state)
+    except FileNotFoundError as exc:
+        if for_start:
+            raise LabError(str(exc)) from exc
+        named_argv = ["named"]
+    # Its files are written before it starts; its config's text decides whether a running one is reused.
+    named_conf = bind.prepare(state, cfg) if for_start else ""
 
     def build_site(spec: vsphere.SiteSpec) -> VSphereSiteInfo:
         vsphere.build(spec)
@@ -170,7 +179,17 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
         Part(
             name="moto",
             port=cfg.moto_port,
-            argv=[sys.executable, "-m", "moto.server", "-H", c.HOST, "-p", str(cfg.moto_port)],
+            # moto.server with S3 written through to the state dir (seawall/lab/moto_server.py).
+            argv=[
+                sys.executable,
+                moto_server.__file__,
+                "--data",
+                str(state / "s3"),
+                "-H",
+                c.HOST,
+                "-p",
+                str(cfg.moto_port),
+            ],
             ping=lambda: cloud.ping_moto(cfg.moto_port),
             check=lambda: cloud.check_moto(cfg.moto_port),
             start_timeout=40,
@@ -184,6 +203,16 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
             check=lambda: cloud.check_azurite(cfg.azurite_port),
             start_timeout=40,
             bootstrap=lambda: cloud.bootstrap_azurite(cfg.azurite_port, credentials_path(state, "azure")),
+        ),
+        Part(
+            name="bind",
+            port=cfg.dns_port,
+            argv=named_argv,
+            ping=lambda: bind.ping(state, cfg),
+            check=lambda: bind.check(state, cfg),
+            start_timeout=20,
+            bootstrap=lambda: bind.info(state, cfg),
+            fingerprint_extra=named_conf,
         ),
     ]
 
@@ -339,6 +368,7 @@ def _lab_info(state: Path, cfg: c.LabConfig, started: dict[str, _Started]) -> La
         s3=s3_info,
         aws=aws_info,
         azure=cast(AzureInfo, started["azurite"].result),
+        dns=cast(DnsInfo, started["bind"].result),
         disk_size=cfg.disk_size,
         replica_key_file=replica_key_path(state),
     )

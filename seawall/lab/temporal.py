@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 
 from seawall.contract.search import SEARCH_ATTRIBUTES
@@ -80,9 +80,28 @@ async def _registered(address: str) -> set[str]:
     return set(resp.custom_attributes)
 
 
+async def _register_missing(address: str) -> set[str]:
+    """Register what a newer Seawall added since the lab's database was made, then list again: a lab
+    upgraded in place gets the new attributes without losing its workflows."""
+    names = await _registered(address)
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in names
+    }
+    if missing:
+        client = await asyncio.wait_for(Client.connect(address, namespace=NAMESPACE), timeout=3)
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=NAMESPACE, search_attributes=missing),
+            timeout=timedelta(seconds=5),
+        )
+        names = await _registered(address)
+    return names
+
+
 def ping(cfg: c.LabConfig) -> str:
     """gRPC frontend answers, our search attributes are registered, and the UI serves its settings."""
-    names = asyncio.run(_registered(f"{c.HOST}:{cfg.temporal_port}"))
+    names = asyncio.run(_register_missing(f"{c.HOST}:{cfg.temporal_port}"))
     missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in names]
     if missing:
         raise RuntimeError(f"search attributes not registered: {', '.join(missing)}")

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from seawall.model import Network, NicMapping, PlanVM, RecoveryMode, Site, StaticIP, SubnetTranslation
+from seawall.model.inventory import Network, Site
+from seawall.model.plan import NicMapping, PlanVM, RecoveryMode, StaticIP, SubnetTranslation
 
 __all__ = ["IpPlanError", "NicPlan", "plan_nic", "plan_vm_nics"]
 

@@ -17,26 +17,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seawall.model import parse_secret_ref
+from seawall.security.redaction import REDACTOR
 
 __all__ = [
     "ResolvedSecret",
     "SecretError",
     "redact",
+    "register_configured",
     "resolve",
     "resolve_credentials",
     "resolve_text",
 ]
-
-REDACTED = "***"
-
-# Shorter strings occur in ordinary text too often to be masked safely (and are no secrets anyway).
-MIN_REDACT_LENGTH = 4
 
 
 class SecretError(Exception):
@@ -179,17 +177,43 @@ def resolve_credentials(
     return value
 
 
-def redact(text: str, secrets: Iterable[str | ResolvedSecret | None]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``***`` (longest first).
+def redact(text: str, secrets: Iterable[str | ResolvedSecret | None] = ()) -> str:
+    """``text`` with every configured secret, each of ``secrets`` and URL credentials masked as ``***``.
 
     Strings shorter than 4 characters are left alone: masking them would mangle ordinary words.
     """
-    values: set[str] = set()
-    for secret in secrets:
-        if secret is None:
+    return REDACTOR.redact(text, secrets)
+
+
+_REF = re.compile(r"^(env|file):\S")
+
+
+def _refs(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        if _REF.match(value):
+            yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _refs(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _refs(item)
+
+
+def register_configured(
+    config: Any, base_dir: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> int:
+    """Resolve every secret reference in ``config`` (a model, or its dump) and teach the process's
+    redactor its values; returns how many were known. References this process cannot resolve
+    (another site's credentials) are skipped: what a process cannot read, it cannot leak."""
+    dumped = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+    known = 0
+    for ref in dict.fromkeys(_refs(dumped)):
+        try:
+            secret = resolve(ref, base_dir, environ)
+        except SecretError:
             continue
-        values.update(secret.values() if isinstance(secret, ResolvedSecret) else [secret])
-    for value in sorted(values, key=len, reverse=True):
-        if len(value) >= MIN_REDACT_LENGTH:
-            text = text.replace(value, REDACTED)
-    return text
+        if secret is not None:
+            REDACTOR.add(secret)
+            known += 1
+    return known

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from seawall.model import DnsZone
+    from seawall.model import DnsZone, Rfc2136Zone
     from seawall.sites.base import SiteAdapter
 
 __all__ = [
@@ -272,23 +272,48 @@ class Route53Dns:
         return previous
 
 
-def _route53(zone: DnsZone, site: SiteAdapter) -> DnsProvider:
+SiteOf = Callable[[str], "SiteAdapter"]
+"""The adapter of a site by name: a zone whose provider is reached through a site's credentials
+(Route53) asks for it; one that carries its own (RFC 2136's TSIG key) does not."""
+
+
+def _route53(zone: DnsZone | Rfc2136Zone, site_of: SiteOf) -> DnsProvider:
+    from seawall.model import DnsZone
     from seawall.sites.aws.adapter import AwsAdapter
 
+    assert isinstance(zone, DnsZone)
+    site = site_of(zone.site)
     if not isinstance(site, AwsAdapter):
         raise DnsError(f"DNS zone {zone.name}: Route53 is reached through an aws site, not {site.site.kind}")
     return Route53Dns(site.client("route53"))
 
 
-PROVIDERS: dict[str, Callable[[DnsZone, SiteAdapter], DnsProvider]] = {"route53": _route53}
-"""DNS provider kind (a zone's ``provider``) -> a factory given the zone and its site's adapter."""
+def _rfc2136(zone: DnsZone | Rfc2136Zone, site_of: SiteOf) -> DnsProvider:
+    from seawall.model import Rfc2136Zone
+    from seawall.security.secrets import SecretError
+    from seawall.sites.base import SiteError
+    from seawall.sites.rfc2136 import Rfc2136Dns
+
+    assert isinstance(zone, Rfc2136Zone)
+    try:
+        return Rfc2136Dns.from_zone(zone)
+    except SecretError as exc:
+        # A missing or malformed key does not fix itself between retries.
+        raise SiteError(f"DNS zone {zone.name!r}: {exc}", "CredentialsError") from None
 
 
-def provider_for(zone: DnsZone, site: SiteAdapter) -> DnsProvider:
-    """The provider serving ``zone``, with the credentials of ``site`` (the zone's site)."""
+PROVIDERS: dict[str, Callable[[DnsZone | Rfc2136Zone, SiteOf], DnsProvider]] = {
+    "route53": _route53,
+    "rfc2136": _rfc2136,
+}
+"""DNS provider kind (a zone's ``provider``) -> a factory given the zone and a way to its site's adapter."""
+
+
+def provider_for(zone: DnsZone | Rfc2136Zone, site_of: SiteOf) -> DnsProvider:
+    """The provider serving ``zone`` (with its site's credentials where it has a site)."""
     try:
         factory = PROVIDERS[zone.provider]
     except KeyError:
         known = ", ".join(sorted(PROVIDERS))
         raise DnsError(f"DNS zone {zone.name}: no provider {zone.provider!r} (known: {known})") from None
-    return factory(zone, site)
+    return factory(zone, site_of)

@@ -55,7 +55,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)
         self._wait_started()
 
-    def _wait_started(self, timeout: float = 30.0) -> None:
+    def _wait_started(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "worker started" in self.log.read_text(errors="replace"):
@@ -63,6 +63,8 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
+        # A worker that starts late must not live on to take the next test's tasks.
+        self.kill()
         raise AssertionError(f"worker did not start; its log:\n{self.log.read_text(errors='replace')}")
 
     def kill(self) -> None:

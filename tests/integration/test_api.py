@@ -21,8 +21,9 @@ import httpx
 import uvicorn
 import yaml
 
-from seawall.api import ApiSettings, create_app
+from seawall.api.app import create_app
 from seawall.api.auth import hash_token, parse_tokens
+from seawall.api.deps import ApiSettings
 from seawall.lab import LabInfo
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins
 
@@ -176,6 +177,24 @@ async def test_a_drill_through_the_api(lab: LabInfo, lab_state_dir: Path, tmp_pa
                     start, json={"mode": "test", "ttl_hours": 1}, headers=bearer("oncall") | key
                 )
                 assert late.status_code == 202 and late.json()["run_id"] == run_id
+                # Issue #14: another key starts run B; a retry of the first key still replays run A,
+                # found through the server's visibility, not as the plan's newest run.
+                key_b = {"Idempotency-Key": f"drill-b-{uuid.uuid4()}"}
+                run_b = await http.post(start, json={"mode": "test"}, headers=bearer("oncall") | key_b)
+                assert run_b.status_code == 202 and run_b.json()["run_id"] != run_id, run_b.text
+                aborted = await http.post(
+                    f"/v1/plans/{PLAN}/abort",
+                    json={"reason": "idempotency check"},
+                    headers=bearer("commander"),
+                )
+                assert aborted.status_code == 200, aborted.text
+                await poll(http, lambda s: s["status"] != "RUNNING", timeout=240)
+                again = await http.post(
+                    start, json={"mode": "test", "ttl_hours": 1}, headers=bearer("oncall") | key
+                )
+                assert again.status_code == 202 and again.json()["run_id"] == run_id, again.text
+                assert again.headers["idempotent-replayed"] == "true"
+                run_b_id = run_b.json()["run_id"]
 
     audit = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     steps = [(a["who"], a["path"].rsplit("/", 1)[-1], a["status"]) for a in audit]
@@ -189,8 +208,13 @@ async def test_a_drill_through_the_api(lab: LabInfo, lab_state_dir: Path, tmp_pa
         ("oncall", "replicate", 202),
         ("oncall", "cleanup", 200),
         ("oncall", "failovers", 202),
+        ("oncall", "failovers", 202),
+        ("commander", "abort", 200),
+        ("oncall", "failovers", 202),
     ]
-    assert all(a["run_id"] == run_id for a in audit if a["status"] < 300 and "plan" in a)
+    ok = [a for a in audit if a["status"] < 300 and "plan" in a]
+    assert all(a["run_id"] == run_id for a in ok[:-3])
+    assert [a["run_id"] for a in ok[-3:]] == [run_b_id, run_b_id, run_id]
 
 
 def test_seawall_api_serve(lab: LabInfo, tmp_path: Path) -> None:
@@ -223,12 +247,18 @@ def test_seawall_api_serve(lab: LabInfo, tmp_path: Path) -> None:
         assert vms.status_code == 200 and [v["vm"] for v in vms.json()] == VMS
         spec = httpx.get(f"{url}/openapi.json", timeout=10).json()
         assert "/v1/plans/{plan}/failovers" in spec["paths"]
+        # Issue #14: a stranger's path with a newline in it cannot forge a second log line.
+        forged = 'x%0aINFO:     127.0.0.1:1 - "POST /v1/plans/erp-dr/failovers HTTP/1.1" 202'
+        assert httpx.get(f"{url}/v1/{forged}", timeout=10).status_code == 401
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
         # uvicorn shuts down gracefully, then re-raises the signal it caught: a SIGTERM exit.
         assert proc.returncode in (0, -signal.SIGTERM), out
         assert f"Seawall API on http://127.0.0.1:{port} (3 tokens" in out
         assert not (tmp_path / "audit.log").exists(), "reads are not audited"
+        knocks = [line for line in out.splitlines() if "GET /v1/x" in line]
+        assert len(knocks) == 1 and "\\nINFO:" in knocks[0], out
+        assert not any(line.startswith("INFO:") and "202" in line for line in out.splitlines()), out
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -41,7 +41,7 @@ from seawall.contract.messages import (
     SiteProbe,
     UnprotectInput,
 )
-from seawall.control.status import schedule_id
+from seawall.contract.names import schedule_id
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk, write_blocks
 from seawall.lab.temporal import temporal_binary

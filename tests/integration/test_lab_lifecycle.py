@@ -15,17 +15,21 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 import requests
 from pyVmomi import vim
 
-from seawall.lab import load_lab
+from seawall.lab import LabInfo, load_lab
 from seawall.lab.config import LabConfig
 from seawall.lab.disks import disk_pattern, write_blocks
 from seawall.lab.manager import PART_NAMES
 from seawall.lab.procs import port_open, read_cmdline, read_tracked
 from seawall.lab.vsphere import collect, connect
+from seawall.model import Rfc2136Zone
+from seawall.sites.rfc2136 import Rfc2136Dns
 
 SEAWALL = str(Path(sys.executable).parent / "seawall")
 MIB = 1024 * 1024
@@ -50,6 +54,7 @@ def _offsets() -> list[int]:
             cfg.vcsim_dr_port,
             cfg.moto_port,
             cfg.azurite_port,
+            cfg.dns_port,
         ]
         if not any(port_open("127.0.0.1", p) for p in ports):
             free.append(offset)
@@ -77,6 +82,30 @@ def _running(argv: list[str]) -> list[int]:
     return [
         int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and read_cmdline(int(p.name)) == argv
     ]
+
+
+def _aws_args(lab: LabInfo) -> dict[str, str]:
+    return {
+        "endpoint_url": lab.aws.endpoint_url,
+        "region_name": lab.aws.region,
+        "aws_access_key_id": lab.aws.access_key_id,
+        "aws_secret_access_key": lab.aws.secret_access_key,
+    }
+
+
+def _s3(lab: LabInfo) -> Any:
+    return boto3.client("s3", **_aws_args(lab))
+
+
+def _bind(lab: LabInfo) -> Rfc2136Dns:
+    zone = Rfc2136Zone(
+        name=lab.dns.zone,
+        server=lab.dns.server,
+        port=lab.dns.port,
+        tsig_key_name=lab.dns.tsig_key_name,
+        credentials=f"file:{lab.dns.tsig_key_file}",
+    )
+    return Rfc2136Dns.from_zone(zone)
 
 
 def _status(state: Path) -> dict[str, dict[str, object]]:
@@ -108,26 +137,42 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
         disks = [d for d in row["config.hardware.device"] if isinstance(d, vim.vm.device.VirtualDisk)]
         assert [d.capacityInBytes for d in disks] == [MIB] * (2 if row["name"] == "db-01" else 1)
 
-    # A guest writes; then the primary vCenter dies.
+    # A guest writes, a replica lands in S3, a DNS record changes; then the primary vCenter, moto and
+    # BIND die without warning.
     write_blocks(lab, "primary", "web-01", 4096, b"\x5a" * 4096)
+    s3 = _s3(lab)
+    s3.put_object(Bucket=lab.s3.bucket, Key="points/kept.bin", Body=b"\xa5" * 70000)
+    s3.create_bucket(Bucket="second-bucket")
+    dns_change = _bind(lab).upsert(lab.dns.zone, f"web-01.{lab.dns.zone}", "A", ["10.2.1.21"], 60)
+    killed = ("vcsim-primary", "moto", "bind")
     pids = {name: read_tracked(state, name) for name in PART_NAMES}
-    vcsim = pids["vcsim-primary"]
-    assert vcsim is not None
-    os.kill(vcsim.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while read_cmdline(vcsim.pid) == vcsim.argv and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for name in killed:
+        tracked = pids[name]
+        assert tracked is not None
+        os.kill(tracked.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while read_cmdline(tracked.pid) == tracked.argv and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert _lab(state, "status", "--quiet").returncode == 1
     assert "stale pid file" in str(_status(state)["vcsim-primary"]["detail"])
 
-    # up again: only the dead part is started; the datastore kept the guest's write.
+    # up again: only the dead parts are started; the datastore kept the guest's write, S3 its bucket
+    # and objects (moto writes S3 through to the state dir), the zone its update (BIND's journal).
     again = _lab(state, "up", "--json")
     assert again.returncode == 0, again.stderr
     for name, tracked in pids.items():
         now = read_tracked(state, name)
         assert now is not None and tracked is not None
-        assert (now.pid != tracked.pid) if name == "vcsim-primary" else (now.pid == tracked.pid), name
+        assert (now.pid != tracked.pid) if name in killed else (now.pid == tracked.pid), name
     lab = load_lab(state)
+    s3 = _s3(lab)
+    assert s3.get_object(Bucket=lab.s3.bucket, Key="points/kept.bin")["Body"].read() == b"\xa5" * 70000
+    assert {"second-bucket", lab.s3.bucket} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert _bind(lab).get(lab.dns.zone, dns_change.name, "A") == dns_change.new
+    assert _bind(lab).restore(dns_change) == dns_change.previous
+    # EC2 is not kept: the lab's bootstrap made its VPC again, and lab.json names the new one.
+    ec2 = boto3.client("ec2", **_aws_args(lab))
+    assert [v["VpcId"] for v in ec2.describe_vpcs(VpcIds=[lab.aws.vpc_id])["Vpcs"]] == [lab.aws.vpc_id]
     disk = lab.primary.vm("web-01").disks[0]
     image = requests.get(lab.primary.datastore_url(disk.flat_name), timeout=10).content
     expected = bytearray(disk_pattern("web-01", MIB))

@@ -10,7 +10,8 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowFailureError
 
 from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.control.status import schedule_id, vm_status
+from seawall.contract.names import schedule_id
+from seawall.control.status import vm_status
 from seawall.lab import LabInfo
 from seawall.lab.disks import read_disk, restore_disk, write_blocks
 from seawall.sites.vsphere.client import VSphereConnection

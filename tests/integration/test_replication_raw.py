@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, ProtectResult, UnprotectInput
-from seawall.control.status import schedule_id
+from seawall.contract.names import schedule_id
 from seawall.lab import LabInfo
 from seawall.sites.directory import imagesnap
 from tests.integration.replication_env import replication_env

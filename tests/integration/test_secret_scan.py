@@ -34,7 +34,8 @@ from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
 from seawall.contract.messages import ProbeSiteInput, ProtectInput, ProtectResult, SiteProbe, UnprotectInput
-from seawall.control.status import schedule_id, vm_status
+from seawall.contract.names import schedule_id
+from seawall.control.status import vm_status
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk, write_blocks
 from seawall.model import Inventory

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from seawall.contract.messages import GcInput, ProbeSiteInput, ProtectInput, ProtectResult, UnprotectInput
-from seawall.control.status import cycle_history, schedule_id
+from seawall.contract.names import schedule_id
+from seawall.control.status import cycle_history
 from seawall.lab import config as lab_config
 from seawall.lab import load_lab
 from seawall.lab.disks import restore_disk, write_blocks

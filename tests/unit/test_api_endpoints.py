@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,10 +21,12 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.api import MEMO_KEY, MEMO_REQUEST, ApiSettings, create_app
+from seawall.api.app import create_app
 from seawall.api.auth import hash_token, parse_tokens
+from seawall.api.deps import ApiSettings
+from seawall.api.idempotency import MEMO_KEY, MEMO_REQUEST
 from seawall.contract.messages import Approval, FailoverInput, RunReport
-from seawall.contract.search import SA_MODE, SA_RUN
+from seawall.contract.search import SA_MODE, SA_REQUEST, SA_RUN
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -44,6 +47,7 @@ class FakeRun:
     approvals: list[Approval] = field(default_factory=list)
     updates: list[tuple[str, Any]] = field(default_factory=list)
     start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request_key: str | None = None  # the SeawallRequest search attribute it was started with
 
 
 class FakeDescription:
@@ -134,7 +138,15 @@ class FakeClient:
         return run
 
     async def start_workflow(
-        self, workflow: str, inp: FailoverInput, *, id: str, id_conflict_policy: Any, memo: Any, **_: Any
+        self,
+        workflow: str,
+        inp: FailoverInput,
+        *,
+        id: str,
+        id_conflict_policy: Any,
+        memo: Any,
+        search_attributes: TypedSearchAttributes | None = None,
+        **_: Any,
     ) -> Any:
         assert workflow == "RecoveryPlan" and id_conflict_policy == WorkflowIDConflictPolicy.FAIL
         if self.start_barrier is not None:  # a race on demand: every start is in flight at once
@@ -145,6 +157,7 @@ class FakeClient:
             raise WorkflowAlreadyStartedError(id, workflow)
         self.starts.append(inp)
         run = FakeRun(id, str(uuid.uuid4()), inp.mode, dict(memo))
+        run.request_key = search_attributes.get(SA_REQUEST) if search_attributes is not None else None
         self.runs.setdefault(id, []).append(run)
         return SimpleNamespace(id=id, result_run_id=run.run_id)
 
@@ -155,11 +168,23 @@ class FakeClient:
         return FakeSchedule(self, schedule_id)
 
     def list_workflows(self, query: str, **_: Any) -> AsyncIterator[Any]:
-        async def none() -> AsyncIterator[Any]:
-            for item in ():
-                yield item
+        """Visibility, as far as the API asks it: runs of one workflow id carrying one request key."""
+        wanted_id = re.search(r"WorkflowId = '([^']+)'", query)
+        wanted_key = re.search(r"SeawallRequest = '([0-9a-f]+)'", query)
+        since = re.search(r"StartTime > '([^']+)'", query)
+        after = datetime.fromisoformat(since.group(1)) if since else datetime.min.replace(tzinfo=UTC)
+        runs = self.runs.get(wanted_id.group(1), []) if wanted_id else []
+        found = [
+            r
+            for r in reversed(runs)
+            if wanted_key and r.request_key == wanted_key.group(1) and r.start_time > after
+        ]
 
-        return none()
+        async def listed() -> AsyncIterator[Any]:
+            for run in found:
+                yield SimpleNamespace(id=run.id, run_id=run.run_id)
+
+        return listed()
 
 
 # --- the app under test -------------------------------------------------------------------------------
@@ -310,7 +335,7 @@ def expected(endpoint: Endpoint, role: str, scope: str) -> int:
     if RANK[role] < RANK[endpoint.need]:
         return 403
     if scope == "web" and endpoint.subject not in (None, "web-dr"):
-        return 403
+        return 404  # out of scope answers exactly as unknown
     return endpoint.ok
 
 
@@ -431,6 +456,17 @@ async def test_malformed_json_and_oversize_bodies(api: Api) -> None:
     assert api.fake.starts == [] and api.audit() == []
 
 
+async def test_unknown_query_parameters_are_refused(api: Api) -> None:
+    """A misspelt parameter must not silently mean its default (the newest report, the newest point)."""
+    bad = await api.http.get("/v1/plans/erp-dr/report?rnu=20261126T010000Z-abcd1234", headers=auth(VIEWER))
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+    assert "'rnu'" in bad.json()["detail"] and "run" in bad.json()["detail"]
+    empty = await api.http.get("/v1/plans/erp-dr/report?=0.0", headers=auth(VIEWER))
+    assert empty.status_code == 400
+    ok = await api.http.get("/v1/plans", headers=auth(VIEWER))
+    assert ok.status_code == 200
+
+
 async def test_wrong_role_for_the_mode_says_why(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="seawall.api")
     response = await api.http.post(
@@ -439,7 +475,11 @@ async def test_wrong_role_for_the_mode_says_why(api: Api, caplog: pytest.LogCapt
     assert response.status_code == 403
     assert "a planned failover needs admin" in response.json()["detail"]
     scoped = await api.http.get("/v1/plans/erp-dr/report", headers=auth(ADMIN, "web"))
-    assert scoped.status_code == 403 and "not scoped to plan 'erp-dr'" in scoped.json()["detail"]
+    unknown = await api.http.get("/v1/plans/payroll/report", headers=auth(ADMIN, "web"))
+    assert scoped.status_code == unknown.status_code == 404
+    # Out of scope and unknown are the same answer, naming no other plan.
+    assert scoped.json() == {**unknown.json(), "detail": "no recovery plan named 'erp-dr'"}
+    assert "web-dr" not in scoped.text and "web-dr" not in unknown.text
     stranger = await api.http.get("/v1/plans", headers={"Authorization": "Bearer guessed-token-1234"})
     assert stranger.status_code == 401
     # Denials are logged for whoever watches for intrusions, without the presented token.
@@ -498,15 +538,19 @@ async def test_idempotency_key_returns_the_same_run(api: Api) -> None:
     # The key lives in the memo hashed (with the token's name), never as given.
     memo = api.fake.runs["recover/erp-dr"][-1].memo
     assert "incident-4711" not in json.dumps(memo) and len(memo[MEMO_KEY]) == 64 and memo[MEMO_REQUEST]
-    # Another key, no key, or another token with the same key: a second failover, refused.
-    for other in (
-        {**auth(OPERATOR), "Idempotency-Key": "incident-4712"},
-        auth(OPERATOR),
-        {**auth(ADMIN), "Idempotency-Key": "incident-4711"},
-    ):
+    # Another key or no key: a second failover, refused.
+    for other in ({**auth(OPERATOR), "Idempotency-Key": "incident-4712"}, auth(OPERATOR)):
         conflict = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=other)
         assert conflict.status_code == 409
         assert conflict.json()["detail"] == "a failover of erp-dr is already running"
+    # Another token with the same key neither attaches to nor learns of that run.
+    foreign = await api.http.post(
+        "/v1/plans/erp-dr/failovers",
+        json={"mode": "test"},
+        headers={**auth(ADMIN), "Idempotency-Key": "incident-4711"},
+    )
+    assert foreign.status_code == 409 and "another caller" in foreign.json()["detail"]
+    assert first.json()["run_id"] not in foreign.text
     # The same key with another request is a client error, not a replay.
     changed = await api.http.post(
         "/v1/plans/erp-dr/failovers", json={"mode": "test", "ttl_hours": 1}, headers=headers
@@ -518,6 +562,23 @@ async def test_idempotency_key_returns_the_same_run(api: Api) -> None:
     assert late.status_code == 202 and late.json()["run_id"] == first.json()["run_id"]
     assert len(api.fake.starts) == 1
     assert [line["status"] for line in api.audit()] == [202, 202, 409, 409, 409, 422, 202]
+
+
+async def test_a_key_names_its_run_whatever_ran_after_it(api: Api) -> None:
+    """Issue #14: K1 starts run A, K2 starts run B, a retry of K1 replays A (not B, not a new run)."""
+    k1 = {**auth(OPERATOR), "Idempotency-Key": "change-1"}
+    k2 = {**auth(OPERATOR), "Idempotency-Key": "change-2"}
+    run_a = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=k1)
+    assert run_a.status_code == 202
+    api.fake.runs["recover/erp-dr"][-1].status = WorkflowExecutionStatus.COMPLETED
+    run_b = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=k2)
+    assert run_b.status_code == 202 and run_b.json()["run_id"] != run_a.json()["run_id"]
+    retry = await api.http.post("/v1/plans/erp-dr/failovers", json={"mode": "test"}, headers=k1)
+    assert retry.status_code == 202 and retry.json()["run_id"] == run_a.json()["run_id"]
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert len(api.fake.starts) == 2
+    # The key is on the run hashed, never as given.
+    assert all(r.request_key and "change-1" not in r.request_key for r in api.fake.runs["recover/erp-dr"])
 
 
 async def test_approve_names_the_token_and_refusals_are_409(api: Api) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from seawall.api import create_app
+from seawall.api.app import create_app
 from seawall.api.auth import parse_tokens
 from tests.unit.test_api_endpoints import (
     ADMIN,

@@ -17,8 +17,9 @@ from seawall.blockstore.errors import (
     WrongKeyError,
 )
 from seawall.blockstore.keys import KeyMaterial, KeyRing
+from seawall.blockstore.layout import point_key
 from seawall.blockstore.manifest import ShipProgress
-from seawall.blockstore.repository import Repository, point_key
+from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import TransientStoreError
 from seawall.blockstore.table import BLOCK
 from tests.datapath_scenario import BytesSource, FakeClock, FlakyStore, MemoryStore

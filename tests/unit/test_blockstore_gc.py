@@ -8,8 +8,9 @@ import pytest
 
 from seawall.blockstore.errors import WrongKeyError
 from seawall.blockstore.keys import KeyMaterial
+from seawall.blockstore.layout import CONDEMNED_KEY
 from seawall.blockstore.manifest import RetentionPolicy, ShipProgress
-from seawall.blockstore.repository import CONDEMNED_KEY, Repository
+from seawall.blockstore.repository import Repository
 from tests.datapath_scenario import BytesSource, FakeClock, MemoryStore
 
 KEY = KeyMaterial("gc-key", bytes(range(32)))

@@ -14,6 +14,7 @@ from seawall.blockstore.errors import PointConflictError, PointNotFoundError
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.manifest import ShipProgress
 from seawall.blockstore.repository import Repository
+from seawall.blockstore.scan import batches as scan_batches
 from seawall.blockstore.source import ChangedArea
 from seawall.blockstore.table import BLOCK, PIECE
 from tests.datapath_scenario import BytesSource, FakeClock, MemoryStore
@@ -401,9 +402,8 @@ def test_cbt_on_a_grown_disk_reads_the_new_tail() -> None:
 
 
 def test_batches_tile_the_disk_and_respect_limits() -> None:
-    repo, _ = repo_of(checkpoint_blocks=300)
     areas = [(5, 7), (7, 9), (100, 400), (1000, 1001), (5000, 5003)]
-    batches = list(repo._batches(3, 6000, areas))
+    batches = list(scan_batches(3, 6000, areas, checkpoint_blocks=300))
     assert batches[0][0] == 3 and batches[-1][1] == 6000
     assert all(a[1] == b[0] for a, b in itertools.pairwise(batches))
     for b0, b1, runs in batches:

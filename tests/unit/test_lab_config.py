@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from seawall.lab import bind, temporal, vsphere
 from seawall.lab import config as c
-from seawall.lab import temporal, vsphere
 
 
 def test_default_vm_names() -> None:
@@ -39,7 +39,8 @@ def test_ports() -> None:
         8989,
         8990,
     )
-    assert (cfg.moto_port, cfg.azurite_port) == (5000, 10000)
+    assert (cfg.moto_port, cfg.azurite_port, cfg.dns_port) == (5000, 10000, 8053)
+    assert c.LabConfig(port_offset=200).dns_port == 8253
 
 
 def test_disk_size_must_be_whole_regions() -> None:
@@ -79,5 +80,30 @@ def test_temporal_command_line(tmp_path: Path) -> None:
     joined = " ".join(argv)
     assert "--ip 127.0.0.1 --port 7233 --ui-port 8233" in joined
     assert f"--db-filename {tmp_path / 'temporal.db'}" in joined
-    for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun"):
+    for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun", "SeawallRequest"):
         assert f"--search-attribute {name}=Keyword" in joined
+
+
+def test_bind_files_key_made_once_zone_kept(tmp_path: Path) -> None:
+    cfg = c.LabConfig(port_offset=200)
+    conf = bind.prepare(tmp_path, cfg)
+    assert "listen-on port 8253 { 127.0.0.1; };" in conf and "listen-on-v6 { none; };" in conf
+    assert "controls { };" in conf, "no rndc channel: port 953 would be shared by every lab"
+    assert "update-policy { grant seawall-lab. zonesub ANY; };" in conf
+    key = bind.key_path(tmp_path)
+    assert key.stat().st_mode & 0o077 == 0 and "algorithm hmac-sha256;" in key.read_text()
+    zone = bind.dns_dir(tmp_path) / "corp.example.com.zone"
+    assert (
+        "web-01 IN A 10.1.1.21" in zone.read_text()
+        and "erp IN CNAME web-01.corp.example.com." in zone.read_text()
+    )
+    # A second `up` keeps the key (holders of it keep working) and the zone (BIND's journal goes with it).
+    first_key = key.read_text()
+    zone.write_text(zone.read_text() + "; changed by named\n")
+    assert bind.prepare(tmp_path, cfg) == conf
+    assert key.read_text() == first_key and zone.read_text().endswith("; changed by named\n")
+    info = bind.info(tmp_path, cfg)
+    assert (info.port, info.zone, info.tsig_key_file) == (8253, "corp.example.com", key)
+    assert first_key.split('"')[3] not in info.model_dump_json(), (
+        "lab.json names the key file, not the secret"
+    )

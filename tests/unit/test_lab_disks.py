@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from seawall.lab import bind
+from seawall.lab.config import LabConfig
 from seawall.lab.disks import REGION, disk_pattern, fill_disk, read_disk, restore_disk, write_blocks
 from seawall.lab.info import (
     AwsInfo,
@@ -114,6 +116,7 @@ def _lab(tmp_path: Path, size: int) -> LabInfo:
             container="c",
             credentials_file=tmp_path / "credentials" / "azure.json",
         ),
+        dns=bind.info(tmp_path, LabConfig()),
         disk_size=size,
         replica_key_file=tmp_path / "keys" / "replica.key",
     )

@@ -32,6 +32,12 @@ EXAMPLES = sorted(str(p.relative_to(REPO)) for p in (REPO / "examples").glob("*.
 # file, line, field, the start of the message (the rest may name suggestions or values)
 BROKEN_CASES = [
     ("empty.yaml", 1, "", "file is empty"),
+    # PyYAML's reader, composer and constructor failures, and values it cannot build, are located too.
+    ("plan-yaml-bad-date.yaml", 5, "", "invalid YAML value: day is out of range for month"),
+    ("plan-yaml-control-character.yaml", 4, "", "invalid YAML: special character #x0007 is not allowed"),
+    ("plan-yaml-deep-nesting.yaml", 1, "", "invalid YAML: nested too deeply"),
+    ("plan-yaml-two-documents.yaml", 3, "", "invalid YAML: but found another document"),
+    ("plan-yaml-undefined-alias.yaml", 4, "", "invalid YAML: found undefined alias 'nowhere'"),
     ("inventory-cidr-host-bits.yaml", 25, "sites[1].networks[1].cidr", "Input is not a valid IPv4 network"),
     ("inventory-duplicate-site.yaml", 36, "sites[3].name", "site 'dr' is already defined (sites[1])"),
     (
@@ -95,6 +101,14 @@ BROKEN_CASES = [
         "URL must not carry credentials (user:password@)",
     ),
     ("inventory-zone-not-aws.yaml", 52, "dns_zones[0].site", "route53 zones need an aws site"),
+    (
+        "inventory-zone-provider.yaml",
+        53,
+        "dns_zones[1].provider",
+        "unknown DNS provider: expected 'route53' or 'rfc2136' (got 'bind')",
+    ),
+    ("inventory-zone-rfc2136-no-key.yaml", 53, "dns_zones[1].tsig_key_name", "required key is missing"),
+    ("inventory-zone-rfc2136-site.yaml", 55, "dns_zones[0].site", "unknown key 'site'"),
     (
         "plan-bad-dns-name.yaml",
         36,

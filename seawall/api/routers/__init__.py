@@ -1,0 +1,1 @@
+"""One router per resource, included by ``seawall.api.app`` in the order the OpenAPI document lists them."""

@@ -1,0 +1,155 @@
+"""``/v1/plans/{plan}/{approve,abort,cleanup}``: updates to the plan's running failover."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Depends, Request
+from temporalio.client import Client, WorkflowExecutionDescription
+
+from seawall.api.auth import Principal
+from seawall.api.deps import WORKER_WAIT, ApiContext, Ctx, admin, in_scope, operator
+from seawall.api.problems import problems
+from seawall.api.schemas import (
+    RUN_EXAMPLE,
+    AbortRequest,
+    ApprovalDone,
+    ApproveRequest,
+    PlanName,
+    UpdateDone,
+    ok_example,
+)
+from seawall.contract.messages import AbortInput, ApproveInput
+from seawall.control import recovery
+from seawall.control.runs import running_run
+
+router = APIRouter(prefix="/v1", tags=["recovery"])
+
+
+T = TypeVar("T")
+
+
+async def _to_running(
+    ctx: ApiContext,
+    request: Request,
+    who: Principal,
+    plan: str,
+    send: Callable[[Client, str], Awaitable[T]],
+    **what: Any,
+) -> tuple[WorkflowExecutionDescription, T]:
+    """Send an update to the plan's running run (409 if none runs), audited with ``what``."""
+    in_scope(who, plan)
+    ctx.known_plan(plan)
+    async with ctx.audit.audited(request, who, 200, plan=plan, **what) as record:
+        tc = await ctx.client()
+        desc = await running_run(tc, plan)
+        record["run_id"] = desc.run_id
+        answer = await send(tc, desc.run_id)
+    return desc, answer
+
+
+def _done(result: str) -> dict[str, object]:
+    return {
+        "plan": "erp-dr",
+        "workflow_id": "recover/erp-dr",
+        "run_id": RUN_EXAMPLE["run_id"],
+        "result": result,
+    }
+
+
+@router.post(
+    "/plans/{plan}/approve",
+    response_model=ApprovalDone,
+    summary="Approve the gate the plan's run waits on (operator)",
+    responses={
+        200: ok_example(
+            {
+                **_done("approved"),
+                "approval": {
+                    "gate": "web-go-ahead",
+                    "approved": True,
+                    "by": "dr-oncall",
+                    "at": "2026-11-26T01:35:00+00:00",
+                    "comment": "app tier checked",
+                },
+            }
+        ),
+        **problems(401, 403, 404, 409, 413, 422, 503),
+    },
+)
+async def approve(
+    ctx: Ctx,
+    plan: PlanName,
+    request: Request,
+    body: Annotated[
+        ApproveRequest,
+        Body(openapi_examples={"gate": {"value": {"gate": "web-go-ahead", "comment": "app tier checked"}}}),
+    ],
+    who: Principal = Depends(operator),
+) -> ApprovalDone:
+    # The approver is the token's holder: the report names them, not what the body claims.
+    inp = ApproveInput(gate=body.gate, by=who.name, comment=body.comment)
+    desc, approval = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.approve(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        gate=body.gate,
+    )
+    return ApprovalDone(
+        plan=plan, workflow_id=desc.id, run_id=desc.run_id, result="approved", approval=approval
+    )
+
+
+@router.post(
+    "/plans/{plan}/abort",
+    response_model=UpdateDone,
+    summary="Abort the plan's running failover (admin); a drill is cleaned up",
+    responses={
+        200: ok_example(_done("abort requested by dr-admin")),
+        **problems(401, 403, 404, 409, 413, 422, 503),
+    },
+)
+async def abort(
+    ctx: Ctx,
+    plan: PlanName,
+    request: Request,
+    body: Annotated[
+        AbortRequest, Body(openapi_examples={"abort": {"value": {"reason": "source site is back"}}})
+    ],
+    who: Principal = Depends(admin),
+) -> UpdateDone:
+    inp = AbortInput(by=who.name, reason=body.reason)
+    desc, result = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.abort(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        reason=body.reason,
+    )
+    return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
+
+
+@router.post(
+    "/plans/{plan}/cleanup",
+    response_model=UpdateDone,
+    summary="End a drill now: remove everything it made at the target (operator)",
+    responses={
+        200: ok_example(_done("cleanup requested")),
+        **problems(401, 403, 404, 409, 413, 422, 503),
+    },
+)
+async def cleanup(
+    ctx: Ctx, plan: PlanName, request: Request, who: Principal = Depends(operator)
+) -> UpdateDone:
+    desc, result = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.cleanup(tc, plan, run_id=run_id, timeout=WORKER_WAIT),
+    )
+    return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)

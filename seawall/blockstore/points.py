@@ -1,0 +1,150 @@
+"""Recovery points: commit a manifest (last, after everything it names), read, list, forget.
+
+A manifest is signed JSON at ``points/<vm>/<point>.json``; a point is listed only once its
+manifest exists, and "verified" is the separate marker ``verified/<vm>/<point>.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from seawall.blockstore.errors import (
+    CorruptObjectError,
+    MissingObjectError,
+    PointConflictError,
+    PointNotFoundError,
+    WrongKeyError,
+)
+from seawall.blockstore.keys import KeyMaterial
+from seawall.blockstore.layout import point_key, session_key, table_key, verified_key
+from seawall.blockstore.manifest import (
+    DiskManifest,
+    PointInfo,
+    PointManifest,
+    PointRef,
+    ShippedDisk,
+    check_name,
+)
+from seawall.blockstore.signed import SignedObjects
+from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
+
+
+def disk_of(m: PointManifest, disk: str) -> DiskManifest | None:
+    return next((d for d in m.disks if d.disk == disk), None)
+
+
+class Points:
+    """The manifests of one store; read manifests are cached (a manifest never changes)."""
+
+    def __init__(
+        self, store: ObjectStore, signed: SignedObjects, key: KeyMaterial, clock: Callable[[], datetime]
+    ) -> None:
+        self._store = store
+        self._signed = signed
+        self._key = key
+        self._clock = clock
+        self._manifests: dict[str, PointManifest] = {}
+
+    def read_manifest(self, vm: str, point_id: str) -> PointManifest:
+        okey = point_key(vm, point_id)
+        m = self._manifests.get(okey)
+        if m is not None:
+            return m
+        try:
+            m = self._signed.get(okey, PointManifest)
+        except ObjectNotFound:
+            raise PointNotFoundError(vm, point_id) from None
+        if m.vm != vm or m.point_id != point_id:
+            raise CorruptObjectError(okey, "manifest names another point")
+        self._manifests[okey] = m
+        return m
+
+    def list_points(self, vm: str) -> list[PointInfo]:
+        """Complete points of ``vm``, oldest first. Only committed manifests are listed."""
+        check_name("vm", vm)
+        verified = {k.rsplit("/", 1)[-1][:-5] for k in self._store.list(f"verified/{vm}/")}
+        out = []
+        for k in self._store.list(f"points/{vm}/"):
+            name = k.rsplit("/", 1)[-1]
+            if not name.endswith(".json"):
+                continue
+            m = self.read_manifest(vm, name[:-5])
+            out.append(
+                PointInfo(
+                    vm=vm,
+                    point_id=m.point_id,
+                    parent=m.parent,
+                    created_at=m.created_at,
+                    verified=m.point_id in verified,
+                    disks={d.disk: d.size for d in m.disks},
+                )
+            )
+        out.sort(key=lambda p: (p.created_at, p.point_id))
+        return out
+
+    def latest_point(self, vm: str, verified_only: bool = True) -> PointRef | None:
+        points = [p for p in self.list_points(vm) if p.verified or not verified_only]
+        return points[-1].ref if points else None
+
+    def commit_point(
+        self,
+        vm: str,
+        point_id: str,
+        disks: list[ShippedDisk],
+        parent: PointRef | str | None = None,
+        meta: dict[str, str] | None = None,
+    ) -> PointRef:
+        """Make a recovery point visible by writing its manifest, after everything it references.
+
+        Idempotent: committing the same point again (a retried activity) returns the existing ref;
+        committing different content under an existing id raises PointConflictError.
+        """
+        check_name("vm", vm)
+        check_name("point id", point_id)
+        parent_id = parent.point_id if isinstance(parent, PointRef) else parent
+        names = [d.disk for d in disks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"point {point_id}: duplicate disk names {names}")
+        for d in disks:
+            if d.key_id != self._key.key_id:
+                raise WrongKeyError(f"shipped disk {d.disk}", d.key_id, self._key.key_id)
+            if d.parent_point not in (None, parent_id):
+                raise ValueError(
+                    f"disk {d.disk} was shipped against {d.parent_point}, not parent {parent_id}"
+                )
+            for lid in d.layers:
+                if not self._store.exists(table_key(bytes.fromhex(lid))):
+                    raise MissingObjectError(table_key(bytes.fromhex(lid)), f"shipped disk {d.disk}")
+        manifest = PointManifest(
+            vm=vm,
+            point_id=point_id,
+            parent=parent_id,
+            created_at=self._clock(),
+            key_id=self._key.key_id,
+            disks=[DiskManifest.model_validate(d.model_dump(exclude={"session", "key_id"})) for d in disks],
+            meta=meta or {},
+        )
+        okey = point_key(vm, point_id)
+        if not self._signed.put(okey, manifest):
+            existing = self.read_manifest(vm, point_id)
+            if not manifest.same_content(existing):
+                raise PointConflictError(
+                    f"point {point_id!r} of {vm!r} already exists with different content"
+                )
+            manifest = existing
+        self._manifests[okey] = manifest
+        for d in disks:
+            self._store.delete(session_key(d.session))
+        return PointRef(vm=vm, point_id=point_id, created_at=manifest.created_at)
+
+    def delete(self, vm: str, point_id: str) -> None:
+        """Remove a point's manifest and verified marker (its data goes at the next GC)."""
+        okey = point_key(vm, point_id)
+        self._store.delete(okey)
+        self._store.delete(verified_key(vm, point_id))
+        self._manifests.pop(okey, None)
+
+    def forget_cached(self) -> None:
+        """Drop cached manifests, so the next reads see only what the store holds now."""
+        self._manifests.clear()

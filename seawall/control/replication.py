@@ -1,0 +1,85 @@
+"""Replication actions over a Temporal client: protect, unprotect, replicate now, status.
+
+Written once for every door (the CLI, the API, the demo, the benchmarks); the refusals are
+:mod:`seawall.control.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
+from seawall.contract.names import Workflow, protect_id, schedule_id, unprotect_id
+from seawall.control.errors import Failed, NotProtected
+from seawall.control.status import VMStatus, vm_status
+from seawall.model import Inventory
+
+
+async def start_protect(
+    client: Client, queue: str, vm: str, policy: str | None = None
+) -> WorkflowHandle[Any, ProtectResult]:
+    """Start ``ProtectVM``: enable CBT, seed a first verified point, create the VM's schedule.
+
+    A fixed id per VM: protecting twice while a seed runs attaches to the running one.
+    """
+    return await client.start_workflow(
+        Workflow.PROTECT_VM,
+        ProtectInput(vm=vm, policy=policy),
+        id=protect_id(vm),
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        result_type=ProtectResult,
+    )
+
+
+async def protect_result(handle: WorkflowHandle[Any, ProtectResult]) -> ProtectResult:
+    """The result of a ``ProtectVM`` run; :class:`Failed` with its cause if it failed."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        raise Failed(str(exc.cause or exc)) from None
+
+
+async def protect(client: Client, queue: str, vm: str, policy: str | None = None) -> ProtectResult:
+    """Protect ``vm`` and wait for its seed and schedule."""
+    return await protect_result(await start_protect(client, queue, vm, policy))
+
+
+async def unprotect(client: Client, queue: str, vm: str, delete_replica: bool = False) -> int:
+    """Stop replicating ``vm`` (its schedule goes); returns how many of its points were deleted."""
+    try:
+        return await client.execute_workflow(
+            Workflow.UNPROTECT_VM,
+            UnprotectInput(vm=vm, delete_replica=delete_replica),
+            id=unprotect_id(vm),
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=int,
+        )
+    except WorkflowFailureError as exc:
+        raise Failed(str(exc.cause or exc)) from None
+
+
+async def replicate_now(client: Client, vm: str) -> str:
+    """Start a cycle of ``vm`` now; returns its schedule's id. :class:`NotProtected` without one.
+
+    Through the schedule, not a direct start: its overlap policy keeps one cycle at a time.
+    """
+    try:
+        await client.get_schedule_handle(schedule_id(vm)).trigger()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotProtected(vm) from None
+        raise
+    return schedule_id(vm)
+
+
+async def statuses(client: Client, inventory: Inventory, vms: Iterable[str]) -> list[VMStatus]:
+    """The replication status of each of ``vms``, asked concurrently, in their order."""
+    return list(await asyncio.gather(*(vm_status(client, inventory, vm) for vm in vms)))

@@ -1,0 +1,95 @@
+"""The CLI's wording of seawall.control's refusals: one line on stderr and the exit code scripts rely
+on (2: the input names something not there or not in that state; 1: the operation ran and failed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+from typer.testing import CliRunner
+
+from seawall.cli import app
+from seawall.cli import recovery as recovery_cmd
+from seawall.cli import replication as replication_cmd
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class Refusing:
+    """A Temporal client that refuses every call with ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def start_workflow(self, *_: Any, **__: Any) -> Any:
+        raise self.error
+
+    def get_workflow_handle(self, *_: Any, **__: Any) -> Any:
+        async def execute_update(*_: Any, **__: Any) -> Any:
+            raise self.error
+
+        return SimpleNamespace(execute_update=execute_update)
+
+    def get_schedule_handle(self, *_: Any) -> Any:
+        async def trigger() -> None:
+            raise self.error
+
+        return SimpleNamespace(trigger=trigger)
+
+
+def run(monkeypatch: pytest.MonkeyPatch, error: BaseException, *argv: str) -> Any:
+    async def client(_: Any) -> Refusing:
+        return Refusing(error)
+
+    monkeypatch.setattr(recovery_cmd, "temporal_client", client)
+    monkeypatch.setattr(replication_cmd, "temporal_client", client)
+    monkeypatch.setenv("SEAWALL_INVENTORY", str(EXAMPLES / "inventory.yaml"))
+    return CliRunner().invoke(app, list(argv))
+
+
+NOT_FOUND = RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+
+
+@pytest.mark.parametrize(
+    ("error", "argv", "code", "line"),
+    [
+        (
+            WorkflowUpdateFailedError(ApplicationError("gate 'db' is not the one waiting")),
+            ("approve", "erp-dr", "--gate", "db"),
+            2,
+            "approve refused: gate 'db' is not the one waiting",
+        ),
+        (NOT_FOUND, ("cleanup", "erp-dr"), 2, "no failover of erp-dr is running"),
+        (NOT_FOUND, ("abort", "erp-dr", "--reason", "back"), 2, "no failover of erp-dr is running"),
+        (
+            WorkflowAlreadyStartedError("recover/erp-dr", "RecoveryPlan"),
+            ("failover", "erp-dr", "--mode", "test"),
+            1,
+            "a failover of erp-dr is already running: see `seawall report erp-dr`",
+        ),
+        (
+            NOT_FOUND,
+            ("replicate-now", "db-01"),
+            2,
+            "db-01 is not protected yet: run `seawall protect db-01` first",
+        ),
+    ],
+)
+def test_a_refusal_is_one_line_and_an_exit_code(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, argv: tuple[str, ...], code: int, line: str
+) -> None:
+    result = run(monkeypatch, error, *argv)
+    assert result.exit_code == code, result.output
+    assert line in " ".join(result.output.split())
+
+
+def test_no_report_names_the_folder_it_looked_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SEAWALL_REPORTS_DIR", str(tmp_path))
+    result = run(monkeypatch, NOT_FOUND, "report", "erp-dr", "--run", "r1")
+    assert result.exit_code == 2
+    assert f"no report for plan 'erp-dr' run r1 in {tmp_path / 'erp-dr'}" in " ".join(result.output.split())

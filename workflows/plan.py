@@ -1,0 +1,31 @@
+"""What the recovery workflows share: the errors no retry can fix, and the plan's shape.
+
+``RecoveryPlan``, ``RecoverVM``, ``CleanupTest``, ``CommitFailover`` and ``Reprotect`` all start from a
+plan's shape, read by an activity from the worker's plan files; none of them reads a file itself.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.policies import persistent, quick
+
+with workflow.unsafe.imports_passed_through():
+    from activities.recovery import OrchestrationActivities
+    from seawall.contract.messages import PlanSpec, PlanSpecRequest
+
+FATAL = ["PlanInvalid", "NotProtected", "NoRecoveryPoint", "CredentialsError", "KeyMissing", "WrongKey"]
+QUICK = quick(FATAL)
+PERSISTENT = persistent(FATAL)
+
+
+async def load_spec(plan: str, direction: str | None = None) -> PlanSpec:
+    """The plan's shape, read by a worker from its plan files (a direction only for failback)."""
+    return await workflow.execute_activity_method(
+        OrchestrationActivities.load_plan_spec,
+        PlanSpecRequest(plan=plan, direction=direction) if direction else PlanSpecRequest(plan=plan),
+        start_to_close_timeout=timedelta(minutes=1),
+        retry_policy=QUICK,
+    )
