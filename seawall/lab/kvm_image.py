@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from seawall.lab import config as c
-from seawall.lab.kvm_records import IDENTITY_FILE, Identity
+from seawall.lab.kvm_records import IDENTITY_FILE, Identity, RecordScan, scan_file
 
 MIB = 1024 * 1024
 PARTITION_OFFSET = MIB
@@ -272,6 +272,16 @@ def read_identity(image: Path) -> Identity:
         part = Path(tmp_name) / "part.img"
         _copy_out_partition(image, part)
         return Identity.parse(_run(["mtype", "-i", str(part), f"::{IDENTITY_FILE}"]))
+
+
+def scan_image(image: Path, lookahead: int = 64) -> RecordScan:
+    """The records on a data disk image (raw or qcow2; a running guest's too: read with -U, share mode)."""
+    if _image_format(image) == "raw":
+        return scan_file(image, lookahead)
+    with tempfile.TemporaryDirectory(prefix="seawall-scan-") as tmp_name:
+        raw = Path(tmp_name) / "data.raw"
+        _run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", str(image), str(raw)])
+        return scan_file(raw, lookahead)
 
 
 def make_system_disk(base: Path, dest: Path, identity: Identity) -> None:

@@ -45,10 +45,11 @@ fi
 
 # One pass over the data disk: zero sectors become empty lines, which end the scan (awk exits, dd gets
 # SIGPIPE), so only the written part is read. Prints "<last contiguous record> <1 if records follow a gap>".
+# The number is compared as text: busybox awk reads "0000000010" as octal.
 set -- $(dd if=/dev/vdb bs=64k 2>/dev/null | tr '\000' '\n' | awk '
   length($0) == 0 { exit }
   bad { trailing = 1; exit }
-  substr($0, 1, 6) != "SWREC " || length($0) != 511 || ($2 + 0) != NR { bad = 1; next }
+  substr($0, 1, 16) != sprintf("SWREC %010d", NR) || length($0) != 511 { bad = 1; next }
   { last = NR }
   END { print last + 0, trailing + 0 }')
 LAST=${1:-0}
