@@ -254,23 +254,25 @@ def write_identity(image: Path, identity: Identity) -> None:
             _run(["qemu-io", "-f", "qcow2", *commands, str(image)])
 
 
-def _copy_out_partition(image: Path, dest: Path) -> None:
+def _copy_out_partition(image: Path, dest: Path, *, shared: bool = False) -> None:
+    # ``shared`` (-U) reads an image a running QEMU holds; a writer must never take it that way.
     _run(
         [
-            "qemu-img", "dd", "-f", _image_format(image), "-O", "raw", f"bs={MIB}",
-            f"skip={PARTITION_OFFSET // MIB}", f"count={PARTITION_MIB}", f"if={image}", f"of={dest}",
+            "qemu-img", "dd", *(["-U"] if shared else []), "-f", _image_format(image), "-O", "raw",
+            f"bs={MIB}", f"skip={PARTITION_OFFSET // MIB}", f"count={PARTITION_MIB}", f"if={image}",
+            f"of={dest}",
         ]
     )  # fmt: skip
 
 
 def read_identity(image: Path) -> Identity:
-    """The identity file in a system disk (raw or qcow2), as the guest would read it."""
+    """The identity file in a system disk (raw or qcow2, also of a running guest)."""
     if _image_format(image) == "raw":
         text = _run(["mtype", "-i", f"{image}@@{PARTITION_OFFSET}", f"::{IDENTITY_FILE}"])
         return Identity.parse(text)
     with tempfile.TemporaryDirectory(prefix="seawall-identity-") as tmp_name:
         part = Path(tmp_name) / "part.img"
-        _copy_out_partition(image, part)
+        _copy_out_partition(image, part, shared=True)
         return Identity.parse(_run(["mtype", "-i", str(part), f"::{IDENTITY_FILE}"]))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ CONNECT_TIMEOUT = 60.0  # a cold machine's capability probe, two daemons probing
 def up(state: Path, cfg: c.LabConfig) -> tuple[dict[str, KvmSiteInfo], dict[str, str]]:
     """Everything KVM the lab needs, idempotently; returns LabInfo.kvm and an action per daemon."""
     kvm.fix_dev_kvm()
+    began = time.monotonic()
     actions: dict[str, str] = {}
 
     def start_site(site: str) -> Any:
@@ -41,6 +43,12 @@ def up(state: Path, cfg: c.LabConfig) -> tuple[dict[str, KvmSiteInfo], dict[str,
                 for site in kvm.SITES
             }
             infos = {site: fut.result() for site, fut in fill.items()}
+            # The daemon rows of `lab up` also say when their site was complete (guests started).
+            for site in kvm.SITES:
+                name = kvm.daemon_names(site)[1]
+                actions[name] = (
+                    f"{actions.get(name, 'running')}, {site} set up at {time.monotonic() - began:.1f}s"
+                )
         finally:
             for conn in conns.values():
                 with contextlib.suppress(Exception):
