@@ -166,16 +166,21 @@ def summary(state: Path, cfg: c.LabConfig) -> dict[str, Any]:
 
 def down(state: Path, timeout: float = 10.0) -> dict[str, str]:
     """Remove the sites' objects, then stop their daemons (by pid file). Disks stay unless purged."""
-    results: dict[str, str] = {}
-    for site in kvm.SITES:
+
+    def down_site(site: str) -> dict[str, str]:
         conn = None
         if kvm.daemon_status(state, site)[kvm.daemon_names(site)[1]][0] is not None:
             with contextlib.suppress(kvm.KvmError):
                 conn = kvm.connect(kvm.site_dirs(state, site).uri, timeout=10)
         try:
-            results[site] = kvm_site.teardown_site(state, site, conn)
+            done = {site: kvm_site.teardown_site(state, site, conn)}
         finally:
             if conn is not None:
                 conn.close()
-        results.update(kvm.stop_daemons(state, site, timeout))
+        return {**done, **kvm.stop_daemons(state, site, timeout)}
+
+    results: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=len(kvm.SITES)) as pool:
+        for done in pool.map(down_site, kvm.SITES):
+            results.update(done)
     return results
