@@ -7,10 +7,13 @@ finds its records and continues after the last one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,14 +154,36 @@ def ensure_pool(conn: Any, site: str, dirs: SiteDirs) -> Any:
     return pool
 
 
+# libvirt adds its isolation rules for a bridge (REJECT forwarding in and out) to the host's iptables,
+# creating its LIBVIRT_* chains on first use with a check-then-create that is not atomic between two
+# daemons: both sites (and other labs) start their networks one at a time, machine-wide.
+_FIREWALL_LOCK = Path("/run/lock/seawall-libvirt-networks.lock")
+
+
+@contextlib.contextmanager
+def _networks_lock() -> Iterator[None]:
+    _FIREWALL_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with _FIREWALL_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_networks(conn: Any, nets: list[KvmNetworkInfo]) -> None:
+    with _networks_lock():
+        _ensure_networks(conn, nets)
+
+
+def _ensure_networks(conn: Any, nets: list[KvmNetworkInfo]) -> None:
     import libvirt
 
     for net in nets:
         try:
             handle = conn.networkLookupByName(net.name)
         except libvirt.libvirtError:
-            # No <forward>: isolated. No <ip>: no host address, no dnsmasq, no firewall rules.
+            # No <forward>: isolated. No <ip>: no host address, no dnsmasq.
             xml = (
                 f"<network><name>{net.name}</name><bridge name='{net.bridge}' stp='off' delay='0'/></network>"
             )
