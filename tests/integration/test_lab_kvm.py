@@ -202,3 +202,20 @@ def test_guest_info_paths(kvm_a: KvmSiteInfo, kvm_b: KvmSiteInfo) -> None:
     assert kvm_a.base_image.is_file() and kvm_b.guests == []
     first, last = kvm_b.health_ports
     assert first <= last and not {g.health_port for g in kvm_a.guests} & set(range(first, last + 1))
+
+
+def test_up_again_leaves_the_guests_alone(
+    lab: LabInfo, kvm_a: KvmSiteInfo, conn_a: Any, lab_env: dict[str, str], reports: dict[str, ConsoleReport]
+) -> None:
+    before = {g.name: (conn_a.lookupByName(g.name).ID(), g.console_log.read_text()) for g in kvm_a.guests}
+    result = subprocess.run(
+        [SEAWALL, "lab", "up", "--json"], env=lab_env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = LabInfo.model_validate_json(result.stdout)
+    assert again.kvm["kvm-a"] == kvm_a
+    for guest in kvm_a.guests:
+        dom_id, console = before[guest.name]
+        # Same running domain (a restart would get a new id) and a console that was not started over.
+        assert conn_a.lookupByName(guest.name).ID() == dom_id, guest.name
+        assert guest.console_log.read_text().startswith(console), guest.name
