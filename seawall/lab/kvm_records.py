@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 RECORD_SIZE = 512
 MAGIC = b"SWREC "
@@ -179,6 +179,21 @@ def scan_stream(handle: BinaryIO, lookahead: int = 64, chunk: int = 1 << 20) -> 
 
 def scan_bytes(data: bytes, lookahead: int = 64) -> RecordScan:
     return scan_records(iter_sectors([data]), lookahead)
+
+
+class NbdReader(Protocol):
+    """What scan_nbd needs of a libnbd handle (``nbd.NBD``), or of anything else that reads ranges."""
+
+    def get_size(self) -> int: ...
+
+    def pread(self, count: int, offset: int, flags: int = 0) -> bytes: ...
+
+
+def scan_nbd(handle: NbdReader, lookahead: int = 64, chunk: int = 1 << 20) -> RecordScan:
+    """The records of a disk exported over NBD (e.g. a backup job's point-in-time export)."""
+    size = handle.get_size()
+    reads = (handle.pread(min(chunk, size - off), off) for off in range(0, size, chunk))
+    return scan_records(iter_sectors(reads), lookahead)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from seawall.lab import config as lab_config
 from seawall.lab.info import KvmGuestInfo, KvmSiteInfo
 from seawall.lab.kvm import connect, daemon_names, site_dirs
 from seawall.lab.kvm_image import read_identity, scan_image
-from seawall.lab.kvm_records import ConsoleReport, Identity
+from seawall.lab.kvm_records import ConsoleReport, Identity, scan_nbd
 from seawall.lab.kvm_site import guest_health, wait_ready
 from seawall.lab.procs import read_tracked
 
@@ -108,6 +108,39 @@ def test_records_grow_and_a_copy_of_the_data_disk_is_contiguous(
     scan = scan_image(guest.data_disk)
     assert scan.contiguous, scan
     assert scan.last >= now
+
+
+def test_data_disk_read_over_nbd(
+    kvm_a: KvmSiteInfo, reports: dict[str, ConsoleReport], tmp_path: Path
+) -> None:
+    """The same records through libnbd (Debian's bindings in the venv) from a read-only qemu-nbd export."""
+    import nbd
+
+    guest = kvm_a.guest("kapp-01")
+    before = guest_health(guest, timeout=10)["last_record"]
+    sock = tmp_path / "nbd.sock"
+    # qemu-nbd 7.2 has no --force-share: the running QEMU's lock is skipped with file.locking=off.
+    image = f"driver=qcow2,file.driver=file,file.filename={guest.data_disk},file.locking=off"
+    server = subprocess.Popen(
+        ["qemu-nbd", "--read-only", "--image-opts", "--persistent", "--export-name=data",
+         f"--socket={sock}", image],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "qemu-nbd did not start"
+            time.sleep(0.05)
+        handle = nbd.NBD()
+        handle.set_export_name("data")
+        handle.connect_unix(str(sock))
+        try:
+            scan = scan_nbd(handle)
+        finally:
+            handle.shutdown()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert scan.contiguous and scan.last >= before
 
 
 def test_sites_see_only_their_own_objects(

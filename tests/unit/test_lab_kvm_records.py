@@ -17,6 +17,7 @@ from seawall.lab.kvm_records import (
     make_record,
     parse_console_line,
     scan_bytes,
+    scan_nbd,
     scan_records,
     scan_stream,
 )
@@ -152,3 +153,25 @@ def test_last_console_report_of_several_boots() -> None:
     report = last_console_report(text)
     assert report is not None and report.ip == "10.0.0.6/24" and not report.ready
     assert last_console_report("nothing here") is None
+
+
+class _FakeNbd:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads: list[tuple[int, int]] = []
+
+    def get_size(self) -> int:
+        return len(self.data)
+
+    def pread(self, count: int, offset: int, flags: int = 0) -> bytes:
+        self.reads.append((offset, count))
+        return self.data[offset : offset + count]
+
+
+def test_scan_nbd_reads_ranges_until_the_data_ends() -> None:
+    data = _disk(*(make_record(n) for n in range(1, 3000)), tail=20000)
+    handle = _FakeNbd(data)
+    scan = scan_nbd(handle, chunk=64 * 1024)
+    assert scan.last == 2999 and scan.contiguous
+    # The scan stops a little after the records: the ~10 MiB of zeros behind them are not read.
+    assert sum(count for _, count in handle.reads) < 3000 * RECORD_SIZE + 2 * 64 * 1024
