@@ -118,24 +118,36 @@ def _accel_key() -> str:
     return f"{os.uname().release}|{mtime}|{Path('/dev/kvm').exists()}"
 
 
-def decide_accel(state: Path, conn: Any, base_image: Path) -> Accel:
-    """kvm when a kvm guest really boots here, else tcg; remembered per state dir and host kernel."""
-    forced = os.environ.get(ENV_ACCEL)
-    if forced in ("kvm", "tcg"):
-        return Accel(forced, f"forced by {ENV_ACCEL}")
-    cache = state / "kvm" / "accel.json"
+def _cached_accel(path: Path) -> Accel | None:
     try:
-        saved = json.loads(cache.read_text())
-        if saved.get("key") == _accel_key():
-            return Accel(saved["accel"], saved["reason"])
+        saved = json.loads(path.read_text())
+        return Accel(saved["accel"], saved["reason"]) if saved.get("key") == _accel_key() else None
     except (FileNotFoundError, ValueError, KeyError):
-        pass
-    if not Path("/dev/kvm").exists():
-        found = Accel("tcg", "no /dev/kvm")
+        return None
+
+
+def decide_accel(state: Path, conn: Any, base_image: Path) -> Accel:
+    """kvm when a kvm guest really boots here, else tcg.
+
+    Remembered per host kernel and QEMU build, in the state dir (what `lab status` shows) and in the
+    checkout's shared cache, so a second lab on the machine (a test's) does not probe again.
+    """
+    forced = os.environ.get(ENV_ACCEL, "") in ("kvm", "tcg")
+    shared = kvm_image.shared_cache() / "kvm-accel.json"
+    if forced:
+        found: Accel | None = Accel(os.environ[ENV_ACCEL], f"forced by {ENV_ACCEL}")
     else:
-        ok, why = probe_kvm(conn, base_image, site_dirs(state, "kvm-a").consoles / ".kvm-probe.console")
-        found = Accel("kvm" if ok else "tcg", why)
-    c.write_json_atomic(cache, {"accel": found.accel, "reason": found.reason, "key": _accel_key()})
+        found = _cached_accel(state / "kvm" / "accel.json") or _cached_accel(shared)
+    if found is None:
+        if not Path("/dev/kvm").exists():
+            found = Accel("tcg", "no /dev/kvm")
+        else:
+            ok, why = probe_kvm(conn, base_image, site_dirs(state, "kvm-a").consoles / ".kvm-probe.console")
+            found = Accel("kvm" if ok else "tcg", why)
+        c.write_json_atomic(shared, {"accel": found.accel, "reason": found.reason, "key": _accel_key()})
+    # A forced choice is shown by `lab status` but never reused as a probe result.
+    record = {"accel": found.accel, "reason": found.reason, "key": "forced" if forced else _accel_key()}
+    c.write_json_atomic(state / "kvm" / "accel.json", record)
     return found
 
 

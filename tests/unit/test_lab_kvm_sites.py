@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
+import pytest
+
 from seawall.lab import config as c
-from seawall.lab import kvm, kvm_site
+from seawall.lab import kvm, kvm_image, kvm_site
 
 
 def test_each_site_has_its_own_directories_and_socket(tmp_path: Path) -> None:
@@ -64,3 +67,24 @@ def test_networks_and_guests_plan(tmp_path: Path) -> None:
     info = kvm_site.site_info(tmp_path, cfg, "kvm-b", kvm_site.Accel("tcg", "test"))
     assert info.domain_type == "qemu" and info.health_ports == [9421, 9440]
     assert info.drill_network == "kvm-b-drill" and info.pool == "kvm-b-pool"
+
+
+def test_accel_forced_cached_and_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kvm_image, "shared_cache", lambda: tmp_path / "cache")
+    state = tmp_path / "lab"
+    monkeypatch.setenv(kvm_site.ENV_ACCEL, "kvm")
+    assert kvm_site.decide_accel(state, None, tmp_path / "base.raw") == kvm_site.Accel(
+        "kvm", "forced by SEAWALL_KVM_ACCEL"
+    )
+    assert json.loads((state / "kvm" / "accel.json").read_text())["key"] == "forced"
+    assert not (tmp_path / "cache" / "kvm-accel.json").exists()
+    monkeypatch.delenv(kvm_site.ENV_ACCEL)
+    # A probe result of this host kernel and QEMU, made by another lab, is reused without a probe
+    # (conn=None: a probe would fail); the forced record is not.
+    shared = {"accel": "tcg", "reason": "probed elsewhere", "key": kvm_site._accel_key()}
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "kvm-accel.json").write_text(json.dumps(shared))
+    assert kvm_site.decide_accel(state, None, tmp_path / "base.raw") == kvm_site.Accel(
+        "tcg", "probed elsewhere"
+    )
+    assert json.loads((state / "kvm" / "accel.json").read_text())["key"] == kvm_site._accel_key()
