@@ -50,6 +50,7 @@ def _offsets() -> list[int]:
             cfg.vcsim_dr_port,
             cfg.moto_port,
             cfg.azurite_port,
+            *(cfg.kvm_health_port_base + i for i in (1, 2, 3)),  # the KVM guests' health forwards
         ]
         if not any(port_open("127.0.0.1", p) for p in ports):
             free.append(offset)
