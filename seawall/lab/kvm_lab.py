@@ -174,12 +174,19 @@ def down(state: Path, timeout: float = 10.0) -> dict[str, str]:
         if kvm.daemon_status(state, site)[kvm.daemon_names(site)[1]][0] is not None:
             with contextlib.suppress(kvm.KvmError):
                 conn = kvm.connect(kvm.site_dirs(state, site).uri, timeout=10)
+        failed = ""
         try:
-            done = {site: kvm_site.teardown_site(state, site, conn)}
+            done = kvm_site.teardown_site(state, site, conn)
+        except Exception as exc:
+            failed = done = f"libvirt teardown failed ({type(exc).__name__}: {exc})"
         finally:
             if conn is not None:
                 conn.close()
-        return {**done, **kvm.stop_daemons(state, site, timeout)}
+        stopped = kvm.stop_daemons(state, site, timeout)
+        if failed:
+            # The daemons still stop; what they left (QEMU processes, bridges) goes by pid file and name.
+            done = f"{failed}; {kvm_site.teardown_site(state, site, None)}"
+        return {site: done, **stopped}
 
     results: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=len(kvm.SITES)) as pool:
