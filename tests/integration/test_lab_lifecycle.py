@@ -142,6 +142,11 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
     bridges = {n.bridge for site in lab.kvm.values() for n in site.networks}
     assert bridges <= _bridges()
 
+    # kvm-a's libvirtd dies: down still removes its guests (QEMU by the daemon's pid files) and bridges.
+    libvirtd = read_tracked(state, "libvirtd-kvm-a")
+    assert libvirtd is not None
+    os.kill(libvirtd.pid, signal.SIGKILL)
+
     # down stops exactly what it started; a second down has nothing to do; purge removes the state.
     argvs = {name: t.argv for name, t in ((n, read_tracked(state, n)) for n in PART_NAMES) if t}
     down = _lab(state, "down", "--purge")
