@@ -103,7 +103,8 @@ def find_kernel_deb(download: bool = True) -> Path:
     if explicit:
         return Path(explicit)
     debs = shared_cache() / "debs"
-    found = sorted(debs.glob(f"{KERNEL_PACKAGE_PREFIX}*-amd64_*.deb"))
+    # linux-image-6.1.0-<abi>-amd64_...: the highest ABI number is the newest kernel.
+    found = sorted(debs.glob(f"{KERNEL_PACKAGE_PREFIX}*-amd64_*.deb"), key=_kernel_abi)
     if found:
         return found[-1]
     if not download:
@@ -111,6 +112,11 @@ def find_kernel_deb(download: bool = True) -> Path:
     debs.mkdir(parents=True, exist_ok=True)
     _run(["apt-get", "download", "-q", kernel_package()], cwd=debs)
     return find_kernel_deb(download=False)
+
+
+def _kernel_abi(deb: Path) -> int:
+    abi = deb.name.removeprefix(KERNEL_PACKAGE_PREFIX).split("-", 1)[0]
+    return int(abi) if abi.isdigit() else -1
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,13 @@ def test_guest_scan_agrees_with_python(tmp_path: Path, case: str) -> None:
         assert trailing == 0 and not scan.contiguous  # the guest sees the hole as the end of its data
     else:
         assert (last, trailing) == (scan.last, 0)
+
+
+def test_newest_kernel_deb_by_abi_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    for abi in (9, 57, 100):
+        (debs / f"linux-image-6.1.0-{abi}-amd64_6.1.{abi}-1_amd64.deb").touch()
+    monkeypatch.setattr(kvm_image, "shared_cache", lambda: tmp_path)
+    monkeypatch.delenv(kvm_image.ENV_KERNEL_DEB, raising=False)
+    assert kvm_image.find_kernel_deb(download=False).name.startswith("linux-image-6.1.0-100-amd64")
