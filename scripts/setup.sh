@@ -19,23 +19,62 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # The lab's authoritative DNS server (named, in /usr/sbin) and dig/nsupdate for looking at it.
 [ -x /usr/sbin/named ] || need_apt+=(bind9)
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
-if [ ${#need_apt[@]} -gt 0 ]; then
+# The KVM sites: libvirt + QEMU (libvirt-dev and pkg-config build libvirt-python into the venv),
+# libnbd for the NBD data path, and the tools that build the lab guest's disk image unmounted.
+kvm_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
+  libvirt-dev pkg-config python3-libnbd libnbd-bin dnsmasq-base iptables iproute2 busybox-static
+  syslinux syslinux-common syslinux-utils dosfstools mtools fdisk)
+need_kvm=()
+for pkg in "${kvm_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_kvm+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_kvm[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "setup: missing system packages: ${need_apt[*]}; run as root or install them with apt-get" >&2
+    echo "setup: missing system packages: ${need_apt[*]} ${need_kvm[*]}; run as root or install them with apt-get" >&2
     exit 1
   fi
-  log "apt-get install ${need_apt[*]}"
   apt-get update -qq
-  # Packages with a service (bind9) must not start it: the lab runs its own named on 127.0.0.1 only,
-  # and a system one would answer on port 53 of every interface. policy-rc.d (exit 101) forbids it.
+  # Packages with a service (bind9, libvirt) must not start it: the lab runs its own named and
+  # libvirtd on 127.0.0.1 / unix sockets only, and a system named would answer on port 53 of every
+  # interface. policy-rc.d (exit 101) forbids starting services while we install.
   made_policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
     made_policy=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
-    || { [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  installed=1
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    log "apt-get install ${need_apt[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null || installed=
+  fi
+  if [ -n "$installed" ] && [ ${#need_kvm[@]} -gt 0 ]; then
+    log "apt-get install --no-install-recommends ${need_kvm[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_kvm[@]}" >/dev/null \
+      || installed=
+  fi
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ -n "$installed" ] || exit 1
+fi
+
+# The guest's kernel: the versioned package behind the linux-image-amd64 metapackage, kept as a .deb
+# (the lab unpacks the kernel and a few modules from it; nothing is installed on the host).
+debs=.seawall/cache/debs
+if ! compgen -G "$debs/linux-image-6.1.0-*-amd64_*.deb" >/dev/null; then
+  kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.0-.*-amd64\)$/\1/p' | head -n 1)
+  if [ -z "$kernel" ]; then
+    apt-get update -qq
+    kernel=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-6\.1\.0-.*-amd64\)$/\1/p' | head -n 1)
+  fi
+  [ -n "$kernel" ] || { echo "setup: apt-cache names no linux-image-6.1.0-*-amd64" >&2; exit 1; }
+  log "apt-get download $kernel (the KVM lab guest's kernel)"
+  mkdir -p "$debs"
+  (cd "$debs" && apt-get download -qq "$kernel" 2>/dev/null)
+fi
+
+# udev would give /dev/kvm to group kvm, mode 0660; without it libvirt re-probes QEMU at every domain
+# start (52 s each). The lab re-applies this at `lab up` (a reboot resets the node).
+if [ -e /dev/kvm ] && getent group kvm >/dev/null && [ "$(id -u)" = 0 ]; then
+  chgrp kvm /dev/kvm && chmod 660 /dev/kvm
 fi
 
 stamp="$VENV/.seawall-installed"
@@ -49,6 +88,28 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$VENV/bin/pip" install -q -e ".[dev]"
   echo "$want" > "$stamp"
+fi
+
+# libnbd's Python bindings exist only as Debian's python3-libnbd (PyPI "nbd" is something else). The
+# venv sees just those two files, through a .pth naming a directory of links to them; the extension is
+# built for Debian's python3, so the venv's Python must share its ABI tag: checked, loudly.
+nbd_dir="$VENV/lib/debian-libnbd"
+suffix=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+so="/usr/lib/python3/dist-packages/libnbdmod$suffix"
+if [ ! -f "$so" ]; then
+  echo "setup: python3-libnbd has no $(basename "$so") for the venv's Python ($("$VENV/bin/python" -V));" \
+    "found: $(ls /usr/lib/python3/dist-packages/libnbdmod* 2>/dev/null)" >&2
+  exit 1
+fi
+mkdir -p "$nbd_dir"
+ln -sf /usr/lib/python3/dist-packages/nbd.py "$nbd_dir/nbd.py"
+ln -sf "$so" "$nbd_dir/$(basename "$so")"
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$nbd_dir" > "$site/seawall-debian-libnbd.pth"
+if ! "$VENV/bin/python" -c 'import nbd; nbd.NBD().get_version()' >/dev/null 2>&1; then
+  echo "setup: Debian's libnbd bindings do not load in $VENV:" >&2
+  "$VENV/bin/python" -c 'import nbd; nbd.NBD()' >&2 || true
+  exit 1
 fi
 
 if [ -f deploy/lab/package.json ] && [ ! -x deploy/lab/node_modules/.bin/azurite-blob ]; then

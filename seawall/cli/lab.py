@@ -10,9 +10,13 @@ from rich.table import Table
 
 from seawall.cli.common import Exit, console, err_console, print_json
 from seawall.lab import config as c
+from seawall.lab import kvm_lab
 from seawall.lab.manager import LabError, PartStatus, down, status, up
 
-app = typer.Typer(help="Start, stop and inspect the local lab (Temporal, vcsim x2, moto, Azurite, BIND).")
+app = typer.Typer(
+    help="Start, stop and inspect the local lab "
+    "(Temporal, vcsim x2, moto, Azurite, BIND, KVM sites kvm-a/kvm-b)."
+)
 
 StateDir = typer.Option(
     None,
@@ -31,7 +35,7 @@ def _table(rows: list[PartStatus], title: str) -> Table:
         table.add_row(
             row.name,
             str(row.pid or "-"),
-            str(row.port),
+            str(row.port or "-"),
             "[green]yes[/green]" if row.healthy else "[red]no[/red]",
             detail,
         )
@@ -73,6 +77,10 @@ def up_cmd(
     else:
         console.print(_table(rows, f"Seawall lab ({state})"))
         console.print(f"Temporal UI:  [bold]{info.temporal.ui_url}[/bold]")
+        if "kvm-a" in info.kvm:
+            site = info.kvm["kvm-a"]
+            guests = ", ".join(f"{g.name} 127.0.0.1:{g.health_port}" for g in site.guests)
+            console.print(f"KVM guests:   {site.accel} ({guests}); `lab status` shows when they are ready")
         console.print(f"lab.json:     {state / 'lab.json'}   env: . {state / 'lab.env'}")
         console.print(f"up in {elapsed:.1f}s")
     if not all(row.healthy for row in rows):
@@ -99,12 +107,26 @@ def status_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the parts as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code tells."),
 ) -> None:
-    """Health of each part. Exit 0 when every part is healthy, else 1."""
+    """Health of each part and of the KVM guests. Exit 0 when every part is healthy, else 1."""
     state = c.state_dir(state_dir)
-    rows = status(state)
+    cfg = c.resolve_config(state)
+    rows = status(state, cfg)
     healthy = all(row.healthy for row in rows)
-    if json_out and not quiet:
-        print_json({"healthy": healthy, "state_dir": str(state), "parts": [r.model_dump() for r in rows]})
-    elif not quiet:
+    if quiet:
+        raise typer.Exit(Exit.OK if healthy else Exit.FAILED)
+    kvm = kvm_lab.summary(state, cfg)
+    if json_out:
+        print_json(
+            {"healthy": healthy, "state_dir": str(state), "parts": [r.model_dump() for r in rows], "kvm": kvm}
+        )
+    else:
         console.print(_table(rows, f"Seawall lab ({state})"))
+        console.print(f"KVM: guests run with [bold]{kvm['accel']}[/bold] ({kvm['accel_reason']})")
+        for guest in kvm["guests"]:
+            state_word = "ready" if guest["ready"] else ("booting" if guest["running"] else "not running")
+            console.print(
+                f"  {guest['site']}/{guest['name']}: {state_word}, health 127.0.0.1:{guest['health_port']}, "
+                f"last_record={guest['last_record']}  {guest['console'] or ''}",
+                highlight=False,
+            )
     raise typer.Exit(Exit.OK if healthy else Exit.FAILED)

@@ -37,6 +37,8 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key (the same in every Azurite); it protects nothing.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
+# The lab's real guests at kvm-a (booted under libvirt/QEMU; see seawall.lab.kvm).
+KVM_GUESTS = ("kdb-01", "kapp-01", "kweb-01")
 DEFAULT_VMS = ("web-01", "web-02", "app-01", "app-02", "db-01")
 SECOND_DISK_VM = "db-01"
 MIB = 1024 * 1024
@@ -127,6 +129,11 @@ class LabConfig(BaseModel):
     def dns_port(self) -> int:
         # Not 53: that needs privileges and is the machine's own resolver's; 8053 is a usual alternative.
         return 8053 + self.port_offset
+
+    @property
+    def kvm_health_port_base(self) -> int:
+        # kvm-a's guests forward base+1.., kvm-b's (recovered) guests base+21..base+40.
+        return 9100 + self.port_offset
 
 
 def config_path(state: Path) -> Path:

@@ -133,6 +133,70 @@ class DnsInfo(BaseModel):
     records: dict[str, str] = Field(default_factory=dict)  # the seeded A/CNAME records: name -> value
 
 
+class KvmNetworkInfo(BaseModel):
+    """A libvirt network of a KVM site: a bridge with no host address (no <ip>, no dnsmasq)."""
+
+    name: str  # libvirt name, e.g. "kvm-a-prod"
+    bridge: str  # the host bridge; unique per lab (derived from the state dir)
+    purpose: str  # "production" | "drill"
+    isolated: bool  # a drill network: nothing routes between it and production
+    subnet: str  # the guests' address plan on it (the host has no address there)
+    gateway: str
+
+
+class KvmGuestInfo(BaseModel):
+    """A running lab guest (see seawall.lab.kvm_records for what it writes and prints)."""
+
+    name: str  # libvirt domain name
+    hostname: str
+    address: str
+    prefix: int
+    gateway: str
+    network: str  # libvirt network of its NIC on the site (eth1)
+    health_port: int  # 127.0.0.1:<port> -> the guest's port 80 (eth0, QEMU user-mode)
+    console_log: Path  # the guest's serial console; its "SEAWALL-GUEST ..." line
+    system_volume: str  # volume names in the site's pool
+    data_volume: str
+    system_disk: Path  # qcow2 files behind those volumes
+    data_disk: Path
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{c.HOST}:{self.health_port}/cgi-bin/health"
+
+
+class KvmSiteInfo(BaseModel):
+    """A KVM site: its own libvirtd (own mount namespace, own socket), so its inventory is its alone."""
+
+    site: str  # "kvm-a" | "kvm-b"
+    uri: str  # qemu:///system?socket=<state>/kvm/<site>/run/libvirt-sock
+    socket: Path
+    accel: str  # "kvm" or "tcg": what guests run with on this machine
+    domain_type: str  # the <domain type=...> that gives it: "kvm" or "qemu"
+    pool: str
+    pool_dir: Path
+    networks: list[KvmNetworkInfo]
+    production_network: str
+    drill_network: str
+    console_dir: Path  # where guests' serial consoles are written
+    qemu_log_dir: Path  # libvirt's per-domain QEMU logs (/var/log/libvirt/qemu inside the namespace)
+    base_image: Path  # the lab guest's raw system disk without an identity (copy it, then write_identity)
+    health_ports: list[int]  # [first, last]: 127.0.0.1 ports this site's new guests may forward
+    guests: list[KvmGuestInfo] = Field(default_factory=list)
+
+    def guest(self, name: str) -> KvmGuestInfo:
+        for guest in self.guests:
+            if guest.name == name:
+                return guest
+        raise KeyError(f"no guest {name!r} at {self.site} (has: {', '.join(g.name for g in self.guests)})")
+
+    def network(self, name: str) -> KvmNetworkInfo:
+        for net in self.networks:
+            if net.name == name:
+                return net
+        raise KeyError(f"no network {name!r} at {self.site}")
+
+
 class LabInfo(BaseModel):
     state_dir: Path
     temporal: TemporalInfo
@@ -143,6 +207,7 @@ class LabInfo(BaseModel):
     dns: DnsInfo
     disk_size: int
     replica_key_file: Path  # 32-byte replica encryption key as hex; made once, kept across `lab up`
+    kvm: dict[str, KvmSiteInfo] = Field(default_factory=dict)  # "kvm-a", "kvm-b"
 
     @property
     def primary(self) -> VSphereSiteInfo:

@@ -1,4 +1,9 @@
-"""`lab up`, `lab down`, `lab status`: the six parts, started in parallel, checked, bootstrapped."""
+"""`lab up`, `lab down`, `lab status`: the parts (Temporal, vcsim x2, moto, Azurite, BIND), started in
+parallel, checked, bootstrapped.
+
+The KVM sites (seawall.lab.kvm_lab) run as one more job of the same pool: their daemons have no TCP
+port, so they are not `Part`s, but their pid files, logs and status rows follow the same rules.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +25,13 @@ from typing import cast
 from pydantic import BaseModel
 
 from seawall.contract.search import SEARCH_ATTRIBUTES
-from seawall.lab import bind, cloud, moto_server, procs, temporal, vsphere
+from seawall.lab import bind, cloud, kvm, kvm_lab, moto_server, procs, temporal, vsphere
 from seawall.lab import config as c
 from seawall.lab.info import (
     AwsInfo,
     AzureInfo,
     DnsInfo,
+    KvmSiteInfo,
     LabInfo,
     S3Info,
     TemporalInfo,
@@ -33,7 +39,9 @@ from seawall.lab.info import (
     lab_json_path,
 )
 
-PART_NAMES = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite", "bind")
+PROCESS_PARTS = ("temporal", "vcsim-primary", "vcsim-dr", "moto", "azurite", "bind")
+# Every part with a pid file: the processes above, then virtlogd/libvirtd of kvm-a and kvm-b.
+PART_NAMES = (*PROCESS_PARTS, *kvm.part_names())
 
 
 class LabError(RuntimeError):
@@ -43,7 +51,7 @@ class LabError(RuntimeError):
 class PartStatus(BaseModel):
     name: str
     pid: int | None
-    port: int
+    port: int | None  # None: listens on no TCP port (the libvirt daemons use unix sockets)
     healthy: bool
     detail: str
     log: str
@@ -348,7 +356,9 @@ def _write_env(state: Path, info: LabInfo) -> None:
     (state / "lab.env").write_text("\n".join(lines) + "\n")
 
 
-def _lab_info(state: Path, cfg: c.LabConfig, started: dict[str, _Started]) -> LabInfo:
+def _lab_info(
+    state: Path, cfg: c.LabConfig, started: dict[str, _Started], kvm_sites: dict[str, KvmSiteInfo]
+) -> LabInfo:
     s3_info, aws_info = cast(tuple[S3Info, AwsInfo], started["moto"].result)
     return LabInfo(
         state_dir=state,
@@ -371,6 +381,7 @@ def _lab_info(state: Path, cfg: c.LabConfig, started: dict[str, _Started]) -> La
         dns=cast(DnsInfo, started["bind"].result),
         disk_size=cfg.disk_size,
         replica_key_file=replica_key_path(state),
+        kvm=kvm_sites,
     )
 
 
@@ -381,7 +392,8 @@ def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
         c.save_config(state, cfg)
         _write_secrets(state)
         todo = parts(state, cfg, for_start=True)
-        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        with ThreadPoolExecutor(max_workers=len(todo) + 1) as pool:
+            kvm_future = pool.submit(kvm_lab.up, state, cfg)
             futures = {part.name: pool.submit(_ensure_running, state, part) for part in todo}
             errors: list[str] = []
             started: dict[str, _Started] = {}
@@ -392,14 +404,20 @@ def up(state: Path, cfg: c.LabConfig) -> tuple[LabInfo, list[PartStatus]]:
                     errors.append(
                         str(exc) if isinstance(exc, LabError) else f"{name}: {type(exc).__name__}: {exc}"
                     )
+            kvm_sites: dict[str, KvmSiteInfo] = {}
+            kvm_actions: dict[str, str] = {}
+            try:
+                kvm_sites, kvm_actions = kvm_future.result()
+            except Exception as exc:
+                errors.append(f"kvm: {type(exc).__name__}: {exc}")
         if errors:
             raise LabError("\n".join(errors))
-        info = _lab_info(state, cfg, started)
+        info = _lab_info(state, cfg, started, kvm_sites)
         c.write_json_atomic(lab_json_path(state), info.model_dump(mode="json"))
         _write_env(state, info)
     statuses = status(state, cfg)
     for st in statuses:
-        st.action = started[st.name].action
+        st.action = started[st.name].action if st.name in started else kvm_actions.get(st.name)
     return info, statuses
 
 
@@ -424,8 +442,11 @@ def status(state: Path, cfg: c.LabConfig | None = None) -> list[PartStatus]:
     """Health of every part, checked in parallel. Never starts or stops anything."""
     cfg = cfg or c.resolve_config(state)
     todo = parts(state, cfg, for_start=False)
-    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-        return list(pool.map(lambda part: _status_of(state, part), todo))
+    with ThreadPoolExecutor(max_workers=len(todo) + len(kvm.SITES)) as pool:
+        kvm_rows = [pool.submit(kvm_lab.site_status, state, cfg, site) for site in kvm.SITES]
+        rows = list(pool.map(lambda part: _status_of(state, part), todo))
+        rows += [PartStatus(**row) for fut in kvm_rows for row in fut.result()]
+    return rows
 
 
 def down(state: Path, *, purge: bool = False, timeout: float = 10.0) -> dict[str, str]:
@@ -433,10 +454,16 @@ def down(state: Path, *, purge: bool = False, timeout: float = 10.0) -> dict[str
     if not state.exists():
         return dict.fromkeys(PART_NAMES, "not running")
     with procs.locked(state):
-        with ThreadPoolExecutor(max_workers=len(PART_NAMES)) as pool:
+        with ThreadPoolExecutor(max_workers=len(PROCESS_PARTS) + 1) as pool:
+            kvm_future = pool.submit(kvm_lab.down, state, timeout)
             results = dict(
-                zip(PART_NAMES, pool.map(lambda n: procs.stop(state, n, timeout), PART_NAMES), strict=True)
+                zip(
+                    PROCESS_PARTS,
+                    pool.map(lambda n: procs.stop(state, n, timeout), PROCESS_PARTS),
+                    strict=True,
+                )
             )
+            results.update(kvm_future.result())
         lab_json_path(state).unlink(missing_ok=True)
         (state / "lab.env").unlink(missing_ok=True)
         if purge:

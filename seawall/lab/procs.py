@@ -123,11 +123,14 @@ def start(
     fingerprint: str,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    launch: list[str] | None = None,
 ) -> int:
     """Start ``argv`` in a session of its own, output appended to its log; record it. Returns the pid.
 
     A new session keeps the process alive after the CLI exits and out of the terminal's Ctrl-C. The
     lab runs every part with the state dir as its cwd, which tells its processes from another lab's.
+    ``launch`` is a wrapper command that ends by exec'ing ``argv`` in the same process (e.g. `unshare`
+    setting up a mount namespace first); the pid is recorded once /proc shows ``argv``.
     """
     log = log_path(state, name)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +139,7 @@ def start(
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} start: {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            argv,
+            launch or argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -55,6 +55,7 @@ def _offsets() -> list[int]:
             cfg.moto_port,
             cfg.azurite_port,
             cfg.dns_port,
+            *(cfg.kvm_health_port_base + i for i in (1, 2, 3)),  # the KVM guests' health forwards
         ]
         if not any(port_open("127.0.0.1", p) for p in ports):
             free.append(offset)
@@ -180,6 +181,17 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
     assert image == bytes(expected)
     assert _lab(state, "status", "--quiet").returncode == 0
 
+    # The KVM sites came up too: their daemons, and kvm-a's guests as QEMU processes of this state dir.
+    assert set(lab.kvm) == {"kvm-a", "kvm-b"} and len(lab.kvm["kvm-a"].guests) == 3
+    assert len(_qemus(state)) == 3
+    bridges = {n.bridge for site in lab.kvm.values() for n in site.networks}
+    assert bridges <= _bridges()
+
+    # kvm-a's libvirtd dies: down still removes its guests (QEMU by the daemon's pid files) and bridges.
+    libvirtd = read_tracked(state, "libvirtd-kvm-a")
+    assert libvirtd is not None
+    os.kill(libvirtd.pid, signal.SIGKILL)
+
     # down stops exactly what it started; a second down has nothing to do; purge removes the state.
     argvs = {name: t.argv for name, t in ((n, read_tracked(state, n)) for n in PART_NAMES) if t}
     down = _lab(state, "down", "--purge")
@@ -187,4 +199,20 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
     assert not state.exists()
     for name, argv in argvs.items():
         assert _running(argv) == [], name
+    assert _qemus(state) == [] and not bridges & _bridges()
     assert _lab(state, "down").returncode == 0
+
+
+def _qemus(state: Path) -> list[int]:
+    """QEMU processes whose command line names this lab's state dir (its disks live there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        argv = read_cmdline(int(entry.name)) if entry.name.isdigit() else None
+        if argv and "qemu-system" in argv[0] and str(state) in " ".join(argv):
+            found.append(int(entry.name))
+    return found
+
+
+def _bridges() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True)
+    return {line.split(":")[1].strip() for line in out.stdout.splitlines()}
