@@ -19,12 +19,16 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # The lab's authoritative DNS server (named, in /usr/sbin) and dig/nsupdate for looking at it.
 [ -x /usr/sbin/named ] || need_apt+=(bind9)
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
-if [ ${#need_apt[@]} -gt 0 ]; then
+# promtool checks deploy/monitoring's alert rules in make test. Debian ships it only in the prometheus
+# package (no smaller one), installed without recommends (node-exporter) and never started (below).
+need_norec=()
+command -v promtool >/dev/null 2>&1 || need_norec+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_norec[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "setup: missing system packages: ${need_apt[*]}; run as root or install them with apt-get" >&2
+    echo "setup: missing system packages: ${need_apt[*]} ${need_norec[*]}; run as root or install them with apt-get" >&2
     exit 1
   fi
-  log "apt-get install ${need_apt[*]}"
+  log "apt-get install ${need_apt[*]} ${need_norec[*]}"
   apt-get update -qq
   # Packages with a service (bind9) must not start it: the lab runs its own named on 127.0.0.1 only,
   # and a system one would answer on port 53 of every interface. policy-rc.d (exit 101) forbids it.
@@ -33,9 +37,20 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
     made_policy=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null \
-    || { [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  install_ok=1
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null || install_ok=
+  fi
+  if [ -n "$install_ok" ] && [ ${#need_norec[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_norec[@]}" \
+      >/dev/null || install_ok=
+  fi
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ -n "$install_ok" ] || exit 1
+  # Only promtool is wanted: where systemd runs, keep the packaged server disabled across reboots too.
+  if [[ " ${need_norec[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 stamp="$VENV/.seawall-installed"
