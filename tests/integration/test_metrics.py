@@ -99,7 +99,11 @@ async def test_worker_serves_rpo_age_and_sdk_metrics(
             )
             taken = point_time(protected.first_point)
             assert taken is not None, protected.first_point
-            samples = await scrape_until(port, lambda s: bool(series(s, "seawall_rpo_age_seconds", vm=VM)))
+            samples = await scrape_until(
+                port,
+                lambda s: bool(series(s, "seawall_rpo_age_seconds", vm=VM))
+                and bool(series(s, "seawall_vm_protected", vm="db-01")),
+            )
 
             # The RPO age of the point just verified: present, labelled, and about as old as the cycle.
             [age] = series(samples, "seawall_rpo_age_seconds", vm=VM, site="primary")

@@ -303,8 +303,12 @@ class SeawallMetrics:
             except Exception as exc:
                 log.warning("metrics: cannot describe the task queue of site %s: %s", site, exc)
         if self._reports is not None:
+            max_ages: dict[str, float | None] = {}
             try:
                 max_ages = await asyncio.to_thread(self._plans) if self._plans else {}
+            except Exception as exc:  # an invalid inventory: still report the drills found on disk
+                log.warning("metrics: cannot list the plans: %s", exc)
+            try:
                 drills = await asyncio.to_thread(self._reports.scan, list(max_ages))
                 self.drills_seen(drills, max_ages)
             except Exception as exc:
