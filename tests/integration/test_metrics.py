@@ -102,6 +102,7 @@ async def test_worker_serves_rpo_age_and_sdk_metrics(
             samples = await scrape_until(
                 port,
                 lambda s: bool(series(s, "seawall_rpo_age_seconds", vm=VM))
+                and series(s, "seawall_vm_protected", vm=VM) == [1]
                 and bool(series(s, "seawall_vm_protected", vm="db-01")),
             )
 

@@ -202,6 +202,8 @@ class SeawallMetrics:
         if state.point_at is None or stamp > state.point_at:
             state.point_at = stamp
         state.progress_at = max(state.progress_at or 0.0, now)
+        if not state.protected:
+            state.read_at = 0.0  # a point of a VM not known as protected (just protected): re-read now
         self.update(now=now, only=[vm])
 
     def shipped_disks(self, vm: str, site: str, bytes_read: int, bytes_shipped: int) -> None:
