@@ -475,3 +475,33 @@ def test_drills_from_reports_newest_first_and_cached_by_mtime(tmp_path: Path) ->
     os.utime(newest, ns=(newest.stat().st_atime_ns, newest.stat().st_mtime_ns + 1_000_000))
     again = reports.scan(["erp-dr"])["erp-dr"]
     assert again.last is not None and again.last.success and again.last_success == again.last
+
+
+def test_chart_monitoring_template_renders_the_files_as_yaml() -> None:
+    """No helm binary here: render the template's few actions by hand (both toggles on) and parse it."""
+    text = (CHART / "templates" / "monitoring.yaml").read_text()
+    files = {
+        name: (CHART / "files" / name).read_text()
+        for name in ("prometheus-rules.yml", "grafana-dashboard.json")
+    }
+
+    def file_get(match: re.Match[str]) -> str:
+        indent = int(match.group(2))
+        return "\n" + "\n".join(
+            " " * indent + line if line else "" for line in files[match.group(1)].splitlines()
+        )
+
+    rendered = re.sub(r'\{\{- \.Files\.Get "files/([\w.-]+)" \| nindent (\d+) \}\}', file_get, text)
+    rendered = re.sub(
+        r"\{\{ \.Values\.monitoring\.grafanaDashboard\.label \}\}", "grafana_dashboard", rendered
+    )
+    rendered = re.sub(r"\{\{ include \"seawall\.fullname\" \. \}\}", "seawall", rendered)
+    rendered = "\n".join(
+        line for line in rendered.splitlines() if not re.fullmatch(r"\s*\{\{.*\}\}\s*", line)
+    )
+    assert "{{-" not in rendered.replace("{{ $", ""), rendered  # only the alert templates remain
+    rule, dashboard = [d for d in yaml.safe_load_all(rendered) if d]
+    assert rule["kind"] == "PrometheusRule" and rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"] == yaml.safe_load(RULES.read_text())
+    assert dashboard["kind"] == "ConfigMap" and dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["seawall-dashboard.json"]) == json.loads(DASHBOARD.read_text())
