@@ -101,9 +101,11 @@ async def test_worker_serves_rpo_age_and_sdk_metrics(
             assert taken is not None, protected.first_point
             samples = await scrape_until(
                 port,
-                lambda s: bool(series(s, "seawall_rpo_age_seconds", vm=VM))
-                and series(s, "seawall_vm_protected", vm=VM) == [1]
-                and bool(series(s, "seawall_vm_protected", vm="db-01")),
+                lambda s: (
+                    bool(series(s, "seawall_rpo_age_seconds", vm=VM))
+                    and series(s, "seawall_vm_protected", vm=VM) == [1]
+                    and bool(series(s, "seawall_vm_protected", vm="db-01"))
+                ),
             )
 
             # The RPO age of the point just verified: present, labelled, and about as old as the cycle.
