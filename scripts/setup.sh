@@ -24,13 +24,16 @@ command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 kvm_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
   libvirt-dev pkg-config python3-libnbd libnbd-bin dnsmasq-base iptables iproute2 busybox-static
   syslinux syslinux-common syslinux-utils dosfstools mtools fdisk)
-need_kvm=()
+need_norec=()
+# promtool checks deploy/monitoring's alert rules in make test. Debian ships it only in the prometheus
+# package (no smaller one), installed without recommends (node-exporter) and never started (below).
+command -v promtool >/dev/null 2>&1 || need_norec+=(prometheus)
 for pkg in "${kvm_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_kvm+=("$pkg")
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_norec+=("$pkg")
 done
-if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_kvm[@]} -gt 0 ]; then
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_norec[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "setup: missing system packages: ${need_apt[*]} ${need_kvm[*]}; run as root or install them with apt-get" >&2
+    echo "setup: missing system packages: ${need_apt[*]} ${need_norec[*]}; run as root or install them with apt-get" >&2
     exit 1
   fi
   apt-get update -qq
@@ -47,13 +50,17 @@ if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_kvm[@]} -gt 0 ]; then
     log "apt-get install ${need_apt[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null || installed=
   fi
-  if [ -n "$installed" ] && [ ${#need_kvm[@]} -gt 0 ]; then
-    log "apt-get install --no-install-recommends ${need_kvm[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_kvm[@]}" >/dev/null \
+  if [ -n "$installed" ] && [ ${#need_norec[@]} -gt 0 ]; then
+    log "apt-get install --no-install-recommends ${need_norec[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_norec[@]}" >/dev/null \
       || installed=
   fi
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
   [ -n "$installed" ] || exit 1
+  # Only promtool is wanted: where systemd runs, keep the packaged server disabled across reboots too.
+  if [[ " ${need_norec[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 # The guest's kernel: the versioned package behind the linux-image-amd64 metapackage, kept as a .deb

@@ -24,7 +24,7 @@ from temporalio.worker import Interceptor, Worker
 
 from seawall.contract.queues import site_queue
 from seawall.runtime.config import Settings
-from seawall.runtime.metrics import SeawallMetrics, metrics_runtime
+from seawall.runtime.metrics import metrics_runtime, worker_metrics
 from seawall.runtime.temporal import connect
 
 log = logging.getLogger("seawall.worker")
@@ -113,7 +113,9 @@ async def serve(
         Runtime.set_default(runtime, error_if_already_set=False)
         from seawall.plans import load_inventory
 
-        metrics = SeawallMetrics(runtime.metric_meter, load_inventory(settings.inventory), sites)
+        inventory = load_inventory(settings.inventory)
+        meter = runtime.metric_meter
+        metrics = worker_metrics(meter, settings, inventory, sites, orchestration=orchestration)
     client = await connect(settings)
     if stop is None:
         stop = asyncio.Event()

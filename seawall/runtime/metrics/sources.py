@@ -1,0 +1,169 @@
+"""What the worker metrics read from Temporal: a VM's schedule and cycles, and a site queue's pollers.
+
+Everything here is a read; nothing is inferred from the inventory. The policy a VM is *really*
+replicated with is its schedule's interval (``ProtectVM`` may have been given another policy than the
+inventory's, and ``Reprotect`` moves the cycles to another site's queue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from seawall.contract.messages import CycleResult
+from seawall.contract.names import Workflow, schedule_id
+from seawall.contract.queues import site_queue
+from seawall.contract.search import SA_VM
+
+
+def site_of_queue(task_queue: str) -> str:
+    prefix = site_queue("")
+    return task_queue[len(prefix) :] if task_queue.startswith(prefix) else "orchestration"
+
+
+def point_time(point_id: str) -> datetime | None:
+    """A point id starts with its cycle's start time (``20250101T120000Z-<run tail>``)."""
+    try:
+        return datetime.strptime(point_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass(frozen=True)
+class ScheduleSeen:
+    """The VM's ``replicate/<vm>`` schedule as Temporal holds it."""
+
+    paused: bool
+    interval_s: float | None
+    site: str | None  # the site whose queue its cycles run on
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Replication:
+    """One VM's replication as read from Temporal at one moment."""
+
+    schedule: ScheduleSeen | None  # None: not protected (no schedule)
+    point_at: datetime | None  # the newest verified point among the cycles scanned
+    # The last sign of work by a worker: a cycle closing with a verified point, or an activity of a
+    # running cycle starting or heartbeating. A cycle merely *started* by the schedule is not progress.
+    progress_at: datetime | None
+
+
+async def read_schedule(client: Client, vm: str) -> ScheduleSeen | None:
+    try:
+        desc = await client.get_schedule_handle(schedule_id(vm)).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    intervals = desc.schedule.spec.intervals
+    action = desc.schedule.action
+    queue = action.task_queue if isinstance(action, ScheduleActionStartWorkflow) else None
+    return ScheduleSeen(
+        paused=desc.schedule.state.paused,
+        interval_s=intervals[0].every.total_seconds() if intervals else None,
+        site=site_of_queue(queue) if queue else None,
+        created_at=desc.info.created_at,
+    )
+
+
+class CycleReader:
+    """Reads a VM's newest cycles; a completed cycle's result never changes, so it is fetched once."""
+
+    def __init__(self, scan: int = 6) -> None:
+        self.scan = scan
+        self._verified: dict[tuple[str, str], datetime | None] = {}
+
+    async def replication(self, client: Client, vm: str) -> Replication:
+        schedule = await read_schedule(client, vm)
+        point_at, progress_at = await self.cycles(client, vm)
+        return Replication(schedule=schedule, point_at=point_at, progress_at=progress_at)
+
+    async def cycles(self, client: Client, vm: str) -> tuple[datetime | None, datetime | None]:
+        """(newest verified point, last progress) over the VM's ``scan`` newest cycles."""
+        query = f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
+        runs = [wf async for wf in client.list_workflows(query, limit=self.scan)]
+        point_at: datetime | None = None
+        progress_at: datetime | None = None
+        for wf in sorted(runs, key=lambda w: w.start_time, reverse=True):
+            if wf.status == WorkflowExecutionStatus.RUNNING:
+                progress_at = _later(progress_at, await running_progress(client, wf))
+            elif wf.status == WorkflowExecutionStatus.COMPLETED:
+                verified_at = await self._verified_point(client, wf)
+                if verified_at is not None:
+                    point_at = _later(point_at, verified_at)
+                    progress_at = _later(progress_at, wf.close_time)
+        return point_at, progress_at
+
+    async def _verified_point(self, client: Client, wf: WorkflowExecution) -> datetime | None:
+        key = (wf.id, wf.run_id)
+        if key not in self._verified:
+            if len(self._verified) > 50_000:
+                self._verified.clear()
+            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=CycleResult)
+            result = await handle.result()
+            # From the point id, as the verifying worker records it (whole seconds), so the two
+            # sources agree and a refresh never moves the gauge by a fraction of a second.
+            self._verified[key] = (
+                (point_time(result.point_id) or datetime.fromisoformat(result.started_at))
+                if result.verified
+                else None
+            )
+        return self._verified[key]
+
+
+async def running_progress(client: Client, wf: WorkflowExecution) -> datetime | None:
+    """When an activity of a running cycle last started or heartbeated (None: none has)."""
+    desc = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
+    newest: datetime | None = None
+    for pending in desc.raw_description.pending_activities:
+        for field in ("last_heartbeat_time", "last_started_time"):
+            if pending.HasField(field):
+                newest = _later(newest, getattr(pending, field).ToDatetime(tzinfo=UTC))
+    return newest
+
+
+@dataclass(frozen=True)
+class PollersSeen:
+    count: int  # distinct worker identities polling the site's queue (workflow or activity tasks)
+    newest_poll: datetime | None
+
+
+async def site_pollers(
+    client: Client, site: str, *, fresh_s: float, now: datetime | None = None
+) -> PollersSeen:
+    """The workers polling ``seawall-site-<site>``, as the Temporal server saw them.
+
+    The server lists a poller for minutes after its last poll, so only those seen within ``fresh_s``
+    count (a live worker re-polls at least once per long-poll, about a minute).
+    """
+    now = now or datetime.now(UTC)
+    identities: set[str] = set()
+    newest: datetime | None = None
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=site_queue(site), kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=kind,
+            )
+        )
+        for poller in response.pollers:
+            if not poller.HasField("last_access_time"):
+                continue
+            seen = poller.last_access_time.ToDatetime(tzinfo=UTC)
+            newest = _later(newest, seen)
+            if (now - seen).total_seconds() <= fresh_s:
+                identities.add(poller.identity)
+    return PollersSeen(count=len(identities), newest_poll=newest)
