@@ -30,6 +30,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -431,17 +432,18 @@ def table(out: dict[str, Any]) -> str:
     """The run as a Markdown table: Seawall beside its peers (the layout of issue #17)."""
 
     def s(v: Any) -> str:
-        return f"{v:.2f} s" if isinstance(v, (int, float)) else ""
+        return (f"{v:.2f} s" if v >= 1 else f"{v:.3f} s") if isinstance(v, (int, float)) else ""
 
     def mb(v: Any) -> str:
         return f"{v / 1e6:.1f} MB" if isinstance(v, (int, float)) else ""
 
     cols = ["Seawall", *peer_bench.PEERS, "rsync -B 4096", "raw read", "zstd-1, 1 core"]
     peer = [out.get(n, {}) for n in peer_bench.PEERS]
-    gib = out["size_bytes"] / 2**30
+    mib = out["size_bytes"] // MiB
+    size = f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
     rows = [
         [
-            f"seed, {gib:g} GiB",
+            f"seed, {size}",
             s(out["seed_s"]),
             *(s(p.get("seed_s")) for p in peer),
             "",
@@ -515,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(peer_bench.PEERS))
     if unknown:
         ap.error(f"unknown peers: {', '.join(unknown)} (known: {', '.join(peer_bench.PEERS)})")
+    # A plain kill must clean up the temporary directory too (a GiB image and four repositories).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     own = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="seawall-bench-")) if own else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
