@@ -20,6 +20,7 @@ A peer whose binary is missing is reported as ``{"error": "not installed"}``, a 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -41,14 +42,20 @@ def du_bytes(path: Path) -> int:
     return int(r.stdout.split()[0])
 
 
-def _run(argv: list[str], env: dict[str, str]) -> float:
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Runs ``argv``; returns its wall seconds and CPU seconds (all threads, user + system)."""
+    t, c = time.perf_counter(), _children_cpu()
     r = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, _children_cpu() - c
     if r.returncode != 0:
         tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
         raise PeerError(f"{' '.join(argv[:2])} failed (exit {r.returncode}): {tail}")
-    return dt
+    return dt, dc
 
 
 def _version(binary: str) -> str:
@@ -70,7 +77,7 @@ class _Peer:
     def init(self) -> None:
         raise NotImplementedError
 
-    def backup(self, src_dir: Path, label: str) -> float:
+    def backup(self, src_dir: Path, label: str) -> tuple[float, float]:
         raise NotImplementedError
 
 
@@ -90,7 +97,7 @@ class _Restic(_Peer):
     def init(self) -> None:
         _run(["restic", "init", "--repository-version", "2", *self.common], self.env)
 
-    def backup(self, src_dir: Path, label: str) -> float:
+    def backup(self, src_dir: Path, label: str) -> tuple[float, float]:
         # The same path and host every time, so the incremental finds the seed as its parent.
         argv = ["restic", "backup", "--compression", "auto", "--host", "bench", "--tag", label, *self.common]
         return _run([*argv, str(src_dir)], self.env)
@@ -113,7 +120,7 @@ class _Borg(_Peer):
     def init(self) -> None:
         _run(["borg", "init", "-e", "repokey-blake2", str(self.repo)], self.env)
 
-    def backup(self, src_dir: Path, label: str) -> float:
+    def backup(self, src_dir: Path, label: str) -> tuple[float, float]:
         return _run(
             ["borg", "create", "--compression", "zstd,1", f"{self.repo}::{label}", str(src_dir)], self.env
         )
@@ -151,22 +158,25 @@ def measure(name: str, old: Path, new: Path, workdir: Path, repeat: int = 1) -> 
             peer.init()
             empty = du_bytes(peer.repo)
             _link(old, disk)
-            seed_s = peer.backup(src, f"seed-{r}")
+            seed_s, seed_cpu = peer.backup(src, f"seed-{r}")
             after_seed = du_bytes(peer.repo)
             _link(new, disk)
-            inc_s = peer.backup(src, f"incremental-{r}")
+            inc_s, inc_cpu = peer.backup(src, f"incremental-{r}")
             after_inc = du_bytes(peer.repo)
             this = {
                 "seed_s": round(seed_s, 4),
                 "incremental_s": round(inc_s, 4),
+                # CPU seconds, as Seawall's seed_cpu_s: what a busy shared machine cannot distort.
+                "seed_cpu_s": round(seed_cpu, 3),
+                "incremental_cpu_s": round(inc_cpu, 3),
                 "seed_stored_bytes": after_seed - empty,
                 "stored_bytes_incremental": after_inc - after_seed,
             }
             if best is None:
                 best = this
             else:  # best time of each phase; stored bytes barely vary (the first run's are kept)
-                best["seed_s"] = min(best["seed_s"], this["seed_s"])
-                best["incremental_s"] = min(best["incremental_s"], this["incremental_s"])
+                for k in ("seed_s", "incremental_s", "seed_cpu_s", "incremental_cpu_s"):
+                    best[k] = min(best[k], this[k])
     except (PeerError, OSError, subprocess.CalledProcessError) as e:
         return {"error": str(e)}
     finally:

@@ -48,7 +48,16 @@ KEYS = {
     "restic",
     "borg",
 }
-PEER_FIGURES = {"seed_s", "incremental_s", "seed_stored_bytes", "stored_bytes_incremental", "runs", "version"}
+PEER_FIGURES = {
+    "seed_s",
+    "incremental_s",
+    "seed_cpu_s",
+    "incremental_cpu_s",
+    "seed_stored_bytes",
+    "stored_bytes_incremental",
+    "runs",
+    "version",
+}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +116,7 @@ def test_peer_has_figures_or_an_explicit_error(result: dict[str, Any], name: str
         return
     assert peer.keys() >= PEER_FIGURES
     assert peer["seed_s"] > 0 and peer["incremental_s"] > 0 and peer["runs"] == 1
+    assert peer["seed_cpu_s"] > 0 and peer["incremental_cpu_s"] > 0
     # Both images went in: something stored for each, and no more than the image plus overhead.
     assert 0 < peer["seed_stored_bytes"] <= 1.2 * result["size_bytes"]
     assert 0 < peer["stored_bytes_incremental"] <= 1.2 * result["size_bytes"]
