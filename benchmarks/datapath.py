@@ -1,6 +1,7 @@
-"""Data-path benchmark: seed, 1 % incremental, verify, restore -- against raw read, zstd-1 and rsync.
+"""Data-path benchmark: seed, 1 % incremental, verify, restore -- vs raw read, zstd-1, rsync, restic, borg.
 
     python -m benchmarks.datapath --json [--size-mib 1024] [--change-pct 1] [--workdir DIR]
+        [--repeat N] [--peers restic,borg] [--peer-repeat N] [--table]
 
 The image is built from this machine's own files, so compression sees real data: binaries from
 /usr/lib (40 %), text from /usr/share (25 %), random bytes (20 %) and zero regions (15 %), laid
