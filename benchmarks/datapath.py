@@ -420,6 +420,9 @@ def run(
         out[f"incremental_speedup_vs_{name}"] = _ratio(res.get("incremental_s"), incremental_s)
         out[f"seed_speedup_vs_{name}"] = _ratio(res.get("seed_s"), seed_s)
         out[f"stored_incremental_vs_{name}"] = _ratio(stored_inc, res.get("stored_bytes_incremental"), 5)
+        # The same two ratios in CPU seconds (all threads): what a loaded shared machine distorts least.
+        out[f"incremental_cpu_speedup_vs_{name}"] = _ratio(res.get("incremental_cpu_s"), incremental_cpu)
+        out[f"seed_cpu_speedup_vs_{name}"] = _ratio(res.get("seed_cpu_s"), seed_cpu)
     targets: dict[str, dict[str, Any]] = {}
     for k, (op, v) in TARGETS_ISSUE17.items():
         m = out.get(k)
