@@ -15,6 +15,8 @@ command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The console's browser tests drive Debian's Chromium through Playwright (no browser download).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The lab's authoritative DNS server (named, in /usr/sbin) and dig/nsupdate for looking at it.
 [ -x /usr/sbin/named ] || need_apt+=(bind9)

@@ -98,7 +98,9 @@ function card(ctx, summary, ready, run) {
       badge),
     ready && ready.reasons.length ? h("ul", { class: "reasons" }, ready.reasons.map((r) => h("li", {}, r))) : null,
     gate, facts,
-    h("div", { class: "groups-line" }, summary.groups.map((g) => h("span", { class: "group-chip" }, g.gate ? `⏸ ${g.gate} · ` : "", `${g.name}: ${g.vms.join(", ")}`))),
+    h("div", { class: "groups-line" }, summary.groups.map((g) => [
+      g.gate ? h("span", { class: "group-chip gate-chip" }, `gate ${g.gate}`) : null,
+      h("span", { class: "group-chip" }, `${g.name}: ${g.vms.join(", ")}`)])),
     buttons.length ? h("div", { class: "actions" }, buttons) : null);
 }
 

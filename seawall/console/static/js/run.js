@@ -27,7 +27,7 @@ function gatePanel(ctx, plan, progress) {
         onclick: () => act(ctx, () => api.post(`/v1/plans/${enc(plan)}/approve`, { gate, comment: comment.value }), `Gate ${gate} approved`) }, `Approve ${gate}`))
     : h("p", { class: "muted" }, "Your role may not approve gates.");
   return h("section", { class: "card gate", "aria-label": "Waiting gate" },
-    h("h2", {}, "⏸ Waiting for approval: ", h("span", { class: "gate-name" }, gate)),
+    h("h2", {}, "Waiting for approval: ", h("span", { class: "gate-name" }, gate)),
     message ? h("p", {}, message) : null, controls);
 }
 
@@ -71,7 +71,7 @@ export function renderRun(root, ctx, plan) {
     const summary = h("section", { class: "card run-summary" },
       h("div", { class: "run-status" }, pill(run.status), h("span", { class: "mode" }, run.mode || ""), h("span", { class: "muted" }, run.run || "")),
       h("p", { class: "phase", id: "phase" }, progress ? progress.phase : running ? "starting" : `ended ${fmtTime(run.closed_at)}`),
-      h("dl", { class: "facts" },
+      h("dl", { class: "facts facts-3" },
         h("div", { class: "fact" }, h("dt", {}, "Started"), h("dd", {}, fmtTime(run.started_at))),
         h("div", { class: "fact" }, h("dt", {}, "Started by"), h("dd", {}, run.started_by || "—")),
         h("div", { class: "fact" }, h("dt", {}, "Ended"), h("dd", {}, fmtTime(run.closed_at)))),
@@ -86,7 +86,7 @@ export function renderRun(root, ctx, plan) {
         h("span", { class: `step step-${vmTone(states[vm])}` }, states[vm] || (running ? "waiting" : "—"))))))));
 
     const approvals = progress && progress.approvals.length
-      ? h("section", { class: "card" }, h("h3", {}, "Approvals"), h("ul", {}, progress.approvals.map((a) => h("li", {}, `${a.gate}: ${a.approved ? "approved" : "rejected"} by ${a.by}${a.comment ? ` — ${a.comment}` : ""}`))))
+      ? h("section", { class: "card approvals", id: "approvals" }, h("h3", {}, "Approvals"), h("ul", {}, progress.approvals.map((a) => h("li", {}, `${a.gate}: ${a.approved ? "approved" : "rejected"} by ${a.by}${a.comment ? ` — ${a.comment}` : ""}`))))
       : null;
     clear(body).append(summary, progress && progress.pending_gate ? gatePanel(ctx, plan, progress) : null, groups, approvals || "");
   }, EVERY_S, ctx);
