@@ -8,15 +8,22 @@ already authenticated every /v1 path before these handlers run; ``require`` chec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.api.auth import Principal, Role
 from seawall.api.catalogue import plan_catalogue
@@ -32,7 +39,8 @@ from seawall.console.views import (
     read_reports,
     readiness,
 )
-from seawall.contract.search import SA_VM
+from seawall.contract.names import Query, recover_id, recover_vm_id
+from seawall.contract.search import SA_RUN, SA_VM
 from seawall.control.status import vm_status
 from seawall.model import Inventory
 
@@ -60,6 +68,11 @@ class Session(BaseModel):
     plans: str | list[str] = Field(description='"*" or the plans the token is scoped to')
     actions: list[str] = Field(description="the buttons this token may use: " + ", ".join(ACTIONS))
     temporal_ui_url: str
+
+
+class RunSteps(BaseModel):
+    run: str | None = Field(description="the running run's name; None when no run is going")
+    steps: dict[str, str] = Field(description="each recovering VM's current step at the target site")
 
 
 class Strip(BaseModel):
@@ -126,6 +139,40 @@ async def _point_times(client: Client, vm: str, since: datetime) -> list[datetim
     async for wf in client.list_workflows(_cycles_query(vm, f'StartTime <= "{stamp}"'), limit=1):
         times.append(wf.start_time)
     return times
+
+
+# A step query waits on the target site's worker; the run page asks every 2 s, so it must not hang.
+STEP_WAIT = timedelta(seconds=5)
+_QUERY_ERRORS = (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError)
+
+
+async def run_steps(client: Client, plan: str) -> RunSteps:
+    """The fine step (``choose recovery point``, ``materialize disks``...) of each VM the plan's running
+    run is recovering: the run's own progress says only "recovering"; each VM's child workflow knows more."""
+    handle = client.get_workflow_handle(recover_id(plan))
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return RunSteps(run=None, steps={})
+        raise
+    run = desc.typed_search_attributes.get(SA_RUN)
+    if desc.status != WorkflowExecutionStatus.RUNNING or run is None:
+        return RunSteps(run=None, steps={})
+    progress: Any = None
+    with contextlib.suppress(*_QUERY_ERRORS):
+        progress = await handle.query(Query.PROGRESS, rpc_timeout=STEP_WAIT)
+    states = progress.get("vms", {}) if isinstance(progress, dict) else {}
+    recovering = sorted(vm for vm, state in states.items() if state == "recovering")
+
+    async def step(vm: str) -> str | None:
+        child = client.get_workflow_handle(recover_vm_id(plan, run, vm))
+        with contextlib.suppress(*_QUERY_ERRORS):
+            return str(await child.query(Query.STEP, rpc_timeout=STEP_WAIT))
+        return None  # not started yet, or its worker is busy: the coarse state stands
+
+    found = await asyncio.gather(*(step(vm) for vm in recovering))
+    return RunSteps(run=run, steps={vm: s for vm, s in zip(recovering, found, strict=True) if s})
 
 
 def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) -> APIRouter:
@@ -213,6 +260,21 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
                 )
             )
         return out
+
+    @router.get(
+        "/plans/{plan}/steps",
+        response_model=RunSteps,
+        summary="The current step of each VM the plan's running run is recovering",
+    )
+    async def steps(
+        plan: Annotated[str, PathParam(max_length=63)], who: Principal = Depends(viewer)
+    ) -> RunSteps:
+        _, plans, _ = await asyncio.to_thread(_scope, settings, who)
+        if plan not in plans:
+            raise ApiProblem(
+                404, "unknown-plan", "Unknown plan", f"no recovery plan named {plan!r} in your scope"
+            )
+        return await run_steps(await client(), plan)
 
     @router.get(
         "/reports", response_model=list[ReportSummary], summary="Every run report in scope, newest first"

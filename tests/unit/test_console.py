@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.api.app import create_app
 from seawall.api.auth import parse_tokens
+from seawall.console.routes import run_steps
 from seawall.console.views import (
     STRIP_CELLS,
     ProtectionRow,
@@ -29,6 +31,7 @@ from seawall.console.views import (
     vm_state,
 )
 from seawall.contract.messages import CycleResult, RecoverVMResult, RunReport
+from seawall.contract.search import SA_RUN
 from seawall.control.status import SeedProgress, VMStatus
 from tests.unit.test_api_endpoints import ADMIN, OPERATOR, VIEWER, auth, make_settings, token_file
 
@@ -337,6 +340,7 @@ async def test_session_offers_the_buttons_of_the_role(
         "/v1/console/plans",
         "/v1/console/reports",
         "/v1/console/vms/db-01/strip",
+        "/v1/console/plans/erp-dr/steps",
         "/v1/console/reports/erp-dr/20261201T100000Z-aaaa1111",
     ],
 )
@@ -434,3 +438,43 @@ def test_the_scripts_never_write_markup() -> None:
             assert sink not in text, (script.name, sink)
         # The token travels in a header, never in a URL or in local (persistent) storage.
         assert "localStorage" not in text and "?token" not in text and "access_token" not in text, script.name
+
+
+class StepsFake:
+    """A running drill of erp-dr: its progress, and the step query of each VM's child workflow."""
+
+    def __init__(self, status: WorkflowExecutionStatus | None) -> None:
+        self.status = status
+        self.queried: list[tuple[str, str]] = []
+
+    def get_workflow_handle(self, workflow_id: str, **_: Any) -> Any:
+        async def describe() -> Any:
+            if self.status is None:
+                raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+            attrs = TypedSearchAttributes([SearchAttributePair(SA_RUN, "20261201T120000Z-abcd1234")])
+            return SimpleNamespace(status=self.status, typed_search_attributes=attrs)
+
+        async def query(name: str, **_: Any) -> Any:
+            self.queried.append((workflow_id, name))
+            if name == "progress":
+                return {"vms": {"db-01": "healthy", "app-01": "recovering", "app-02": "recovering"}}
+            if workflow_id.endswith("/app-02"):  # not picked up by a worker yet
+                raise RPCError("no poller", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+            return "materialize disks"
+
+        return SimpleNamespace(describe=describe, query=query)
+
+
+async def test_run_steps_asks_each_recovering_vm() -> None:
+    fake = StepsFake(WorkflowExecutionStatus.RUNNING)
+    found = await run_steps(fake, "erp-dr")  # type: ignore[arg-type]
+    assert found.run == "20261201T120000Z-abcd1234" and found.steps == {"app-01": "materialize disks"}
+    assert ("recover/erp-dr/20261201T120000Z-abcd1234/app-01", "step") in fake.queried
+    assert not [q for q in fake.queried if q[0].endswith("/db-01")]  # a healthy VM is not asked
+    for status in (None, WorkflowExecutionStatus.COMPLETED):
+        assert (await run_steps(StepsFake(status), "erp-dr")).model_dump() == {"run": None, "steps": {}}  # type: ignore[arg-type]
+
+
+async def test_steps_endpoint_keeps_to_the_scope(console: httpx.AsyncClient) -> None:
+    answer = await console.get("/v1/console/plans/erp-dr/steps", headers=auth(VIEWER, "web"))
+    assert answer.status_code == 404

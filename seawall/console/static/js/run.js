@@ -78,12 +78,17 @@ export function renderRun(root, ctx, plan) {
       h("div", { class: "actions" }, actions));
 
     const states = progress ? progress.vms : {};
+    // The run's progress says "recovering"; each VM's own workflow knows which step it is in.
+    const fine = running && Object.values(states).includes("recovering")
+      ? (await api.get(`/v1/console/plans/${enc(plan)}/steps`).catch(() => ({ steps: {} }))).steps
+      : {};
+    const label = (vm) => (states[vm] === "recovering" && fine[vm] ? `recovering: ${fine[vm]}` : states[vm]);
     const groups = h("section", { class: "groups", "aria-label": "Groups in order" }, shape.groups.map((g, i) => h("div", { class: "card group" },
       h("h3", {}, h("span", { class: "group-index" }, String(i + 1)), g.name),
       g.gate ? h("div", { class: `gate-before ${progress && progress.pending_gate === g.gate ? "gate-waiting" : ""}` }, `gate before: ${g.gate}`) : null,
       h("ul", { class: "vm-steps" }, g.vms.map((vm) => h("li", { dataset: { vm, state: states[vm] || "" } },
         h("span", { class: "vm-name" }, vm),
-        h("span", { class: `step step-${vmTone(states[vm])}` }, states[vm] || (running ? "waiting" : "—"))))))));
+        h("span", { class: `step step-${vmTone(states[vm])}` }, label(vm) || (running ? "waiting" : "—"))))))));
 
     const approvals = progress && progress.approvals.length
       ? h("section", { class: "card approvals", id: "approvals" }, h("h3", {}, "Approvals"), h("ul", {}, progress.approvals.map((a) => h("li", {}, `${a.gate}: ${a.approved ? "approved" : "rejected"} by ${a.by}${a.comment ? ` — ${a.comment}` : ""}`))))
