@@ -245,8 +245,10 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         out = []
         for name, vms in plans.items():
             plan = entries[name].plan if name in entries else None
-            # Plans carry no RTO target yet; when the model gains one (``rto``), readiness uses it.
+            # Plans carry no RTO target or drill age limit yet; when the model gains them (``rto``,
+            # ``max_drill_age``), readiness uses them, and a scheduled drill's report counts like any.
             rto = getattr(plan, "rto", None)
+            max_age = getattr(plan, "max_drill_age", None)
             out.append(
                 readiness(
                     name,
@@ -257,6 +259,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
                     reports=history[name],
                     now=now,
                     rto_target_s=rto.total_seconds() if isinstance(rto, timedelta) else None,
+                    max_drill_age_s=max_age.total_seconds() if isinstance(max_age, timedelta) else None,
                 )
             )
         return out

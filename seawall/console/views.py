@@ -79,6 +79,7 @@ class Readiness(BaseModel):
     last_drill: LastDrill | None
     last_run: ReportSummary | None
     rto_target_s: float | None
+    max_drill_age_s: float | None
     ready: bool
     reasons: list[str]
 
@@ -194,6 +195,7 @@ def readiness(
     reports: Sequence[ReportSummary],
     now: datetime,
     rto_target_s: float | None = None,
+    max_drill_age_s: float | None = None,
 ) -> Readiness:
     """Ready means: the plan checks, every VM has a verified point within its RPO, and the newest drill
     passed within its RTO target (if the plan has one). No drill at all is a reason, not a failure to
@@ -224,6 +226,8 @@ def readiness(
         reasons.append("never drilled")
     elif last_drill.status != "completed":
         reasons.append(f"the last drill {last_drill.status}")
+    elif max_drill_age_s is not None and last_drill.age_s > max_drill_age_s:
+        reasons.append("the last drill is older than the plan allows")
     elif (
         rto_target_s is not None
         and last_drill.time_to_healthy_s is not None
@@ -240,6 +244,7 @@ def readiness(
         last_drill=last_drill,
         last_run=reports[0] if reports else None,
         rto_target_s=rto_target_s,
+        max_drill_age_s=max_drill_age_s,
         ready=not reasons,
         reasons=reasons,
     )

@@ -168,6 +168,19 @@ def test_readiness_reasons() -> None:
         rto_target_s=600,
     )
     assert slow.reasons == ["the last drill missed the RTO target"]
+    stale = readiness(
+        "erp-dr",
+        valid=True,
+        problems=[],
+        vms=[],
+        rows={},
+        reports=[summary(ago_h=30)],
+        now=NOW,
+        max_drill_age_s=86400,
+    )
+    assert (
+        stale.reasons == ["the last drill is older than the plan allows"] and stale.max_drill_age_s == 86400
+    )
 
 
 def run_report(plan: str, run: str, started: datetime, *, status: str = "completed") -> RunReport:

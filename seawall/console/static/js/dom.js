@@ -141,3 +141,13 @@ export function live(refresh, seconds, ctx) {
   tick();
   return { stop: () => { stopped = true; clearTimeout(timer); } };
 }
+
+/** Rebuild ``box`` only when ``key`` changed: a live page keeps focus, selection and half-typed input
+ * in the parts whose data did not change. */
+export function swap(box, key, build) {
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  clear(box);
+  const built = build();
+  if (built) box.append(...[].concat(built).filter(Boolean));
+}

@@ -2,7 +2,7 @@
 // endpoint the API documents, so the server applies the same role and scope checks; a button the
 // token's role may not use is not drawn at all (and the server would refuse it anyway).
 import { ApiError, api, enc } from "./api.js";
-import { clear, fmtAgo, fmtDuration, h, live, modal, pill } from "./dom.js";
+import { fmtDuration, h, live, modal, pill, swap } from "./dom.js";
 
 const EVERY_S = 5;
 
@@ -59,6 +59,11 @@ export async function act(ctx, call, done, then) {
   }
 }
 
+// Coarse on purpose: the cards are rebuilt only when something changes, at most once a minute for age.
+function ago(seconds) {
+  return seconds < 60 ? "under a minute ago" : `${fmtDuration(seconds)} ago`;
+}
+
 function fact(label, value, tone) {
   return h("div", { class: "fact" }, h("dt", {}, label), h("dd", { class: tone ? `tone-${tone}` : "" }, value));
 }
@@ -72,7 +77,7 @@ function card(ctx, summary, ready, run) {
   if (!running && ctx.may("failover") && summary.valid) buttons.push(h("button", { class: "btn btn-danger", type: "button", onclick: () => startFailover(ctx, plan) }, "Failover…"));
   if (running && run.mode === "test" && ctx.may("cleanup")) buttons.push(h("button", { class: "btn", type: "button", onclick: () => simpleAction(ctx, plan, "cleanup", { confirmText: "End the drill now: remove everything it made at the target." }) }, "Clean up drill"));
   if (!running && run && run.mode !== "test" && run.status === "COMPLETED") {
-    if (ctx.may("commit")) buttons.push(h("button", { class: "btn", type: "button", onclick: () => simpleAction(ctx, plan, "commit", { confirmText: "Make the failover final: the old schedules go and older points are pruned." }) }, "Commit"));
+    if (ctx.may("commit")) buttons.push(h("button", { class: "btn", type: "button", onclick: () => simpleAction(ctx, plan, "commit", { body: { run: run.run }, confirmText: "Make the failover final: the old schedules go and older points are pruned." }) }, "Commit"));
     if (ctx.may("reprotect")) buttons.push(h("button", { class: "btn", type: "button", onclick: () => simpleAction(ctx, plan, "reprotect", { confirmText: "Replicate the failed-over copies back to the source site." }) }, "Reprotect"));
   }
   if (run) buttons.push(h("a", { class: "btn btn-ghost", href: `#/run/${enc(plan)}` }, running ? "Follow run" : "Last run"));
@@ -82,10 +87,10 @@ function card(ctx, summary, ready, run) {
     fact("Plan check", summary.valid ? "passes" : `fails: ${summary.problems.join("; ")}`, summary.valid ? "ok" : "bad"),
     ready ? fact("Verified points", ready.vms_without_point.length ? `missing for ${ready.vms_without_point.join(", ")}` : `all ${ready.vms.length} VMs`, ready.vms_without_point.length ? "bad" : "ok") : null,
     ready && ready.vms_in_breach.length ? fact("RPO", `breached for ${ready.vms_in_breach.join(", ")}`, "bad") : null,
-    fact("Last drill", drill ? `${drill.status}, ${fmtDuration(drill.age_s)} ago` : "never", drill ? (drill.status === "completed" ? "ok" : "bad") : "warn"),
+    fact("Last drill", drill ? `${drill.status}, ${ago(drill.age_s)}` : "never", drill ? (drill.status === "completed" ? "ok" : "bad") : "warn"),
     fact("Time to healthy", drill && drill.time_to_healthy_s !== null ? fmtDuration(drill.time_to_healthy_s) : "—"),
     fact("RTO target", ready && ready.rto_target_s !== null ? fmtDuration(ready.rto_target_s) : "none set"),
-    fact("Current run", running ? `${run.mode} · ${progress ? progress.phase : "starting"}` : run ? `${run.mode} ${run.status.toLowerCase()} ${fmtAgo(run.closed_at)}` : "none"));
+    fact("Current run", running ? `${run.mode} · ${progress ? progress.phase : "starting"}` : run ? `${run.mode} ${run.status.toLowerCase()} ${run.closed_at ? ago((Date.now() - new Date(run.closed_at)) / 1000) : ""}` : "none"));
 
   const badge = ready ? pill(ready.ready ? "ready" : "not ready", ready.ready ? "ok" : "bad") : null;
   const gate = progress && progress.pending_gate
@@ -114,8 +119,11 @@ export function renderPlans(root, ctx) {
       if (e.status === 404) return null;
       throw e;
     })));
-    clear(list);
-    plans.forEach((p, i) => list.appendChild(card(ctx, p, byName[p.name], runs[i])));
-    if (!plans.length) list.appendChild(h("p", { class: "empty" }, "No recovery plans in your scope."));
+    const minute = (s) => (s === null || s === undefined ? s : Math.floor(s / 60));
+    const key = JSON.stringify([plans, readiness.map((r) => ({ ...r, last_drill: r.last_drill && { ...r.last_drill, age_s: minute(r.last_drill.age_s) } })),
+      runs.map((r) => r && [r.run_id, r.status, r.mode, r.progress && r.progress.phase, r.progress && r.progress.pending_gate, minute((Date.now() - new Date(r.closed_at || 0)) / 1000)])]);
+    swap(list, key, () => (plans.length
+      ? plans.map((p, i) => card(ctx, p, byName[p.name], runs[i]))
+      : h("p", { class: "empty" }, "No recovery plans in your scope.")));
   }, EVERY_S, ctx);
 }

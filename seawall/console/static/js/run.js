@@ -2,7 +2,7 @@
 // may approve), Abort, Clean up for a drill, and the run's Temporal UI link.
 import { api, enc } from "./api.js";
 import { act, simpleAction } from "./plans.js";
-import { clear, fmtTime, h, live, modal, pill } from "./dom.js";
+import { fmtTime, h, live, modal, pill, swap } from "./dom.js";
 
 const EVERY_S = 2;
 
@@ -41,7 +41,13 @@ async function abort(ctx, plan) {
 
 export function renderRun(root, ctx, plan) {
   const head = h("div", { class: "page-head" }, h("h1", {}, "Run of ", h("span", {}, plan || "?")));
-  const body = h("div", { class: "run" });
+  // Stable boxes, each rebuilt only when its own data changes: the gate's comment box keeps what is
+  // being typed (and its focus) while the VMs below it move on.
+  const summaryBox = h("div");
+  const gateBox = h("div");
+  const groupsBox = h("div");
+  const approvalsBox = h("div");
+  const body = h("div", { class: "run" }, summaryBox, gateBox, groupsBox, approvalsBox);
   root.append(head, body);
   let shape = null;
   return live(async () => {
@@ -54,28 +60,33 @@ export function renderRun(root, ctx, plan) {
       run = await api.get(`/v1/plans/${enc(plan)}/failovers/current`);
     } catch (err) {
       if (err.status !== 404) throw err;
-      clear(body).appendChild(h("p", { class: "empty" }, `No run of ${plan} has been started.`));
+      swap(summaryBox, "none", () => h("p", { class: "empty" }, `No run of ${plan} has been started.`));
       return;
     }
     const progress = run.progress;
     const running = run.status === "RUNNING";
-    const actions = [];
-    if (running && ctx.may("abort")) actions.push(h("button", { class: "btn btn-danger", type: "button", id: "abort", onclick: () => abort(ctx, plan) }, "Abort"));
-    if (running && run.mode === "test" && ctx.may("cleanup")) {
-      actions.push(h("button", { class: "btn", type: "button", id: "cleanup", onclick: () => simpleAction(ctx, plan, "cleanup", { confirmText: "End the drill now: remove everything it made at the target." }) }, "Clean up drill"));
-    }
-    if (!running && run.run) actions.push(h("a", { class: "btn btn-primary", id: "open-report", href: `#/reports/${enc(plan)}/${enc(run.run)}` }, "Open report"));
-    // The Temporal UI link is an address of that UI, not of this console: it carries no token.
-    actions.push(h("a", { class: "btn btn-ghost", href: run.links.ui, target: "_blank", rel: "noopener noreferrer" }, "Temporal UI ↗"));
+    const phase = progress ? progress.phase : running ? "starting" : `ended ${fmtTime(run.closed_at)}`;
+    swap(summaryBox, JSON.stringify([run.run_id, run.status, run.mode, run.run, phase, run.started_by, run.closed_at]), () => {
+      const actions = [];
+      if (running && ctx.may("abort")) actions.push(h("button", { class: "btn btn-danger", type: "button", id: "abort", onclick: () => abort(ctx, plan) }, "Abort"));
+      if (running && run.mode === "test" && ctx.may("cleanup")) {
+        actions.push(h("button", { class: "btn", type: "button", id: "cleanup", onclick: () => simpleAction(ctx, plan, "cleanup", { confirmText: "End the drill now: remove everything it made at the target." }) }, "Clean up drill"));
+      }
+      if (!running && run.run) actions.push(h("a", { class: "btn btn-primary", id: "open-report", href: `#/reports/${enc(plan)}/${enc(run.run)}` }, "Open report"));
+      // The Temporal UI link is an address of that UI, not of this console: it carries no token.
+      actions.push(h("a", { class: "btn btn-ghost", href: run.links.ui, target: "_blank", rel: "noopener noreferrer" }, "Temporal UI ↗"));
+      return h("section", { class: "card run-summary" },
+        h("div", { class: "run-status" }, pill(run.status), h("span", { class: "mode" }, run.mode || ""), h("span", { class: "muted" }, run.run || "")),
+        h("p", { class: "phase", id: "phase" }, phase),
+        h("dl", { class: "facts facts-3" },
+          h("div", { class: "fact" }, h("dt", {}, "Started"), h("dd", {}, fmtTime(run.started_at))),
+          h("div", { class: "fact" }, h("dt", {}, "Started by"), h("dd", {}, run.started_by || "—")),
+          h("div", { class: "fact" }, h("dt", {}, "Ended"), h("dd", {}, fmtTime(run.closed_at)))),
+        h("div", { class: "actions" }, actions));
+    });
 
-    const summary = h("section", { class: "card run-summary" },
-      h("div", { class: "run-status" }, pill(run.status), h("span", { class: "mode" }, run.mode || ""), h("span", { class: "muted" }, run.run || "")),
-      h("p", { class: "phase", id: "phase" }, progress ? progress.phase : running ? "starting" : `ended ${fmtTime(run.closed_at)}`),
-      h("dl", { class: "facts facts-3" },
-        h("div", { class: "fact" }, h("dt", {}, "Started"), h("dd", {}, fmtTime(run.started_at))),
-        h("div", { class: "fact" }, h("dt", {}, "Started by"), h("dd", {}, run.started_by || "—")),
-        h("div", { class: "fact" }, h("dt", {}, "Ended"), h("dd", {}, fmtTime(run.closed_at)))),
-      h("div", { class: "actions" }, actions));
+    const gate = running && progress ? progress.pending_gate : null;
+    swap(gateBox, JSON.stringify([run.run_id, gate]), () => (gate ? gatePanel(ctx, plan, progress) : null));
 
     const states = progress ? progress.vms : {};
     // The run's progress says "recovering"; each VM's own workflow knows which step it is in.
@@ -83,16 +94,16 @@ export function renderRun(root, ctx, plan) {
       ? (await api.get(`/v1/console/plans/${enc(plan)}/steps`).catch(() => ({ steps: {} }))).steps
       : {};
     const label = (vm) => (states[vm] === "recovering" && fine[vm] ? `recovering: ${fine[vm]}` : states[vm]);
-    const groups = h("section", { class: "groups", "aria-label": "Groups in order" }, shape.groups.map((g, i) => h("div", { class: "card group" },
+    swap(groupsBox, JSON.stringify([running, gate, states, fine]), () => h("section", { class: "groups", "aria-label": "Groups in order" }, shape.groups.map((g, i) => h("div", { class: "card group" },
       h("h3", {}, h("span", { class: "group-index" }, String(i + 1)), g.name),
-      g.gate ? h("div", { class: `gate-before ${progress && progress.pending_gate === g.gate ? "gate-waiting" : ""}` }, `gate before: ${g.gate}`) : null,
+      g.gate ? h("div", { class: `gate-before ${gate === g.gate ? "gate-waiting" : ""}` }, `gate before: ${g.gate}`) : null,
       h("ul", { class: "vm-steps" }, g.vms.map((vm) => h("li", { dataset: { vm, state: states[vm] || "" } },
         h("span", { class: "vm-name" }, vm),
-        h("span", { class: `step step-${vmTone(states[vm])}` }, label(vm) || (running ? "waiting" : "—"))))))));
+        h("span", { class: `step step-${vmTone(states[vm])}` }, label(vm) || (running ? "waiting" : "—")))))))));
 
-    const approvals = progress && progress.approvals.length
-      ? h("section", { class: "card approvals", id: "approvals" }, h("h3", {}, "Approvals"), h("ul", {}, progress.approvals.map((a) => h("li", {}, `${a.gate}: ${a.approved ? "approved" : "rejected"} by ${a.by}${a.comment ? ` — ${a.comment}` : ""}`))))
-      : null;
-    clear(body).append(summary, progress && progress.pending_gate ? gatePanel(ctx, plan, progress) : null, groups, approvals || "");
+    const approvals = progress ? progress.approvals : [];
+    swap(approvalsBox, JSON.stringify(approvals), () => (approvals.length
+      ? h("section", { class: "card approvals", id: "approvals" }, h("h3", {}, "Approvals"), h("ul", {}, approvals.map((a) => h("li", {}, `${a.gate}: ${a.approved ? "approved" : "rejected"} by ${a.by}${a.comment ? ` — ${a.comment}` : ""}`))))
+      : null));
   }, EVERY_S, ctx);
 }
