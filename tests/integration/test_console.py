@@ -135,8 +135,16 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     await viewer_ctx.close()
 
     # Approve on the page: the rest of the plan recovers and the drill stands until cleaned up.
-    await page.get_by_label("Comment").fill("batch jobs checked")
+    comment = page.get_by_label("Comment")
+    await comment.fill("batch jobs checked")
+    # The page refreshes every 2 s; what is typed in the gate's comment box survives it.
+    await page.wait_for_timeout(2500)
+    await expect(comment).to_have_value("batch jobs checked")
     await approve.click()
+    await expect(page.locator('.vm-steps li[data-vm="web-01"] .step')).not_to_have_text(
+        "waiting", timeout=30_000
+    )
+    await shot(page, "run-recovering")
     await expect(page.locator("#phase")).to_contain_text("drill running", timeout=240_000)
     await expect(page.locator('.vm-steps li[data-state="healthy"]')).to_have_count(len(VMS))
     await expect(page.locator("#approvals")).to_contain_text("approved by oncall — batch jobs checked")
