@@ -491,3 +491,22 @@ async def test_run_steps_asks_each_recovering_vm() -> None:
 async def test_steps_endpoint_keeps_to_the_scope(console: httpx.AsyncClient) -> None:
     answer = await console.get("/v1/console/plans/erp-dr/steps", headers=auth(VIEWER, "web"))
     assert answer.status_code == 404
+
+
+def test_a_wheel_ships_every_asset() -> None:
+    """pyproject's package-data patterns cover every file of the console's static folder."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "seawall"
+    ]
+    package = root / "seawall"
+    for asset in (package / "console" / "static").rglob("*"):
+        if asset.is_file():
+            relative = asset.relative_to(package).as_posix()
+            # setuptools' "*" does not cross a "/": compare folder by folder.
+            assert any(
+                fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in patterns
+            ), relative

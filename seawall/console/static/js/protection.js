@@ -43,6 +43,9 @@ export function renderProtection(root, ctx) {
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "Protection"), updated),
     tiles, filters,
+    h("p", { class: "legend muted small" }, "Last 24 hours: one cell per half hour, the oldest the newest verified point got in it — ",
+      h("span", { class: "strip-cell strip-ok" }), " within the RPO ", h("span", { class: "strip-cell strip-warn" }), " near it ",
+      h("span", { class: "strip-cell strip-bad" }), " breached ", h("span", { class: "strip-cell strip-none" }), " no point"),
     h("div", { class: "card table-card" }, h("table", { class: "grid", id: "protection" },
       h("caption", { class: "sr-only" }, "Protected VMs"),
       h("thead", {}, h("tr", {}, ["VM", "State", "RPO target", "Newest point age", "Last cycle", "Store", "Site", "Plans", "Last 24 hours"]
