@@ -48,6 +48,18 @@ def token_of(name: str) -> str:
     return f"console-token-of-{name}"
 
 
+# Free text from the plan file, shown by the console: markup in it must stay text.
+DESCRIPTION = 'ERP <img src=x onerror="window.__xss=1"> & co'
+GATE_MESSAGE = "Check the batch jobs <script>window.__xss=2</script>, then approve."
+
+
+def hostile_text(plan: Path) -> None:
+    data = yaml.safe_load(plan.read_text())
+    data["description"] = DESCRIPTION
+    data["gates"][0]["message"] = GATE_MESSAGE
+    plan.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 @dataclass
 class Stack:
     url: str
@@ -132,7 +144,7 @@ async def console_stack(lab: LabInfo, lab_state_dir: Path, tmp: Path) -> AsyncIt
         async with replication_env(
             lab, tmp, lab_state_dir, sites=("primary", "dr"), settings_overrides=overrides, worker=False
         ) as env:
-            write_plan(tmp, env.settings.inventory)
+            hostile_text(write_plan(tmp, env.settings.inventory))
             worker = WorkerProcess(
                 env.settings, tmp / "worker.log", sites=("primary", "dr"), extra_env=worker_env
             )

@@ -19,6 +19,8 @@ from tests.integration.console_stack import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    DESCRIPTION,
+    GATE_MESSAGE,
     Stack,
     console_stack,
     token_of,
@@ -102,6 +104,9 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     await expect(card.get_by_role("button", name="Start drill")).to_be_visible(timeout=20_000)
     await expect(card.get_by_role("button", name="Failover…")).to_have_count(0)
     await expect(card.locator(".plan-head .pill")).to_have_text("not ready")  # never drilled yet
+    # The plan's free text is shown as written, never parsed as markup.
+    await expect(card.locator(".plan-head .muted")).to_contain_text(DESCRIPTION)
+    await expect(card.locator("img")).to_have_count(0)
     await shot(page, "plans-before")
     await card.get_by_role("button", name="Start drill").click()
     dialog = page.get_by_role("dialog")
@@ -118,6 +123,8 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     # The run's page in the Temporal UI: that UI's own address, with no token in it.
     href = await ui_link.get_attribute("href") or ""
     assert href.startswith(stack.temporal_ui) and "/workflows/recover%2Ferp-dr/" in href, href
+    await expect(page.locator(".gate")).to_contain_text(GATE_MESSAGE)
+    assert await page.evaluate("window.__xss") is None
     await shot(page, "run-gate")
 
     # A viewer sees the same run with no controls, and a forced request is refused by the server.
