@@ -93,6 +93,10 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     states = await rows.evaluate_all("rs => rs.map(r => r.dataset.state)")
     assert set(states) <= {"protected", "replicating"}, states
     await expect(page.locator(".strip").first).to_be_visible(timeout=20_000)
+    # Live: the rows are fetched again every few seconds without a reload.
+    updated = page.locator(".page-head .small")
+    before = await updated.text_content()
+    await expect(updated).not_to_have_text(before or "", timeout=15_000)
     await page.locator("#f-state").select_option("not-protected")
     await expect(rows).to_have_count(0)
     await page.locator("#f-state").select_option("")
