@@ -189,6 +189,8 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
         ("oncall", "approve", 200),
         ("oncall", "cleanup", 200),
     ]
+    for log in (stack.api_log, stack.tmp / "worker.log", stack.tmp / "audit.log"):
+        assert "console-token-of" not in log.read_text(), log
 
 
 @pytest.mark.timeout(120)
