@@ -18,6 +18,8 @@ command -v restic >/dev/null 2>&1 || need_apt+=(restic)
 command -v borg >/dev/null 2>&1 || need_apt+=(borgbackup)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The console's browser tests drive Debian's Chromium through Playwright (no browser download).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The lab's authoritative DNS server (named, in /usr/sbin) and dig/nsupdate for looking at it.
 [ -x /usr/sbin/named ] || need_apt+=(bind9)

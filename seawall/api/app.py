@@ -17,6 +17,7 @@ from seawall.api.deps import ApiContext, ApiSettings, ClientFactory, known_query
 from seawall.api.gate import RequestGate
 from seawall.api.problems import Problem, install_handlers
 from seawall.api.routers import failovers, health, plans, reports, runs, vms
+from seawall.console import mount_console
 
 DESCRIPTION = (
     "Every /v1 operation needs `Authorization: Bearer <token>`. Roles: viewer (read), "
@@ -55,5 +56,6 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_console(app, settings, app.state.seawall.client)
     app.add_middleware(RequestGate, tokens=tokens)
     return app
