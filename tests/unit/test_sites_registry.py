@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import pytest
 
 from seawall.contract.messages import ChosenPoint
 from seawall.model import AwsSite, DirectorySite, Site, VSphereSite
 from seawall.sites.aws.adapter import AwsAdapter
-from seawall.sites.base import BaseAdapter, SiteError
+from seawall.sites.base import BaseAdapter, SiteAdapter, SiteError
 from seawall.sites.directory.adapter import DirectoryAdapter
 from seawall.sites.registry import ADAPTERS, UnknownSiteKind, adapter_class, adapter_for
 from seawall.sites.vsphere.adapter import VSphereAdapter
@@ -77,10 +78,43 @@ def test_dns_zone_resolves_to_its_provider_through_its_sites_adapter() -> None:
     zone = DnsZone(name="example.com", site="cloud")
     aws = adapter_for(AWS)
     assert isinstance(aws, AwsAdapter)
-    provider = provider_for(zone, aws)
-    assert isinstance(provider, Route53Dns)
+    asked: list[str] = []
+
+    def aws_site(name: str) -> SiteAdapter:
+        asked.append(name)
+        return aws
+
+    provider = provider_for(zone, aws_site)
+    assert isinstance(provider, Route53Dns) and asked == ["cloud"]
     with pytest.raises(DnsError, match="Route53 is reached through an aws site, not directory"):
-        provider_for(zone, adapter_for(DIRECTORY))
+        provider_for(zone, lambda _: adapter_for(DIRECTORY))
     unknown = DnsZone.model_construct(name="example.com", site="cloud", provider="bind")
-    with pytest.raises(DnsError, match="no provider 'bind' \\(known: route53\\)"):
-        provider_for(unknown, aws)
+    with pytest.raises(DnsError, match="no provider 'bind' \\(known: rfc2136, route53\\)"):
+        provider_for(unknown, aws_site)
+
+
+def test_an_rfc2136_zone_needs_no_site_and_a_bad_key_is_a_credentials_error(tmp_path: Path) -> None:
+    from seawall.model import Rfc2136Zone
+    from seawall.sites.dns import provider_for
+    from seawall.sites.rfc2136 import Rfc2136Dns
+
+    key = tmp_path / "tsig.key"
+    key.write_text(
+        'key "seawall-lab." {\n  algorithm hmac-sha256;\n  secret "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";\n};\n'
+    )
+    zone = Rfc2136Zone(
+        name="corp.example.com",
+        server="127.0.0.1",
+        port=8053,
+        tsig_key_name="seawall-lab",
+        credentials=f"file:{key}",
+    )
+
+    def no_site(name: str) -> SiteAdapter:
+        raise AssertionError(f"an RFC 2136 zone asked for site {name!r}")
+
+    assert isinstance(provider_for(zone, no_site), Rfc2136Dns)
+    missing = zone.model_copy(update={"credentials": f"file:{tmp_path / 'gone.key'}"})
+    with pytest.raises(SiteError) as refused:
+        provider_for(missing, no_site)
+    assert refused.value.type == "CredentialsError" and not refused.value.retryable
