@@ -130,7 +130,11 @@ def azurite_argv(state: Path, cfg: c.LabConfig) -> list[str]:
 
 
 def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
-    """The six parts. ``for_start`` resolves binaries (and may build vcsim); status does not need to."""
+    """The six process parts. ``for_start`` resolves binaries (and may build vcsim); status does not.
+
+    Longer than 80 lines on purpose: it is the lab's table of parts (argv, ping, check, timeouts),
+    one literal entry per part, read best side by side rather than spread over six helpers.
+    """
     specs = vsphere.site_specs(state, cfg)
     vcsim = str(ensure_vcsim() if for_start else (vcsim_binary() or "vcsim"))
     try:
