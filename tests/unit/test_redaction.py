@@ -119,3 +119,24 @@ def test_register_configured_knows_secrets_before_first_use(tmp_path: Path) -> N
     assert register_configured(config) == 1
     assert resolve(f"file:{key}") is not None
     assert "fresh-worker-password" not in REDACTOR.redact("login failed for fresh-worker-password")
+
+
+def test_a_worker_knows_the_inventorys_and_plans_secrets_at_start(tmp_path: Path) -> None:
+    """Issue #14: redaction knows every configured secret from start-up, plans' hook credentials too."""
+    from seawall.runtime.config import Settings
+    from workers.main import _know_configured_secrets
+
+    (tmp_path / "site.json").write_text('{"user": "u", "password": "site-password-from-start"}')
+    (tmp_path / "hook.token").write_text("hook-bearer-token-from-start\n")
+    (tmp_path / "inventory.yaml").write_text(
+        "kind: Inventory\nsites:\n  - name: a\n    credentials: file:site.json\n"
+    )
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "p.yaml").write_text(
+        "kind: RecoveryPlan\nhooks:\n  - name: h\n    credentials: file:../hook.token\n"
+    )
+    (plans / "broken.yaml").write_text("kind: [unclosed\n")
+    _know_configured_secrets(Settings(inventory=tmp_path / "inventory.yaml", plans_dir=plans))
+    shown = REDACTOR.redact("401 for hook-bearer-token-from-start, login site-password-from-start")
+    assert "from-start" not in shown
