@@ -29,6 +29,11 @@ REDACTED = "***"
 # Shorter strings occur in ordinary text too often to be masked safely (and are no secrets anyway).
 MIN_REDACT_LENGTH = 4
 
+# What every line of the process is searched for: shorter values (a lab's "pass") are ordinary words
+# in ordinary text; they are masked by shape instead (password=..., user:...@) and, where the secret
+# was used, by the caller's own redaction.
+MIN_GLOBAL_LENGTH = 8
+
 # A process has a few dozen configured secrets; the cap only guards against a caller that feeds it
 # ever-new values (it then forgets the oldest, which are the least likely to still be in use).
 MAX_SECRETS = 4096
@@ -55,11 +60,29 @@ def _redact_url(match: re.Match[str]) -> str:
     return scheme + authority + tail
 
 
+# A secret in a key=value or "key": "value" shape, and a bearer token, whoever configured it.
+_SHAPED = re.compile(
+    r"""(?ix)
+    (?P<lead>(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|account[_-]?key)
+       ["']?\s*[:=]\s*["']?)
+    (?P<value>[^\s"',;&}]{3,})
+    | (?P<bearer>\bbearer\s+)(?P<token>[A-Za-z0-9._~+/=-]{8,})
+    """
+)
+
+
+def _shaped(match: re.Match[str]) -> str:
+    if match.group("bearer"):
+        return match.group("bearer") + REDACTED
+    return match.group("lead") + REDACTED
+
+
 def redact_urls(text: str) -> str:
-    """``text`` with the userinfo and query values of every URL in it replaced by ``***``."""
-    if "://" not in text:
-        return text
-    return _URL.sub(_redact_url, text)
+    """``text`` with the userinfo and query values of every URL in it, and every value in a
+    ``password=...``-like shape or after ``Bearer``, replaced by ``***``."""
+    if "://" in text:
+        text = _URL.sub(_redact_url, text)
+    return _SHAPED.sub(_shaped, text)
 
 
 class Redactor:
@@ -80,8 +103,8 @@ class Redactor:
         for secret in secrets:
             if secret is None:
                 continue
-            values = [secret] if isinstance(secret, str) else secret.values()
-            fresh += [v for v in values if len(v) >= MIN_REDACT_LENGTH and v not in self._values]
+            values = [secret] if isinstance(secret, str) else secret.secret_values()
+            fresh += [v for v in values if len(v) >= MIN_GLOBAL_LENGTH and v not in self._values]
         if not fresh:
             return
         with self._lock:

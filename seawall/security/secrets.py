@@ -87,12 +87,36 @@ class ResolvedSecret:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return False
 
+    def secret_values(self) -> list[str]:
+        """What the process-wide redactor masks in every line: the value, or for JSON the strings under
+        secret-looking keys (a password, a key, a token), not a user or account name that ordinary
+        text also contains."""
+        if not self.is_json_object():
+            return [v for v in [self.raw.decode("utf-8", "replace").rstrip("\r\n")] if v]
+        return [v for k, v in _secret_fields(self.json()) if v]
+
     def values(self) -> list[str]:
-        """Every string a log line must not show: the whole value and, for JSON, each string in it."""
+        """Every string a detail about this secret's use must not show: the whole value and, for JSON,
+        each string in it (its user name too)."""
         found = [self.raw.decode("utf-8", "replace").rstrip("\r\n")]
         if self.is_json_object():
             found += list(_strings(self.json()))
         return [value for value in found if value]
+
+
+_SECRET_KEY = re.compile(r"(?i)pass|secret|token|key|credential|private|signature|sas")
+
+
+def _secret_fields(value: Any, key: str = "") -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        if _SECRET_KEY.search(key):
+            yield key, value
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            yield from _secret_fields(item, str(k))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _secret_fields(item, key)
 
 
 def _strings(value: Any) -> Iterable[str]:

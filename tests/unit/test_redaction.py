@@ -140,3 +140,29 @@ def test_a_worker_knows_the_inventorys_and_plans_secrets_at_start(tmp_path: Path
     _know_configured_secrets(Settings(inventory=tmp_path / "inventory.yaml", plans_dir=plans))
     shown = REDACTOR.redact("401 for hook-bearer-token-from-start, login site-password-from-start")
     assert "from-start" not in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("connect(user='root', password='pass')", "connect(user='root', password='***')"),
+        ('{"password": "pass", "user": "u"}', '{"password": "***", "user": "u"}'),
+        ("AWS_SECRET_ACCESS_KEY=testing", "AWS_SECRET_ACCESS_KEY=***"),
+        ("Authorization: Bearer 9f8e7d6c5b4a39281706", "Authorization: Bearer ***"),
+        ("3 passed, 0 failed; the token is not known", "3 passed, 0 failed; the token is not known"),
+    ],
+)
+def test_secrets_are_masked_by_shape_whoever_configured_them(text: str, expected: str) -> None:
+    assert redact_urls(text) == expected
+
+
+def test_user_names_are_not_masked_in_every_line() -> None:
+    """The process-wide redactor masks a credential's secrets, not its user name (which ordinary text
+    contains: "operator", "admin"); a detail about the credential's own use still masks both."""
+    from seawall.security.secrets import ResolvedSecret, redact
+
+    secret = ResolvedSecret("env:X", b'{"user": "operator", "password": "long-enough-password"}')
+    r = Redactor()
+    r.add(secret)
+    assert r.redact("role operator, long-enough-password") == f"role operator, {REDACTED}"
+    assert redact("operator:long-enough-password", [secret]) == f"{REDACTED}:{REDACTED}"
