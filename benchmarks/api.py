@@ -277,11 +277,23 @@ def run_one(src: Path, plan_count: int, args: argparse.Namespace) -> dict[str, A
             )
             cpu1 = server.cpu_s()
             load_after = os.getloadavg()
+        server_cpu = round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None
         return {
             "plans": plan_count,
             "source": str(src),
             **result,
-            "server_cpu_s": round(cpu1 - cpu0, 3) if cpu0 is not None and cpu1 is not None else None,
+            "server_cpu_s": server_cpu,
+            # Load-independent figures: CPU per answered request, and how busy each side was. A server
+            # far from busy while the rate is low means the machine (or the generator) was the limit.
+            "server_cpu_ms_per_request": round(server_cpu * 1000 / result["requests"], 3)
+            if server_cpu is not None and result["requests"]
+            else None,
+            "generator_cpu_ms_per_request": round(result["generator_cpu_s"] * 1000 / result["requests"], 3)
+            if result["requests"]
+            else None,
+            "server_busy_fraction": round(server_cpu / result["elapsed_s"], 3)
+            if server_cpu is not None and result["elapsed_s"]
+            else None,
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after],
             "targets": verdict(result),
