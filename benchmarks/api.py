@@ -14,7 +14,9 @@ processes' CPU time):
 - ``--clients`` (20) workers, each with its own keep-alive connection, ``GET /v1/plans`` back to back
   until ``--requests`` have been sent in all or ``--duration-s`` has passed (whichever first: the load
   is bounded and stops by itself), after ``--warmup`` requests that are not counted;
-- one more client samples ``GET /healthz`` every ``--health-every-ms`` for as long as the load runs.
+- one more client, in a process of its own (so that what it measures is the server's answer, not the
+  busy generator's delay in noticing it), samples ``GET /healthz`` every ``--health-every-ms`` for as
+  long as the load runs.
 
 Reported per plans folder: requests/s, p50/p90/p99/max latency of each, errors, and the issue's targets
 as booleans with the figures (>= 500 req/s, p99 < 100 ms, /healthz p99 < 50 ms); the machine's load
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import resource
 import socket
@@ -163,6 +166,31 @@ def percentiles(samples: list[float]) -> dict[str, float | None]:
     return {"p50_ms": rank(0.50), "p90_ms": rank(0.90), "p99_ms": rank(0.99), "max_ms": rank(1.0)}
 
 
+def sample_health(url: str, every_s: float, stop: Any, out: Any) -> None:
+    """In its own process: GET /healthz every ``every_s`` until ``stop`` is set; puts the latencies
+    (seconds) and error counts on ``out``. Apart from the generator, so its figures are the server's
+    answer time, not the time the busy generator took to notice the answer."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    with httpx.Client(base_url=url, timeout=30.0) as probe:
+        probe.get("/healthz")  # connect first
+        out.put("ready")
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                response = probe.get("/healthz")
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    key = f"healthz {response.status_code}"
+                    errors[key] = errors.get(key, 0) + 1
+            except httpx.HTTPError as exc:
+                key = f"healthz {type(exc).__name__}"
+                errors[key] = errors.get(key, 0) + 1
+            stop.wait(every_s)
+    out.put((latencies, errors))
+
+
 async def load(
     url: str, *, clients: int, requests: int, duration_s: float, warmup: int, health_every_s: float
 ) -> dict[str, Any]:
@@ -173,20 +201,21 @@ async def load(
         httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits)
         for _ in range(clients)
     ]
-    probe = httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits)
     latencies: list[float] = []
-    health: list[float] = []
     errors: dict[str, int] = {}
     statuses: dict[int, int] = {}
     sent = 0
     body_bytes = 0
+    spawn = multiprocessing.get_context("spawn")
+    stop, results = spawn.Event(), spawn.Queue()
+    prober = spawn.Process(target=sample_health, args=(url, health_every_s, stop, results), daemon=True)
+    prober.start()
     try:
         # Warm-up: open every connection and let the server build its catalogue; not counted.
         for i in range(max(warmup, clients)):
             await pool[i % clients].get("/v1/plans")
-        await probe.get("/healthz")
+        await asyncio.to_thread(results.get, True, 60)  # the prober is connected
         deadline = time.monotonic() + duration_s
-        running = True
 
         async def worker(client: httpx.AsyncClient) -> None:
             nonlocal sent, body_bytes
@@ -202,33 +231,20 @@ async def load(
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 body_bytes = len(response.content)
 
-        async def sampler() -> None:
-            while running:
-                t0 = time.perf_counter()
-                try:
-                    response = await probe.get("/healthz")
-                    if response.status_code == 200:
-                        health.append(time.perf_counter() - t0)
-                    else:
-                        errors[f"healthz {response.status_code}"] = (
-                            errors.get(f"healthz {response.status_code}", 0) + 1
-                        )
-                except httpx.HTTPError as exc:
-                    errors[f"healthz {type(exc).__name__}"] = (
-                        errors.get(f"healthz {type(exc).__name__}", 0) + 1
-                    )
-                await asyncio.sleep(health_every_s)
-
         cpu0 = time.process_time()
         started = time.perf_counter()
-        probe_task = asyncio.create_task(sampler())
         await asyncio.gather(*(worker(c) for c in pool))
         elapsed = time.perf_counter() - started
-        running = False
-        await probe_task
         generator_cpu = time.process_time() - cpu0
+        stop.set()
+        health, health_errors = await asyncio.to_thread(results.get, True, 60)
+        errors.update(health_errors)
     finally:
-        for c in [*pool, probe]:
+        stop.set()
+        prober.join(10)
+        if prober.is_alive():
+            prober.kill()
+        for c in pool:
             await c.aclose()
     ok = statuses.get(200, 0)
     return {
@@ -325,7 +341,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "generator": (
             f"{args.clients} httpx clients (one keep-alive connection each) in this process, separate from "
-            f"the server; on this {os.cpu_count()}-CPU machine they compete for the CPU with it"
+            f"the server, and a /healthz prober in a third; on this {os.cpu_count()}-CPU machine they "
+            "compete for the CPU with the server"
         ),
         "bounds": {"requests": args.requests, "duration_s": args.duration_s, "warmup": args.warmup},
         "cpus": os.cpu_count(),
