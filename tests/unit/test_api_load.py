@@ -274,3 +274,12 @@ async def test_audit_lines_are_written_off_the_loop_in_order_and_synced(tmp_path
     assert lines == list(range(50))
     assert len(threads) == 1 and threading.get_ident() not in threads
     assert oct(log.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_every_api_limit_is_documented_with_its_default() -> None:
+    from seawall.api.deps import ApiSettings
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
+    for name, info in ApiSettings.model_fields.items():
+        if name.startswith("api_"):
+            assert f"| `SEAWALL_{name.upper()}` | {info.default:g} |" in guide, name
