@@ -27,9 +27,10 @@ EXEMPT = frozenset({"/healthz"})
 
 
 class RequestGate:
-    """Pure ASGI, in front of routing: a body over ``limit`` is refused before it is read whole, and
-    /v1 needs a known bearer token before anything else runs (a malformed body from a stranger gets a
-    401, not a validation answer)."""
+    """Pure ASGI, in front of routing: past ``max_in_flight`` requests a 503 (``/healthz`` exempt), a
+    body over ``limit`` is refused before it is read whole, a body not read within ``body_timeout_s``
+    is a 408, and /v1 needs a known bearer token before anything else runs (a malformed body from a
+    stranger gets a 401, not a validation answer)."""
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class RequestGate:
         size = 0
         more = scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS")
         try:
+            # Only the reading is timed: answers (413, 408) are sent outside the deadline.
             async with asyncio.timeout(self.body_timeout_s if more else None):
                 while more:
                     message = await receive()
@@ -110,8 +112,7 @@ class RequestGate:
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > self.limit:
-                        await self._too_large(scope, receive, send)
-                        return
+                        break
                     chunks.append(chunk)
                     more = message.get("more_body", False)
         except TimeoutError:
@@ -127,6 +128,9 @@ class RequestGate:
             await problem_response(
                 408, "body-timeout", "Body timeout", detail, headers={"Connection": "close"}
             )(scope, receive, send)
+            return
+        if size > self.limit:
+            await self._too_large(scope, receive, send)
             return
         body = b"".join(chunks)
         replayed = False
