@@ -57,5 +57,11 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
 
     app.openapi = openapi  # type: ignore[method-assign]
     mount_console(app, settings, app.state.seawall.client)
-    app.add_middleware(RequestGate, tokens=tokens)
+    app.add_middleware(
+        RequestGate,
+        tokens=tokens,
+        max_in_flight=settings.api_max_in_flight,
+        retry_after_s=settings.api_retry_after_s,
+        body_timeout_s=settings.api_body_timeout_s,
+    )
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,21 +22,34 @@ from seawall.control.errors import ControlError
 
 
 class AuditLog:
-    """One JSON line per allowed mutating call, appended with O_APPEND so lines never interleave."""
+    """One JSON line per allowed mutating call, appended with O_APPEND so lines never interleave.
+
+    Written off the event loop, by one thread: lines land in the order the calls ended, and each is
+    fsynced before the call that made it answers (an answered change is on disk in the log).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-audit")
 
     def write(self, record: dict[str, Any]) -> None:
+        """Blocking: append ``record`` and fsync it."""
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line)
+                os.fsync(fd)
             finally:
                 os.close(fd)
+
+    async def append(self, record: dict[str, Any]) -> None:
+        """``write`` on the audit thread. The line is queued at once, so it is written even when the
+        request is cancelled while waiting (a client that hangs up still leaves its line)."""
+        future = asyncio.get_running_loop().run_in_executor(self._writer, self.write, record)
+        await asyncio.shield(future)
 
     @contextlib.asynccontextmanager
     async def audited(
@@ -66,4 +81,4 @@ class AuditLog:
             raise
         finally:
             record["status"] = status
-            self.write(record)
+            await self.append(record)

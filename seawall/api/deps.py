@@ -15,11 +15,12 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
 from temporalio.client import Client
 
 from seawall.api.audit import AuditLog
 from seawall.api.auth import Principal, Role
-from seawall.api.catalogue import plan_catalogue
+from seawall.api.catalogue import ApiCatalogue
 from seawall.api.problems import PRINCIPAL_KEY, ApiProblem
 from seawall.api.schemas import RunLinks
 from seawall.contract.names import recover_id
@@ -43,6 +44,21 @@ class ApiSettings(Settings):
     # Where the links in answers point a person at a run.
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
+    # Staying fast under load (docs/OPERATIONS.md, "The HTTP API under load"):
+    # requests being answered at once; past it a request gets 503 with Retry-After (/healthz never).
+    api_max_in_flight: int = Field(default=64, ge=1)
+    api_retry_after_s: int = Field(default=1, ge=0)
+    # A request body must arrive whole within this, or 408: a slow client cannot hold a slot.
+    api_body_timeout_s: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection is closed after this (uvicorn's timeout_keep_alive).
+    api_keep_alive_s: int = Field(default=5, ge=1)
+    # Largest request head (line + headers) uvicorn buffers before refusing it.
+    api_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Plan files and the inventory are checked for changes at most this often (off the event loop).
+    api_plans_check_s: float = Field(default=1.0, ge=0)
+    # Connecting to Temporal gives up after this (503), instead of holding every request that waits on it.
+    api_temporal_connect_s: float = Field(default=10.0, gt=0)
+
 
 class ApiContext:
     """One app's state: settings, audit log, and the Temporal client every request shares."""
@@ -50,6 +66,7 @@ class ApiContext:
     def __init__(self, settings: ApiSettings, client_factory: ClientFactory) -> None:
         self.settings = settings
         self.audit = AuditLog(settings.audit_log)
+        self.catalogue = ApiCatalogue(settings.inventory, settings.plans_dir, settings.api_plans_check_s)
         self._factory = client_factory
         self._lock = asyncio.Lock()
         self._client: Client | None = None
@@ -58,10 +75,11 @@ class ApiContext:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await self._factory()
-                except RuntimeError as exc:  # the SDK's connect error
+                    wait = self.settings.api_temporal_connect_s
+                    self._client = await asyncio.wait_for(self._factory(), wait)
+                except (RuntimeError, TimeoutError) as exc:  # the SDK's connect error, or no answer
                     address = self.settings.temporal_address
-                    log.warning("cannot reach Temporal at %s: %s", address, exc)
+                    log.warning("cannot reach Temporal at %s: %s", address, exc or "timed out")
                     raise ApiProblem(
                         503,
                         "temporal-unavailable",
@@ -81,10 +99,11 @@ class ApiContext:
             report=f"/v1/plans/{plan}/report",
         )
 
-    def known_plan(self, plan: str) -> RecoveryPlan:
+    async def known_plan(self, plan: str) -> RecoveryPlan:
         """The plan called ``plan``: 404 if there is none, 422 if its file is invalid."""
-        _, entries = plan_catalogue(self.settings)
-        entry = entries.get(plan)
+        view = await self.catalogue.view()
+        view.inventory  # noqa: B018 -- an invalid inventory is a 500 before any plan is looked at
+        entry = view.entries.get(plan)
         if entry is None:
             raise unknown_plan(plan)
         if entry.plan is None:
@@ -93,24 +112,19 @@ class ApiContext:
             )
         return entry.plan
 
-    def vms_in_scope(self, who: Principal) -> tuple[Inventory, list[str]]:
-        inventory, entries = plan_catalogue(self.settings)
-        names = [p.name for p in inventory.protected_vms]
-        if who.plans is None:
-            return inventory, names
-        # A scoped token sees the VMs of its plans: a department's own servers, not the estate.
-        mine = {vm.name for e in entries.values() if e.plan and who.sees(e.name) for _, vm in e.plan.vms()}
-        return inventory, [n for n in names if n in mine]
+    async def vms_in_scope(self, who: Principal) -> tuple[Inventory, list[str]]:
+        view = await self.catalogue.view()
+        return view.inventory, view.vms_in_scope(who)
 
-    def known_vm(self, who: Principal, vm: str) -> Inventory:
-        inventory, visible = self.vms_in_scope(who)
+    async def known_vm(self, who: Principal, vm: str) -> Inventory:
+        inventory, visible = await self.vms_in_scope(who)
         # Out of scope answers exactly as unknown: a scoped token must not map the estate by probing.
         if vm not in visible:
             raise ApiProblem(404, "unknown-vm", "Unknown VM", f"no protected VM named {vm!r}")
         return inventory
 
 
-def api_context(request: Request) -> ApiContext:
+async def api_context(request: Request) -> ApiContext:
     context: ApiContext = request.app.state.seawall
     return context
 
@@ -136,7 +150,7 @@ _bearer = HTTPBearer(
 )
 
 
-def current_principal(
+async def current_principal(
     request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> Principal:
     # The gate has already authenticated every /v1 request; the dependency documents the scheme.
@@ -146,8 +160,8 @@ def current_principal(
     return principal
 
 
-def require(role: Role) -> Callable[[Principal], Principal]:
-    def check(who: Principal = Depends(current_principal)) -> Principal:
+def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(who: Principal = Depends(current_principal)) -> Principal:
         if not who.may(role):
             raise ApiProblem(
                 403, "forbidden", "Forbidden", f"role {who.role.name} may not do this (needs {role.name})"
@@ -162,8 +176,11 @@ operator = require(Role.operator)
 admin = require(Role.admin)
 
 
-def known_query_only(request: Request) -> None:
-    """Refuse query parameters the operation does not declare: a misspelt ``?point_tme=`` must not
+async def known_query_only(request: Request) -> None:
+    """(Async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker thread,
+    a thread hop per dependency per request.)
+
+    Refuse query parameters the operation does not declare: a misspelt ``?point_tme=`` must not
     silently mean "the newest point" (and the OpenAPI document promises no others)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):

@@ -58,7 +58,17 @@ def serve(
     )
     level = os.environ.get("SEAWALL_API_LOG_LEVEL", "info")
     logging.basicConfig(level=level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    config = uvicorn.Config(api, host=host, port=port, log_level=level)  # configures uvicorn's loggers
+    # Slow or idle clients: an idle keep-alive connection is closed after api_keep_alive_s, and a request
+    # head larger than api_max_header_bytes is refused. (Bodies: the request gate's api_body_timeout_s.)
+    config = uvicorn.Config(  # configures uvicorn's loggers
+        api,
+        host=host,
+        port=port,
+        log_level=level,
+        timeout_keep_alive=settings.api_keep_alive_s,
+        http="h11",  # the setting below is h11's (httptools, when installed, would ignore it)
+        h11_max_incomplete_event_size=settings.api_max_header_bytes,
+    )
     _secrets_known_from_start(settings.inventory)
     # Every handler, uvicorn's included: a request path with a newline in it stays one escaped line.
     install_log_redaction()

@@ -81,7 +81,7 @@ async def start_failover(
             f"role {who.role.name} may start test failovers only; a {body.mode} failover needs admin",
         )
     in_scope(who, plan)
-    ctx.known_plan(plan)
+    await ctx.known_plan(plan)
     async with ctx.audit.audited(request, who, 202, plan=plan, mode=body.mode) as record:
         tc = await ctx.client()
         fingerprint = body.fingerprint()
@@ -155,7 +155,7 @@ async def run_state(ctx: Ctx, plan: str, run_id: str | None) -> RunState:
 )
 async def current_failover(ctx: Ctx, plan: PlanName, who: Principal = Depends(viewer)) -> RunState:
     in_scope(who, plan)
-    ctx.known_plan(plan)
+    await ctx.known_plan(plan)
     return await run_state(ctx, plan, None)
 
 
@@ -172,5 +172,5 @@ async def one_failover(
     who: Principal = Depends(viewer),
 ) -> RunState:
     in_scope(who, plan)
-    ctx.known_plan(plan)
+    await ctx.known_plan(plan)
     return await run_state(ctx, plan, run_id)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from seawall.api.auth import Principal
-from seawall.api.catalogue import plan_catalogue
 from seawall.api.deps import Ctx, viewer
 from seawall.api.problems import problems
-from seawall.api.schemas import GroupView, PlanSummary, ok_example
+from seawall.api.schemas import PlanSummary, ok_example
 
 router = APIRouter(prefix="/v1", tags=["recovery"])
 
@@ -35,27 +34,7 @@ router = APIRouter(prefix="/v1", tags=["recovery"])
         **problems(401, 403),
     },
 )
-async def list_plans(ctx: Ctx, who: Principal = Depends(viewer)) -> list[PlanSummary]:
-    _, entries = plan_catalogue(ctx.settings)
-    out = []
-    for entry in entries.values():
-        if not who.sees(entry.name):
-            continue
-        plan = entry.plan
-        gates = {g.before: g.name for g in plan.gates} if plan else {}
-        out.append(
-            PlanSummary(
-                name=entry.name,
-                defined_in=entry.defined_in,
-                valid=plan is not None,
-                problems=entry.problems,
-                description=plan.description if plan else None,
-                source_site=plan.source_site if plan else None,
-                target_site=plan.target_site if plan else None,
-                groups=[
-                    GroupView(name=g.name, vms=[v.name for v in g.vms], gate=gates.get(g.name))
-                    for g in (plan.groups if plan else [])
-                ],
-            )
-        )
-    return out
+async def list_plans(ctx: Ctx, who: Principal = Depends(viewer)) -> Response:
+    # Rendered once per catalogue build and scope (seawall.api.catalogue), not per request.
+    view = await ctx.catalogue.view()
+    return Response(view.plans_json(who), media_type="application/json")

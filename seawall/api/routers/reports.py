@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -55,6 +56,7 @@ async def report(
     ] = None,
 ) -> RunReport:
     in_scope(who, plan)
-    ctx.known_plan(plan)
-    _, found = reports.read(ctx.settings.reports_dir, plan, run)
+    await ctx.known_plan(plan)
+    # A file read and a parse: in a worker thread, not on the event loop.
+    _, found = await asyncio.to_thread(reports.read, ctx.settings.reports_dir, plan, run)
     return found

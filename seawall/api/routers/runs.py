@@ -40,7 +40,7 @@ async def _to_running(
 ) -> tuple[WorkflowExecutionDescription, T]:
     """Send an update to the plan's running run (409 if none runs), audited with ``what``."""
     in_scope(who, plan)
-    ctx.known_plan(plan)
+    await ctx.known_plan(plan)
     async with ctx.audit.audited(request, who, 200, plan=plan, **what) as record:
         tc = await ctx.client()
         desc = await running_run(tc, plan)

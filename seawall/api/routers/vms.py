@@ -47,7 +47,7 @@ router = APIRouter(prefix="/v1", tags=["replication"])
     },
 )
 async def list_vms(ctx: Ctx, who: Principal = Depends(viewer)) -> list[VMStatus]:
-    inventory, names = ctx.vms_in_scope(who)
+    inventory, names = await ctx.vms_in_scope(who)
     return await replication.statuses(await ctx.client(), inventory, names)
 
 
@@ -81,7 +81,7 @@ async def points(
     who: Principal = Depends(viewer),
     limit: Annotated[int, Query(ge=1, le=100, description="how many cycles")] = 20,
 ) -> list[PointView]:
-    ctx.known_vm(who, vm)
+    await ctx.known_vm(who, vm)
     runs = await cycle_history(await ctx.client(), vm, limit=limit)
     return [
         PointView(
@@ -111,7 +111,7 @@ async def points(
     },
 )
 async def replicate(ctx: Ctx, vm: VMName, request: Request, who: Principal = Depends(operator)) -> Triggered:
-    ctx.known_vm(who, vm)
+    await ctx.known_vm(who, vm)
     async with ctx.audit.audited(request, who, 202, vm=vm, schedule_id=schedule_id(vm)):
         triggered = await replication.replicate_now(await ctx.client(), vm)
     return Triggered(vm=vm, schedule_id=triggered)
