@@ -505,3 +505,24 @@ def test_chart_monitoring_template_renders_the_files_as_yaml() -> None:
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
     assert dashboard["kind"] == "ConfigMap" and dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["seawall-dashboard.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_the_interceptor_reads_the_activities_one_model_inputs() -> None:
+    """verify_point and ship_disks take one input model; a verified point reaches the gauges from it."""
+    from seawall.contract.messages import VerifyOutcome, VMPoint
+    from seawall.runtime.metrics.interceptor import _ActivityMetrics
+
+    seen: list[tuple[str, str, object]] = []
+
+    class Recorder:
+        def cycle_verified(self, vm: str, site: str, taken: object) -> None:
+            seen.append((vm, site, taken))
+
+    observer = _ActivityMetrics.__new__(_ActivityMetrics)
+    observer._metrics = Recorder()  # type: ignore[assignment]
+    ok = VerifyOutcome(ok=True, blocks_checked=1, bytes_checked=1, problems=[])
+    observer._observe("verify_point", "primary", [VMPoint(vm="app-01", point_id="20261201T120000Z-abc")], ok)
+    bad = ok.model_copy(update={"ok": False})
+    observer._observe("verify_point", "primary", [VMPoint(vm="app-01", point_id="20261201T120100Z-abd")], bad)
+    assert [(vm, site) for vm, site, _ in seen] == [("app-01", "primary")]
+    assert seen[0][2] is not None

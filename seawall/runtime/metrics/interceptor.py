@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from seawall.contract.names import Activity
 from seawall.runtime.metrics.sources import point_time, site_of_queue
 
 if TYPE_CHECKING:
@@ -21,16 +22,16 @@ log = logging.getLogger("seawall.runtime.metrics")
 # Activities that are steps of a recovery plan (RecoveryPlan / RecoverVM), timed per attempt.
 PLAN_STEPS = frozenset(
     {
-        "choose_point",
-        "materialize_disks",
-        "create_target_vm",
-        "check_health",
-        "update_dns",
-        "run_hook",
-        "fence_vm",
-        "cleanup_run",
-        "pause_schedules",
-        "write_report",
+        Activity.CHOOSE_POINT,
+        Activity.MATERIALIZE_DISKS,
+        Activity.CREATE_TARGET_VM,
+        Activity.CHECK_HEALTH,
+        Activity.UPDATE_DNS,
+        Activity.RUN_HOOK,
+        Activity.FENCE_VM,
+        Activity.CLEANUP_RUN,
+        Activity.PAUSE_SCHEDULES,
+        Activity.WRITE_REPORT,
     }
 )
 
@@ -70,9 +71,11 @@ class _ActivityMetrics(ActivityInboundInterceptor):
         return result
 
     def _observe(self, name: str, site: str, args: Sequence[Any], result: Any) -> None:
-        if name == "ship_disks" and args:
+        # Every activity takes one input model (seawall.contract.messages): ShipRequest, VMPoint.
+        if name == Activity.SHIP_DISKS and args:
             self._metrics.shipped_disks(
                 str(args[0].vm), site, int(result.bytes_read), int(result.bytes_shipped)
             )
-        elif name == "verify_point" and len(args) >= 2 and getattr(result, "ok", False):
-            self._metrics.cycle_verified(str(args[0]), site, point_time(str(args[1])))
+        elif name == Activity.VERIFY_POINT and args and getattr(result, "ok", False):
+            req = args[0]
+            self._metrics.cycle_verified(str(req.vm), site, point_time(str(req.point_id)))
