@@ -99,8 +99,14 @@ class S3Mirror:
                 "etag": current.etag.strip('"'),
                 "last_modified": current.last_modified.isoformat(),
             }
+            try:
+                value = current.value
+            except ValueError:
+                # A concurrent put replaced this version (moto closes its buffer) while we read it:
+                # that put mirrors its own, newer version right after us.
+                return
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._replace(path, json.dumps(header).encode() + b"\n" + current.value)
+            self._replace(path, json.dumps(header).encode() + b"\n" + value)
 
     def load(self, backends: Any, put_object: Any, create_bucket: Any) -> tuple[int, int]:
         """Every kept bucket and object back into moto; returns (buckets, objects)."""
@@ -139,6 +145,22 @@ def install(mirror: S3Mirror) -> None:
 
     # Copies and completed multipart uploads go through put_object too; delete_objects through
     # delete_object. Wrapped at the class: moto creates its backends lazily, per account.
+    # moto builds a PUT's response (ETag) from the key it just stored; a concurrent PUT of the same
+    # key replaces it and closes its buffer in between (a 500 "I/O operation on closed file", more
+    # likely now that each put also writes through to disk). PUTs of one key take turns; different
+    # keys (striped over a few locks) still run side by side.
+    from moto.s3.responses import S3Response
+
+    key_put = S3Response._key_response_put
+    stripes = [threading.Lock() for _ in range(64)]
+
+    def key_put_in_turn(self: Any, query: Any, key_name: str) -> Any:
+        bucket = str(getattr(self, "bucket_name", ""))
+        with stripes[hash((bucket, key_name)) % len(stripes)]:
+            return key_put(self, query, key_name)
+
+    S3Response._key_response_put = key_put_in_turn  # type: ignore[method-assign]
+
     def put_object_kept(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
         key = put_object(self, bucket_name, key_name, *args, **kwargs)
         mirror.object_changed(self, bucket_name, key_name)
