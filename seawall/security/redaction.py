@@ -157,7 +157,10 @@ class RedactingFilter(logging.Filter):
         self._redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, not ours to drop
+            return True
         clean = escape_control(self._redactor.redact(message))
         if clean != message or record.args:
             record.msg, record.args = clean, None
