@@ -159,7 +159,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, not ours to drop
+        except Exception:  # a malformed record is logging's to report, not ours to drop
             return True
         clean = escape_control(self._redactor.redact(message))
         if clean != message or record.args:
