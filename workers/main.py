@@ -28,7 +28,7 @@ from seawall.runtime.config import Settings
 from seawall.runtime.metrics import metrics_runtime, worker_metrics
 from seawall.runtime.temporal import connect
 from seawall.security.redaction import install_log_redaction
-from seawall.security.secrets import register_configured
+from seawall.security.secrets import register_configured_files
 
 log = logging.getLogger("seawall.worker")
 
@@ -162,15 +162,7 @@ _CHATTY = ("azure", "urllib3", "botocore", "boto3", "s3transfer", "httpx", "http
 def _know_configured_secrets(settings: Settings) -> None:
     """Teach the process's redactor every secret the inventory and the plans reference, before the
     first line that could show one: a fresh worker masks a site's password it has not used yet."""
-    import yaml
-
-    files = [Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))]
-    for path in files:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # the plan checks report a broken file; redaction takes what it can read
-        register_configured(data, base_dir=path.parent)
+    register_configured_files([Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))])
 
 
 def run_worker(sites: Sequence[str], *, orchestration: bool = True) -> None:

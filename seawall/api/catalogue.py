@@ -26,7 +26,6 @@ from seawall.api.problems import ApiProblem
 from seawall.api.schemas import GroupView, PlanSummary
 from seawall.model import Inventory, RecoveryPlan
 from seawall.plans import InventoryInvalid, PlanCatalogue, load_catalogue
-from seawall.runtime.config import Settings
 
 
 @dataclass
@@ -136,13 +135,3 @@ class ApiCatalogue:
             self._view = await asyncio.to_thread(_build, self.inventory, self.plans_dir, self._view)
             self._due = time.monotonic() + self.check_s
             return self._view
-
-
-def plan_catalogue(settings: Settings) -> tuple[Inventory, dict[str, PlanEntry]]:
-    """The inventory and the plans, for a caller outside the request path (the console's views).
-
-    Blocking (stats, and on a change reads and validation): call it in a worker thread. Parsed plans
-    come from the one plan catalogue, so this re-validates nothing that has not changed.
-    """
-    view = _build(Path(settings.inventory), Path(settings.plans_dir), None)
-    return view.inventory, view.entries

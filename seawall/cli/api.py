@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -11,6 +10,7 @@ import typer
 
 from seawall.cli.common import Exit, console, err_console
 from seawall.security.redaction import install_log_redaction
+from seawall.security.secrets import register_configured_files
 
 app = typer.Typer(
     help="The HTTP API: failovers, approvals and replication over bearer tokens.", no_args_is_help=True
@@ -69,20 +69,11 @@ def serve(
         http="h11",  # the setting below is h11's (httptools, when installed, would ignore it)
         h11_max_incomplete_event_size=settings.api_max_header_bytes,
     )
-    _secrets_known_from_start(settings.inventory)
+    # Every secret the inventory and the plans reference is masked from the first log line on.
+    register_configured_files([Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))])
     # Every handler, uvicorn's included: a request path with a newline in it stays one escaped line.
     install_log_redaction()
     uvicorn.Server(config).run()
-
-
-def _secrets_known_from_start(inventory: Path) -> None:
-    from seawall.plans import load_inventory
-    from seawall.plans.errors import PlanValidationError
-    from seawall.security.secrets import register_configured
-
-    # A broken inventory does not stop the API: its plan endpoints report it themselves.
-    with contextlib.suppress(PlanValidationError, OSError):
-        register_configured(load_inventory(inventory), base_dir=inventory.parent)
 
 
 @app.command("new-token")

@@ -26,7 +26,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.api.auth import Principal, Role
-from seawall.api.catalogue import plan_catalogue
+from seawall.api.catalogue import PlanEntry
 from seawall.api.deps import ApiSettings, require
 from seawall.api.problems import ApiProblem
 from seawall.console.views import (
@@ -92,10 +92,10 @@ def offered_actions(app: FastAPI, who: Principal) -> list[str]:
     ]
 
 
-def _scope(settings: ApiSettings, who: Principal) -> tuple[Inventory, dict[str, list[str]], dict[str, str]]:
-    """The inventory, the VMs of each plan the token sees, and the plans' check problems (blocking file
-    reads: run in a thread)."""
-    inventory, entries = plan_catalogue(settings)
+def _scope(
+    inventory: Inventory, entries: dict[str, PlanEntry], who: Principal
+) -> tuple[Inventory, dict[str, list[str]], dict[str, str]]:
+    """The inventory, the VMs of each plan the token sees, and the plans' check problems."""
     plans: dict[str, list[str]] = {}
     problems: dict[str, str] = {}
     for entry in entries.values():
@@ -186,6 +186,11 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
     router = APIRouter(prefix="/v1/console", tags=["console"], include_in_schema=False)
     viewer = require(Role.viewer)
 
+    async def scope(who: Principal) -> tuple[Inventory, dict[str, list[str]], dict[str, str]]:
+        # The API's own catalogue view: checked off the loop at most every api_plans_check_s.
+        view = await app.state.seawall.catalogue.view()
+        return _scope(view.inventory, view.entries, who)
+
     @router.get("/session", response_model=Session, summary="Who the token is and which buttons it gets")
     async def session(who: Principal = Depends(viewer)) -> Session:
         return Session(
@@ -197,7 +202,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         )
 
     async def rows(who: Principal) -> tuple[dict[str, list[str]], dict[str, str], dict[str, ProtectionRow]]:
-        inventory, plans, problems = await asyncio.to_thread(_scope, settings, who)
+        inventory, plans, problems = await scope(who)
         names = _visible_vms(inventory, plans, who)
         tc = await client()
         statuses, durations = await asyncio.gather(
@@ -226,7 +231,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         summary="The worst age of the VM's newest verified point in each half hour of the last 24 hours",
     )
     async def strip(vm: Annotated[str, PathParam(max_length=63)], who: Principal = Depends(viewer)) -> Strip:
-        inventory, plans, _ = await asyncio.to_thread(_scope, settings, who)
+        inventory, plans, _ = await scope(who)
         if vm not in _visible_vms(inventory, plans, who):
             # One answer for unknown and out-of-scope: a scoped token learns no other VM's name.
             raise ApiProblem(404, "unknown-vm", "Unknown VM", f"no protected VM named {vm!r} in your scope")
@@ -245,7 +250,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         plans, problems, found = await rows(who)
         reports_dir = Path(settings.reports_dir)
         history = await asyncio.to_thread(lambda: {p: read_reports(reports_dir, p) for p in plans})
-        _, entries = await asyncio.to_thread(plan_catalogue, settings)
+        entries = (await app.state.seawall.catalogue.view()).entries
         now = datetime.now(UTC)
         out = []
         for name, vms in plans.items():
@@ -277,7 +282,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
     async def steps(
         plan: Annotated[str, PathParam(max_length=63)], who: Principal = Depends(viewer)
     ) -> RunSteps:
-        _, plans, _ = await asyncio.to_thread(_scope, settings, who)
+        _, plans, _ = await scope(who)
         if plan not in plans:
             raise ApiProblem(
                 404, "unknown-plan", "Unknown plan", f"no recovery plan named {plan!r} in your scope"
@@ -288,7 +293,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         "/reports", response_model=list[ReportSummary], summary="Every run report in scope, newest first"
     )
     async def reports(who: Principal = Depends(viewer)) -> list[ReportSummary]:
-        _, plans, _ = await asyncio.to_thread(_scope, settings, who)
+        _, plans, _ = await scope(who)
         reports_dir = Path(settings.reports_dir)
         found = await asyncio.to_thread(lambda: [r for p in plans for r in read_reports(reports_dir, p)])
         return sorted(found, key=lambda r: r.started_at, reverse=True)
@@ -304,7 +309,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         run: Annotated[str, PathParam(max_length=64)],
         who: Principal = Depends(viewer),
     ) -> Response:
-        _, plans, _ = await asyncio.to_thread(_scope, settings, who)
+        _, plans, _ = await scope(who)
         folder = Path(settings.reports_dir) / plan
         # Names are compared with the files found, never joined into a path from the request: no traversal.
         found = (

@@ -31,6 +31,7 @@ __all__ = [
     "SecretError",
     "redact",
     "register_configured",
+    "register_configured_files",
     "resolve",
     "resolve_credentials",
     "resolve_text",
@@ -241,3 +242,17 @@ def register_configured(
             REDACTOR.add(secret)
             known += 1
     return known
+
+
+def register_configured_files(paths: Iterable[Path]) -> None:
+    """``register_configured`` over the inventory and plan files as written (not validated: a file
+    the checks refuse still names secrets that must not be shown); each file's references resolve
+    against its own folder. A file that cannot be read or parsed is skipped: the checks report it."""
+    import yaml
+
+    for path in paths:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        register_configured(data, base_dir=Path(path).parent)
