@@ -26,8 +26,11 @@ $V/seawall lab up
 $V/seawall demo down
 
 echo "[test] pytest"
+# Most tests wait (on servers, workers, guests) rather than compute: three pytest-xdist workers
+# overlap the waits. Lab tests all run on one of them (xdist_group "lab", tests/conftest.py).
+workers="${SEAWALL_TEST_WORKERS:-3}"
 set +e
-$V/python -m pytest -p no:cacheprovider "$@"
+$V/python -m pytest -p no:cacheprovider -n "$workers" --dist loadgroup "$@"
 rc=$?
 set -e
 exit $rc
