@@ -1,4 +1,5 @@
-"""`seawall failover | approve | abort | cleanup | report`: recovery plans as an operator runs them."""
+"""`seawall failover | approve | abort | cleanup | retry | rollback | report`: recovery plans as an
+operator runs them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ from temporalio.service import RPCError
 
 from seawall import reports
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
-from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.contract.messages import (
+    AbortInput,
+    ApproveInput,
+    FailoverInput,
+    RetryInput,
+    RollbackInput,
+    RunReport,
+)
 from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
 from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused
@@ -52,6 +60,8 @@ def _view(progress: dict[str, Any], plan: str) -> Table:
         table.add_row(
             "[bold]gate[/bold]", f"waiting: seawall approve {plan} --gate {progress['pending_gate']}"
         )
+        if progress.get("gate_message"):
+            table.add_row("", str(progress["gate_message"]))
     return table
 
 
@@ -146,7 +156,8 @@ def approve(
 
 
 def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
-    """Abort a running failover (a drill is cleaned up)."""
+    """Abort a running failover. A drill is cleaned up; a real failover stops where it is (nothing it
+    recovered is destroyed) and waits for `retry`, `rollback`, or a second abort that ends it as it is."""
     inp = AbortInput(by=getpass.getuser(), reason=reason)
     _update(plan, Update.ABORT, lambda client: recovery.abort(client, plan, inp))
 
@@ -154,6 +165,20 @@ def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--re
 def cleanup(plan: str = typer.Argument(...)) -> None:
     """End a drill now: remove everything it made at the target."""
     _update(plan, Update.CLEANUP, lambda client: recovery.cleanup(client, plan))
+
+
+def retry(plan: str = typer.Argument(...), comment: str = typer.Option("", "--comment")) -> None:
+    """Run a stopped run's failed steps again (failed VMs, a failed hook, the gate an abort refused),
+    then the rest of the plan."""
+    inp = RetryInput(by=getpass.getuser(), comment=comment)
+    _update(plan, Update.RETRY, lambda client: recovery.retry(client, plan, inp))
+
+
+def rollback(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
+    """Ask to roll a stopped real failover back. Prints exactly what it destroys and which sources it
+    starts again; nothing happens until `seawall approve PLAN --gate rollback`."""
+    inp = RollbackInput(by=getpass.getuser(), reason=reason)
+    _update(plan, Update.ROLLBACK, lambda client: recovery.rollback(client, plan, inp))
 
 
 def report(

@@ -116,6 +116,10 @@ class SourceAdapter(Protocol):
         """Make sure the original cannot keep running beside its replica; says what was done."""
         ...
 
+    def start_source(self, vm: str) -> str:
+        """Undo ``fence`` after an approved rollback: start the original again; says what was done."""
+        ...
+
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
@@ -219,6 +223,12 @@ class BaseAdapter(abc.ABC):
         raise SiteError(
             f"{vm}: site {self.site.name} ({self.site.kind}) cannot power VMs off; confirm by hand",
             "FenceUnsupported",
+        )
+
+    def start_source(self, vm: str) -> str:
+        raise SiteError(
+            f"{vm}: site {self.site.name} ({self.site.kind}) cannot power VMs on; start it by hand",
+            "StartUnsupported",
         )
 
     def restore_in_place(

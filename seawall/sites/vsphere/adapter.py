@@ -115,6 +115,17 @@ class VSphereAdapter(BaseAdapter):
             conn.power_off(vmobj)
             return f"{vm}: powered off at {self.site.name}"
 
+    def start_source(self, vm: str) -> str:
+        with self.connect() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                raise SiteError(
+                    f"{vm}: not found at {self.site.name}; nothing to start", "NotFound"
+                ) from None
+            conn.power_on(vmobj)  # already on: nothing to do (a retried activity)
+            return f"{vm}: powered on at {self.site.name}"
+
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
