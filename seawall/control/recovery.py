@@ -134,7 +134,12 @@ async def retry(
 
 
 async def rollback(
-    client: Client, plan: str, inp: RollbackInput, *, run_id: str | None = None, timeout: timedelta | None = None
+    client: Client,
+    plan: str,
+    inp: RollbackInput,
+    *,
+    run_id: str | None = None,
+    timeout: timedelta | None = None,
 ) -> str:
     """Ask to roll a stopped real failover back. Nothing is destroyed yet: the run then waits at gate
     ``rollback``, whose message names every VM it destroys and the sources it starts again; only

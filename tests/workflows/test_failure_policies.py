@@ -381,7 +381,7 @@ async def test_a_gate_timeout_does_its_default_action_in_every_mode(
             await handle.execute_update(RecoveryPlanWorkflow.abort, AbortInput(by="erin", reason="later"))
         report, failure = await outcome(handle)
     assert failure is None and report is not None
-    assert [(a.gate, a.by, a.approved) for a in report.approvals][0] == (
+    assert (report.approvals[0].gate, report.approvals[0].by, report.approvals[0].approved) == (
         "go",
         "timeout",
         on_timeout == "approve",
