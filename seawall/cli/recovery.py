@@ -9,6 +9,7 @@ import getpass
 import json
 import webbrowser
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -75,6 +76,19 @@ async def _follow(handle: WorkflowHandle[Any, RunReport], plan: str) -> RunRepor
     return await result
 
 
+def _point_time(text: str) -> str:
+    """``--point``: an ISO time with a zone (``2026-11-26T01:00:00Z``), normalised; else exit 2."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        err_console.print(f"--point: {text[:60]!r} is not an ISO time, e.g. 2026-11-26T01:00:00Z")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    if when.tzinfo is None:
+        err_console.print(f"--point: {text[:60]!r} needs a time zone, e.g. 2026-11-26T01:00:00Z")
+        raise typer.Exit(Exit.BAD_INPUT)
+    return when.isoformat()
+
+
 def failover(
     plan: str = typer.Argument(..., help="The recovery plan's name."),
     mode: str = typer.Option(..., "--mode", help="test | planned | unplanned"),
@@ -92,11 +106,12 @@ def failover(
     if mode not in MODES:
         err_console.print(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         raise typer.Exit(Exit.BAD_INPUT)
+    point_time = _point_time(point) if point is not None else None
     settings = Settings()
     inp = FailoverInput(
         plan=plan,
         mode=mode,
-        point_time=point,
+        point_time=point_time,
         ttl_s=ttl * 3600 if ttl else None,
         direction="failback" if failback else "failover",
     )
@@ -200,10 +215,13 @@ def report(
         print_json(data.model_dump(mode="json"))
         return
     table = Table(title=f"{data.plan} {data.run} ({data.mode}): {data.status}", box=None, header_style="bold")
-    for col in ("VM", "AS", "POINT", "IPS", "HEALTHY AT"):
+    for col in ("VM", "AS", "POINT", "POINT TIME", "RPO", "IPS", "HEALTHY AT"):
         table.add_column(col)
     for v in data.vms:
-        table.add_row(v.vm, v.target_name, v.point_id, ", ".join(v.ips), v.healthy_at)
+        rpo = f"{v.achieved_rpo_s:.0f}s" if v.achieved_rpo_s is not None else "-"
+        table.add_row(
+            v.vm, v.target_name, v.point_id, v.point_created_at, rpo, ", ".join(v.ips), v.healthy_at
+        )
     console.print(table)
     console.print(f"HTML: {path.with_suffix('.html')}")
 

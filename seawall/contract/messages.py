@@ -363,6 +363,8 @@ class RecoverVMResult(_Message):
     steps: list[StepTime]
     started_at: str
     healthy_at: str
+    # Achieved RPO: how much older than this VM's recovery the recovered point is (seconds).
+    achieved_rpo_s: float | None = None
 
 
 class HookOutcome(_Message):
