@@ -313,7 +313,7 @@ class ChosenPoint(_Message):
 class Resource(_Message):
     """Something a run made at the target, recorded as soon as it exists so cleanup is exact."""
 
-    kind: str  # vm | datastore-dir | ebs-snapshot | image | instance | dns
+    kind: str  # vm | datastore-dir | ebs-snapshot | image | instance | dns | network
     id: str
     site: str
     detail: str = ""

@@ -144,6 +144,12 @@ def hook_key(group: str | None, name: str) -> str:
     return name if group is None else f"{group}/{name}"
 
 
+def drill_network_name(run: str) -> str:
+    """A drill's own isolated network at the target (a vSphere port group), made for the run and
+    removed by its cleanup."""
+    return f"seawall-drill-{run.lower()}"
+
+
 # ---- schedule ids ----------------------------------------------------------------------------------
 
 

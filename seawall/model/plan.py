@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from seawall.model.inventory import Site
 
 from seawall.model.scalars import (
     DnsName,
@@ -297,10 +300,24 @@ class RecoveryPlan(FileModel):
         description="a test failover is cleaned up this long after it started, whatever it is doing "
         "(waiting at a gate, stopped after a failure, or running)",
     )
+    drill_network: Literal["auto", "per-run", "disconnected"] = Field(
+        default="auto",
+        description="in a drill, a NIC without a fixed test_network joins: per-run, the drill's own "
+        "isolated network made at the target for the run and removed by its cleanup (plan check refuses "
+        "it where the target kind cannot make networks, e.g. aws); disconnected, its target network with "
+        "the NIC disconnected; auto (default), per-run where the target can make networks, else "
+        "disconnected",
+    )
     pre_hooks: list[AnyHook] = []
     post_hooks: list[AnyHook] = []
     gates: list[Gate] = []
     groups: Annotated[list[Group], Field(min_length=1)]
+
+    def per_run_network(self, target: Site) -> bool:
+        """Do this plan's drills get their own network at ``target``?"""
+        if self.drill_network == "auto":
+            return target.makes_networks
+        return self.drill_network == "per-run"
 
     def vms(self) -> Iterator[tuple[Group, PlanVM]]:
         for group in self.groups:

@@ -151,6 +151,14 @@ class TargetAdapter(Protocol):
         """Remove everything tagged with ``run``; ``previous``: what a killed attempt found."""
         ...
 
+    def ensure_run_network(self, name: str) -> str:
+        """Make (or find) a drill's own isolated network ``name``; says what was done."""
+        ...
+
+    def remove_run_network(self, name: str) -> bool:
+        """Remove a drill's own network; False when it did not exist (or the kind makes none)."""
+        ...
+
 
 class SiteAdapter(Probe, SourceAdapter, TargetAdapter, Protocol):
     """Everything a site's worker can ask of its site."""
@@ -254,3 +262,13 @@ class BaseAdapter(abc.ABC):
     ) -> list[Resource]:
         # A kind that cannot run recovered VMs has nothing a run could have made.
         return []
+
+    def ensure_run_network(self, name: str) -> str:
+        raise SiteError(
+            f"site {self.site.name} ({self.site.kind}) cannot make a drill its own network: give each NIC "
+            "a fixed isolated test_network, or set the plan's drill_network to disconnected",
+            "PlanInvalid",
+        )
+
+    def remove_run_network(self, name: str) -> bool:
+        return False  # a kind that makes no networks has none to remove
