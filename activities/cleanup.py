@@ -7,8 +7,8 @@ from temporalio import activity
 from activities.context import site_errors
 from activities.recovery import find_plan, target_name
 from activities.target import TargetSite
-from seawall.contract.messages import CleanupOutcome, CleanupRequest, RecoverVMInput
-from seawall.contract.names import Activity
+from seawall.contract.messages import CleanupOutcome, CleanupRequest, RecoverVMInput, Resource
+from seawall.contract.names import Activity, drill_network_name
 
 
 class CleanupActivities(TargetSite):
@@ -24,6 +24,10 @@ class CleanupActivities(TargetSite):
             removed = self.ctx.adapter.cleanup_run(
                 run, lambda: self._run_folders(plan, run), activity.heartbeat, previous
             )
+            # The drill's own network goes last, once no VM of the run is attached to it.
+            network = drill_network_name(run)
+            if self.ctx.adapter.remove_run_network(network):
+                removed.append(Resource(kind="network", id=network, site=self.ctx.site.name))
         return CleanupOutcome(removed=removed, dns_restored=[])
 
     def _run_folders(self, plan_name: str, run: str) -> list[str]:

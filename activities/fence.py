@@ -1,4 +1,5 @@
-"""At the source site: make sure the original cannot keep running beside its replica."""
+"""At the source site: make sure the original cannot keep running beside its replica (and, after an
+approved rollback, start it again)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,9 @@ class FenceActivities:
         # A site that cannot power VMs off refuses (FenceUnsupported): the workflow asks an operator.
         with site_errors():
             return self.ctx.adapter.fence(vm)
+
+    @activity.defn(name=Activity.START_SOURCE)
+    def start_source(self, req: VMRef) -> str:
+        """After an approved rollback of a real failover: the fenced original runs again."""
+        with site_errors():
+            return self.ctx.adapter.start_source(req.vm)

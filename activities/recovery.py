@@ -21,7 +21,7 @@ from seawall.contract.messages import (
     VMsRef,
     VMStep,
 )
-from seawall.contract.names import Activity, schedule_id
+from seawall.contract.names import Activity, hook_key, schedule_id
 from seawall.model import (
     Inventory,
     RecoveryPlan,
@@ -85,7 +85,18 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
         pre_hooks=[h.name for h in plan.pre_hooks],
         post_hooks=[h.name for h in plan.post_hooks],
         groups=groups,
+        hook_sites=hook_sites(plan),
     )
+
+
+def hook_sites(plan: RecoveryPlan) -> dict[str, str]:
+    """The hooks that name the site whose worker runs them (``Hook.site``); the rest run at the target."""
+    sites = {hook_key(None, h.name): h.site for h in (*plan.pre_hooks, *plan.post_hooks) if h.site}
+    for group in plan.groups:
+        for h in (*group.pre_hooks, *group.post_hooks):
+            if h.site:
+                sites[hook_key(group.name, h.name)] = h.site
+    return sites
 
 
 def target_name(inp: RecoverVMInput) -> str:
@@ -123,3 +134,22 @@ class OrchestrationActivities:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
         return paused
+
+    @activity.defn(name=Activity.RESUME_SCHEDULES)
+    async def resume_schedules(self, req: VMsRef) -> int:
+        """After an approved rollback: the sources run again, so their schedules replicate them again."""
+        from temporalio.service import RPCError, RPCStatusCode
+
+        resumed = 0
+        for vm in req.vms:
+            try:
+                await (
+                    activity.client()
+                    .get_schedule_handle(schedule_id(vm))
+                    .unpause(note="failover rolled back")
+                )
+                resumed += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return resumed

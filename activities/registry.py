@@ -48,6 +48,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         cleanup.cleanup_run,
         hooks.run_hook,
         fence.fence_vm,
+        fence.start_source,
         inventory.resolve_protection,
         repl.start_cycle,
         repl.enable_cbt,
@@ -75,4 +76,5 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         orchestration.load_plan_spec,
         orchestration.write_report,
         orchestration.pause_schedules,
+        orchestration.resume_schedules,
     ]

@@ -31,7 +31,7 @@ from seawall.contract.messages import (
     RecoverVMInput,
     TargetVM,
 )
-from seawall.contract.names import Activity
+from seawall.contract.names import Activity, drill_network_name
 from seawall.model import PlanVM, RecoveryPlan
 from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
 from seawall.runtime.config import Settings
@@ -105,9 +105,23 @@ class TargetSite:
 class RecoveryActivities(TargetSite):
     """Everything that makes a recovered VM at the target site (or, failing back, the original)."""
 
-    def _nics(self, inp: RecoverVMInput, pv: PlanVM, source_ips: list[str]) -> list[NicPlan]:
+    def _nics(
+        self, inp: RecoverVMInput, pv: PlanVM, source_ips: list[str], plan: RecoveryPlan | None = None
+    ) -> list[NicPlan]:
+        run_network = None
+        if (
+            inp.mode == "test"
+            and plan is not None
+            and plan.per_run_network(self.ctx.site)
+            and any(n.test_network is None for n in pv.nics)
+        ):
+            # The drill's own isolated network: made by the first VM that needs it (found by name by
+            # the others and by a retry), removed by the run's cleanup.
+            run_network = drill_network_name(inp.run)
+            with site_errors():
+                self.ctx.adapter.ensure_run_network(run_network)
         try:
-            return plan_vm_nics(pv, self.ctx.site, inp.mode, source_ips)
+            return plan_vm_nics(pv, self.ctx.site, inp.mode, source_ips, run_network=run_network)
         except IpPlanError as exc:
             raise fatal(str(exc), "PlanInvalid") from None
 
@@ -167,7 +181,7 @@ class RecoveryActivities(TargetSite):
 
     def _create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
         plan, pv = self._plan_vm(inp.plan, inp.vm)
-        nics = self._nics(inp, pv, disks.point.source_ips)
+        nics = self._nics(inp, pv, disks.point.source_ips, plan)
         size = pv.size
         shape = VMShape(
             cpus=size.cpus if size and size.cpus else 2,

@@ -1,80 +1,64 @@
 """RecoveryPlan: a whole application failed over (groups in boot order, gates, hooks, fencing, drills
 with a time to live), each VM a ``RecoverVM`` child on the *target* site's queue.
 
-The plan workflow only sequences; what it did is gathered in a ``_Evidence`` and written as the run's
-report at the end, whatever the outcome.
+A failover never makes a disaster worse. When a step fails (under ``stop``, or ``rollback-test`` in a
+real failover) or an operator aborts, a real failover *stops where it is*: nothing it recovered is
+destroyed, and the run waits for the operator's decision — ``retry`` (the failed steps again, then the
+rest of the plan), ``rollback`` (an approval gate whose text names every VM it destroys and says the
+sources start again; only an approval runs it), or ``abort`` again (end the run as it is; ``commit``
+then makes it final). A drill ends — cleaned up — on ``cleanup``, an abort or its time to live (counted
+from its start) in any phase, gates included; under ``stop`` a failed drill waits for ``retry`` or its
+end, under ``rollback-test`` it is torn down at once.
+
+What a run did is gathered in an ``Evidence`` and written as the run's report at the end, whatever the
+outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.plan import FATAL, PERSISTENT, QUICK, load_spec
-from workflows.recover_vm import RecoverVMWorkflow
-from workflows.replication import ReplicationCycleWorkflow
+from workflows.plan import FATAL, QUICK, load_spec
+from workflows.recovery_legacy import LegacyPlanRun
+from workflows.recovery_steps import Evidence
 
 with workflow.unsafe.imports_passed_through():
-    from activities.cleanup import CleanupActivities
     from activities.fence import FenceActivities
-    from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
     from seawall.contract.messages import (
         AbortInput,
         Approval,
         ApproveInput,
         CleanupOutcome,
-        CleanupRequest,
-        CycleInput,
         FailoverInput,
         GroupStep,
         HookOutcome,
-        HookRequest,
         PlanSpec,
-        RecoverVMInput,
-        RecoverVMResult,
+        RetryInput,
+        RollbackInput,
+        RollbackOutcome,
         RunReport,
         StepTime,
         VMRef,
         VMsRef,
     )
-    from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
+    from seawall.contract.names import Query, Update, Workflow
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
 
-
-@dataclass
-class _Evidence:
-    """What a run has done so far: the report's content, gathered as the groups recover."""
-
-    hooks: list[HookOutcome] = field(default_factory=list)
-    groups: list[StepTime] = field(default_factory=list)
-    fencing: list[str] = field(default_factory=list)
-    results: dict[str, RecoverVMResult] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-    status: str = "completed"
+PATCH_STOPS_SAFELY = "recovery-stops-safely"
+ROLLBACK_GATE = "rollback"
 
 
 @workflow.defn(name=Workflow.RECOVERY_PLAN)
-class RecoveryPlanWorkflow:
+class RecoveryPlanWorkflow(LegacyPlanRun):
     """Fail a whole application over: ``test`` (drill, then clean up), ``planned`` or ``unplanned``."""
-
-    def __init__(self) -> None:
-        self._phase = "starting"
-        self._vm_state: dict[str, str] = {}
-        self._pending_gate: str | None = None
-        self._gate_decision: Approval | None = None
-        self._approvals: list[Approval] = []
-        self._aborted: AbortInput | None = None
-        self._cleanup_requested = False
-        self._ttl_extension_s = 0.0
-        self._mode = ""
-        self._done = False
 
     # ---- messages --------------------------------------------------------------------------------
 
@@ -84,8 +68,11 @@ class RecoveryPlanWorkflow:
             "phase": self._phase,
             "vms": dict(self._vm_state),
             "pending_gate": self._pending_gate,
+            "gate_message": self._gate_message,
             "approvals": [a.model_dump() for a in self._approvals],
             "aborted": self._aborted is not None,
+            "stopped": self._stopped,
+            "deadline": self._deadline.isoformat() if self._deadline else None,
         }
 
     @workflow.update(name=Update.APPROVE)
@@ -105,13 +92,25 @@ class RecoveryPlanWorkflow:
 
     @workflow.update(name=Update.ABORT)
     def abort(self, inp: AbortInput) -> str:
+        if self._safe and self._stopped is not None:
+            self._end_requested = inp
+            if self._mode == "test":
+                return f"abort requested by {inp.by}: the drill is cleaned up"
+            return f"abort requested by {inp.by}: the run ends as it is (nothing is destroyed)"
         self._aborted = inp
+        if self._safe and self._mode != "test":
+            return (
+                f"abort requested by {inp.by}: the failover stops where it is and waits for a decision "
+                "(retry, rollback, or abort again to end it as it is); nothing recovered is destroyed"
+            )
         return f"abort requested by {inp.by}"
 
     @abort.validator
     def _validate_abort(self, inp: AbortInput) -> None:
-        if self._done or self._phase in ("cleaning up", "writing report"):
+        if self._done or self._rolling_back or self._phase in ("cleaning up", "writing report"):
             raise ValueError(f"the run is {self._phase}; nothing to abort")
+        if self._safe and self._stopped is None and self._aborted is not None:
+            raise ValueError("an abort is already under way: the run is stopping")
 
     @workflow.update(name=Update.CLEANUP)
     def cleanup(self) -> str:
@@ -121,26 +120,66 @@ class RecoveryPlanWorkflow:
     @cleanup.validator
     def _validate_cleanup(self) -> None:
         if self._mode != "test":
-            raise ValueError("only a test failover is cleaned up; commit or fail back a real one")
+            raise ValueError("only a test failover is cleaned up; commit, retry or roll back a real one")
         if self._done:
             raise ValueError("this drill is already cleaned up")
 
     @workflow.update(name=Update.EXTEND_TTL)
     def extend_ttl(self, hours: float) -> str:
-        self._ttl_extension_s += hours * 3600
+        if self._deadline is not None:
+            self._deadline += timedelta(hours=hours)
+        else:
+            self._ttl_extension_s += hours * 3600
         return f"drill extended by {hours:g} h"
 
     @extend_ttl.validator
     def _validate_extend(self, hours: float) -> None:
-        if self._mode != "test" or self._done:
+        if self._mode != "test" or self._done or self._drill_over():
             raise ValueError("only a running drill has a time to live")
         if not 0 < hours <= 24 * 7:
             raise ValueError("extend by more than 0 and at most 168 hours")
+
+    @workflow.update(name=Update.RETRY)
+    def retry(self, inp: RetryInput) -> str:
+        self._retry = inp
+        return f"retry requested by {inp.by}: the failed steps run again, then the rest of the plan"
+
+    @retry.validator
+    def _validate_retry(self, inp: RetryInput) -> None:
+        if self._stopped is None or self._done:
+            raise ValueError(f"the run is not stopped ({self._phase}); nothing to retry")
+        if self._rollback_req is not None:
+            raise ValueError(
+                "a rollback is waiting for approval: approve it, or abort to end the run as it is"
+            )
+        if self._halted():
+            raise ValueError("the run is ending; nothing to retry")
+
+    @workflow.update(name=Update.ROLLBACK)
+    def rollback(self, inp: RollbackInput) -> str:
+        self._rollback_req = inp
+        assert self._spec is not None and self._ev is not None
+        text = self._rollback_text(self._spec, self._run, self._ev, inp)
+        return f"nothing is destroyed until gate {ROLLBACK_GATE!r} is approved. {text}"
+
+    @rollback.validator
+    def _validate_rollback(self, inp: RollbackInput) -> None:
+        if self._mode == "test":
+            raise ValueError("a drill is not rolled back: clean it up (or abort it)")
+        if self._failback:
+            raise ValueError("a failback is not rolled back: fail over again")
+        if self._stopped is None or self._done or self._halted():
+            raise ValueError(
+                f"only a stopped real failover is rolled back (the run is {self._phase}): abort it first"
+            )
+        if self._rollback_req is not None:
+            raise ValueError("a rollback is already waiting for approval")
 
     # ---- run -------------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: FailoverInput) -> RunReport:
+        self._safe = workflow.patched(PATCH_STOPS_SAFELY)
         started = workflow.now()
         self._mode = inp.mode
         run = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{workflow.info().run_id.replace('-', '')[-8:]}"
@@ -148,297 +187,281 @@ class RecoveryPlanWorkflow:
             [SA_PLAN.value_set(inp.plan), SA_MODE.value_set(inp.mode), SA_RUN.value_set(run)]
         )
         self._set_phase("loading the plan")
-        failback = inp.direction == "failback"
+        failback = self._failback = inp.direction == "failback"
         if failback and inp.mode != "planned":
             raise ApplicationError(
                 "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
             )
         spec = await load_spec(inp.plan, inp.direction if failback else None)
         vms = [v.vm for g in spec.groups for v in g.vms]
-        evidence = _Evidence()
+        ev = Evidence()
+        self._spec, self._run, self._ev = spec, run, ev
+        if self._safe and inp.mode == "test":
+            # The time to live counts from the drill's start: a gate nobody answers cannot keep it.
+            self._deadline = started + timedelta(
+                seconds=inp.ttl_s if inp.ttl_s is not None else spec.test_ttl_s
+            )
+        if self._safe and inp.mode != "test" and spec.failure_policy == "rollback-test":
+            ev.warnings.append(
+                f"failure_policy rollback-test applies to drills only: this {inp.mode} failover stops "
+                "instead (nothing it recovers is destroyed without an approved rollback)"
+            )
         if inp.mode in ("planned", "unplanned"):
-            evidence.fencing = await self._stop_sources(spec, vms, inp, run)
-        await self._recover_groups(spec, inp, run, evidence)
-        cleanup = await self._end(spec, inp, run, evidence.status)
+            ev.fencing = await self._stop_sources(spec, vms, inp, run)
+        if self._safe:
+            await self._run_stages(spec, inp, run, ev)
+            cleanup = await self._end(spec, inp, run, ev)
+        else:
+            await self._legacy_groups(spec, inp, run, ev)
+            cleanup = await self._legacy_end(spec, inp, run, ev.status)
         self._done = True
         self._set_phase("writing report")
         report = RunReport(
             plan=spec.plan,
             run=run,
             mode=inp.mode,
-            status=evidence.status,
+            status=ev.status,
             started_at=started.isoformat(),
             finished_at=workflow.now().isoformat(),
-            vms=[evidence.results[v] for v in vms if v in evidence.results],
-            failed_vms=evidence.failed,
-            hooks=evidence.hooks,
+            vms=[ev.results[v] for v in vms if v in ev.results],
+            failed_vms=ev.failed,
+            hooks=ev.hooks,
             approvals=self._approvals,
-            groups=evidence.groups,
+            groups=ev.groups,
             cleanup=cleanup,
-            fencing=evidence.fencing,
+            fencing=ev.fencing,
+            decisions=ev.decisions,
+            warnings=ev.warnings,
+            rollback=ev.rollback,
         )
         return await self._report(report)
 
-    def _set_phase(self, phase: str) -> None:
-        self._phase = phase
-        workflow.set_current_details(phase)
+    # ---- the plan's stages: its pre hooks, each group, its post hooks ----------------------------
 
-    async def _stop_sources(self, spec: PlanSpec, vms: list[str], inp: FailoverInput, run: str) -> list[str]:
-        """A real failover: pause the VMs' schedules, fence the sources and, planned, replicate them a
-        last time. Two live copies of one server is the worst outcome: the sources stop first."""
-        self._set_phase("fencing the source VMs")
-        await workflow.execute_activity_method(
-            OrchestrationActivities.pause_schedules,
-            VMsRef(vms=vms),
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=QUICK,
-        )
-        fencing = await self._fence(spec, vms, inp.mode)
-        if inp.mode == "planned":
-            self._set_phase("final replication of the stopped source VMs")
-            failback = inp.direction == "failback"
-            await asyncio.gather(
-                *(
-                    workflow.execute_child_workflow(
-                        ReplicationCycleWorkflow.run,
-                        # Failing back, the copies at the plan's target are what runs: replicate those.
-                        CycleInput(vm=vm, source_site=spec.source_site if failback else None),
-                        id=final_cycle_id(vm, run),
-                        task_queue=site_queue(spec.source_site),
-                    )
-                    for vm in vms
-                )
-            )
-        return fencing
+    async def _run_stages(self, spec: PlanSpec, inp: FailoverInput, run: str, ev: Evidence) -> None:
+        """Each stage in order; a stage that does not complete stops the run for the operator's decision
+        (or ends a drill), and a retry runs that stage again from where it stopped."""
+        done_hooks: set[str] = set()
+        passed_gates: set[str] = set()
+        stage = 0
+        while stage <= len(spec.groups) + 1:
+            if self._halted():
+                ok = False
+            elif stage == 0:
+                ok = await self._hooks(spec, None, spec.pre_hooks, ev, done_hooks)
+            elif stage <= len(spec.groups):
+                ok = await self._group(spec, spec.groups[stage - 1], inp, run, ev, done_hooks, passed_gates)
+            else:
+                ok = await self._hooks(spec, None, spec.post_hooks, ev, done_hooks)
+            if ok:
+                stage += 1
+            elif not await self._decide(spec, inp, run, ev):
+                return
+        ev.status = "completed"
 
-    async def _recover_groups(self, spec: PlanSpec, inp: FailoverInput, run: str, ev: _Evidence) -> None:
-        """The plan's hooks and groups in order, each group behind its gate; sets ``ev.status``."""
-        for name in spec.pre_hooks:
-            ev.hooks.append(await self._hook(name, spec, None))
-        for group in spec.groups:
-            if self._aborted is not None:
-                break
-            if group.gate:
-                decision = await self._gate(group)
-                if not decision.approved:
-                    if self._aborted is None:
-                        self._aborted = AbortInput(by=decision.by, reason=f"gate {group.gate} not approved")
-                    break
-            t0 = workflow.now()
-            self._set_phase(f"recovering group {group.name}")
-            if group.boot_delay_s:
-                await workflow.sleep(group.boot_delay_s)
-            for name in group.pre_hooks:
-                ev.hooks.append(await self._hook(name, spec, group.name))
-            await self._recover_group(spec, group, inp, run, ev.results, ev.failed)
-            ev.groups.append(
-                StepTime(step=group.name, started_at=t0.isoformat(), finished_at=workflow.now().isoformat())
-            )
-            group_failed = [v.vm for v in group.vms if v.vm in ev.failed]
-            if group_failed and spec.failure_policy != "skip-vm":
-                ev.status = "failed"
-                break
-            for name in group.post_hooks:
-                ev.hooks.append(await self._hook(name, spec, group.name))
-        if self._aborted is not None:
-            ev.status = "aborted"
-        if ev.status == "completed":
-            for name in spec.post_hooks:
-                ev.hooks.append(await self._hook(name, spec, None))
-
-    async def _end(self, spec: PlanSpec, inp: FailoverInput, run: str, status: str) -> CleanupOutcome | None:
-        """A drill runs until cleaned up (or its time to live), then is cleaned up; an aborted or
-        failed one is cleaned up at once. A real failover is rolled back only by ``rollback-test``."""
-        if inp.mode == "test":
-            if status == "completed" and self._aborted is None:
-                await self._drill_lifetime(inp.ttl_s if inp.ttl_s is not None else spec.test_ttl_s)
-            # A drill never leaves anything behind.
-            return await self._cleanup(spec, run, inp.mode)
-        if status != "completed" and spec.failure_policy == "rollback-test":
-            return await self._cleanup(spec, run, inp.mode)
-        return None
-
-    async def _drill_lifetime(self, ttl: float) -> None:
-        """Wait for the ``cleanup`` update, an abort or the time to live, which ``extend_ttl`` moves."""
-        self._set_phase("drill running: waiting for cleanup (or its time to live)")
-        deadline = workflow.now() + timedelta(seconds=ttl)
-        while not self._cleanup_requested and self._aborted is None:
-            remaining = (deadline + timedelta(seconds=self._ttl_extension_s) - workflow.now()).total_seconds()
-            if remaining <= 0:
-                break
-            try:
-                await workflow.wait_condition(
-                    lambda: self._cleanup_requested or self._aborted is not None or self._ttl_extension_s > 0,
-                    timeout=timedelta(seconds=remaining),
-                )
-            except TimeoutError:
-                break
-            if self._ttl_extension_s > 0:
-                deadline += timedelta(seconds=self._ttl_extension_s)
-                self._ttl_extension_s = 0
-
-    async def _report(self, report: RunReport) -> RunReport:
-        """Write the report; a failed run then fails the workflow, with the report as its details."""
-        written = await workflow.execute_activity_method(
-            OrchestrationActivities.write_report,
-            report,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=QUICK,
-        )
-        self._set_phase(f"{report.status}: report {written.html_path}")
-        if report.status == "failed":
-            raise ApplicationError(
-                f"plan {report.plan} run {report.run} failed: "
-                + "; ".join(f"{k}: {v}" for k, v in report.failed_vms.items()),
-                report.model_dump(mode="json"),
-                type="PlanFailed",
-                non_retryable=True,
-            )
-        return report
-
-    async def _hook(self, name: str, spec: PlanSpec, group: str | None) -> HookOutcome:
-        return await workflow.execute_activity_method(
-            HookActivities.run_hook,
-            HookRequest(plan=spec.plan, group=group, name=name),
-            task_queue=site_queue(spec.target_site),
-            start_to_close_timeout=timedelta(hours=1),
-            retry_policy=RetryPolicy(maximum_attempts=1),
-        )
-
-    async def _gate(self, group: GroupStep) -> Approval:
-        assert group.gate is not None
-        self._pending_gate = group.gate
-        self._gate_decision = None
-        self._set_phase(f"waiting for approval: {group.gate} ({group.gate_message})")
-        timeout = timedelta(seconds=group.gate_timeout_s) if group.gate_timeout_s else None
-        try:
-            await workflow.wait_condition(
-                lambda: self._gate_decision is not None or self._aborted is not None, timeout=timeout
-            )
-            decision = self._gate_decision or Approval(
-                gate=group.gate, approved=False, by="abort", at=workflow.now().isoformat()
-            )
-        except TimeoutError:
-            approved = group.gate_on_timeout == "approve"
-            decision = Approval(
-                gate=group.gate, approved=approved, by="timeout", at=workflow.now().isoformat()
-            )
-        self._pending_gate = None
-        self._approvals.append(decision)
-        return decision
-
-    async def _recover_group(
+    async def _group(
         self,
         spec: PlanSpec,
         group: GroupStep,
         inp: FailoverInput,
         run: str,
-        results: dict[str, RecoverVMResult],
-        failed: dict[str, str],
-    ) -> None:
-        done: dict[str, asyncio.Event] = {vm.vm: asyncio.Event() for vm in group.vms}
+        ev: Evidence,
+        done_hooks: set[str],
+        passed_gates: set[str],
+    ) -> bool:
+        if group.gate and group.name not in passed_gates:
+            decision = await self._gate(group)
+            if not decision.approved:
+                if not self._halted():
+                    self._aborted = AbortInput(by=decision.by, reason=f"gate {group.gate} not approved")
+                return False
+            passed_gates.add(group.name)
+        t0 = workflow.now()
+        self._set_phase(f"recovering group {group.name}")
+        first = not any(s.step == group.name for s in ev.groups)
+        if first and group.boot_delay_s:
+            await self._until(lambda: False, timedelta(seconds=group.boot_delay_s))
+        if not await self._hooks(spec, group.name, group.pre_hooks, ev, done_hooks):
+            return False
+        todo = [v for v in group.vms if v.vm not in ev.results]
+        for v in todo:
+            ev.failed.pop(v.vm, None)
+        if todo:
+            await self._recover_group(spec, group, inp, run, ev.results, ev.failed, only=todo)
+        ev.groups.append(
+            StepTime(step=group.name, started_at=t0.isoformat(), finished_at=workflow.now().isoformat())
+        )
+        if self._halted():
+            return False
+        if spec.failure_policy != "skip-vm" and any(v.vm in ev.failed for v in group.vms):
+            return False
+        return await self._hooks(spec, group.name, group.post_hooks, ev, done_hooks)
 
-        async def one(step_vm: str, depends_on: list[str], delay: float) -> None:
-            for dep in depends_on:
-                if dep in done:
-                    await done[dep].wait()
-                if dep in failed:
-                    failed[step_vm] = f"dependency {dep} failed"
-                    self._vm_state[step_vm] = "skipped"
-                    done[step_vm].set()
-                    return
-            if delay:
-                self._vm_state[step_vm] = f"boot delay {delay:g}s"
-                await workflow.sleep(delay)
-            self._vm_state[step_vm] = "recovering"
+    async def _hooks(
+        self, spec: PlanSpec, group: str | None, names: list[str], ev: Evidence, done: set[str]
+    ) -> bool:
+        """Run the hooks not yet run; a failed one (or a halt) stops the stage."""
+        for name in names:
+            key = f"{group or ''}/{name}"
+            if key in done:
+                continue
+            call = self._hook_call(name, spec, group)
+            if await self._until(call.done) != "ok":
+                call.cancel()
+                with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                    await call  # the cancelled hook's own outcome is not needed
+                return False
             try:
-                results[step_vm] = await workflow.execute_child_workflow(
-                    RecoverVMWorkflow.run,
-                    RecoverVMInput(
-                        plan=spec.plan,
-                        run=run,
-                        mode=inp.mode,
-                        vm=step_vm,
-                        target_site=spec.target_site,
-                        point_time=inp.point_time,
-                        in_place=inp.direction == "failback",
-                    ),
-                    id=recover_vm_id(spec.plan, run, step_vm),
-                    task_queue=site_queue(spec.target_site),
+                outcome: HookOutcome = call.result()
+            except ActivityError as exc:
+                ev.problem = f"hook {name} failed: {exc.cause or exc}"
+                now = workflow.now().isoformat()
+                ev.hooks.append(
+                    HookOutcome(name=name, ok=False, detail=ev.problem, started_at=now, finished_at=now)
                 )
-                self._vm_state[step_vm] = "healthy"
-            except ChildWorkflowError as exc:
-                failed[step_vm] = str(exc.cause or exc)
-                self._vm_state[step_vm] = "failed"
-            finally:
-                done[step_vm].set()
+                return False
+            ev.hooks.append(outcome)
+            done.add(key)
+        return True
 
-        for vm in group.vms:
-            self._vm_state.setdefault(vm.vm, "waiting")
-        tasks = [asyncio.ensure_future(one(v.vm, v.depends_on, v.boot_delay_s)) for v in group.vms]
-        all_done: asyncio.Future[list[None]] = asyncio.ensure_future(asyncio.gather(*tasks))
-        await workflow.wait_condition(lambda: all_done.done() or self._aborted is not None)
-        if not all_done.done():
-            # Abort: cancelling the children cancels their activities; cleanup then removes what exists.
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    # ---- stopped: the operator decides ------------------------------------------------------------
 
-    async def _fence(self, spec: PlanSpec, vms: list[str], mode: str) -> list[str]:
-        notes: list[str] = []
-        unreachable: list[str] = []
+    async def _decide(self, spec: PlanSpec, inp: FailoverInput, run: str, ev: Evidence) -> bool:
+        """The run cannot go on: True to retry the stage, False to end the run.
+
+        A drill halted (cleanup, abort, time to live) or failed under rollback-test ends (and is
+        cleaned up). Otherwise the run stops where it is and waits: retry, end (abort), or — a real
+        failover — an approved rollback. A real failover is never torn down without that approval.
+        """
+        aborted = self._halted() or self._aborted is not None
+        ev.status = "aborted" if aborted and not (ev.problem or self._failed_vms(spec, ev)) else "failed"
+        drill = inp.mode == "test"
+        if drill and (self._halted() or self._aborted is not None or spec.failure_policy == "rollback-test"):
+            return False
+        why = self._why(spec, ev)
+        self._stopped = why
+        choices = (
+            "retry, cleanup or abort"
+            if drill
+            else "retry, rollback (needs an approval) or abort to end it as it is"
+        )
+        while True:
+            self._set_phase(f"stopped: {why}; waiting for the operator: {choices}")
+            await self._until(lambda: self._retry is not None or self._rollback_req is not None)
+            now = workflow.now().isoformat()
+            if self._halted():
+                end = self._end_requested
+                ended = f"ended as it is by {end.by} at {now}: {end.reason}" if end else "drill ended"
+                ev.decisions.append(ended)
+                return False
+            if self._retry is not None:
+                ev.decisions.append(
+                    f"retry by {self._retry.by} at {now}"
+                    + (f": {self._retry.comment}" if self._retry.comment else "")
+                )
+                self._retry = None
+                self._aborted = None
+                self._stopped = None
+                ev.problem = None
+                ev.status = "completed"
+                return True
+            req = self._rollback_req
+            assert req is not None
+            ev.decisions.append(f"rollback requested by {req.by} at {now}: {req.reason}")
+            approval = await self._gate(self._rollback_gate(spec, run, ev, req))
+            if approval.approved:
+                ev.rollback = await self._rollback(spec, inp, run, req, approval)
+                ev.status = "rolled-back"
+                return False
+            self._rollback_req = None
+
+    def _failed_vms(self, spec: PlanSpec, ev: Evidence) -> list[str]:
+        return [
+            v.vm for g in spec.groups for v in g.vms if v.vm in ev.failed and ev.failed[v.vm] != "Cancelled"
+        ]
+
+    def _why(self, spec: PlanSpec, ev: Evidence) -> str:
+        if ev.problem:
+            return ev.problem
+        failed = self._failed_vms(spec, ev)
+        if failed:
+            return "failed: " + ", ".join(failed)
+        if self._aborted is not None:
+            return f"aborted by {self._aborted.by} ({self._aborted.reason})"
+        return "stopped"
+
+    def _rollback_text(self, spec: PlanSpec, run: str, ev: Evidence, req: RollbackInput) -> str:
+        """What a rollback does, for its approval: exactly what it destroys, and that the sources start."""
+        vms = [v.vm for g in spec.groups for v in g.vms]
+        up = [f"{r.target_name} (recovered {r.vm})" for v in vms if (r := ev.results.get(v))]
+        partial = [v for v in vms if v in ev.failed]
+        return (
+            f"Roll back run {run} of plan {spec.plan} (requested by {req.by}: {req.reason}). "
+            f"This DESTROYS at site {spec.target_site} the recovered VMs: {', '.join(up) or 'none'}"
+            + (f", and whatever the failed attempts of {', '.join(partial)} left there" if partial else "")
+            + f" (everything tagged with run {run}); then STARTS the source VMs {', '.join(vms)} "
+            f"at site {spec.source_site} again and resumes their replication."
+        )
+
+    def _rollback_gate(self, spec: PlanSpec, run: str, ev: Evidence, req: RollbackInput) -> GroupStep:
+        """The approval a rollback waits for, with ``_rollback_text`` as its message."""
+        return GroupStep(
+            name="rollback",
+            boot_delay_s=0,
+            vms=[],
+            pre_hooks=[],
+            post_hooks=[],
+            gate=ROLLBACK_GATE,
+            gate_message=self._rollback_text(spec, run, ev, req),
+            gate_timeout_s=None,
+            gate_on_timeout="abort",
+        )
+
+    async def _rollback(
+        self, spec: PlanSpec, inp: FailoverInput, run: str, req: RollbackInput, approval: Approval
+    ) -> RollbackOutcome:
+        """Approved: remove what the run made at the target, then start the sources and their schedules.
+        In that order: the replicas are gone before the originals run again."""
+        self._rolling_back = True
+        destroyed = await self._cleanup(spec, run, inp.mode)
+        self._set_phase("rolling back: starting the source VMs again")
+        vms = [v.vm for g in spec.groups for v in g.vms]
+        started: list[str] = []
         for vm in vms:
             try:
-                notes.append(
+                started.append(
                     await workflow.execute_activity_method(
-                        FenceActivities.fence_vm,
+                        FenceActivities.start_source,
                         VMRef(vm=vm),
                         task_queue=site_queue(spec.source_site),
-                        # An unreachable source site must not hold the failover for long.
-                        schedule_to_close_timeout=timedelta(minutes=2),
+                        schedule_to_close_timeout=timedelta(minutes=5),
                         retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=FATAL),
                     )
                 )
             except ActivityError as exc:
-                unreachable.append(vm)
-                notes.append(f"{vm}: could not be fenced ({exc.cause or exc})")
-        if unreachable:
-            if mode == "planned":
-                raise ApplicationError(
-                    "planned failover needs a reachable source to stop cleanly: " + "; ".join(notes),
-                    type="FenceFailed",
-                    non_retryable=True,
-                )
-            decision = await self._gate(_fencing_gate(unreachable))
-            if not decision.approved:
-                raise ApplicationError("fencing was not confirmed; nothing was recovered", type="FenceFailed")
-            notes.append(f"fencing confirmed by {decision.by} at {decision.at}")
-        return notes
-
-    async def _cleanup(self, spec: PlanSpec, run: str, mode: str) -> CleanupOutcome:
-        self._set_phase("cleaning up")
-        return await workflow.execute_activity_method(
-            CleanupActivities.cleanup_run,
-            CleanupRequest(plan=spec.plan, run=run, mode=mode),
-            task_queue=site_queue(spec.target_site),
-            start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=2),
-            retry_policy=PERSISTENT,
+                started.append(f"{vm}: could not be started ({exc.cause or exc}); start it by hand")
+        resumed = await workflow.execute_activity_method(
+            OrchestrationActivities.resume_schedules,
+            VMsRef(vms=vms),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=QUICK,
+        )
+        return RollbackOutcome(
+            requested_by=req.by,
+            approved_by=approval.by,
+            destroyed=destroyed,
+            sources_started=started,
+            schedules_resumed=resumed,
         )
 
-
-def _fencing_gate(unreachable: list[str]) -> GroupStep:
-    """A source that did not answer turns into an approval gate: an operator confirms it is down."""
-    return GroupStep(
-        name="fencing",
-        boot_delay_s=0,
-        vms=[],
-        pre_hooks=[],
-        post_hooks=[],
-        gate="source-fenced",
-        gate_message="The source site did not answer for "
-        + ", ".join(unreachable)
-        + ": confirm they are down (or isolated) before their replicas boot",
-        gate_timeout_s=None,
-        gate_on_timeout="abort",
-    )
+    async def _end(self, spec: PlanSpec, inp: FailoverInput, run: str, ev: Evidence) -> CleanupOutcome | None:
+        """A drill runs until cleaned up, aborted or its time to live, then is cleaned up. A real
+        failover ends here as it is: it was either completed, ended by the operator, or rolled back."""
+        if inp.mode != "test":
+            return None
+        if ev.status == "completed" and not self._halted():
+            self._set_phase("drill running: waiting for cleanup (or its time to live)")
+            await self._until(lambda: False)
+        if self._expired:
+            ev.decisions.append(f"time to live reached at {workflow.now().isoformat()}")
+        return await self._cleanup(spec, run, inp.mode)

@@ -48,6 +48,14 @@ class AbortRequest(_Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class RetryRequest(_Body):
+    comment: str = Field(default="", max_length=2000)
+
+
+class RollbackRequest(_Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class RunLinks(BaseModel):
     self: str
     ui: str

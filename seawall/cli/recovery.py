@@ -1,4 +1,5 @@
-"""`seawall failover | approve | abort | cleanup | report`: recovery plans as an operator runs them."""
+"""`seawall failover | approve | abort | cleanup | retry | rollback | report`: recovery plans as an
+operator runs them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import getpass
 import json
 import webbrowser
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +22,14 @@ from temporalio.service import RPCError
 
 from seawall import reports
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
-from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.contract.messages import (
+    AbortInput,
+    ApproveInput,
+    FailoverInput,
+    RetryInput,
+    RollbackInput,
+    RunReport,
+)
 from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
 from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused
@@ -52,6 +61,8 @@ def _view(progress: dict[str, Any], plan: str) -> Table:
         table.add_row(
             "[bold]gate[/bold]", f"waiting: seawall approve {plan} --gate {progress['pending_gate']}"
         )
+        if progress.get("gate_message"):
+            table.add_row("", str(progress["gate_message"]))
     return table
 
 
@@ -63,6 +74,19 @@ async def _follow(handle: WorkflowHandle[Any, RunReport], plan: str) -> RunRepor
                 live.update(_view(await handle.query(Query.PROGRESS), plan))
             await asyncio.wait([result], timeout=1.0)
     return await result
+
+
+def _point_time(text: str) -> str:
+    """``--point``: an ISO time with a zone (``2026-11-26T01:00:00Z``), normalised; else exit 2."""
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        err_console.print(f"--point: {text[:60]!r} is not an ISO time, e.g. 2026-11-26T01:00:00Z")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    if when.tzinfo is None:
+        err_console.print(f"--point: {text[:60]!r} needs a time zone, e.g. 2026-11-26T01:00:00Z")
+        raise typer.Exit(Exit.BAD_INPUT)
+    return when.isoformat()
 
 
 def failover(
@@ -82,11 +106,12 @@ def failover(
     if mode not in MODES:
         err_console.print(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         raise typer.Exit(Exit.BAD_INPUT)
+    point_time = _point_time(point) if point is not None else None
     settings = Settings()
     inp = FailoverInput(
         plan=plan,
         mode=mode,
-        point_time=point,
+        point_time=point_time,
         ttl_s=ttl * 3600 if ttl else None,
         direction="failback" if failback else "failover",
     )
@@ -146,7 +171,8 @@ def approve(
 
 
 def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
-    """Abort a running failover (a drill is cleaned up)."""
+    """Abort a running failover. A drill is cleaned up; a real failover stops where it is (nothing it
+    recovered is destroyed) and waits for `retry`, `rollback`, or a second abort that ends it as it is."""
     inp = AbortInput(by=getpass.getuser(), reason=reason)
     _update(plan, Update.ABORT, lambda client: recovery.abort(client, plan, inp))
 
@@ -154,6 +180,20 @@ def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--re
 def cleanup(plan: str = typer.Argument(...)) -> None:
     """End a drill now: remove everything it made at the target."""
     _update(plan, Update.CLEANUP, lambda client: recovery.cleanup(client, plan))
+
+
+def retry(plan: str = typer.Argument(...), comment: str = typer.Option("", "--comment")) -> None:
+    """Run a stopped run's failed steps again (failed VMs, a failed hook, the gate an abort refused),
+    then the rest of the plan."""
+    inp = RetryInput(by=getpass.getuser(), comment=comment)
+    _update(plan, Update.RETRY, lambda client: recovery.retry(client, plan, inp))
+
+
+def rollback(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
+    """Ask to roll a stopped real failover back. Prints exactly what it destroys and which sources it
+    starts again; nothing happens until `seawall approve PLAN --gate rollback`."""
+    inp = RollbackInput(by=getpass.getuser(), reason=reason)
+    _update(plan, Update.ROLLBACK, lambda client: recovery.rollback(client, plan, inp))
 
 
 def report(
@@ -175,10 +215,13 @@ def report(
         print_json(data.model_dump(mode="json"))
         return
     table = Table(title=f"{data.plan} {data.run} ({data.mode}): {data.status}", box=None, header_style="bold")
-    for col in ("VM", "AS", "POINT", "IPS", "HEALTHY AT"):
+    for col in ("VM", "AS", "POINT", "POINT TIME", "RPO", "IPS", "HEALTHY AT"):
         table.add_column(col)
     for v in data.vms:
-        table.add_row(v.vm, v.target_name, v.point_id, ", ".join(v.ips), v.healthy_at)
+        rpo = f"{v.achieved_rpo_s:.0f}s" if v.achieved_rpo_s is not None else "-"
+        table.add_row(
+            v.vm, v.target_name, v.point_id, v.point_created_at, rpo, ", ".join(v.ips), v.healthy_at
+        )
     console.print(table)
     console.print(f"HTML: {path.with_suffix('.html')}")
 

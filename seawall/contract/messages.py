@@ -287,6 +287,8 @@ class PlanSpec(_Message):
     pre_hooks: list[str]
     post_hooks: list[str]
     groups: list[GroupStep]
+    # Hook name -> the site whose worker runs it (``Hook.site``); a hook not named runs at the target.
+    hook_sites: dict[str, str] = {}
 
 
 class RecoverVMInput(_Message):
@@ -311,7 +313,7 @@ class ChosenPoint(_Message):
 class Resource(_Message):
     """Something a run made at the target, recorded as soon as it exists so cleanup is exact."""
 
-    kind: str  # vm | datastore-dir | ebs-snapshot | image | instance | dns
+    kind: str  # vm | datastore-dir | ebs-snapshot | image | instance | dns | network
     id: str
     site: str
     detail: str = ""
@@ -361,6 +363,8 @@ class RecoverVMResult(_Message):
     steps: list[StepTime]
     started_at: str
     healthy_at: str
+    # Achieved RPO: how much older than this VM's recovery the recovered point is (seconds).
+    achieved_rpo_s: float | None = None
 
 
 class HookOutcome(_Message):
@@ -395,6 +399,30 @@ class CleanupOutcome(_Message):
     dns_restored: list[str]
 
 
+class RetryInput(_Message):
+    """Try a stopped run's failed steps again and carry on with the rest of the plan."""
+
+    by: str = Field(min_length=1, max_length=200)
+    comment: str = Field(default="", max_length=2000)
+
+
+class RollbackInput(_Message):
+    """Ask to roll a stopped real failover back: it waits for an approval naming what it destroys."""
+
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RollbackOutcome(_Message):
+    """What an approved rollback did: the run's resources at the target removed, sources started."""
+
+    requested_by: str
+    approved_by: str
+    destroyed: CleanupOutcome
+    sources_started: list[str]
+    schedules_resumed: int
+
+
 class RunReport(_Message):
     """Evidence of one run: what was recovered from which point, when each step ran, who approved."""
 
@@ -411,6 +439,11 @@ class RunReport(_Message):
     groups: list[StepTime]
     cleanup: CleanupOutcome | None = None
     fencing: list[str] = []
+    # What the operator decided while the run was stopped (retry, rollback, end), in order.
+    decisions: list[str] = []
+    # Plan settings this run did not apply, and why (rollback-test in a real failover).
+    warnings: list[str] = []
+    rollback: RollbackOutcome | None = None
 
 
 class ReportWritten(_Message):

@@ -33,6 +33,10 @@ class Update:
     ABORT: Final = "abort"
     CLEANUP: Final = "cleanup"
     EXTEND_TTL: Final = "extend_ttl"
+    # A real failover stopped by a failure or an abort: try its failed steps again, or ask for the
+    # (approval-gated) rollback that destroys what it recovered and starts the sources again.
+    RETRY: Final = "retry"
+    ROLLBACK: Final = "rollback"
 
 
 class Query:
@@ -77,6 +81,8 @@ class Activity:
     UPDATE_DNS: Final = "update_dns"
     CLEANUP_RUN: Final = "cleanup_run"
     RUN_HOOK: Final = "run_hook"
+    START_SOURCE: Final = "start_source"
+    RESUME_SCHEDULES: Final = "resume_schedules"
 
 
 def _short_run(run_id: str) -> str:
@@ -131,6 +137,17 @@ def final_cycle_id(vm: str, run: str) -> str:
 def reprotect_cycle_id(vm: str, parent_run_id: str) -> str:
     """The first reverse cycle after a failover, started by ``Reprotect``."""
     return f"replicate/{vm}/reprotect-{_short_run(parent_run_id)}"
+
+
+def hook_key(group: str | None, name: str) -> str:
+    """How ``PlanSpec.hook_sites`` names a hook: a plan's by its name, a group's as ``group/name``."""
+    return name if group is None else f"{group}/{name}"
+
+
+def drill_network_name(run: str) -> str:
+    """A drill's own isolated network at the target (a vSphere port group), made for the run and
+    removed by its cleanup."""
+    return f"seawall-drill-{run.lower()}"
 
 
 # ---- schedule ids ----------------------------------------------------------------------------------

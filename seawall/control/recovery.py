@@ -1,5 +1,6 @@
 """Recovery-plan actions over a Temporal client: start a failover (or a failback), approve a gate,
-abort, clean a drill up, extend its time to live; commit a failover, reprotect, clean up a lost drill.
+abort, clean a drill up, extend its time to live, retry a stopped run, ask to roll a stopped real
+failover back; commit a failover, reprotect, clean up a lost drill.
 
 Written once for every door (the CLI, the API, the demo, the benchmarks): each takes plain arguments,
 returns typed results and raises :mod:`seawall.control.errors`, which each door words its own way.
@@ -25,6 +26,8 @@ from seawall.contract.messages import (
     PlanInput,
     PlanRunInput,
     ReprotectOutcome,
+    RetryInput,
+    RollbackInput,
     RunReport,
 )
 from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
@@ -120,6 +123,28 @@ async def extend_ttl(
 ) -> str:
     """Give the plan's running drill ``hours`` more before its own timer cleans it up."""
     return await _update(client, plan, Update.EXTEND_TTL, hours, str, run_id, timeout)
+
+
+async def retry(
+    client: Client, plan: str, inp: RetryInput, *, run_id: str | None = None, timeout: timedelta | None = None
+) -> str:
+    """A stopped run (a failed step, an abort of a real failover): run its failed steps again, then the
+    rest of the plan. :class:`Refused` when the run is not stopped."""
+    return await _update(client, plan, Update.RETRY, inp, str, run_id, timeout)
+
+
+async def rollback(
+    client: Client,
+    plan: str,
+    inp: RollbackInput,
+    *,
+    run_id: str | None = None,
+    timeout: timedelta | None = None,
+) -> str:
+    """Ask to roll a stopped real failover back. Nothing is destroyed yet: the run then waits at gate
+    ``rollback``, whose message names every VM it destroys and the sources it starts again; only
+    :func:`approve` of that gate runs it."""
+    return await _update(client, plan, Update.ROLLBACK, inp, str, run_id, timeout)
 
 
 async def _run_to_end(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from datetime import timedelta
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -74,6 +74,9 @@ class Site(Variant):
     kind: Literal["vsphere", "aws", "directory"]
     credentials: SecretRef = "none"
     networks: list[Network] = []
+    # Can Seawall make a drill its own isolated network here (``drill_network``)? The adapter of a kind
+    # that can implements ``ensure_run_network``; plan check refuses ``per-run`` where it cannot.
+    makes_networks: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -89,6 +92,7 @@ class Site(Variant):
 
 class VSphereSite(Site):
     kind: Literal["vsphere"] = "vsphere"
+    makes_networks: ClassVar[bool] = True  # a distributed port group per drill
     host: Annotated[str, non_empty("host")]
     port: Port = 443
     protocol: Literal["https", "http"] = "https"

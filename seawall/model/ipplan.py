@@ -93,8 +93,11 @@ def plan_nic(
     source_ip: IPv4Address | str | None = None,
     *,
     what: str = "NIC",
+    run_network: str | None = None,
 ) -> NicPlan:
-    """The target network and address of one NIC in ``mode`` at ``site``."""
+    """The target network and address of one NIC in ``mode`` at ``site``; in a drill, a NIC without a
+    ``test_network`` joins ``run_network`` (the drill's own isolated network) when given, with the
+    failover addressing, else stays on its target network disconnected."""
     mode = RecoveryMode(mode)
     src = IPv4Address(source_ip) if source_ip is not None else None
     try:
@@ -107,7 +110,9 @@ def plan_nic(
     addressing = target  # the network whose prefix/gateway/DNS the address is computed against
     attach = target
     if mode is RecoveryMode.TEST:
-        if test is None:
+        if test is None and run_network is not None:
+            attach = Network(name=run_network, cidr=target.cidr, isolated=True)
+        elif test is None:
             connected = False
         else:
             if not test.isolated:
@@ -135,10 +140,14 @@ def plan_vm_nics(
     site: Site,
     mode: RecoveryMode | str,
     source_ips: Sequence[IPv4Address | str | None] = (),
+    *,
+    run_network: str | None = None,
 ) -> list[NicPlan]:
     """Every NIC of ``vm``, in order; ``source_ips[i]`` is NIC i's address at the source, if known."""
     plans = []
     for index, mapping in enumerate(vm.nics):
         src = source_ips[index] if index < len(source_ips) else None
-        plans.append(plan_nic(mapping, site, mode, src, what=f"VM {vm.name!r} NIC {index}"))
+        plans.append(
+            plan_nic(mapping, site, mode, src, what=f"VM {vm.name!r} NIC {index}", run_network=run_network)
+        )
     return plans

@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from seawall.model.inventory import Site
 
 from seawall.model.scalars import (
     DnsName,
@@ -41,11 +44,21 @@ class RecoveryMode(StrEnum):
 
 
 class FailurePolicy(StrEnum):
-    """What a plan run does when a VM fails to recover."""
+    """What a plan run does when a VM (or a hook) fails to recover.
 
-    STOP = "stop"  # pause the run where it is and leave everything for the operator to inspect
+    A planned or unplanned failover never destroys what it recovered on its own: under every policy
+    it stops where it is and waits for the operator — ``seawall retry`` (the failed steps again, then
+    the rest of the plan), ``seawall rollback`` (an approval gate naming every VM it destroys and the
+    sources it starts again; nothing happens until it is approved) or ``seawall abort`` (end the run as
+    it is, then ``seawall commit``).
+    """
+
+    # Pause the run where it is (a drill too: retry, cleanup, abort or its time to live end the wait).
+    STOP = "stop"
     SKIP_VM = "skip-vm"  # mark the VM failed, carry on with the rest (its dependants are skipped too)
-    ROLLBACK_TEST = "rollback-test"  # in test mode tear the whole drill down; otherwise like stop
+    # Drills only: tear the whole drill down at once. Accepted in a plan that also runs for real, where
+    # it acts as ``stop`` and the run's report carries a warning saying so.
+    ROLLBACK_TEST = "rollback-test"
 
 
 class TargetSize(FileModel):
@@ -233,8 +246,16 @@ class Gate(FileModel):
     name: Name
     before: Name = Field(description="the group that waits for approval")
     message: Annotated[str, non_empty("message")]
-    timeout: Annotated[Duration, duration_range(timedelta(minutes=1), timedelta(days=7))] | None = None
-    on_timeout: Literal["abort", "approve"] = "abort"
+    timeout: Annotated[Duration, duration_range(timedelta(minutes=1), timedelta(days=7))] | None = Field(
+        default=None,
+        description="how long to wait for approval (any mode); without it a real failover waits as long "
+        "as it takes and a drill until its test_ttl",
+    )
+    on_timeout: Literal["abort", "approve"] = Field(
+        default="abort",
+        description="what an unanswered gate does at its timeout: approve and go on, or abort (a drill "
+        "is cleaned up; a real failover stops there, destroying nothing, and waits for the operator)",
+    )
 
 
 class PlanVM(FileModel):
@@ -269,14 +290,34 @@ class RecoveryPlan(FileModel):
     description: str = ""
     source_site: Name
     target_site: Name
-    failure_policy: FailurePolicy = FailurePolicy.STOP
+    failure_policy: FailurePolicy = Field(
+        default=FailurePolicy.STOP,
+        description="stop | skip-vm | rollback-test (drills only; a real failover stops instead). A real "
+        "failover is never torn down without an approved rollback",
+    )
     test_ttl: Annotated[Duration, duration_range(timedelta(minutes=10), timedelta(days=14))] = Field(
-        default=timedelta(hours=24), description="a test failover is cleaned up after this long"
+        default=timedelta(hours=24),
+        description="a test failover is cleaned up this long after it started, whatever it is doing "
+        "(waiting at a gate, stopped after a failure, or running)",
+    )
+    drill_network: Literal["auto", "per-run", "disconnected"] = Field(
+        default="auto",
+        description="in a drill, a NIC without a fixed test_network joins: per-run, the drill's own "
+        "isolated network made at the target for the run and removed by its cleanup (plan check refuses "
+        "it where the target kind cannot make networks, e.g. aws); disconnected, its target network with "
+        "the NIC disconnected; auto (default), per-run where the target can make networks, else "
+        "disconnected",
     )
     pre_hooks: list[AnyHook] = []
     post_hooks: list[AnyHook] = []
     gates: list[Gate] = []
     groups: Annotated[list[Group], Field(min_length=1)]
+
+    def per_run_network(self, target: Site) -> bool:
+        """Do this plan's drills get their own network at ``target``?"""
+        if self.drill_network == "auto":
+            return target.makes_networks
+        return self.drill_network == "per-run"
 
     def vms(self) -> Iterator[tuple[Group, PlanVM]]:
         for group in self.groups:

@@ -128,6 +128,13 @@ class _PlanChecker:
         elif plan.target_site == plan.source_site:
             self.add(("target_site",), "the target site is the source site")
             self.target = None  # one error says it all; checks against the source would only echo it
+        if self.target is not None and plan.drill_network == "per-run" and not self.target.makes_networks:
+            self.add(
+                ("drill_network",),
+                f"per-run drill networks need a target that can make networks; '{self.target.name}' is "
+                f"{self.target.kind}, which cannot: give each NIC a fixed isolated test_network, or use "
+                "drill_network: disconnected",
+            )
 
         group_names = [group.name for group in plan.groups]
         self.problems += _duplicates(group_names, ("groups",), "group")

@@ -116,6 +116,10 @@ class SourceAdapter(Protocol):
         """Make sure the original cannot keep running beside its replica; says what was done."""
         ...
 
+    def start_source(self, vm: str) -> str:
+        """Undo ``fence`` after an approved rollback: start the original again; says what was done."""
+        ...
+
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
@@ -145,6 +149,14 @@ class TargetAdapter(Protocol):
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
     ) -> list[Resource]:
         """Remove everything tagged with ``run``; ``previous``: what a killed attempt found."""
+        ...
+
+    def ensure_run_network(self, name: str) -> str:
+        """Make (or find) a drill's own isolated network ``name``; says what was done."""
+        ...
+
+    def remove_run_network(self, name: str) -> bool:
+        """Remove a drill's own network; False when it did not exist (or the kind makes none)."""
         ...
 
 
@@ -221,6 +233,12 @@ class BaseAdapter(abc.ABC):
             "FenceUnsupported",
         )
 
+    def start_source(self, vm: str) -> str:
+        raise SiteError(
+            f"{vm}: site {self.site.name} ({self.site.kind}) cannot power VMs on; start it by hand",
+            "StartUnsupported",
+        )
+
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
@@ -244,3 +262,13 @@ class BaseAdapter(abc.ABC):
     ) -> list[Resource]:
         # A kind that cannot run recovered VMs has nothing a run could have made.
         return []
+
+    def ensure_run_network(self, name: str) -> str:
+        raise SiteError(
+            f"site {self.site.name} ({self.site.kind}) cannot make a drill its own network: give each NIC "
+            "a fixed isolated test_network, or set the plan's drill_network to disconnected",
+            "PlanInvalid",
+        )
+
+    def remove_run_network(self, name: str) -> bool:
+        return False  # a kind that makes no networks has none to remove

@@ -93,3 +93,57 @@ def test_no_report_names_the_folder_it_looked_in(monkeypatch: pytest.MonkeyPatch
     result = run(monkeypatch, NOT_FOUND, "report", "erp-dr", "--run", "r1")
     assert result.exit_code == 2
     assert f"no report for plan 'erp-dr' run r1 in {tmp_path / 'erp-dr'}" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (("retry", "erp-dr"), "retry refused: the run is not stopped"),
+        (("rollback", "erp-dr", "--reason", "db lost"), "rollback refused: the run is not stopped"),
+    ],
+)
+def test_retry_and_rollback_word_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], line: str
+) -> None:
+    refused = WorkflowUpdateFailedError(ApplicationError("the run is not stopped"))
+    result = run(monkeypatch, refused, *argv)
+    assert result.exit_code == 2, result.output
+    assert line in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("point", "line"),
+    [
+        ("yesterday", "--point: 'yesterday' is not an ISO time"),
+        ("2026-11-26T01:00:00", "--point: '2026-11-26T01:00:00' needs a time zone"),
+    ],
+)
+def test_a_bad_point_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, point: str, line: str
+) -> None:
+    started: list[Any] = []
+
+    async def start(*args: Any, **_: Any) -> Any:
+        started.append(args)
+        raise AssertionError("nothing may start")
+
+    monkeypatch.setattr(recovery_cmd.recovery, "start_failover", start)
+    result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "unplanned", "--point", point)
+    assert result.exit_code == 2 and started == []
+    assert line in " ".join(result.output.split())
+
+
+def test_point_reaches_the_failover_as_a_zoned_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Any] = []
+
+    async def start(client: Any, queue: str, inp: Any, **_: Any) -> Any:
+        started.append(inp)
+        return SimpleNamespace(id="recover/erp-dr", result_run_id="r1")
+
+    monkeypatch.setattr(recovery_cmd.recovery, "start_failover", start)
+    result = run(
+        monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "unplanned", "--point", "2026-11-26T01:00:00Z"
+    )
+    assert result.exit_code == 0, result.output
+    (inp,) = started
+    assert (inp.mode, inp.point_time) == ("unplanned", "2026-11-26T01:00:00+00:00")

@@ -190,3 +190,18 @@ def test_aws_subnets_by_name() -> None:
         "unplanned",
     )
     assert (plan.backing, str(plan.ip), str(plan.gateway)) == ("aws-app-subnet", "10.3.2.11", "10.3.2.1")
+
+
+def test_test_mode_joins_the_drills_own_network_when_there_is_one() -> None:
+    nic = _nic(ip={"kind": "static", "ip": "10.2.3.10"})
+    plan = plan_nic(nic, _site(), "test", run_network="seawall-drill-20261201t1-ab")
+    # Connected, with the production-identical address: the bubble is the run's alone.
+    assert (plan.network, plan.backing, plan.connected, plan.ip) == (
+        "seawall-drill-20261201t1-ab",
+        "seawall-drill-20261201t1-ab",
+        True,
+        IPv4Address("10.2.3.10"),
+    )
+    # A fixed test network wins; a failover never uses the drill's network.
+    assert plan_nic(_nic(test_network="drill"), _site(), "test", run_network="x-run").network == "drill"
+    assert plan_nic(nic, _site(), "planned", run_network="x-run").network == "dr-db"

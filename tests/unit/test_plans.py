@@ -608,3 +608,14 @@ def test_a_file_given_twice_is_checked_once() -> None:
     assert report.ok and [f.kind for f in report.files] == ["Inventory", "RecoveryPlan"]
     errors = check_files([BROKEN / "empty.yaml", BROKEN / "empty.yaml"])
     assert len(errors) == 1
+
+
+def test_per_run_drill_networks_need_a_target_that_makes_networks() -> None:
+    inventory = load_inventory(REPO / "examples/inventory.yaml")
+    vsphere = load_plan(REPO / "examples/erp-dr.yaml", inventory)
+    aws = load_plan(REPO / "examples/erp-aws.yaml", inventory)
+    assert check_plan(vsphere.model_copy(update={"drill_network": "per-run"}), inventory) == []
+    assert check_plan(aws, inventory) == []  # auto: aws makes none, its drills use test networks
+    (problem,) = check_plan(aws.model_copy(update={"drill_network": "per-run"}), inventory)
+    assert problem.field == "drill_network" and "'aws' is aws, which cannot" in problem.message
+    assert vsphere.per_run_network(inventory.site("dr")) and not aws.per_run_network(inventory.site("aws"))

@@ -171,6 +171,16 @@ class Stubs:
         await self._enter(A.FENCE_VM, req)
         return f"{req.vm}: powered off"
 
+    @activity.defn(name=A.START_SOURCE)
+    async def start_source(self, req: VMRef) -> str:
+        await self._enter(A.START_SOURCE, req)
+        return f"{req.vm}: powered on"
+
+    @activity.defn(name=A.RESUME_SCHEDULES)
+    async def resume_schedules(self, req: VMsRef) -> int:
+        await self._enter(A.RESUME_SCHEDULES, req)
+        return len(req.vms)
+
     @activity.defn(name=A.RUN_HOOK)
     async def run_hook(self, req: HookRequest) -> HookOutcome:
         await self._enter(A.RUN_HOOK, req)

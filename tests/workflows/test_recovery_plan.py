@@ -1,7 +1,8 @@
 """RecoveryPlan against stub activities: gates, abort in each phase, a drill's cleanup and time to live,
 the failure policies in test and real modes, fencing, the planned final cycle and failback.
 
-These document today's behaviour (issue #11 will change some failure semantics; its tests change here).
+The failure policies in every mode, abort and cleanup in every phase, retry and rollback are in
+``test_failure_policies``.
 """
 
 from __future__ import annotations
@@ -185,37 +186,6 @@ async def test_abort_at_a_gate_recovers_nothing_more_and_cleans_the_drill_up(rig
     assert report.cleanup is not None
 
 
-@pytest.mark.parametrize(
-    ("mode", "policy", "cleaned"),
-    [("test", "stop", True), ("unplanned", "stop", False), ("unplanned", "rollback-test", True)],
-)
-async def test_abort_while_a_group_recovers_cancels_its_vms(
-    rig_for: RIG, mode: str, policy: str, cleaned: bool
-) -> None:
-    stubs = Stubs(blocking={A.MATERIALIZE_DISKS})
-    async with rig_for(stubs) as rig:
-        stubs.spec = plan_spec(
-            "erp",
-            rig.source,
-            rig.target,
-            group("data", vm_step("db", "data")),
-            group("apps", vm_step("app", "apps")),
-            failure_policy=policy,
-        )
-        handle = await start(rig, mode)
-        await stubs.called(A.MATERIALIZE_DISKS)
-        await handle.execute_update(RecoveryPlanWorkflow.abort, AbortInput(by="carol", reason="wrong plan"))
-        report = await handle.result()
-    assert report.status == "aborted"
-    # Today a VM cancelled by the abort is listed among the failed ones, as "Cancelled".
-    assert report.vms == [] and report.failed_vms == {"db": "Cancelled"}
-    assert A.CREATE_TARGET_VM not in stubs.names() and stubs.vms(A.CHOOSE_POINT) == ["db"]
-    assert [c.mode for c in stubs.inputs(A.CLEANUP_RUN)] == ([mode] if cleaned else [])
-    assert (report.cleanup is not None) == cleaned
-    assert [g.step for g in report.groups] == ["data"]
-    assert "smoke" not in [h.name for h in stubs.inputs(A.RUN_HOOK)]
-
-
 async def test_abort_while_a_drill_runs_ends_it_at_once(rig_for: RIG) -> None:
     stubs = Stubs()
     async with rig_for(stubs) as rig:
@@ -287,64 +257,6 @@ async def test_a_real_failover_has_no_cleanup_and_no_time_to_live(rig_for: RIG) 
     assert A.SHIP_DISKS not in names
     assert stubs.vms(A.UPDATE_DNS) == ["db", "app"]
     assert [d.value for v in report.vms for d in v.dns] == ["10.1.0.9", "10.1.0.9"]
-
-
-# ---- failure policies -------------------------------------------------------------------------------
-
-
-def failing_db(rig: Rig, policy: str) -> None:
-    """``db`` fails to boot; ``app`` depends on it in the same group; ``web`` is in the next group."""
-    rig.stubs.failing = {A.CREATE_TARGET_VM: {"db"}}
-    rig.stubs.spec = plan_spec(
-        "erp",
-        rig.source,
-        rig.target,
-        group("data", vm_step("db", "data"), vm_step("app", "data", depends_on=["db"])),
-        group("front", vm_step("web", "front")),
-        failure_policy=policy,
-        post_hooks=["smoke"],
-    )
-
-
-@pytest.mark.parametrize("mode", ["test", "unplanned"])
-@pytest.mark.parametrize("policy", ["stop", "rollback-test"])
-async def test_stop_and_rollback_policies_fail_the_run_at_the_first_failed_group(
-    rig_for: RIG, mode: str, policy: str
-) -> None:
-    stubs = Stubs()
-    async with rig_for(stubs) as rig:
-        failing_db(rig, policy)
-        handle = await start(rig, mode)
-        with pytest.raises(WorkflowFailureError) as failed:
-            await handle.result()
-    error = plan_failure(failed.value)
-    assert error.type == "PlanFailed" and error.non_retryable
-    report = stubs.report()
-    assert RunReport.model_validate(error.details[0]) == report  # the failure carries the report
-    assert report.status == "failed"
-    assert set(report.failed_vms) == {"db", "app"} and report.failed_vms["app"] == "dependency db failed"
-    assert "web" not in stubs.vms(A.CHOOSE_POINT) and [g.step for g in report.groups] == ["data"]
-    assert A.RUN_HOOK not in stubs.names()  # post hooks only after a completed run
-    # A drill is always cleaned up; a real failover only under rollback-test.
-    cleaned = mode == "test" or policy == "rollback-test"
-    assert [c.mode for c in stubs.inputs(A.CLEANUP_RUN)] == ([mode] if cleaned else [])
-    assert (report.cleanup is not None) == cleaned
-
-
-@pytest.mark.parametrize("mode", ["test", "unplanned"])
-async def test_skip_vm_policy_recovers_the_rest_and_completes(rig_for: RIG, mode: str) -> None:
-    stubs = Stubs()
-    async with rig_for(stubs) as rig:
-        failing_db(rig, "skip-vm")
-        handle = await start(rig, mode)
-        report = await (end_drill(handle) if mode == "test" else handle.result())
-    assert report.status == "completed"
-    assert [v.vm for v in report.vms] == ["web"]
-    assert set(report.failed_vms) == {"db", "app"} and report.failed_vms["app"] == "dependency db failed"
-    assert "app" not in stubs.vms(A.CHOOSE_POINT)  # skipped, never started
-    assert [h.name for h in report.hooks] == ["smoke"]
-    assert stubs.vms(A.UPDATE_DNS) == ([] if mode == "test" else ["web"])
-    assert [c.mode for c in stubs.inputs(A.CLEANUP_RUN)] == (["test"] if mode == "test" else [])
 
 
 # ---- fencing, planned, failback ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``/v1/plans/{plan}/{approve,abort,cleanup}``: updates to the plan's running failover."""
+"""``/v1/plans/{plan}/{approve,abort,cleanup,retry,rollback}``: updates to the plan's running failover."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from seawall.api.schemas import (
     ApprovalDone,
     ApproveRequest,
     PlanName,
+    RetryRequest,
+    RollbackRequest,
     UpdateDone,
     ok_example,
 )
-from seawall.contract.messages import AbortInput, ApproveInput
+from seawall.contract.messages import AbortInput, ApproveInput, RetryInput, RollbackInput
 from seawall.control import recovery
 from seawall.control.runs import running_run
 
@@ -151,5 +153,66 @@ async def cleanup(
         who,
         plan,
         lambda tc, run_id: recovery.cleanup(tc, plan, run_id=run_id, timeout=WORKER_WAIT),
+    )
+    return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
+
+
+@router.post(
+    "/plans/{plan}/retry",
+    response_model=UpdateDone,
+    summary="Run a stopped run's failed steps again, then the rest of the plan (admin)",
+    responses={
+        200: ok_example(_done("retry requested by dr-admin: the failed steps run again, then the rest")),
+        **problems(401, 403, 404, 409, 413, 422, 503),
+    },
+)
+async def retry(
+    ctx: Ctx,
+    plan: PlanName,
+    request: Request,
+    body: Annotated[RetryRequest, Body(openapi_examples={"retry": {"value": {"comment": "db host fixed"}}})],
+    who: Principal = Depends(admin),
+) -> UpdateDone:
+    inp = RetryInput(by=who.name, comment=body.comment)
+    desc, result = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.retry(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        comment=body.comment,
+    )
+    return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
+
+
+@router.post(
+    "/plans/{plan}/rollback",
+    response_model=UpdateDone,
+    summary="Ask to roll a stopped real failover back (admin); it waits for approval of gate 'rollback'",
+    description="Nothing is destroyed by this request: the answer (and the gate's message) names every "
+    "VM the rollback destroys and the sources it starts again; `POST /v1/plans/{plan}/approve` with "
+    '`{"gate": "rollback"}` runs it.',
+    responses={
+        200: ok_example(_done("nothing is destroyed until gate 'rollback' is approved. Roll back run ...")),
+        **problems(401, 403, 404, 409, 413, 422, 503),
+    },
+)
+async def rollback(
+    ctx: Ctx,
+    plan: PlanName,
+    request: Request,
+    body: Annotated[
+        RollbackRequest, Body(openapi_examples={"rollback": {"value": {"reason": "db cannot be recovered"}}})
+    ],
+    who: Principal = Depends(admin),
+) -> UpdateDone:
+    inp = RollbackInput(by=who.name, reason=body.reason)
+    desc, result = await _to_running(
+        ctx,
+        request,
+        who,
+        plan,
+        lambda tc, run_id: recovery.rollback(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        reason=body.reason,
     )
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)

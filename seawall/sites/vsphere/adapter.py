@@ -115,6 +115,37 @@ class VSphereAdapter(BaseAdapter):
             conn.power_off(vmobj)
             return f"{vm}: powered off at {self.site.name}"
 
+    def ensure_run_network(self, name: str) -> str:
+        from seawall.sites.vsphere.placement import ensure_network
+
+        with self.connect() as conn:
+            try:
+                # A new port group without uplinks: the drill's VMs reach each other and nothing else.
+                key = ensure_network(conn, name)
+            except VSphereError as exc:
+                raise SiteError(self.redact(f"drill network {name}: {exc}"), retryable=True) from None
+            return f"port group {name} ({key}) at {self.site.name}"
+
+    def remove_run_network(self, name: str) -> bool:
+        from seawall.sites.vsphere.placement import remove_network
+
+        with self.connect() as conn:
+            try:
+                return remove_network(conn, name)
+            except VSphereError as exc:
+                raise SiteError(self.redact(f"remove drill network {name}: {exc}"), retryable=True) from None
+
+    def start_source(self, vm: str) -> str:
+        with self.connect() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                raise SiteError(
+                    f"{vm}: not found at {self.site.name}; nothing to start", "NotFound"
+                ) from None
+            conn.power_on(vmobj)  # already on: nothing to do (a retried activity)
+            return f"{vm}: powered on at {self.site.name}"
+
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
