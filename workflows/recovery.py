@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from workflows.failures import reason
 from workflows.plan import FATAL, PERSISTENT, QUICK, load_spec
+from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.replication import ReplicationCycleWorkflow
 
@@ -46,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
+    from workflows.inputs import decode_input
 
 
 @dataclass
@@ -140,7 +144,8 @@ class RecoveryPlanWorkflow:
     # ---- run -------------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, inp: FailoverInput) -> RunReport:
+    async def run(self, raw: Any = None) -> RunReport:
+        inp = decode_input(FailoverInput, raw)
         started = workflow.now()
         self._mode = inp.mode
         run = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{workflow.info().run_id.replace('-', '')[-8:]}"
@@ -368,7 +373,7 @@ class RecoveryPlanWorkflow:
                 )
                 self._vm_state[step_vm] = "healthy"
             except ChildWorkflowError as exc:
-                failed[step_vm] = str(exc.cause or exc)
+                failed[step_vm] = reason(exc)
                 self._vm_state[step_vm] = "failed"
             finally:
                 done[step_vm].set()
@@ -422,7 +427,7 @@ class RecoveryPlanWorkflow:
             CleanupRequest(plan=spec.plan, run=run, mode=mode),
             task_queue=site_queue(spec.target_site),
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PERSISTENT,
         )
 
