@@ -123,17 +123,25 @@ class RecoverVMWorkflow:
                 if not workflow.patched("recover-vm-falls-back-on-corrupt-point"):
                     raise
                 refused.append(point.point_id)
-                point = await self._timed(
-                    "choose an older recovery point (newer one corrupt)",
-                    workflow.execute_activity_method(
-                        RecoveryActivities.choose_point,
-                        inp.model_copy(update={"refused": refused}),
-                        # It verifies each candidate in full before choosing it: a long, beating call.
-                        start_to_close_timeout=timedelta(hours=12),
-                        heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                        retry_policy=QUICK,
-                    ),
-                )
+                try:
+                    point = await self._timed(
+                        "choose an older recovery point (newer one corrupt)",
+                        workflow.execute_activity_method(
+                            RecoveryActivities.choose_point,
+                            inp.model_copy(update={"refused": refused}),
+                            # It verifies each candidate in full before choosing it: a long call.
+                            start_to_close_timeout=timedelta(hours=12),
+                            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                            retry_policy=QUICK,
+                        ),
+                    )
+                except ActivityError as none:
+                    # The report names both: the corruption, and why nothing older could be used.
+                    raise ApplicationError(
+                        f"{_cause(exc)}; no fallback: {_cause(none)}",
+                        type=CORRUPT_REPLICA,
+                        non_retryable=True,
+                    ) from None
                 point = point.model_copy(update={"note": f"{_cause(exc)}; {point.note}"})
         vm = await self._timed(
             "create, re-IP and power on",

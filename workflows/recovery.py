@@ -16,7 +16,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
-from workflows.failures import reason
 from workflows.plan import FATAL, PERSISTENT, QUICK, load_spec
 from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.recover_vm import RecoverVMWorkflow
@@ -27,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
+    from seawall.contract.failures import failure_reason
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
+    from seawall.contract.validation import validate
     from workflows.inputs import decode_input
 
 
@@ -92,8 +93,11 @@ class RecoveryPlanWorkflow:
             "aborted": self._aborted is not None,
         }
 
+    # Update arguments arrive as raw JSON too (the UI sends what it is given): the validators check them,
+    # so a bad one is rejected with the field named instead of a decoding error and a stack trace.
     @workflow.update(name=Update.APPROVE)
-    def approve(self, inp: ApproveInput) -> Approval:
+    def approve(self, raw: Any) -> Approval:
+        inp = validate(ApproveInput, raw)
         decision = Approval(
             gate=inp.gate, approved=True, by=inp.by, at=workflow.now().isoformat(), comment=inp.comment
         )
@@ -101,19 +105,22 @@ class RecoveryPlanWorkflow:
         return decision
 
     @approve.validator
-    def _validate_approve(self, inp: ApproveInput) -> None:
+    def _validate_approve(self, raw: Any) -> None:
+        inp = validate(ApproveInput, raw)
         if self._pending_gate is None:
             raise ValueError("no gate is waiting for approval")
         if inp.gate != self._pending_gate:
             raise ValueError(f"gate {inp.gate!r} is not the one waiting ({self._pending_gate!r})")
 
     @workflow.update(name=Update.ABORT)
-    def abort(self, inp: AbortInput) -> str:
+    def abort(self, raw: Any) -> str:
+        inp = validate(AbortInput, raw)
         self._aborted = inp
         return f"abort requested by {inp.by}"
 
     @abort.validator
-    def _validate_abort(self, inp: AbortInput) -> None:
+    def _validate_abort(self, raw: Any) -> None:
+        validate(AbortInput, raw)
         if self._done or self._phase in ("cleaning up", "writing report"):
             raise ValueError(f"the run is {self._phase}; nothing to abort")
 
@@ -130,12 +137,14 @@ class RecoveryPlanWorkflow:
             raise ValueError("this drill is already cleaned up")
 
     @workflow.update(name=Update.EXTEND_TTL)
-    def extend_ttl(self, hours: float) -> str:
+    def extend_ttl(self, raw: Any) -> str:
+        hours = _hours(raw)
         self._ttl_extension_s += hours * 3600
         return f"drill extended by {hours:g} h"
 
     @extend_ttl.validator
-    def _validate_extend(self, hours: float) -> None:
+    def _validate_extend(self, raw: Any) -> None:
+        hours = _hours(raw)
         if self._mode != "test" or self._done:
             raise ValueError("only a running drill has a time to live")
         if not 0 < hours <= 24 * 7:
@@ -373,7 +382,7 @@ class RecoveryPlanWorkflow:
                 )
                 self._vm_state[step_vm] = "healthy"
             except ChildWorkflowError as exc:
-                failed[step_vm] = reason(exc)
+                failed[step_vm] = failure_reason(exc)
                 self._vm_state[step_vm] = "failed"
             finally:
                 done[step_vm].set()
@@ -430,6 +439,14 @@ class RecoveryPlanWorkflow:
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PERSISTENT,
         )
+
+
+def _hours(raw: Any) -> float:
+    """``extend_ttl``'s argument: a number of hours (a JSON number, or a string holding one)."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"hours: {raw!r} is not a number") from None
 
 
 def _fencing_gate(unreachable: list[str]) -> GroupStep:

@@ -32,7 +32,7 @@ def test_scrub_marks_every_point_referencing_a_damaged_chunk_and_a_ship_repairs_
     d1 = bytearray(d0)
     d1[BLOCK * 20 : BLOCK * 20 + 10] = b"0123456789"  # block 20 changes; block 3 is inherited
     _, p1 = ship_commit(repo, bytes(d1), "p1", parent=p0)
-    _, p2 = ship_commit(repo, bytes(d1), "p2", parent=p1)
+    ship_commit(repo, bytes(d1), "p2", parent=p1)
     for p in ("p0", "p1", "p2"):
         assert repo.verify_point("vm", p, full=False).ok
 
@@ -52,7 +52,7 @@ def test_scrub_marks_every_point_referencing_a_damaged_chunk_and_a_ship_repairs_
 
     # The next cycle has no verified parent: it reads the source in full. The damaged chunk is not a
     # dedup target; its content, sealed again, is written where the damaged copy lies.
-    _, p3 = ship_commit(repo, bytes(d1), "p3")
+    ship_commit(repo, bytes(d1), "p3")
     assert repo.damage().chunks == {} and cid in repo.damage().healed
     assert repo.verify_point("vm", "p3").ok
     rechecked = repo.reverify_repaired("vm")
@@ -73,7 +73,7 @@ def test_a_known_damaged_chunk_fails_an_incremental_verify_that_would_trust_it()
     # A point built on p0 before the scrub (its verified marker is gone now, but say a race kept it):
     d1 = bytearray(d0)
     d1[0:4] = b"abcd"
-    _, p1 = ship_commit(repo, bytes(d1), "p1", parent=p0)
+    ship_commit(repo, bytes(d1), "p1", parent=p0)
     store.objects["verified/vm/p0.json"] = store.objects.get("verified/vm/p0.json", b"")
     result = repo.verify_point("vm", "p1", full=False)
     assert not result.ok and result.bad_blocks[0].block == 2
