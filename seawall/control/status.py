@@ -189,11 +189,13 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
     paused = schedule.paused if schedule else False
     policy, interval_s, threshold_s = _policy(inventory, vm, schedule.interval_s if schedule else None)
     history = await cycle_history(client, vm, limit=10)
-    last = next((r for r in history if r.result is not None and r.result.verified), None)
+    corrupt, healed = await _scrub_verdict(client, vm, history)
+    # A point a full verify found damaged is not a recovery point, whatever its cycle said at the time.
+    usable = [r for r in history if r.result is not None and r.result.verified]
+    last = next((r for r in usable if r.result is not None and r.result.point_id not in corrupt), None)
     running = next((r for r in history if r.status == "RUNNING"), None)
     point_at = datetime.fromisoformat(last.result.started_at) if last and last.result else None
     age = (now - point_at).total_seconds() if point_at else None
-    corrupt, healed = await _scrub_verdict(client, vm, history)
     return VMStatus(
         vm=vm,
         source_site=pvm.source_site,
