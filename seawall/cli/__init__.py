@@ -57,7 +57,7 @@ def main() -> None:
         # Any verb: a Temporal error no command words itself is one line and an exit code, never a
         # traceback (the server restarting, a run that vanished meanwhile).
         line, code = rpc_line(exc)
-        err_console.print(line, markup=False, highlight=False)
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     # The Temporal SDK's native runtime can abort the interpreter's own teardown (SIGABRT in
     # PyGILState_Release, temporalio/sdk-python#300), turning a clean exit into -6: flush what we
     # printed and leave without running it.

@@ -13,7 +13,8 @@ from temporalio.client import Client
 from seawall.runtime.config import Settings
 
 console = Console()
-err_console = Console(stderr=True)
+# Error lines are never wrapped at the terminal width: one line a script can match, whatever the width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Exit(IntEnum):

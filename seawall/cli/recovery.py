@@ -126,16 +126,16 @@ def _update(plan: str, name: str, send: Callable[[Client], Awaitable[Any]]) -> N
         try:
             answer = await send(client)
         except Refused as exc:
-            err_console.print(f"{name} refused: {exc}", markup=False, highlight=False)
+            err_console.print(f"{name} refused: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.BAD_INPUT
         except NotRunning as exc:
-            err_console.print(str(exc))
+            err_console.print(str(exc), soft_wrap=True)
             return Exit.BAD_INPUT
         except Unavailable as exc:
-            err_console.print(f"{name}: {exc}", markup=False, highlight=False)
+            err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.UNAVAILABLE
         except (Stuck, Failed) as exc:
-            err_console.print(f"{name}: {exc}", markup=False, highlight=False)
+            err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED
         if isinstance(answer, BaseModel):
             answer = answer.model_dump(mode="json")
@@ -212,7 +212,7 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
         try:
             result = await run(client, settings.orchestration_queue)
         except Failed as exc:
-            err_console.print(f"{workflow} failed: {exc}", markup=False, highlight=False)
+            err_console.print(f"{workflow} failed: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED
         print_json(result.model_dump(mode="json"))
         return Exit.OK

@@ -37,7 +37,7 @@ def _inventory(settings: Settings) -> Inventory:
         return load_inventory(settings.inventory)
     except PlanValidationError as exc:
         for error in exc.errors:
-            err_console.print(str(error), markup=False, highlight=False)
+            err_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(Exit.BAD_INPUT) from None
 
 
@@ -182,10 +182,10 @@ def verify(
         try:
             report = await verify_control.verify(client, settings.orchestration_queue, vm, point)
         except NotFound as exc:
-            err_console.print(f"verify {vm}: {exc}", markup=False, highlight=False)
+            err_console.print(f"verify {vm}: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.BAD_INPUT
         except Failed as exc:
-            err_console.print(f"verify {vm} failed: {exc}", markup=False, highlight=False)
+            err_console.print(f"verify {vm} failed: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED
         if as_json:
             print_json(report.model_dump(mode="json"))

@@ -213,5 +213,7 @@ async def record_verify() -> None:
 if __name__ == "__main__":
     import sys
 
-    which = {"drill": record_drill, "failback": record_failback, "verify": record_verify}.get(sys.argv[1] if sys.argv[1:] else "")
+    which = {"drill": record_drill, "failback": record_failback, "verify": record_verify}.get(
+        sys.argv[1] if sys.argv[1:] else ""
+    )
     asyncio.run(which() if which else record())
