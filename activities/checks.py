@@ -9,6 +9,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import fatal, site_errors
+from activities.heartbeat import Beat, keep_alive
 from activities.target import TargetSite
 from seawall.contract.messages import DnsChange, HealthOutcome, RecoveredVM, TargetVM
 from seawall.contract.names import Activity
@@ -26,6 +27,11 @@ class CheckActivities(TargetSite):
 
     @activity.defn(name=Activity.CHECK_HEALTH)
     def check_health(self, req: RecoveredVM) -> HealthOutcome:
+        # One attempt of a check may block on a connect for longer than the heartbeat timeout.
+        with keep_alive(Beat("health checks")):
+            return self._check_health(req)
+
+    def _check_health(self, req: RecoveredVM) -> HealthOutcome:
         inp, vm = req.target, req.vm
         _, pv = self._plan_vm(inp.plan, inp.vm)
         started = time.monotonic()

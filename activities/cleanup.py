@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.context import site_errors
+from activities.heartbeat import Beat, keep_alive
 from activities.recovery import find_plan, target_name
 from activities.target import TargetSite
 from seawall.contract.messages import CleanupOutcome, CleanupRequest, RecoverVMInput, Resource
@@ -20,10 +21,10 @@ class CleanupActivities(TargetSite):
         # heartbeat, so the outcome lists everything the run made, not just what this attempt saw.
         details = activity.info().heartbeat_details
         previous = details[0].get("found", []) if details and isinstance(details[0], dict) else []
-        with site_errors():
-            removed = self.ctx.adapter.cleanup_run(
-                run, lambda: self._run_folders(plan, run), activity.heartbeat, previous
-            )
+        # vCenter tasks can outlast the heartbeat timeout: the ticker repeats the newest details.
+        beat = Beat(details[0] if details else {"found": []})
+        with keep_alive(beat), site_errors():
+            removed = self.ctx.adapter.cleanup_run(run, lambda: self._run_folders(plan, run), beat, previous)
             # The drill's own network goes last, once no VM of the run is attached to it.
             network = drill_network_name(run)
             if self.ctx.adapter.remove_run_network(network):

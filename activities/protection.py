@@ -13,7 +13,7 @@ from seawall.model import Inventory
 
 
 def resolve_protection_for(
-    inventory: Inventory, inp: ProtectInput, heartbeat_timeout_s: float = 120.0, gc_interval_s: float = 3600.0
+    inventory: Inventory, inp: ProtectInput, heartbeat_timeout_s: float = 20.0, gc_interval_s: float = 3600.0
 ) -> Protection:
     try:
         pvm = inventory.protected_vm(inp.vm)

@@ -17,6 +17,7 @@ from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
 from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
 from activities.target import RecoveryActivities
+from activities.verify import VerifyActivities
 from seawall.model import Inventory
 from seawall.plans import load_inventory
 from seawall.runtime.config import Settings
@@ -29,7 +30,7 @@ def _loader(settings: Settings) -> Callable[[], Inventory]:
 def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any]]:
     ctx = SiteContext(load_inventory(settings.inventory), site)
     probe = ProbeActivities(ctx)
-    repl = ReplicationActivities(ctx, settings.checkpoint_mib)
+    repl = ReplicationActivities(ctx, settings.checkpoint_mib, settings.scrub_interval_s)
     retention = RetentionActivities(ctx, settings.checkpoint_mib)
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
     recovery = RecoveryActivities(ctx, settings)
@@ -37,6 +38,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     cleanup = CleanupActivities(ctx, settings)
     hooks = HookActivities(ctx, settings)
     fence = FenceActivities(ctx)
+    verify = VerifyActivities(ctx, settings.checkpoint_mib)
     return [
         probe.probe_site,
         recovery.choose_point,
@@ -61,6 +63,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         retention.collect_garbage,
         retention.delete_replica,
         retention.prune_points,
+        verify.scrub_replica,
     ]
 
 

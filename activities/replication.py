@@ -10,14 +10,17 @@ site's adapter (``seawall.sites``) takes the snapshot and opens its disks; reten
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.context import site_errors
-from activities.heartbeat import with_heartbeats
+from activities.context import SiteContext, site_errors
+from activities.heartbeat import Beat, keep_alive, with_heartbeats
 from activities.replica import ReplicaSite
 from seawall.blockstore.errors import DataPathError
 from seawall.blockstore.manifest import PointRef, ShippedDisk, ShipProgress
+from seawall.blockstore.repository import Repository
 from seawall.blockstore.source import SourceError
 from seawall.blockstore.stores.backend import StoreError
 from seawall.contract.heartbeats import ShipCheckpoint, ShipHeartbeat
@@ -44,6 +47,10 @@ def snapshot_name(point_id: str) -> str:
 
 class ReplicationActivities(ReplicaSite):
     """At the source site: one replication cycle's steps."""
+
+    def __init__(self, ctx: SiteContext, checkpoint_mib: int | None = None, scrub_interval_s: float = 0.0):
+        super().__init__(ctx, checkpoint_mib)
+        self.scrub_interval_s = scrub_interval_s
 
     @activity.defn(name=Activity.START_CYCLE)
     def start_cycle(self, req: VMPoint) -> CycleStart:
@@ -90,19 +97,29 @@ class ReplicationActivities(ReplicaSite):
         """
         info = activity.info()
         done: dict[str, ShippedDiskRef] = {}
+        previous: ShipHeartbeat | None = None
         if info.heartbeat_details:
             # Decoded without a type hint: the converter hands back the heartbeat's JSON object.
-            for ref in ShipHeartbeat.model_validate(info.heartbeat_details[0]).done:
+            previous = ShipHeartbeat.model_validate(info.heartbeat_details[0])
+            for ref in previous.done:
                 done[ref.disk] = ref
         repo = self._repository(req.vm)
         parent = PointRef(vm=req.vm, point_id=req.parent) if req.parent else None
 
+        # Checkpoints come every <= 1 GiB scanned; the ticker repeats the newest one every few seconds
+        # in between, so a short heartbeat timeout notices a dead worker without failing a slow read.
+        beat = Beat(previous or ShipHeartbeat(done=list(done.values())))
+
         def on_progress(progress: ShipProgress) -> None:
             checkpoint = ShipCheckpoint.model_validate(progress.model_dump(mode="json"))
-            activity.heartbeat(ShipHeartbeat(done=list(done.values()), progress=checkpoint))
+            beat(ShipHeartbeat(done=list(done.values()), progress=checkpoint))
             failpoints.hit("ship.checkpoint", {"progress": checkpoint.model_dump(mode="json")})
 
-        with site_errors(), self.ctx.adapter.open_disks(req.vm, req.snapshot) as open_source:
+        with (
+            keep_alive(beat),
+            site_errors(),
+            self.ctx.adapter.open_disks(req.vm, req.snapshot) as open_source,
+        ):
             for disk in req.disks:
                 name = disk.replica_name
                 if name in done:
@@ -133,7 +150,7 @@ class ReplicationActivities(ReplicaSite):
                     bytes_shipped=shipped.bytes_shipped,
                     change_path=str(shipped.change_path),
                 )
-                activity.heartbeat(ShipHeartbeat(done=list(done.values())))
+                beat(ShipHeartbeat(done=list(done.values())))
         return ShipOutcome(disks=[done[d.replica_name] for d in req.disks])
 
     @activity.defn(name=Activity.COMMIT_POINT)
@@ -152,12 +169,17 @@ class ReplicationActivities(ReplicaSite):
         vm, point_id = req.vm, req.point_id
         repo = self._repository(vm)
         try:
-            # Incremental: re-read what this point added; rows of a verified parent are already proven.
-            # A point that starts a new full layer (every MAX_CHAIN cycles, or a resized disk) is
-            # re-read whole, so every chunk is re-verified at least that often.
+            # Incremental: re-read what this point added; rows of a verified parent are already proven
+            # (unless a scrub found one of their chunks damaged since: then they fail here). A point
+            # that starts a new full layer (every MAX_CHAIN cycles, or a resized disk) is re-read whole.
             result = with_heartbeats(
                 lambda: repo.verify_point(vm, point_id, mark=True, full=False), lambda: point_id
             )
+            # This cycle's ship may have repaired damaged chunks: prove the points that need them again.
+            healed = [
+                c.point_id for c in with_heartbeats(lambda: repo.reverify_repaired(vm), lambda: vm) if c.ok
+            ]
+            corrupt = self._scrub_if_due(repo, vm)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
         problems = [f"{b.disk} block {b.block} @ {b.offset}: {b.reason}" for b in result.bad_blocks]
@@ -166,7 +188,20 @@ class ReplicationActivities(ReplicaSite):
             blocks_checked=result.blocks_checked,
             bytes_checked=result.bytes_checked,
             problems=(problems + list(result.errors))[:50],
+            corrupt_points=corrupt,
+            healed_points=healed,
         )
+
+    def _scrub_if_due(self, repo: Repository, vm: str) -> list[str]:
+        """Once per ``scrub_interval_s`` a cycle reads every point of its VM in full (the periodic
+        scrub: incremental verifies never re-read inherited chunks). The VM's corrupt points."""
+        last = repo.last_scrub(vm)
+        due = self.scrub_interval_s > 0 and (
+            last is None or (datetime.now(UTC) - last).total_seconds() >= self.scrub_interval_s
+        )
+        if due:
+            with_heartbeats(lambda: repo.scrub(vm), lambda: {"scrub": vm})
+        return repo.corrupt_points(vm)
 
     @activity.defn(name=Activity.RELEASE_SNAPSHOT)
     def release_snapshot(self, req: SnapshotRelease) -> int:

@@ -8,8 +8,10 @@ the run as it is created, so a retried step finds what it made.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -18,11 +20,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext, fatal, site_errors
-from activities.heartbeat import with_heartbeats
+from activities.heartbeat import Beat, keep_alive, with_heartbeats
 from activities.recovery import find_plan, target_name
-from seawall.blockstore.errors import DataPathError
+from seawall.blockstore.errors import (
+    BadBlockError,
+    CorruptObjectError,
+    DataPathError,
+    DigestMismatchError,
+    MissingObjectError,
+)
 from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.stores.backend import StoreError
+from seawall.blockstore.table import TableFormatError
 from seawall.contract.messages import (
     ChosenPoint,
     CreateTargetRequest,
@@ -32,6 +41,7 @@ from seawall.contract.messages import (
     TargetVM,
 )
 from seawall.contract.names import Activity, drill_network_name
+from seawall.contract.verify import CORRUPT_REPLICA
 from seawall.model import PlanVM, RecoveryPlan
 from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
 from seawall.runtime.config import Settings
@@ -46,10 +56,13 @@ class ReplicaPoint:
     is touched, as it did when each site kind was a branch of the activity.
     """
 
-    def __init__(self, open_repo: Callable[[], Any], vm: str, point_id: str) -> None:
+    def __init__(self, open_repo: Callable[[], Any], vm: str, point_id: str, replaces: bool = False) -> None:
         self._open = open_repo
         self.vm = vm
         self.point_id = point_id
+        self.replaces = replaces
+        # Progress is heartbeated at once and repeated by the activity's ticker between reports.
+        self.beat = Beat({"point": point_id})
 
     @cached_property
     def repo(self) -> Any:
@@ -72,9 +85,37 @@ class ReplicaPoint:
 
     def progress(self, disk: str) -> Callable[[int], None]:
         def report(offset: int) -> None:
-            activity.heartbeat({"disk": disk, "offset": offset})
+            self.beat({"disk": disk, "offset": offset})
 
         return report
+
+
+# A fallback verifies each older candidate in full before choosing it: a bounded number of reads.
+FALLBACK_CANDIDATES = 3
+
+
+@contextlib.contextmanager
+def corrupt_data(vm: str, point_id: str) -> Iterator[None]:
+    """Bad data in a point is no reason to retry: fail at once, naming the damage (``CorruptReplica``).
+
+    The workflow then falls back to an older point; a store that is merely unreachable (StoreError)
+    stays retryable.
+    """
+    try:
+        yield
+    except (
+        BadBlockError,
+        DigestMismatchError,
+        CorruptObjectError,
+        MissingObjectError,
+        TableFormatError,
+    ) as exc:
+        raise ApplicationError(
+            f"point {point_id} of {vm} is corrupt: {exc}",
+            {"vm": vm, "point": point_id},
+            type=CORRUPT_REPLICA,
+            non_retryable=True,
+        ) from None
 
 
 def labels(inp: RecoverVMInput) -> RunLabels:
@@ -127,7 +168,12 @@ class RecoveryActivities(TargetSite):
 
     @activity.defn(name=Activity.CHOOSE_POINT)
     def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
-        """The newest verified point (at or before ``point_time`` when given)."""
+        """The newest verified point (at or before ``point_time`` when given).
+
+        With ``refused`` (points this run found corrupt) it falls back: the newest verified point
+        older than every refused one that also passes a full verify now, so a second corrupt point
+        is refused here instead of half-way through another materialize.
+        """
         repo = self._repository(inp.vm)
         try:
             points = [p for p in repo.list_points(inp.vm) if p.verified]
@@ -136,9 +182,13 @@ class RecoveryActivities(TargetSite):
         if inp.point_time:
             limit = datetime.fromisoformat(inp.point_time.replace("Z", "+00:00"))
             points = [p for p in points if p.created_at <= limit]
+        note = ""
+        if inp.refused:
+            points, note = self._fallback(repo, inp, points)
         if not points:
             when = f" at or before {inp.point_time}" if inp.point_time else ""
-            raise fatal(f"{inp.vm} has no verified recovery point{when}", "NoRecoveryPoint")
+            older = f" older than the corrupt point(s) {', '.join(inp.refused)}" if inp.refused else ""
+            raise fatal(f"{inp.vm} has no verified recovery point{when}{older}{note}", "NoRecoveryPoint")
         point = points[-1]
         manifest = repo.read_manifest(inp.vm, point.point_id)
         return ChosenPoint(
@@ -146,17 +196,48 @@ class RecoveryActivities(TargetSite):
             created_at=point.created_at.isoformat(),
             disks=[d.disk for d in manifest.disks],
             source_ips=[ip for ip in manifest.meta.get("guest_ips", "").split(",") if ip],
+            note=note,
         )
+
+    def _fallback(self, repo: Any, inp: RecoverVMInput, points: list[Any]) -> tuple[list[Any], str]:
+        """Candidates older than every refused point, newest first, each verified in full (at most
+        FALLBACK_CANDIDATES of them: each costs a read of the whole point). Returns ([chosen] or [],
+        why)."""
+        refused = set(inp.refused)
+        oldest = min((p.created_at for p in points if p.point_id in refused), default=None)
+        older = [p for p in points if p.point_id not in refused and (oldest is None or p.created_at < oldest)]
+        skipped: list[str] = []
+        for cand in list(reversed(older))[:FALLBACK_CANDIDATES]:
+            pid: str = cand.point_id
+            try:
+                result = with_heartbeats(
+                    functools.partial(repo.verify_point, inp.vm, pid, mark=True, full=True),
+                    functools.partial(dict, verifying=pid),
+                )
+            except (StoreError, DataPathError) as exc:
+                raise ApplicationError(f"replica of {inp.vm}: {exc}", type="StoreUnavailable") from None
+            if result.ok:
+                why = (
+                    f"newer point(s) {', '.join(inp.refused)} refused as corrupt"
+                    + (f"; {', '.join(skipped)} also failed a full verify" if skipped else "")
+                    + f"; {cand.point_id} is the newest older point and passed a full verify"
+                )
+                return [cand], why
+            repo.mark_corrupt(inp.vm, result)
+            skipped.append(cand.point_id)
+        tried = f" ({', '.join(skipped)} failed a full verify)" if skipped else ""
+        return [], tried
 
     @activity.defn(name=Activity.MATERIALIZE_DISKS)
     def materialize_disks(self, req: PointRestore) -> Materialized:
         inp, point = req.target, req.point
-        reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
-        reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
-        with site_errors():
-            uploaded, resources = self.ctx.adapter.materialize(
-                target_name(inp), labels(inp), reader, activity.heartbeat
-            )
+        reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id, req.replaces)
+        with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id):
+            reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
+            with site_errors():
+                uploaded, resources = self.ctx.adapter.materialize(
+                    target_name(inp), labels(inp), reader, reader.beat
+                )
         return Materialized(
             point=point, disks=[json.dumps(u, default=str) for u in uploaded], resources=resources
         )
@@ -170,8 +251,8 @@ class RecoveryActivities(TargetSite):
         """
         inp, point = req.target, req.point
         reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
-        with site_errors():
-            return self.ctx.adapter.restore_in_place(inp.vm, point, reader, activity.heartbeat)
+        with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id), site_errors():
+            return self.ctx.adapter.restore_in_place(inp.vm, point, reader, reader.beat)
 
     @activity.defn(name=Activity.CREATE_TARGET_VM)
     def create_target_vm(self, req: CreateTargetRequest) -> TargetVM:

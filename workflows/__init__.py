@@ -12,6 +12,7 @@ from workflows.replication import (
     ReplicationCycleWorkflow,
     UnprotectVMWorkflow,
 )
+from workflows.verify import VerifyReplicaWorkflow
 
 # Orchestration queue: everything an operator starts.
 ALL_WORKFLOWS: list[type] = [
@@ -25,6 +26,7 @@ ALL_WORKFLOWS: list[type] = [
     CleanupTestWorkflow,
     CommitFailoverWorkflow,
     ReprotectWorkflow,
+    VerifyReplicaWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
 SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow, RecoverVMWorkflow]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
 from workflows.plan import PERSISTENT, QUICK, load_spec
+from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.replication import ReplicationCycleWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from seawall.contract.names import Workflow, reprotect_cycle_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_PLAN, SA_RUN
+    from workflows.inputs import decode_input
 
 
 @workflow.defn(name=Workflow.CLEANUP_TEST)
@@ -39,7 +42,8 @@ class CleanupTestWorkflow:
     lost with an old server) — a running drill is ended with its ``cleanup`` update instead."""
 
     @workflow.run
-    async def run(self, inp: PlanRunInput) -> CleanupOutcome:
+    async def run(self, raw: Any = None) -> CleanupOutcome:
+        inp = decode_input(PlanRunInput, raw)
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
         spec = await load_spec(inp.plan)
         return await workflow.execute_activity_method(
@@ -47,7 +51,7 @@ class CleanupTestWorkflow:
             CleanupRequest(plan=spec.plan, run=inp.run, mode="test"),
             task_queue=site_queue(spec.target_site),
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PERSISTENT,
         )
 
@@ -58,7 +62,8 @@ class CommitFailoverWorkflow:
     recovered (the base of reverse replication) are pruned."""
 
     @workflow.run
-    async def run(self, inp: PlanRunInput) -> CommitOutcome:
+    async def run(self, raw: Any = None) -> CommitOutcome:
+        inp = decode_input(PlanRunInput, raw)
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
         spec = await load_spec(inp.plan)
         deleted: list[str] = []
@@ -88,7 +93,8 @@ class ReprotectWorkflow:
     point it was recovered from (no re-seed), then on their own schedules."""
 
     @workflow.run
-    async def run(self, inp: PlanInput) -> ReprotectOutcome:
+    async def run(self, raw: Any = None) -> ReprotectOutcome:
+        inp = decode_input(PlanInput, raw)
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
         spec = await load_spec(inp.plan)
         vms = [v.vm for g in spec.groups for v in g.vms]

@@ -16,7 +16,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.recovery import OrchestrationActivities
     from seawall.contract.messages import PlanSpec, PlanSpecRequest
 
-FATAL = ["PlanInvalid", "NotProtected", "NoRecoveryPoint", "CredentialsError", "KeyMissing", "WrongKey"]
+FATAL = [
+    "PlanInvalid",
+    "NotProtected",
+    "NoRecoveryPoint",
+    "CredentialsError",
+    "KeyMissing",
+    "WrongKey",
+    # Bad data in a point: retrying reads the same bytes (the activities raise CorruptReplica; a
+    # worker that lets the data path's own error through names these).
+    "CorruptReplica",
+    "BadBlockError",
+    "DigestMismatchError",
+    "InvalidInput",
+]
 QUICK = quick(FATAL)
 PERSISTENT = persistent(FATAL)
 

@@ -7,6 +7,11 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
+# Long activities heartbeat every 5 s whatever their work does (activities.heartbeat.keep_alive): a
+# worker killed mid-transfer, or a completion lost while the server restarted, is noticed after this
+# long and the attempt retried elsewhere, instead of after minutes.
+HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+
 
 def quick(fatal: Sequence[str]) -> RetryPolicy:
     """Quick calls (look-ups, API calls): a few retries over a few minutes, then give up."""

@@ -7,6 +7,7 @@ routing by site task queue, the pydantic converter and our search attributes wor
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,12 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from seawall.contract.names import Workflow
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE
+    from workflows.inputs import decode_input
 
 
 @workflow.defn(name=Workflow.PROBE_SITE)
 class ProbeSiteWorkflow:
     @workflow.run
-    async def run(self, inp: ProbeSiteInput) -> SiteProbe:
+    async def run(self, raw: Any = None) -> SiteProbe:
+        inp = decode_input(ProbeSiteInput, raw)
         workflow.upsert_search_attributes([SA_SITE.value_set(inp.site)])
         # A probe answers in seconds; a few quick retries tell a flapping site from a dead one.
         return await workflow.execute_activity_method(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.plan import FATAL, PERSISTENT, QUICK
+from workflows.policies import HEARTBEAT_TIMEOUT
 
 with workflow.unsafe.imports_passed_through():
     from activities.checks import CheckActivities
@@ -32,8 +34,22 @@ with workflow.unsafe.imports_passed_through():
         TargetVM,
     )
     from seawall.contract.names import Query, Workflow
+    from seawall.contract.verify import CORRUPT_REPLICA
+    from workflows.inputs import decode_input
 
 T = TypeVar("T")
+
+# A corrupt point makes the VM fall back to an older one at most this often (each fallback reads
+# candidates in full); then the VM fails with the corruption named.
+MAX_FALLBACKS = 3
+
+
+def _corrupt(exc: ActivityError) -> bool:
+    return isinstance(exc.cause, ApplicationError) and exc.cause.type == CORRUPT_REPLICA
+
+
+def _cause(exc: ActivityError) -> str:
+    return str(exc.cause.message if isinstance(exc.cause, ApplicationError) else exc.cause or exc)
 
 
 @workflow.defn(name=Workflow.RECOVER_VM)
@@ -61,7 +77,8 @@ class RecoverVMWorkflow:
         return result
 
     @workflow.run
-    async def run(self, inp: RecoverVMInput) -> RecoverVMResult:
+    async def run(self, raw: Any = None) -> RecoverVMResult:
+        inp = decode_input(RecoverVMInput, raw)
         started = workflow.now()
         self._vm = inp.vm
         point: ChosenPoint = await self._timed(
@@ -80,28 +97,59 @@ class RecoverVMWorkflow:
                     RecoveryActivities.restore_in_place,
                     PointRestore(target=inp, point=point),
                     start_to_close_timeout=timedelta(hours=12),
-                    heartbeat_timeout=timedelta(minutes=2),
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     retry_policy=PERSISTENT,
                 ),
             )
             return await self._finish(inp, point, original, [], started)
-        disks = await self._timed(
-            "materialize disks",
-            workflow.execute_activity_method(
-                RecoveryActivities.materialize_disks,
-                PointRestore(target=inp, point=point),
-                start_to_close_timeout=timedelta(hours=12),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=PERSISTENT,
-            ),
-        )
+        refused: list[str] = []
+        while True:
+            try:
+                disks = await self._timed(
+                    "materialize disks",
+                    workflow.execute_activity_method(
+                        RecoveryActivities.materialize_disks,
+                        PointRestore(target=inp, point=point, replaces=bool(refused)),
+                        start_to_close_timeout=timedelta(hours=12),
+                        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                        retry_policy=PERSISTENT,
+                    ),
+                )
+                break
+            except ActivityError as exc:
+                # Bad data is no reason to wait: fall back to the newest older point that verifies.
+                if not _corrupt(exc) or len(refused) >= MAX_FALLBACKS:
+                    raise
+                if not workflow.patched("recover-vm-falls-back-on-corrupt-point"):
+                    raise
+                refused.append(point.point_id)
+                try:
+                    point = await self._timed(
+                        "choose an older recovery point (newer one corrupt)",
+                        workflow.execute_activity_method(
+                            RecoveryActivities.choose_point,
+                            inp.model_copy(update={"refused": refused}),
+                            # It verifies each candidate in full before choosing it: a long call.
+                            start_to_close_timeout=timedelta(hours=12),
+                            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                            retry_policy=QUICK,
+                        ),
+                    )
+                except ActivityError as none:
+                    # The report names both: the corruption, and why nothing older could be used.
+                    raise ApplicationError(
+                        f"{_cause(exc)}; no fallback: {_cause(none)}",
+                        type=CORRUPT_REPLICA,
+                        non_retryable=True,
+                    ) from None
+                point = point.model_copy(update={"note": f"{_cause(exc)}; {point.note}"})
         vm = await self._timed(
             "create, re-IP and power on",
             workflow.execute_activity_method(
                 RecoveryActivities.create_target_vm,
                 CreateTargetRequest(target=inp, disks=disks),
                 start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=1),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=QUICK,
             ),
         )
@@ -121,7 +169,7 @@ class RecoverVMWorkflow:
                 CheckActivities.check_health,
                 RecoveredVM(target=inp, vm=vm),
                 start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(minutes=1),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
             ),
         )
@@ -152,4 +200,5 @@ class RecoverVMWorkflow:
             started_at=started.isoformat(),
             healthy_at=healthy_at.isoformat(),
             achieved_rpo_s=(started - datetime.fromisoformat(point.created_at)).total_seconds(),
+            point_note=point.note,
         )

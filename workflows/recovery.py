@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -51,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
     from seawall.contract.names import Query, Update, Workflow
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
+    from seawall.contract.validation import validate
+    from workflows.inputs import decode_input
 
 PATCH_STOPS_SAFELY = "recovery-stops-safely"
 ROLLBACK_GATE = "rollback"
@@ -76,7 +79,8 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         }
 
     @workflow.update(name=Update.APPROVE)
-    def approve(self, inp: ApproveInput) -> Approval:
+    def approve(self, raw: Any) -> Approval:
+        inp = validate(ApproveInput, raw)
         decision = Approval(
             gate=inp.gate, approved=True, by=inp.by, at=workflow.now().isoformat(), comment=inp.comment
         )
@@ -84,14 +88,16 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         return decision
 
     @approve.validator
-    def _validate_approve(self, inp: ApproveInput) -> None:
+    def _validate_approve(self, raw: Any) -> None:
+        inp = validate(ApproveInput, raw)
         if self._pending_gate is None:
             raise ValueError("no gate is waiting for approval")
         if inp.gate != self._pending_gate:
             raise ValueError(f"gate {inp.gate!r} is not the one waiting ({self._pending_gate!r})")
 
     @workflow.update(name=Update.ABORT)
-    def abort(self, inp: AbortInput) -> str:
+    def abort(self, raw: Any) -> str:
+        inp = validate(AbortInput, raw)
         if self._safe and self._stopped is not None:
             self._end_requested = inp
             if self._mode == "test":
@@ -106,7 +112,8 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         return f"abort requested by {inp.by}"
 
     @abort.validator
-    def _validate_abort(self, inp: AbortInput) -> None:
+    def _validate_abort(self, raw: Any) -> None:
+        validate(AbortInput, raw)
         if self._done or self._rolling_back or self._phase in ("cleaning up", "writing report"):
             raise ValueError(f"the run is {self._phase}; nothing to abort")
         if self._safe and self._stopped is None and self._aborted is not None:
@@ -125,7 +132,8 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             raise ValueError("this drill is already cleaned up")
 
     @workflow.update(name=Update.EXTEND_TTL)
-    def extend_ttl(self, hours: float) -> str:
+    def extend_ttl(self, raw: Any) -> str:
+        hours = _hours(raw)
         if self._deadline is not None:
             self._deadline += timedelta(hours=hours)
         else:
@@ -133,19 +141,22 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         return f"drill extended by {hours:g} h"
 
     @extend_ttl.validator
-    def _validate_extend(self, hours: float) -> None:
+    def _validate_extend(self, raw: Any) -> None:
+        hours = _hours(raw)
         if self._mode != "test" or self._done or self._drill_over():
             raise ValueError("only a running drill has a time to live")
         if not 0 < hours <= 24 * 7:
             raise ValueError("extend by more than 0 and at most 168 hours")
 
     @workflow.update(name=Update.RETRY)
-    def retry(self, inp: RetryInput) -> str:
+    def retry(self, raw: Any) -> str:
+        inp = validate(RetryInput, raw)
         self._retry = inp
         return f"retry requested by {inp.by}: the failed steps run again, then the rest of the plan"
 
     @retry.validator
-    def _validate_retry(self, inp: RetryInput) -> None:
+    def _validate_retry(self, raw: Any) -> None:
+        validate(RetryInput, raw)
         if self._stopped is None or self._done:
             raise ValueError(f"the run is not stopped ({self._phase}); nothing to retry")
         if self._rollback_req is not None:
@@ -156,14 +167,16 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             raise ValueError("the run is ending; nothing to retry")
 
     @workflow.update(name=Update.ROLLBACK)
-    def rollback(self, inp: RollbackInput) -> str:
+    def rollback(self, raw: Any) -> str:
+        inp = validate(RollbackInput, raw)
         self._rollback_req = inp
         assert self._spec is not None and self._ev is not None
         text = self._rollback_text(self._spec, self._run, self._ev, inp)
         return f"nothing is destroyed until gate {ROLLBACK_GATE!r} is approved. {text}"
 
     @rollback.validator
-    def _validate_rollback(self, inp: RollbackInput) -> None:
+    def _validate_rollback(self, raw: Any) -> None:
+        validate(RollbackInput, raw)
         if self._mode == "test":
             raise ValueError("a drill is not rolled back: clean it up (or abort it)")
         if self._failback:
@@ -178,7 +191,8 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
     # ---- run -------------------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, inp: FailoverInput) -> RunReport:
+    async def run(self, raw: Any = None) -> RunReport:
+        inp = decode_input(FailoverInput, raw)
         self._safe = workflow.patched(PATCH_STOPS_SAFELY)
         started = workflow.now()
         self._mode = inp.mode
@@ -465,3 +479,11 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         if self._expired:
             ev.decisions.append(f"time to live reached at {workflow.now().isoformat()}")
         return await self._cleanup(spec, run, inp.mode)
+
+
+def _hours(raw: Any) -> float:
+    """``extend_ttl``'s argument: a number of hours (a JSON number, or a string holding one)."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"hours: {raw!r} is not a number") from None

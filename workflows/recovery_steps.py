@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from workflows.plan import FATAL, PERSISTENT, QUICK
+from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.replication import ReplicationCycleWorkflow
 
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
+    from seawall.contract.failures import failure_reason
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -293,7 +295,7 @@ class PlanRunSteps:
                 )
                 self._vm_state[step_vm] = "healthy"
             except ChildWorkflowError as exc:
-                failed[step_vm] = str(exc.cause or exc)
+                failed[step_vm] = failure_reason(exc)
                 self._vm_state[step_vm] = "failed"
             finally:
                 done[step_vm].set()
@@ -319,7 +321,7 @@ class PlanRunSteps:
             CleanupRequest(plan=spec.plan, run=run, mode=mode),
             task_queue=site_queue(spec.target_site),
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PERSISTENT,
         )
 

@@ -10,12 +10,13 @@ Nothing large travels through here: point ids, disk keys and shipped-disk summar
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.policies import persistent, quick
+from workflows.policies import HEARTBEAT_TIMEOUT, persistent, quick
 
 with workflow.unsafe.imports_passed_through():
     # The activity classes only name the activities here (and give their types): their code runs at
@@ -42,12 +43,14 @@ with workflow.unsafe.imports_passed_through():
         SnapshotRequest,
         SnapshotTaken,
         UnprotectInput,
+        VerifyOutcome,
         VMPoint,
         VMRef,
     )
     from seawall.contract.names import Query, Workflow, seed_cycle_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE, SA_VM
+    from workflows.inputs import decode_input
 
 # Errors no retry can fix: the activities raise them as non-retryable ApplicationErrors already; the
 # list also covers a worker that raises them plainly.
@@ -80,6 +83,7 @@ class ReplicationCycleWorkflow:
     def __init__(self) -> None:
         self._phase = "starting"
         self._point: str | None = None
+        self._verified: VerifyOutcome | None = None
 
     @workflow.query(name=Query.PHASE)
     def phase(self) -> dict[str, str | None]:
@@ -90,7 +94,8 @@ class ReplicationCycleWorkflow:
         workflow.set_current_details(f"{vm}: {phase}" + (f" (point {self._point})" if self._point else ""))
 
     @workflow.run
-    async def run(self, inp: CycleInput) -> CycleResult:
+    async def run(self, raw: Any = None) -> CycleResult:
+        inp = decode_input(CycleInput, raw)
         started = workflow.now()
         prot = await workflow.execute_local_activity_method(
             InventoryActivities.resolve_protection,
@@ -152,6 +157,8 @@ class ReplicationCycleWorkflow:
             bytes_shipped=shipped.bytes_shipped,
             verified=True,
             retention_deleted=retention.deleted,
+            corrupt_points=self._verified.corrupt_points if self._verified else [],
+            healed_points=self._verified.healed_points if self._verified else [],
         )
 
     async def _ship_commit_verify(
@@ -191,6 +198,7 @@ class ReplicationCycleWorkflow:
             heartbeat_timeout=hb,
             retry_policy=PERSISTENT,
         )
+        self._verified = verified
         if not verified.ok:
             # The point stays unverified: the next cycle builds on the last verified one instead.
             raise ApplicationError(
@@ -206,7 +214,8 @@ class ProtectVMWorkflow:
     """Validate, enable CBT, seed the first verified point, then hand the VM to its schedule."""
 
     @workflow.run
-    async def run(self, inp: ProtectInput) -> ProtectResult:
+    async def run(self, raw: Any = None) -> ProtectResult:
+        inp = decode_input(ProtectInput, raw)
         prot = await workflow.execute_activity_method(
             InventoryActivities.resolve_protection,
             inp,
@@ -256,7 +265,8 @@ class CollectGarbageWorkflow:
     """Delete what no recovery point of any VM in a replica store references (run by its schedule)."""
 
     @workflow.run
-    async def run(self, inp: GcInput) -> GcOutcome:
+    async def run(self, raw: Any = None) -> GcOutcome:
+        inp = decode_input(GcInput, raw)
         workflow.upsert_search_attributes([SA_SITE.value_set(inp.site)])
         workflow.set_current_details(f"collecting garbage in replica store {inp.store}")
         return await workflow.execute_activity_method(
@@ -264,7 +274,7 @@ class CollectGarbageWorkflow:
             inp,
             task_queue=site_queue(inp.site),
             start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PERSISTENT,
         )
 
@@ -274,7 +284,8 @@ class UnprotectVMWorkflow:
     """Stop replicating a VM: delete its schedule, and its recovery points when asked to."""
 
     @workflow.run
-    async def run(self, inp: UnprotectInput) -> int:
+    async def run(self, raw: Any = None) -> int:
+        inp = decode_input(UnprotectInput, raw)
         workflow.upsert_search_attributes([SA_VM.value_set(inp.vm)])
         await workflow.execute_activity(
             delete_schedule,

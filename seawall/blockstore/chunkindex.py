@@ -17,6 +17,7 @@ import threading
 from collections.abc import Collection, Iterable, Mapping
 
 from seawall.blockstore.codec import KIND_INDEX, Codec
+from seawall.blockstore.damage import read_damage
 from seawall.blockstore.errors import CorruptObjectError, WrongKeyError
 from seawall.blockstore.layout import CONDEMNED_KEY, index_key, key_tail_bytes, pack_key
 from seawall.blockstore.manifest import CondemnedList
@@ -52,13 +53,17 @@ class ChunkIndex:
         self._packs: dict[bytes, list[bytes]] = {}
         # Ships, verifies and restores on one instance may run in parallel threads.
         self._lock = threading.RLock()
+        self._damaged: frozenset[bytes] = frozenset()  # never a dedup target (damage.py)
 
     def lookup(self, cid: bytes) -> ChunkRef | None:
+        if cid in self._damaged:
+            return None
         return self._refs.get(cid)
 
     def refresh(self) -> None:
         """Load new packs' indexes; forget packs that are gone or condemned (never dedup to those)."""
         with self._lock:
+            self._damaged = frozenset(bytes.fromhex(c) for c in read_damage(self._signed).chunks)
             condemned = read_condemned(self._signed).since
             present: set[bytes] = set()
             for k in self._store.list("index/"):

@@ -49,14 +49,30 @@ class PointConflictError(DataPathError):
 
 
 class BadBlockError(DataPathError):
-    """Restore met a block whose stored content does not match the manifest."""
+    """Restore met a block whose stored content does not match the manifest.
 
-    def __init__(self, disk: str, block: int, offset: int, reason: str) -> None:
-        super().__init__(f"disk {disk!r} block {block} (offset {offset}): {reason}")
+    ``chunks`` names the stored chunks that failed (``chunk <id> in pack <id> @ <offset>``), so a
+    recovery report says which object is damaged, not just which block.
+    """
+
+    def __init__(self, disk: str, block: int, offset: int, reason: str, chunks: tuple[str, ...] = ()) -> None:
+        where = f" [{', '.join(chunks)}]" if chunks else ""
+        super().__init__(f"disk {disk!r} block {block} (offset {offset}): {reason}{where}")
         self.disk = disk
         self.block = block
         self.offset = offset
         self.reason = reason
+        self.chunks = chunks
+
+
+class BadRowError(DataPathError):
+    """A block failed its check; ``refs`` are the table row's chunks that do not open (may be empty:
+    then the row itself, not a chunk, is wrong). Carries the original error's message."""
+
+    def __init__(self, cause: Exception, refs: list[tuple[bytes, bytes, int, int]]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.refs = refs  # (chunk id, pack id, offset, length)
 
 
 class DigestMismatchError(DataPathError):

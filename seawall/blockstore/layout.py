@@ -7,6 +7,8 @@ Object layout in the store (every data object sealed, see codec.py)::
     tables/<xx>/<table id>     table parts and layers (table.py), content-addressed
     points/<vm>/<point>.json   the manifest: written last, so a listed point is complete
     verified/<vm>/<point>.json marker written after a clean verify ("latest verified" is a listing)
+    corrupt/<vm>/<point>.json  marker written when a verify finds a damaged chunk (damage.py)
+    damage/chunks.json         damaged chunks not yet repaired (damage.py)
     sessions/<session>.json    lease + resume journal of a ship in progress
     gc/condemned.json          objects GC found unreferenced, and since when
 
@@ -52,3 +54,18 @@ def session_key(session: str) -> str:
 def key_tail_bytes(key: str) -> bytes:
     """The id a pack or index key ends in (raises ValueError for a name that is not hex)."""
     return bytes.fromhex(key.rsplit("/", 1)[-1])
+
+
+DAMAGE_KEY = "damage/chunks.json"
+"""Chunks a scrub found damaged and not yet repaired: never a dedup target; a ship that reads the
+same content from the source writes it back in place (``damage.py``)."""
+
+
+def corrupt_key(vm: str, point_id: str) -> str:
+    """Marker of a point a verify found damaged: never listed as verified while it exists."""
+    return f"corrupt/{vm}/{point_id}.json"
+
+
+def scrub_key(vm: str) -> str:
+    """When every point of ``vm`` was last read in full (the periodic scrub's clock)."""
+    return f"scrubbed/{vm}.json"

@@ -98,6 +98,7 @@ class PointInfo(_Model):
     created_at: datetime
     verified: bool
     disks: dict[str, int] = Field(description="disk -> size in bytes")
+    corrupt: bool = Field(default=False, description="a verify found a damaged chunk it references")
 
     @property
     def ref(self) -> PointRef:
@@ -191,11 +192,25 @@ class RetentionResult(_Model):
     deleted: list[str]
 
 
+class BadChunk(_Model):
+    """A stored chunk that failed its check: where it is, so a scrub can mark and a ship can repair it."""
+
+    cid: str = Field(description="chunk id, hex")
+    pack: str = Field(description="pack id, hex")
+    offset: int
+    length: int
+
+    @property
+    def name(self) -> str:
+        return f"chunk {self.cid[:16]} in pack {self.pack[:16]} @ {self.offset}"
+
+
 class BadBlock(_Model):
     disk: str
     block: int
     offset: int
     reason: str
+    chunks: list[BadChunk] = Field(default_factory=list, description="the block's chunks that failed")
 
 
 class VerifyResult(_Model):

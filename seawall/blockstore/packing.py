@@ -52,7 +52,9 @@ class Packer:
         # Chunks of this ship are looked up in st.local until their pack is confirmed durable;
         # only then do they join the shared index (a failed ship leaves nothing stale behind).
         ref = st.local.get(cid)
-        if ref is None and st.use_index:
+        if cid in st.damaged and cid not in st.repairs:
+            st.repairs[cid] = sealed  # the source's bytes of a damaged chunk: repaired after the ship
+        if ref is None and st.use_index and cid not in st.damaged:
             ref = self._index.lookup(cid)
             if ref is not None and ref.pack not in st.written:
                 st.deduped.add(ref.pack)

@@ -64,6 +64,8 @@ class Points:
         """Complete points of ``vm``, oldest first. Only committed manifests are listed."""
         check_name("vm", vm)
         verified = {k.rsplit("/", 1)[-1][:-5] for k in self._store.list(f"verified/{vm}/")}
+        # A point a verify found damaged is never verified, whatever marker a race left (damage.py).
+        corrupt = {k.rsplit("/", 1)[-1][:-5] for k in self._store.list(f"corrupt/{vm}/")}
         out = []
         for k in self._store.list(f"points/{vm}/"):
             name = k.rsplit("/", 1)[-1]
@@ -76,7 +78,8 @@ class Points:
                     point_id=m.point_id,
                     parent=m.parent,
                     created_at=m.created_at,
-                    verified=m.point_id in verified,
+                    verified=m.point_id in verified and m.point_id not in corrupt,
+                    corrupt=m.point_id in corrupt,
                     disks={d.disk: d.size for d in m.disks},
                 )
             )

@@ -21,6 +21,7 @@ import blake3
 from seawall.blockstore.codec import Codec
 from seawall.blockstore.errors import (
     BadBlockError,
+    BadRowError,
     CorruptObjectError,
     DataPathError,
     DigestMismatchError,
@@ -28,8 +29,15 @@ from seawall.blockstore.errors import (
     PointNotFoundError,
     WrongKeyError,
 )
-from seawall.blockstore.layout import pack_key, verified_key
-from seawall.blockstore.manifest import BadBlock, DiskManifest, RestoreResult, VerifiedMarker, VerifyResult
+from seawall.blockstore.layout import corrupt_key, pack_key, verified_key
+from seawall.blockstore.manifest import (
+    BadBlock,
+    BadChunk,
+    DiskManifest,
+    RestoreResult,
+    VerifiedMarker,
+    VerifyResult,
+)
 from seawall.blockstore.points import Points, disk_of
 from seawall.blockstore.scan import ZERO_BLOCK
 from seawall.blockstore.signed import SignedObjects
@@ -48,9 +56,12 @@ from seawall.blockstore.tablecache import TableCache
 from seawall.blockstore.tuning import FETCH_THREADS, PACK_TARGET, READ_BATCH_BLOCKS, Tuning
 
 SKIP = DataPathError("not read: trusted from a verified parent")
+DAMAGED = CorruptObjectError("chunk", "damaged: an earlier verify found it and no ship has repaired it yet")
 TRUSTED = b""  # content placeholder of a block not read back (real blocks are never empty)
 
 Writer = Callable[[int, bytes], None]
+# One scrub's verdicts by (table layer id, block): None when the row checked out, else its error.
+Seen = dict[tuple[str, int], Exception | None]
 # (block, row, content or None for zero, block hash, error)
 Block = tuple[int, Entry | None, bytes | None, bytes | None, Exception | None]
 # (block, length, row, its packs being fetched, error found while walking the table)
@@ -120,6 +131,13 @@ def open_target(target: str | os.PathLike[str], size: int, first: int) -> tuple[
             view = view[os.pwrite(fd, view, off + len(data) - len(view)) :]
 
     return fd, writer, sparse_ok
+
+
+def bad_chunks(err: Exception | None) -> list[BadChunk]:
+    """The damaged chunks a per-block error names (none for a table-level error)."""
+    if not isinstance(err, BadRowError):
+        return []
+    return [BadChunk(cid=c.hex(), pack=p.hex(), offset=o, length=n) for c, p, o, n in err.refs]
 
 
 class ReadBack:
@@ -207,8 +225,34 @@ class ReadBack:
             except WrongKeyError:
                 raise
             except (DataPathError, TableFormatError) as exc:
-                out.append((i, e, None, None, exc))
+                out.append((i, e, None, None, BadRowError(exc, self._bad_refs(e, blobs, key_id))))
         return out, chunks
+
+    def _bad_refs(
+        self, e: Entry, blobs: dict[bytes, Future[bytes]], key_id: str
+    ) -> list[tuple[bytes, bytes, int, int]]:
+        """Which of a failed row's chunks do not open (a missing pack fails all of its chunks).
+
+        Only on the error path: each chunk is opened once more on its own, so a scrub can name, mark
+        and later repair exactly the damaged chunk, not every chunk of the block.
+        """
+        bad: list[tuple[bytes, bytes, int, int]] = []
+        for ref in e.chunk_refs():
+            try:
+                fut = blobs.get(ref.pack)
+                if fut is None:
+                    raise MissingObjectError(pack_key(ref.pack), "table row")
+                blob = fut.result()
+                if ref.offset + ref.length > len(blob):
+                    raise CorruptObjectError("pack", "truncated")
+                self._codec.open_chunk(
+                    ref.cid, memoryview(blob)[ref.offset : ref.offset + ref.length], key_id
+                )
+            except WrongKeyError:
+                raise
+            except DataPathError:
+                bad.append((ref.cid, ref.pack, ref.offset, ref.length))
+        return bad
 
     def blocks(
         self,
@@ -218,6 +262,8 @@ class ReadBack:
         where: str,
         stats: dict[str, int],
         newest_layer_only: bool = False,
+        seen: Seen | None = None,
+        damaged: frozenset[bytes] = frozenset(),
     ) -> Iterator[Block]:
         """(block, row, content or None for zero, block hash, error) in block order.
 
@@ -225,6 +271,9 @@ class ReadBack:
         decompresses and re-hashes 64-block batches (both cores). Errors are per block, except a
         wrong key, which is raised: it would make every block "bad". With ``newest_layer_only``
         rows of older layers are not read: their hash is the table's and their content TRUSTED.
+        ``seen`` carries what one scrub already checked, by (table layer, block): points share most
+        rows, so each row is read once per scrub. A row that references a ``damaged`` chunk fails
+        without being trusted or read.
         """
         reader = self._tables.reader(dm.layers, where)
         cache = _PackCache(self._store, self._tuning.pack_cache_bytes, where)
@@ -234,10 +283,16 @@ class ReadBack:
         threads = self._tuning.threads
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="seawall-restore")
         pending: deque[Future[tuple[list[Block], int]]] = deque()
+        keys: dict[int, tuple[str, int]] = {}
 
         def drain() -> list[Block]:
             out, chunks = pending.popleft().result()
             stats["chunks"] += chunks
+            if seen is not None:
+                for i, _e, _d, _a, err in out:
+                    k = keys.pop(i, None)
+                    if k is not None:
+                        seen[k] = err
             return out
 
         try:
@@ -248,9 +303,24 @@ class ReadBack:
                     blobs: dict[bytes, Future[bytes]] = {}
                     try:
                         e, layer = reader.at_layer(i)
+                        if e is not None and damaged:
+                            hit = [
+                                (r.cid, r.pack, r.offset, r.length)
+                                for r in e.chunk_refs()
+                                if r.cid in damaged
+                            ]
+                            if hit:
+                                items.append((i, L, e, blobs, BadRowError(DAMAGED, hit)))
+                                continue
                         if newest_layer_only and e is not None and layer < top:
                             items.append((i, L, e, blobs, SKIP))
                             continue
+                        if seen is not None and e is not None:
+                            k = (dm.layers[layer], i)
+                            if k in seen:
+                                items.append((i, L, e, blobs, seen[k] or SKIP))
+                                continue
+                            keys[i] = k
                         if e is not None:
                             for r in e.chunk_refs():
                                 if r.pack not in blobs:
@@ -268,14 +338,27 @@ class ReadBack:
             cache.close()
             stats["packs_fetched"] = stats.get("packs_fetched", 0) + cache.fetched
 
-    def verify_point(self, vm: str, point_id: str, mark: bool, full: bool) -> VerifyResult:
+    def verify_point(
+        self,
+        vm: str,
+        point_id: str,
+        mark: bool,
+        full: bool,
+        seen: Seen | None = None,
+        damaged: frozenset[bytes] = frozenset(),
+    ) -> VerifyResult:
         m = self._points.read_manifest(vm, point_id)
         bad: list[BadBlock] = []
         errors: list[str] = []
         blocks = nbytes = trusted = 0
         stats = {"chunks": 0}
         parent_disks: dict[str, DiskManifest] = {}
-        if not full and m.parent is not None and self._store.exists(verified_key(vm, m.parent)):
+        if (
+            not full
+            and m.parent is not None
+            and self._store.exists(verified_key(vm, m.parent))
+            and not self._store.exists(corrupt_key(vm, m.parent))
+        ):
             with contextlib.suppress(PointNotFoundError):
                 parent_disks = {d.disk: d for d in self._points.read_manifest(vm, m.parent).disks}
         for dm in m.disks:
@@ -285,11 +368,19 @@ class ReadBack:
             h = blake3.blake3(dm.size.to_bytes(8, "little"))
             try:
                 for i, _, data, actual, err in self.blocks(
-                    dm, m.key_id, 0, where, stats, newest_layer_only=incremental
+                    dm, m.key_id, 0, where, stats, incremental, seen, damaged
                 ):
                     blocks += 1
                     if err is not None or actual is None:
-                        bad.append(BadBlock(disk=dm.disk, block=i, offset=i * BLOCK, reason=str(err)))
+                        bad.append(
+                            BadBlock(
+                                disk=dm.disk,
+                                block=i,
+                                offset=i * BLOCK,
+                                reason=str(err),
+                                chunks=bad_chunks(err),
+                            )
+                        )
                         actual = b"\0" * 16
                     elif data is TRUSTED:
                         trusted += 1
@@ -355,7 +446,8 @@ class ReadBack:
         try:
             for i, _e, data, actual, err in self.blocks(dm, m.key_id, first, where, {"chunks": 0}):
                 if err is not None or actual is None:
-                    raise BadBlockError(disk, i, i * BLOCK, str(err)) from err
+                    names = tuple(c.name for c in bad_chunks(err))
+                    raise BadBlockError(disk, i, i * BLOCK, str(err), names) from err
                 L = block_len(dm.size, i)
                 if h is not None:
                     h.update(actual)

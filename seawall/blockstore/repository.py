@@ -12,6 +12,7 @@ set of caches:
     ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
     readback.py    verify and restore
+    damage.py      damaged chunks: found by a scrub, kept out of new points, repaired by a ship
     retention.py   retention and GC, with the GC-versus-concurrent-writers rule
 
 Manifest size vs the 1.25x storage target (1 GiB disk, 1 % scattered 4 KiB change = 10.7 MB):
@@ -38,6 +39,8 @@ from typing import Any
 
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
+from seawall.blockstore.damage import Damage, DamageList, PointCheck, ScrubResult, point_check
+from seawall.blockstore.errors import PointNotFoundError
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
     GcResult,
@@ -54,7 +57,7 @@ from seawall.blockstore.manifest import (
 )
 from seawall.blockstore.packing import ProgressCallback
 from seawall.blockstore.points import Points
-from seawall.blockstore.readback import ReadBack, Writer
+from seawall.blockstore.readback import ReadBack, Seen, Writer
 from seawall.blockstore.retention import Retention
 from seawall.blockstore.ship import Shipper
 from seawall.blockstore.signed import SignedObjects
@@ -121,6 +124,7 @@ class Repository:
         )
         self._readback = ReadBack(store, self.codec, signed, tables, self._points, t, self.hasher, clock)
         self._retention = Retention(store, signed, tables, index, self._points, t, clock)
+        self._damage = Damage(store, signed, clock)
 
     @property
     def threads(self) -> int:
@@ -229,7 +233,80 @@ class Repository:
         blocks. Disks without such a parent are verified fully. Problems are reported per block
         (disk, block index, offset, reason), never raised, except a wrong key (WrongKeyError).
         """
-        return self._readback.verify_point(vm, point_id, mark, full)
+        damaged = frozenset(self._damage.damaged_refs())
+        return self._readback.verify_point(vm, point_id, mark, full, None, damaged)
+
+    # ---- scrub: find damage, keep it out of new points, let ships repair it (damage.py) -------------
+
+    def scrub(
+        self,
+        vm: str,
+        point_ids: list[str] | None = None,
+        on_point: Callable[[PointCheck], None] | None = None,
+    ) -> ScrubResult:
+        """Read every chunk the points need (all of ``vm``'s, or ``point_ids``), newest first.
+
+        A row shared by several points (the same table layer) is read once. A clean point is marked
+        verified (a corrupt one that a ship repaired becomes verified again); a damaged one is
+        marked corrupt, unlisted as verified, and its damaged chunks recorded.
+        """
+        points = self._points.list_points(vm)
+        if point_ids is not None:
+            known = {p.point_id for p in points}
+            for pid in point_ids:
+                if pid not in known:
+                    raise PointNotFoundError(vm, pid)
+            points = [p for p in points if p.point_id in point_ids]
+        seen: Seen = {}
+        checks: list[PointCheck] = []
+        for p in reversed(points):
+            r = self._readback.verify_point(vm, p.point_id, True, True, seen)
+            if r.ok:
+                if p.corrupt:
+                    self._damage.clear(vm, p.point_id)
+            else:
+                self._damage.mark_corrupt(vm, r)
+            checks.append(point_check(r, p.corrupt))
+            if on_point is not None:
+                on_point(checks[-1])
+        damaged = {c.cid: c for pc in checks for c in pc.chunks}
+        if point_ids is None:
+            self._damage.mark_scrubbed(vm)
+        return ScrubResult(
+            vm=vm,
+            points=checks,
+            damaged=list(damaged.values()),
+            bytes_checked=sum(c.bytes_checked for c in checks),
+        )
+
+    def mark_corrupt(self, vm: str, result: VerifyResult) -> None:
+        """Record a failed verify: the point is unlisted as verified and its damaged chunks kept
+        out of dedup until a ship repairs them."""
+        self._damage.mark_corrupt(vm, result)
+
+    def last_scrub(self, vm: str) -> datetime | None:
+        """When every point of ``vm`` was last read in full (None: never)."""
+        return self._damage.last_scrub(vm)
+
+    def corrupt_points(self, vm: str) -> list[str]:
+        return sorted(self._damage.corrupt_points(vm))
+
+    def damage(self) -> DamageList:
+        """The store's damaged chunks not yet repaired, and those repaired (with when)."""
+        return self._damage.load()
+
+    def reverify_repaired(self, vm: str) -> list[PointCheck]:
+        """Verify again, in full, the corrupt points of ``vm`` whose damaged chunks have all been
+        repaired since (a ship read their content from the source); those that pass are verified."""
+        open_damage = self._damage.load().chunks
+        todo = [
+            pid
+            for pid, marker in self._damage.corrupt_points(vm).items()
+            if marker.chunks and not any(c in open_damage for c in marker.chunks)
+        ]
+        if not todo:
+            return []
+        return self.scrub(vm, todo).points
 
     def restore_disk(
         self,

@@ -19,6 +19,7 @@ import blake3
 
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
+from seawall.blockstore.damage import Damage
 from seawall.blockstore.errors import CorruptObjectError, DataPathError, MissingObjectError
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.layout import key_tail_bytes, pack_key, session_key, table_key
@@ -70,6 +71,7 @@ class Shipper:
         self._hasher = hasher
         self._clock = clock
         self._packer = Packer(store, codec, signed, tables, index, tuning, clock)
+        self._damage = Damage(store, signed, clock)
 
     def ship(
         self,
@@ -105,6 +107,7 @@ class Shipper:
         if journal.change_path != "cbt":
             areas = None
         st = ShipState.start(journal, self._hasher(journal.hash_seed))
+        st.damaged = frozenset(self._damage.damaged_refs())  # one GET; absent: nothing damaged
         st.use_index = dedup if dedup is not None else parent_disk is None
         if st.use_index:
             self._index.refresh()
@@ -249,6 +252,10 @@ class Shipper:
         )
         j = j.model_copy(update={"shipped": shipped, "renewed_at": self._clock()})
         self._signed.put_overwrite(session_key(j.session), j)
+        if st.repairs:
+            # The source still holds the content of damaged chunks: write it back where they lie, so
+            # the older points that reference them verify again (damage.py).
+            self._damage.repair(st.repairs)
         return shipped
 
     def _table_digest(

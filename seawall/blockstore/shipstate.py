@@ -49,6 +49,9 @@ class ShipState:
     local: dict[bytes, ChunkRef] = field(default_factory=dict)
     use_index: bool = True
     deduped: set[bytes] = field(default_factory=set)  # other ships' packs found via the index
+    # Damaged chunks of the store (damage.py): never reused; sealed again here, they repair in place.
+    damaged: frozenset[bytes] = frozenset()
+    repairs: dict[bytes, bytes] = field(default_factory=dict)
     unconfirmed: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
 
     @classmethod

@@ -30,6 +30,7 @@ app.command("protect")(replication_cmd.protect)
 app.command("unprotect")(replication_cmd.unprotect)
 app.command("replicate-now")(replication_cmd.replicate_now)
 app.command("status")(replication_cmd.status)
+app.command("verify")(replication_cmd.verify)
 app.command("failover")(recovery_cmd.failover)
 app.command("approve")(recovery_cmd.approve)
 app.command("abort")(recovery_cmd.abort)
@@ -45,11 +46,20 @@ def main() -> None:
     import os
     import sys
 
+    from temporalio.service import RPCError
+
+    from seawall.cli.common import err_console, rpc_line
+
     try:
         app()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except RPCError as exc:
+        # Any verb: a Temporal error no command words itself is one line and an exit code, never a
+        # traceback (the server restarting, a run that vanished meanwhile).
+        line, code = rpc_line(exc)
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     # The Temporal SDK's native runtime can abort the interpreter's own teardown (SIGABRT in
     # PyGILState_Release, temporalio/sdk-python#300), turning a clean exit into -6: flush what we
     # printed and leave without running it.

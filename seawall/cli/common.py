@@ -13,7 +13,8 @@ from temporalio.client import Client
 from seawall.runtime.config import Settings
 
 console = Console()
-err_console = Console(stderr=True)
+# Error lines are never wrapped at the terminal width: one line a script can match, whatever the width.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Exit(IntEnum):
@@ -44,3 +45,17 @@ async def temporal_client(settings: Settings) -> Client:
     except RuntimeError as exc:
         err_console.print(f"cannot reach Temporal at {settings.temporal_address}: {exc}")
         raise typer.Exit(Exit.UNAVAILABLE) from None
+
+
+def rpc_line(exc: Exception) -> tuple[str, Exit]:
+    """One line and an exit code for a Temporal RPC error no command handled itself."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    if not isinstance(exc, RPCError):
+        return f"error: {exc}", Exit.FAILED
+    status = exc.status.name if exc.status is not None else "ERROR"
+    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return f"Temporal did not answer ({status}): {exc.message}", Exit.UNAVAILABLE
+    if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.ALREADY_EXISTS):
+        return f"Temporal: {exc.message} ({status})", Exit.BAD_INPUT
+    return f"Temporal refused ({status}): {exc.message}", Exit.FAILED

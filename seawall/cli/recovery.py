@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 
 from seawall import reports
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
+from seawall.contract.failures import failure_reason
 from seawall.contract.messages import (
     AbortInput,
     ApproveInput,
@@ -32,7 +33,7 @@ from seawall.contract.messages import (
 )
 from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
-from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused
+from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused, Stuck, Unavailable
 from seawall.runtime.config import Settings
 
 MODES = ("test", "planned", "unplanned")
@@ -130,7 +131,10 @@ def failover(
         try:
             report = await _follow(handle, plan)
         except WorkflowFailureError as exc:
-            err_console.print(f"failover of {plan} failed: {exc.cause or exc}")
+            # The activity's own message (``point ... is corrupt: ...``), not "Activity task failed".
+            err_console.print(
+                f"failover of {plan} failed: {failure_reason(exc)}", markup=False, highlight=False
+            )
             return Exit.FAILED
         print_json(report.model_dump(mode="json")) if as_json else console.print(f"{plan}: {report.status}")
         return Exit.OK if report.status == "completed" else Exit.FAILED
@@ -147,11 +151,17 @@ def _update(plan: str, name: str, send: Callable[[Client], Awaitable[Any]]) -> N
         try:
             answer = await send(client)
         except Refused as exc:
-            err_console.print(f"{name} refused: {exc}")
+            err_console.print(f"{name} refused: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.BAD_INPUT
         except NotRunning as exc:
-            err_console.print(str(exc))
+            err_console.print(str(exc), soft_wrap=True)
             return Exit.BAD_INPUT
+        except Unavailable as exc:
+            err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return Exit.UNAVAILABLE
+        except (Stuck, Failed) as exc:
+            err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return Exit.FAILED
         if isinstance(answer, BaseModel):
             answer = answer.model_dump(mode="json")
         console.print(answer if isinstance(answer, str) else json.dumps(answer, default=str))
@@ -170,10 +180,20 @@ def approve(
     _update(plan, Update.APPROVE, lambda client: recovery.approve(client, plan, inp))
 
 
-def abort(plan: str = typer.Argument(...), reason: str = typer.Option(..., "--reason")) -> None:
+def abort(
+    plan: str = typer.Argument(...),
+    reason: str = typer.Option(..., "--reason"),
+    force: bool = typer.Option(
+        False, "--force", help="Terminate a run that cannot take an abort (its workflow task fails)."
+    ),
+) -> None:
     """Abort a running failover. A drill is cleaned up; a real failover stops where it is (nothing it
     recovered is destroyed) and waits for `retry`, `rollback`, or a second abort that ends it as it is."""
-    inp = AbortInput(by=getpass.getuser(), reason=reason)
+    by = getpass.getuser()
+    if force:
+        _update(plan, "abort --force", lambda client: recovery.force_end(client, plan, by, reason))
+        return
+    inp = AbortInput(by=by, reason=reason)
     _update(plan, Update.ABORT, lambda client: recovery.abort(client, plan, inp))
 
 
@@ -235,7 +255,7 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
         try:
             result = await run(client, settings.orchestration_queue)
         except Failed as exc:
-            err_console.print(f"{workflow} failed: {exc}")
+            err_console.print(f"{workflow} failed: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED
         print_json(result.model_dump(mode="json"))
         return Exit.OK

@@ -15,7 +15,8 @@ from temporalio.client import Client
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.control import replication
-from seawall.control.errors import Failed, NotProtected
+from seawall.control import verify as verify_control
+from seawall.control.errors import Failed, NotFound, NotProtected
 from seawall.control.status import VMStatus, vm_status
 from seawall.model import Inventory
 from seawall.plans import PlanValidationError, load_inventory
@@ -36,7 +37,7 @@ def _inventory(settings: Settings) -> Inventory:
         return load_inventory(settings.inventory)
     except PlanValidationError as exc:
         for error in exc.errors:
-            err_console.print(str(error), markup=False, highlight=False)
+            err_console.print(str(error), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(Exit.BAD_INPUT) from None
 
 
@@ -161,6 +162,52 @@ def replicate_now(
     raise typer.Exit(asyncio.run(run()))
 
 
+def verify(
+    vm: str = typer.Argument(..., help="A protected VM."),
+    point: list[str] = typer.Option([], "--point", help="Only this point (repeatable); default: all."),
+    as_json: bool = typer.Option(False, "--json"),
+    inventory: Path | None = InventoryOpt,
+) -> None:
+    """Read every chunk the VM's points need and check it; damaged points turn unverified.
+
+    The next cycle of the VM repairs damaged chunks from the source (their points verify again).
+    Exit 0: every point checked is clean; 1: damage found; 2: no such VM or point; 3: unavailable.
+    """
+    settings = _settings(inventory)
+    inv = _inventory(settings)
+    _known_vm(inv, vm, settings)
+
+    async def run() -> int:
+        client = await temporal_client(settings)
+        try:
+            report = await verify_control.verify(client, settings.orchestration_queue, vm, point)
+        except NotFound as exc:
+            err_console.print(f"verify {vm}: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return Exit.BAD_INPUT
+        except Failed as exc:
+            err_console.print(f"verify {vm} failed: {exc}", markup=False, highlight=False, soft_wrap=True)
+            return Exit.FAILED
+        if as_json:
+            print_json(report.model_dump(mode="json"))
+        else:
+            table = Table(title=f"{vm}: {len(report.points)} point(s) read in full", box=None)
+            for col in ("point", "verdict", "damaged chunks"):
+                table.add_column(col)
+            for p in report.points:
+                verdict = "ok" if p.ok else "[red]CORRUPT[/red]"
+                if p.ok and p.was_corrupt:
+                    verdict = "[green]healed[/green]"
+                table.add_row(p.point_id, verdict, "; ".join(p.damaged_chunks) or "-")
+            console.print(table)
+            console.print(
+                f"{human_bytes(report.bytes_checked)} checked; store: {report.open_damage} damaged chunk(s) "
+                f"waiting for repair, {report.healed} repaired"
+            )
+        return Exit.OK if report.ok else Exit.FAILED
+
+    raise typer.Exit(asyncio.run(run()))
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -189,7 +236,7 @@ def status(
         if watch <= 0:
             break
         time.sleep(watch)
-    raise typer.Exit(Exit.FAILED if any(r.breach for r in rows) else Exit.OK)
+    raise typer.Exit(Exit.FAILED if any(r.breach or r.corrupt_points for r in rows) else Exit.OK)
 
 
 def human_bytes(n: int | None) -> str:
@@ -228,6 +275,8 @@ def _table(rows: list[VMStatus]) -> Table:
             now = "not protected"
         elif r.paused:
             now = "paused"
+        if r.problem:
+            now = f"{now}; {r.problem}" if now else r.problem
         table.add_row(
             r.vm,
             r.source_site,
@@ -235,7 +284,8 @@ def _table(rows: list[VMStatus]) -> Table:
             r.last_point or "-",
             _age(r.age_s),
             _age(r.rpo_s),
-            "[red]BREACH[/red]" if r.breach else "ok",
+            ("[red]BREACH[/red]" if r.breach else "ok")
+            + (f" [red]{len(r.corrupt_points)} corrupt[/red]" if r.corrupt_points else ""),
             human_bytes(r.last_bytes_shipped),
             r.last_change_path or "-",
             now,

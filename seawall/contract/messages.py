@@ -69,7 +69,7 @@ class Protection(_Message):
     retention_hours: int | None
     # From the worker's settings, recorded in history by the activity that returns this: how long a
     # silent transfer may go before the server hands it to another worker.
-    heartbeat_timeout_s: float = 120.0
+    heartbeat_timeout_s: float = 20.0
     # How often the VM's replica store is garbage-collected (one schedule per store).
     gc_interval_s: float = 3600.0
 
@@ -147,6 +147,9 @@ class VerifyOutcome(_Message):
     blocks_checked: int
     bytes_checked: int
     problems: list[str]
+    # The VM's points a verify in this cycle found damaged, and those verified again after a repair.
+    corrupt_points: list[str] = []
+    healed_points: list[str] = []
 
 
 class RetentionOutcome(_Message):
@@ -190,6 +193,8 @@ class CycleResult(_Message):
     bytes_shipped: int
     verified: bool
     retention_deleted: list[str]
+    corrupt_points: list[str] = []  # older points found damaged (a scrub) and not yet repaired
+    healed_points: list[str] = []  # points verified again after this cycle repaired their chunks
 
 
 class ProtectResult(_Message):
@@ -300,6 +305,8 @@ class RecoverVMInput(_Message):
     point_time: str | None = None
     # Failback: write the point onto the original VM's disks and start it, instead of a new VM.
     in_place: bool = False
+    # Points this run found corrupt: choose_point then takes the newest older one that verifies.
+    refused: list[str] = []
 
 
 class ChosenPoint(_Message):
@@ -308,6 +315,8 @@ class ChosenPoint(_Message):
     disks: list[str]
     # The guest's addresses at the source when the point was taken (for subnet translation).
     source_ips: list[str] = []
+    # Why this point, when it is not simply the newest verified one (a fallback: what was refused).
+    note: str = ""
 
 
 class Resource(_Message):
@@ -365,6 +374,7 @@ class RecoverVMResult(_Message):
     healthy_at: str
     # Achieved RPO: how much older than this VM's recovery the recovered point is (seconds).
     achieved_rpo_s: float | None = None
+    point_note: str = ""  # why this point (a corrupt newer point refused), else empty
 
 
 class HookOutcome(_Message):
@@ -500,6 +510,8 @@ class PointRestore(_Message):
 
     target: RecoverVMInput
     point: ChosenPoint
+    # A fallback after a corrupt point: what the refused point half-wrote may be overwritten.
+    replaces: bool = False
 
 
 class CreateTargetRequest(_Message):

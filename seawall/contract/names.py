@@ -24,6 +24,7 @@ class Workflow:
     CLEANUP_TEST: Final = "CleanupTest"
     COMMIT_FAILOVER: Final = "CommitFailover"
     REPROTECT: Final = "Reprotect"
+    VERIFY_REPLICA: Final = "VerifyReplica"
 
 
 class Update:
@@ -83,6 +84,7 @@ class Activity:
     RUN_HOOK: Final = "run_hook"
     START_SOURCE: Final = "start_source"
     RESUME_SCHEDULES: Final = "resume_schedules"
+    SCRUB_REPLICA: Final = "scrub_replica"
 
 
 def _short_run(run_id: str) -> str:
@@ -101,6 +103,11 @@ def recover_id(plan: str) -> str:
 def recover_vm_id(plan: str, run: str, vm: str) -> str:
     """A ``RecoverVM`` child of one plan run."""
     return f"recover/{plan}/{run}/{vm}"
+
+
+def verify_id(vm: str) -> str:
+    """``VerifyReplica``: one full verify of a VM's points at a time."""
+    return f"verify/{vm}"
 
 
 def protect_id(vm: str) -> str:

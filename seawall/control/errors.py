@@ -72,3 +72,16 @@ class Refused(InvalidState):
 
 class Failed(ControlError):
     """The workflow the action ran ended in failure; ``str()`` is its cause."""
+
+
+class Stuck(InvalidState):
+    """The run cannot take the update: its workflow task keeps failing (a worker bug, or a run started
+    with an input older code could not decode). Only ending it helps (``seawall abort --force``)."""
+
+    def __init__(self, plan: str, detail: str) -> None:
+        self.plan, self.detail = plan, detail
+        super().__init__(f"the run of {plan} is stuck ({detail}): end it with `seawall abort {plan} --force`")
+
+
+class Unavailable(ControlError):
+    """Temporal did not answer (down, unreachable, overloaded): nothing was changed."""

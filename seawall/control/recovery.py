@@ -16,6 +16,7 @@ from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from seawall.contract.failures import failure_reason
 from seawall.contract.messages import (
     AbortInput,
     Approval,
@@ -31,7 +32,7 @@ from seawall.contract.messages import (
     RunReport,
 )
 from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
-from seawall.control.errors import AlreadyRunning, Failed, NotRunning, Refused
+from seawall.control.errors import AlreadyRunning, Failed, NotRunning, Refused, Stuck, Unavailable
 
 T = TypeVar("T")
 
@@ -85,11 +86,31 @@ async def _update(
             return await handle.execute_update(name, result_type=result_type, rpc_timeout=timeout)
         return await handle.execute_update(name, arg, result_type=result_type, rpc_timeout=timeout)
     except WorkflowUpdateFailedError as exc:
-        raise Refused(name, str(exc.cause or exc)) from None
+        raise Refused(name, failure_reason(exc)) from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or already ended
-            raise NotRunning(plan) from None
-        raise
+        raise rpc_refusal(exc, plan) from None
+
+
+def rpc_refusal(exc: RPCError, plan: str) -> Exception:
+    """What an RPC error on the plan's run means for an operator (every update and ``force_end``)."""
+    if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or already ended
+        return NotRunning(plan)
+    if exc.status == RPCStatusCode.FAILED_PRECONDITION and "workflow task" in exc.message.lower():
+        return Stuck(plan, exc.message)
+    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        return Unavailable(f"Temporal did not answer ({exc.status.name}): {exc.message}")
+    return Failed(f"Temporal refused ({exc.status.name if exc.status else 'error'}): {exc.message}")
+
+
+async def force_end(client: Client, plan: str, by: str, reason: str) -> str:
+    """Terminate the plan's running run: for a run that cannot take an abort (``Stuck``). Nothing of
+    its own compensation runs: a drill's resources are then removed with ``CleanupTest`` by run."""
+    handle = client.get_workflow_handle(recover_id(plan))
+    try:
+        await handle.terminate(f"ended by {by}: {reason}")
+    except RPCError as exc:
+        raise rpc_refusal(exc, plan) from None
+    return f"run of {plan} terminated by {by}"
 
 
 async def approve(
@@ -161,7 +182,7 @@ async def _run_to_end(
             result_type=result_type,
         )
     except WorkflowFailureError as exc:
-        raise Failed(str(exc.cause or exc)) from None
+        raise Failed(failure_reason(exc)) from None
 
 
 async def commit(client: Client, queue: str, plan: str, run: str) -> CommitOutcome:

@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from seawall.contract.failures import failure_reason
 from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
 from seawall.contract.names import Workflow, protect_id, schedule_id, unprotect_id
 from seawall.control.errors import Failed, NotProtected
@@ -43,7 +44,7 @@ async def protect_result(handle: WorkflowHandle[Any, ProtectResult]) -> ProtectR
     try:
         return await handle.result()
     except WorkflowFailureError as exc:
-        raise Failed(str(exc.cause or exc)) from None
+        raise Failed(failure_reason(exc)) from None
 
 
 async def protect(client: Client, queue: str, vm: str, policy: str | None = None) -> ProtectResult:
@@ -63,7 +64,7 @@ async def unprotect(client: Client, queue: str, vm: str, delete_replica: bool = 
             result_type=int,
         )
     except WorkflowFailureError as exc:
-        raise Failed(str(exc.cause or exc)) from None
+        raise Failed(failure_reason(exc)) from None
 
 
 async def replicate_now(client: Client, vm: str) -> str:

@@ -6,18 +6,22 @@ result names its point, its time and its bytes, and a running transfer's heartbe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
+from seawall.contract.failures import failure_reason
 from seawall.contract.heartbeats import ShipHeartbeat
 from seawall.contract.messages import CycleResult
-from seawall.contract.names import Activity, Workflow, schedule_id
+from seawall.contract.names import Activity, Workflow
 from seawall.contract.search import SA_VM
+from seawall.contract.verify import VerifyReport
 from seawall.model import Inventory
+from seawall.runtime.metrics.core import grace_for
+from seawall.runtime.metrics.sources import read_schedule
 
 
 class CycleRun(BaseModel):
@@ -57,6 +61,12 @@ class VMStatus(BaseModel):
     last_change_path: str | None
     running: str | None
     progress: SeedProgress | None
+    # Why the newest point may be getting old: the newest cycle's failure, or the error a running
+    # cycle's activity is retrying on (a replica store that does not answer says so here).
+    problem: str | None = None
+    # Points a full verify found damaged and no cycle has repaired yet (never used for recovery).
+    corrupt_points: list[str] = []
+    healed_points: list[str] = []
 
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
@@ -108,39 +118,102 @@ async def ship_progress(client: Client, workflow_id: str) -> SeedProgress | None
     return None
 
 
+def _policy(inventory: Inventory, vm: str, interval_s: float | None) -> tuple[str, float, float]:
+    """(policy name, interval, breach threshold) of the policy the VM is *replicated* with.
+
+    The schedule is the truth (``protect --policy`` may have chosen another policy than the
+    inventory's); without a schedule, the inventory's policy says what protection would be.
+    """
+    pvm = inventory.protected_vm(vm)
+    own = inventory.policy(pvm.policy)
+    if interval_s is None or own.interval.total_seconds() == interval_s:
+        interval = own.interval.total_seconds()
+        return own.name, interval, interval + grace_for(inventory, vm, interval)
+    named = next((p.name for p in inventory.policies if p.interval.total_seconds() == interval_s), None)
+    return named or f"every {interval_s:g}s", interval_s, interval_s + grace_for(inventory, vm, interval_s)
+
+
+async def _problem(client: Client, history: list[CycleRun]) -> str | None:
+    """The newest cycle's failure, or what a running cycle's activity keeps failing on."""
+    newest = history[0] if history else None
+    if newest is None or newest.result is not None:
+        return None
+    handle = client.get_workflow_handle(newest.workflow_id, run_id=newest.run_id)
+    if newest.status == "RUNNING":
+        desc = await handle.describe()
+        for pending in desc.raw_description.pending_activities:
+            if pending.attempt > 1 and pending.last_failure.message:
+                return (
+                    f"{pending.activity_type.name} retrying (attempt {pending.attempt}): "
+                    f"{_innermost(pending.last_failure).message}"
+                )
+        return None
+    if newest.status in ("FAILED", "TIMED_OUT", "TERMINATED", "CANCELED"):
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            return f"last cycle {newest.status.lower()}: {failure_reason(exc)}"
+        except Exception as exc:
+            return f"last cycle {newest.status.lower()}: {exc}"
+    return None
+
+
+def _innermost(failure: Any) -> Any:
+    while failure.HasField("cause"):
+        failure = failure.cause
+    return failure
+
+
+async def _scrub_verdict(client: Client, vm: str, history: list[CycleRun]) -> tuple[list[str], list[str]]:
+    """(corrupt points, healed points) from the newer of: the last full verify, the last cycle."""
+    last_cycle = next((r for r in history if r.result is not None), None)
+    verify: VerifyReport | None = None
+    verify_at: datetime | None = None
+    query = f'WorkflowType = "{Workflow.VERIFY_REPLICA}" AND {SA_VM.name} = "{vm}"'
+    async for wf in client.list_workflows(query, limit=1):
+        if wf.status == WorkflowExecutionStatus.COMPLETED:
+            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=VerifyReport)
+            verify, verify_at = await handle.result(), wf.close_time
+    if verify is not None and (last_cycle is None or (verify_at and verify_at > last_cycle.started_at)):
+        return verify.corrupt_points, []
+    if last_cycle is not None and last_cycle.result is not None:
+        return last_cycle.result.corrupt_points, last_cycle.result.healed_points
+    return [], []
+
+
 async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime | None = None) -> VMStatus:
     now = now or datetime.now(UTC)
     pvm = inventory.protected_vm(vm)
-    policy = inventory.policy(pvm.policy)
-    threshold = policy.interval + (policy.rpo_grace or timedelta(0))
-    scheduled = paused = False
-    try:
-        desc = await client.get_schedule_handle(schedule_id(vm)).describe()
-        scheduled = True
-        paused = desc.schedule.state.paused
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    schedule = await read_schedule(client, vm)
+    scheduled = schedule is not None
+    paused = schedule.paused if schedule else False
+    policy, interval_s, threshold_s = _policy(inventory, vm, schedule.interval_s if schedule else None)
     history = await cycle_history(client, vm, limit=10)
-    last = next((r for r in history if r.result is not None and r.result.verified), None)
+    corrupt, healed = await _scrub_verdict(client, vm, history)
+    # A point a full verify found damaged is not a recovery point, whatever its cycle said at the time.
+    usable = [r for r in history if r.result is not None and r.result.verified]
+    last = next((r for r in usable if r.result is not None and r.result.point_id not in corrupt), None)
     running = next((r for r in history if r.status == "RUNNING"), None)
     point_at = datetime.fromisoformat(last.result.started_at) if last and last.result else None
     age = (now - point_at).total_seconds() if point_at else None
     return VMStatus(
         vm=vm,
         source_site=pvm.source_site,
-        policy=policy.name,
-        rpo_s=policy.interval.total_seconds(),
-        threshold_s=threshold.total_seconds(),
+        policy=policy,
+        rpo_s=interval_s,
+        threshold_s=threshold_s,
         scheduled=scheduled,
         paused=paused,
         last_point=last.result.point_id if last and last.result else None,
         last_point_at=point_at,
         age_s=age,
         # No verified point at all is the worst breach there is, once the VM is meant to be protected.
-        breach=scheduled and (age is None or age > threshold.total_seconds()),
+        breach=scheduled and (age is None or age > threshold_s),
         last_bytes_shipped=last.result.bytes_shipped if last and last.result else None,
         last_change_path=last.result.change_path if last and last.result else None,
         running=running.workflow_id if running else None,
         progress=await ship_progress(client, running.workflow_id) if running else None,
+        problem=await _problem(client, history),
+        corrupt_points=corrupt,
+        healed_points=healed,
     )

@@ -37,9 +37,13 @@ class Settings(BaseSettings):
     # activity waits for a thread after the worker has accepted it.
     max_concurrent_activities: int = 32
     graceful_shutdown_s: float = 30.0
-    # A transfer that has not heartbeated for this long is presumed dead and resumed elsewhere. Its
-    # checkpoints come every <= 1 GiB scanned, so keep it above the time to read 1 GiB at the source.
-    heartbeat_timeout_s: float = 120.0
+    # A transfer that has not heartbeated for this long is presumed dead and resumed elsewhere (from its
+    # last checkpoint). Transfers heartbeat every 5 s between checkpoints, so tens of seconds suffice:
+    # a killed worker costs a cycle this long, not minutes.
+    heartbeat_timeout_s: float = 20.0
+    # Each cycle's verify also reads every point of its VM in full (a scrub) once per this interval;
+    # 0 turns the periodic scrub off (``seawall verify`` still runs one).
+    scrub_interval_s: float = 86400.0
     # Scan (and ship) this much between durable checkpoints; None keeps the data path's 1 GiB default.
     checkpoint_mib: int | None = None
     # Garbage collection lists the whole store, so it runs on its own schedule per store, not per cycle.

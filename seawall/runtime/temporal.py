@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import DataConverter, DefaultFailureConverter
+from temporalio.exceptions import ApplicationError
 
 from seawall.runtime.config import Settings
 from seawall.security.codec import EncryptionCodec
@@ -23,17 +25,39 @@ def payload_codec(settings: Settings) -> EncryptionCodec | None:
     return EncryptionCodec.from_refs(settings.payload_keys)
 
 
+class PlainFailureConverter(DefaultFailureConverter):
+    """Failures raised on purpose carry a sentence for people, not a Python stack trace.
+
+    An ``ApplicationError`` our code raises, or a ``ValueError`` an update validator raises to reject
+    (``gate 'x' is not the one waiting``), reaches the history, the CLI and the UI's toast; its stack
+    trace would show the worker's file paths and nothing an operator can act on. Anything else (a bug)
+    keeps its trace.
+    """
+
+    def to_failure(self, exception: BaseException, payload_converter: Any, failure: Any) -> None:
+        if isinstance(exception, ApplicationError | ValueError):
+            exception.__traceback__ = None
+        super().to_failure(exception, payload_converter, failure)
+
+
+class PlainEncodedFailureConverter(PlainFailureConverter):
+    """The same, with messages moved into the encrypted attributes payload."""
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=True)
+
+
 def data_converter(settings: Settings | None = None) -> DataConverter:
     """The pydantic converter, encrypting payloads when ``settings.payload_keys`` (or the env) says so."""
     codec = payload_codec(settings or Settings())
     if codec is None:
-        return pydantic_data_converter
+        return dataclasses.replace(pydantic_data_converter, failure_converter_class=PlainFailureConverter)
     # Failure messages and stack traces name VMs, paths and hosts too: move them into the encrypted
     # attributes payload instead of leaving them in the history's plain failure fields.
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=PlainEncodedFailureConverter,
     )
 
 

@@ -3,6 +3,7 @@
     .venv/bin/python -m tests.replay.record_histories          # replication, probe, GC
     .venv/bin/python -m tests.replay.record_histories drill    # a recovery-plan drill
     .venv/bin/python -m tests.replay.record_histories failback # planned failover, commit, reprotect
+    .venv/bin/python -m tests.replay.record_histories verify   # a full verify (VerifyReplica)
 
 Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
 keep the old histories and guard the change with ``workflow.patched``: the point of these files is
@@ -188,8 +189,31 @@ async def record_failback() -> None:
             set_primary_power(lab, on=True)
 
 
+async def record_verify() -> None:
+    """A VerifyReplica of a freshly protected VM."""
+    from seawall.contract.verify import VerifyInput, VerifyReport
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with replication_env(lab, Path(tmp), lab_config.state_dir()) as env:
+            client, queue = env.client, env.settings.orchestration_queue
+            await client.execute_workflow(
+                "ProtectVM", ProtectInput(vm="app-01"), id="protect/app-01", task_queue=queue
+            )
+            handle = await client.start_workflow(
+                "VerifyReplica", VerifyInput(vm="app-01"), id="verify/app-01", task_queue=queue
+            )
+            report = VerifyReport.model_validate(await handle.result())
+            assert report.ok, report
+            history = await handle.fetch_history()
+            (HERE / "verify_replica.json").write_text(history.to_json())
+            print(f"recorded verify_replica: {len(history.events)} events")
+
+
 if __name__ == "__main__":
     import sys
 
-    which = {"drill": record_drill, "failback": record_failback}.get(sys.argv[1] if sys.argv[1:] else "")
+    which = {"drill": record_drill, "failback": record_failback, "verify": record_verify}.get(
+        sys.argv[1] if sys.argv[1:] else ""
+    )
     asyncio.run(which() if which else record())

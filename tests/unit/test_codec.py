@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
 from seawall.blockstore.keys import KeyMaterial
 from seawall.contract.messages import ProtectInput
 from seawall.runtime.config import Settings
-from seawall.runtime.temporal import data_converter
+from seawall.runtime.temporal import PlainEncodedFailureConverter, data_converter
 from seawall.security.codec import (
     ENCODING,
     KEY_ID_METADATA,
@@ -195,11 +194,14 @@ def test_payload_key_differs_from_the_master_key() -> None:
 
 
 async def test_data_converter_encrypts_only_when_configured(tmp_path: Path) -> None:
-    assert data_converter(Settings(payload_keys=None)) is pydantic_data_converter
+    plain = data_converter(Settings(payload_keys=None))
+    assert plain.payload_codec is None
+    assert plain.payload_converter_class is pydantic_data_converter.payload_converter_class
     path, _ = write_key(tmp_path, "k")
     converter = data_converter(Settings(payload_keys=f"file:{path}#ops-2026"))
     assert isinstance(converter.payload_codec, EncryptionCodec)
-    assert isinstance(converter.failure_converter, DefaultFailureConverterWithEncodedAttributes)
+    assert isinstance(converter.failure_converter, PlainEncodedFailureConverter)
+    assert converter.failure_converter._encode_common_attributes
     assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
 
     (payload,) = await converter.encode([ProtectInput(vm="db-01")])
@@ -221,4 +223,30 @@ def test_data_converter_reads_the_environment_when_given_no_settings(
     assert isinstance(converter.payload_codec, EncryptionCodec)
     assert converter.payload_codec.ring.key_ids == ["from-env"]
     monkeypatch.delenv("SEAWALL_PAYLOAD_KEYS")
-    assert data_converter() is pydantic_data_converter
+    assert data_converter().payload_codec is None
+
+
+def test_failures_raised_on_purpose_carry_no_stack_trace() -> None:
+    """A validator's rejection or an ApplicationError reaches the UI's toast as its sentence alone; a bug
+    (any other exception) keeps its trace for whoever debugs it."""
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    converter = data_converter(Settings(payload_keys=None))
+
+    def failure_of(exc: Exception) -> Failure:
+        try:
+            raise exc
+        except Exception as raised:
+            failure = Failure()
+            converter.failure_converter.to_failure(raised, converter.payload_converter, failure)
+            return failure
+
+    rejected = failure_of(ValueError("gate 'x' is not the one waiting ('go')"))
+    assert rejected.message == "gate 'x' is not the one waiting ('go')" and rejected.stack_trace == ""
+    failed = failure_of(
+        ApplicationError("invalid input: mode: 'tset' is not one of test", type="InvalidInput")
+    )
+    assert failed.stack_trace == "" and failed.application_failure_info.type == "InvalidInput"
+    bug = failure_of(KeyError("boom"))
+    assert "test_codec.py" in bug.stack_trace

@@ -61,6 +61,7 @@ from seawall.contract.messages import (
     VMStep,
 )
 from seawall.contract.names import Activity as A
+from seawall.contract.verify import CORRUPT_REPLICA, PointVerdict, VerifyInput, VerifyReport
 
 T0 = "2026-11-30T10:00:00+00:00"
 
@@ -100,6 +101,10 @@ class Stubs:
     blocking: set[str] = field(default_factory=set)
     verify_ok: bool = True
     parent: str | None = None
+    # Points whose materialize fails as corrupt data (CorruptReplica); choose_point with ``refused``
+    # answers the next older point ``<point>-older``, or none when ``no_older`` is set.
+    corrupt: set[str] = field(default_factory=set)
+    no_older: bool = False
     calls: list[Call] = field(default_factory=list)
 
     # ---- what a test reads back --------------------------------------------------------------------
@@ -198,11 +203,28 @@ class Stubs:
     @activity.defn(name=A.CHOOSE_POINT)
     async def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
         await self._enter(A.CHOOSE_POINT, inp)
+        if inp.refused:
+            if self.no_older:
+                raise ApplicationError(
+                    f"{inp.vm} has no verified recovery point older than {inp.refused[-1]}",
+                    type="NoRecoveryPoint",
+                    non_retryable=True,
+                )
+            older = f"{inp.refused[-1]}-older"
+            note = f"{older} is the newest older point and passed a full verify"
+            return ChosenPoint(point_id=older, created_at=T0, disks=["disk0"], source_ips=[], note=note)
         return ChosenPoint(point_id=f"pt-{inp.vm}", created_at=T0, disks=["disk0"], source_ips=["10.0.0.9"])
 
     @activity.defn(name=A.MATERIALIZE_DISKS)
     async def materialize_disks(self, req: PointRestore) -> Materialized:
         await self._enter(A.MATERIALIZE_DISKS, req)
+        if req.point.point_id in self.corrupt:
+            raise ApplicationError(
+                f"point {req.point.point_id} of {req.target.vm} is corrupt: disk 'disk0' block 3: "
+                "authentication failed [chunk 0123456789abcdef in pack fedcba9876543210 @ 4096]",
+                type=CORRUPT_REPLICA,
+                non_retryable=True,
+            )
         made = Resource(kind="datastore-dir", id=f"{req.target.vm}-dir", site=req.target.target_site)
         return Materialized(point=req.point, disks=["{}"], resources=[made])
 
@@ -332,6 +354,12 @@ class Stubs:
     async def ensure_gc_schedule(self, req: GcScheduleRequest) -> str:
         await self._enter(A.ENSURE_GC_SCHEDULE, req)
         return f"gc/{req.store}"
+
+    @activity.defn(name=A.SCRUB_REPLICA)
+    async def scrub_replica(self, req: VerifyInput) -> VerifyReport:
+        await self._enter(A.SCRUB_REPLICA, req)
+        points = [PointVerdict(point_id=p, ok=p not in self.corrupt) for p in req.points or [f"pt-{req.vm}"]]
+        return VerifyReport(vm=req.vm, ok=all(p.ok for p in points), points=points)
 
     @activity.defn(name=A.DELETE_SCHEDULE)
     async def delete_schedule(self, req: VMRef) -> bool:

@@ -1,0 +1,137 @@
+"""A damaged chunk in a directory store: the full verify finds it, every point that needs it turns
+unverified (store and status), the next cycle repairs it from the source, and everything verifies and
+restores byte for byte again. Against the lab: vcsim source, Temporal, a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from subprocess import PIPE
+
+from seawall.contract.messages import CycleInput, CycleResult
+from seawall.contract.names import schedule_id
+from seawall.contract.queues import site_queue
+from seawall.control.status import vm_status
+from seawall.control.verify import verify
+from seawall.lab import LabInfo
+from seawall.lab.disks import restore_disk
+from tests.integration.replication_env import ReplicationEnv, replication_env
+from tests.integration.test_replication import (
+    assert_point_restores_to,
+    lab_images,
+    protect,
+    scatter_writes,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+VM = "db-01"  # replicated into the inventory's directory store
+
+
+def damage_a_seed_chunk(env: ReplicationEnv, replica: Path, point: str) -> str:
+    """Flip one byte inside a chunk the seed wrote and ``point`` still uses; the chunk's id (hex)."""
+    repo = env.repository(VM)
+    disk = repo.read_manifest(VM, point).disks[0]
+    reader = repo._readback._tables.reader(disk.layers, "test")
+    for block in range(disk.size // 65536):
+        row, layer = reader.at_layer(block)
+        if row is not None and row.base is not None and layer == 0:
+            ref = row.base
+            pack = replica / "packs" / ref.pack.hex()[:2] / ref.pack.hex()
+            data = bytearray(pack.read_bytes())
+            data[ref.offset + ref.length // 2] ^= 0x5A
+            pack.write_bytes(bytes(data))
+            return ref.cid.hex()
+    raise AssertionError("no stored seed chunk found")
+
+
+async def cli(env: ReplicationEnv, *args: str) -> tuple[int, str, str]:
+    """``seawall ARGS`` as a real process (asynchronously: this test's event loop runs the worker)."""
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SEAWALL_TEMPORAL_ADDRESS": env.settings.temporal_address,
+        "SEAWALL_INVENTORY": str(env.settings.inventory),
+        "SEAWALL_ORCHESTRATION_QUEUE": env.settings.orchestration_queue,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "seawall.cli", *args, env=environ, cwd=ROOT, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+) -> None:
+    try:
+        async with replication_env(lab, tmp_path, lab_state_dir) as env:
+            client = env.client
+            seed_images = lab_images(lab, VM)
+            first = (await protect(client, env, VM)).first_point
+            scatter_writes(lab, VM, random.Random(3))
+            images = lab_images(lab, VM)
+            written_at = datetime.now(UTC)
+            await client.get_schedule_handle(schedule_id(VM)).trigger()
+            second = await env.wait_cycle_after(VM, written_at, timeout=120)
+            # No cycle of the schedule in between: the test decides when the next one runs.
+            await client.get_schedule_handle(schedule_id(VM)).pause()
+
+            cid = damage_a_seed_chunk(env, tmp_path / "replica", second)
+            # The cycles' incremental verify never re-reads inherited chunks: the full verify must.
+            report = await verify(client, env.settings.orchestration_queue, VM)
+            assert not report.ok
+            bad = set(report.corrupt_points)
+            assert {first, second} <= bad, report
+            assert len(report.damaged_chunks) == 1 and cid[:16] in report.damaged_chunks[0]
+            listed = {p.point_id: p for p in env.repository(VM).list_points(VM)}
+            assert all(listed[p].corrupt and not listed[p].verified for p in bad)
+
+            status = await vm_status(client, env.inventory, VM)
+            assert set(status.corrupt_points) == bad
+            # No verified point is left: the truth is a breach, not the age of a damaged point.
+            assert status.last_point not in bad and status.breach
+
+            code, out, err = await cli(env, "verify", VM, "--json")
+            assert code == 1, err
+            assert set(json.loads(out)["points"][0].keys()) >= {"point_id", "ok", "damaged_chunks"}
+            code, out, err = await cli(env, "status", "--json")
+            assert code == 1, err
+            row = next(r for r in json.loads(out) if r["vm"] == VM)
+            assert set(row["corrupt_points"]) == bad and row["breach"]
+
+            # The next cycle has no verified parent: it reads the source again and writes the damaged
+            # chunk's content back where it lies; the points that need it verify again.
+            heal: CycleResult = await client.execute_workflow(
+                "ReplicationCycle",
+                CycleInput(vm=VM),
+                id=f"replicate/{VM}/heal-test",
+                task_queue=site_queue("primary"),
+                result_type=CycleResult,
+            )
+            assert heal.verified and heal.parent is None
+            assert bad <= set(heal.healed_points) and heal.corrupt_points == []
+            repo = env.repository(VM)
+            assert repo.damage().chunks == {} and cid in repo.damage().healed
+
+            again = await verify(client, env.settings.orchestration_queue, VM)
+            assert again.ok and {first, second, heal.point_id} <= {p.point_id for p in again.points}
+            assert all(p.verified and not p.corrupt for p in repo.list_points(VM))
+            status = await vm_status(client, env.inventory, VM)
+            assert status.corrupt_points == [] and status.last_point == heal.point_id and not status.breach
+            code, out, err = await cli(env, "verify", VM)
+            assert code == 0, (out, err)
+
+            # No data loss: every point restores byte-identical to its source snapshot.
+            assert_point_restores_to(env, VM, first, seed_images, tmp_path)
+            assert_point_restores_to(env, VM, second, images, tmp_path)
+            assert_point_restores_to(env, VM, heal.point_id, images, tmp_path)
+    finally:
+        vminfo = next(v for v in lab.vsphere["primary"].vms if v.name == VM)
+        for index in range(len(vminfo.disks)):
+            restore_disk(lab, "primary", VM, index)
