@@ -66,7 +66,8 @@ async def test_a_corrupt_point_falls_back_to_the_newest_older_point_and_the_repo
 async def test_with_no_older_point_the_vm_fails_naming_the_corruption_not_cancelled(rig_for: RIG) -> None:
     stubs = Stubs(corrupt={"pt-db"}, no_older=True)
     async with rig_for(stubs) as rig:
-        one_vm(rig)
+        # rollback-test: the failed drill is torn down at once (under stop it would wait for a retry).
+        one_vm(rig, failure_policy="rollback-test")
         handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test"), "plan")
         cause = await failure_of(handle, within=30)
     assert cause.type == "PlanFailed"
@@ -82,7 +83,7 @@ async def test_with_no_older_point_the_vm_fails_naming_the_corruption_not_cancel
 async def test_a_failed_activity_is_reported_with_its_own_message(rig_for: RIG) -> None:
     stubs = Stubs(failing={A.CREATE_TARGET_VM: None}, failure_type={A.CREATE_TARGET_VM: "PlanInvalid"})
     async with rig_for(stubs) as rig:
-        one_vm(rig)
+        one_vm(rig, failure_policy="rollback-test")
         handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test"), "plan")
         await failure_of(handle, within=30)
     assert stubs.report().failed_vms == {"db": "create_target_vm: create_target_vm failed for db"}
