@@ -75,4 +75,5 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         orchestration.load_plan_spec,
         orchestration.write_report,
         orchestration.pause_schedules,
+        orchestration.check_intent,
     ]

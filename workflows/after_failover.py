@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows import authority
 from workflows.plan import PERSISTENT, QUICK, load_spec
 from workflows.replication import ReplicationCycleWorkflow
 
@@ -60,6 +61,10 @@ class CommitFailoverWorkflow:
     @workflow.run
     async def run(self, inp: PlanRunInput) -> CommitOutcome:
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
+        if workflow.patched(authority.PATCH):
+            # Commit deletes the old direction's schedules and prunes points: an admin's signed intent.
+            auth = await authority.check(inp.intent, "commit", inp.plan, needs="admin", run=inp.run)
+            authority.require_verified(auth, "commit", inp.plan)
         spec = await load_spec(inp.plan)
         deleted: list[str] = []
         pruned: dict[str, list[str]] = {}
@@ -90,6 +95,9 @@ class ReprotectWorkflow:
     @workflow.run
     async def run(self, inp: PlanInput) -> ReprotectOutcome:
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
+        if workflow.patched(authority.PATCH):
+            auth = await authority.check(inp.intent, "reprotect", inp.plan, needs="admin")
+            authority.require_verified(auth, "reprotect", inp.plan)
         spec = await load_spec(inp.plan)
         vms = [v.vm for g in spec.groups for v in g.vms]
         workflow.set_current_details(f"reverse replication of {len(vms)} VMs from {spec.target_site}")

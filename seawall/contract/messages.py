@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.intents import SignedIntent
 from seawall.contract.names import NAME_PATTERN
 
 
@@ -212,12 +213,14 @@ class PlanRunInput(_Message):
 
     plan: str = Field(pattern=NAME_PATTERN)
     run: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    intent: SignedIntent | None = None  # a door's signature (contract/intents.py)
 
 
 class PlanInput(_Message):
     """Start from the UI as ``{"plan": "erp-dr"}``."""
 
     plan: str = Field(pattern=NAME_PATTERN)
+    intent: SignedIntent | None = None
 
 
 class CommitOutcome(_Message):
@@ -250,6 +253,7 @@ class FailoverInput(_Message):
     # failback: the plan the other way, after Reprotect — the copies at the plan's target site are
     # stopped, replicated a last time and restored onto the original VMs at its source site.
     direction: str = Field(default="failover", pattern=r"^(failover|failback)$")
+    intent: SignedIntent | None = None
 
 
 class VMStep(_Message):
@@ -269,6 +273,7 @@ class GroupStep(_Message):
     gate_message: str | None
     gate_timeout_s: float | None
     gate_on_timeout: str
+    gate_role: str | None = None  # the least role that may approve it (default: by mode)
 
 
 class PlanSpec(_Message):
@@ -377,17 +382,21 @@ class Approval(_Message):
     by: str
     at: str
     comment: str = ""
+    role: str | None = None
+    verified: bool = False  # ``by`` is an identity a Seawall door verified and signed, not a claim
 
 
 class ApproveInput(_Message):
     gate: str
     by: str = Field(min_length=1, max_length=200)
     comment: str = Field(default="", max_length=2000)
+    intent: SignedIntent | None = None
 
 
 class AbortInput(_Message):
     by: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=2000)
+    intent: SignedIntent | None = None
 
 
 class CleanupOutcome(_Message):
@@ -411,6 +420,8 @@ class RunReport(_Message):
     groups: list[StepTime]
     cleanup: CleanupOutcome | None = None
     fencing: list[str] = []
+    # Who started it, as a Seawall door verified and signed it (None: unsigned, or before signing).
+    authorised_by: Approval | None = None
 
 
 class ReportWritten(_Message):

@@ -77,6 +77,7 @@ class Activity:
     UPDATE_DNS: Final = "update_dns"
     CLEANUP_RUN: Final = "cleanup_run"
     RUN_HOOK: Final = "run_hook"
+    CHECK_INTENT: Final = "check_intent"
 
 
 def _short_run(run_id: str) -> str:

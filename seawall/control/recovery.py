@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from seawall.contract.intents import SignedIntent
 from seawall.contract.messages import (
     AbortInput,
     Approval,
@@ -28,7 +29,7 @@ from seawall.contract.messages import (
     RunReport,
 )
 from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
-from seawall.control.errors import AlreadyRunning, Failed, NotRunning, Refused
+from seawall.control.errors import AlreadyRunning, Failed, NotAuthorised, NotRunning, Refused
 
 T = TypeVar("T")
 
@@ -82,7 +83,10 @@ async def _update(
             return await handle.execute_update(name, result_type=result_type, rpc_timeout=timeout)
         return await handle.execute_update(name, arg, result_type=result_type, rpc_timeout=timeout)
     except WorkflowUpdateFailedError as exc:
-        raise Refused(name, str(exc.cause or exc)) from None
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "IntentRefused":
+            raise NotAuthorised(name, cause.message) from None
+        raise Refused(name, str(cause or exc)) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or already ended
             raise NotRunning(plan) from None
@@ -139,15 +143,19 @@ async def _run_to_end(
         raise Failed(str(exc.cause or exc)) from None
 
 
-async def commit(client: Client, queue: str, plan: str, run: str) -> CommitOutcome:
+async def commit(
+    client: Client, queue: str, plan: str, run: str, intent: SignedIntent | None = None
+) -> CommitOutcome:
     """Make a real failover final: old schedules go, points older than the recovered one are pruned."""
-    inp = PlanRunInput(plan=plan, run=run)
+    inp = PlanRunInput(plan=plan, run=run, intent=intent)
     return await _run_to_end(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
 
 
-async def reprotect(client: Client, queue: str, plan: str) -> ReprotectOutcome:
+async def reprotect(
+    client: Client, queue: str, plan: str, intent: SignedIntent | None = None
+) -> ReprotectOutcome:
     """Replicate the failed-over copies back into the same replica (only DR-side changes travel)."""
-    inp = PlanInput(plan=plan)
+    inp = PlanInput(plan=plan, intent=intent)
     return await _run_to_end(client, queue, Workflow.REPROTECT, inp, reprotect_id(plan), ReprotectOutcome)
 
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.recovery import OrchestrationActivities
+from seawall.contract.intents import Authority, IntentCheck
 from seawall.contract.messages import (
     ChosenPoint,
     CleanupOutcome,
@@ -61,6 +63,8 @@ from seawall.contract.messages import (
     VMStep,
 )
 from seawall.contract.names import Activity as A
+from seawall.runtime.config import Settings
+from seawall.security.intents import IntentKeys
 
 T0 = "2026-11-30T10:00:00+00:00"
 
@@ -101,6 +105,10 @@ class Stubs:
     verify_ok: bool = True
     parent: str | None = None
     calls: list[Call] = field(default_factory=list)
+    # Signed intents: the orchestration worker's keys (None: not enforced) and its policy.
+    intent_keys: IntentKeys | None = None
+    unsigned_drills: bool = True
+    confirm_wait_s: float = 3600.0
 
     # ---- what a test reads back --------------------------------------------------------------------
 
@@ -155,6 +163,17 @@ class Stubs:
         await self._enter(A.LOAD_PLAN_SPEC, req)
         assert self.spec is not None
         return self.spec
+
+    @activity.defn(name=A.CHECK_INTENT)
+    async def check_intent(self, req: IntentCheck) -> Authority:
+        """The real check (signature, claims, nonce reuse through visibility), with this rig's keys."""
+        await self._enter(A.CHECK_INTENT, req)
+        settings = Settings(
+            intent_unsigned_drills=self.unsigned_drills, intent_confirm_wait_s=self.confirm_wait_s
+        )
+        real = OrchestrationActivities(settings)
+        real.intent_keys = self.intent_keys
+        return await real.check_intent(req)
 
     @activity.defn(name=A.PAUSE_SCHEDULES)
     async def pause_schedules(self, req: VMsRef) -> int:
@@ -346,6 +365,7 @@ def group(
     gate_on_timeout: str = "abort",
     pre_hooks: Sequence[str] = (),
     post_hooks: Sequence[str] = (),
+    gate_role: str | None = None,
 ) -> GroupStep:
     return GroupStep(
         name=name,
@@ -357,6 +377,7 @@ def group(
         gate_message=f"check {name}" if gate else None,
         gate_timeout_s=gate_timeout_s,
         gate_on_timeout=gate_on_timeout,
+        gate_role=gate_role,
     )
 
 
