@@ -72,6 +72,7 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
                 gate_message=gate.message if gate else None,
                 gate_timeout_s=gate.timeout.total_seconds() if gate and gate.timeout else None,
                 gate_on_timeout=gate.on_timeout if gate else "abort",
+                gate_role=gate.role if gate else None,
             )
         )
     # Failing back runs the same groups the other way: from the plan's target to its source.

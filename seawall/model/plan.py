@@ -235,6 +235,10 @@ class Gate(FileModel):
     message: Annotated[str, non_empty("message")]
     timeout: Annotated[Duration, duration_range(timedelta(minutes=1), timedelta(days=7))] | None = None
     on_timeout: Literal["abort", "approve"] = "abort"
+    role: Literal["operator", "admin"] | None = Field(
+        default=None,
+        description="the least role that may approve it (default: operator in a drill, admin in a real run)",
+    )
 
 
 class PlanVM(FileModel):
