@@ -9,7 +9,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
 from seawall.runtime.config import Settings
-from seawall.security.codec import EncryptionCodec
+from seawall.security.codec import EncryptionCodec, StrictEncryptionCodec, StrictPayloadConverter
 
 
 class TemporalConfigError(ValueError):
@@ -19,15 +19,30 @@ class TemporalConfigError(ValueError):
 def payload_codec(settings: Settings) -> EncryptionCodec | None:
     """The payload encryption codec when ``SEAWALL_PAYLOAD_KEYS`` is set; PayloadKeyError if unusable."""
     if not settings.payload_keys:
+        if settings.payload_require_encryption:
+            raise TemporalConfigError(
+                "SEAWALL_PAYLOAD_REQUIRE_ENCRYPTION needs SEAWALL_PAYLOAD_KEYS: no key, nothing to require"
+            )
         return None
+    if settings.payload_require_encryption:
+        return StrictEncryptionCodec.from_refs(settings.payload_keys)
     return EncryptionCodec.from_refs(settings.payload_keys)
 
 
 def data_converter(settings: Settings | None = None) -> DataConverter:
     """The pydantic converter, encrypting payloads when ``settings.payload_keys`` (or the env) says so."""
-    codec = payload_codec(settings or Settings())
+    settings = settings or Settings()
+    codec = payload_codec(settings)
     if codec is None:
         return pydantic_data_converter
+    if isinstance(codec, StrictEncryptionCodec):
+        # Plain payloads decode to a marker this converter refuses (seawall/security/codec.py).
+        return dataclasses.replace(
+            pydantic_data_converter,
+            payload_converter_class=StrictPayloadConverter,
+            payload_codec=codec,
+            failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        )
     # Failure messages and stack traces name VMs, paths and hosts too: move them into the encrypted
     # attributes payload instead of leaving them in the history's plain failure fields.
     return dataclasses.replace(
