@@ -8,6 +8,30 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.inputs import (
+    CleanupRequest as CleanupRequest,
+)
+from seawall.contract.inputs import (
+    HookRequest as HookRequest,
+)
+from seawall.contract.inputs import (
+    PlanSpecRequest as PlanSpecRequest,
+)
+from seawall.contract.inputs import (
+    SnapshotRelease as SnapshotRelease,
+)
+from seawall.contract.inputs import (
+    SnapshotRequest as SnapshotRequest,
+)
+from seawall.contract.inputs import (
+    VMPoint as VMPoint,
+)
+from seawall.contract.inputs import (
+    VMRef as VMRef,
+)
+from seawall.contract.inputs import (
+    VMsRef as VMsRef,
+)
 from seawall.contract.intents import SignedIntent
 from seawall.contract.names import NAME_PATTERN
 
@@ -431,46 +455,7 @@ class ReportWritten(_Message):
 
 # --- activity inputs: one model per call, so every call is typed end to end -------------------------
 # A workflow passes exactly one of these (or one of the requests above) to each activity; the activity
-# unpacks it on its first line. Several activities that need the same facts share a model.
-
-
-class VMRef(_Message):
-    """Activities that need only a VM's name (enable_cbt, apply_retention, fence_vm, ...)."""
-
-    vm: str
-
-
-class VMsRef(_Message):
-    """pause_schedules: every VM a failover is about to fence."""
-
-    vms: list[str]
-
-
-class VMPoint(_Message):
-    """start_cycle and verify_point: one recovery point of one VM."""
-
-    vm: str
-    point_id: str
-
-
-class SnapshotRequest(_Message):
-    """create_snapshot: named after the point, so a retried step finds the snapshot it made."""
-
-    vm: str
-    snapshot: str
-    quiesce: bool
-
-
-class SnapshotRelease(_Message):
-    vm: str
-    snapshot: str
-
-
-class PlanSpecRequest(_Message):
-    """load_plan_spec: a plan's shape, the other way round for a failback."""
-
-    plan: str
-    direction: str = "failover"
+# unpacks it on its first line. Those carrying only names are in contract/inputs.py (re-exported here).
 
 
 class PointRestore(_Message):
@@ -490,17 +475,3 @@ class RecoveredVM(_Message):
 
     target: RecoverVMInput
     vm: TargetVM
-
-
-class CleanupRequest(_Message):
-    plan: str
-    run: str
-    mode: str
-
-
-class HookRequest(_Message):
-    """run_hook: a hook by name, of the plan (``group`` None) or of one group."""
-
-    plan: str
-    group: str | None
-    name: str
