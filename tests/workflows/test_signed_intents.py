@@ -9,9 +9,11 @@ correctly signed approval arrives; the same run then completes.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +82,14 @@ def approval(handle: WorkflowHandle[Any, Any], gate: str, **claims: Any) -> Appr
     return ApproveInput(gate=gate, by="typed-name", intent=signed)
 
 
+async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With SEAWALL_RECORD_HISTORIES=<folder>: save the run's history for tests/replay (a new shape)."""
+    folder = os.environ.get("SEAWALL_RECORD_HISTORIES")
+    if folder:
+        history = await handle.fetch_history()
+        (Path(folder) / f"{name}.json").write_text(history.to_json())
+
+
 def no_site_effects(stubs: Stubs) -> None:
     assert not set(SITE_EFFECTS) & set(stubs.names()), stubs.names()
 
@@ -133,6 +143,7 @@ async def test_a_ui_started_planned_failover_waits_for_an_admins_signed_approval
         assert "not the one waiting" in replay.message
         await handle.execute_update(RecoveryPlanWorkflow.approve, approval(handle, "go-apps"))
         report: RunReport = await handle.result()
+        await keep_history(handle, "recovery_plan_authorised")
     assert report.status == "completed" and [v.vm for v in report.vms] == ["db", "app"]
     assert [(a.gate, a.by, a.role, a.verified) for a in report.approvals] == [
         (AUTHORISE_GATE, "dr-admin", "admin", True),
@@ -273,4 +284,5 @@ async def test_commit_needs_an_admins_signed_intent(rig_for: RIG) -> None:
         signed = PlanRunInput(plan="erp", run="r1", intent=intent("commit", run="r1"))
         done = await rig.start(CommitFailoverWorkflow.run, signed, "commit2")
         outcome = await done.result()
+        await keep_history(done, "commit_failover_signed")
     assert outcome.plan == "erp" and set(outcome.schedules_deleted) == {"db", "app"}
