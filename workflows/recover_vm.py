@@ -14,6 +14,7 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows import authority
 from workflows.plan import FATAL, PERSISTENT, QUICK
 
 with workflow.unsafe.imports_passed_through():
@@ -64,6 +65,13 @@ class RecoverVMWorkflow:
     async def run(self, inp: RecoverVMInput) -> RecoverVMResult:
         started = workflow.now()
         self._vm = inp.vm
+        if inp.mode != "test" and workflow.info().parent is None and workflow.patched(authority.PATCH):
+            # Started on its own (from the Temporal UI): a real recovery without the plan's fencing
+            # and authorisation. Only RecoveryPlan, which checks both, starts it in a real mode.
+            raise authority.refused(
+                f"RecoverVM of {inp.vm} in mode {inp.mode} runs only as a step of a RecoveryPlan, "
+                "started through a Seawall door: nothing was done"
+            )
         point: ChosenPoint = await self._timed(
             "choose recovery point",
             workflow.execute_activity_method(

@@ -21,12 +21,20 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.exceptions import ApplicationError
 
 from seawall.contract.intents import AUTHORISE_GATE, SignedIntent
-from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, PlanRunInput, RunReport
+from seawall.contract.messages import (
+    AbortInput,
+    ApproveInput,
+    FailoverInput,
+    PlanRunInput,
+    RecoverVMInput,
+    RunReport,
+)
 from seawall.contract.names import Activity as A
 from seawall.security.intents import IntentKeys, install_verifier
 from tests.workflows.conftest import Rig, progress_until
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.after_failover import CommitFailoverWorkflow
+from workflows.recover_vm import RecoverVMWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
 
 RIG = Callable[[Stubs], Any]
@@ -286,3 +294,16 @@ async def test_commit_needs_an_admins_signed_intent(rig_for: RIG) -> None:
         outcome = await done.result()
         await keep_history(done, "commit_failover_signed")
     assert outcome.plan == "erp" and set(outcome.schedules_deleted) == {"db", "app"}
+
+
+async def test_a_real_recover_vm_started_on_its_own_is_refused(rig_for: RIG) -> None:
+    """RecoverVM is a plan's step: from the UI in a real mode it would skip fencing and authorisation."""
+    stubs = Stubs()
+    async with rig_for(stubs) as rig:
+        inp = RecoverVMInput(plan="erp", run="r1", mode="planned", vm="db", target_site=rig.target)
+        handle = await rig.start(RecoverVMWorkflow.run, inp, "lone-vm")
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "IntentRefused"
+    assert stubs.calls == []
