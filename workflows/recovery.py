@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
-    from seawall.contract.intents import AUTHORISE_GATE, FENCING_GATE, Authority
+    from seawall.contract.intents import FENCING_GATE
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -77,13 +77,8 @@ class RecoveryPlanWorkflow:
         self._ttl_extension_s = 0.0
         self._mode = ""
         self._done = False
-        # Authorisation (workflows/authority.py): the start's verified intent and the worker's policy
-        # (None: a run from before signed intents, or a worker without keys), the least role the
-        # waiting gate needs, and the nonces of updates already accepted (a replay is refused).
-        self._plan = ""
-        self._authority: Authority | None = None
-        self._pending_role = "operator"
-        self._used_nonces: set[str] = set()
+        # Who may start, approve and abort (workflows/authority.py).
+        self._auth = authority.RunAuthority()
 
     # ---- messages --------------------------------------------------------------------------------
 
@@ -93,27 +88,14 @@ class RecoveryPlanWorkflow:
             "phase": self._phase,
             "vms": dict(self._vm_state),
             "pending_gate": self._pending_gate,
-            "pending_gate_role": self._pending_role if self._pending_gate else None,
+            "pending_gate_role": self._auth.pending_role if self._pending_gate else None,
             "approvals": [a.model_dump() for a in self._approvals],
             "aborted": self._aborted is not None,
         }
 
     @workflow.update(name=Update.APPROVE)
     def approve(self, inp: ApproveInput) -> Approval:
-        # The validator verified the intent (it does not run on replay); the identity recorded is the
-        # signed one, never the ``by`` the caller typed.
-        claims = inp.intent.claims if inp.intent is not None and self._enforced else None
-        if claims is not None:
-            self._used_nonces.add(claims.nonce)
-        decision = Approval(
-            gate=inp.gate,
-            approved=True,
-            by=claims.user if claims else inp.by,
-            at=workflow.now().isoformat(),
-            comment=inp.comment,
-            role=claims.role if claims else None,
-            verified=claims is not None,
-        )
+        decision = self._auth.approval(inp)
         self._gate_decision = decision
         return decision
 
@@ -123,23 +105,11 @@ class RecoveryPlanWorkflow:
             raise ValueError("no gate is waiting for approval")
         if inp.gate != self._pending_gate:
             raise ValueError(f"gate {inp.gate!r} is not the one waiting ({self._pending_gate!r})")
-        if not self._enforced or (inp.intent is None and self._open_drill and inp.gate != AUTHORISE_GATE):
-            return
-        authority.check_update(
-            inp.intent,
-            action="approve",
-            plan=self._plan,
-            gate=inp.gate,
-            needs=self._pending_role,
-            used=self._used_nonces,
-        )
+        self._auth.check_approve(inp)
 
     @workflow.update(name=Update.ABORT)
     def abort(self, inp: AbortInput) -> str:
-        claims = inp.intent.claims if inp.intent is not None and self._enforced else None
-        if claims is not None:
-            self._used_nonces.add(claims.nonce)
-            inp = AbortInput(by=claims.user, reason=inp.reason, intent=inp.intent)
+        inp = self._auth.abort_input(inp)
         self._aborted = inp
         return f"abort requested by {inp.by}"
 
@@ -147,21 +117,7 @@ class RecoveryPlanWorkflow:
     def _validate_abort(self, inp: AbortInput) -> None:
         if self._done or self._phase in ("cleaning up", "writing report"):
             raise ValueError(f"the run is {self._phase}; nothing to abort")
-        if not self._enforced or (inp.intent is None and self._open_drill):
-            return
-        needs = "operator" if self._mode == "test" else "admin"
-        authority.check_update(
-            inp.intent, action="abort", plan=self._plan, needs=needs, used=self._used_nonces
-        )
-
-    @property
-    def _enforced(self) -> bool:
-        return self._authority is not None and self._authority.enforced
-
-    @property
-    def _open_drill(self) -> bool:
-        """A drill on a worker whose policy lets drills (and their gates) go unsigned."""
-        return self._mode == "test" and self._authority is not None and self._authority.unsigned_drills
+        self._auth.check_abort(inp)
 
     @workflow.update(name=Update.CLEANUP)
     def cleanup(self) -> str:
@@ -197,14 +153,14 @@ class RecoveryPlanWorkflow:
         workflow.upsert_search_attributes(
             [SA_PLAN.value_set(inp.plan), SA_MODE.value_set(inp.mode), SA_RUN.value_set(run)]
         )
-        self._plan = inp.plan
         failback = inp.direction == "failback"
         if failback and inp.mode != "planned":
             raise ApplicationError(
                 "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
             )
         if workflow.patched(authority.PATCH):
-            await self._authorise(inp)
+            self._set_phase("checking authorisation")
+            await self._auth.start(inp, self._gate)
         self._set_phase("loading the plan")
         spec = await load_spec(inp.plan, inp.direction if failback else None)
         vms = [v.vm for g in spec.groups for v in g.vms]
@@ -229,37 +185,9 @@ class RecoveryPlanWorkflow:
             groups=evidence.groups,
             cleanup=cleanup,
             fencing=evidence.fencing,
-            authorised_by=self._started_by(),
+            authorised_by=self._auth.started_by(started.isoformat()),
         )
         return await self._report(report)
-
-    async def _authorise(self, inp: FailoverInput) -> None:
-        """Before anything is fenced or created: a real run needs an admin's signed intent (or, started
-        without one, e.g. from the Temporal UI, an admin's signed approval of AUTHORISE_GATE)."""
-        self._set_phase("checking authorisation")
-        real = inp.mode != "test"
-        needs = "admin" if real else "operator"
-        self._authority = await authority.check(
-            inp.intent, "failover", inp.plan, needs=needs, mode=inp.mode, direction=inp.direction
-        )
-        auth = self._authority
-        if not auth.enforced or auth.verified or self._open_drill:
-            return
-        what = f"{inp.mode} {inp.direction} of plan {inp.plan}"
-        if not real or auth.confirm_wait_s <= 0:
-            raise authority.refused(f"{what} was started without an intent signed by a Seawall door")
-        decision = await self._gate(_authorise_gate(inp.mode, auth.confirm_wait_s))
-        if not decision.approved:
-            raise authority.refused(
-                f"{what} was started without a signed intent and no admin approved {AUTHORISE_GATE} "
-                "with a signed approval: nothing was fenced or created"
-            )
-
-    def _started_by(self) -> Approval | None:
-        auth = self._authority
-        if auth is None or not auth.verified or auth.user is None:
-            return None
-        return Approval(gate="start", approved=True, by=auth.user, at="", role=auth.role, verified=True)
 
     def _set_phase(self, phase: str) -> None:
         self._phase = phase
@@ -390,7 +318,7 @@ class RecoveryPlanWorkflow:
     async def _gate(self, group: GroupStep) -> Approval:
         assert group.gate is not None
         self._pending_gate = group.gate
-        self._pending_role = self._gate_role(group)
+        self._auth.pending_role = self._auth.gate_role(group)
         self._gate_decision = None
         self._set_phase(f"waiting for approval: {group.gate} ({group.gate_message})")
         timeout = timedelta(seconds=group.gate_timeout_s) if group.gate_timeout_s else None
@@ -409,15 +337,6 @@ class RecoveryPlanWorkflow:
         self._pending_gate = None
         self._approvals.append(decision)
         return decision
-
-    def _gate_role(self, group: GroupStep) -> str:
-        """The least role that may approve: the plan's ``role`` for the gate, else admin for the gates a
-        real run (or an unreachable source) raises, operator for a drill's."""
-        if group.gate in (FENCING_GATE, AUTHORISE_GATE):
-            return "admin"
-        if group.gate_role:
-            return group.gate_role
-        return "operator" if self._mode == "test" else "admin"
 
     async def _recover_group(
         self,
@@ -534,21 +453,4 @@ def _fencing_gate(unreachable: list[str]) -> GroupStep:
         + ": confirm they are down (or isolated) before their replicas boot",
         gate_timeout_s=None,
         gate_on_timeout="abort",
-    )
-
-
-def _authorise_gate(mode: str, wait_s: float) -> GroupStep:
-    """A real run started without an intent waits here for an admin's signed approval."""
-    return GroupStep(
-        name="authorisation",
-        boot_delay_s=0,
-        vms=[],
-        pre_hooks=[],
-        post_hooks=[],
-        gate=AUTHORISE_GATE,
-        gate_message=f"a {mode} failover was started without a signed intent: an admin approves it "
-        "with `seawall approve` or the API before anything is fenced",
-        gate_timeout_s=wait_s,
-        gate_on_timeout="abort",
-        gate_role="admin",
     )
