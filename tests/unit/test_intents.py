@@ -95,3 +95,20 @@ def test_keys_load_from_references_rotate_and_refuse_conflicts(monkeypatch: pyte
 def test_an_intent_is_never_issued_for_longer_than_an_hour() -> None:
     signed = KEYS.issue(action="reprotect", plan="erp", user="a", role="admin", ttl_s=10 * 3600)
     assert signed.claims.expires_at - signed.claims.issued_at == 3600
+
+
+def test_a_worker_with_a_bad_intent_key_reference_stops_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from seawall.cli import app
+
+    monkeypatch.setenv("SEAWALL_INTENT_KEYS", "env:SEAWALL_TEST_UNSET_INTENT_KEY")
+    result = CliRunner().invoke(app, ["worker", "--site", "primary"])
+    assert result.exit_code == 2
+    assert (
+        "configuration: SEAWALL_INTENT_KEYS: environment variable SEAWALL_TEST_UNSET_INTENT_KEY"
+        in result.output
+    )
+    assert "Traceback" not in result.output
