@@ -7,10 +7,13 @@ at the target site, and ``activities.fence`` at the source.
 
 from __future__ import annotations
 
+import time
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from seawall import reports
+from seawall.contract.intents import Authority, IntentCheck, IntentRefused, verify
 from seawall.contract.messages import (
     GroupStep,
     PlanSpec,
@@ -22,12 +25,14 @@ from seawall.contract.messages import (
     VMStep,
 )
 from seawall.contract.names import Activity, hook_key, schedule_id
+from seawall.contract.search import SA_INTENT
 from seawall.model import (
     Inventory,
     RecoveryPlan,
 )
 from seawall.plans import PlanLookupError, load_catalogue
 from seawall.runtime.config import Settings
+from seawall.security.intents import IntentKeys, keys_from_settings
 
 
 def _fatal(message: str, kind: str) -> ApplicationError:
@@ -67,6 +72,7 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
                 gate_message=gate.message if gate else None,
                 gate_timeout_s=gate.timeout.total_seconds() if gate and gate.timeout else None,
                 gate_on_timeout=gate.on_timeout if gate else "abort",
+                gate_role=gate.role if gate else None,
             )
         )
     # Failing back runs the same groups the other way: from the plan's target to its source.
@@ -107,6 +113,8 @@ def target_name(inp: RecoverVMInput) -> str:
 class OrchestrationActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Loaded at worker start: a bad reference stops the worker, not a failover hours later.
+        self.intent_keys: IntentKeys | None = keys_from_settings(settings.intent_keys)
 
     @activity.defn(name=Activity.LOAD_PLAN_SPEC)
     def load_plan_spec(self, req: PlanSpecRequest) -> PlanSpec:
@@ -153,3 +161,37 @@ class OrchestrationActivities:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
         return resumed
+
+    @activity.defn(name=Activity.CHECK_INTENT)
+    async def check_intent(self, req: IntentCheck) -> Authority:
+        """Verify the intent a workflow was started with, with this worker's keys and clock; refuse a
+        nonce another run already used. The answer (recorded in history) carries the worker's policy."""
+        policy = {
+            "unsigned_drills": self.settings.intent_unsigned_drills,
+            "confirm_wait_s": self.settings.intent_confirm_wait_s,
+        }
+        if self.intent_keys is None:
+            return Authority(enforced=False, **policy)
+        if req.intent is None:
+            return Authority(enforced=True, **policy)
+        try:
+            claims = verify(
+                req.intent,
+                self.intent_keys.by_id,
+                time.time(),
+                action=req.action,
+                plan=req.plan,
+                mode=req.mode,
+                direction=req.direction,
+                run=req.run,
+                needs=req.needs,
+            )
+        except IntentRefused as exc:
+            raise _fatal(str(exc), "IntentRefused") from None
+        async for other in activity.client().list_workflows(f"{SA_INTENT.name} = '{claims.nonce}'"):
+            if other.run_id != req.run_id:
+                used = f"intent was already used by {other.id} run {other.run_id} (replayed)"
+                raise _fatal(used, "IntentRefused")
+        return Authority(
+            enforced=True, verified=True, user=claims.user, role=claims.role, nonce=claims.nonce, **policy
+        )

@@ -80,4 +80,5 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         orchestration.write_report,
         orchestration.pause_schedules,
         orchestration.resume_schedules,
+        orchestration.check_intent,
     ]

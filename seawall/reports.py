@@ -12,7 +12,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from seawall.contract.messages import RunReport
+from seawall.contract.messages import Approval, RunReport
 from seawall.control.errors import NoReport
 
 
@@ -63,6 +63,13 @@ STYLE = (
 )
 
 
+def _identity(a: Approval) -> str:
+    """A verified identity shows its role; a claimed name (no signed intent) says so."""
+    if a.verified:
+        return f" ({html.escape(a.role or '')}, verified)"
+    return "" if a.by in ("timeout", "abort") else " (unverified name)"
+
+
 def render_html(report: RunReport) -> str:
     """A self-contained page: summary, per-VM evidence, and a timeline of groups and VMs (inline SVG)."""
     esc = html.escape
@@ -108,10 +115,11 @@ def render_html(report: RunReport) -> str:
     hooks = "".join(
         f"<li>{esc(h.name)}: {'ok' if h.ok else 'failed'} — {esc(h.detail)}</li>" for h in report.hooks
     )
+    signed = [report.authorised_by] if report.authorised_by else []
     approvals = "".join(
         f"<li>{esc(a.gate)}: {'approved' if a.approved else 'rejected'} "
-        f"by {esc(a.by)} at {esc(a.at)} {esc(a.comment)}</li>"
-        for a in report.approvals
+        f"by {esc(a.by)}{_identity(a)} at {esc(a.at)} {esc(a.comment)}</li>"
+        for a in [*signed, *report.approvals]
     )
     cleanup = (
         "".join(f"<li>{esc(r.kind)} {esc(r.id)} at {esc(r.site)}</li>" for r in report.cleanup.removed)

@@ -76,6 +76,7 @@ def build_workers(
     }
     workers: list[Worker] = []
     if orchestration:
+        _install_intent_verifier(settings)
         workers.append(
             Worker(
                 client,
@@ -153,6 +154,19 @@ async def serve(
             if error is not None:
                 raise error
         log.info("worker stopped")
+
+
+def _install_intent_verifier(settings: Settings) -> None:
+    """The keys the approve/abort validators of this worker's workflows verify signatures with."""
+    from seawall.security.intents import install_verifier, keys_from_settings
+
+    keys = keys_from_settings(settings.intent_keys)
+    install_verifier(settings.orchestration_queue, keys)
+    if keys is None:
+        log.warning(
+            "SEAWALL_INTENT_KEYS is not set: anyone who reaches the Temporal frontend or UI can start a "
+            "real failover and approve its gates (docs/OPERATIONS.md, 'Locking the Temporal UI')"
+        )
 
 
 # Client libraries that log every HTTP request at INFO (Azure's SDK wrote 7.5 MB in 20 minutes).

@@ -8,6 +8,7 @@ from typing import Any
 
 from temporalio import workflow
 
+from workflows import authority
 from workflows.plan import PERSISTENT, QUICK, load_spec
 from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.replication import ReplicationCycleWorkflow
@@ -65,6 +66,10 @@ class CommitFailoverWorkflow:
     async def run(self, raw: Any = None) -> CommitOutcome:
         inp = decode_input(PlanRunInput, raw)
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan), SA_RUN.value_set(inp.run)])
+        if workflow.patched(authority.PATCH):
+            # Commit deletes the old direction's schedules and prunes points: an admin's signed intent.
+            auth = await authority.check(inp.intent, "commit", inp.plan, needs="admin", run=inp.run)
+            authority.require_verified(auth, "commit", inp.plan)
         spec = await load_spec(inp.plan)
         deleted: list[str] = []
         pruned: dict[str, list[str]] = {}
@@ -96,6 +101,9 @@ class ReprotectWorkflow:
     async def run(self, raw: Any = None) -> ReprotectOutcome:
         inp = decode_input(PlanInput, raw)
         workflow.upsert_search_attributes([SA_PLAN.value_set(inp.plan)])
+        if workflow.patched(authority.PATCH):
+            auth = await authority.check(inp.intent, "reprotect", inp.plan, needs="admin")
+            authority.require_verified(auth, "reprotect", inp.plan)
         spec = await load_spec(inp.plan)
         vms = [v.vm for g in spec.groups for v in g.vms]
         workflow.set_current_details(f"reverse replication of {len(vms)} VMs from {spec.target_site}")

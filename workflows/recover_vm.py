@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import authority
 from workflows.plan import FATAL, PERSISTENT, QUICK
 from workflows.policies import HEARTBEAT_TIMEOUT
 
@@ -81,6 +82,13 @@ class RecoverVMWorkflow:
         inp = decode_input(RecoverVMInput, raw)
         started = workflow.now()
         self._vm = inp.vm
+        if inp.mode != "test" and workflow.info().parent is None and workflow.patched(authority.PATCH):
+            # Started on its own (from the Temporal UI): a real recovery without the plan's fencing
+            # and authorisation. Only RecoveryPlan, which checks both, starts it in a real mode.
+            raise authority.refused(
+                f"RecoverVM of {inp.vm} in mode {inp.mode} runs only as a step of a RecoveryPlan, "
+                "started through a Seawall door: nothing was done"
+            )
         point: ChosenPoint = await self._timed(
             "choose recovery point",
             workflow.execute_activity_method(

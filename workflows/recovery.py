@@ -25,6 +25,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import authority
 from workflows.plan import FATAL, QUICK, load_spec
 from workflows.recovery_legacy import LegacyPlanRun
 from workflows.recovery_steps import Evidence
@@ -71,6 +72,7 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             "phase": self._phase,
             "vms": dict(self._vm_state),
             "pending_gate": self._pending_gate,
+            "pending_gate_role": self._auth.pending_role if self._pending_gate else None,
             "gate_message": self._gate_message,
             "approvals": [a.model_dump() for a in self._approvals],
             "aborted": self._aborted is not None,
@@ -81,9 +83,7 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
     @workflow.update(name=Update.APPROVE)
     def approve(self, raw: Any) -> Approval:
         inp = validate(ApproveInput, raw)
-        decision = Approval(
-            gate=inp.gate, approved=True, by=inp.by, at=workflow.now().isoformat(), comment=inp.comment
-        )
+        decision = self._auth.approval(inp)
         self._gate_decision = decision
         return decision
 
@@ -94,10 +94,11 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             raise ValueError("no gate is waiting for approval")
         if inp.gate != self._pending_gate:
             raise ValueError(f"gate {inp.gate!r} is not the one waiting ({self._pending_gate!r})")
+        self._auth.check_approve(inp)
 
     @workflow.update(name=Update.ABORT)
     def abort(self, raw: Any) -> str:
-        inp = validate(AbortInput, raw)
+        inp = self._auth.abort_input(validate(AbortInput, raw))
         if self._safe and self._stopped is not None:
             self._end_requested = inp
             if self._mode == "test":
@@ -113,11 +114,12 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
 
     @abort.validator
     def _validate_abort(self, raw: Any) -> None:
-        validate(AbortInput, raw)
+        inp = validate(AbortInput, raw)
         if self._done or self._rolling_back or self._phase in ("cleaning up", "writing report"):
             raise ValueError(f"the run is {self._phase}; nothing to abort")
         if self._safe and self._stopped is None and self._aborted is not None:
             raise ValueError("an abort is already under way: the run is stopping")
+        self._auth.check_abort(inp)
 
     @workflow.update(name=Update.CLEANUP)
     def cleanup(self) -> str:
@@ -200,12 +202,15 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         workflow.upsert_search_attributes(
             [SA_PLAN.value_set(inp.plan), SA_MODE.value_set(inp.mode), SA_RUN.value_set(run)]
         )
-        self._set_phase("loading the plan")
         failback = self._failback = inp.direction == "failback"
         if failback and inp.mode != "planned":
             raise ApplicationError(
                 "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
             )
+        if workflow.patched(authority.PATCH):
+            self._set_phase("checking authorisation")
+            await self._auth.start(inp, self._gate)
+        self._set_phase("loading the plan")
         spec = await load_spec(inp.plan, inp.direction if failback else None)
         vms = [v.vm for g in spec.groups for v in g.vms]
         ev = Evidence()
@@ -247,6 +252,7 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             decisions=ev.decisions,
             warnings=ev.warnings,
             rollback=ev.rollback,
+            authorised_by=self._auth.started_by(started.isoformat()),
         )
         return await self._report(report)
 

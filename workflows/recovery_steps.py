@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from workflows import authority
 from workflows.plan import FATAL, PERSISTENT, QUICK
 from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.recover_vm import RecoverVMWorkflow
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
     from seawall.contract.failures import failure_reason
+    from seawall.contract.intents import FENCING_GATE
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -104,6 +106,8 @@ class PlanRunSteps:
         self._spec: PlanSpec | None = None
         self._run = ""
         self._ev: Evidence | None = None
+        # Who may start, approve and abort (workflows/authority.py).
+        self._auth = authority.RunAuthority()
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class PlanRunSteps:
         assert group.gate is not None
         self._pending_gate = group.gate
         self._gate_message = group.gate_message
+        self._auth.pending_role = self._auth.gate_role(group)
         self._gate_decision = None
         self._set_phase(f"waiting for approval: {group.gate} ({group.gate_message})")
         timeout = timedelta(seconds=group.gate_timeout_s) if group.gate_timeout_s else None
@@ -353,7 +358,8 @@ def _fencing_gate(unreachable: list[str]) -> GroupStep:
         vms=[],
         pre_hooks=[],
         post_hooks=[],
-        gate="source-fenced",
+        gate=FENCING_GATE,
+        gate_role="admin",
         gate_message="The source site did not answer for "
         + ", ".join(unreachable)
         + ": confirm they are down (or isolated) before their replicas boot",

@@ -23,9 +23,11 @@ from seawall.api.auth import Principal, Role
 from seawall.api.catalogue import ApiCatalogue
 from seawall.api.problems import PRINCIPAL_KEY, ApiProblem
 from seawall.api.schemas import RunLinks
+from seawall.contract.intents import SignedIntent
 from seawall.contract.names import recover_id
 from seawall.model import Inventory, RecoveryPlan
 from seawall.runtime.config import Settings
+from seawall.security.intents import keys_from_settings, maybe_issue
 
 log = logging.getLogger("seawall.api")
 
@@ -70,6 +72,18 @@ class ApiContext:
         self._factory = client_factory
         self._lock = asyncio.Lock()
         self._client: Client | None = None
+        # The door's signing keys (SEAWALL_INTENT_KEYS): what a token holder may do is signed for the
+        # workers, which refuse real actions without it (the Temporal UI cannot sign).
+        self.intent_keys = keys_from_settings(settings.intent_keys)
+
+    def sign(self, who: Principal, record: dict[str, object], **claims: object) -> SignedIntent | None:
+        """An intent for what ``who`` (authenticated, role checked) asked; noted in the audit record."""
+        intent = maybe_issue(
+            self.intent_keys, user=who.name, role=who.role.name, ttl_s=self.settings.intent_ttl_s, **claims
+        )
+        if intent is not None:
+            record["intent_nonce"] = intent.claims.nonce
+        return intent
 
     async def client(self) -> Client:
         async with self._lock:

@@ -21,6 +21,7 @@ from seawall.control.errors import (
     InvalidState,
     NoReport,
     NoSuchRun,
+    NotAuthorised,
     NotFound,
     NotProtected,
     NotRunning,
@@ -66,6 +67,8 @@ def control_problem(exc: ControlError) -> ApiProblem:
         return ApiProblem(409, "not-running", "Not running", str(exc))
     if isinstance(exc, NotProtected):
         return ApiProblem(409, "not-protected", "Not protected", str(exc))
+    if isinstance(exc, NotAuthorised):
+        return ApiProblem(403, "not-authorised", f"{exc.update} not authorised", exc.detail)
     if isinstance(exc, Refused):
         return ApiProblem(409, "refused", f"{exc.update} refused", exc.detail)
     if isinstance(exc, NotFound):

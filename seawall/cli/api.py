@@ -52,7 +52,13 @@ def serve(
     async def client_factory():  # type: ignore[no-untyped-def]
         return await connect(settings)
 
-    api = create_app(settings, loaded, client_factory)
+    from seawall.security.intents import IntentKeyError
+
+    try:
+        api = create_app(settings, loaded, client_factory)
+    except IntentKeyError as exc:
+        err_console.print(f"configuration: {exc}", markup=False, highlight=False)
+        raise typer.Exit(Exit.BAD_INPUT) from None
     console.print(
         f"Seawall API on http://{host}:{port} ({len(loaded)} tokens; audit log {settings.audit_log})"
     )

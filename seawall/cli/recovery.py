@@ -23,8 +23,10 @@ from temporalio.service import RPCError
 from seawall import reports
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.contract.failures import failure_reason
+from seawall.contract.intents import SignedIntent
 from seawall.contract.messages import (
     AbortInput,
+    Approval,
     ApproveInput,
     FailoverInput,
     RetryInput,
@@ -35,6 +37,7 @@ from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
 from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused, Stuck, Unavailable
 from seawall.runtime.config import Settings
+from seawall.security.intents import IntentKeyError, keys_from_settings, maybe_issue
 
 MODES = ("test", "planned", "unplanned")
 
@@ -49,6 +52,22 @@ def start_link(settings: Settings, plan: str, ui: str = "http://127.0.0.1:8233")
         }
     )
     return f"{ui}/namespaces/{settings.temporal_namespace}/workflows/start-workflow?{query}"
+
+
+def cli_user() -> str:
+    """Who the CLI acts as: the operating-system user (reports and audit lines name them)."""
+    return f"{getpass.getuser()}@cli"
+
+
+def sign(settings: Settings, **claims: Any) -> SignedIntent | None:
+    """The CLI's signed intent. Holding SEAWALL_INTENT_KEYS is admin authority (like the worker's own
+    configuration); people without it use the API, whose tokens carry their role."""
+    try:
+        keys = keys_from_settings(settings.intent_keys)
+    except IntentKeyError as exc:
+        err_console.print(f"configuration: {exc}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    return maybe_issue(keys, user=cli_user(), role="admin", ttl_s=settings.intent_ttl_s, **claims)
 
 
 def _view(progress: dict[str, Any], plan: str) -> Table:
@@ -115,6 +134,13 @@ def failover(
         point_time=point_time,
         ttl_s=ttl * 3600 if ttl else None,
         direction="failback" if failback else "failover",
+        intent=sign(
+            settings,
+            action="failover",
+            plan=plan,
+            mode=mode,
+            direction="failback" if failback else "failover",
+        ),
     )
 
     async def run() -> int:
@@ -176,8 +202,15 @@ def approve(
     comment: str = typer.Option("", "--comment"),
 ) -> None:
     """Approve the gate a run is waiting on (recorded in the report with your user name)."""
-    inp = ApproveInput(gate=gate, by=getpass.getuser(), comment=comment)
-    _update(plan, Update.APPROVE, lambda client: recovery.approve(client, plan, inp))
+    settings = Settings()
+
+    async def send(client: Client) -> Approval:
+        run_id = await _running_run_id(client, plan)
+        intent = sign(settings, action="approve", plan=plan, gate=gate, run=run_id)
+        inp = ApproveInput(gate=gate, by=cli_user(), comment=comment, intent=intent)
+        return await recovery.approve(client, plan, inp, run_id=run_id)
+
+    _update(plan, Update.APPROVE, send)
 
 
 def abort(
@@ -189,12 +222,29 @@ def abort(
 ) -> None:
     """Abort a running failover. A drill is cleaned up; a real failover stops where it is (nothing it
     recovered is destroyed) and waits for `retry`, `rollback`, or a second abort that ends it as it is."""
-    by = getpass.getuser()
+    settings = Settings()
     if force:
+        by = cli_user()
         _update(plan, "abort --force", lambda client: recovery.force_end(client, plan, by, reason))
         return
-    inp = AbortInput(by=by, reason=reason)
-    _update(plan, Update.ABORT, lambda client: recovery.abort(client, plan, inp))
+
+    async def send(client: Client) -> str:
+        run_id = await _running_run_id(client, plan)
+        intent = sign(settings, action="abort", plan=plan, run=run_id)
+        inp = AbortInput(by=cli_user(), reason=reason, intent=intent)
+        return await recovery.abort(client, plan, inp, run_id=run_id)
+
+    _update(plan, Update.ABORT, send)
+
+
+async def _running_run_id(client: Client, plan: str) -> str | None:
+    """The run id of the plan's running failover: a signed approval names the run it is for (with no
+    intent keys configured nothing is signed, and the update goes to the newest run)."""
+    from seawall.control.runs import running_run
+
+    if not Settings().intent_keys:
+        return None
+    return (await running_run(client, plan)).run_id
 
 
 def cleanup(plan: str = typer.Argument(...)) -> None:
@@ -265,9 +315,13 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
 
 def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run")) -> None:
     """Make a real failover final: old schedules go, older points are pruned."""
-    _run_to_end(Workflow.COMMIT_FAILOVER, lambda client, queue: recovery.commit(client, queue, plan, run))
+    intent = sign(Settings(), action="commit", plan=plan, run=run)
+    _run_to_end(
+        Workflow.COMMIT_FAILOVER, lambda client, queue: recovery.commit(client, queue, plan, run, intent)
+    )
 
 
 def reprotect(plan: str = typer.Argument(...)) -> None:
     """Replicate the failed-over copies back (only what changed at the DR site travels)."""
-    _run_to_end(Workflow.REPROTECT, lambda client, queue: recovery.reprotect(client, queue, plan))
+    intent = sign(Settings(), action="reprotect", plan=plan)
+    _run_to_end(Workflow.REPROTECT, lambda client, queue: recovery.reprotect(client, queue, plan, intent))

@@ -18,4 +18,15 @@ def worker(
         raise typer.BadParameter(
             "nothing to do: give --site NAME and/or --orchestration", param_hint="--site"
         )
-    run_worker(site, orchestration=orchestration)
+    from seawall.runtime.temporal import TemporalConfigError
+    from seawall.security.codec import PayloadKeyError
+    from seawall.security.intents import IntentKeyError, keys_from_settings
+
+    try:
+        from seawall.runtime.config import Settings
+
+        keys_from_settings(Settings().intent_keys)  # a bad key reference stops the worker here, clearly
+        run_worker(site, orchestration=orchestration)
+    except (TemporalConfigError, PayloadKeyError, IntentKeyError) as exc:
+        typer.echo(f"configuration: {exc}", err=True)
+        raise typer.Exit(2) from None

@@ -8,6 +8,31 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.inputs import (
+    CleanupRequest as CleanupRequest,
+)
+from seawall.contract.inputs import (
+    HookRequest as HookRequest,
+)
+from seawall.contract.inputs import (
+    PlanSpecRequest as PlanSpecRequest,
+)
+from seawall.contract.inputs import (
+    SnapshotRelease as SnapshotRelease,
+)
+from seawall.contract.inputs import (
+    SnapshotRequest as SnapshotRequest,
+)
+from seawall.contract.inputs import (
+    VMPoint as VMPoint,
+)
+from seawall.contract.inputs import (
+    VMRef as VMRef,
+)
+from seawall.contract.inputs import (
+    VMsRef as VMsRef,
+)
+from seawall.contract.intents import SignedIntent
 from seawall.contract.names import NAME_PATTERN
 
 
@@ -217,12 +242,14 @@ class PlanRunInput(_Message):
 
     plan: str = Field(pattern=NAME_PATTERN)
     run: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    intent: SignedIntent | None = None  # a door's signature (contract/intents.py)
 
 
 class PlanInput(_Message):
     """Start from the UI as ``{"plan": "erp-dr"}``."""
 
     plan: str = Field(pattern=NAME_PATTERN)
+    intent: SignedIntent | None = None
 
 
 class CommitOutcome(_Message):
@@ -255,6 +282,7 @@ class FailoverInput(_Message):
     # failback: the plan the other way, after Reprotect — the copies at the plan's target site are
     # stopped, replicated a last time and restored onto the original VMs at its source site.
     direction: str = Field(default="failover", pattern=r"^(failover|failback)$")
+    intent: SignedIntent | None = None
 
 
 class VMStep(_Message):
@@ -274,6 +302,7 @@ class GroupStep(_Message):
     gate_message: str | None
     gate_timeout_s: float | None
     gate_on_timeout: str
+    gate_role: str | None = None  # the least role that may approve it (default: by mode)
 
 
 class PlanSpec(_Message):
@@ -391,17 +420,21 @@ class Approval(_Message):
     by: str
     at: str
     comment: str = ""
+    role: str | None = None
+    verified: bool = False  # ``by`` is an identity a Seawall door verified and signed, not a claim
 
 
 class ApproveInput(_Message):
     gate: str
     by: str = Field(min_length=1, max_length=200)
     comment: str = Field(default="", max_length=2000)
+    intent: SignedIntent | None = None
 
 
 class AbortInput(_Message):
     by: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=2000)
+    intent: SignedIntent | None = None
 
 
 class CleanupOutcome(_Message):
@@ -454,6 +487,8 @@ class RunReport(_Message):
     # Plan settings this run did not apply, and why (rollback-test in a real failover).
     warnings: list[str] = []
     rollback: RollbackOutcome | None = None
+    # Who started it, as a Seawall door verified and signed it (None: unsigned, or before signing).
+    authorised_by: Approval | None = None
 
 
 class ReportWritten(_Message):
@@ -463,46 +498,7 @@ class ReportWritten(_Message):
 
 # --- activity inputs: one model per call, so every call is typed end to end -------------------------
 # A workflow passes exactly one of these (or one of the requests above) to each activity; the activity
-# unpacks it on its first line. Several activities that need the same facts share a model.
-
-
-class VMRef(_Message):
-    """Activities that need only a VM's name (enable_cbt, apply_retention, fence_vm, ...)."""
-
-    vm: str
-
-
-class VMsRef(_Message):
-    """pause_schedules: every VM a failover is about to fence."""
-
-    vms: list[str]
-
-
-class VMPoint(_Message):
-    """start_cycle and verify_point: one recovery point of one VM."""
-
-    vm: str
-    point_id: str
-
-
-class SnapshotRequest(_Message):
-    """create_snapshot: named after the point, so a retried step finds the snapshot it made."""
-
-    vm: str
-    snapshot: str
-    quiesce: bool
-
-
-class SnapshotRelease(_Message):
-    vm: str
-    snapshot: str
-
-
-class PlanSpecRequest(_Message):
-    """load_plan_spec: a plan's shape, the other way round for a failback."""
-
-    plan: str
-    direction: str = "failover"
+# unpacks it on its first line. Those carrying only names are in contract/inputs.py (re-exported here).
 
 
 class PointRestore(_Message):
@@ -524,17 +520,3 @@ class RecoveredVM(_Message):
 
     target: RecoverVMInput
     vm: TargetVM
-
-
-class CleanupRequest(_Message):
-    plan: str
-    run: str
-    mode: str
-
-
-class HookRequest(_Message):
-    """run_hook: a hook by name, of the plan (``group`` None) or of one group."""
-
-    plan: str
-    group: str | None
-    name: str

@@ -85,6 +85,7 @@ class Activity:
     START_SOURCE: Final = "start_source"
     RESUME_SCHEDULES: Final = "resume_schedules"
     SCRUB_REPLICA: Final = "scrub_replica"
+    CHECK_INTENT: Final = "check_intent"
 
 
 def _short_run(run_id: str) -> str:

@@ -15,4 +15,6 @@ SA_RUN = SearchAttributeKey.for_keyword("SeawallRun")
 # The hashed Idempotency-Key an API-started run was started with: a retry finds its run by a
 # visibility query for 24 hours, whatever runs of the plan came after it.
 SA_REQUEST = SearchAttributeKey.for_keyword("SeawallRequest")
-SEARCH_ATTRIBUTES = (SA_PLAN, SA_VM, SA_SITE, SA_MODE, SA_RUN, SA_REQUEST)
+# The nonce of the signed intent a run was authorised by: a second run presenting it is a replay.
+SA_INTENT = SearchAttributeKey.for_keyword("SeawallIntent")
+SEARCH_ATTRIBUTES = (SA_PLAN, SA_VM, SA_SITE, SA_MODE, SA_RUN, SA_REQUEST, SA_INTENT)

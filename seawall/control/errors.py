@@ -70,6 +70,10 @@ class Refused(InvalidState):
         super().__init__(detail)
 
 
+class NotAuthorised(Refused):
+    """The workflow refused the update's intent: unsigned, forged, expired, replayed or a role too low."""
+
+
 class Failed(ControlError):
     """The workflow the action ran ended in failure; ``str()`` is its cause."""
 

@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.contract.failures import failure_reason
+from seawall.contract.intents import SignedIntent
 from seawall.contract.messages import (
     AbortInput,
     Approval,
@@ -32,7 +33,15 @@ from seawall.contract.messages import (
     RunReport,
 )
 from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
-from seawall.control.errors import AlreadyRunning, Failed, NotRunning, Refused, Stuck, Unavailable
+from seawall.control.errors import (
+    AlreadyRunning,
+    Failed,
+    NotAuthorised,
+    NotRunning,
+    Refused,
+    Stuck,
+    Unavailable,
+)
 
 T = TypeVar("T")
 
@@ -86,6 +95,9 @@ async def _update(
             return await handle.execute_update(name, result_type=result_type, rpc_timeout=timeout)
         return await handle.execute_update(name, arg, result_type=result_type, rpc_timeout=timeout)
     except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "IntentRefused":
+            raise NotAuthorised(name, cause.message) from None
         raise Refused(name, failure_reason(exc)) from None
     except RPCError as exc:
         raise rpc_refusal(exc, plan) from None
@@ -185,15 +197,19 @@ async def _run_to_end(
         raise Failed(failure_reason(exc)) from None
 
 
-async def commit(client: Client, queue: str, plan: str, run: str) -> CommitOutcome:
+async def commit(
+    client: Client, queue: str, plan: str, run: str, intent: SignedIntent | None = None
+) -> CommitOutcome:
     """Make a real failover final: old schedules go, points older than the recovered one are pruned."""
-    inp = PlanRunInput(plan=plan, run=run)
+    inp = PlanRunInput(plan=plan, run=run, intent=intent)
     return await _run_to_end(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
 
 
-async def reprotect(client: Client, queue: str, plan: str) -> ReprotectOutcome:
+async def reprotect(
+    client: Client, queue: str, plan: str, intent: SignedIntent | None = None
+) -> ReprotectOutcome:
     """Replicate the failed-over copies back into the same replica (only DR-side changes travel)."""
-    inp = PlanInput(plan=plan)
+    inp = PlanInput(plan=plan, intent=intent)
     return await _run_to_end(client, queue, Workflow.REPROTECT, inp, reprotect_id(plan), ReprotectOutcome)
 
 

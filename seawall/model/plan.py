@@ -223,10 +223,21 @@ class Hook(Variant):
     continue_on_failure: StrictBool = False
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
 class CommandHook(Hook):
+    """Run without a shell, with only PATH, LANG and the variables named here: never the worker's
+    own environment, which holds site credentials and keys."""
+
     kind: Literal["command"] = "command"
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = Field(
         description="argv; run without a shell"
+    )
+    env: dict[EnvName, str] = Field(default={}, description="variables the command gets (plain values)")
+    secret_env: dict[EnvName, SecretRef] = Field(
+        default={},
+        description="variables resolved from secret references at the worker (masked in the output)",
     )
 
 
@@ -255,6 +266,10 @@ class Gate(FileModel):
         default="abort",
         description="what an unanswered gate does at its timeout: approve and go on, or abort (a drill "
         "is cleaned up; a real failover stops there, destroying nothing, and waits for the operator)",
+    )
+    role: Literal["operator", "admin"] | None = Field(
+        default=None,
+        description="the least role that may approve it (default: operator in a drill, admin in a real run)",
     )
 
 

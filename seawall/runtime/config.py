@@ -30,6 +30,21 @@ class Settings(BaseSettings):
     # The codec server's bearer token, as a secret reference (env:NAME or file:PATH). Unset: no token is
     # asked for, so bind it where only the allowed can reach it.
     codec_token: str | None = None
+    # Require payloads to arrive encrypted (with payload_keys set): a plain workflow input or update
+    # from a codec-less client (the Temporal UI, a script at the frontend) is refused, not run.
+    payload_require_encryption: bool = False
+
+    # Signed intents (seawall.security.intents): HMAC key references, newest first, the format of
+    # payload_keys. Set on orchestration workers and every door (API, CLI). With it set, a worker runs
+    # a real failover, commit, reprotect, abort or approval only with a door's valid signature.
+    intent_keys: str | None = None
+    # Drills may be started (and their gates approved) without an intent (e.g. from the Temporal UI).
+    intent_unsigned_drills: bool = True
+    # A real run started without an intent waits this long for an admin's signed approval of the
+    # ``authorise-start`` gate, then fails having fenced nothing (0: refused at once).
+    intent_confirm_wait_s: float = Field(default=3600.0, ge=0, le=7 * 24 * 3600)
+    # How long an intent a door signs stays valid.
+    intent_ttl_s: float = Field(default=300.0, gt=0, le=3600)
 
     inventory: Path = Field(default=Path("examples/inventory.yaml"))
     orchestration_queue: str = ORCHESTRATION_QUEUE

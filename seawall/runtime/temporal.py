@@ -11,7 +11,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverter
 from temporalio.exceptions import ApplicationError
 
 from seawall.runtime.config import Settings
-from seawall.security.codec import EncryptionCodec
+from seawall.security.codec import EncryptionCodec, StrictEncryptionCodec, StrictPayloadConverter
 
 
 class TemporalConfigError(ValueError):
@@ -21,7 +21,13 @@ class TemporalConfigError(ValueError):
 def payload_codec(settings: Settings) -> EncryptionCodec | None:
     """The payload encryption codec when ``SEAWALL_PAYLOAD_KEYS`` is set; PayloadKeyError if unusable."""
     if not settings.payload_keys:
+        if settings.payload_require_encryption:
+            raise TemporalConfigError(
+                "SEAWALL_PAYLOAD_REQUIRE_ENCRYPTION needs SEAWALL_PAYLOAD_KEYS: no key, nothing to require"
+            )
         return None
+    if settings.payload_require_encryption:
+        return StrictEncryptionCodec.from_refs(settings.payload_keys)
     return EncryptionCodec.from_refs(settings.payload_keys)
 
 
@@ -49,9 +55,18 @@ class PlainEncodedFailureConverter(PlainFailureConverter):
 
 def data_converter(settings: Settings | None = None) -> DataConverter:
     """The pydantic converter, encrypting payloads when ``settings.payload_keys`` (or the env) says so."""
-    codec = payload_codec(settings or Settings())
+    settings = settings or Settings()
+    codec = payload_codec(settings)
     if codec is None:
         return dataclasses.replace(pydantic_data_converter, failure_converter_class=PlainFailureConverter)
+    if isinstance(codec, StrictEncryptionCodec):
+        # Plain payloads decode to a marker this converter refuses (seawall/security/codec.py).
+        return dataclasses.replace(
+            pydantic_data_converter,
+            payload_converter_class=StrictPayloadConverter,
+            payload_codec=codec,
+            failure_converter_class=PlainEncodedFailureConverter,
+        )
     # Failure messages and stack traces name VMs, paths and hosts too: move them into the encrypted
     # attributes payload instead of leaving them in the history's plain failure fields.
     return dataclasses.replace(

@@ -25,12 +25,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import EncodingPayloadConverter, PayloadCodec
+from temporalio.exceptions import ApplicationError
 
 from seawall.blockstore.keys import KeyMaterial, KeyRefError, load_key
 
@@ -43,6 +46,8 @@ __all__ = [
     "PayloadDecryptError",
     "PayloadKeyError",
     "PayloadKeyRing",
+    "StrictEncryptionCodec",
+    "StrictPayloadConverter",
     "UnknownPayloadKeyError",
     "is_encrypted",
     "parse_key_refs",
@@ -200,3 +205,51 @@ class EncryptionCodec(PayloadCodec):
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return self.decode_sync(payloads)
+
+
+# --- refusing plaintext -------------------------------------------------------------------------------
+# With SEAWALL_PAYLOAD_REQUIRE_ENCRYPTION a worker must not run what a codec-less client (the Temporal
+# UI, a script at the frontend) sent in clear. A codec cannot fail cleanly: an error while decoding an
+# activation fails the workflow *task*, retried forever. So the strict codec swaps a plain payload for
+# a marker (dropping its content), and the payload converter turns the marker into a non-retryable
+# ApplicationError when the SDK converts it: a workflow input then fails the workflow before its first
+# step, an update argument rejects the update, and nothing of the plain payload is ever used.
+
+PLAINTEXT_REFUSED = b"binary/seawall-plaintext-refused"
+
+
+class StrictEncryptionCodec(EncryptionCodec):
+    """:class:`EncryptionCodec` that lets no plain payload through: it decodes to a refusal marker."""
+
+    def decrypt(self, payload: Payload) -> Payload:
+        if not is_encrypted(payload):
+            return Payload(metadata={"encoding": PLAINTEXT_REFUSED})
+        return super().decrypt(payload)
+
+
+class RefusedPlaintextConverter(EncodingPayloadConverter):
+    """Converts the strict codec's marker into the refusal; never encodes anything."""
+
+    @property
+    def encoding(self) -> str:
+        return PLAINTEXT_REFUSED.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise ApplicationError(
+            "refused: a payload arrived unencrypted, and this worker requires encrypted payloads "
+            "(SEAWALL_PAYLOAD_REQUIRE_ENCRYPTION); send it through a Seawall door or a client with the "
+            "payload codec",
+            type="PlaintextRefused",
+            non_retryable=True,
+        )
+
+
+class StrictPayloadConverter(PydanticPayloadConverter):
+    """The pydantic converter that also understands (and refuses) the plaintext marker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._set_converters(*self.converters.values(), RefusedPlaintextConverter())

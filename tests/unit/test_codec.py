@@ -250,3 +250,34 @@ def test_failures_raised_on_purpose_carry_no_stack_trace() -> None:
     assert failed.stack_trace == "" and failed.application_failure_info.type == "InvalidInput"
     bug = failure_of(KeyError("boom"))
     assert "test_codec.py" in bug.stack_trace
+
+
+# --- refusing plaintext (SEAWALL_PAYLOAD_REQUIRE_ENCRYPTION) ------------------------------------------
+
+
+async def test_the_strict_converter_refuses_plain_payloads_and_reads_encrypted_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from seawall.contract.messages import FailoverInput
+    from seawall.runtime.temporal import TemporalConfigError
+    from seawall.security.codec import StrictEncryptionCodec
+
+    monkeypatch.setenv("STRICT_TEST_KEY", "cd" * 32)
+    strict = data_converter(Settings(payload_keys="env:STRICT_TEST_KEY", payload_require_encryption=True))
+    assert isinstance(strict.payload_codec, StrictEncryptionCodec)
+    value = FailoverInput(plan="erp-dr", mode="planned")
+    sealed = await strict.encode([value])
+    assert await strict.decode(sealed, [FailoverInput]) == [value]
+    plain = pydantic_data_converter.payload_converter.to_payloads([value])
+    decoded = await strict.payload_codec.decode(plain)
+    assert b"erp-dr" not in decoded[0].SerializeToString()  # the plain content is dropped, not passed on
+    with pytest.raises(ApplicationError) as refused:
+        strict.payload_converter.from_payloads(decoded, [FailoverInput])
+    assert refused.value.type == "PlaintextRefused" and refused.value.non_retryable
+    # Without the setting, plain payloads (from before encryption was turned on) stay readable.
+    lenient = data_converter(Settings(payload_keys="env:STRICT_TEST_KEY"))
+    assert await lenient.decode(plain, [FailoverInput]) == [value]
+    with pytest.raises(TemporalConfigError, match="needs SEAWALL_PAYLOAD_KEYS"):
+        data_converter(Settings(payload_require_encryption=True))

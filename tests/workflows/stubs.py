@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.recovery import OrchestrationActivities
+from seawall.contract.intents import Authority, IntentCheck
 from seawall.contract.messages import (
     ChosenPoint,
     CleanupOutcome,
@@ -62,6 +64,8 @@ from seawall.contract.messages import (
 )
 from seawall.contract.names import Activity as A
 from seawall.contract.verify import CORRUPT_REPLICA, PointVerdict, VerifyInput, VerifyReport
+from seawall.runtime.config import Settings
+from seawall.security.intents import IntentKeys
 
 T0 = "2026-11-30T10:00:00+00:00"
 
@@ -106,6 +110,10 @@ class Stubs:
     corrupt: set[str] = field(default_factory=set)
     no_older: bool = False
     calls: list[Call] = field(default_factory=list)
+    # Signed intents: the orchestration worker's keys (None: not enforced) and its policy.
+    intent_keys: IntentKeys | None = None
+    unsigned_drills: bool = True
+    confirm_wait_s: float = 3600.0
 
     # ---- what a test reads back --------------------------------------------------------------------
 
@@ -160,6 +168,17 @@ class Stubs:
         await self._enter(A.LOAD_PLAN_SPEC, req)
         assert self.spec is not None
         return self.spec
+
+    @activity.defn(name=A.CHECK_INTENT)
+    async def check_intent(self, req: IntentCheck) -> Authority:
+        """The real check (signature, claims, nonce reuse through visibility), with this rig's keys."""
+        await self._enter(A.CHECK_INTENT, req)
+        settings = Settings(
+            intent_unsigned_drills=self.unsigned_drills, intent_confirm_wait_s=self.confirm_wait_s
+        )
+        real = OrchestrationActivities(settings)
+        real.intent_keys = self.intent_keys
+        return await real.check_intent(req)
 
     @activity.defn(name=A.PAUSE_SCHEDULES)
     async def pause_schedules(self, req: VMsRef) -> int:
@@ -384,6 +403,7 @@ def group(
     gate_on_timeout: str = "abort",
     pre_hooks: Sequence[str] = (),
     post_hooks: Sequence[str] = (),
+    gate_role: str | None = None,
 ) -> GroupStep:
     return GroupStep(
         name=name,
@@ -395,6 +415,7 @@ def group(
         gate_message=f"check {name}" if gate else None,
         gate_timeout_s=gate_timeout_s,
         gate_on_timeout=gate_on_timeout,
+        gate_role=gate_role,
     )
 
 

@@ -50,6 +50,7 @@ async def test_commit_failover_deletes_the_old_schedules_and_prunes_older_points
             task_queue=rig.queue,
         )
     assert stubs.names() == [
+        A.CHECK_INTENT,  # no intent keys on this worker: the answer is "not enforced"
         A.LOAD_PLAN_SPEC,
         A.DELETE_SCHEDULE,
         A.PRUNE_POINTS,

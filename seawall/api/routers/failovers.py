@@ -93,6 +93,9 @@ async def start_failover(
                 mode=body.mode,
                 point_time=body.point_time.isoformat() if body.point_time else None,
                 ttl_s=body.ttl_hours * 3600 if body.ttl_hours is not None else None,
+                intent=ctx.sign(
+                    who, record, action="failover", plan=plan, mode=body.mode, direction="failover"
+                ),
             )
             memo = idempotency.start_memo(who.name, fingerprint, hashed)
             try:

@@ -22,7 +22,7 @@ from seawall.api.schemas import (
     UpdateDone,
     ok_example,
 )
-from seawall.contract.messages import AbortInput, ApproveInput, RetryInput, RollbackInput
+from seawall.contract.messages import AbortInput, Approval, ApproveInput, RetryInput, RollbackInput
 from seawall.control import recovery
 from seawall.control.runs import running_run
 
@@ -37,7 +37,7 @@ async def _to_running(
     request: Request,
     who: Principal,
     plan: str,
-    send: Callable[[Client, str], Awaitable[T]],
+    send: Callable[[Client, str, dict[str, object]], Awaitable[T]],
     **what: Any,
 ) -> tuple[WorkflowExecutionDescription, T]:
     """Send an update to the plan's running run (409 if none runs), audited with ``what``."""
@@ -47,7 +47,7 @@ async def _to_running(
         tc = await ctx.client()
         desc = await running_run(tc, plan)
         record["run_id"] = desc.run_id
-        answer = await send(tc, desc.run_id)
+        answer = await send(tc, desc.run_id, record)
     return desc, answer
 
 
@@ -90,16 +90,14 @@ async def approve(
     ],
     who: Principal = Depends(operator),
 ) -> ApprovalDone:
-    # The approver is the token's holder: the report names them, not what the body claims.
-    inp = ApproveInput(gate=body.gate, by=who.name, comment=body.comment)
-    desc, approval = await _to_running(
-        ctx,
-        request,
-        who,
-        plan,
-        lambda tc, run_id: recovery.approve(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
-        gate=body.gate,
-    )
+    # The approver is the token's holder, signed for this run and gate: the report names them, not
+    # what the body claims, and the workflow checks their role against the gate's.
+    def send(tc: Client, run_id: str, record: dict[str, object]) -> Awaitable[Approval]:
+        intent = ctx.sign(who, record, action="approve", plan=plan, gate=body.gate, run=run_id)
+        inp = ApproveInput(gate=body.gate, by=who.name, comment=body.comment, intent=intent)
+        return recovery.approve(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT)
+
+    desc, approval = await _to_running(ctx, request, who, plan, send, gate=body.gate)
     return ApprovalDone(
         plan=plan, workflow_id=desc.id, run_id=desc.run_id, result="approved", approval=approval
     )
@@ -123,15 +121,12 @@ async def abort(
     ],
     who: Principal = Depends(admin),
 ) -> UpdateDone:
-    inp = AbortInput(by=who.name, reason=body.reason)
-    desc, result = await _to_running(
-        ctx,
-        request,
-        who,
-        plan,
-        lambda tc, run_id: recovery.abort(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
-        reason=body.reason,
-    )
+    def send(tc: Client, run_id: str, record: dict[str, object]) -> Awaitable[str]:
+        intent = ctx.sign(who, record, action="abort", plan=plan, run=run_id)
+        inp = AbortInput(by=who.name, reason=body.reason, intent=intent)
+        return recovery.abort(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT)
+
+    desc, result = await _to_running(ctx, request, who, plan, send, reason=body.reason)
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
 
 
@@ -152,7 +147,7 @@ async def cleanup(
         request,
         who,
         plan,
-        lambda tc, run_id: recovery.cleanup(tc, plan, run_id=run_id, timeout=WORKER_WAIT),
+        lambda tc, run_id, _record: recovery.cleanup(tc, plan, run_id=run_id, timeout=WORKER_WAIT),
     )
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
 
@@ -179,7 +174,7 @@ async def retry(
         request,
         who,
         plan,
-        lambda tc, run_id: recovery.retry(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        lambda tc, run_id, _record: recovery.retry(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
         comment=body.comment,
     )
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)
@@ -212,7 +207,7 @@ async def rollback(
         request,
         who,
         plan,
-        lambda tc, run_id: recovery.rollback(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
+        lambda tc, run_id, _record: recovery.rollback(tc, plan, inp, run_id=run_id, timeout=WORKER_WAIT),
         reason=body.reason,
     )
     return UpdateDone(plan=plan, workflow_id=desc.id, run_id=desc.run_id, result=result)

@@ -48,7 +48,30 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.payloadKeys.keys }}
 - name: SEAWALL_PAYLOAD_KEYS
   value: {{ include "seawall.payloadRefs" . | quote }}
+- name: SEAWALL_PAYLOAD_REQUIRE_ENCRYPTION
+  value: {{ .Values.payloadKeys.requireEncryption | quote }}
 {{- end }}
+{{- if .Values.intentKeys.keys }}
+- name: SEAWALL_INTENT_KEYS
+  value: {{ include "seawall.intentRefs" . | quote }}
+- name: SEAWALL_INTENT_UNSIGNED_DRILLS
+  value: {{ .Values.intentKeys.unsignedDrills | quote }}
+- name: SEAWALL_INTENT_CONFIRM_WAIT_S
+  value: {{ .Values.intentKeys.confirmWaitSeconds | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "seawall.intentSecret" -}}
+{{- default (printf "%s-intent-keys" (include "seawall.fullname" .)) .Values.intentKeys.existingSecret -}}
+{{- end -}}
+
+{{/* file:/etc/seawall/intent-keys/<name> for each key, comma-separated, in the order given. */}}
+{{- define "seawall.intentRefs" -}}
+{{- $refs := list -}}
+{{- range .Values.intentKeys.keys -}}
+{{- $refs = append $refs (printf "file:/etc/seawall/intent-keys/%s" .name) -}}
+{{- end -}}
+{{- join "," $refs -}}
 {{- end -}}
 
 {{/* file:/etc/seawall/payload-keys/<name> for each key, comma-separated, in the order given. */}}
