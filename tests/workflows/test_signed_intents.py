@@ -245,9 +245,14 @@ async def test_an_unsigned_abort_of_a_real_run_is_refused(rig_for: RIG) -> None:
         unsigned = AbortInput(by="mallory", reason="x")
         assert "needs an intent" in (await rejected(handle, RecoveryPlanWorkflow.abort, unsigned)).message
         signed = AbortInput(by="typed", reason="stop", intent=intent("abort", run=handle.result_run_id))
-        assert (
-            await handle.execute_update(RecoveryPlanWorkflow.abort, signed) == "abort requested by dr-admin"
-        )
+        said = await handle.execute_update(RecoveryPlanWorkflow.abort, signed)
+        # A real failover stops where it is; a second (signed) abort ends it as it is.
+        assert said.startswith("abort requested by dr-admin: the failover stops where it is"), said
+        await progress_until(handle, lambda p: p["stopped"] is not None)
+        assert "needs an intent" in (await rejected(handle, RecoveryPlanWorkflow.abort, unsigned)).message
+        again = AbortInput(by="typed", reason="end", intent=intent("abort", run=handle.result_run_id))
+        said = await handle.execute_update(RecoveryPlanWorkflow.abort, again)
+        assert said.startswith("abort requested by dr-admin: the run ends as it is"), said
         report: RunReport = await handle.result()
     assert report.status == "aborted" and [v.vm for v in report.vms] == ["db"]
 
