@@ -40,12 +40,25 @@ def _absolute_hooks(hooks: Sequence[Any], base: Path) -> list[Any]:
     ]
 
 
+def _absolute_vm(vm: Any, base: Path) -> Any:
+    if vm.windows is None:
+        return vm
+    windows = vm.windows.model_copy(
+        update={
+            "join_credentials": _absolute_ref(vm.windows.join_credentials, base),
+            "admin_password": _absolute_ref(vm.windows.admin_password, base),
+        }
+    )
+    return vm.model_copy(update={"windows": windows})
+
+
 def _absolute_plan(plan: RecoveryPlan, base: Path) -> RecoveryPlan:
     groups = [
         group.model_copy(
             update={
                 "pre_hooks": _absolute_hooks(group.pre_hooks, base),
                 "post_hooks": _absolute_hooks(group.post_hooks, base),
+                "vms": [_absolute_vm(vm, base) for vm in group.vms],
             }
         )
         for group in plan.groups
