@@ -17,6 +17,7 @@ from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, Re
 from seawall.plans.checks import check_inventory, check_plan
 from seawall.plans.errors import Loc, PlanError, PlanValidationError
 from seawall.plans.files import InventoryFile, ParsedFile, PlanFile, as_inventory, as_plan, parse_file
+from seawall.plans.placements import SiteCheck, check_placements_online
 from seawall.plans.yamlsource import Document
 
 
@@ -129,8 +130,9 @@ class CheckReport:
 class _Checker:
     """Checks a set of files once each, following plan files to their inventories."""
 
-    def __init__(self, explicit_inventory: str | Path | None) -> None:
+    def __init__(self, explicit_inventory: str | Path | None, site_check: SiteCheck | None = None) -> None:
         self.explicit = explicit_inventory
+        self.site_check = site_check
         self.cache: dict[Path, ParsedFile] = {}
         self.inventory_problems: dict[Path, list[PlanError]] = {}
         self.report = CheckReport()
@@ -156,9 +158,12 @@ class _Checker:
         key = parsed.doc.real.resolve()
         if key not in self.inventory_problems:
             doc = parsed.doc
-            self.inventory_problems[key] = [
-                doc.error(p.loc, p.message) for p in check_inventory(parsed.model)
-            ]
+            problems = check_inventory(parsed.model)
+            if not problems and self.site_check is not None and parsed.model.placements:
+                # Only a valid inventory is taken to its sites, with its references made absolute.
+                absolute = _absolute_inventory(as_inventory(parsed.model), key.parent)
+                problems = check_placements_online(absolute, self.site_check)
+            self.inventory_problems[key] = [doc.error(p.loc, p.message) for p in problems]
         errors = self.inventory_problems[key]
         return (None if errors else as_inventory(parsed.model)), errors
 
@@ -246,9 +251,12 @@ class _Checker:
             self.report.files.append(FileSummary(str(path), "RecoveryPlan", inventory, [as_plan(model)]))
 
 
-def check(paths: Sequence[str | Path], inventory: str | Path | None = None) -> CheckReport:
-    """Check inventory and plan files; ``inventory`` overrides what plan files name."""
-    return _Checker(inventory).run(paths)
+def check(
+    paths: Sequence[str | Path], inventory: str | Path | None = None, site_check: SiteCheck | None = None
+) -> CheckReport:
+    """Check inventory and plan files; ``inventory`` overrides what plan files name. ``site_check``
+    also asks the sites whether the names of the inventory's placement mappings exist there."""
+    return _Checker(inventory, site_check).run(paths)
 
 
 def check_files(paths: Sequence[str | Path], inventory: str | Path | None = None) -> list[PlanError]:

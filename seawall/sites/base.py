@@ -171,6 +171,10 @@ class TargetAdapter(Protocol):
         """The addresses the recovered VM's guest reports now."""
         ...
 
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        """(field, message) for each name of a placement mapping this site does not have."""
+        ...
+
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
     ) -> list[Resource]:
@@ -272,6 +276,10 @@ class BaseAdapter(abc.ABC):
 
     def guest_ips(self, name: str) -> list[str]:
         raise self._no_target()
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        # Nothing a kind without placement names could check (plan check refuses the fields).
+        return []
 
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
-from seawall.model import VSphereSite, WindowsCustomization
+from seawall.model import Placement, VSphereSite, WindowsCustomization
 from seawall.model.ipplan import NicPlan
 from seawall.model.sourceconfig import SourceConfig
 from seawall.runtime import failpoints
@@ -306,6 +306,19 @@ class VSphereAdapter(BaseAdapter):
             owner=w.owner,
             time_zone=w.time_zone,
         )
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        from seawall.sites.vsphere.placement import placement_problems
+
+        with self.connect() as conn:
+            return placement_problems(
+                conn,
+                placement.datacenter or self.site.datacenter,
+                placement.datastore or self.site.datastore,
+                placement.cluster,
+                placement.resource_pool,
+                placement.folder,
+            )
 
     def guest_ips(self, name: str) -> list[str]:
         from seawall.sites.vsphere.target import find_vm_or_none, read_guest

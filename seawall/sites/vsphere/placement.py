@@ -233,3 +233,45 @@ def remove_network(conn: VSphereConnection, name: str) -> bool:
     except VSphereNotFound:
         return False
     return True
+
+
+def placement_problems(
+    conn: VSphereConnection,
+    datacenter: str,
+    datastore: str,
+    cluster: str | None,
+    pool: str | None,
+    folder: str | None,
+) -> list[tuple[str, str]]:
+    """(field, message) for each placement name the site does not have (``seawall plan check``)."""
+    problems: list[tuple[str, str]] = []
+    try:
+        dc = find_datacenter(conn, datacenter)
+    except VSphereNotFound:
+        known = sorted(str(p.get("name")) for _, p in conn.list_objects(vim.Datacenter, ["name"]))
+        return [("datacenter", f"no datacenter {datacenter!r} at the site (it has: {', '.join(known)})")]
+    stores = {str(p.get("name")) for _, p in conn.list_objects(vim.Datastore, ["name"])}
+    if datastore not in stores:
+        problems.append(
+            ("datastore", f"no datastore {datastore!r} at the site (it has: {', '.join(sorted(stores))})")
+        )
+    clusters = [
+        (o, p)
+        for o, p in conn.list_objects(vim.ClusterComputeResource, ["name"])
+        if conn.datacenter_path(o) == conn.datacenter_path(dc)
+    ]
+    if cluster is not None and cluster not in {str(p.get("name")) for _, p in clusters}:
+        names = ", ".join(sorted(str(p.get("name")) for _, p in clusters)) or "none"
+        problems.append(("cluster", f"no cluster {cluster!r} in {datacenter} (it has: {names})"))
+    elif pool is not None:
+        scope = [o for o, p in clusters if p.get("name") == cluster] if cluster is not None else None
+        try:
+            find_pool(conn, pool, scope)
+        except VSphereNotFound as exc:
+            problems.append(("resource_pool", str(exc)))
+    if folder is not None:
+        try:
+            find_folder(conn, conn.properties(dc, ["vmFolder"])["vmFolder"], folder)
+        except VSphereNotFound as exc:
+            problems.append(("folder", str(exc)))
+    return problems
