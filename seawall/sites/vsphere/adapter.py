@@ -253,8 +253,9 @@ class VSphereAdapter(BaseAdapter):
             if machine is not None:
                 set_custom_attributes(conn, vm, machine.tags)
             if who is not None:
-                failpoints.hit("create_target_vm.customize_windows", {"vm": labels.vm, "name": name})
                 customize_windows(conn, vm, nics, who, record_as=spec_name(labels.run, name))
+                # Queued, not yet applied (that happens at power-on): the crash tests stop here.
+                failpoints.hit("create_target_vm.customized", {"vm": labels.vm, "name": name})
             else:
                 customize_ip(conn, vm, nics, shape.hostname)
             power_on(conn, vm)
