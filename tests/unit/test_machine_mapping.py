@@ -217,8 +217,10 @@ def test_nic_fields_for_the_wrong_kind(tmp_path: Path, nic: str, message: str) -
         INVENTORY.split("placements:")[0].replace(
             "datastore: ds}", "datastore: ds, networks: [{name: n, cidr: 10.0.0.0/24}]}"
         )
-        + "protected_vms:\n  - {name: vm, source_site: primary, policy: p, replica_store: s, target_sites: [dr]}\n"
-        + "replica_stores: [{name: s, kind: directory, path: /tmp}]\npolicies: [{name: p, interval: 5m, retention_count: 3, key_ref: env:K}]\n"
+        + "protected_vms:\n"
+        + "  - {name: vm, source_site: primary, policy: p, replica_store: s, target_sites: [dr]}\n"
+        + "replica_stores: [{name: s, kind: directory, path: /tmp}]\n"
+        + "policies: [{name: p, interval: 5m, retention_count: 3, key_ref: env:K}]\n"
     )
     plan = tmp_path / "plan.yaml"
     plan.write_text(
