@@ -92,10 +92,6 @@ class ReplicaPoint:
         return report
 
 
-def labels(inp: RecoverVMInput) -> RunLabels:
-    return RunLabels(plan=inp.plan, run=inp.run, vm=inp.vm)
-
-
 class TargetSite:
     """What the target site's activities share: the site, the settings, the plan's view of a VM."""
 
