@@ -209,4 +209,5 @@ class RecoverVMWorkflow:
             healthy_at=healthy_at.isoformat(),
             achieved_rpo_s=(started - datetime.fromisoformat(point.created_at)).total_seconds(),
             point_note=point.note,
+            notes=vm.notes,
         )

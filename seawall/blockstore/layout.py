@@ -9,6 +9,8 @@ Object layout in the store (every data object sealed, see codec.py)::
     verified/<vm>/<point>.json marker written after a clean verify ("latest verified" is a listing)
     corrupt/<vm>/<point>.json  marker written when a verify finds a damaged chunk (damage.py)
     damage/chunks.json         damaged chunks not yet repaired (damage.py)
+    configs/<vm>/<point>       the VM's configuration at snapshot time, sealed (configs.py); written
+                               before the manifest, which records that it exists
     sessions/<session>.json    lease + resume journal of a ship in progress
     gc/condemned.json          objects GC found unreferenced, and since when
 
@@ -45,6 +47,10 @@ def point_key(vm: str, point_id: str) -> str:
 
 def verified_key(vm: str, point_id: str) -> str:
     return f"verified/{vm}/{point_id}.json"
+
+
+def config_key(vm: str, point_id: str) -> str:
+    return f"configs/{vm}/{point_id}"
 
 
 def session_key(session: str) -> str:

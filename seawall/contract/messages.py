@@ -367,6 +367,7 @@ class TargetVM(_Message):
     name: str
     ips: list[str]
     resources: list[Resource]
+    notes: list[str] = []  # what was not as the source was (defaults, fallbacks), for the report
 
 
 class DnsChange(_Message):
@@ -404,6 +405,7 @@ class RecoverVMResult(_Message):
     # Achieved RPO: how much older than this VM's recovery the recovered point is (seconds).
     achieved_rpo_s: float | None = None
     point_note: str = ""  # why this point (a corrupt newer point refused), else empty
+    notes: list[str] = []
 
 
 class HookOutcome(_Message):

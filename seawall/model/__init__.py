@@ -17,6 +17,7 @@ each NIC lands: pure computation over a plan). This module names the package's p
 
 from __future__ import annotations
 
+from seawall.model.guest import WindowsCustomization
 from seawall.model.inventory import (
     AnyDnsZone,
     AnyReplicaStore,
@@ -36,6 +37,7 @@ from seawall.model.inventory import (
     Site,
     VSphereSite,
 )
+from seawall.model.placement import Placement
 from seawall.model.plan import (
     AnyHealthCheck,
     AnyHook,
@@ -97,6 +99,7 @@ __all__ = [
     "Name",
     "Network",
     "NicMapping",
+    "Placement",
     "PlanVM",
     "ProtectedVM",
     "RecoveryMode",
@@ -112,6 +115,7 @@ __all__ = [
     "TargetSize",
     "TcpCheck",
     "VSphereSite",
+    "WindowsCustomization",
     "format_duration",
     "parse_duration",
     "parse_secret_ref",

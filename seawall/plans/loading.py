@@ -17,6 +17,7 @@ from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, Re
 from seawall.plans.checks import check_inventory, check_plan
 from seawall.plans.errors import Loc, PlanError, PlanValidationError
 from seawall.plans.files import InventoryFile, ParsedFile, PlanFile, as_inventory, as_plan, parse_file
+from seawall.plans.placements import SiteCheck, check_placements_online
 from seawall.plans.yamlsource import Document
 
 
@@ -40,12 +41,25 @@ def _absolute_hooks(hooks: Sequence[Any], base: Path) -> list[Any]:
     ]
 
 
+def _absolute_vm(vm: Any, base: Path) -> Any:
+    if vm.windows is None:
+        return vm
+    windows = vm.windows.model_copy(
+        update={
+            "join_credentials": _absolute_ref(vm.windows.join_credentials, base),
+            "admin_password": _absolute_ref(vm.windows.admin_password, base),
+        }
+    )
+    return vm.model_copy(update={"windows": windows})
+
+
 def _absolute_plan(plan: RecoveryPlan, base: Path) -> RecoveryPlan:
     groups = [
         group.model_copy(
             update={
                 "pre_hooks": _absolute_hooks(group.pre_hooks, base),
                 "post_hooks": _absolute_hooks(group.post_hooks, base),
+                "vms": [_absolute_vm(vm, base) for vm in group.vms],
             }
         )
         for group in plan.groups
@@ -116,8 +130,9 @@ class CheckReport:
 class _Checker:
     """Checks a set of files once each, following plan files to their inventories."""
 
-    def __init__(self, explicit_inventory: str | Path | None) -> None:
+    def __init__(self, explicit_inventory: str | Path | None, site_check: SiteCheck | None = None) -> None:
         self.explicit = explicit_inventory
+        self.site_check = site_check
         self.cache: dict[Path, ParsedFile] = {}
         self.inventory_problems: dict[Path, list[PlanError]] = {}
         self.report = CheckReport()
@@ -143,9 +158,12 @@ class _Checker:
         key = parsed.doc.real.resolve()
         if key not in self.inventory_problems:
             doc = parsed.doc
-            self.inventory_problems[key] = [
-                doc.error(p.loc, p.message) for p in check_inventory(parsed.model)
-            ]
+            problems = check_inventory(parsed.model)
+            if not problems and self.site_check is not None and parsed.model.placements:
+                # Only a valid inventory is taken to its sites, with its references made absolute.
+                absolute = _absolute_inventory(as_inventory(parsed.model), key.parent)
+                problems = check_placements_online(absolute, self.site_check)
+            self.inventory_problems[key] = [doc.error(p.loc, p.message) for p in problems]
         errors = self.inventory_problems[key]
         return (None if errors else as_inventory(parsed.model)), errors
 
@@ -233,9 +251,12 @@ class _Checker:
             self.report.files.append(FileSummary(str(path), "RecoveryPlan", inventory, [as_plan(model)]))
 
 
-def check(paths: Sequence[str | Path], inventory: str | Path | None = None) -> CheckReport:
-    """Check inventory and plan files; ``inventory`` overrides what plan files name."""
-    return _Checker(inventory).run(paths)
+def check(
+    paths: Sequence[str | Path], inventory: str | Path | None = None, site_check: SiteCheck | None = None
+) -> CheckReport:
+    """Check inventory and plan files; ``inventory`` overrides what plan files name. ``site_check``
+    also asks the sites whether the names of the inventory's placement mappings exist there."""
+    return _Checker(inventory, site_check).run(paths)
 
 
 def check_files(paths: Sequence[str | Path], inventory: str | Path | None = None) -> list[PlanError]:

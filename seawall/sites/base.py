@@ -4,8 +4,9 @@ One adapter class per site kind (``seawall.sites.registry``) owns that kind's cr
 the worker through ``seawall.security.secrets``, and its verbs:
 
 - ``Probe``: can this worker reach the site with its own credentials?
-- ``SourceAdapter``: the VMs replicated *from* the site: CBT, snapshots, the disks to ship, fencing,
-  and failback's restore onto the original VM.
+- ``SourceAdapter``: the VMs replicated *from* the site: CBT, snapshots, the disks to ship, the VM's
+  configuration at snapshot time (stored with the point), fencing, and failback's restore onto the
+  original VM.
 - ``TargetAdapter``: the VMs recovered *at* the site: materialize a point's disks, create and start the
   VM or instance, read its guest addresses, remove everything tagged with a run.
 
@@ -27,7 +28,10 @@ from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.source import DiskSource
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
 from seawall.model import AnySite
+from seawall.model.guest import WindowsCustomization
 from seawall.model.ipplan import NicPlan
+from seawall.model.placement import Placement
+from seawall.model.sourceconfig import SourceConfig
 from seawall.security.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
 
 Heartbeat = Callable[[Any], None]
@@ -57,16 +61,30 @@ class RunLabels:
     plan: str
     run: str
     vm: str
+    # Where the site pair's placement mapping puts the VM (None: the target site's defaults).
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
 class VMShape:
-    """The recovered VM's size and identity, as the plan asks for it."""
+    """The recovered VM's size and identity: the plan's where it names them, else the source's.
+
+    ``source`` is the VM's configuration captured with the point (None for a point taken before
+    configurations were captured, or from a kind that captures none): a target re-creates what it
+    describes (firmware, controllers, NIC models...) and the plan overrides only what it names.
+    ``cores_per_socket`` is None when the plan resized the CPUs (the source's topology may not divide
+    the new count). ``notes`` say what fell back to a default, for the run report.
+    """
 
     cpus: int
     memory_mib: int
     instance_type: str | None  # AWS: the plan's instance type, else chosen from cpus and memory
     hostname: str
+    source: SourceConfig | None = None
+    cores_per_socket: int | None = None
+    notes: tuple[str, ...] = ()
+    drill: bool = False  # a drill runs beside the live source: no source MACs
+    windows: WindowsCustomization | None = None  # the plan's Windows identity (secrets by reference)
 
 
 class PointReader(Protocol):
@@ -80,6 +98,10 @@ class PointReader(Protocol):
         ...
 
     def restorer(self, disk: str) -> Restore: ...
+
+    def source_config(self) -> SourceConfig | None:
+        """The VM's configuration captured with the point; None for a point that has none."""
+        ...
 
     def progress(self, disk: str) -> Callable[[int], None]:
         """Called with the offset reached while ``disk`` streams."""
@@ -110,6 +132,14 @@ class SourceAdapter(Protocol):
 
     def release_snapshot(self, vm: str, name: str) -> int:
         """Remove the snapshot; one already gone (or its VM gone) is success (0)."""
+        ...
+
+    def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
+        """The VM's configuration as of ``snapshot`` (secrets left out), stored with the point.
+
+        Called while the snapshot still exists, just before the point is committed. None: this kind
+        records nothing, and a target re-creates the VM from the plan and its defaults.
+        """
         ...
 
     def fence(self, vm: str) -> str:
@@ -143,6 +173,10 @@ class TargetAdapter(Protocol):
 
     def guest_ips(self, name: str) -> list[str]:
         """The addresses the recovered VM's guest reports now."""
+        ...
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        """(field, message) for each name of a placement mapping this site does not have."""
         ...
 
     def cleanup_run(
@@ -227,6 +261,10 @@ class BaseAdapter(abc.ABC):
     def release_snapshot(self, vm: str, name: str) -> int:
         raise self._no_source(vm)
 
+    def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
+        # A kind without a configuration to capture (raw images) stores none: targets use the plan.
+        return None
+
     def fence(self, vm: str) -> str:
         raise SiteError(
             f"{vm}: site {self.site.name} ({self.site.kind}) cannot power VMs off; confirm by hand",
@@ -256,6 +294,10 @@ class BaseAdapter(abc.ABC):
 
     def guest_ips(self, name: str) -> list[str]:
         raise self._no_target()
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        # Nothing a kind without placement names could check (plan check refuses the fields).
+        return []
 
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
