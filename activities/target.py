@@ -174,6 +174,9 @@ class RecoveryActivities(TargetSite):
             memory_mib=size.memory_mib if size and size.memory_mib else 4096,
             instance_type=size.instance_type if size and size.instance_type else None,
             hostname=pv.hostname or inp.vm,
+            planned=frozenset(
+                f for f in ("cpus", "memory_mib") if size is not None and getattr(size, f) is not None
+            ),
         )
         with site_errors():
             return self.ctx.adapter.create_vm(

@@ -43,6 +43,7 @@ class NicPlan:
     prefix: int | None
     gateway: IPv4Address | None
     dns_servers: tuple[IPv4Address, ...]
+    keep_mac: bool = True  # the source's MAC (failover default), or a new one (drill default)
 
     @property
     def netmask(self) -> IPv4Address | None:
@@ -103,6 +104,7 @@ def plan_nic(
     except KeyError as exc:
         raise IpPlanError(f"{what}: {exc.args[0]}") from None
     connected = True
+    keep_mac = mapping.mac == "keep" if mapping.mac is not None else mode is not RecoveryMode.TEST
     rule = mapping.ip
     addressing = target  # the network whose prefix/gateway/DNS the address is computed against
     attach = target
@@ -117,7 +119,7 @@ def plan_nic(
                 rule = mapping.test_ip
                 addressing = test
     if rule is None:
-        return NicPlan(attach.name, attach.backing_name, connected, None, None, None, ())
+        return NicPlan(attach.name, attach.backing_name, connected, None, None, None, (), keep_mac)
     ip, prefix, gateway = _address(rule, addressing, src, what)
     return NicPlan(
         network=attach.name,
@@ -127,6 +129,7 @@ def plan_nic(
         prefix=prefix,
         gateway=gateway,
         dns_servers=tuple(addressing.dns_servers),
+        keep_mac=keep_mac,
     )
 
 

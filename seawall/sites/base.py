@@ -67,6 +67,9 @@ class VMShape:
     memory_mib: int
     instance_type: str | None  # AWS: the plan's instance type, else chosen from cpus and memory
     hostname: str
+    # Which of "cpus" and "memory_mib" the plan names; the others are defaults that a kind which knows
+    # the source's own size (KVM: the captured domain XML) leaves as the source had them.
+    planned: frozenset[str] = frozenset({"cpus", "memory_mib"})
 
 
 class PointReader(Protocol):
@@ -139,6 +142,10 @@ class TargetAdapter(Protocol):
 
     def guest_ips(self, name: str) -> list[str]:
         """The addresses the recovered VM's guest reports now."""
+        ...
+
+    def guest_report(self, name: str) -> str | None:
+        """What the guest itself last said about its state (for the report), if the kind can read it."""
         ...
 
     def cleanup_run(
@@ -238,6 +245,10 @@ class BaseAdapter(abc.ABC):
 
     def guest_ips(self, name: str) -> list[str]:
         raise self._no_target()
+
+    def guest_report(self, name: str) -> str | None:
+        # Most kinds know a guest only through its hypervisor's view (guest_ips): nothing to add.
+        return None
 
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
