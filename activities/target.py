@@ -62,6 +62,12 @@ class ReplicaPoint:
     def disks(self) -> list[DiskManifest]:
         return self._disks
 
+    def domain_xml(self) -> str | None:
+        """The source domain's XML captured with the point (KVM sources), None for other kinds."""
+        from seawall.sites.kvm.captured import load_domain_xml
+
+        return load_domain_xml(self.repo, self.vm, self.point_id)
+
     def restorer(self, disk: str) -> Restore:
         """Stream the disk into a writer, verified on the way (chunk ids, block hashes, digest)."""
 
