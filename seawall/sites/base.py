@@ -156,6 +156,8 @@ class SiteAdapter(Probe, SourceAdapter, TargetAdapter, Protocol):
 
     def redact(self, text: str) -> str: ...
 
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]: ...
+
 
 class BaseAdapter(abc.ABC):
     """Credentials, redaction and the refusals of verbs a kind does not have."""
@@ -188,6 +190,11 @@ class BaseAdapter(abc.ABC):
     @abc.abstractmethod
     def probe(self) -> str:
         """Every kind can say whether this worker reaches it: the probe is how a site is set up."""
+
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """What the inventory names that the site lacks, as ``(field path, message)``; asked by
+        ``plan check`` of kinds in ``registry.CHECKED_LIVE``. Raises ``SiteError`` when unreachable."""
+        return []
 
     # ---- refusals ---------------------------------------------------------------------------------
 
