@@ -14,7 +14,6 @@ from activities.heartbeat import with_heartbeats
 from activities.protection import resolve_protection_for
 from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
-from seawall.blockstore.layout import point_key, verified_key
 from seawall.blockstore.manifest import RetentionPolicy
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import StoreError, TransientStoreError
@@ -113,8 +112,7 @@ class RetentionActivities(ReplicaSite):
             newest = next(p for p in points if p.point_id == keep.point_id)
             pruned = [p.point_id for p in points if p.created_at < newest.created_at]
             for point_id in pruned:
-                repo.store.delete(point_key(vm, point_id))
-                repo.store.delete(verified_key(vm, point_id))
+                repo.forget_point(vm, point_id)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
         return pruned
@@ -128,8 +126,7 @@ class RetentionActivities(ReplicaSite):
             points = repo.list_points(vm)
             # Newest last, so an interrupted unprotect never leaves a hole under a kept point's parent.
             for p in points:
-                repo.store.delete(point_key(vm, p.point_id))
-                repo.store.delete(verified_key(vm, p.point_id))
+                repo.forget_point(vm, p.point_id)
             repo.gc()
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None

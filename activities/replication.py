@@ -138,10 +138,23 @@ class ReplicationActivities(ReplicaSite):
 
     @activity.defn(name=Activity.COMMIT_POINT)
     def commit_point(self, req: CommitRequest) -> str:
+        """Commit the point, with the VM's configuration as of the cycle's snapshot stored beside it.
+
+        The configuration is described here, at the worker, and sealed into the replica: it never
+        passes through the workflow history (it holds MACs, annotations, tags).
+        """
         repo = self._repository(req.vm)
         disks = [ShippedDisk.model_validate(d.shipped) for d in req.outcome.disks]
+        snapshot = req.meta.get("snapshot") or snapshot_name(req.point_id)
+        with site_errors():
+            described = self.ctx.adapter.describe_vm(req.vm, snapshot)
+        config = None
+        if described is not None:
+            config = (described.kind, described.scrubbed().model_dump_json().encode())
         try:
-            ref = repo.commit_point(req.vm, req.point_id, disks, parent=req.parent, meta=req.meta)
+            ref = repo.commit_point(
+                req.vm, req.point_id, disks, parent=req.parent, meta=req.meta, source_config=config
+            )
         except (StoreError, DataPathError) as exc:
             raise self._store_error(req.vm, exc) from None
         failpoints.hit("commit.done", {"point": ref.point_id})

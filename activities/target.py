@@ -14,13 +14,15 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext, fatal, site_errors
 from activities.heartbeat import with_heartbeats
 from activities.recovery import find_plan, target_name
-from seawall.blockstore.errors import DataPathError
+from activities.shape import vm_shape
+from seawall.blockstore.errors import CorruptObjectError, DataPathError, WrongKeyError
 from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.stores.backend import StoreError
 from seawall.contract.messages import (
@@ -34,8 +36,9 @@ from seawall.contract.messages import (
 from seawall.contract.names import Activity
 from seawall.model import PlanVM, RecoveryPlan
 from seawall.model.ipplan import IpPlanError, NicPlan, plan_vm_nics
+from seawall.model.sourceconfig import SourceConfig
 from seawall.runtime.config import Settings
-from seawall.sites.base import Restore, RunLabels, VMShape
+from seawall.sites.base import Restore, RunLabels
 from seawall.sites.replica import open_repository
 
 
@@ -62,12 +65,6 @@ class ReplicaPoint:
     def disks(self) -> list[DiskManifest]:
         return self._disks
 
-    def domain_xml(self) -> str | None:
-        """The source domain's XML captured with the point (KVM sources), None for other kinds."""
-        from seawall.sites.kvm.captured import load_domain_xml
-
-        return load_domain_xml(self.repo, self.vm, self.point_id)
-
     def restorer(self, disk: str) -> Restore:
         """Stream the disk into a writer, verified on the way (chunk ids, block hashes, digest)."""
 
@@ -75,6 +72,18 @@ class ReplicaPoint:
             return self.repo.restore_disk(self.vm, self.point_id, disk, writer)
 
         return restore
+
+    def source_config(self) -> SourceConfig | None:
+        """The VM's configuration captured with the point (decrypted here, at the worker)."""
+        raw = self.repo.read_source_config(self.vm, self.point_id)
+        if raw is None:
+            return None
+        try:
+            return SourceConfig.model_validate_json(raw)
+        except ValidationError as exc:
+            raise CorruptObjectError(
+                f"configuration of point {self.point_id} of {self.vm}", f"{exc.error_count()} invalid fields"
+            ) from None
 
     def progress(self, disk: str) -> Callable[[int], None]:
         def report(offset: int) -> None:
@@ -174,17 +183,22 @@ class RecoveryActivities(TargetSite):
     def _create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
         plan, pv = self._plan_vm(inp.plan, inp.vm)
         nics = self._nics(inp, pv, disks.point.source_ips)
-        size = pv.size
-        shape = VMShape(
-            cpus=size.cpus if size and size.cpus else 2,
-            memory_mib=size.memory_mib if size and size.memory_mib else 4096,
-            instance_type=size.instance_type if size and size.instance_type else None,
-            hostname=pv.hostname or inp.vm,
-            planned=frozenset(
-                f for f in ("cpus", "memory_mib") if size is not None and getattr(size, f) is not None
-            ),
-        )
+        shape = vm_shape(pv, inp.vm, self._source_config(inp.vm, disks.point.point_id))
         with site_errors():
-            return self.ctx.adapter.create_vm(
+            made = self.ctx.adapter.create_vm(
                 target_name(inp), RunLabels(plan=plan.name, run=inp.run, vm=inp.vm), shape, nics, disks.disks
             )
+        notes = [*shape.notes, *made.notes]
+        return made.model_copy(update={"notes": notes}) if notes != made.notes else made
+
+    def _source_config(self, vm: str, point_id: str) -> SourceConfig | None:
+        reader = ReplicaPoint(lambda: self._repository(vm), vm, point_id)
+        try:
+            return reader.source_config()
+        except WrongKeyError as exc:
+            raise fatal(f"replica of {vm!r}: {exc}", "WrongKey") from None
+        except DataPathError as exc:
+            # A point whose configuration is gone or tampered with is not silently recovered bare.
+            raise fatal(f"replica of {vm!r}: {exc}", "StoreError") from None
+        except StoreError as exc:
+            raise ApplicationError(f"replica of {vm}: {exc}", type="StoreUnavailable") from None

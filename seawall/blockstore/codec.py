@@ -41,6 +41,7 @@ FLAG_ZSTD = 1
 KIND_CHUNK = b"c"
 KIND_TABLE = b"t"
 KIND_INDEX = b"i"
+KIND_CONFIG = b"s"
 
 ID_BYTES = 32
 

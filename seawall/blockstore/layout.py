@@ -7,6 +7,8 @@ Object layout in the store (every data object sealed, see codec.py)::
     tables/<xx>/<table id>     table parts and layers (table.py), content-addressed
     points/<vm>/<point>.json   the manifest: written last, so a listed point is complete
     verified/<vm>/<point>.json marker written after a clean verify ("latest verified" is a listing)
+    configs/<vm>/<point>       the VM's configuration at snapshot time, sealed (configs.py); written
+                               before the manifest, which records that it exists
     sessions/<session>.json    lease + resume journal of a ship in progress
     gc/condemned.json          objects GC found unreferenced, and since when
 
@@ -43,6 +45,10 @@ def point_key(vm: str, point_id: str) -> str:
 
 def verified_key(vm: str, point_id: str) -> str:
     return f"verified/{vm}/{point_id}.json"
+
+
+def config_key(vm: str, point_id: str) -> str:
+    return f"configs/{vm}/{point_id}"
 
 
 def session_key(session: str) -> str:

@@ -1,7 +1,8 @@
 """Recovery points: commit a manifest (last, after everything it names), read, list, forget.
 
 A manifest is signed JSON at ``points/<vm>/<point>.json``; a point is listed only once its
-manifest exists, and "verified" is the separate marker ``verified/<vm>/<point>.json``.
+manifest exists, and "verified" is the separate marker ``verified/<vm>/<point>.json``. The VM's
+configuration (``configs.py``) is written just before the manifest and deleted just after it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from seawall.blockstore.errors import (
     WrongKeyError,
 )
 from seawall.blockstore.keys import KeyMaterial
-from seawall.blockstore.layout import point_key, session_key, table_key, verified_key
+from seawall.blockstore.layout import config_key, point_key, session_key, table_key, verified_key
 from seawall.blockstore.manifest import (
     DiskManifest,
     PointInfo,
@@ -94,11 +95,14 @@ class Points:
         disks: list[ShippedDisk],
         parent: PointRef | str | None = None,
         meta: dict[str, str] | None = None,
+        before_manifest: Callable[[], None] | None = None,
     ) -> PointRef:
         """Make a recovery point visible by writing its manifest, after everything it references.
 
         Idempotent: committing the same point again (a retried activity) returns the existing ref;
         committing different content under an existing id raises PointConflictError.
+        ``before_manifest`` writes what the manifest names besides disks (the source configuration);
+        it runs only while the point is not committed yet, so a committed point never changes.
         """
         check_name("vm", vm)
         check_name("point id", point_id)
@@ -126,6 +130,8 @@ class Points:
             meta=meta or {},
         )
         okey = point_key(vm, point_id)
+        if before_manifest is not None and not self._store.exists(okey):
+            before_manifest()
         if not self._signed.put(okey, manifest):
             existing = self.read_manifest(vm, point_id)
             if not manifest.same_content(existing):
@@ -143,6 +149,8 @@ class Points:
         okey = point_key(vm, point_id)
         self._store.delete(okey)
         self._store.delete(verified_key(vm, point_id))
+        # After the manifest: a listed point always has the configuration its manifest names.
+        self._store.delete(config_key(vm, point_id))
         self._manifests.pop(okey, None)
 
     def forget_cached(self) -> None:

@@ -9,6 +9,7 @@ set of caches:
     tablecache.py  table objects; decoded parts cached
     chunkindex.py  the store-wide chunk index (dedup)
     points.py      manifests: commit, read, list
+    configs.py     a point's source configuration (the VM's description), sealed beside its manifest
     ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
     readback.py    verify and restore
@@ -38,6 +39,7 @@ from typing import Any
 
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
+from seawall.blockstore.configs import META_KEY, SourceConfigs
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
     GcResult,
@@ -115,6 +117,7 @@ class Repository:
         tables = TableCache(store, self.codec)
         index = ChunkIndex(store, self.codec, signed)
         self._points = Points(store, signed, key, clock)
+        self._configs = SourceConfigs(store, self.codec)
         t = self.tuning
         self._shipper = Shipper(
             store, key, self.codec, signed, tables, index, self._points, t, self.hasher, clock
@@ -181,13 +184,39 @@ class Repository:
         disks: list[ShippedDisk],
         parent: PointRef | str | None = None,
         meta: dict[str, str] | None = None,
+        source_config: tuple[str, bytes] | None = None,
     ) -> PointRef:
         """Make a recovery point visible by writing its manifest, after everything it references.
 
         Idempotent: committing the same point again (a retried activity) returns the existing ref;
         committing different content under an existing id raises PointConflictError.
+        ``source_config``: (who described it, the JSON document) -- the VM's configuration at
+        snapshot time, sealed and written before the manifest, which records that it exists.
         """
-        return self._points.commit_point(vm, point_id, disks, parent, meta)
+        if source_config is None:
+            return self._points.commit_point(vm, point_id, disks, parent, meta)
+        kind, document = source_config
+        return self._points.commit_point(
+            vm,
+            point_id,
+            disks,
+            parent,
+            {**(meta or {}), META_KEY: kind},
+            before_manifest=lambda: self._configs.put(vm, point_id, document),
+        )
+
+    def read_source_config(self, vm: str, point_id: str) -> bytes | None:
+        """The point's source configuration (JSON), or None for a point committed without one.
+
+        A point whose manifest says it has one but whose object is gone raises MissingObjectError;
+        a tampered or moved one raises CorruptObjectError.
+        """
+        manifest = self._points.read_manifest(vm, point_id)
+        return self._configs.get(vm, point_id, expected=META_KEY in manifest.meta)
+
+    def forget_point(self, vm: str, point_id: str) -> None:
+        """Delete a point's manifest, verified marker and configuration (its data goes at GC)."""
+        self._points.delete(vm, point_id)
 
     # ---- ship -------------------------------------------------------------------------------------
 

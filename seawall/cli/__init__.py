@@ -9,6 +9,7 @@ from seawall.cli import codec as codec_cmd
 from seawall.cli import demo as demo_cmd
 from seawall.cli import lab as lab_cmd
 from seawall.cli import plan as plan_cmd
+from seawall.cli import points as points_cmd
 from seawall.cli import recovery as recovery_cmd
 from seawall.cli import replication as replication_cmd
 from seawall.cli import worker as worker_cmd
@@ -30,6 +31,7 @@ app.command("protect")(replication_cmd.protect)
 app.command("unprotect")(replication_cmd.unprotect)
 app.command("replicate-now")(replication_cmd.replicate_now)
 app.command("status")(replication_cmd.status)
+app.command("points")(points_cmd.points)
 app.command("failover")(recovery_cmd.failover)
 app.command("approve")(recovery_cmd.approve)
 app.command("abort")(recovery_cmd.abort)

@@ -327,6 +327,7 @@ class TargetVM(_Message):
     name: str
     ips: list[str]
     resources: list[Resource]
+    notes: list[str] = []  # what was not as the source was (defaults, fallbacks), for the report
 
 
 class DnsChange(_Message):
@@ -361,6 +362,7 @@ class RecoverVMResult(_Message):
     steps: list[StepTime]
     started_at: str
     healthy_at: str
+    notes: list[str] = []
 
 
 class HookOutcome(_Message):

@@ -71,7 +71,7 @@ class Site(Variant):
     """
 
     name: Name
-    kind: Literal["vsphere", "aws", "directory"]
+    kind: Literal["vsphere", "aws", "directory", "kvm"]
     credentials: SecretRef = "none"
     networks: list[Network] = []
 
@@ -122,7 +122,32 @@ class DirectorySite(Site):
         return self.path
 
 
-AnySite = Annotated[VSphereSite | AwsSite | DirectorySite, Field(discriminator="kind")]
+class KvmSite(Site):
+    """A libvirt host running QEMU/KVM: domains are VMs, one storage pool holds their disks.
+
+    ``networks`` are libvirt networks (``backing`` when the libvirt name differs); an ``isolated``
+    one is a drill network. ``credentials`` is ``none`` for a local socket, else a reference to a
+    ``{user, password}`` pair libvirt's authentication callback answers with.
+    """
+
+    kind: Literal["kvm"] = "kvm"
+    uri: Annotated[str, Field(pattern=r"^[a-z][a-z0-9+.-]*://", description="libvirt connection URI")]
+    pool: Annotated[str, non_empty("pool")] = Field(description="the libvirt storage pool for disks")
+    backup_dir: Annotated[str, non_empty("backup_dir")] | None = Field(
+        default=None,
+        description=(
+            "a directory the libvirt host and this site's worker share, for the backup's NBD sockets "
+            "and scratch files; default: 'seawall-backup' beside the pool's directory"
+        ),
+    )
+
+    @property
+    def endpoint(self) -> str:
+        # A URI may carry a user name (qemu+ssh://user@host/system), never a password: keep it as is.
+        return self.uri
+
+
+AnySite = Annotated[VSphereSite | AwsSite | DirectorySite | KvmSite, Field(discriminator="kind")]
 
 
 # --- replica stores and policies ------------------------------------------------------------------
@@ -335,7 +360,7 @@ class Inventory(FileModel):
     dns_zones: list[AnyDnsZone] = []
     plans: list[RecoveryPlan] = []
 
-    def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite:
+    def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite | KvmSite:
         return _find(self.sites, name, "site")
 
     def replica_store(self, name: str) -> DirectoryStore | S3Store | AzureStore:

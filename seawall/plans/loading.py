@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, RecoveryPlan
+from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, KvmSite, RecoveryPlan
 from seawall.plans.checks import check_inventory, check_plan
 from seawall.plans.errors import Loc, PlanError, PlanValidationError
 from seawall.plans.files import InventoryFile, ParsedFile, PlanFile, as_inventory, as_plan, parse_file
@@ -65,6 +65,8 @@ def _absolute_inventory(inventory: Inventory, base: Path) -> Inventory:
         update: dict[str, Any] = {"credentials": _absolute_ref(site.credentials, base)}
         if isinstance(site, DirectorySite):
             update["path"] = _absolute_path(site.path, base)
+        elif isinstance(site, KvmSite) and site.backup_dir is not None:
+            update["backup_dir"] = _absolute_path(site.backup_dir, base)
         sites.append(site.model_copy(update=update))
     stores = []
     for store in inventory.replica_stores:
@@ -116,8 +118,9 @@ class CheckReport:
 class _Checker:
     """Checks a set of files once each, following plan files to their inventories."""
 
-    def __init__(self, explicit_inventory: str | Path | None) -> None:
+    def __init__(self, explicit_inventory: str | Path | None, live: bool = False) -> None:
         self.explicit = explicit_inventory
+        self.live = live  # also ask reachable sites whether what the inventory names exists there
         self.cache: dict[Path, ParsedFile] = {}
         self.inventory_problems: dict[Path, list[PlanError]] = {}
         self.report = CheckReport()
@@ -146,6 +149,12 @@ class _Checker:
             self.inventory_problems[key] = [
                 doc.error(p.loc, p.message) for p in check_inventory(parsed.model)
             ]
+            if self.live and not self.inventory_problems[key]:
+                self.inventory_problems[key] = [
+                    doc.error(("sites", index, *loc), message)
+                    for index, site in enumerate(parsed.model.sites)
+                    for loc, message in _site_problems(site)
+                ]
         errors = self.inventory_problems[key]
         return (None if errors else as_inventory(parsed.model)), errors
 
@@ -233,9 +242,21 @@ class _Checker:
             self.report.files.append(FileSummary(str(path), "RecoveryPlan", inventory, [as_plan(model)]))
 
 
-def check(paths: Sequence[str | Path], inventory: str | Path | None = None) -> CheckReport:
-    """Check inventory and plan files; ``inventory`` overrides what plan files name."""
-    return _Checker(inventory).run(paths)
+def _site_problems(site: Any) -> list[tuple[Loc, str]]:
+    from seawall.sites.registry import site_problems  # the adapters' imports only when checking live
+
+    return site_problems(site)
+
+
+def check(
+    paths: Sequence[str | Path], inventory: str | Path | None = None, *, live: bool = True
+) -> CheckReport:
+    """Check inventory and plan files; ``inventory`` overrides what plan files name.
+
+    ``live``: sites of kinds checked live (``sites.registry.CHECKED_LIVE``) that answer are asked
+    whether the pool and networks the inventory names exist there.
+    """
+    return _Checker(inventory, live).run(paths)
 
 
 def check_files(paths: Sequence[str | Path], inventory: str | Path | None = None) -> list[PlanError]:

@@ -4,8 +4,9 @@ One adapter class per site kind (``seawall.sites.registry``) owns that kind's cr
 the worker through ``seawall.security.secrets``, and its verbs:
 
 - ``Probe``: can this worker reach the site with its own credentials?
-- ``SourceAdapter``: the VMs replicated *from* the site: CBT, snapshots, the disks to ship, fencing,
-  and failback's restore onto the original VM.
+- ``SourceAdapter``: the VMs replicated *from* the site: CBT, snapshots, the disks to ship, the VM's
+  configuration at snapshot time (stored with the point), fencing, and failback's restore onto the
+  original VM.
 - ``TargetAdapter``: the VMs recovered *at* the site: materialize a point's disks, create and start the
   VM or instance, read its guest addresses, remove everything tagged with a run.
 
@@ -28,6 +29,7 @@ from seawall.blockstore.source import DiskSource
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
 from seawall.model import AnySite
 from seawall.model.ipplan import NicPlan
+from seawall.model.sourceconfig import SourceConfig
 from seawall.security.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
 
 Heartbeat = Callable[[Any], None]
@@ -61,15 +63,22 @@ class RunLabels:
 
 @dataclass(frozen=True)
 class VMShape:
-    """The recovered VM's size and identity, as the plan asks for it."""
+    """The recovered VM's size and identity: the plan's where it names them, else the source's.
+
+    ``source`` is the VM's configuration captured with the point (None for a point taken before
+    configurations were captured, or from a kind that captures none): a target re-creates what it
+    describes (firmware, controllers, NIC models...) and the plan overrides only what it names.
+    ``cores_per_socket`` is None when the plan resized the CPUs (the source's topology may not divide
+    the new count). ``notes`` say what fell back to a default, for the run report.
+    """
 
     cpus: int
     memory_mib: int
     instance_type: str | None  # AWS: the plan's instance type, else chosen from cpus and memory
     hostname: str
-    # Which of "cpus" and "memory_mib" the plan names; the others are defaults that a kind which knows
-    # the source's own size (KVM: the captured domain XML) leaves as the source had them.
-    planned: frozenset[str] = frozenset({"cpus", "memory_mib"})
+    source: SourceConfig | None = None
+    cores_per_socket: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 class PointReader(Protocol):
@@ -83,6 +92,10 @@ class PointReader(Protocol):
         ...
 
     def restorer(self, disk: str) -> Restore: ...
+
+    def source_config(self) -> SourceConfig | None:
+        """The VM's configuration captured with the point; None for a point that has none."""
+        ...
 
     def progress(self, disk: str) -> Callable[[int], None]:
         """Called with the offset reached while ``disk`` streams."""
@@ -113,6 +126,14 @@ class SourceAdapter(Protocol):
 
     def release_snapshot(self, vm: str, name: str) -> int:
         """Remove the snapshot; one already gone (or its VM gone) is success (0)."""
+        ...
+
+    def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
+        """The VM's configuration as of ``snapshot`` (secrets left out), stored with the point.
+
+        Called while the snapshot still exists, just before the point is committed. None: this kind
+        records nothing, and a target re-creates the VM from the plan and its defaults.
+        """
         ...
 
     def fence(self, vm: str) -> str:
@@ -163,6 +184,8 @@ class SiteAdapter(Probe, SourceAdapter, TargetAdapter, Protocol):
 
     def redact(self, text: str) -> str: ...
 
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]: ...
+
 
 class BaseAdapter(abc.ABC):
     """Credentials, redaction and the refusals of verbs a kind does not have."""
@@ -196,6 +219,11 @@ class BaseAdapter(abc.ABC):
     def probe(self) -> str:
         """Every kind can say whether this worker reaches it: the probe is how a site is set up."""
 
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """What the inventory names that the site lacks, as ``(field path, message)``; asked by
+        ``plan check`` of kinds in ``registry.CHECKED_LIVE``. Raises ``SiteError`` when unreachable."""
+        return []
+
     # ---- refusals ---------------------------------------------------------------------------------
 
     def _no_source(self, vm: str) -> SiteError:
@@ -221,6 +249,10 @@ class BaseAdapter(abc.ABC):
 
     def release_snapshot(self, vm: str, name: str) -> int:
         raise self._no_source(vm)
+
+    def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
+        # A kind without a configuration to capture (raw images) stores none: targets use the plan.
+        return None
 
     def fence(self, vm: str) -> str:
         raise SiteError(

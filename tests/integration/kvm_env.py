@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,8 +24,8 @@ import yaml
 from seawall.blockstore.repository import Repository
 from seawall.lab import LabInfo
 from seawall.lab.kvm_records import RecordScan, scan_file
+from seawall.model.sourceconfig import MachineConfig, SourceConfig
 from seawall.sites.directory.source import RawSource
-from seawall.sites.kvm.captured import save_domain_xml
 from tests.integration.replication_env import EXAMPLES
 
 PLAN = "kvm-dr"
@@ -99,7 +100,7 @@ def seed_point(lab: LabInfo, repo: Repository, vm: str, work: Path) -> SeededPoi
     finally:
         conn.close()
     shipped = []
-    for dev in ("vda", "vdb"):
+    for index, dev in enumerate(("vda", "vdb")):
         raw = folder / f"{dev}.raw"
         subprocess.run(
             ["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw", str(folder / f"{dev}.qcow2"), str(raw)],
@@ -107,21 +108,34 @@ def seed_point(lab: LabInfo, repo: Repository, vm: str, work: Path) -> SeededPoi
         )
         source = RawSource(raw)
         try:
-            shipped.append(repo.ship(source, vm, dev))
+            shipped.append(repo.ship(source, vm, f"disk{index}"))
         finally:
             source.close()
     point_id = f"{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     data = scan_file(folder / "vdb.raw")
     parent = repo.latest_point(vm, verified_only=False)
-    ref = repo.commit_point(vm, point_id, shipped, parent=parent, meta={"source": "kvm-a"})
-    save_domain_xml(repo, vm, point_id, xml)
+    # What the KVM source stores with a point: the domain XML, its disks' devs, the neutral machine.
+    root = ET.fromstring(xml)
+    config = SourceConfig(
+        kind="kvm",
+        document={
+            "domain_xml": xml,
+            "disks": [{"disk": "disk0", "dev": "vda"}, {"disk": "disk1", "dev": "vdb"}],
+        },
+        machine=MachineConfig(
+            cpus=int(root.findtext("vcpu") or 1), memory_mib=int(root.findtext("memory") or 0) // 1024
+        ),
+    )
+    repo.commit_point(
+        vm, point_id, shipped, parent=parent, meta={"source": "kvm-a"},
+        source_config=("kvm", config.model_dump_json().encode()),
+    )  # fmt: skip
     result = repo.verify_point(vm, point_id, mark=True)
     assert result.ok, result
     info = next(p for p in repo.list_points(vm) if p.point_id == point_id)
     for path in folder.iterdir():
         path.unlink()
     folder.rmdir()
-    del ref
     return SeededPoint(vm, point_id, info.created_at, data, backup_s)
 
 
@@ -144,8 +158,6 @@ def site_lists(lab: LabInfo, site: str) -> dict[str, list[str]]:
 
 def domain_facts(lab: LabInfo, site: str, name: str) -> dict[str, Any]:
     """What libvirt says of a domain: running, its networks, vcpus, memory, disk files."""
-    import xml.etree.ElementTree as ET
-
     conn = libvirt.open(lab.kvm[site].uri)
     try:
         dom = conn.lookupByName(name)

@@ -37,7 +37,6 @@ and the console is read as a file; a pool of another type or elsewhere is refuse
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -168,7 +167,7 @@ class KvmTargetMixin:
         self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat
     ) -> tuple[list[dict[str, Any]], list[Resource]]:
         site = self.site
-        source_xml = captured_domain_xml(reader)
+        source_xml, devs = captured_domain_xml(reader)
         with self.connect() as conn:
             pool, pool_dir = self._pool(conn)
             made: list[dict[str, Any]] = []
@@ -187,8 +186,9 @@ class KvmTargetMixin:
             console = pool_dir / console_name(name, labels.run)
             if self._own_domain(conn, name, labels) is None:
                 tag = domxml.RecoveryTag(labels.plan, labels.run, labels.vm, console=str(console))
+                paths = ordered_disks(source_xml, devs, {m["disk"]: m["path"] for m in made})
                 xml = domxml.recovery_domain_xml(
-                    source_xml, name=name, tag=tag, disks=[m["path"] for m in made], console_path=str(console)
+                    source_xml, name=name, tag=tag, disks=paths, console_path=str(console)
                 )
                 _define(conn, xml, name)
             resources.append(Resource(kind="vm", id=name, site=site.name, detail="defined"))
@@ -200,7 +200,6 @@ class KvmTargetMixin:
         self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
     ) -> TargetVM:
         site = self.site
-        made = [json.loads(d) for d in disks]
         identity = identity_for(nics, shape.hostname)
         ips = [str(n.ip) for n in nics if n.ip is not None]
         with self.connect() as conn:
@@ -219,9 +218,10 @@ class KvmTargetMixin:
             ]
             for network in {t.network for t in targets}:
                 _require_network(conn, site, network)
-            if identity is not None and made:
+            system = next((path for _dev, path in domxml.disk_sources(root) if path), None)
+            if identity is not None and system is not None:
                 try:
-                    write_identity(Path(made[0]["path"]), identity)
+                    write_identity(Path(system), identity)
                 except SeedError as exc:
                     raise SiteError(
                         f"{name}: cannot give the guest its planned address {identity.cidr} before boot: "
@@ -236,8 +236,10 @@ class KvmTargetMixin:
                     ET.tostring(root, encoding="unicode"),
                     tag=domxml.RecoveryTag(tag.plan, tag.run, tag.vm, health_port=port, console=tag.console),
                     nics=targets,
-                    cpus=shape.cpus if "cpus" in shape.planned else None,
-                    memory_mib=shape.memory_mib if "memory_mib" in shape.planned else None,
+                    # The shape is the plan's where it names a size, else the source's (from this same
+                    # XML): only a real change is written, so an unchanged CPU topology stays.
+                    cpus=shape.cpus if shape.cpus != int(root.findtext("vcpu") or 0) else None,
+                    memory_mib=shape.memory_mib if shape.memory_mib * 1024 != _memory_kib(root) else None,
                     identity=identity,
                 )
                 dom = _define(conn, xml, name)
@@ -312,17 +314,61 @@ class KvmTargetMixin:
         return removed
 
 
-def captured_domain_xml(reader: PointReader) -> str:
-    """The source domain's XML stored with the point (the KVM source captures it at every point)."""
-    read = getattr(reader, "domain_xml", None)
-    xml = read() if callable(read) else None
-    if not xml:
+def captured_domain_xml(reader: PointReader) -> tuple[str, dict[str, str]]:
+    """The source domain's XML stored with the point, and its disks' target devs -> replica disk names.
+
+    The KVM source captures it with every point (``SourceConfig.document["domain_xml"]``, sealed in the
+    replica store); a point from another kind has none, and a KVM target does not invent a machine.
+    """
+    config = reader.source_config()
+    xml = config.document.get("domain_xml") if config is not None and config.kind == "kvm" else None
+    if not isinstance(xml, str) or not xml:
+        kind = config.kind if config is not None else "no"
         raise SiteError(
-            f"point {reader.point_id} has no captured domain XML (not replicated from a KVM site?): "
-            "a KVM target re-creates the source's machine from it",
+            f"point {reader.point_id} has {kind} source configuration, no captured libvirt domain: a KVM "
+            "target re-creates the source's machine from the domain XML a KVM source stores with each point",
             "PlanInvalid",
         )
-    return str(xml)
+    devs = {
+        str(d["dev"]): str(d["disk"])
+        for d in config.document.get("disks", [])  # type: ignore[union-attr]
+        if isinstance(d, dict) and "dev" in d and "disk" in d
+    }
+    return xml, devs
+
+
+def ordered_disks(xml: str, devs: dict[str, str], made: dict[str, str]) -> list[str]:
+    """The materialized volume of each of the domain's disks, in the XML's order.
+
+    ``made``: replica disk name -> volume path. Disks pair by target dev where the point recorded it,
+    else by position (``disk0`` is the first disk), as the KVM source names them.
+    """
+    out = []
+    for index, (dev, _source) in enumerate(domxml.disk_sources(xml)):
+        name = devs.get(dev, f"disk{index}")
+        if name not in made:
+            raise SiteError(
+                f"the domain's disk {dev} ({name}) is not in the point (it has {sorted(made)})", "PlanInvalid"
+            )
+        out.append(made[name])
+    return out
+
+
+def _memory_kib(root: ET.Element) -> int:
+    memory = root.find("memory")
+    if memory is None or not (memory.text or "").strip():
+        return 0
+    scale = {
+        "b": 1 / 1024,
+        "bytes": 1 / 1024,
+        "k": 1,
+        "kib": 1,
+        "m": 1024,
+        "mib": 1024,
+        "g": 1 << 20,
+        "gib": 1 << 20,
+    }
+    return int(int(memory.text or 0) * scale.get(memory.get("unit", "KiB").lower(), 1))
 
 
 def _write_disk(
