@@ -165,9 +165,9 @@ def rewrite_user_netdev(value: str, identity: Identity | None, health_port: int 
     if identity is not None:
         dhcp, dns = spare_addresses(identity)
         ids = [p for p in out[1:] if p.startswith("id=")]
-        rest = [p for p in out[1:] if not p.startswith("id=")]
+        others = [p for p in out[1:] if not p.startswith("id=")]
         extra = [f"net={identity.network}", f"host={identity.gateway}", f"dhcpstart={dhcp}", f"dns={dns}"]
-        out = [out[0], *ids, *extra, *rest]
+        out = [out[0], *ids, *extra, *others]
     return ",".join(out)
 
 
