@@ -31,6 +31,7 @@ from tests.integration.kvm_env import (
     VMS,
     SeededPoint,
     domain_facts,
+    purge_new,
     seed_point,
     site_lists,
     write_kvm_files,
@@ -93,11 +94,10 @@ def guest_lines(report: RunReport) -> dict[str, re.Match[str]]:
     return out
 
 
-async def test_drill_boots_the_guests_at_kvm_b_in_order_and_cleanup_leaves_kvm_b_as_it_was(
-    lab: LabInfo, lab_state_dir: Path, kvm_tmp: Path, points: dict[str, SeededPoint]
-) -> None:
-    before = site_lists(lab, "kvm-b")
-    tmp = kvm_tmp / "drill"
+async def drill_and_clean_up(
+    lab: LabInfo, tmp: Path, lab_state_dir: Path, kvm_tmp: Path, before: dict[str, list[str]]
+) -> tuple[RunReport, list[str]]:
+    """A drill of the KVM plan, checked while it runs (domains, networks, size), then cleaned up."""
     async with kvm_env(lab, tmp, lab_state_dir, kvm_tmp / "replica") as env:
         handle = await start_drill(env)
         await wait_progress(handle, lambda p: str(p["phase"]).startswith("drill running"), timeout=900)
@@ -120,6 +120,20 @@ async def test_drill_boots_the_guests_at_kvm_b_in_order_and_cleanup_leaves_kvm_b
         assert all(domain_facts(lab, "kvm-a", vm)["active"] for vm in VMS)
         await handle.execute_update("cleanup")
         report = await asyncio.wait_for(handle.result(), timeout=300)
+    return report, drills
+
+
+async def test_drill_boots_the_guests_at_kvm_b_in_order_and_cleanup_leaves_kvm_b_as_it_was(
+    lab: LabInfo, lab_state_dir: Path, kvm_tmp: Path, points: dict[str, SeededPoint]
+) -> None:
+    before = site_lists(lab, "kvm-b")
+    tmp = kvm_tmp / "drill"
+    try:
+        report, drills = await drill_and_clean_up(lab, tmp, lab_state_dir, kvm_tmp, before)
+    finally:
+        after = site_lists(lab, "kvm-b")  # what the run left, asserted below; then gone either way
+        if after != before:
+            purge_new(lab, "kvm-b", before)
 
     assert report.status == "completed" and report.mode == "test", report.failed_vms
     assert [v.vm for v in report.vms] == VMS
@@ -144,6 +158,6 @@ async def test_drill_boots_the_guests_at_kvm_b_in_order_and_cleanup_leaves_kvm_b
     removed = {r.kind for r in report.cleanup.removed}
     assert {"vm", "volume"} <= removed
     assert sorted(r.id for r in report.cleanup.removed if r.kind == "vm") == sorted(drills)
-    assert site_lists(lab, "kvm-b") == before, "the drill left something at kvm-b"
+    assert after == before, "the drill left something at kvm-b"
     html = (tmp / "reports" / PLAN / f"{report.run}.html").read_text()
     assert "SEAWALL-GUEST host=kweb-01" in html
