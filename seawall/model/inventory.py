@@ -140,6 +140,10 @@ class KvmSite(Site):
             "and scratch files; default: 'seawall-backup' beside the pool's directory"
         ),
     )
+    shutdown_grace: Annotated[Duration, duration_range(timedelta(0), timedelta(hours=1))] = Field(
+        default=timedelta(seconds=30),
+        description="fencing: how long a guest may take to shut down before its domain is destroyed",
+    )
 
     @property
     def endpoint(self) -> str:

@@ -128,6 +128,12 @@ class SourceAdapter(Protocol):
         """Remove the snapshot; one already gone (or its VM gone) is success (0)."""
         ...
 
+    def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
+        """After the cycle of snapshot ``name`` (released): ``kept`` says its point was committed and
+        verified. A kind whose change tracking chains from point to point (KVM checkpoints) keeps the
+        chain short here; returns what it removed."""
+        ...
+
     def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
         """The VM's configuration as of ``snapshot`` (secrets left out), stored with the point.
 
@@ -249,6 +255,10 @@ class BaseAdapter(abc.ABC):
 
     def release_snapshot(self, vm: str, name: str) -> int:
         raise self._no_source(vm)
+
+    def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
+        # A snapshot that is released leaves nothing behind: nothing to settle.
+        return []
 
     def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
         # A kind without a configuration to capture (raw images) stores none: targets use the plan.

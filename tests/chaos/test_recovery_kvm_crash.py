@@ -21,7 +21,14 @@ from seawall.runtime.config import Settings
 from seawall.sites.replica import open_repository
 from tests.chaos.test_recovery_crash import fail_dead_attempts
 from tests.chaos.workers import WorkerProcess, wait_for_failpoint
-from tests.integration.kvm_env import DRILL_IPS, VMS, purge_new, seed_point, site_lists, write_kvm_files
+from tests.integration.kvm_recovery_env import (
+    DRILL_IPS,
+    VMS,
+    purge_new,
+    seed_point,
+    site_lists,
+    write_kvm_files,
+)
 from tests.integration.replication_env import replication_env
 from tests.integration.test_recovery import wait_progress
 from tests.integration.test_recovery_kvm import guest_lines, start_drill

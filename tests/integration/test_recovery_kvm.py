@@ -25,7 +25,7 @@ from seawall.contract.messages import FailoverInput, RunReport
 from seawall.lab import LabInfo
 from seawall.plans import load_inventory
 from seawall.sites.replica import open_repository
-from tests.integration.kvm_env import (
+from tests.integration.kvm_recovery_env import (
     DRILL_IPS,
     PLAN,
     VMS,
