@@ -19,7 +19,7 @@ from seawall.contract.messages import ChosenPoint, SnapshotTaken, TargetVM
 from seawall.model import KvmSite
 from seawall.model.sourceconfig import SourceConfig
 from seawall.sites.base import BaseAdapter, Heartbeat, OpenDisk, PointReader, SiteError
-from seawall.sites.kvm import backup, connection, restore, source
+from seawall.sites.kvm import backup, connection, restore, source, target
 from seawall.sites.kvm.target import KvmTargetMixin
 
 
@@ -131,11 +131,16 @@ class KvmAdapter(KvmTargetMixin, BaseAdapter):
                 raise SiteError(
                     f"{vm}: the original has {len(disks)} disks, the point {len(by_name)}", "PlanInvalid"
                 )
+            # The point's seed holds the recovery site's address: the original keeps its own.
+            home = target.keep_home_identity(dom, disks[0].path) if disks and disks[0].path else None
             for disk in disks:
                 dm = by_name.get(disk.replica_name)
                 if dm is None:
                     raise SiteError(f"{vm}: point {point.point_id} has no {disk.replica_name}", "PlanInvalid")
                 heartbeat({"disk": dm.disk, "offset": 0})
                 restore.write_disk(disk, dm.size, reader.restorer(dm.disk), reader.progress(dm.disk))
+            if disks and disks[0].path:
+                target.restore_home_identity(dom, disks[0].path, home)
             dom.create()
+            target.forget_home_identity(dom)
         return TargetVM(name=vm, ips=list(point.source_ips), resources=[])
