@@ -208,7 +208,13 @@ async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
 
 def stop(lab: LabInfo) -> list[str]:
     stopped = []
-    for name, marker in (("writer", "writer"), ("worker", "worker"), ("standins", "standins")):
+    processes = (
+        ("writer", "writer"),
+        ("worker", "worker"),
+        ("worker-kvm", "kvm-b"),
+        ("standins", "standins"),
+    )
+    for name, marker in processes:
         pid_file = demo_dir(lab) / f"{name}.pid"
         pid = _pid_alive(pid_file, marker)
         if pid:
