@@ -25,7 +25,7 @@ from seawall.control.errors import NoReport
 from seawall.lab import LabInfo, load_lab
 from seawall.lab.disks import write_blocks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout (seawall/lab/demo.py is two below it)
 INVENTORY = REPO / "examples" / "inventory.yaml"
 DEMO_POLICY = "rpo-30s"
 
