@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import libvirt
+
 from seawall.contract.messages import ChosenPoint, SnapshotTaken, TargetVM
 from seawall.model import KvmSite
 from seawall.model.sourceconfig import SourceConfig
@@ -124,16 +126,20 @@ class KvmAdapter(BaseAdapter):
                 raise SiteError(
                     f"{vm}: the original domain is gone from {self.site.name}", "PlanInvalid"
                 ) from None
-            restore.shut_off(dom, self.site.shutdown_grace.total_seconds())
-            disks = backup.domain_disks(dom.XMLDesc())
+            disks = backup.domain_disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if len(disks) != len(by_name):
                 raise SiteError(
                     f"{vm}: the original has {len(disks)} disks, the point {len(by_name)}", "PlanInvalid"
                 )
+            missing = [d.replica_name for d in disks if d.replica_name not in by_name]
+            if missing:
+                raise SiteError(f"{vm}: point {point.point_id} has no {', '.join(missing)}", "PlanInvalid")
+            restore.shut_off(dom, self.site.shutdown_grace.total_seconds())
+            # Written behind QEMU's back, the disks no longer match any checkpoint's bitmap: the chain
+            # goes, so the next cycle after a reprotect hash-compares instead of trusting it.
+            source.forget_checkpoints(dom)
             for disk in disks:
-                dm = by_name.get(disk.replica_name)
-                if dm is None:
-                    raise SiteError(f"{vm}: point {point.point_id} has no {disk.replica_name}", "PlanInvalid")
+                dm = by_name[disk.replica_name]
                 heartbeat({"disk": dm.disk, "offset": 0})
                 restore.write_disk(disk, dm.size, reader.restorer(dm.disk), reader.progress(dm.disk))
             dom.create()

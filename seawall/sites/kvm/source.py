@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
@@ -140,6 +141,33 @@ def settle(dom: Any, name: str, kept: bool) -> list[str]:
     else:
         doomed = [cp.name for cp in cps if cp.name == name]
     return [n for n in doomed if backup.delete_checkpoint(dom, n)]
+
+
+def forget_checkpoints(dom: Any) -> list[str]:
+    """Delete every checkpoint of ours (the disks are about to change outside any backup job).
+
+    libvirt 9 deletes checkpoints of running domains only: for a shut-off one its metadata goes and
+    the bitmaps are removed from the images with ``qemu-img bitmap --remove``.
+    """
+    gone = []
+    disks = backup.domain_disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    for cp in backup.checkpoints(dom):
+        if not cp.ours:
+            continue
+        if dom.isActive():
+            backup.delete_checkpoint(dom, cp.name)
+        else:
+            dom.checkpointLookupByName(cp.name).delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+            for disk in disks:
+                if disk.dev in cp.disks and disk.path:
+                    # A bitmap already gone is fine: the image then has nothing to forget.
+                    subprocess.run(
+                        ["qemu-img", "bitmap", "--remove", disk.path, cp.name],
+                        capture_output=True,
+                        check=False,
+                    )
+        gone.append(cp.name)
+    return gone
 
 
 def _scrub_xml(domain: ET.Element) -> None:

@@ -1,0 +1,195 @@
+"""KvmAdapter's source verbs against the lab's libvirtd one by one: a stale job of ours is ended and
+its checkpoint pruned, another tool's job is refused and left alone, a vanished job fails the point,
+fencing shuts a domain off (idempotently), and failback writes a point onto the domain's own disks."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from seawall.blockstore.keys import KeyMaterial
+from seawall.blockstore.manifest import DiskManifest
+from seawall.blockstore.repository import Repository
+from seawall.blockstore.stores.directory import DirectoryStore
+from seawall.contract.messages import ChosenPoint
+from seawall.lab import LabInfo
+from seawall.model import KvmSite
+from seawall.sites.base import SiteError
+from seawall.sites.kvm.adapter import KvmAdapter
+from tests.integration.kvm_env import backup_job_xml, checkpoint_names, clear_checkpoints, domain
+
+MiB = 1024 * 1024
+
+
+def adapter_for(lab: LabInfo, **extra: Any) -> KvmAdapter:
+    info = lab.kvm["kvm-a"]
+    return KvmAdapter(KvmSite(name="kvm-a", uri=info.uri, pool=info.pool, **extra))
+
+
+@pytest.fixture
+def kdb(lab: LabInfo) -> Iterator[Any]:
+    dom = domain(lab, "kdb-01")
+    clear_checkpoints(dom)
+    yield dom
+    clear_checkpoints(dom)
+
+
+def test_a_stale_job_of_ours_is_ended_and_its_checkpoint_pruned_once_the_next_point_is_kept(
+    lab: LabInfo, kdb: Any
+) -> None:
+    a = adapter_for(lab)
+    a.create_snapshot("kdb-01", "seawall-stale", quiesce=False, only=None)  # its cycle never released
+    taken = a.create_snapshot("kdb-01", "seawall-next", quiesce=False, only=None)
+    assert [d.name for d in taken.disks] == ["disk0", "disk1"] and taken.cbt
+    job = backup_job_xml(kdb)
+    assert job is not None and "<incremental>seawall-stale</incremental>" in job  # the new job is its own
+    assert a.release_snapshot("kdb-01", "seawall-next") == 1
+    assert a.release_snapshot("kdb-01", "seawall-next") == 0  # idempotent
+    assert backup_job_xml(kdb) is None
+    assert a.settle_snapshot("kdb-01", "seawall-next", True) == ["seawall-stale"]
+    assert checkpoint_names(kdb) == ["seawall-next"]
+    assert a.settle_snapshot("kdb-01", "seawall-next", True) == []
+
+
+def test_another_tools_job_is_refused_and_left_running(lab: LabInfo, kdb: Any, tmp_path: Path) -> None:
+    sock = f"/tmp/sw-foreign-{uuid.uuid4().hex[:6]}.sock"
+    kdb.backupBegin(
+        f"<domainbackup mode='pull'><server transport='unix' socket='{sock}'/><disks>"
+        f"<disk name='vda' backup='yes' type='file'><scratch file='{tmp_path}/a.s'/></disk>"
+        "<disk name='vdb' backup='no'/></disks></domainbackup>",
+        None,
+    )
+    try:
+        with pytest.raises(SiteError, match="another backup job") as err:
+            adapter_for(lab).create_snapshot("kdb-01", "seawall-x", quiesce=False, only=None)
+        assert err.value.retryable
+        assert sock in (backup_job_xml(kdb) or "")
+        assert checkpoint_names(kdb) == []
+    finally:
+        clear_checkpoints(kdb)
+
+
+def test_a_point_whose_job_vanished_fails_instead_of_reading_another_instant(lab: LabInfo, kdb: Any) -> None:
+    a = adapter_for(lab)
+    a.create_snapshot("kdb-01", "seawall-lost", quiesce=False, only=None)
+    kdb.abortJob()  # someone else ended it (or libvirtd restarted)
+    deadline = time.monotonic() + 30
+    while backup_job_xml(kdb) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(SiteError, match="is gone") as err, a.open_disks("kdb-01", "seawall-lost"):
+        pass
+    assert err.value.type == "SnapshotLost" and not err.value.retryable
+    a.release_snapshot("kdb-01", "seawall-lost")
+    assert a.settle_snapshot("kdb-01", "seawall-lost", False) == ["seawall-lost"]
+
+
+def test_unknown_disks_and_domains_are_named(lab: LabInfo, kdb: Any) -> None:
+    a = adapter_for(lab)
+    with pytest.raises(SiteError, match="has no disk vdz") as err:
+        a.create_snapshot("kdb-01", "seawall-y", quiesce=False, only=["vdz"])
+    assert err.value.type == "PlanInvalid"
+    with pytest.raises(SiteError, match="not found") as gone:
+        a.create_snapshot("no-such-vm", "seawall-y", quiesce=False, only=None)
+    assert gone.value.type == "VMGone"
+    assert a.release_snapshot("no-such-vm", "seawall-y") == 0
+    assert "not defined" in a.fence("no-such-vm")
+
+
+class RepoReader:
+    """A PointReader over a repository (what the failback activity hands the adapter)."""
+
+    def __init__(self, repo: Repository, vm: str, point: str) -> None:
+        self.repo, self.vm, self._point = repo, vm, point
+
+    @property
+    def point_id(self) -> str:
+        return self._point
+
+    def disks(self) -> list[DiskManifest]:
+        return list(self.repo.read_manifest(self.vm, self._point).disks)
+
+    def restorer(self, disk: str) -> Callable[[Callable[[int, bytes], None]], object]:
+        return lambda writer: self.repo.restore_disk(self.vm, self._point, disk, writer)
+
+    def source_config(self) -> None:
+        return None
+
+    def progress(self, disk: str) -> Callable[[int], None]:
+        return lambda offset: None
+
+
+def image_sha256(path: Path, tmp: Path) -> str:
+    raw = tmp / "flat.raw"
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), str(raw)], check=True)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    raw.unlink()
+    return digest
+
+
+def test_fence_then_failback_writes_the_point_onto_the_domains_own_disk(lab: LabInfo, tmp_path: Path) -> None:
+    disk = tmp_path / "d.qcow2"
+    raw = tmp_path / "d.raw"
+    raw.write_bytes(b"".join(bytes([i]) * MiB for i in range(1, 17)))
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(disk)], check=True)
+    name = f"swtest-{uuid.uuid4().hex[:8]}"
+    conn = libvirt.open(lab.kvm["kvm-a"].uri)
+    dom = conn.defineXML(
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type><bios rebootTimeout='-1'/></os><devices>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
+        "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+    )
+    try:
+        dom.create()
+        a = adapter_for(lab, shutdown_grace="2s", backup_dir=str(tmp_path / "b"))
+        repo = Repository(DirectoryStore(tmp_path / "store"), KeyMaterial.generate("t"))
+        taken = a.create_snapshot(name, "seawall-p1", quiesce=False, only=None)
+        with a.open_disks(name, "seawall-p1") as open_disk:
+            src = open_disk(taken.disks[0])
+            shipped = repo.ship(src, name, "disk0")
+            src.close()
+        repo.commit_point(name, "p1", [shipped])
+        config = a.describe_vm(name, "seawall-p1")
+        assert (
+            config is not None
+            and config.kind == "kvm"
+            and f"<name>{name}</name>" in config.document["domain_xml"]
+        )
+        a.release_snapshot(name, "seawall-p1")
+        a.settle_snapshot(name, "seawall-p1", True)
+        at_point = image_sha256(disk, tmp_path)
+        # The original changes after the point (the failover's target ran on; the source was stale).
+        import libvirt_qemu
+
+        libvirt_qemu.qemuMonitorCommand(
+            dom,
+            'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "write -P 0xee 4M 1M"',
+            libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
+        )
+        # No OS answers ACPI in a BIOS: the bounded wait ends in destroy; again, nothing more happens.
+        assert "destroyed" in a.fence(name)
+        assert not dom.isActive()
+        assert "already shut off" in a.fence(name)
+        assert image_sha256(disk, tmp_path) != at_point
+        dom.create()  # failback finds the original running: it shuts it off itself
+        point = ChosenPoint(point_id="p1", created_at="2026-12-01T00:00:00+00:00", disks=["disk0"])
+        vm = a.restore_in_place(name, point, RepoReader(repo, name, "p1"), lambda details: None)
+        assert vm.name == name and dom.isActive()
+        assert checkpoint_names(dom) == []  # written outside a backup job: the chain is gone
+        dom.destroy()
+        assert image_sha256(disk, tmp_path) == at_point
+        info = subprocess.run(["qemu-img", "info", "-U", str(disk)], capture_output=True, text=True).stdout
+        assert "seawall-p1" not in info, "the forgotten checkpoint's bitmap is still in the image"
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+        conn.close()
