@@ -4,7 +4,6 @@ sees of the domain's backup jobs and checkpoints through its own libvirt and lib
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import hashlib
 import time
 import xml.etree.ElementTree as ET
