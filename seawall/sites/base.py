@@ -231,7 +231,7 @@ class BaseAdapter(abc.ABC):
     def _no_source(self, vm: str) -> SiteError:
         return SiteError(
             f"VM {vm!r}: source site {self.site.name!r} is {self.site.kind}, "
-            "which has no VMs to snapshot (sources are vsphere or directory sites)",
+            "which has no VMs to snapshot (sources are vsphere, kvm or directory sites)",
             "UnsupportedSource",
         )
 
@@ -269,7 +269,7 @@ class BaseAdapter(abc.ABC):
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
-        raise SiteError(f"failback in place needs a vSphere site, not {self.site.kind}", "PlanInvalid")
+        raise SiteError(f"failback in place needs a vSphere or KVM site, not {self.site.kind}", "PlanInvalid")
 
     def materialize(
         self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat

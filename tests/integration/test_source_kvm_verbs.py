@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+import libvirt_qemu
 import pytest
+import yaml
 
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.manifest import DiskManifest
@@ -22,9 +24,16 @@ from seawall.blockstore.stores.directory import DirectoryStore
 from seawall.contract.messages import ChosenPoint
 from seawall.lab import LabInfo
 from seawall.model import KvmSite
+from seawall.plans import check
 from seawall.sites.base import SiteError
 from seawall.sites.kvm.adapter import KvmAdapter
-from tests.integration.kvm_env import backup_job_xml, checkpoint_names, clear_checkpoints, domain
+from tests.integration.kvm_env import (
+    backup_job_xml,
+    checkpoint_names,
+    clear_checkpoints,
+    domain,
+    write_kvm_inventory,
+)
 
 MiB = 1024 * 1024
 
@@ -167,8 +176,6 @@ def test_fence_then_failback_writes_the_point_onto_the_domains_own_disk(lab: Lab
         a.settle_snapshot(name, "seawall-p1", True)
         at_point = image_sha256(disk, tmp_path)
         # The original changes after the point (the failover's target ran on; the source was stale).
-        import libvirt_qemu
-
         libvirt_qemu.qemuMonitorCommand(
             dom,
             'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "write -P 0xee 4M 1M"',
@@ -193,3 +200,19 @@ def test_fence_then_failback_writes_the_point_onto_the_domains_own_disk(lab: Lab
             dom.destroy()
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
         conn.close()
+
+
+def test_plan_check_names_a_pool_and_a_network_the_reachable_site_lacks(
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+) -> None:
+    path = write_kvm_inventory(tmp_path, lab, lab_state_dir)
+    assert check([path]).ok, check([path]).errors
+    data = yaml.safe_load(path.read_text())
+    data["sites"][1]["pool"] = "kvm-b-pol"
+    data["sites"][0]["networks"][1]["backing"] = "kvm-a-dril"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    errors = {e.field: e.message for e in check([path]).errors}
+    assert set(errors) == {"sites[1].pool", "sites[0].networks[1].backing"}, errors
+    assert "storage pool 'kvm-b-pol' not found" in errors["sites[1].pool"]
+    assert "(pools there: kvm-b-pool)" in errors["sites[1].pool"]
+    assert "libvirt network 'kvm-a-dril' not found" in errors["sites[0].networks[1].backing"]
