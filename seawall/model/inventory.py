@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from seawall.model.placement import Placement
 from seawall.model.plan import RecoveryPlan
 from seawall.model.scalars import (
     DnsName,
@@ -363,6 +364,11 @@ class Inventory(FileModel):
     protected_vms: list[ProtectedVM] = []
     dns_zones: list[AnyDnsZone] = []
     plans: list[RecoveryPlan] = []
+    placements: list[Placement] = []
+
+    def placement(self, source: str, target: str) -> Placement | None:
+        """Where VMs from ``source`` land at ``target`` (None: the target site's defaults)."""
+        return next((p for p in self.placements if (p.source, p.target) == (source, target)), None)
 
     def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite | KvmSite:
         return _find(self.sites, name, "site")

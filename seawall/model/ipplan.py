@@ -43,6 +43,8 @@ class NicPlan:
     prefix: int | None
     gateway: IPv4Address | None
     dns_servers: tuple[IPv4Address, ...]
+    model: str | None = None  # the plan's NIC model; None: the source's
+    security_groups: tuple[str, ...] = ()  # AWS: names or ids; empty: the VPC's default group
 
     @property
     def netmask(self) -> IPv4Address | None:
@@ -116,8 +118,9 @@ def plan_nic(
             if mapping.test_ip is not None:
                 rule = mapping.test_ip
                 addressing = test
+    model, groups = mapping.model, tuple(mapping.security_groups)
     if rule is None:
-        return NicPlan(attach.name, attach.backing_name, connected, None, None, None, ())
+        return NicPlan(attach.name, attach.backing_name, connected, None, None, None, (), model, groups)
     ip, prefix, gateway = _address(rule, addressing, src, what)
     return NicPlan(
         network=attach.name,
@@ -127,6 +130,8 @@ def plan_nic(
         prefix=prefix,
         gateway=gateway,
         dns_servers=tuple(addressing.dns_servers),
+        model=model,
+        security_groups=groups,
     )
 
 

@@ -28,7 +28,9 @@ from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.source import DiskSource
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
 from seawall.model import AnySite
+from seawall.model.guest import WindowsCustomization
 from seawall.model.ipplan import NicPlan
+from seawall.model.placement import Placement
 from seawall.model.sourceconfig import SourceConfig
 from seawall.security.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
 
@@ -59,6 +61,8 @@ class RunLabels:
     plan: str
     run: str
     vm: str
+    # Where the site pair's placement mapping puts the VM (None: the target site's defaults).
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class VMShape:
     source: SourceConfig | None = None
     cores_per_socket: int | None = None
     notes: tuple[str, ...] = ()
+    drill: bool = False  # a drill runs beside the live source: no source MACs
+    windows: WindowsCustomization | None = None  # the plan's Windows identity (secrets by reference)
 
 
 class PointReader(Protocol):
@@ -169,6 +175,10 @@ class TargetAdapter(Protocol):
 
     def guest_ips(self, name: str) -> list[str]:
         """The addresses the recovered VM's guest reports now."""
+        ...
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        """(field, message) for each name of a placement mapping this site does not have."""
         ...
 
     def cleanup_run(
@@ -283,6 +293,10 @@ class BaseAdapter(abc.ABC):
 
     def guest_ips(self, name: str) -> list[str]:
         raise self._no_target()
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        # Nothing a kind without placement names could check (plan check refuses the fields).
+        return []
 
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
