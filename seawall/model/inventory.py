@@ -4,6 +4,7 @@ DNS zones (and any plans written inline).
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from datetime import timedelta
 from ipaddress import IPv4Address, IPv4Network
@@ -146,9 +147,19 @@ class KvmSite(Site):
         description="fencing: how long a guest may take to shut down before its domain is destroyed",
     )
 
+    @field_validator("uri")
+    @classmethod
+    def _no_password_in_uri(cls, value: str) -> str:
+        if re.search(r"://[^/@?]*:[^/@?]*@", value):
+            raise PydanticCustomError(
+                "seawall_uri_credentials",
+                "URI must not carry a password (user:password@): put it in credentials as a reference",
+            )
+        return value
+
     @property
     def endpoint(self) -> str:
-        # A URI may carry a user name (qemu+ssh://user@host/system), never a password: keep it as is.
+        # A URI may carry a user name (qemu+ssh://user@host/system), never a password (refused above).
         return self.uri
 
 

@@ -54,6 +54,7 @@ def test_a_kvm_site_reads_from_the_inventory_and_resolves_to_its_adapter() -> No
         ("pool", "", "pool"),
         ("backup_dir", "", "backup_dir"),
         ("credentials", "hunter2", "is not a secret reference"),
+        ("uri", "qemu+tcp://root:hunter2@kvm.example/system", "URI must not carry a password"),
     ],
 )
 def test_bad_kvm_site_fields_are_named(field: str, value: str, message: str) -> None:
@@ -61,6 +62,13 @@ def test_bad_kvm_site_fields_are_named(field: str, value: str, message: str) -> 
     with pytest.raises(ValidationError, match=message) as err:
         KvmSite.model_validate(data)
     assert err.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize(
+    "uri", ["qemu+ssh://root@kvm.example:2222/system", "qemu:///system?socket=/run/a:b@c", "test:///default"]
+)
+def test_user_names_ports_and_socket_paths_are_fine_in_a_uri(uri: str) -> None:
+    assert KvmSite(name="k", uri=uri, pool="p").endpoint == uri
 
 
 def test_an_unreachable_kvm_site_is_not_a_plan_check_error(tmp_path: Path) -> None:
