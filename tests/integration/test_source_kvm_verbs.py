@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from seawall.blockstore.keys import KeyMaterial
-from seawall.blockstore.manifest import DiskManifest
+from seawall.blockstore.manifest import DiskManifest, PointRef
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.directory import DirectoryStore
 from seawall.contract.messages import ChosenPoint
@@ -217,3 +217,45 @@ def test_plan_check_names_a_pool_and_a_network_the_reachable_site_lacks(
     assert "storage pool 'kvm-b-pol' not found" in errors["sites[1].pool"]
     assert "(pools there: kvm-b-pool)" in errors["sites[1].pool"]
     assert "libvirt network 'kvm-a-dril' not found" in errors["sites[0].networks[1].backing"]
+
+
+def ship_point(a: KvmAdapter, repo: Repository, vm: str, point: str, parent: str | None) -> dict[str, str]:
+    """One cycle by hand (what the workflow's activities do): its disks' change paths."""
+    snap = f"seawall-{point}"
+    taken = a.create_snapshot(vm, snap, quiesce=False, only=None)
+    shipped = []
+    with a.open_disks(vm, snap) as open_disk:
+        for ref in taken.disks:
+            src = open_disk(ref)
+            try:
+                parent_ref = PointRef(vm=vm, point_id=parent) if parent else None
+                shipped.append(repo.ship(src, vm, ref.replica_name, parent=parent_ref))
+            finally:
+                src.close()
+    repo.commit_point(vm, point, shipped, parent=parent)
+    a.release_snapshot(vm, snap)
+    a.settle_snapshot(vm, snap, True)
+    return {d.disk: str(d.change_path) for d in shipped}
+
+
+def test_a_lost_or_remade_checkpoint_falls_back_to_a_hash_compare_recorded_on_the_point(
+    lab: LabInfo, kdb: Any, tmp_path: Path
+) -> None:
+    a = adapter_for(lab)
+    repo = Repository(DirectoryStore(tmp_path / "store"), KeyMaterial.generate("t"))
+    assert set(ship_point(a, repo, "kdb-01", "p1", None).values()) == {"full"}
+    assert set(ship_point(a, repo, "kdb-01", "p2", "p1").values()) == {"cbt"}
+    # Lost: someone deleted the parent's checkpoint.
+    kdb.checkpointLookupByName("seawall-p2").delete()
+    assert set(ship_point(a, repo, "kdb-01", "p3", "p2").values()) == {"hash-compare"}
+    assert set(ship_point(a, repo, "kdb-01", "p4", "p3").values()) == {"cbt"}
+    # Re-made under the same name (another instant): not the parent's checkpoint either.
+    kdb.checkpointLookupByName("seawall-p4").delete()
+    time.sleep(1.1)  # creation times are in seconds
+    kdb.checkpointCreateXML(
+        "<domaincheckpoint><name>seawall-p4</name><description>seawall recovery point</description>"
+        "<disks><disk name='vda' checkpoint='bitmap'/><disk name='vdb' checkpoint='bitmap'/></disks>"
+        "</domaincheckpoint>"
+    )
+    assert set(ship_point(a, repo, "kdb-01", "p5", "p4").values()) == {"hash-compare"}
+    assert all(repo.verify_point("kdb-01", p).ok for p in ("p3", "p5"))
