@@ -259,3 +259,64 @@ def test_a_lost_or_remade_checkpoint_falls_back_to_a_hash_compare_recorded_on_th
     )
     assert set(ship_point(a, repo, "kdb-01", "p5", "p4").values()) == {"hash-compare"}
     assert all(repo.verify_point("kdb-01", p).ok for p in ("p3", "p5"))
+
+
+def test_a_shut_off_domain_is_read_through_qemu_nbd_with_its_bitmap(lab: LabInfo, tmp_path: Path) -> None:
+    """A planned failover's final cycle: the source was just shut off; its point still reads only what
+    changed since the last online point, and nothing of the read-only export outlives the release."""
+    disk = tmp_path / "d.qcow2"
+    raw = tmp_path / "d.raw"
+    raw.write_bytes(b"".join(bytes([i]) * MiB for i in range(1, 17)))
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(disk)], check=True)
+    name = f"swtest-{uuid.uuid4().hex[:8]}"
+    conn = libvirt.open(lab.kvm["kvm-a"].uri)
+    dom = conn.defineXML(
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type><bios rebootTimeout='-1'/></os><devices>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/>"
+        "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+    )
+    backup_dir = tmp_path / "b"
+    try:
+        dom.create()
+        a = adapter_for(lab, shutdown_grace="1s", backup_dir=str(backup_dir))
+        repo = Repository(DirectoryStore(tmp_path / "store"), KeyMaterial.generate("t"))
+        assert ship_point(a, repo, name, "p1", None) == {"disk0": "full"}
+        libvirt_qemu.qemuMonitorCommand(
+            dom,
+            'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "write -P 0xee 4M 128k"',
+            libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
+        )
+        assert "destroyed" in a.fence(name)
+        taken = a.create_snapshot(name, "seawall-p2", quiesce=False, only=None)
+        assert a.create_snapshot(name, "seawall-p2", quiesce=False, only=None) == taken  # found again
+        with a.open_disks(name, "seawall-p2") as open_disk:
+            src = open_disk(taken.disks[0])
+            areas = src.changed_areas(repo.read_manifest(name, "p1").disks[0].change_id or "")
+            assert areas is not None and sum(x.length for x in areas) == 128 * 1024, areas
+            shipped = repo.ship(src, name, "disk0", parent=PointRef(vm=name, point_id="p1"))
+            src.close()
+        assert shipped.change_path == "cbt" and shipped.bytes_read == 128 * 1024
+        repo.commit_point(name, "p2", [shipped], parent="p1")
+        assert a.release_snapshot(name, "seawall-p2") == 1
+        assert a.settle_snapshot(name, "seawall-p2", True) == []  # a shut-off domain keeps its chain
+        assert not list(backup_dir.glob("sw-*")), "a socket, pid or state file of the export was left"
+        assert image_sha256(disk, tmp_path) == restored_image_sha256(repo, name, "p2", tmp_path)
+        dom.create()  # nothing holds the image any more
+        # Running again: the offline point made no checkpoint, so one hash compare, then CBT again.
+        assert ship_point(a, repo, name, "p3", "p2") == {"disk0": "hash-compare"}
+        assert ship_point(a, repo, name, "p4", "p3") == {"disk0": "cbt"}
+        assert checkpoint_names(dom) == ["seawall-p4"]
+    finally:
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+        conn.close()
+
+
+def restored_image_sha256(repo: Repository, vm: str, point: str, tmp: Path) -> str:
+    out = tmp / "restored.img"
+    repo.restore_disk(vm, point, "disk0", out)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    out.unlink()
+    return digest
