@@ -105,6 +105,10 @@ class FakeDomain:
 
     cps: list[backup.Checkpoint]
     deleted: list[str] = field(default_factory=list)
+    active: bool = True
+
+    def isActive(self) -> int:  # noqa: N802 - libvirt's name
+        return int(self.active)
 
 
 def _settle(dom: FakeDomain, name: str, kept: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -139,3 +143,10 @@ def test_a_point_not_kept_loses_its_own_checkpoint_and_the_parent_stays(
     dom = FakeDomain([cp("seawall-a", 1), cp("seawall-b", 3)])
     assert _settle(dom, "seawall-b", False, monkeypatch) == ["seawall-b"]
     assert [c.name for c in dom.cps] == ["seawall-a"]
+
+
+def test_a_shut_off_domain_keeps_its_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    dom = FakeDomain([cp("seawall-a", 1), cp("seawall-b", 3)], active=False)
+    assert _settle(dom, "seawall-c", True, monkeypatch) == []
+    assert _settle(dom, "seawall-b", False, monkeypatch) == []
+    assert dom.deleted == []
