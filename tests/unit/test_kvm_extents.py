@@ -107,7 +107,7 @@ class FakeDomain:
     deleted: list[str] = field(default_factory=list)
     active: bool = True
 
-    def isActive(self) -> int:  # noqa: N802 - libvirt's name
+    def isActive(self) -> int:
         return int(self.active)
 
 
