@@ -249,3 +249,18 @@ def test_an_export_that_is_gone_is_a_source_error_naming_it(monkeypatch: pytest.
     monkeypatch.setattr(nbdsource, "_nbd", lambda: fake)
     with pytest.raises(SourceError, match=r"vdb.*/gone/sock"):
         nbdsource.NbdSource("/gone/sock", "vdb", change_id=None)
+
+
+def test_the_data_path_reads_nbd_dirty_runs_without_merging_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seawall.blockstore.manifest import DiskManifest
+    from seawall.blockstore.scan import cbt_runs
+    from seawall.blockstore.table import BLOCK
+
+    # Every other block dirty: a source with the default gap would read the clean ones between too.
+    dirty = [(i * BLOCK, BLOCK) for i in range(0, 16, 2)]
+    fake = FakeNbdModule(bytes(16 * BLOCK), dirty)
+    src = nbd_source(monkeypatch, fake, change_id="cp2@20", bitmap="b", since="cp1@10")
+    parent = DiskManifest.model_construct(size=16 * BLOCK, change_id="cp1@10")
+    runs = cbt_runs(src, parent, 16)
+    assert runs == [(i, i + 1) for i in range(0, 16, 2)]
+    assert sum(b1 - b0 for b0, b1 in runs) * BLOCK == src.dirty_bytes
