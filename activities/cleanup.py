@@ -27,12 +27,19 @@ class CleanupActivities(TargetSite):
         return CleanupOutcome(removed=removed, dns_restored=[])
 
     def _run_folders(self, plan_name: str, run: str) -> list[str]:
-        """Where a drill of the plan put its VMs' disks, whether or not the VMs were created."""
-        plan, _ = find_plan(self.settings, plan_name)
-        return [
-            target_name(
-                RecoverVMInput(plan=plan_name, run=run, mode="test", vm=v.name, target_site=plan.target_site)
-            )
-            for g in plan.groups
-            for v in g.vms
-        ]
+        """Where a drill of the plan put its VMs' disks, whether or not the VMs were created: the
+        folder, as ``[datastore] folder`` when the site pair's placement maps another datastore."""
+        plan, inv = find_plan(self.settings, plan_name)
+        folders = []
+        for g in plan.groups:
+            for v in g.vms:
+                folder = target_name(
+                    RecoverVMInput(
+                        plan=plan_name, run=run, mode="test", vm=v.name, target_site=plan.target_site
+                    )
+                )
+                placement = inv.placement(plan.source_site, plan.target_site)
+                if placement is not None and placement.datastore is not None:
+                    folder = f"[{placement.datastore}] {folder}"
+                folders.append(folder)
+        return folders

@@ -20,7 +20,7 @@ NO_CONFIG = (
 )
 
 
-def vm_shape(pv: PlanVM, vm: str, source: SourceConfig | None) -> VMShape:
+def vm_shape(pv: PlanVM, vm: str, source: SourceConfig | None, *, drill: bool = False) -> VMShape:
     """The shape ``create_vm`` builds: the plan overrides only what it names."""
     size = pv.size
     machine = source.machine if source is not None else None
@@ -61,4 +61,6 @@ def vm_shape(pv: PlanVM, vm: str, source: SourceConfig | None) -> VMShape:
         source=source,
         cores_per_socket=cores,
         notes=tuple(notes),
+        drill=drill,
+        windows=pv.windows,
     )

@@ -111,6 +111,14 @@ class TargetSite:
                     return plan, pv
         raise fatal(f"plan {plan_name!r} has no VM {vm!r}", "PlanInvalid")
 
+    def _labels(self, inp: RecoverVMInput) -> RunLabels:
+        """The run's labels, with the placement the inventory maps this VM's site pair to."""
+        inv = self.ctx.inventory
+        source = inv.protected_vm(inp.vm).source_site
+        return RunLabels(
+            plan=inp.plan, run=inp.run, vm=inp.vm, placement=inv.placement(source, self.ctx.site.name)
+        )
+
     def _repository(self, vm: str) -> Any:
         inv = self.ctx.inventory
         pvm = inv.protected_vm(vm)
@@ -156,7 +164,7 @@ class RecoveryActivities(TargetSite):
         reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
         with site_errors():
             uploaded, resources = self.ctx.adapter.materialize(
-                target_name(inp), labels(inp), reader, activity.heartbeat
+                target_name(inp), self._labels(inp), reader, activity.heartbeat
             )
         return Materialized(
             point=point, disks=[json.dumps(u, default=str) for u in uploaded], resources=resources
@@ -181,13 +189,13 @@ class RecoveryActivities(TargetSite):
         return with_heartbeats(lambda: self._create_target_vm(inp, disks), lambda: inp.vm)
 
     def _create_target_vm(self, inp: RecoverVMInput, disks: Materialized) -> TargetVM:
-        plan, pv = self._plan_vm(inp.plan, inp.vm)
+        _, pv = self._plan_vm(inp.plan, inp.vm)
         nics = self._nics(inp, pv, disks.point.source_ips)
-        shape = vm_shape(pv, inp.vm, self._source_config(inp.vm, disks.point.point_id))
+        shape = vm_shape(
+            pv, inp.vm, self._source_config(inp.vm, disks.point.point_id), drill=inp.mode == "test"
+        )
         with site_errors():
-            made = self.ctx.adapter.create_vm(
-                target_name(inp), RunLabels(plan=plan.name, run=inp.run, vm=inp.vm), shape, nics, disks.disks
-            )
+            made = self.ctx.adapter.create_vm(target_name(inp), self._labels(inp), shape, nics, disks.disks)
         notes = [*shape.notes, *made.notes]
         return made.model_copy(update={"notes": notes}) if notes != made.notes else made
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sized
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -31,15 +32,22 @@ def check_command(
         None, "--inventory", "-i", help="The inventory for plan files (overrides their 'inventory:')."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print {ok, errors: [...]} as JSON."),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Ask no site: neither placement names at target sites nor KVM sites' pools and networks.",
+    ),
 ) -> None:
-    """Check plan and inventory files: schema, references, networks, addresses, DNS, ordering.
+    """Check plan and inventory files: schema, references, networks, addresses, DNS, ordering, and
+    (unless --offline) the inventory's placement names against the target sites themselves, and the
+    pools and networks of KVM sites that answer.
 
     Exit 0 when every file is valid, 2 when any is not (one `file:line: field: message` per error).
     """
     from seawall.plans import check
 
     try:
-        report = check(files, inventory)
+        report = check(files, inventory, None if offline else _at_site, live=not offline)
     except Exception as exc:  # a checker bug must still end as one line and a code, never a traceback
         message = f"internal error while checking: {type(exc).__name__}: {exc}"
         if as_json:
@@ -80,6 +88,19 @@ def check_command(
                 f"{_count(vms, 'VM')}, {_count(plan.gates, 'gate')}",
             )
     console.print(table, highlight=False)
+
+
+def _at_site(placement: Any, site: Any) -> list[tuple[str, str]]:
+    """Ask the placement's target site (with its own credentials) which names it lacks."""
+    from seawall.sites.base import SiteError
+    from seawall.sites.registry import adapter_for
+
+    adapter = adapter_for(site)
+    try:
+        return adapter.placement_problems(placement)
+    except (SiteError, OSError, Exception) as exc:  # any failure to ask is said, never a traceback
+        reason = adapter.redact(str(exc))[:300]
+        return [("target", f"cannot check the names at site '{site.name}': {reason} (--offline skips this)")]
 
 
 def _count(items: Sized, word: str, plural: str | None = None) -> str:

@@ -9,6 +9,8 @@ server of ``python -m moto.server`` and mirrors S3 into a directory:
   through to ``<data>/<bucket>/`` before moto answers, so an acknowledged write survives a SIGKILL;
 - at start the directory is loaded back into moto before the port opens.
 
+One more fidelity fix: ``RegisterImage`` keeps the ``BootMode`` it is given (``install_boot_mode``).
+
 Kept: buckets and the current content of each object, its ETag and modification time. Not kept: object
 metadata, tags and ACLs, older versions, unfinished multipart uploads, and every other service (EC2,
 EBS, Route53): the lab's bootstrap re-creates its VPC, subnets and hosted zone after a restart (with
@@ -195,12 +197,31 @@ def install(mirror: S3Mirror) -> None:
     )
 
 
+def install_boot_mode() -> None:
+    """moto's RegisterImage drops ``BootMode`` (every AMI reads back as its default): keep the one
+    asked for, as EC2 does, so a recovery's boot mode (UEFI or legacy BIOS) can be read back."""
+    from moto.ec2.responses.amis import AmisResponse
+
+    register = AmisResponse.register_image
+
+    def register_keeping_boot_mode(self: Any) -> Any:
+        result = register(self)
+        mode = self._get_param("BootMode")
+        image_id = getattr(result, "result", {}).get("ImageId") if mode else None
+        if image_id and image_id in self.ec2_backend.amis:
+            self.ec2_backend.amis[image_id].boot_mode = mode
+        return result
+
+    AmisResponse.register_image = register_keeping_boot_mode  # type: ignore[method-assign]
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[0] != "--data":
         sys.exit("usage: moto_server.py --data DIR [moto.server options]")
     mirror = S3Mirror(Path(argv[1]).resolve())
     mirror.root.mkdir(parents=True, exist_ok=True)
     install(mirror)
+    install_boot_mode()
     from moto.server import main as serve
 
     serve(argv[2:])

@@ -17,6 +17,7 @@ each NIC lands: pure computation over a plan). This module names the package's p
 
 from __future__ import annotations
 
+from seawall.model.guest import WindowsCustomization
 from seawall.model.inventory import (
     AnyDnsZone,
     AnyReplicaStore,
@@ -37,6 +38,7 @@ from seawall.model.inventory import (
     Site,
     VSphereSite,
 )
+from seawall.model.placement import Placement
 from seawall.model.plan import (
     AnyHealthCheck,
     AnyHook,
@@ -99,6 +101,7 @@ __all__ = [
     "Name",
     "Network",
     "NicMapping",
+    "Placement",
     "PlanVM",
     "ProtectedVM",
     "RecoveryMode",
@@ -114,6 +117,7 @@ __all__ = [
     "TargetSize",
     "TcpCheck",
     "VSphereSite",
+    "WindowsCustomization",
     "format_duration",
     "parse_duration",
     "parse_secret_ref",

@@ -4,6 +4,7 @@ DNS zones (and any plans written inline).
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from datetime import timedelta
 from ipaddress import IPv4Address, IPv4Network
@@ -12,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from seawall.model.placement import Placement
 from seawall.model.plan import RecoveryPlan
 from seawall.model.scalars import (
     DnsName,
@@ -145,9 +147,19 @@ class KvmSite(Site):
         description="fencing: how long a guest may take to shut down before its domain is destroyed",
     )
 
+    @field_validator("uri")
+    @classmethod
+    def _no_password_in_uri(cls, value: str) -> str:
+        if re.search(r"://[^/@?]*:[^/@?]*@", value):
+            raise PydanticCustomError(
+                "seawall_uri_credentials",
+                "URI must not carry a password (user:password@): put it in credentials as a reference",
+            )
+        return value
+
     @property
     def endpoint(self) -> str:
-        # A URI may carry a user name (qemu+ssh://user@host/system), never a password: keep it as is.
+        # A URI may carry a user name (qemu+ssh://user@host/system), never a password (refused above).
         return self.uri
 
 
@@ -363,6 +375,11 @@ class Inventory(FileModel):
     protected_vms: list[ProtectedVM] = []
     dns_zones: list[AnyDnsZone] = []
     plans: list[RecoveryPlan] = []
+    placements: list[Placement] = []
+
+    def placement(self, source: str, target: str) -> Placement | None:
+        """Where VMs from ``source`` land at ``target`` (None: the target site's defaults)."""
+        return next((p for p in self.placements if (p.source, p.target) == (source, target)), None)
 
     def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite | KvmSite:
         return _find(self.sites, name, "site")

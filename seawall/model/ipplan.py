@@ -43,6 +43,8 @@ class NicPlan:
     prefix: int | None
     gateway: IPv4Address | None
     dns_servers: tuple[IPv4Address, ...]
+    model: str | None = None  # the plan's NIC model; None: the source's
+    security_groups: tuple[str, ...] = ()  # AWS: names or ids; empty: the VPC's default group
     keep_mac: bool = True  # the source's MAC (failover default), or a new one (drill default)
 
     @property
@@ -118,8 +120,11 @@ def plan_nic(
             if mapping.test_ip is not None:
                 rule = mapping.test_ip
                 addressing = test
+    model, groups = mapping.model, tuple(mapping.security_groups)
     if rule is None:
-        return NicPlan(attach.name, attach.backing_name, connected, None, None, None, (), keep_mac)
+        return NicPlan(
+            attach.name, attach.backing_name, connected, None, None, None, (), model, groups, keep_mac
+        )
     ip, prefix, gateway = _address(rule, addressing, src, what)
     return NicPlan(
         network=attach.name,
@@ -129,6 +134,8 @@ def plan_nic(
         prefix=prefix,
         gateway=gateway,
         dns_servers=tuple(addressing.dns_servers),
+        model=model,
+        security_groups=groups,
         keep_mac=keep_mac,
     )
 

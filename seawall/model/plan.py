@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from seawall.model.guest import WindowsCustomization
 from seawall.model.scalars import (
     DnsName,
     Duration,
@@ -95,6 +96,9 @@ class SubnetTranslation(FileModel):
 IpRule = Annotated[StaticIP | SubnetTranslation, Field(discriminator="kind")]
 
 
+NicModel = Literal["vmxnet3", "vmxnet2", "e1000e", "e1000", "pcnet32", "virtio", "ena"]
+
+
 class NicMapping(FileModel):
     """Where a source NIC lands at the target, in failover and in test, and how it is re-addressed.
 
@@ -116,6 +120,13 @@ class NicMapping(FileModel):
             "one; default keep in a failover (the guest sees the same NIC), new in a drill (the "
             "source still runs)"
         ),
+    )
+    model: NicModel | None = Field(
+        default=None, description="the NIC's model at the target (default: the source's)"
+    )
+    security_groups: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default=[],
+        description="AWS targets: security group names or ids for this NIC (default: the VPC's default)",
     )
 
 
@@ -256,6 +267,9 @@ class PlanVM(FileModel):
     boot_delay: Annotated[Duration, duration_range(timedelta(0), timedelta(hours=1))] = timedelta(0)
     health_checks: list[AnyHealthCheck] = []
     hostname: DnsName | None = None
+    windows: WindowsCustomization | None = Field(
+        default=None, description="Windows guests (by the captured guest OS): sysprep identity, domain join"
+    )
 
 
 class Group(FileModel):

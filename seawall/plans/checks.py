@@ -15,6 +15,7 @@ from typing import Any
 from seawall.model import AwsSite, Hook, Inventory, PlanVM, RecoveryPlan
 from seawall.plans.errors import Loc, Problem, did_you_mean, format_loc
 from seawall.plans.nics import check_nic
+from seawall.plans.placements import check_placements
 
 
 def _duplicates(names: Sequence[str], prefix: Loc, what: str) -> list[Problem]:
@@ -82,6 +83,7 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
                 )
             )
 
+    problems += check_placements(inventory)
     for index, plan in enumerate(inventory.plans):
         problems += [Problem(("plans", index, *p.loc), p.message) for p in check_plan(plan, inventory)]
     return problems
@@ -188,6 +190,12 @@ class _PlanChecker:
             )
 
     def check_size(self, vm: PlanVM, at: Loc) -> None:
+        if vm.windows is not None and self.target is not None and self.target.kind != "vsphere":
+            # Only vSphere customizes a guest from outside; elsewhere the guest's own tooling must.
+            self.add(
+                (*at, "windows"),
+                f"Windows customization applies to vsphere targets, not '{self.target.kind}'",
+            )
         if vm.size is None or vm.size.instance_type is None or self.target is None:
             return
         if not isinstance(self.target, AwsSite):

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, KvmSite, RecoveryPlan
 from seawall.plans.checks import check_inventory, check_plan
-from seawall.plans.errors import Loc, PlanError, PlanValidationError
+from seawall.plans.errors import Loc, PlanError, PlanValidationError, Problem
 from seawall.plans.files import InventoryFile, ParsedFile, PlanFile, as_inventory, as_plan, parse_file
+from seawall.plans.placements import SiteCheck, check_placements_online
 from seawall.plans.yamlsource import Document
 
 
@@ -40,12 +41,25 @@ def _absolute_hooks(hooks: Sequence[Any], base: Path) -> list[Any]:
     ]
 
 
+def _absolute_vm(vm: Any, base: Path) -> Any:
+    if vm.windows is None:
+        return vm
+    windows = vm.windows.model_copy(
+        update={
+            "join_credentials": _absolute_ref(vm.windows.join_credentials, base),
+            "admin_password": _absolute_ref(vm.windows.admin_password, base),
+        }
+    )
+    return vm.model_copy(update={"windows": windows})
+
+
 def _absolute_plan(plan: RecoveryPlan, base: Path) -> RecoveryPlan:
     groups = [
         group.model_copy(
             update={
                 "pre_hooks": _absolute_hooks(group.pre_hooks, base),
                 "post_hooks": _absolute_hooks(group.post_hooks, base),
+                "vms": [_absolute_vm(vm, base) for vm in group.vms],
             }
         )
         for group in plan.groups
@@ -118,9 +132,12 @@ class CheckReport:
 class _Checker:
     """Checks a set of files once each, following plan files to their inventories."""
 
-    def __init__(self, explicit_inventory: str | Path | None, live: bool = False) -> None:
+    def __init__(
+        self, explicit_inventory: str | Path | None, site_check: SiteCheck | None = None, live: bool = False
+    ) -> None:
         self.explicit = explicit_inventory
-        self.live = live  # also ask reachable sites whether what the inventory names exists there
+        self.site_check = site_check
+        self.live = live  # also ask reachable sites whether the pool and networks they name exist there
         self.cache: dict[Path, ParsedFile] = {}
         self.inventory_problems: dict[Path, list[PlanError]] = {}
         self.report = CheckReport()
@@ -146,15 +163,18 @@ class _Checker:
         key = parsed.doc.real.resolve()
         if key not in self.inventory_problems:
             doc = parsed.doc
-            self.inventory_problems[key] = [
-                doc.error(p.loc, p.message) for p in check_inventory(parsed.model)
-            ]
-            if self.live and not self.inventory_problems[key]:
-                self.inventory_problems[key] = [
-                    doc.error(("sites", index, *loc), message)
+            problems = check_inventory(parsed.model)
+            if not problems and self.site_check is not None and parsed.model.placements:
+                # Only a valid inventory is taken to its sites, with its references made absolute.
+                absolute = _absolute_inventory(as_inventory(parsed.model), key.parent)
+                problems = check_placements_online(absolute, self.site_check)
+            if not problems and self.live:
+                problems = [
+                    Problem(("sites", index, *loc), message)
                     for index, site in enumerate(parsed.model.sites)
                     for loc, message in _site_problems(site)
                 ]
+            self.inventory_problems[key] = [doc.error(p.loc, p.message) for p in problems]
         errors = self.inventory_problems[key]
         return (None if errors else as_inventory(parsed.model)), errors
 
@@ -249,14 +269,17 @@ def _site_problems(site: Any) -> list[tuple[Loc, str]]:
 
 
 def check(
-    paths: Sequence[str | Path], inventory: str | Path | None = None, *, live: bool = True
+    paths: Sequence[str | Path],
+    inventory: str | Path | None = None,
+    site_check: SiteCheck | None = None,
+    *,
+    live: bool = False,
 ) -> CheckReport:
-    """Check inventory and plan files; ``inventory`` overrides what plan files name.
-
-    ``live``: sites of kinds checked live (``sites.registry.CHECKED_LIVE``) that answer are asked
-    whether the pool and networks the inventory names exist there.
-    """
-    return _Checker(inventory, live).run(paths)
+    """Check inventory and plan files; ``inventory`` overrides what plan files name. ``site_check``
+    also asks the sites whether the names of the inventory's placement mappings exist there; ``live``
+    asks sites of kinds checked live (``sites.registry.CHECKED_LIVE``: kvm) that answer whether the
+    pool and networks the inventory names exist there."""
+    return _Checker(inventory, site_check, live).run(paths)
 
 
 def check_files(paths: Sequence[str | Path], inventory: str | Path | None = None) -> list[PlanError]:

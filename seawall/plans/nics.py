@@ -94,6 +94,15 @@ def check_nic(
     addresses taken so far, per rule (``ip``, ``test_ip``), across the whole plan. An unknown
     ``source`` or ``target`` site (None) is reported once on the plan, not per NIC."""
     on_aws = isinstance(target, AwsSite)
+    if nic.security_groups and target is not None and not on_aws:
+        problems.append(
+            Problem(
+                (*at, "security_groups"), f"security groups apply to AWS targets; '{target.name}' is not one"
+            )
+        )
+    if nic.model is not None and target is not None and (nic.model == "ena") != on_aws:
+        where = "an AWS target (ENA)" if on_aws else f"site '{target.name}' ({target.kind})"
+        problems.append(Problem((*at, "model"), f"NIC model '{nic.model}' does not exist at {where}"))
     source_net = _site_network(source, nic.source_network, (*at, "source_network"), problems)
     target_net = _site_network(target, nic.target_network, (*at, "target_network"), problems)
     if target_net is not None and nic.ip is not None:

@@ -28,7 +28,9 @@ from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.source import DiskSource
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
 from seawall.model import AnySite
+from seawall.model.guest import WindowsCustomization
 from seawall.model.ipplan import NicPlan
+from seawall.model.placement import Placement
 from seawall.model.sourceconfig import SourceConfig
 from seawall.security.secrets import ResolvedSecret, SecretError, redact, resolve, resolve_credentials
 
@@ -59,6 +61,8 @@ class RunLabels:
     plan: str
     run: str
     vm: str
+    # Where the site pair's placement mapping puts the VM (None: the target site's defaults).
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class VMShape:
     source: SourceConfig | None = None
     cores_per_socket: int | None = None
     notes: tuple[str, ...] = ()
+    drill: bool = False  # a drill runs beside the live source: no source MACs
+    windows: WindowsCustomization | None = None  # the plan's Windows identity (secrets by reference)
 
 
 class PointReader(Protocol):
@@ -175,6 +181,10 @@ class TargetAdapter(Protocol):
         """What the guest itself last said about its state (for the report), if the kind can read it."""
         ...
 
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        """(field, message) for each name of a placement mapping this site does not have."""
+        ...
+
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
     ) -> list[Resource]:
@@ -235,7 +245,7 @@ class BaseAdapter(abc.ABC):
     def _no_source(self, vm: str) -> SiteError:
         return SiteError(
             f"VM {vm!r}: source site {self.site.name!r} is {self.site.kind}, "
-            "which has no VMs to snapshot (sources are vsphere or directory sites)",
+            "which has no VMs to snapshot (sources are vsphere, kvm or directory sites)",
             "UnsupportedSource",
         )
 
@@ -273,7 +283,7 @@ class BaseAdapter(abc.ABC):
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
-        raise SiteError(f"failback in place needs a vSphere site, not {self.site.kind}", "PlanInvalid")
+        raise SiteError(f"failback in place needs a vSphere or KVM site, not {self.site.kind}", "PlanInvalid")
 
     def materialize(
         self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat
@@ -291,6 +301,10 @@ class BaseAdapter(abc.ABC):
     def guest_report(self, name: str) -> str | None:
         # Most kinds know a guest only through its hypervisor's view (guest_ips): nothing to add.
         return None
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        # Nothing a kind without placement names could check (plan check refuses the fields).
+        return []
 
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]

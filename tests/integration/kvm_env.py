@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,12 @@ def checkpoint_names(dom: Any) -> list[str]:
 
 def clear_checkpoints(dom: Any) -> None:
     """End any backup job and drop every checkpoint: each test starts from a domain with no chain."""
-    if backup_job_xml(dom) is not None:
-        dom.abortJob()
+    deadline = time.monotonic() + 30
+    while backup_job_xml(dom) is not None:  # abortJob returns before the job is gone
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.abortJob()
+        assert time.monotonic() < deadline, "the domain's backup job does not end"
+        time.sleep(0.1)
     for cp in dom.listAllCheckpoints():
         with contextlib.suppress(libvirt.libvirtError):
             cp.delete()

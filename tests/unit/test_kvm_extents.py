@@ -105,6 +105,10 @@ class FakeDomain:
 
     cps: list[backup.Checkpoint]
     deleted: list[str] = field(default_factory=list)
+    active: bool = True
+
+    def isActive(self) -> int:
+        return int(self.active)
 
 
 def _settle(dom: FakeDomain, name: str, kept: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -139,3 +143,124 @@ def test_a_point_not_kept_loses_its_own_checkpoint_and_the_parent_stays(
     dom = FakeDomain([cp("seawall-a", 1), cp("seawall-b", 3)])
     assert _settle(dom, "seawall-b", False, monkeypatch) == ["seawall-b"]
     assert [c.name for c in dom.cps] == ["seawall-a"]
+
+
+def test_a_shut_off_domain_keeps_its_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    dom = FakeDomain([cp("seawall-a", 1), cp("seawall-b", 3)], active=False)
+    assert _settle(dom, "seawall-c", True, monkeypatch) == []
+    assert _settle(dom, "seawall-b", False, monkeypatch) == []
+    assert dom.deleted == []
+
+
+class FakeNbdModule:
+    """libnbd's Python module as NbdSource uses it: one export with a dirty bitmap."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self, data: bytes, dirty: list[tuple[int, int]], has_bitmap: bool = True) -> None:
+        self.data, self.dirty, self.has_bitmap = data, dirty, has_bitmap
+        self.requests: list[tuple[str, int, int]] = []
+        module = self
+
+        class NBD:
+            def __init__(self) -> None:
+                self.contexts: list[str] = []
+
+            def add_meta_context(self, name: str) -> None:
+                self.contexts.append(name)
+
+            def set_export_name(self, name: str) -> None:
+                self.export = name
+
+            def connect_unix(self, path: str) -> None:
+                if path != "/run/sock":
+                    raise module.Error(f"connect: {path}: No such file or directory")
+
+            def get_size(self) -> int:
+                return len(module.data)
+
+            def can_meta_context(self, name: str) -> bool:
+                return module.has_bitmap and name in self.contexts
+
+            def pread(self, count: int, offset: int) -> bytes:
+                module.requests.append(("read", offset, count))
+                return module.data[offset : offset + count]
+
+            def block_status(self, length: int, offset: int, cb: Any) -> None:
+                module.requests.append(("status", offset, length))
+                entries: list[int] = []
+                pos = 0
+                for start, ln in [*module.dirty, (len(module.data), 0)]:
+                    if start > pos:
+                        entries += [start - pos, 0]
+                    if ln:
+                        entries += [ln, 1]
+                    pos = start + ln
+                cb(self.contexts[0], offset, entries, 0)
+
+            def shutdown(self) -> None:
+                pass
+
+        self.NBD = NBD
+
+
+def nbd_source(monkeypatch: pytest.MonkeyPatch, fake: FakeNbdModule, **kwargs: Any) -> Any:
+    from seawall.sites.kvm import nbdsource
+
+    monkeypatch.setattr(nbdsource, "_nbd", lambda: fake)
+    return nbdsource.NbdSource("/run/sock", "vdb", **kwargs)
+
+
+def test_nbd_source_answers_from_the_bitmap_only_for_the_jobs_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeNbdModule(
+        bytes(4 * MiB), [(MiB, 64 << 10), (MiB + (64 << 10), 64 << 10), (3 * MiB, 128 << 10)]
+    )
+    src = nbd_source(monkeypatch, fake, change_id="cp2@20", bitmap="b-vdb", since="cp1@10")
+    assert (src.size, src.change_id) == (4 * MiB, "cp2@20")
+    assert src.changed_areas("cp1@10") == [ChangedArea(MiB, 128 << 10), ChangedArea(3 * MiB, 128 << 10)]
+    assert src.dirty_bytes == 256 << 10
+    assert src.changed_areas("cp1@11") is None  # the same name made again later: not the job's base
+    assert src.changed_areas("other@10") is None
+    src.close()
+    src.close()  # idempotent
+
+
+def test_nbd_source_without_a_bitmap_hash_compares_and_reads_in_bounded_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = bytes(range(256)) * (160 * 1024)  # 40 MiB
+    fake = FakeNbdModule(data, [], has_bitmap=False)
+    src = nbd_source(monkeypatch, fake, change_id="cp1@10", bitmap="b-vdb", since="cp0@1")
+    assert src.changed_areas("cp0@1") is None  # the export has no bitmap (a full backup of this disk)
+    assert src.read(len(data) - 10, 100) == data[-10:]  # clipped at the end of the disk
+    assert src.read(0, 40 * MiB) == data
+    assert max(n for kind, _, n in fake.requests if kind == "read") <= 32 * MiB  # QEMU's request limit
+    assert src.bytes_read == 10 + 40 * MiB
+    src.close()
+    with pytest.raises(SourceError, match="closed"):
+        src.read(0, 1)
+
+
+def test_an_export_that_is_gone_is_a_source_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seawall.sites.kvm import nbdsource
+
+    fake = FakeNbdModule(bytes(MiB), [])
+    monkeypatch.setattr(nbdsource, "_nbd", lambda: fake)
+    with pytest.raises(SourceError, match=r"vdb.*/gone/sock"):
+        nbdsource.NbdSource("/gone/sock", "vdb", change_id=None)
+
+
+def test_the_data_path_reads_nbd_dirty_runs_without_merging_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seawall.blockstore.manifest import DiskManifest
+    from seawall.blockstore.scan import cbt_runs
+    from seawall.blockstore.table import BLOCK
+
+    # Every other block dirty: a source with the default gap would read the clean ones between too.
+    dirty = [(i * BLOCK, BLOCK) for i in range(0, 16, 2)]
+    fake = FakeNbdModule(bytes(16 * BLOCK), dirty)
+    src = nbd_source(monkeypatch, fake, change_id="cp2@20", bitmap="b", since="cp1@10")
+    parent = DiskManifest.model_construct(size=16 * BLOCK, change_id="cp1@10")
+    runs = cbt_runs(src, parent, 16)
+    assert runs == [(i, i + 1) for i in range(0, 16, 2)]
+    assert sum(b1 - b0 for b0, b1 in runs) * BLOCK == src.dirty_bytes

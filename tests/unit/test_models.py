@@ -107,6 +107,9 @@ def _plan() -> RecoveryPlan:
                         dns=[DnsRecord(zone="corp.example.com", name="db.corp.example.com")],
                         health_checks=[TcpCheck(port=5432), GuestIpCheck(), HttpCheck(path="/ok", port=8080)],
                         hostname="db-01.corp.example.com",
+                        windows=models.WindowsCustomization(
+                            domain="corp.example.com", join_credentials="env:SEAWALL_JOIN"
+                        ),
                     )
                 ],
             ),
@@ -159,6 +162,7 @@ def _instances() -> list[BaseModel]:
             ),
         ],
         plans=[_plan()],
+        placements=[models.Placement(source="primary", target="dr", folder="dr/erp", datastore="ds1")],
     )
     plan = _plan()
     items: list[BaseModel | None] = [
@@ -181,6 +185,8 @@ def _instances() -> list[BaseModel]:
         *plan.groups[0].vms[0].health_checks,
         plan.groups[0].vms[0].size,
         _vsphere().networks[0],
+        *inventory.placements,
+        plan.groups[0].vms[0].windows,
     ]
     return [item for item in items if item is not None]
 

@@ -54,6 +54,7 @@ def test_a_kvm_site_reads_from_the_inventory_and_resolves_to_its_adapter() -> No
         ("pool", "", "pool"),
         ("backup_dir", "", "backup_dir"),
         ("credentials", "hunter2", "is not a secret reference"),
+        ("uri", "qemu+tcp://root:hunter2@kvm.example/system", "URI must not carry a password"),
     ],
 )
 def test_bad_kvm_site_fields_are_named(field: str, value: str, message: str) -> None:
@@ -63,10 +64,17 @@ def test_bad_kvm_site_fields_are_named(field: str, value: str, message: str) -> 
     assert err.value.errors()[0]["loc"][0] == field
 
 
+@pytest.mark.parametrize(
+    "uri", ["qemu+ssh://root@kvm.example:2222/system", "qemu:///system?socket=/run/a:b@c", "test:///default"]
+)
+def test_user_names_ports_and_socket_paths_are_fine_in_a_uri(uri: str) -> None:
+    assert KvmSite(name="k", uri=uri, pool="p").endpoint == uri
+
+
 def test_an_unreachable_kvm_site_is_not_a_plan_check_error(tmp_path: Path) -> None:
     path = tmp_path / "inventory.yaml"
     path.write_text(INVENTORY.format(socket=tmp_path / "no-such-sock"))
-    report = check([path])
+    report = check([path], live=True)
     assert report.ok, report.errors
     site = KvmSite(name="kvm-a", uri=f"qemu:///system?socket={tmp_path}/no-such-sock", pool="p")
     assert site_problems(site) == []

@@ -189,3 +189,11 @@ def test_console_line() -> None:
         report is not None and report.ready and report.address == "10.41.100.11" and report.last_record == 70
     )
     assert parse_console_line("SEAWALL-GUEST host=x ip=y status=ready") is None
+
+
+def test_nic_model_from_the_plan() -> None:
+    nics = [domxml.NicTarget("kvm-b-drill", model="e1000e")]
+    root = ET.fromstring(domxml.configure_domain_xml(materialized(), tag=TAG, nics=nics))
+    assert [m.get("type") for m in root.findall("devices/interface/model")] == ["e1000e"]
+    with pytest.raises(domxml.DomainXmlError, match="no QEMU device"):
+        domxml.configure_domain_xml(materialized(), tag=TAG, nics=[domxml.NicTarget("x", model="ena")])

@@ -69,7 +69,7 @@ def test_verbs_a_kind_lacks_are_refused_with_the_operators_message() -> None:
         directory.guest_ips("web")
     assert target.value.type == "PlanInvalid"
     point = ChosenPoint(point_id="p", created_at="2026-01-01T00:00:00+00:00", disks=[])
-    with pytest.raises(SiteError, match="failback in place needs a vSphere site, not aws"):
+    with pytest.raises(SiteError, match="failback in place needs a vSphere or KVM site, not aws"):
         aws.restore_in_place("web", point, reader=None, heartbeat=print)  # type: ignore[arg-type]
     assert directory.cleanup_run("run", list, print, []) == []
 

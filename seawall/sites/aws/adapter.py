@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from seawall.contract.messages import Resource, TargetVM
-from seawall.model import AwsSite
+from seawall.model import AwsSite, Placement
 from seawall.model.ipplan import NicPlan
 from seawall.sites.base import BaseAdapter, Heartbeat, PointReader, RunLabels, SiteError, VMShape
 
@@ -50,6 +50,7 @@ class AwsAdapter(BaseAdapter):
     ) -> tuple[list[dict[str, Any]], list[Resource]]:
         from seawall.sites.aws.common import ResourceTags
         from seawall.sites.aws.ebs import write_ebs_snapshot
+        from seawall.sites.aws.launch import boot_mode
         from seawall.sites.aws.target import register_image
 
         site = self.site
@@ -57,6 +58,7 @@ class AwsAdapter(BaseAdapter):
         tags = ResourceTags(plan=labels.plan, run=labels.run, vm=labels.vm)
         resources: list[Resource] = []
         snapshots = []
+        config = reader.source_config()
         for dm in reader.disks():
             snap = write_ebs_snapshot(
                 ebs,
@@ -69,16 +71,31 @@ class AwsAdapter(BaseAdapter):
             )
             snapshots.append(snap)
             resources.append(Resource(kind="ebs-snapshot", id=snap.snapshot_id, site=site.name))
+        mode = boot_mode(config.machine if config is not None else None)
         image = register_image(
-            ec2, name=name, snapshots=snapshots, tags=tags, key=f"{labels.run}/{labels.vm}/image"
+            ec2,
+            name=name,
+            snapshots=snapshots,
+            tags=tags,
+            key=f"{labels.run}/{labels.vm}/image",
+            boot_mode=mode,
         )
         resources.append(Resource(kind="image", id=image, site=site.name))
-        return [{"image_id": image}], resources
+        devices = [
+            {
+                "device": f"/dev/xvd{chr(ord('a') + i)}",
+                "snapshot_id": s.snapshot_id,
+                "size_gib": s.volume_size_gib,
+            }
+            for i, s in enumerate(snapshots)
+        ]
+        return [{"image_id": image, "snapshots": devices, "boot_mode": mode}], resources
 
     def create_vm(
         self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
     ) -> TargetVM:
-        from seawall.sites.aws.common import ResourceTags
+        from seawall.sites.aws.common import AwsError, ResourceTags
+        from seawall.sites.aws.launch import block_devices, network_interfaces, source_tags
         from seawall.sites.aws.target import (
             choose_instance_type,
             find_subnet,
@@ -88,26 +105,43 @@ class AwsAdapter(BaseAdapter):
 
         ips = [str(n.ip) for n in nics if n.ip is not None]
         ec2 = self.client("ec2")
-        image = json.loads(disks[0])["image_id"]
-        subnet = find_subnet(ec2, nics[0].backing) if nics else None
-        if subnet is None:
+        made = json.loads(disks[0])
+        if not nics:
             raise SiteError(f"{labels.vm}: an AWS target needs a NIC mapping to a subnet", "PlanInvalid")
+        machine = shape.source.machine if shape.source is not None else None
+        notes = []
+        if machine is not None and len(machine.nics) != len(nics):
+            notes.append(f"the plan maps {len(nics)} NICs; the source had {len(machine.nics)}")
+        try:
+            interfaces = network_interfaces(ec2, nics)
+        except AwsError as exc:
+            raise SiteError(self.redact(f"{labels.vm}: {exc}"), "PlanInvalid") from None
+        first = nics[0]
         info = run_instance(
             ec2,
-            image_id=image,
-            subnet_id=subnet,
-            private_ip=ips[0] if ips else None,
+            image_id=made["image_id"],
+            subnet_id=find_subnet(ec2, first.backing),
+            private_ip=str(first.ip) if first.ip is not None else None,
             instance_type=shape.instance_type or choose_instance_type(shape.cpus, shape.memory_mib),
             tags=ResourceTags(plan=labels.plan, run=labels.run, vm=labels.vm),
             key=f"{labels.run}/{labels.vm}/instance",
             name=name,
+            network_interfaces=interfaces,
+            block_devices=block_devices(made.get("snapshots", []), labels.placement),
+            instance_tags=source_tags(machine),
         )
         info = wait_running(ec2, info.instance_id)
         return TargetVM(
             name=info.instance_id,
-            ips=[info.private_ip] if info.private_ip else ips,
+            ips=ips or ([info.private_ip] if info.private_ip else []),
             resources=[Resource(kind="instance", id=info.instance_id, site=self.site.name)],
+            notes=notes,
         )
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        from seawall.sites.aws.launch import placement_problems
+
+        return placement_problems(self.client("ec2"), self.client("kms"), placement)
 
     def guest_ips(self, name: str) -> list[str]:
         from seawall.sites.aws.target import wait_running

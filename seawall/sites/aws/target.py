@@ -181,8 +181,16 @@ def run_instance(
     key: str,
     name: str | None = None,
     security_group_ids: list[str] | None = None,
+    network_interfaces: list[dict[str, Any]] | None = None,
+    block_devices: list[dict[str, Any]] | None = None,
+    instance_tags: dict[str, str] | None = None,
 ) -> InstanceInfo:
-    """Launch one instance (idempotent by ``key``: a live instance with that tag is returned)."""
+    """Launch one instance (idempotent by ``key``: a live instance with that tag is returned).
+
+    ``network_interfaces`` (every NIC, each in its subnet and groups) replaces ``subnet_id``,
+    ``private_ip`` and ``security_group_ids``, which then only name the first NIC for the checks.
+    ``instance_tags``: more tags for the instance (the source's), never over Seawall's own.
+    """
     live = _describe_instances(
         ec2,
         [
@@ -197,15 +205,21 @@ def run_instance(
         "InstanceType": instance_type,
         "MinCount": 1,
         "MaxCount": 1,
-        "SubnetId": subnet_id,
         "ClientToken": client_token(key),
         "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": tags.tags(key=key, name=name)},
+            {"ResourceType": "instance", "Tags": _merged(tags.tags(key=key, name=name), instance_tags)},
             {"ResourceType": "volume", "Tags": tags.tags(key=key + "/volume", name=name)},
         ],
     }
+    if network_interfaces:
+        params["NetworkInterfaces"] = network_interfaces
+    else:
+        params["SubnetId"] = subnet_id
+    if block_devices:
+        params["BlockDeviceMappings"] = block_devices
     if private_ip is not None:
-        params["PrivateIpAddress"] = private_ip
+        if not network_interfaces:
+            params["PrivateIpAddress"] = private_ip
         holders = _describe_instances(
             ec2,
             [
@@ -219,13 +233,18 @@ def run_instance(
                 f"{private_ip} in {subnet_id} is taken by {holders[0]['InstanceId']}, "
                 "not by this run's instance"
             )
-    if security_group_ids:
+    if security_group_ids and not network_interfaces:
         params["SecurityGroupIds"] = security_group_ids
     answer = call("run_instances", lambda: ec2.run_instances(**params))
     instance = InstanceInfo.of(answer["Instances"][0])
     if private_ip is not None and instance.private_ip != private_ip:
         raise AwsError(f"instance {instance.instance_id} got {instance.private_ip}, not {private_ip}")
     return instance
+
+
+def _merged(own: list[dict[str, str]], extra: dict[str, str] | None) -> list[dict[str, str]]:
+    keys = {t["Key"] for t in own}
+    return own + [{"Key": k, "Value": v} for k, v in sorted((extra or {}).items()) if k not in keys]
 
 
 def wait_running(

@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import libvirt
+
 from seawall.contract.messages import ChosenPoint, SnapshotTaken, TargetVM
 from seawall.model import KvmSite
 from seawall.model.sourceconfig import SourceConfig
@@ -125,18 +127,22 @@ class KvmAdapter(KvmTargetMixin, BaseAdapter):
                 raise SiteError(
                     f"{vm}: the original domain is gone from {self.site.name}", "PlanInvalid"
                 ) from None
-            restore.shut_off(dom, self.site.shutdown_grace.total_seconds())
-            disks = backup.domain_disks(dom.XMLDesc())
+            disks = backup.domain_disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             if len(disks) != len(by_name):
                 raise SiteError(
                     f"{vm}: the original has {len(disks)} disks, the point {len(by_name)}", "PlanInvalid"
                 )
+            missing = [d.replica_name for d in disks if d.replica_name not in by_name]
+            if missing:
+                raise SiteError(f"{vm}: point {point.point_id} has no {', '.join(missing)}", "PlanInvalid")
+            restore.shut_off(dom, self.site.shutdown_grace.total_seconds())
+            # Written behind QEMU's back, the disks no longer match any checkpoint's bitmap: the chain
+            # goes, so the next cycle after a reprotect hash-compares instead of trusting it.
+            source.forget_checkpoints(dom)
             # The point's seed holds the recovery site's address: the original keeps its own.
             home = target.keep_home_identity(dom, disks[0].path) if disks and disks[0].path else None
             for disk in disks:
-                dm = by_name.get(disk.replica_name)
-                if dm is None:
-                    raise SiteError(f"{vm}: point {point.point_id} has no {disk.replica_name}", "PlanInvalid")
+                dm = by_name[disk.replica_name]
                 heartbeat({"disk": dm.disk, "offset": 0})
                 restore.write_disk(disk, dm.size, reader.restorer(dm.disk), reader.progress(dm.disk))
             if disks and disks[0].path:

@@ -72,6 +72,17 @@ class NicTarget:
     network: str  # the libvirt network at the target
     connected: bool = True
     keep_mac: bool = True
+    model: str | None = None  # the plan's NIC model; None keeps the source's
+
+
+# The plan's NIC models as QEMU's devices (libvirt ``<model type=...>``); ENA exists only on AWS.
+KVM_NIC_MODELS = {
+    "virtio": "virtio",
+    "e1000e": "e1000e",
+    "e1000": "e1000",
+    "vmxnet3": "vmxnet3",
+    "pcnet32": "pcnet",
+}
 
 
 def parse(xml: str) -> ET.Element:
@@ -314,6 +325,14 @@ def _nics(devices: ET.Element, nics: Sequence[NicTarget]) -> None:
         mac = interface.find("mac")
         at = list(interface).index(mac) + 1 if mac is not None else 0
         interface.insert(at, ET.Element("source", {"network": nic.network}))
+        if nic.model is not None:
+            if nic.model not in KVM_NIC_MODELS:
+                raise DomainXmlError(
+                    f"NIC model {nic.model!r} has no QEMU device (KVM has {sorted(KVM_NIC_MODELS)})"
+                )
+            _drop(interface, "model")
+            _drop(interface, "driver")  # a virtio driver's options would not fit another model
+            ET.SubElement(interface, "model", {"type": KVM_NIC_MODELS[nic.model]})
         if not nic.connected:
             ET.SubElement(interface, "link", {"state": "down"})
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ from seawall.contract.messages import DiskRef, SnapshotTaken
 from seawall.model import KvmSite
 from seawall.model.sourceconfig import DiskConfig, MachineConfig, NicConfig, SourceConfig, guest_family
 from seawall.sites.base import SiteError
-from seawall.sites.kvm import backup
+from seawall.sites.kvm import backup, offline
 from seawall.sites.kvm.backup import BackupJob, Checkpoint, DomainDisk
 from seawall.sites.kvm.nbdsource import NbdSource
 
@@ -49,13 +50,12 @@ def _ours(job: BackupJob | None, directory: Any) -> bool:
 
 
 def take_point(site: KvmSite, conn: Any, dom: Any, name: str, only: list[str] | None) -> SnapshotTaken:
-    if not dom.isActive():
-        raise SiteError(
-            f"domain {dom.name()!r} at {site.name!r} is not running: libvirt backs up running domains only",
-            "SnapshotFailed",
-        )
     directory = backup.backup_dir(site, conn)
     disks = _chosen(dom, only)
+    if not dom.isActive():
+        # Shut off (a planned failover's final cycle): its images, served read-only.
+        offline.begin(dom, name, disks, directory)
+        return _taken(dom, name, disks)
     mine = backup.socket_path(directory, dom.UUIDString(), name)
     job = backup.running_job(dom)
     if job is not None and job.socket != mine:
@@ -75,6 +75,10 @@ def take_point(site: KvmSite, conn: Any, dom: Any, name: str, only: list[str] | 
             cps = [cp for cp in cps if cp.name != name]
         ours = [cp for cp in cps if cp.ours]
         backup.begin(dom, name, disks, directory, ours[-1] if ours else None)
+    return _taken(dom, name, disks)
+
+
+def _taken(dom: Any, name: str, disks: list[DomainDisk]) -> SnapshotTaken:
     sizes = {d.dev: int(dom.blockInfo(d.dev)[0]) for d in disks}
     return SnapshotTaken(
         snapshot=name,
@@ -88,6 +92,9 @@ def take_point(site: KvmSite, conn: Any, dom: Any, name: str, only: list[str] | 
 
 def open_exports(site: KvmSite, conn: Any, dom: Any, name: str) -> Callable[[DiskRef], DiskSource]:
     directory = backup.backup_dir(site, conn)
+    state = offline.read_state(directory, backup.job_key(dom.UUIDString(), name))
+    if state is not None:
+        return _open_offline(dom, name, state)
     mine = backup.socket_path(directory, dom.UUIDString(), name)
     job = backup.running_job(dom)
     if job is None or job.socket != mine:
@@ -119,6 +126,31 @@ def open_exports(site: KvmSite, conn: Any, dom: Any, name: str) -> Callable[[Dis
     return open_disk
 
 
+def _open_offline(dom: Any, name: str, state: dict[str, Any]) -> Callable[[DiskRef], DiskSource]:
+    if not offline.serving(state):
+        raise SiteError(
+            f"the read-only export of {name} of {dom.name()!r} is gone: the next cycle takes a new point",
+            "SnapshotLost",
+        )
+
+    def open_disk(disk: DiskRef) -> DiskSource:
+        served = state["disks"].get(disk.key)
+        if served is None:
+            raise SiteError(f"point {name} has no disk {disk.key}", "SnapshotLost")
+        return NbdSource(
+            served["socket"],
+            disk.key,
+            # No checkpoint marks this instant: an id no job's base can equal, so the next cycle
+            # hash-compares (None would make the data path skip this cycle's bitmap too).
+            change_id=f"{name}@shut-off",
+            bitmap=served["bitmap"],
+            since=state["base"] if served["bitmap"] else None,
+            label=f"{dom.name()}/{disk.key}@{name} (shut off)",
+        )
+
+    return open_disk
+
+
 def release(site: KvmSite, conn: Any, dom: Any, name: str) -> int:
     """End point ``name``'s job if it still runs; 1 when there was one to end."""
     directory = backup.backup_dir(site, conn)
@@ -128,18 +160,53 @@ def release(site: KvmSite, conn: Any, dom: Any, name: str) -> int:
     if job is not None and job.socket == mine:
         backup.end_job(dom)
         ended = 1
-    backup.remove_leftovers(directory, backup.job_key(dom.UUIDString(), name))
+    key = backup.job_key(dom.UUIDString(), name)
+    ended |= offline.stop(directory, key)
+    backup.remove_leftovers(directory, key)
     return ended
 
 
 def settle(dom: Any, name: str, kept: bool) -> list[str]:
-    """Shorten the chain after point ``name``'s cycle; returns the checkpoints deleted."""
+    """Shorten the chain after point ``name``'s cycle; returns the checkpoints deleted.
+
+    A shut-off domain keeps its chain (libvirt 9 deletes checkpoints of running domains only; its
+    point made none): the first cycle after it runs again settles.
+    """
+    if not dom.isActive():
+        return []
     cps = backup.checkpoints(dom)
     if kept:
         doomed = [cp.name for cp in cps if cp.ours and cp.name != name]
     else:
         doomed = [cp.name for cp in cps if cp.name == name]
     return [n for n in doomed if backup.delete_checkpoint(dom, n)]
+
+
+def forget_checkpoints(dom: Any) -> list[str]:
+    """Delete every checkpoint of ours (the disks are about to change outside any backup job).
+
+    libvirt 9 deletes checkpoints of running domains only: for a shut-off one its metadata goes and
+    the bitmaps are removed from the images with ``qemu-img bitmap --remove``.
+    """
+    gone = []
+    disks = backup.domain_disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    for cp in backup.checkpoints(dom):
+        if not cp.ours:
+            continue
+        if dom.isActive():
+            backup.delete_checkpoint(dom, cp.name)
+        else:
+            dom.checkpointLookupByName(cp.name).delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+            for disk in disks:
+                if disk.dev in cp.disks and disk.path:
+                    # A bitmap already gone is fine: the image then has nothing to forget.
+                    subprocess.run(
+                        ["qemu-img", "bitmap", "--remove", disk.path, cp.name],
+                        capture_output=True,
+                        check=False,
+                    )
+        gone.append(cp.name)
+    return gone
 
 
 def _scrub_xml(domain: ET.Element) -> None:

@@ -213,7 +213,9 @@ class KvmTargetMixin:
             if dom.isActive():
                 return TargetVM(name=name, ips=ips, resources=resources)
             targets = [
-                domxml.NicTarget(network=nic.backing, connected=nic.connected, keep_mac=nic.keep_mac)
+                domxml.NicTarget(
+                    network=nic.backing, connected=nic.connected, keep_mac=nic.keep_mac, model=nic.model
+                )
                 for nic in nics
             ]
             for network in {t.network for t in targets}:

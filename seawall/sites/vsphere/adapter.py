@@ -9,15 +9,20 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
-from seawall.model import VSphereSite
+from seawall.model import Placement, VSphereSite, WindowsCustomization
 from seawall.model.ipplan import NicPlan
+from seawall.model.sourceconfig import SourceConfig
 from seawall.runtime import failpoints
+from seawall.security.secrets import SecretError, resolve, resolve_credentials, resolve_text
 from seawall.sites.base import BaseAdapter, Heartbeat, OpenDisk, PointReader, RunLabels, SiteError, VMShape
 from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.session import VSphereError, VSphereNotFound
+
+if TYPE_CHECKING:
+    from seawall.sites.vsphere.identity import WindowsIdentity
 
 
 class VSphereAdapter(BaseAdapter):
@@ -85,6 +90,16 @@ class VSphereAdapter(BaseAdapter):
             cbt=bool(cbt.enabled and cbt.supported),
             guest_ips=[ip for nic in guest for ip in (nic.ipAddress or []) if ":" not in ip],
         )
+
+    def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
+        from seawall.sites.vsphere.describe import describe
+
+        with self.connect() as conn:
+            vmobj = self._find_vm(conn, vm)
+            try:
+                return describe(conn, vmobj, snapshot)
+            except VSphereError as exc:
+                raise SiteError(self.redact(f"describe {vm!r}: {exc}"), retryable=True) from None
 
     @contextlib.contextmanager
     def open_disks(self, vm: str, snapshot: str) -> Iterator[OpenDisk]:
@@ -168,15 +183,16 @@ class VSphereAdapter(BaseAdapter):
         from seawall.sites.vsphere.disks import materialize_disk
 
         site = self.site
+        datastore, datacenter = self._where(labels)
         uploaded: list[dict[str, Any]] = []
         resources: list[Resource] = []
         with self.connect() as conn:
-            resources.append(Resource(kind="datastore-dir", id=name, site=site.name, detail=site.datastore))
+            resources.append(Resource(kind="datastore-dir", id=name, site=site.name, detail=datastore))
             for dm in reader.disks():
                 disk = materialize_disk(
                     conn,
-                    datastore=site.datastore,
-                    datacenter=site.datacenter,
+                    datastore=datastore,
+                    datacenter=datacenter,
                     vm_dir=name,
                     disk_name=dm.disk,
                     size=dm.size,
@@ -193,13 +209,32 @@ class VSphereAdapter(BaseAdapter):
         self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
     ) -> TargetVM:
         from seawall.sites.vsphere.disks import UploadedDisk
+        from seawall.sites.vsphere.identity import customize_windows, set_custom_attributes, spec_name
         from seawall.sites.vsphere.placement import resolve_placement
         from seawall.sites.vsphere.target import RunTag, create_vm, customize_ip, power_on
 
         site = self.site
         uploaded = [UploadedDisk(**json.loads(d)) for d in disks]
+        machine = shape.source.machine if shape.source is not None else None
+        windows = machine is not None and machine.guest_family == "windows"
+        notes: list[str] = []
+        who = self._windows_identity(shape, notes) if windows else None
+        if shape.windows is not None and not windows:
+            notes.append("the plan's Windows customization is not used: the source is not a Windows guest")
+        datastore, datacenter = self._where(labels)
+        p = labels.placement
         with self.connect() as conn:
-            placement = resolve_placement(conn, site.datacenter, site.datastore)
+            try:
+                placement = resolve_placement(
+                    conn,
+                    datacenter,
+                    datastore,
+                    cluster=p.cluster if p else None,
+                    pool=p.resource_pool if p else None,
+                    folder=p.folder if p else None,
+                )
+            except VSphereNotFound as exc:
+                raise SiteError(self.redact(f"placement of {name}: {exc}"), "PlanInvalid") from None
             vm = create_vm(
                 conn,
                 name,
@@ -209,12 +244,82 @@ class VSphereAdapter(BaseAdapter):
                 disks=uploaded,
                 nics=nics,
                 tag=RunTag(plan=labels.plan, run=labels.run, source_vm=labels.vm),
+                machine=machine,
+                cores_per_socket=shape.cores_per_socket,
+                keep_macs=not shape.drill,
+                notes=notes,
             )
             failpoints.hit("create_target_vm.created", {"vm": labels.vm, "name": name})
-            customize_ip(conn, vm, nics, shape.hostname)
+            if machine is not None:
+                set_custom_attributes(conn, vm, machine.tags)
+            if who is not None:
+                customize_windows(conn, vm, nics, who, record_as=spec_name(labels.run, name))
+                # Queued, not yet applied (that happens at power-on): the crash tests stop here.
+                failpoints.hit("create_target_vm.customized", {"vm": labels.vm, "name": name})
+            else:
+                customize_ip(conn, vm, nics, shape.hostname)
             power_on(conn, vm)
         ips = [str(n.ip) for n in nics if n.ip is not None]
-        return TargetVM(name=name, ips=ips, resources=[Resource(kind="vm", id=name, site=site.name)])
+        return TargetVM(
+            name=name, ips=ips, resources=[Resource(kind="vm", id=name, site=site.name)], notes=notes
+        )
+
+    def _remember(self, ref: str) -> None:
+        secret = resolve(ref)
+        if secret is not None:
+            self._secrets.append(secret)
+
+    def _where(self, labels: RunLabels) -> tuple[str, str]:
+        """(datastore, datacenter) for a run's VM: the site pair's placement, else the site's own."""
+        p = labels.placement
+        return (
+            (p.datastore if p and p.datastore else self.site.datastore),
+            (p.datacenter if p and p.datacenter else self.site.datacenter),
+        )
+
+    def _windows_identity(self, shape: VMShape, notes: list[str]) -> WindowsIdentity:
+        """The sysprep identity, its secrets resolved here at the worker (and taught to ``redact``)."""
+        from seawall.sites.vsphere.identity import WindowsIdentity, computer_name
+
+        w = shape.windows or WindowsCustomization()
+        name, note = computer_name(shape.hostname)
+        if note:
+            notes.append(note)
+        user = password = admin = None
+        try:
+            if w.domain is not None and w.join_credentials is not None:
+                creds = resolve_credentials(w.join_credentials, required=("user", "password"))
+                user, password = str(creds["user"]), str(creds["password"])
+                self._remember(w.join_credentials)
+            if w.admin_password is not None:
+                admin = resolve_text(w.admin_password)
+                self._remember(w.admin_password)
+        except SecretError as exc:
+            raise SiteError(f"Windows customization of {shape.hostname}: {exc}", "CredentialsError") from None
+        return WindowsIdentity(
+            computer_name=name,
+            domain=w.domain,
+            join_user=user,
+            join_password=password,
+            workgroup=w.workgroup,
+            admin_password=admin,
+            organization=w.organization,
+            owner=w.owner,
+            time_zone=w.time_zone,
+        )
+
+    def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
+        from seawall.sites.vsphere.placement import placement_problems
+
+        with self.connect() as conn:
+            return placement_problems(
+                conn,
+                placement.datacenter or self.site.datacenter,
+                placement.datastore or self.site.datastore,
+                placement.cluster,
+                placement.resource_pool,
+                placement.folder,
+            )
 
     def guest_ips(self, name: str) -> list[str]:
         from seawall.sites.vsphere.target import find_vm_or_none, read_guest
@@ -226,6 +331,8 @@ class VSphereAdapter(BaseAdapter):
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
     ) -> list[Resource]:
+        from seawall.sites.vsphere.client import parse_datastore_path
+        from seawall.sites.vsphere.identity import remove_run_specs
         from seawall.sites.vsphere.placement import delete_datastore_path
         from seawall.sites.vsphere.target import destroy_vm, find_run_vms
 
@@ -243,7 +350,15 @@ class VSphereAdapter(BaseAdapter):
                 raise SiteError(f"cleanup of run {run}: still present after destroy: {left}", retryable=True)
             removed = [Resource(kind="vm", id=name, site=site.name) for name in found]
             # Disks of a VM that was never created (a run killed after materializing) too.
-            for folder in folders():
-                if delete_datastore_path(conn, site.datastore, site.datacenter, folder):
-                    removed.append(Resource(kind="datastore-dir", id=folder, site=site.name))
+            for entry in folders():
+                # "[datastore] folder" when a placement put the run's disks on another datastore.
+                datastore, folder = (
+                    parse_datastore_path(entry) if entry.startswith("[") else (site.datastore, entry)
+                )
+                if delete_datastore_path(conn, datastore, site.datacenter, folder):
+                    removed.append(
+                        Resource(kind="datastore-dir", id=folder, site=site.name, detail=datastore)
+                    )
+            for spec in remove_run_specs(conn, run):
+                removed.append(Resource(kind="customization-spec", id=spec, site=site.name))
         return removed

@@ -75,10 +75,14 @@ def resolve_placement(
     cluster: str | None = None,
     host: str | None = None,
     pool: str | None = None,
+    folder: str | None = None,
 ) -> Placement:
-    """Find the folder, resource pool and host for new VMs (default: the datacenter's first cluster)."""
+    """Find the folder, resource pool and host for new VMs (default: the datacenter's first cluster's
+    root pool and its VM folder). ``pool`` is a name or a path below the cluster (``prod/erp``);
+    ``folder`` a path below the datacenter's VM folder (``dr/erp``)."""
     dc = find_datacenter(conn, datacenter)
     dc_props = conn.properties(dc, ["vmFolder"])
+    vm_folder = dc_props["vmFolder"] if folder is None else find_folder(conn, dc_props["vmFolder"], folder)
     clusters = [
         (obj, props)
         for obj, props in conn.list_objects(vim.ClusterComputeResource, ["name", "resourcePool"])
@@ -90,10 +94,7 @@ def resolve_placement(
             raise VSphereNotFound(f"no cluster named {cluster!r} in {datacenter} on {conn.describe()}")
     resource_pool = None
     if pool is not None:
-        pools = [o for o, p in conn.list_objects(vim.ResourcePool, ["name"]) if p.get("name") == pool]
-        if len(pools) != 1:
-            raise VSphereNotFound(f"{len(pools)} resource pools named {pool!r} on {conn.describe()}")
-        resource_pool = pools[0]
+        resource_pool = find_pool(conn, pool, [o for o, _ in clusters] if cluster is not None else None)
     elif clusters:
         resource_pool = clusters[0][1]["resourcePool"]
     host_obj = None
@@ -107,7 +108,52 @@ def resolve_placement(
             resource_pool = conn.properties(parent, ["resourcePool"])["resourcePool"]
     if resource_pool is None:
         raise VSphereNotFound(f"no cluster or resource pool for new VMs in {datacenter} on {conn.describe()}")
-    return Placement(dc, dc_props["vmFolder"], resource_pool, host_obj, datastore, datacenter)
+    return Placement(dc, vm_folder, resource_pool, host_obj, datastore, datacenter)
+
+
+def find_folder(conn: VSphereConnection, root: Any, path: str) -> Any:
+    """The VM folder at ``path`` (``a/b``) below ``root``."""
+    here = root
+    for part in path.strip("/").split("/"):
+        children = conn.properties(here, ["childEntity"]).get("childEntity") or []
+        found = [
+            c for c in children if isinstance(c, vim.Folder) and conn.properties(c, ["name"])["name"] == part
+        ]
+        if not found:
+            raise VSphereNotFound(f"no VM folder {path!r} (missing {part!r}) on {conn.describe()}")
+        here = found[0]
+    return here
+
+
+def _pool_path(conn: VSphereConnection, pool: Any) -> list[str]:
+    """Names from below the cluster's root pool down to ``pool``."""
+    names: list[str] = []
+    obj = pool
+    while isinstance(obj, vim.ResourcePool):
+        props = conn.properties(obj, ["name", "parent"])
+        parent = props.get("parent")
+        if not isinstance(parent, vim.ResourcePool):
+            break  # the root pool ("Resources") is the cluster's, not part of a path
+        names.insert(0, str(props["name"]))
+        obj = parent
+    return names
+
+
+def find_pool(conn: VSphereConnection, pool: str, clusters: list[Any] | None = None) -> Any:
+    """The resource pool named ``pool``, or at path ``a/b`` below a cluster (within ``clusters``)."""
+    parts = pool.strip("/").split("/")
+    found = []
+    for obj, props in conn.list_objects(vim.ResourcePool, ["name", "owner"]):
+        if props.get("name") != parts[-1]:
+            continue
+        if clusters is not None and props.get("owner") not in clusters:
+            continue
+        if len(parts) > 1 and _pool_path(conn, obj) != parts:
+            continue
+        found.append(obj)
+    if len(found) != 1:
+        raise VSphereNotFound(f"{len(found)} resource pools match {pool!r} on {conn.describe()}")
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -187,3 +233,45 @@ def remove_network(conn: VSphereConnection, name: str) -> bool:
     except VSphereNotFound:
         return False
     return True
+
+
+def placement_problems(
+    conn: VSphereConnection,
+    datacenter: str,
+    datastore: str,
+    cluster: str | None,
+    pool: str | None,
+    folder: str | None,
+) -> list[tuple[str, str]]:
+    """(field, message) for each placement name the site does not have (``seawall plan check``)."""
+    problems: list[tuple[str, str]] = []
+    try:
+        dc = find_datacenter(conn, datacenter)
+    except VSphereNotFound:
+        known = sorted(str(p.get("name")) for _, p in conn.list_objects(vim.Datacenter, ["name"]))
+        return [("datacenter", f"no datacenter {datacenter!r} at the site (it has: {', '.join(known)})")]
+    stores = {str(p.get("name")) for _, p in conn.list_objects(vim.Datastore, ["name"])}
+    if datastore not in stores:
+        problems.append(
+            ("datastore", f"no datastore {datastore!r} at the site (it has: {', '.join(sorted(stores))})")
+        )
+    clusters = [
+        (o, p)
+        for o, p in conn.list_objects(vim.ClusterComputeResource, ["name"])
+        if conn.datacenter_path(o) == conn.datacenter_path(dc)
+    ]
+    if cluster is not None and cluster not in {str(p.get("name")) for _, p in clusters}:
+        names = ", ".join(sorted(str(p.get("name")) for _, p in clusters)) or "none"
+        problems.append(("cluster", f"no cluster {cluster!r} in {datacenter} (it has: {names})"))
+    elif pool is not None:
+        scope = [o for o, p in clusters if p.get("name") == cluster] if cluster is not None else None
+        try:
+            find_pool(conn, pool, scope)
+        except VSphereNotFound as exc:
+            problems.append(("resource_pool", str(exc)))
+    if folder is not None:
+        try:
+            find_folder(conn, conn.properties(dc, ["vmFolder"])["vmFolder"], folder)
+        except VSphereNotFound as exc:
+            problems.append(("folder", str(exc)))
+    return problems

@@ -35,7 +35,9 @@ from typing import Any
 from pyVmomi import vim
 
 from seawall.model.ipplan import NicPlan
+from seawall.model.sourceconfig import MachineConfig
 from seawall.sites.vsphere.client import VSphereConnection
+from seawall.sites.vsphere.devices import device_changes, nic_backing
 from seawall.sites.vsphere.disks import UploadedDisk
 from seawall.sites.vsphere.placement import Placement, delete_datastore_path, find_network
 from seawall.sites.vsphere.session import VSphereError, VSphereNotFound, VSphereTaskError
@@ -127,49 +129,20 @@ def _vm_tag(conn: VSphereConnection, vm: Any) -> RunTag | None:
     )
 
 
-def _device_changes(
-    conn: VSphereConnection, disks: Sequence[UploadedDisk], nics: Sequence[str | NicSpec | NicPlan]
-) -> list[Any]:
-    """The new VM's devices: one paravirtual SCSI controller, the disks on it, a vmxnet3 per NIC."""
-    changes: list[Any] = []
-    controller = vim.vm.device.ParaVirtualSCSIController(
-        key=-100, busNumber=0, sharedBus=vim.vm.device.VirtualSCSIController.Sharing.noSharing
-    )
-    changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=controller))
-    if len(disks) > 15:
-        raise ValueError("one SCSI controller holds 15 disks; more are not supported here")
-    for index, disk in enumerate(disks):
-        unit = index if index < 7 else index + 1  # unit 7 is the controller's own
-        device = vim.vm.device.VirtualDisk(
-            key=-(200 + index),
-            controllerKey=controller.key,
-            unitNumber=unit,
-            capacityInKB=disk.capacity_kb,
-            capacityInBytes=disk.size,
-            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-                fileName=disk.datastore_path, diskMode="persistent", thinProvisioned=True
-            ),
-        )
-        # No fileOperation: attach the existing file, never create (or replace) it.
-        changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=device))
-    for index, nic in enumerate(NicSpec.of(n) for n in nics):
-        pg = find_network(conn, nic.network)
-        backing: Any
-        if pg.key is not None:
-            backing = vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo(
-                port=vim.dvs.PortConnection(switchUuid=pg.switch_uuid, portgroupKey=pg.key)
+def _nic_inputs(
+    conn: VSphereConnection, nics: Sequence[str | NicSpec | NicPlan]
+) -> list[tuple[NicPlan | None, Any, bool]]:
+    out: list[tuple[NicPlan | None, Any, bool]] = []
+    for nic in nics:
+        spec = NicSpec.of(nic)
+        out.append(
+            (
+                nic if isinstance(nic, NicPlan) else None,
+                nic_backing(find_network(conn, spec.network)),
+                spec.connected,
             )
-        else:
-            backing = vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=pg.name, network=pg.obj)
-        card = vim.vm.device.VirtualVmxnet3(
-            key=-(300 + index),
-            backing=backing,
-            connectable=vim.vm.device.VirtualDevice.ConnectInfo(
-                startConnected=nic.connected, connected=nic.connected, allowGuestControl=True
-            ),
         )
-        changes.append(vim.vm.device.VirtualDeviceSpec(operation="add", device=card))
-    return changes
+    return out
 
 
 def create_vm(
@@ -185,12 +158,19 @@ def create_vm(
     guest_id: str = "otherLinux64Guest",
     vm_dir: str | None = None,
     timeout: float | None = None,
+    machine: MachineConfig | None = None,
+    cores_per_socket: int | None = None,
+    keep_macs: bool = False,
+    notes: list[str] | None = None,
 ) -> Any:
     """Create VM ``name`` over already materialized disks, NICs on the named networks; the VM.
 
-    A VM already named ``name`` is returned when its tag names the same run (a retry); one made by
-    anything else is never adopted (VSphereError). ``vm_dir`` is where its .vmx goes, by default
-    the directory of the first disk, so destroying the VM removes its disks too.
+    ``machine`` (the configuration captured with the point) gives the guest OS, firmware, secure
+    boot, controllers, disk slots, NIC models and MACs (``keep_macs``), annotation; ``cpus`` and
+    ``memory_mib`` are already the plan's or the source's. What could not be re-created goes to
+    ``notes``. A VM already named ``name`` is returned when its tag names the same run (a retry); one
+    made by anything else is never adopted (VSphereError). ``vm_dir`` is where its .vmx goes, by
+    default the directory of the first disk, so destroying the VM removes its disks too.
     """
     existing = find_vm_or_none(conn, name)
     if existing is not None:
@@ -202,17 +182,26 @@ def create_vm(
             )
         return existing
     directory = vm_dir or (disks[0].descriptor.rsplit("/", 1)[0] if disks else name)
-    changes = _device_changes(conn, disks, nics)
+    devices = device_changes(disks, _nic_inputs(conn, nics), machine, keep_macs=keep_macs)
+    if notes is not None:
+        notes += devices.notes
     config = vim.vm.ConfigSpec(
         name=name,
-        guestId=guest_id,
+        guestId=(machine.guest_id if machine and machine.guest_id else guest_id),
         numCPUs=cpus,
         memoryMB=memory_mib,
-        annotation=tag.annotation(),
+        # The source's own note when it had one: the run's tag is in extraConfig either way.
+        annotation=(machine.annotation if machine and machine.annotation else tag.annotation()),
         extraConfig=tag.extra_config(),
         files=vim.vm.FileInfo(vmPathName=f"[{placement.datastore}] {directory}/{name}.vmx"),
-        deviceChange=changes,
+        deviceChange=devices.changes,
     )
+    if cores_per_socket:
+        config.numCoresPerSocket = cores_per_socket
+    if machine is not None and machine.firmware is not None:
+        config.firmware = machine.firmware
+        if machine.firmware == "efi":
+            config.bootOptions = vim.vm.BootOptions(efiSecureBootEnabled=machine.secure_boot)
     what = f"create VM {name}"
 
     def start() -> Any:
