@@ -149,4 +149,6 @@ class KvmAdapter(KvmTargetMixin, BaseAdapter):
                 target.restore_home_identity(dom, disks[0].path, home)
             dom.create()
             target.forget_home_identity(dom)
-        return TargetVM(name=vm, ips=list(point.source_ips), resources=[])
+        # Home, the guest configures its own identity again: the address its health check waits for.
+        ips = [home.address] if home is not None else list(point.source_ips)
+        return TargetVM(name=vm, ips=ips, resources=[])

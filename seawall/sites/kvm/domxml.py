@@ -353,3 +353,12 @@ def _serial(devices: ET.Element, console_path: str) -> None:
 def _serial_port(serial: ET.Element) -> str:
     target = serial.find("target")
     return target.get("port", "0") if target is not None else "0"
+
+
+def serial_file(root: ET.Element) -> str | None:
+    """The file serial port 0 of a domain writes to, if it writes to a file."""
+    for serial in root.findall("devices/serial"):
+        source = serial.find("source")
+        if serial.get("type") == "file" and _serial_port(serial) == "0" and source is not None:
+            return source.get("path")
+    return None

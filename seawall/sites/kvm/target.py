@@ -267,11 +267,14 @@ class KvmTargetMixin:
             dom = self._domain(conn, name)
             if dom is None:
                 return None
-            tag = domxml.read_tag(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-        if tag is None or not tag.console:
+            root = domxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        # A recovered domain names its console in its tag; an original (after failback) in its serial port.
+        tag = domxml.read_tag(root)
+        console = tag.console if tag is not None and tag.console else domxml.serial_file(root)
+        if not console:
             return None
         try:
-            return last_console_report(Path(tag.console).read_text(errors="replace"))
+            return last_console_report(Path(console).read_text(errors="replace"))
         except FileNotFoundError:
             return None
 
