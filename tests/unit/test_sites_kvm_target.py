@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +199,51 @@ def test_nic_model_from_the_plan() -> None:
     assert [m.get("type") for m in root.findall("devices/interface/model")] == ["e1000e"]
     with pytest.raises(domxml.DomainXmlError, match="no QEMU device"):
         domxml.configure_domain_xml(materialized(), tag=TAG, nics=[domxml.NicTarget("x", model="ena")])
+
+
+class FakeDomain:
+    """libvirt's metadata calls on one domain, in memory (the real driver keeps them in its XML)."""
+
+    def __init__(self) -> None:
+        self.meta: dict[str, str] = {}
+
+    def metadata(self, _type: int, uri: str, _flags: int) -> str:
+        import libvirt
+
+        if uri not in self.meta:
+            raise libvirt.libvirtError("no metadata")
+        return self.meta[uri]
+
+    def setMetadata(self, _type: int, xml: str | None, _key: str | None, uri: str, _flags: int) -> None:
+        if xml is None:
+            self.meta.pop(uri, None)
+        else:
+            self.meta[uri] = xml
+
+
+def test_failback_keeps_the_home_identity_across_a_retry(tmp_path: Path) -> None:
+    from seawall.sites.kvm.identity import PARTITION_OFFSET, read_identity, write_identity
+    from seawall.sites.kvm.target import forget_home_identity, keep_home_identity, restore_home_identity
+
+    disk = tmp_path / "system.raw"
+    part = tmp_path / "part.img"
+    subprocess.run(["mkfs.fat", "-C", str(part), str(8 * 1024)], check=True, capture_output=True)
+    with disk.open("wb") as out:
+        out.truncate(10 << 20)
+        out.seek(PARTITION_OFFSET)
+        out.write(part.read_bytes())
+    home = Identity("kdb-01", "10.40.1.11", 24, "10.40.1.1")
+    write_identity(disk, home)
+    dom = FakeDomain()
+    assert keep_home_identity(dom, str(disk)) == home
+    write_identity(disk, IDENT)  # the point's bytes: the address the guest had at kvm-b
+    # A retried failback reads the disk already overwritten: the remembered identity still wins.
+    assert keep_home_identity(dom, str(disk)) == home
+    restore_home_identity(dom, str(disk), home)
+    assert read_identity(disk) == home
+    forget_home_identity(dom)
+    assert dom.meta == {}
+    # A guest without a seed has no identity to keep (and nothing is written back).
+    bare = tmp_path / "bare.raw"
+    bare.write_bytes(b"\0" * (4 << 20))
+    assert keep_home_identity(FakeDomain(), str(bare)) is None
