@@ -51,6 +51,13 @@ class CheckActivities(TargetSite):
                 if ip is None:
                     raise fatal(f"{inp.vm}: a guest-ip check needs a planned IP", "PlanInvalid")
                 result = health.check_guest_ip(self._guest_ips(vm), ip, timeout=timeout, sleep=waiting)
+                with site_errors():
+                    said = self.ctx.adapter.guest_report(vm.name)
+                if said:
+                    # The guest's own words (KVM: its console line, with the last record it found).
+                    result = health.HealthResult(
+                        result.ok, result.attempts, result.elapsed, f"{result.detail}; guest says: {said}"
+                    )
             elif isinstance(check, TcpCheck):
                 host, port = self._check_address(ip or "", check.port)
                 result = health.check_tcp(host, port, timeout=timeout, sleep=waiting)

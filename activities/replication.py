@@ -222,4 +222,18 @@ class ReplicationActivities(ReplicaSite):
         vm, name = req.vm, req.snapshot
         failpoints.hit("release.start", {"snapshot": name})
         with site_errors():
-            return self.ctx.adapter.release_snapshot(vm, name)
+            released = self.ctx.adapter.release_snapshot(vm, name)
+        kept = self._point_kept(vm, name)
+        if kept is not None:
+            with site_errors():
+                self.ctx.adapter.settle_snapshot(vm, name, kept)
+        return released
+
+    def _point_kept(self, vm: str, snapshot: str) -> bool | None:
+        """Whether the snapshot's point is committed and verified; None when the store cannot say
+        (then nothing is settled: the next cycle's release settles for it)."""
+        try:
+            points = self._repository(vm).list_points(vm)
+        except (StoreError, DataPathError):
+            return None
+        return any(snapshot_name(p.point_id) == snapshot and p.verified for p in points)

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 V=.venv/bin
 
 $V/seawall lab up
-# A worker for every lab site, each primary VM protected at a 30 s RPO, a guest writing between cycles.
+# A worker for every lab site, each primary VM protected at a 30 s RPO, a guest writing between cycles;
+# the KVM guests protected too; then a drill of erp-dr and one of kvm-dr (real guests boot at kvm-b).
 $V/seawall demo up
 STATE=$($V/python -c 'from seawall.lab import load_lab; print(load_lab().state_dir)')
 UI=$($V/python -c 'from seawall.lab import load_lab; print(load_lab().temporal.ui_url)')

@@ -111,6 +111,8 @@ def render_html(report: RunReport) -> str:
         + "</tr>"
         for v in report.vms
     )
+    # What each check saw, the guest's own words included (a KVM guest's "ready" line, last record).
+    checks = "".join(f"<li>{esc(v.vm)}: {esc(line)}</li>" for v in report.vms for line in v.health.checks)
     failed = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in report.failed_vms.items())
     # What a recovered VM did not copy from its source (a point without a captured configuration...).
     notes = "".join(f"<li>{esc(v.vm)}: {esc(n)}</li>" for v in report.vms for n in v.notes)
@@ -137,6 +139,7 @@ def render_html(report: RunReport) -> str:
 <p>Started {esc(report.started_at)}, finished {esc(report.finished_at)} ({span:.1f}s).</p>
 <h2>Timeline</h2>{"".join(svg)}
 <h2>Recovered VMs</h2><table><tr>{header}</tr>{rows}</table>
+<h2>Health checks</h2><ul>{checks or "<li>none</li>"}</ul>
 <h2>Configuration notes</h2><ul>{notes or "<li>none: every VM is as its source was</li>"}</ul>
 <h2>Failed</h2><ul>{failed or "<li>none</li>"}</ul>
 <h2>Hooks</h2><ul>{hooks or "<li>none</li>"}</ul>

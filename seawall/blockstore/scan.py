@@ -60,9 +60,12 @@ def cbt_runs(source: DiskSource, parent_disk: DiskManifest | None, n: int) -> li
         # The old last block and everything past it changed length or are new.
         runs.append((max(0, min(block_count(parent_disk.size), n) - 1), n))
     runs.sort()
+    # Reading a short gap beats another request to a remote disk; a source whose seeks cost nothing
+    # (NBD on a local socket) says so with ``cbt_gap_blocks`` and reads exactly what changed.
+    gap = int(getattr(source, "cbt_gap_blocks", CBT_GAP_BLOCKS))
     merged: list[tuple[int, int]] = []
     for b0, b1 in runs:
-        if merged and b0 <= merged[-1][1] + CBT_GAP_BLOCKS:
+        if merged and b0 <= merged[-1][1] + gap:
             merged[-1] = (merged[-1][0], max(merged[-1][1], b1))
         else:
             merged.append((b0, b1))

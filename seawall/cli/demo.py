@@ -23,11 +23,23 @@ def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a t
     console.print(f"demo worker pid {pids['worker']}, guest writer pid {pids['writer']}")
     vms = ", ".join(vm.name for vm in lab.vsphere["primary"].vms)
     console.print(f"protected: {vms} (policy {demo.DEMO_POLICY})")
+    if lab.kvm:
+        from seawall.lab import demo_kvm
+
+        kvm_pid = demo_kvm.start(lab)
+        guests = ", ".join(g.name for g in lab.kvm["kvm-a"].guests)
+        console.print(f"KVM worker pid {kvm_pid}; protected at kvm-a: {guests}")
     if drill:
         console.print("test failover of plan erp-dr to the dr site:")
         html, link = demo.drill(lab)
         console.print(f"  report:  {html}", soft_wrap=True)
         console.print(f"  the run: {link}", soft_wrap=True)
+        if lab.kvm:
+            console.print("test failover of plan kvm-dr: the real guests boot at kvm-b on its drill network:")
+            html, lines = demo_kvm.drill(lab)
+            for line in lines:
+                console.print(f"  {line}", soft_wrap=True)
+            console.print(f"  report:  {html}", soft_wrap=True)
 
 
 @app.command("down")

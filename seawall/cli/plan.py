@@ -33,18 +33,21 @@ def check_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print {ok, errors: [...]} as JSON."),
     offline: bool = typer.Option(
-        False, "--offline", help="Do not ask the target sites whether placement names exist there."
+        False,
+        "--offline",
+        help="Ask no site: neither placement names at target sites nor KVM sites' pools and networks.",
     ),
 ) -> None:
     """Check plan and inventory files: schema, references, networks, addresses, DNS, ordering, and
-    (unless --offline) the inventory's placement names against the target sites themselves.
+    (unless --offline) the inventory's placement names against the target sites themselves, and the
+    pools and networks of KVM sites that answer.
 
     Exit 0 when every file is valid, 2 when any is not (one `file:line: field: message` per error).
     """
     from seawall.plans import check
 
     try:
-        report = check(files, inventory, None if offline else _at_site)
+        report = check(files, inventory, None if offline else _at_site, live=not offline)
     except Exception as exc:  # a checker bug must still end as one line and a code, never a traceback
         message = f"internal error while checking: {type(exc).__name__}: {exc}"
         if as_json:

@@ -25,7 +25,7 @@ from seawall.control.errors import NoReport
 from seawall.lab import LabInfo, load_lab
 from seawall.lab.disks import write_blocks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout (seawall/lab/demo.py is two below it)
 INVENTORY = REPO / "examples" / "inventory.yaml"
 DEMO_POLICY = "rpo-30s"
 
@@ -208,7 +208,13 @@ async def _protect_all(lab: LabInfo) -> list[ProtectResult]:
 
 def stop(lab: LabInfo) -> list[str]:
     stopped = []
-    for name, marker in (("writer", "writer"), ("worker", "worker"), ("standins", "standins")):
+    processes = (
+        ("writer", "writer"),
+        ("worker", "worker"),
+        ("worker-kvm", "kvm-b"),
+        ("standins", "standins"),
+    )
+    for name, marker in processes:
         pid_file = demo_dir(lab) / f"{name}.pid"
         pid = _pid_alive(pid_file, marker)
         if pid:

@@ -23,11 +23,16 @@ from importlib import resources
 from pathlib import Path
 
 from seawall.lab import config as c
-from seawall.lab.kvm_records import IDENTITY_FILE, Identity, RecordScan, scan_file
+from seawall.lab.kvm_records import Identity, RecordScan, scan_file
+
+# The identity writer is product code (offline re-IP of recovered guests); the lab builds its guests with it.
+from seawall.sites.kvm.identity import PARTITION_MIB as PARTITION_MIB
+from seawall.sites.kvm.identity import PARTITION_OFFSET as PARTITION_OFFSET
+from seawall.sites.kvm.identity import image_format as _image_format
+from seawall.sites.kvm.identity import read_identity as read_identity
+from seawall.sites.kvm.identity import write_identity as write_identity
 
 MIB = 1024 * 1024
-PARTITION_OFFSET = MIB
-PARTITION_MIB = 31
 SYSTEM_DISK_MIB = 32
 DATA_DISK_MIB = 64
 KERNEL_PACKAGE_PREFIX = "linux-image-6.1.0-"
@@ -224,62 +229,6 @@ def build_base_image(dest_dir: Path, kernel: Kernel | None = None) -> Path:
         disk.rename(image)
     c.write_json_atomic(stamp, {"fingerprint": fingerprint, "kernel": kernel.release})
     return image
-
-
-def _image_format(image: Path) -> str:
-    info = json.loads(_run(["qemu-img", "info", "-U", "--output=json", str(image)]))
-    return str(info["format"])
-
-
-def write_identity(image: Path, identity: Identity) -> None:
-    """Put ``identity`` into a shut-off guest's system disk (raw or qcow2) before it boots: offline re-IP.
-
-    raw: mcopy writes into the partition inside the disk file. qcow2: the partition is read out, changed
-    with mcopy, and only the 64 KiB pieces that changed are written back (qemu-io), so an overlay or a
-    disk under changed-block tracking grows by a few clusters, not by the partition.
-    """
-    with tempfile.TemporaryDirectory(prefix="seawall-identity-") as tmp_name:
-        src = Path(tmp_name) / IDENTITY_FILE
-        src.write_bytes(identity.render())
-        if _image_format(image) == "raw":
-            _run(["mcopy", "-o", "-i", f"{image}@@{PARTITION_OFFSET}", str(src), f"::{IDENTITY_FILE}"])
-            return
-        part = Path(tmp_name) / "part.img"
-        _copy_out_partition(image, part)
-        before = part.read_bytes()
-        _run(["mcopy", "-o", "-i", str(part), str(src), f"::{IDENTITY_FILE}"])
-        after = part.read_bytes()
-        commands: list[str] = []
-        piece = 64 * 1024
-        for off in range(0, len(after), piece):
-            if after[off : off + piece] != before[off : off + piece]:
-                chunk = Path(tmp_name) / f"chunk-{off}"
-                chunk.write_bytes(after[off : off + piece])
-                commands += ["-c", f"write -q -s {chunk} {PARTITION_OFFSET + off} {piece}"]
-        if commands:
-            _run(["qemu-io", "-f", "qcow2", *commands, str(image)])
-
-
-def _copy_out_partition(image: Path, dest: Path, *, shared: bool = False) -> None:
-    # ``shared`` (-U) reads an image a running QEMU holds; a writer must never take it that way.
-    _run(
-        [
-            "qemu-img", "dd", *(["-U"] if shared else []), "-f", _image_format(image), "-O", "raw",
-            f"bs={MIB}", f"skip={PARTITION_OFFSET // MIB}", f"count={PARTITION_MIB}", f"if={image}",
-            f"of={dest}",
-        ]
-    )  # fmt: skip
-
-
-def read_identity(image: Path) -> Identity:
-    """The identity file in a system disk (raw or qcow2, also of a running guest)."""
-    if _image_format(image) == "raw":
-        text = _run(["mtype", "-i", f"{image}@@{PARTITION_OFFSET}", f"::{IDENTITY_FILE}"])
-        return Identity.parse(text)
-    with tempfile.TemporaryDirectory(prefix="seawall-identity-") as tmp_name:
-        part = Path(tmp_name) / "part.img"
-        _copy_out_partition(image, part, shared=True)
-        return Identity.parse(_run(["mtype", "-i", str(part), f"::{IDENTITY_FILE}"]))
 
 
 def scan_image(image: Path, lookahead: int = 64) -> RecordScan:

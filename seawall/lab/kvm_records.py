@@ -13,82 +13,25 @@ The body repeats the number, so the checksum binds the number too.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+# The identity seed and the console line are the contract between Seawall and a recovered guest: product
+# code (seawall.sites.kvm); the lab's guest implements them and re-exports them here for its callers.
+from seawall.sites.kvm.console import CONSOLE_TAG as CONSOLE_TAG
+from seawall.sites.kvm.console import ConsoleReport as ConsoleReport
+from seawall.sites.kvm.console import last_console_report as last_console_report
+from seawall.sites.kvm.console import parse_console_line as parse_console_line
+from seawall.sites.kvm.identity import IDENTITY_FILE as IDENTITY_FILE
+from seawall.sites.kvm.identity import Identity as Identity
+from seawall.sites.kvm.identity import IdentityError as IdentityError
+
 RECORD_SIZE = 512
 MAGIC = b"SWREC "
 _BODY_START = 50
 _BODY_WIDTH = RECORD_SIZE - _BODY_START - 1  # the body is padded to this, then "\n"
-IDENTITY_FILE = "identity"  # on the guest's FAT boot partition
-CONSOLE_TAG = "SEAWALL-GUEST"
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-class IdentityError(ValueError):
-    """An identity the guest would refuse (it validates the same way before using a value)."""
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A guest's network identity: what cloud-init's NoCloud seed would hand it."""
-
-    hostname: str
-    address: str
-    prefix: int
-    gateway: str
-
-    def __post_init__(self) -> None:
-        if not _HOSTNAME.match(self.hostname):
-            raise IdentityError(f"hostname {self.hostname!r} is not a lower-case DNS label")
-        try:
-            addr = ipaddress.IPv4Address(self.address)
-            gateway = ipaddress.IPv4Address(self.gateway)
-        except ValueError as exc:
-            raise IdentityError(str(exc)) from None
-        # QEMU's user-mode network needs two spare addresses besides the guest and the gateway.
-        if not 8 <= self.prefix <= 29:
-            raise IdentityError(f"prefix /{self.prefix} is outside /8../29")
-        net = self.network
-        if gateway not in net or addr == gateway:
-            raise IdentityError(f"gateway {gateway} must be another address inside {net}")
-        if addr in (net.network_address, net.broadcast_address):
-            raise IdentityError(f"{addr} is the network or broadcast address of {net}")
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(f"{self.address}/{self.prefix}", strict=False)
-
-    @property
-    def cidr(self) -> str:
-        return f"{self.address}/{self.prefix}"
-
-    def render(self) -> bytes:
-        """The identity file: key=value lines, which the guest parses (never sources)."""
-        return (
-            f"hostname={self.hostname}\naddress={self.address}\nprefix={self.prefix}\ngateway={self.gateway}\n"
-        ).encode()
-
-    @classmethod
-    def parse(cls, text: str) -> Identity:
-        values: dict[str, str] = {}
-        for line in text.splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and key not in values:  # the guest also takes the first occurrence
-                values[key] = value.strip()
-        try:
-            return cls(
-                hostname=values["hostname"],
-                address=values["address"],
-                prefix=int(values["prefix"]),
-                gateway=values["gateway"],
-            )
-        except (KeyError, ValueError) as exc:
-            raise IdentityError(f"bad identity file: {exc}") from None
 
 
 def make_record(n: int, host: str = "lab", ip: str = "-", up: str = "0") -> bytes:
@@ -194,46 +137,3 @@ def scan_nbd(handle: NbdReader, lookahead: int = 64, chunk: int = 1 << 20) -> Re
     size = handle.get_size()
     reads = (handle.pread(min(chunk, size - off), off) for off in range(0, size, chunk))
     return scan_records(iter_sectors(reads), lookahead)
-
-
-@dataclass(frozen=True)
-class ConsoleReport:
-    """The guest's one machine-readable line, e.g.
-    ``SEAWALL-GUEST host=kdb-01 ip=10.40.1.11/24 last_record=70 status=ready``."""
-
-    host: str
-    ip: str
-    last_record: int
-    status: str
-    line: str
-
-    @property
-    def ready(self) -> bool:
-        return self.status == "ready"
-
-
-def parse_console_line(line: str) -> ConsoleReport | None:
-    line = line.strip()
-    if not line.startswith(CONSOLE_TAG + " "):
-        return None
-    fields = dict(part.partition("=")[::2] for part in line.split()[1:])
-    try:
-        return ConsoleReport(
-            host=fields["host"],
-            ip=fields["ip"],
-            last_record=int(fields["last_record"]),
-            status=fields["status"],
-            line=line,
-        )
-    except (KeyError, ValueError):
-        return None
-
-
-def last_console_report(text: str) -> ConsoleReport | None:
-    """The newest report in a console log (a log may span several boots)."""
-    found = None
-    for line in text.splitlines():
-        report = parse_console_line(line)
-        if report is not None:
-            found = report
-    return found

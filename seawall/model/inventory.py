@@ -4,6 +4,7 @@ DNS zones (and any plans written inline).
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from datetime import timedelta
 from ipaddress import IPv4Address, IPv4Network
@@ -72,7 +73,7 @@ class Site(Variant):
     """
 
     name: Name
-    kind: Literal["vsphere", "aws", "directory"]
+    kind: Literal["vsphere", "aws", "directory", "kvm"]
     credentials: SecretRef = "none"
     networks: list[Network] = []
     # Can Seawall make a drill its own isolated network here (``drill_network``)? The adapter of a kind
@@ -127,7 +128,46 @@ class DirectorySite(Site):
         return self.path
 
 
-AnySite = Annotated[VSphereSite | AwsSite | DirectorySite, Field(discriminator="kind")]
+class KvmSite(Site):
+    """A libvirt host running QEMU/KVM: domains are VMs, one storage pool holds their disks.
+
+    ``networks`` are libvirt networks (``backing`` when the libvirt name differs); an ``isolated``
+    one is a drill network. ``credentials`` is ``none`` for a local socket, else a reference to a
+    ``{user, password}`` pair libvirt's authentication callback answers with.
+    """
+
+    kind: Literal["kvm"] = "kvm"
+    uri: Annotated[str, Field(pattern=r"^[a-z][a-z0-9+.-]*://", description="libvirt connection URI")]
+    pool: Annotated[str, non_empty("pool")] = Field(description="the libvirt storage pool for disks")
+    backup_dir: Annotated[str, non_empty("backup_dir")] | None = Field(
+        default=None,
+        description=(
+            "a directory the libvirt host and this site's worker share, for the backup's NBD sockets "
+            "and scratch files; default: 'seawall-backup' beside the pool's directory"
+        ),
+    )
+    shutdown_grace: Annotated[Duration, duration_range(timedelta(0), timedelta(hours=1))] = Field(
+        default=timedelta(seconds=30),
+        description="fencing: how long a guest may take to shut down before its domain is destroyed",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _no_password_in_uri(cls, value: str) -> str:
+        if re.search(r"://[^/@?]*:[^/@?]*@", value):
+            raise PydanticCustomError(
+                "seawall_uri_credentials",
+                "URI must not carry a password (user:password@): put it in credentials as a reference",
+            )
+        return value
+
+    @property
+    def endpoint(self) -> str:
+        # A URI may carry a user name (qemu+ssh://user@host/system), never a password (refused above).
+        return self.uri
+
+
+AnySite = Annotated[VSphereSite | AwsSite | DirectorySite | KvmSite, Field(discriminator="kind")]
 
 
 # --- replica stores and policies ------------------------------------------------------------------
@@ -345,7 +385,7 @@ class Inventory(FileModel):
         """Where VMs from ``source`` land at ``target`` (None: the target site's defaults)."""
         return next((p for p in self.placements if (p.source, p.target) == (source, target)), None)
 
-    def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite:
+    def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite | KvmSite:
         return _find(self.sites, name, "site")
 
     def replica_store(self, name: str) -> DirectoryStore | S3Store | AzureStore:

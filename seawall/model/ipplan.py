@@ -45,6 +45,7 @@ class NicPlan:
     dns_servers: tuple[IPv4Address, ...]
     model: str | None = None  # the plan's NIC model; None: the source's
     security_groups: tuple[str, ...] = ()  # AWS: names or ids; empty: the VPC's default group
+    keep_mac: bool = True  # the source's MAC (failover default), or a new one (drill default)
 
     @property
     def netmask(self) -> IPv4Address | None:
@@ -108,6 +109,7 @@ def plan_nic(
     except KeyError as exc:
         raise IpPlanError(f"{what}: {exc.args[0]}") from None
     connected = True
+    keep_mac = mapping.mac == "keep" if mapping.mac is not None else mode is not RecoveryMode.TEST
     rule = mapping.ip
     addressing = target  # the network whose prefix/gateway/DNS the address is computed against
     attach = target
@@ -125,7 +127,9 @@ def plan_nic(
                 addressing = test
     model, groups = mapping.model, tuple(mapping.security_groups)
     if rule is None:
-        return NicPlan(attach.name, attach.backing_name, connected, None, None, None, (), model, groups)
+        return NicPlan(
+            attach.name, attach.backing_name, connected, None, None, None, (), model, groups, keep_mac
+        )
     ip, prefix, gateway = _address(rule, addressing, src, what)
     return NicPlan(
         network=attach.name,
@@ -137,6 +141,7 @@ def plan_nic(
         dns_servers=tuple(addressing.dns_servers),
         model=model,
         security_groups=groups,
+        keep_mac=keep_mac,
     )
 
 

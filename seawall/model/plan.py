@@ -126,6 +126,14 @@ class NicMapping(FileModel):
     test_network: Name | None = None
     ip: IpRule | None = None
     test_ip: IpRule | None = None
+    mac: Literal["keep", "new"] | None = Field(
+        default=None,
+        description=(
+            "the NIC's MAC address at the target (KVM): keep the source's, or let the site make a new "
+            "one; default keep in a failover (the guest sees the same NIC), new in a drill (the "
+            "source still runs)"
+        ),
+    )
     model: NicModel | None = Field(
         default=None, description="the NIC's model at the target (default: the source's)"
     )

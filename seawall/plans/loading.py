@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, RecoveryPlan
+from seawall.model import DirectorySite, DirectoryStore, HttpHook, Inventory, KvmSite, RecoveryPlan
 from seawall.plans.checks import check_inventory, check_plan
-from seawall.plans.errors import Loc, PlanError, PlanValidationError
+from seawall.plans.errors import Loc, PlanError, PlanValidationError, Problem
 from seawall.plans.files import InventoryFile, ParsedFile, PlanFile, as_inventory, as_plan, parse_file
 from seawall.plans.placements import SiteCheck, check_placements_online
 from seawall.plans.yamlsource import Document
@@ -79,6 +79,8 @@ def _absolute_inventory(inventory: Inventory, base: Path) -> Inventory:
         update: dict[str, Any] = {"credentials": _absolute_ref(site.credentials, base)}
         if isinstance(site, DirectorySite):
             update["path"] = _absolute_path(site.path, base)
+        elif isinstance(site, KvmSite) and site.backup_dir is not None:
+            update["backup_dir"] = _absolute_path(site.backup_dir, base)
         sites.append(site.model_copy(update=update))
     stores = []
     for store in inventory.replica_stores:
@@ -130,9 +132,12 @@ class CheckReport:
 class _Checker:
     """Checks a set of files once each, following plan files to their inventories."""
 
-    def __init__(self, explicit_inventory: str | Path | None, site_check: SiteCheck | None = None) -> None:
+    def __init__(
+        self, explicit_inventory: str | Path | None, site_check: SiteCheck | None = None, live: bool = False
+    ) -> None:
         self.explicit = explicit_inventory
         self.site_check = site_check
+        self.live = live  # also ask reachable sites whether the pool and networks they name exist there
         self.cache: dict[Path, ParsedFile] = {}
         self.inventory_problems: dict[Path, list[PlanError]] = {}
         self.report = CheckReport()
@@ -163,6 +168,12 @@ class _Checker:
                 # Only a valid inventory is taken to its sites, with its references made absolute.
                 absolute = _absolute_inventory(as_inventory(parsed.model), key.parent)
                 problems = check_placements_online(absolute, self.site_check)
+            if not problems and self.live:
+                problems = [
+                    Problem(("sites", index, *loc), message)
+                    for index, site in enumerate(parsed.model.sites)
+                    for loc, message in _site_problems(site)
+                ]
             self.inventory_problems[key] = [doc.error(p.loc, p.message) for p in problems]
         errors = self.inventory_problems[key]
         return (None if errors else as_inventory(parsed.model)), errors
@@ -251,12 +262,24 @@ class _Checker:
             self.report.files.append(FileSummary(str(path), "RecoveryPlan", inventory, [as_plan(model)]))
 
 
+def _site_problems(site: Any) -> list[tuple[Loc, str]]:
+    from seawall.sites.registry import site_problems  # the adapters' imports only when checking live
+
+    return site_problems(site)
+
+
 def check(
-    paths: Sequence[str | Path], inventory: str | Path | None = None, site_check: SiteCheck | None = None
+    paths: Sequence[str | Path],
+    inventory: str | Path | None = None,
+    site_check: SiteCheck | None = None,
+    *,
+    live: bool = False,
 ) -> CheckReport:
     """Check inventory and plan files; ``inventory`` overrides what plan files name. ``site_check``
-    also asks the sites whether the names of the inventory's placement mappings exist there."""
-    return _Checker(inventory, site_check).run(paths)
+    also asks the sites whether the names of the inventory's placement mappings exist there; ``live``
+    asks sites of kinds checked live (``sites.registry.CHECKED_LIVE``: kvm) that answer whether the
+    pool and networks the inventory names exist there."""
+    return _Checker(inventory, site_check, live).run(paths)
 
 
 def check_files(paths: Sequence[str | Path], inventory: str | Path | None = None) -> list[PlanError]:

@@ -134,6 +134,12 @@ class SourceAdapter(Protocol):
         """Remove the snapshot; one already gone (or its VM gone) is success (0)."""
         ...
 
+    def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
+        """After the cycle of snapshot ``name`` (released): ``kept`` says its point was committed and
+        verified. A kind whose change tracking chains from point to point (KVM checkpoints) keeps the
+        chain short here; returns what it removed."""
+        ...
+
     def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
         """The VM's configuration as of ``snapshot`` (secrets left out), stored with the point.
 
@@ -175,6 +181,10 @@ class TargetAdapter(Protocol):
         """The addresses the recovered VM's guest reports now."""
         ...
 
+    def guest_report(self, name: str) -> str | None:
+        """What the guest itself last said about its state (for the report), if the kind can read it."""
+        ...
+
     def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
         """(field, message) for each name of a placement mapping this site does not have."""
         ...
@@ -201,6 +211,8 @@ class SiteAdapter(Probe, SourceAdapter, TargetAdapter, Protocol):
     site: AnySite
 
     def redact(self, text: str) -> str: ...
+
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]: ...
 
 
 class BaseAdapter(abc.ABC):
@@ -235,12 +247,17 @@ class BaseAdapter(abc.ABC):
     def probe(self) -> str:
         """Every kind can say whether this worker reaches it: the probe is how a site is set up."""
 
+    def site_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """What the inventory names that the site lacks, as ``(field path, message)``; asked by
+        ``plan check`` of kinds in ``registry.CHECKED_LIVE``. Raises ``SiteError`` when unreachable."""
+        return []
+
     # ---- refusals ---------------------------------------------------------------------------------
 
     def _no_source(self, vm: str) -> SiteError:
         return SiteError(
             f"VM {vm!r}: source site {self.site.name!r} is {self.site.kind}, "
-            "which has no VMs to snapshot (sources are vsphere or directory sites)",
+            "which has no VMs to snapshot (sources are vsphere, kvm or directory sites)",
             "UnsupportedSource",
         )
 
@@ -261,6 +278,10 @@ class BaseAdapter(abc.ABC):
     def release_snapshot(self, vm: str, name: str) -> int:
         raise self._no_source(vm)
 
+    def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
+        # A snapshot that is released leaves nothing behind: nothing to settle.
+        return []
+
     def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
         # A kind without a configuration to capture (raw images) stores none: targets use the plan.
         return None
@@ -280,7 +301,7 @@ class BaseAdapter(abc.ABC):
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
-        raise SiteError(f"failback in place needs a vSphere site, not {self.site.kind}", "PlanInvalid")
+        raise SiteError(f"failback in place needs a vSphere or KVM site, not {self.site.kind}", "PlanInvalid")
 
     def materialize(
         self, name: str, labels: RunLabels, reader: PointReader, heartbeat: Heartbeat
@@ -294,6 +315,10 @@ class BaseAdapter(abc.ABC):
 
     def guest_ips(self, name: str) -> list[str]:
         raise self._no_target()
+
+    def guest_report(self, name: str) -> str | None:
+        # Most kinds know a guest only through its hypervisor's view (guest_ips): nothing to add.
+        return None
 
     def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
         # Nothing a kind without placement names could check (plan check refuses the fields).

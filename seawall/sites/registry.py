@@ -11,13 +11,18 @@ from __future__ import annotations
 import importlib
 
 from seawall.model import AnySite
-from seawall.sites.base import BaseAdapter, SiteAdapter
+from seawall.sites.base import BaseAdapter, SiteAdapter, SiteError
 
 ADAPTERS: dict[str, str] = {
     "vsphere": "seawall.sites.vsphere.adapter:VSphereAdapter",
     "aws": "seawall.sites.aws.adapter:AwsAdapter",
     "directory": "seawall.sites.directory.adapter:DirectoryAdapter",
+    "kvm": "seawall.sites.kvm.adapter:KvmAdapter",
 }
+
+# Kinds whose sites ``seawall plan check`` asks, when they answer, whether what the inventory names
+# exists there (a local libvirt socket answers in milliseconds; a vCenter login would not).
+CHECKED_LIVE = frozenset({"kvm"})
 
 
 class UnknownSiteKind(LookupError):
@@ -44,3 +49,14 @@ def adapter_class(kind: str) -> type[BaseAdapter]:
 def adapter_for(site: AnySite) -> SiteAdapter:
     """A new adapter for ``site``; it resolves the site's credentials when a verb first needs them."""
     return adapter_class(site.kind)(site)
+
+
+def site_problems(site: AnySite) -> list[tuple[tuple[str | int, ...], str]]:
+    """What ``site`` lacks of what the inventory names (``(field path, message)``), asked of the site
+    itself when its kind is checked live and it answers; nothing when it cannot be reached."""
+    if site.kind not in CHECKED_LIVE:
+        return []
+    try:
+        return adapter_for(site).site_problems()
+    except SiteError:
+        return []  # unreachable (or no credentials here): the worker's probe reports that

@@ -33,6 +33,7 @@ from seawall.model import (
     HttpHook,
     Inventory,
     IpRule,
+    KvmSite,
     Network,
     NicMapping,
     PlanVM,
@@ -127,6 +128,7 @@ def _instances() -> list[BaseModel]:
             _vsphere(),
             AwsSite(name="aws", region="us-east-1", endpoint_url="http://127.0.0.1:5000"),
             DirectorySite(name="images", path="/srv/images"),
+            KvmSite(name="kvm-a", uri="qemu:///system", pool="default", backup_dir="/srv/kvm-backup"),
         ],
         replica_stores=[
             DirectoryStore(name="local", path="/srv/replica"),

@@ -76,13 +76,14 @@ BROKEN_CASES = [
         "policies[0].key_ref",
         "replicas are always encrypted: key_ref cannot be none",
     ),
+    ("inventory-kvm-no-pool.yaml", 4, "sites[0].pool", "required key is missing"),
     ("inventory-missing-field.yaml", 15, "sites[1].datacenter", "required key is missing"),
     ("inventory-no-retention.yaml", 41, "policies[0]", "give retention_count, retention_hours, or both"),
     (
         "inventory-site-kind.yaml",
         29,
         "sites[2].kind",
-        "unknown kind 'amazon': expected one of 'vsphere', 'aws', 'directory'",
+        "unknown kind 'amazon': expected one of 'vsphere', 'aws', 'directory', 'kvm'",
     ),
     ("inventory-strict-bool.yaml", 26, "sites[1].networks[2].isolated", "Input should be a valid boolean"),
     (

@@ -8,20 +8,23 @@ from pathlib import Path
 import pytest
 
 from seawall.contract.messages import ChosenPoint
-from seawall.model import AwsSite, DirectorySite, Site, VSphereSite
+from seawall.model import AwsSite, DirectorySite, KvmSite, Site, VSphereSite
 from seawall.sites.aws.adapter import AwsAdapter
 from seawall.sites.base import BaseAdapter, SiteAdapter, SiteError
 from seawall.sites.directory.adapter import DirectoryAdapter
+from seawall.sites.kvm.adapter import KvmAdapter
 from seawall.sites.registry import ADAPTERS, UnknownSiteKind, adapter_class, adapter_for
 from seawall.sites.vsphere.adapter import VSphereAdapter
 
 VSPHERE = VSphereSite(name="dc1", host="vc.example", datacenter="DC", datastore="ds1")
 AWS = AwsSite(name="cloud", region="eu-west-1")
 DIRECTORY = DirectorySite(name="disks", path="/srv/images")
+KVM = KvmSite(name="kvm-a", uri="qemu:///system", pool="default")
 
 
 @pytest.mark.parametrize(
-    ("site", "cls"), [(VSPHERE, VSphereAdapter), (AWS, AwsAdapter), (DIRECTORY, DirectoryAdapter)]
+    ("site", "cls"),
+    [(VSPHERE, VSphereAdapter), (AWS, AwsAdapter), (DIRECTORY, DirectoryAdapter), (KVM, KvmAdapter)],
 )
 def test_each_kind_resolves_to_its_adapter(site: Site, cls: type[BaseAdapter]) -> None:
     assert adapter_class(site.kind) is cls
@@ -36,10 +39,10 @@ def test_every_inventory_site_kind_has_an_adapter() -> None:
 
 
 def test_unknown_kind_is_a_clear_error_naming_it() -> None:
-    with pytest.raises(UnknownSiteKind, match="'kvm'") as err:
-        adapter_class("kvm")
-    assert err.value.kind == "kvm"
-    assert "known kinds: aws, directory, vsphere" in str(err.value)
+    with pytest.raises(UnknownSiteKind, match="'xen'") as err:
+        adapter_class("xen")
+    assert err.value.kind == "xen"
+    assert "known kinds: aws, directory, kvm, vsphere" in str(err.value)
     assert isinstance(err.value, LookupError)
 
 
@@ -66,7 +69,7 @@ def test_verbs_a_kind_lacks_are_refused_with_the_operators_message() -> None:
         directory.guest_ips("web")
     assert target.value.type == "PlanInvalid"
     point = ChosenPoint(point_id="p", created_at="2026-01-01T00:00:00+00:00", disks=[])
-    with pytest.raises(SiteError, match="failback in place needs a vSphere site, not aws"):
+    with pytest.raises(SiteError, match="failback in place needs a vSphere or KVM site, not aws"):
         aws.restore_in_place("web", point, reader=None, heartbeat=print)  # type: ignore[arg-type]
     assert directory.cleanup_run("run", list, print, []) == []
 
