@@ -58,6 +58,7 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
                         group=group.name,
                         depends_on=list(v.depends_on),
                         boot_delay_s=v.boot_delay.total_seconds(),
+                        drill_dns=any(r.in_test for r in v.dns),
                     )
                     for v in group.vms
                 ],
@@ -85,7 +86,19 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
         pre_hooks=[h.name for h in plan.pre_hooks],
         post_hooks=[h.name for h in plan.post_hooks],
         groups=groups,
+        consistency_groups=consistency_groups(plan, inventory),
     )
+
+
+def consistency_groups(plan: RecoveryPlan, inventory: Inventory) -> dict[str, list[str]]:
+    """The inventory's consistency groups with members in the plan, and those members."""
+    in_plan = [vm.name for _, vm in plan.vms()]
+    out: dict[str, list[str]] = {}
+    for group in inventory.consistency_groups:
+        members = [vm for vm in in_plan if vm in group.vms]
+        if members:
+            out[group.name] = members
+    return out
 
 
 def target_name(inp: RecoverVMInput) -> str:

@@ -127,8 +127,10 @@ class RecoverVMWorkflow:
         )
         healthy_at = workflow.now()
         dns: list[DnsChange] = []
-        if inp.mode != "test":
-            # A drill runs in an isolated network: production DNS keeps pointing at production.
+        # A drill runs in an isolated network: production DNS keeps pointing at production; only
+        # records the plan marks ``in_test`` (names the drill's own network uses) are set, and its
+        # cleanup puts them back.
+        if inp.mode != "test" or (inp.drill_dns and workflow.patched("dns-in-drills")):
             dns = await self._timed(
                 "update DNS",
                 workflow.execute_activity_method(
@@ -151,4 +153,6 @@ class RecoverVMWorkflow:
             steps=self._steps,
             started_at=started.isoformat(),
             healthy_at=healthy_at.isoformat(),
+            app_consistent=point.app_consistent,
+            consistency_group=point.consistency_group,
         )

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
+    from activities.target import RecoveryActivities
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         CleanupRequest,
         CycleInput,
         FailoverInput,
+        GroupPointsRequest,
         GroupStep,
         HookOutcome,
         HookRequest,
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         StepTime,
         VMRef,
         VMsRef,
+        VMStep,
     )
     from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
     from seawall.contract.queues import site_queue
@@ -75,6 +78,8 @@ class RecoveryPlanWorkflow:
         self._ttl_extension_s = 0.0
         self._mode = ""
         self._done = False
+        # VM -> the point of its consistency group's chosen group point (one for all members).
+        self._group_points: dict[str, str] = {}
 
     # ---- messages --------------------------------------------------------------------------------
 
@@ -158,6 +163,23 @@ class RecoveryPlanWorkflow:
         evidence = _Evidence()
         if inp.mode in ("planned", "unplanned"):
             evidence.fencing = await self._stop_sources(spec, vms, inp, run)
+        # A planned failover recovers each VM's final point, taken with every source stopped: already
+        # consistent across the group. Otherwise members share one group point, chosen once here.
+        if (
+            spec.consistency_groups
+            and not failback
+            and (inp.mode != "planned" or inp.point_time)
+            and workflow.patched("consistency-group-points")
+        ):
+            self._set_phase("choosing consistency group points")
+            chosen = await workflow.execute_activity_method(
+                RecoveryActivities.choose_group_points,
+                GroupPointsRequest(plan=spec.plan, groups=spec.consistency_groups, point_time=inp.point_time),
+                task_queue=site_queue(spec.target_site),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=QUICK,
+            )
+            self._group_points = dict(chosen.points)
         await self._recover_groups(spec, inp, run, evidence)
         cleanup = await self._end(spec, inp, run, evidence.status)
         self._done = True
@@ -338,7 +360,10 @@ class RecoveryPlanWorkflow:
     ) -> None:
         done: dict[str, asyncio.Event] = {vm.vm: asyncio.Event() for vm in group.vms}
 
-        async def one(step_vm: str, depends_on: list[str], delay: float) -> None:
+        points = self._group_points
+
+        async def one(step: VMStep) -> None:
+            step_vm, depends_on, delay = step.vm, step.depends_on, step.boot_delay_s
             for dep in depends_on:
                 if dep in done:
                     await done[dep].wait()
@@ -362,6 +387,8 @@ class RecoveryPlanWorkflow:
                         target_site=spec.target_site,
                         point_time=inp.point_time,
                         in_place=inp.direction == "failback",
+                        drill_dns=step.drill_dns,
+                        point_id=points.get(step_vm),
                     ),
                     id=recover_vm_id(spec.plan, run, step_vm),
                     task_queue=site_queue(spec.target_site),
@@ -375,7 +402,7 @@ class RecoveryPlanWorkflow:
 
         for vm in group.vms:
             self._vm_state.setdefault(vm.vm, "waiting")
-        tasks = [asyncio.ensure_future(one(v.vm, v.depends_on, v.boot_delay_s)) for v in group.vms]
+        tasks = [asyncio.ensure_future(one(v)) for v in group.vms]
         all_done: asyncio.Future[list[None]] = asyncio.ensure_future(asyncio.gather(*tasks))
         await workflow.wait_condition(lambda: all_done.done() or self._aborted is not None)
         if not all_done.done():

@@ -9,6 +9,7 @@ set of caches:
     tablecache.py  table objects; decoded parts cached
     chunkindex.py  the store-wide chunk index (dedup)
     points.py      manifests: commit, read, list
+    groups.py      consistency group points (``self.groups``): written after every member verified
     ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
     readback.py    verify and restore
@@ -38,6 +39,7 @@ from typing import Any
 
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
+from seawall.blockstore.groups import GroupPoints
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
     GcResult,
@@ -115,6 +117,7 @@ class Repository:
         tables = TableCache(store, self.codec)
         index = ChunkIndex(store, self.codec, signed)
         self._points = Points(store, signed, key, clock)
+        self.groups = GroupPoints(store, signed)
         t = self.tuning
         self._shipper = Shipper(
             store, key, self.codec, signed, tables, index, self._points, t, self.hasher, clock

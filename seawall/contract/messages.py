@@ -257,6 +257,8 @@ class VMStep(_Message):
     group: str
     depends_on: list[str]
     boot_delay_s: float
+    # The VM has DNS records a drill sets too (``in_test``): its drill runs the DNS step.
+    drill_dns: bool = False
 
 
 class GroupStep(_Message):
@@ -287,6 +289,9 @@ class PlanSpec(_Message):
     pre_hooks: list[str]
     post_hooks: list[str]
     groups: list[GroupStep]
+    # Consistency groups with members in this plan: group -> those members. They recover from one
+    # group point, chosen once for all of them.
+    consistency_groups: dict[str, list[str]] = {}
 
 
 class RecoverVMInput(_Message):
@@ -298,6 +303,9 @@ class RecoverVMInput(_Message):
     point_time: str | None = None
     # Failback: write the point onto the original VM's disks and start it, instead of a new VM.
     in_place: bool = False
+    # The point chosen for the VM's whole consistency group (choose_point then takes exactly it).
+    point_id: str | None = None
+    drill_dns: bool = False
 
 
 class ChosenPoint(_Message):
@@ -306,6 +314,9 @@ class ChosenPoint(_Message):
     disks: list[str]
     # The guest's addresses at the source when the point was taken (for subnet translation).
     source_ips: list[str] = []
+    # Taken with the guest quiesced; one member of a consistency group's point.
+    app_consistent: bool = False
+    consistency_group: str | None = None
 
 
 class Resource(_Message):
@@ -330,11 +341,18 @@ class TargetVM(_Message):
 
 
 class DnsChange(_Message):
+    """One DNS record a run changed (``outcome`` "set": ``previous`` is the value before, None when the
+    record did not exist) or put back ("restored": ``value`` is what it holds again, "" when it was
+    removed; ``previous`` what Seawall had set), or could not put back ("conflict": someone changed
+    it since; left alone) or found nothing to put back ("unchanged")."""
+
     name: str
     type: str
     value: str
     previous: str | None
     zone: str
+    outcome: str = "set"
+    detail: str = ""
 
 
 class HealthOutcome(_Message):
@@ -361,6 +379,8 @@ class RecoverVMResult(_Message):
     steps: list[StepTime]
     started_at: str
     healthy_at: str
+    app_consistent: bool = False
+    consistency_group: str | None = None
 
 
 class HookOutcome(_Message):
@@ -393,6 +413,9 @@ class AbortInput(_Message):
 class CleanupOutcome(_Message):
     removed: list[Resource]
     dns_restored: list[str]
+    # Every record of the run's plan looked at: restored, unchanged, or a conflict left alone.
+    dns: list[DnsChange] = []
+    dns_conflicts: list[str] = []
 
 
 class RunReport(_Message):
@@ -493,3 +516,99 @@ class HookRequest(_Message):
     plan: str
     group: str | None
     name: str
+
+
+# ---- consistency groups ---------------------------------------------------------------------------
+
+
+class GroupCycleInput(_Message):
+    """Start from the UI as ``{"group": "erp"}``: one group point of a consistency group."""
+
+    group: str = Field(pattern=NAME_PATTERN)
+
+
+class GroupProtection(_Message):
+    """A consistency group resolved from the inventory at the worker (the hooks stay there: names only)."""
+
+    group: str
+    source_site: str
+    source_kind: str
+    vms: list[str]
+    policy: str
+    interval_s: float
+    store: str
+    app_consistent: bool
+    freeze: bool
+    thaw: bool
+    freeze_timeout_s: float
+    thaw_timeout_s: float
+    heartbeat_timeout_s: float = 120.0
+    gc_interval_s: float = 3600.0
+
+
+class SnapshotHookRequest(_Message):
+    group: str
+    hook: str = Field(pattern=r"^(freeze|thaw)$")
+    point_id: str
+
+
+class SnapshotHookOutcome(_Message):
+    hook: str
+    ok: bool
+    timed_out: bool
+    detail: str
+    started_at: str
+    finished_at: str
+
+
+class GroupPointRequest(_Message):
+    """Commit a group point: every member's point (same id) is committed and verified."""
+
+    group: str
+    point_id: str
+    vms: list[str]
+    app_consistent: bool
+    snapshots_started_at: str
+    snapshots_finished_at: str
+    notes: list[str] = []
+
+
+class GroupCycleResult(_Message):
+    group: str
+    point_id: str
+    vms: list[str]
+    started_at: str
+    finished_at: str
+    app_consistent: bool
+    hooks: list[SnapshotHookOutcome]
+    snapshots_started_at: str
+    snapshots_finished_at: str
+    bytes_shipped: int
+    retention_deleted: dict[str, list[str]]
+
+
+class GroupScheduleRequest(_Message):
+    group: str
+    source_site: str
+    interval_s: float
+
+
+class ProtectGroupResult(_Message):
+    group: str
+    schedule_id: str
+    interval_s: float
+    first_point: str
+    vms: list[str]
+
+
+class GroupPointsRequest(_Message):
+    plan: str
+    groups: dict[str, list[str]]
+    point_time: str | None = None
+
+
+class GroupPointsChosen(_Message):
+    """group -> its chosen group point; vm -> the point it recovers (the same id for every member)."""
+
+    groups: dict[str, str]
+    points: dict[str, str]

@@ -23,6 +23,7 @@ from seawall.model.inventory import (
     AnySite,
     AwsSite,
     AzureStore,
+    ConsistencyGroup,
     DirectorySite,
     DirectoryStore,
     DnsZone,
@@ -34,6 +35,7 @@ from seawall.model.inventory import (
     Rfc2136Zone,
     S3Store,
     Site,
+    SnapshotHook,
     VSphereSite,
 )
 from seawall.model.plan import (
@@ -78,6 +80,7 @@ __all__ = [
     "AwsSite",
     "AzureStore",
     "CommandHook",
+    "ConsistencyGroup",
     "DirectorySite",
     "DirectoryStore",
     "DnsName",
@@ -107,6 +110,7 @@ __all__ = [
     "S3Store",
     "SecretRef",
     "Site",
+    "SnapshotHook",
     "StaticIP",
     "SubnetTranslation",
     "TargetSize",
