@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.replication import FATAL, PERSISTENT, QUICK, ReplicationCycleWorkflow, point_id_for
 
@@ -183,7 +183,22 @@ class GroupReplicationCycleWorkflow:
         try:
             if g.freeze:
                 self._set_phase("freezing", g.group)
-                hooks.append(await self._hook(g, "freeze", point, g.freeze_timeout_s))
+                try:
+                    hooks.append(await self._hook(g, "freeze", point, g.freeze_timeout_s))
+                except ActivityError as exc:
+                    # The freeze's worker died or its activity failed: the snapshots go ahead,
+                    # crash-consistent together, and the point says it is not app-consistent.
+                    now = workflow.now().isoformat()
+                    hooks.append(
+                        SnapshotHookOutcome(
+                            hook="freeze",
+                            ok=False,
+                            timed_out=False,
+                            detail=str(exc.cause or exc)[:500],
+                            started_at=now,
+                            finished_at=now,
+                        )
+                    )
             self._set_phase("taking snapshots", g.group)
             first = workflow.now().isoformat()
             taken = await asyncio.gather(
