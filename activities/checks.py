@@ -115,7 +115,6 @@ class CheckActivities(TargetSite):
                     zone=str(record.zone),
                 )
             )
-            activity.heartbeat(len(changes))
         return changes
 
     def _dns(self, zone_name: str) -> DnsProvider:
