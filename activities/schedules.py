@@ -33,7 +33,14 @@ from seawall.contract.messages import (
     ScheduleRequest,
     VMRef,
 )
-from seawall.contract.names import Activity, Workflow, gc_schedule_id, group_schedule_id, schedule_id
+from seawall.contract.names import (
+    Activity,
+    Workflow,
+    gc_schedule_id,
+    group_schedule_id,
+    group_search_value,
+    schedule_id,
+)
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SA_SITE, SA_VM
 
@@ -164,7 +171,12 @@ async def ensure_group_schedule(req: GroupScheduleRequest) -> str:
             GroupCycleInput(group=req.group),
             id=sid,
             task_queue=site_queue(req.source_site),
-            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(SA_SITE, req.source_site)]),
+            typed_search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_VM, group_search_value(req.group)),
+                    SearchAttributePair(SA_SITE, req.source_site),
+                ]
+            ),
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=spread_offset(sid, every))]),
         policy=SchedulePolicy(

@@ -45,9 +45,9 @@ with workflow.unsafe.imports_passed_through():
         VMPoint,
         VMRef,
     )
-    from seawall.contract.names import Query, Workflow, seed_group_cycle_id
+    from seawall.contract.names import Query, Workflow, group_search_value, seed_group_cycle_id
     from seawall.contract.queues import site_queue
-    from seawall.contract.search import SA_SITE
+    from seawall.contract.search import SA_SITE, SA_VM
 
 _ = ReplicationCycleWorkflow  # the single-VM cycle these steps mirror
 
@@ -79,7 +79,9 @@ class GroupReplicationCycleWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK,
         )
-        workflow.upsert_search_attributes([SA_SITE.value_set(g.source_site)])
+        workflow.upsert_search_attributes(
+            [SA_VM.value_set(group_search_value(g.group)), SA_SITE.value_set(g.source_site)]
+        )
         point = self._point = point_id_for(workflow.info(), started)
         self._set_phase("finding parent points", g.group)
         starts: list[CycleStart] = list(

@@ -154,6 +154,11 @@ def group_schedule_id(group: str) -> str:
     return f"replicate-group/{group}"
 
 
+def group_search_value(group: str) -> str:
+    """The ``SeawallVM`` search attribute of a group's cycles: ``@<group>`` (no VM name starts with @)."""
+    return f"@{group}"
+
+
 def protect_group_id(group: str) -> str:
     return f"protect-group/{group}"
 

@@ -14,8 +14,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.contract.heartbeats import ShipHeartbeat
-from seawall.contract.messages import CycleResult
-from seawall.contract.names import Activity, Workflow, schedule_id
+from seawall.contract.messages import CycleResult, GroupCycleResult
+from seawall.contract.names import Activity, Workflow, group_schedule_id, group_search_value, schedule_id
 from seawall.contract.search import SA_VM
 from seawall.model import Inventory
 
@@ -57,6 +57,8 @@ class VMStatus(BaseModel):
     last_change_path: str | None
     running: str | None
     progress: SeedProgress | None
+    # A member of a consistency group replicates by the group's schedule and group points.
+    group: str | None = None
 
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
@@ -68,6 +70,44 @@ async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleR
         if wf.status == WorkflowExecutionStatus.COMPLETED:
             handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=CycleResult)
             result = await handle.result()
+        runs.append(
+            CycleRun(
+                workflow_id=wf.id,
+                run_id=wf.run_id,
+                status=wf.status.name if wf.status else "UNKNOWN",
+                started_at=wf.start_time,
+                closed_at=wf.close_time,
+                result=result,
+            )
+        )
+    runs.sort(key=lambda r: r.started_at, reverse=True)
+    return runs
+
+
+async def group_cycle_history(client: Client, group: str, vm: str, limit: int = 20) -> list[CycleRun]:
+    """The newest cycles of ``vm``'s consistency group, as ``vm``'s own (newest first)."""
+    query = (
+        f'WorkflowType = "{Workflow.GROUP_REPLICATION_CYCLE}"'
+        f' AND {SA_VM.name} = "{group_search_value(group)}"'
+    )
+    runs: list[CycleRun] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        result: CycleResult | None = None
+        if wf.status == WorkflowExecutionStatus.COMPLETED:
+            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=GroupCycleResult)
+            done = await handle.result()
+            result = CycleResult(
+                vm=vm,
+                point_id=done.point_id,
+                parent=None,
+                started_at=done.started_at,
+                finished_at=done.finished_at,
+                change_path="app-consistent" if done.app_consistent else "crash-consistent",
+                bytes_read=0,
+                bytes_shipped=done.bytes_shipped,
+                verified=True,
+                retention_deleted=done.retention_deleted.get(vm, []),
+            )
         runs.append(
             CycleRun(
                 workflow_id=wf.id,
@@ -114,14 +154,20 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
     policy = inventory.policy(pvm.policy)
     threshold = policy.interval + (policy.rpo_grace or timedelta(0))
     scheduled = paused = False
+    group = inventory.group_of(vm)
+    sid = group_schedule_id(group.name) if group else schedule_id(vm)
     try:
-        desc = await client.get_schedule_handle(schedule_id(vm)).describe()
+        desc = await client.get_schedule_handle(sid).describe()
         scheduled = True
         paused = desc.schedule.state.paused
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-    history = await cycle_history(client, vm, limit=10)
+    history = (
+        await group_cycle_history(client, group.name, vm, limit=10)
+        if group
+        else await cycle_history(client, vm, limit=10)
+    )
     last = next((r for r in history if r.result is not None and r.result.verified), None)
     running = next((r for r in history if r.status == "RUNNING"), None)
     point_at = datetime.fromisoformat(last.result.started_at) if last and last.result else None
@@ -143,4 +189,5 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         last_change_path=last.result.change_path if last and last.result else None,
         running=running.workflow_id if running else None,
         progress=await ship_progress(client, running.workflow_id) if running else None,
+        group=group.name if group else None,
     )
