@@ -105,7 +105,9 @@ class GroupReplicationCycleWorkflow:
             notes = [f"{h.hook}: {h.detail}" for h in hooks if not h.ok]
             shipped = await self._ship_commit_verify(g, point, starts, snaps, app_consistent)
             self._set_phase("committing group point", g.group)
-            await workflow.execute_activity_method(
+            # Local, like a member's commit: quick, and a dead worker's attempt is retried within a
+            # workflow task timeout (the record is written once; the same content again is a no-op).
+            await workflow.execute_local_activity_method(
                 GroupActivities.commit_group_point,
                 GroupPointRequest(
                     group=g.group,
@@ -116,8 +118,8 @@ class GroupReplicationCycleWorkflow:
                     snapshots_finished_at=window[1],
                     notes=notes,
                 ),
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=PERSISTENT,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=QUICK,
             )
         finally:
             self._set_phase("releasing snapshots", g.group)
