@@ -209,7 +209,7 @@ async def record_group() -> None:
             result = await protect.result()
             await client.get_schedule_handle(result.schedule_id).delete()
             query = f'WorkflowType = "GroupReplicationCycle" AND WorkflowId = "replicate-group/erp/seed-{protect.result_run_id.replace("-", "")[-12:]}"'  # noqa: E501
-            seed = next(wf async for wf in client.list_workflows(query))
+            (seed,) = [wf async for wf in client.list_workflows(query)]
             for name, handle in (
                 ("protect_group", protect),
                 ("group_replication_cycle", client.get_workflow_handle(seed.id, run_id=seed.run_id)),
