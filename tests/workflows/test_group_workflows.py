@@ -158,3 +158,33 @@ async def test_plan_recovers_every_member_from_one_group_point(
         "web": "gp-erp",
         "solo": "pt-solo",
     }
+
+
+async def test_a_drill_sets_only_in_test_dns_and_its_cleanup_is_what_restores_it(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    """A drill runs the DNS step only for a VM with ``in_test`` records (``drill_dns``); the records go
+    back in ``cleanup_run``, which a drill always runs after its DNS step."""
+    from seawall.contract.messages import VMStep
+    from tests.workflows.test_recovery_plan import end_drill
+
+    stubs = Stubs()
+    async with rig_for(stubs) as rig:
+        stubs.spec = plan_spec(
+            "erp",
+            rig.source,
+            rig.target,
+            group(
+                "all",
+                VMStep(vm="db", group="all", depends_on=[], boot_delay_s=0, drill_dns=True),
+                vm_step("app", "all"),
+            ),
+        )
+        handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test"), "plan")
+        report = await end_drill(handle)
+    assert stubs.vms(A.UPDATE_DNS) == ["db"]
+    (dns,) = stubs.inputs(A.UPDATE_DNS)
+    assert dns.target.mode == "test" and dns.target.drill_dns
+    names = stubs.names()
+    assert names.index(A.UPDATE_DNS) < names.index(A.CLEANUP_RUN)
+    assert {v.vm: len(v.dns) for v in report.vms} == {"db": 1, "app": 0}
