@@ -9,6 +9,7 @@ behind. Recovery then chooses one group point for all three members, also for an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -218,3 +219,107 @@ async def test_group_points_are_taken_behind_one_barrier_and_recover_together(
             "erp",
             False,
         )
+
+
+async def test_a_drill_recovers_every_member_from_the_same_group_point(
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+) -> None:
+    """The example ERP plan drilled at DR with db-01, app-01 and web-01 in one group: the report names
+    one group point for all three, even though db-01 has a newer point of its own (a stray single-VM
+    cycle after the group point) that a per-VM choice would have taken."""
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from seawall.contract.messages import (
+        ApproveInput,
+        CycleInput,
+        CycleResult,
+        FailoverInput,
+        ProtectInput,
+        ProtectResult,
+        RunReport,
+        UnprotectInput,
+    )
+    from tests.integration.test_recovery import free_offset, stand_ins, wait_progress, write_plan
+
+    inventory, _ = _inventory(lab, tmp_path)
+    overrides = {
+        "plans_dir": tmp_path / "plans",
+        "reports_dir": tmp_path / "reports",
+        "health_check_redirect": "127.0.0.1",
+        "health_check_port_offset": free_offset(),
+    }
+    async with replication_env(
+        lab,
+        tmp_path,
+        lab_state_dir,
+        inventory=inventory,
+        sites=("primary", "dr"),
+        settings_overrides=overrides,
+    ) as env:
+        write_plan(tmp_path, inventory)
+        queue = env.settings.orchestration_queue
+        others = ["app-02", "web-02"]
+        group_schedule = None
+        try:
+            protected, *_ = await asyncio.gather(
+                env.client.execute_workflow(
+                    "ProtectGroup",
+                    GroupCycleInput(group="erp"),
+                    id="protect-group/erp",
+                    task_queue=queue,
+                    result_type=ProtectGroupResult,
+                ),
+                *(
+                    env.client.execute_workflow(
+                        "ProtectVM",
+                        ProtectInput(vm=vm),
+                        id=f"protect/{vm}",
+                        task_queue=queue,
+                        result_type=ProtectResult,
+                    )
+                    for vm in others
+                ),
+            )
+            group_schedule = protected.schedule_id
+            stray: CycleResult = await env.client.execute_workflow(
+                "ReplicationCycle",
+                CycleInput(vm="db-01"),
+                id="replicate/db-01/stray",
+                task_queue=site_queue("primary"),
+                result_type=CycleResult,
+            )
+            with stand_ins(env.settings.health_check_port_offset):
+                handle = await env.client.start_workflow(
+                    "RecoveryPlan",
+                    FailoverInput(plan="erp-dr", mode="test", ttl_s=3600),
+                    id="recover/erp-dr",
+                    task_queue=queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    result_type=RunReport,
+                )
+                await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=240)
+                await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="alice"))
+                await wait_progress(
+                    handle, lambda p: str(p["phase"]).startswith("drill running"), timeout=240
+                )
+                await handle.execute_update("cleanup")
+                report = await handle.result()
+        finally:
+            if group_schedule is not None:
+                await env.client.get_schedule_handle(group_schedule).delete()
+            for vm in others:
+                await env.client.execute_workflow(
+                    "UnprotectVM",
+                    UnprotectInput(vm=vm),
+                    id=f"unprotect/{vm}",
+                    task_queue=queue,
+                    result_type=int,
+                )
+    assert report.status == "completed", report.failed_vms
+    by_vm = {v.vm: v for v in report.vms}
+    assert {by_vm[vm].point_id for vm in MEMBERS} == {protected.first_point}
+    assert {by_vm[vm].consistency_group for vm in MEMBERS} == {"erp"}
+    assert stray.point_id > protected.first_point and by_vm["db-01"].point_id != stray.point_id
+    assert all(by_vm[vm].consistency_group is None for vm in others)
+    html = (tmp_path / "reports" / "erp-dr" / f"{report.run}.html").read_text()
+    assert f"{protected.first_point} (group erp)" in html
