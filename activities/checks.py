@@ -13,9 +13,10 @@ from activities.heartbeat import Beat, keep_alive
 from activities.target import TargetSite
 from seawall.contract.messages import DnsChange, HealthOutcome, RecoveredVM, TargetVM
 from seawall.contract.names import Activity
-from seawall.model import GuestIpCheck, HttpCheck, TcpCheck
+from seawall.model import DnsRecord, GuestIpCheck, HttpCheck, TcpCheck
 from seawall.sites import health
-from seawall.sites.dns import provider_for
+from seawall.sites.dns import DnsProvider, provider_for
+from seawall.sites.dnsrevert import revert_record
 
 
 class CheckActivities(TargetSite):
@@ -98,19 +99,26 @@ class CheckActivities(TargetSite):
 
     @activity.defn(name=Activity.UPDATE_DNS)
     def update_dns(self, req: RecoveredVM) -> list[DnsChange]:
+        """Point the VM's records at it (a drill: only its ``in_test`` records); failing back, put
+        back what the failover changed instead (the original VM has its addresses again)."""
         inp, vm = req.target, req.vm
         _, pv = self._plan_vm(inp.plan, inp.vm)
+        if inp.in_place:
+            return [self._revert(record, run=None) for record in pv.dns]
         changes: list[DnsChange] = []
         for record in pv.dns:
-            zone = self.ctx.inventory.dns_zone(str(record.zone))
+            if inp.mode == "test" and not record.in_test:
+                continue  # a drill runs in an isolated network: production DNS stays as it is
             value = record.value or (vm.ips[record.nic] if record.nic < len(vm.ips) else None)
             if value is None:
                 raise fatal(
                     f"{inp.vm}: DNS {record.name} has no value and NIC {record.nic} has no IP", "PlanInvalid"
                 )
-            with site_errors():  # the zone's site resolves its credentials here
-                provider = provider_for(zone, self.ctx.adapter_of)
-            change = provider.upsert(str(record.zone), str(record.name), record.type, [value], record.ttl)
+            provider = self._dns(str(record.zone))
+            with site_errors():
+                change = provider.upsert(
+                    str(record.zone), str(record.name), record.type, [value], record.ttl, run=inp.run
+                )
             changes.append(
                 DnsChange(
                     name=str(record.name),
@@ -121,3 +129,23 @@ class CheckActivities(TargetSite):
                 )
             )
         return changes
+
+    def _dns(self, zone_name: str) -> DnsProvider:
+        zone = self.ctx.inventory.dns_zone(zone_name)
+        with site_errors():  # the zone's site resolves its credentials here
+            return provider_for(zone, self.ctx.adapter_of)
+
+    def _revert(self, record: DnsRecord, run: str | None) -> DnsChange:
+        """Put one record back as it was before the run (``run`` None: whichever run changed it)."""
+        provider = self._dns(str(record.zone))
+        with site_errors():
+            done = revert_record(provider, str(record.zone), str(record.name), record.type, run=run)
+        return DnsChange(
+            name=str(record.name),
+            type=record.type,
+            value=",".join(done.restored.values) if done.restored else "",
+            previous=",".join(done.replaced.values) if done.replaced else None,
+            zone=str(record.zone),
+            outcome=done.outcome,
+            detail=done.detail,
+        )

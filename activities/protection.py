@@ -7,7 +7,7 @@ from collections.abc import Callable
 from temporalio import activity
 
 from activities.context import fatal
-from seawall.contract.messages import ProtectInput, Protection
+from seawall.contract.messages import GroupCycleInput, GroupProtection, ProtectInput, Protection
 from seawall.contract.names import Activity
 from seawall.model import Inventory
 
@@ -69,3 +69,9 @@ class InventoryActivities:
     def resolve_protection(self, inp: ProtectInput) -> Protection:
         # Re-read at each call so an edited inventory (policy change) applies from the next cycle on.
         return resolve_protection_for(self._load(), inp, self._heartbeat_timeout_s, self._gc_interval_s)
+
+    @activity.defn(name=Activity.RESOLVE_GROUP)
+    def resolve_group(self, inp: GroupCycleInput) -> GroupProtection:
+        from activities.groups import resolve_group_for
+
+        return resolve_group_for(self._load(), inp.group, self._heartbeat_timeout_s, self._gc_interval_s)

@@ -63,6 +63,7 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
                         group=group.name,
                         depends_on=list(v.depends_on),
                         boot_delay_s=v.boot_delay.total_seconds(),
+                        drill_dns=any(r.in_test for r in v.dns),
                     )
                     for v in group.vms
                 ],
@@ -92,6 +93,7 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
         post_hooks=[h.name for h in plan.post_hooks],
         groups=groups,
         hook_sites=hook_sites(plan),
+        consistency_groups=consistency_groups(plan, inventory),
     )
 
 
@@ -103,6 +105,17 @@ def hook_sites(plan: RecoveryPlan) -> dict[str, str]:
             if h.site:
                 sites[hook_key(group.name, h.name)] = h.site
     return sites
+
+
+def consistency_groups(plan: RecoveryPlan, inventory: Inventory) -> dict[str, list[str]]:
+    """The inventory's consistency groups with members in the plan, and those members."""
+    in_plan = [vm.name for _, vm in plan.vms()]
+    out: dict[str, list[str]] = {}
+    for group in inventory.consistency_groups:
+        members = [vm for vm in in_plan if vm in group.vms]
+        if members:
+            out[group.name] = members
+    return out
 
 
 def target_name(inp: RecoverVMInput) -> str:

@@ -9,13 +9,20 @@ from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
 from activities.context import SiteContext
 from activities.fence import FenceActivities
+from activities.groups import GroupActivities
 from activities.hooks import HookActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
 from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
-from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
+from activities.schedules import (
+    cancel_cycles,
+    delete_schedule,
+    ensure_gc_schedule,
+    ensure_group_schedule,
+    ensure_schedule,
+)
 from activities.target import RecoveryActivities
 from activities.verify import VerifyActivities
 from seawall.model import Inventory
@@ -39,7 +46,12 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     hooks = HookActivities(ctx, settings)
     fence = FenceActivities(ctx)
     verify = VerifyActivities(ctx, settings.checkpoint_mib)
+    groups = GroupActivities(ctx, settings.checkpoint_mib)
     return [
+        recovery.choose_group_points,
+        groups.run_snapshot_hook,
+        groups.commit_group_point,
+        inventory.resolve_group,
         probe.probe_site,
         recovery.choose_point,
         recovery.materialize_disks,
@@ -72,7 +84,9 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
     orchestration = OrchestrationActivities(settings)
     return [
         inventory.resolve_protection,
+        inventory.resolve_group,
         ensure_schedule,
+        ensure_group_schedule,
         ensure_gc_schedule,
         delete_schedule,
         cancel_cycles,

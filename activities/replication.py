@@ -86,7 +86,9 @@ class ReplicationActivities(ReplicaSite):
         vm, name, quiesce = req.vm, req.snapshot, req.quiesce
         only = self.ctx.inventory.protected_vm(vm).disks
         with site_errors():
-            return self.ctx.adapter.create_snapshot(vm, name, quiesce=quiesce, only=only)
+            taken = self.ctx.adapter.create_snapshot(vm, name, quiesce=quiesce, only=only)
+        failpoints.hit("snapshot.taken", {"vm": vm, "snapshot": name})
+        return taken
 
     @activity.defn(name=Activity.SHIP_DISKS)
     def ship_disks(self, req: ShipRequest) -> ShipOutcome:

@@ -24,8 +24,23 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.contract.messages import CycleInput, GcInput, GcScheduleRequest, ScheduleRequest, VMRef
-from seawall.contract.names import Activity, Workflow, gc_schedule_id, schedule_id
+from seawall.contract.messages import (
+    CycleInput,
+    GcInput,
+    GcScheduleRequest,
+    GroupCycleInput,
+    GroupScheduleRequest,
+    ScheduleRequest,
+    VMRef,
+)
+from seawall.contract.names import (
+    Activity,
+    Workflow,
+    gc_schedule_id,
+    group_schedule_id,
+    group_search_value,
+    schedule_id,
+)
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SA_SITE, SA_VM
 
@@ -139,4 +154,42 @@ async def ensure_gc_schedule(req: GcScheduleRequest) -> str:
     # One per store, whichever VM's protection made it first: its site reaches the store.
     with contextlib.suppress(ScheduleAlreadyRunningError):
         await client.create_schedule(sid, schedule)
+    return sid
+
+
+@activity.defn(name=Activity.ENSURE_GROUP_SCHEDULE)
+async def ensure_group_schedule(req: GroupScheduleRequest) -> str:
+    """A consistency group's one schedule (overlap SKIP). Its members have no schedule of their own
+    (``ProtectGroup`` deletes any left from before they were grouped), so no member is snapshotted
+    outside the group's barrier."""
+    client = activity.client()
+    sid = group_schedule_id(req.group)
+    every = timedelta(seconds=req.interval_s)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            Workflow.GROUP_REPLICATION_CYCLE,
+            GroupCycleInput(group=req.group),
+            id=sid,
+            task_queue=site_queue(req.source_site),
+            typed_search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_VM, group_search_value(req.group)),
+                    SearchAttributePair(SA_SITE, req.source_site),
+                ]
+            ),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=spread_offset(sid, every))]),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=max(every, timedelta(minutes=1))
+        ),
+        state=ScheduleState(note=f"Seawall consistency group {req.group} every {req.interval_s:g}s"),
+    )
+    try:
+        await client.create_schedule(sid, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(sid).update(update)
     return sid

@@ -38,6 +38,8 @@ from seawall.blockstore.table import TableFormatError
 from seawall.contract.messages import (
     ChosenPoint,
     CreateTargetRequest,
+    GroupPointsChosen,
+    GroupPointsRequest,
     Materialized,
     PointRestore,
     RecoverVMInput,
@@ -188,7 +190,8 @@ class RecoveryActivities(TargetSite):
 
     @activity.defn(name=Activity.CHOOSE_POINT)
     def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
-        """The newest verified point (at or before ``point_time`` when given).
+        """The newest verified point (at or before ``point_time`` when given); exactly ``point_id``
+        when the plan chose one for the VM's whole consistency group.
 
         With ``refused`` (points this run found corrupt) it falls back: the newest verified point
         older than every refused one that also passes a full verify now, so a second corrupt point
@@ -199,7 +202,13 @@ class RecoveryActivities(TargetSite):
             points = [p for p in repo.list_points(inp.vm) if p.verified]
         except (StoreError, DataPathError) as exc:
             raise ApplicationError(f"replica of {inp.vm}: {exc}", type="StoreUnavailable") from None
-        if inp.point_time:
+        if inp.point_id:
+            points = [p for p in points if p.point_id == inp.point_id]
+            if not points:
+                raise fatal(
+                    f"{inp.vm} has no verified point {inp.point_id} (its group's point)", "NoRecoveryPoint"
+                )
+        elif inp.point_time:
             limit = datetime.fromisoformat(inp.point_time.replace("Z", "+00:00"))
             points = [p for p in points if p.created_at <= limit]
         note = ""
@@ -217,6 +226,8 @@ class RecoveryActivities(TargetSite):
             disks=[d.disk for d in manifest.disks],
             source_ips=[ip for ip in manifest.meta.get("guest_ips", "").split(",") if ip],
             note=note,
+            app_consistent=manifest.meta.get("app_consistent") == "true",
+            consistency_group=manifest.meta.get("consistency_group") or None,
         )
 
     def _fallback(self, repo: Any, inp: RecoverVMInput, points: list[Any]) -> tuple[list[Any], str]:
@@ -247,6 +258,36 @@ class RecoveryActivities(TargetSite):
             skipped.append(cand.point_id)
         tried = f" ({', '.join(skipped)} failed a full verify)" if skipped else ""
         return [], tried
+
+    @activity.defn(name=Activity.CHOOSE_GROUP_POINTS)
+    def choose_group_points(self, req: GroupPointsRequest) -> GroupPointsChosen:
+        """One group point per consistency group: the newest (at or before ``point_time``) whose
+        every member of the plan has its verified point; all of them recover from it."""
+        limit = datetime.fromisoformat(req.point_time.replace("Z", "+00:00")) if req.point_time else None
+        groups: dict[str, str] = {}
+        points: dict[str, str] = {}
+        for group, vms in sorted(req.groups.items()):
+            repo = self._repository(vms[0])
+            try:
+                verified = {vm: {p.point_id for p in repo.list_points(vm) if p.verified} for vm in vms}
+                candidates = [
+                    g
+                    for g in repo.groups.list(group)
+                    if (limit is None or g.created_at <= limit)
+                    and all(g.point_id in verified[vm] for vm in vms)
+                ]
+            except (StoreError, DataPathError) as exc:
+                raise ApplicationError(f"replica of group {group}: {exc}", type="StoreUnavailable") from None
+            if not candidates:
+                when = f" at or before {req.point_time}" if req.point_time else ""
+                raise fatal(
+                    f"consistency group {group} has no group point{when} covering {', '.join(vms)}",
+                    "NoRecoveryPoint",
+                )
+            chosen = candidates[-1].point_id
+            groups[group] = chosen
+            points.update({vm: chosen for vm in vms})
+        return GroupPointsChosen(groups=groups, points=points)
 
     @activity.defn(name=Activity.MATERIALIZE_DISKS)
     def materialize_disks(self, req: PointRestore) -> Materialized:

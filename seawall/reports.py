@@ -100,12 +100,16 @@ def render_html(report: RunReport) -> str:
             for c in (
                 v.vm,
                 v.target_name,
-                v.point_id,
+                v.point_id + (f" (group {v.consistency_group})" if v.consistency_group else ""),
+                "app-consistent" if v.app_consistent else "crash-consistent",
                 v.point_created_at,
                 f"{_secs(v.started_at, datetime.fromisoformat(v.point_created_at)):.0f}s",
                 f"{(datetime.fromisoformat(v.healthy_at) - t0).total_seconds():.1f}s",
                 ", ".join(v.ips),
-                ", ".join(f"{d.name}={d.value}" for d in v.dns) or "-",
+                ", ".join(
+                    f"{d.name}={d.value}" + ("" if d.outcome == "set" else f" ({d.outcome})") for d in v.dns
+                )
+                or "-",
             )
         )
         + "</tr>"
@@ -127,11 +131,22 @@ def render_html(report: RunReport) -> str:
     )
     cleanup = (
         "".join(f"<li>{esc(r.kind)} {esc(r.id)} at {esc(r.site)}</li>" for r in report.cleanup.removed)
+        + "".join(f"<li>DNS {esc(d.outcome)}: {esc(d.detail)}</li>" for d in report.cleanup.dns)
         if report.cleanup
         else ""
     )
     title = f"Seawall {esc(report.plan)} {esc(report.run)}"
-    head = ["VM", "as", "recovery point", "point time", "achieved RPO", "time to healthy (RTO)", "IPs", "DNS"]
+    head = [
+        "VM",
+        "as",
+        "recovery point",
+        "consistency",
+        "point time",
+        "achieved RPO",
+        "time to healthy (RTO)",
+        "IPs",
+        "DNS",
+    ]
     header = "".join(f"<th>{h}</th>" for h in head)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>{STYLE}</style></head><body>

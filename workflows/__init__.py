@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
+from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
 from workflows.probe import ProbeSiteWorkflow
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
@@ -27,6 +28,13 @@ ALL_WORKFLOWS: list[type] = [
     CommitFailoverWorkflow,
     ReprotectWorkflow,
     VerifyReplicaWorkflow,
+    ProtectGroupWorkflow,
+    GroupReplicationCycleWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
-SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow, RecoverVMWorkflow]
+SITE_WORKFLOWS: list[type] = [
+    ReplicationCycleWorkflow,
+    CollectGarbageWorkflow,
+    RecoverVMWorkflow,
+    GroupReplicationCycleWorkflow,
+]

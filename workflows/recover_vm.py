@@ -183,8 +183,10 @@ class RecoverVMWorkflow:
         )
         healthy_at = workflow.now()
         dns: list[DnsChange] = []
-        if inp.mode != "test":
-            # A drill runs in an isolated network: production DNS keeps pointing at production.
+        # A drill runs in an isolated network: production DNS keeps pointing at production; only
+        # records the plan marks ``in_test`` (names the drill's own network uses) are set, and its
+        # cleanup puts them back.
+        if inp.mode != "test" or (inp.drill_dns and workflow.patched("dns-in-drills")):
             dns = await self._timed(
                 "update DNS",
                 workflow.execute_activity_method(
@@ -210,4 +212,6 @@ class RecoverVMWorkflow:
             achieved_rpo_s=(started - datetime.fromisoformat(point.created_at)).total_seconds(),
             point_note=point.note,
             notes=vm.notes,
+            app_consistent=point.app_consistent,
+            consistency_group=point.consistency_group,
         )

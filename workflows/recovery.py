@@ -33,12 +33,14 @@ from workflows.recovery_steps import Evidence
 with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.recovery import OrchestrationActivities
+    from activities.target import RecoveryActivities
     from seawall.contract.messages import (
         AbortInput,
         Approval,
         ApproveInput,
         CleanupOutcome,
         FailoverInput,
+        GroupPointsRequest,
         GroupStep,
         HookOutcome,
         PlanSpec,
@@ -227,6 +229,23 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             )
         if inp.mode in ("planned", "unplanned"):
             ev.fencing = await self._stop_sources(spec, vms, inp, run)
+        # A planned failover recovers each VM's final point, taken with every source stopped: already
+        # consistent across the group. Otherwise members share one group point, chosen once here.
+        if (
+            spec.consistency_groups
+            and not failback
+            and (inp.mode != "planned" or inp.point_time)
+            and workflow.patched("consistency-group-points")
+        ):
+            self._set_phase("choosing consistency group points")
+            chosen = await workflow.execute_activity_method(
+                RecoveryActivities.choose_group_points,
+                GroupPointsRequest(plan=spec.plan, groups=spec.consistency_groups, point_time=inp.point_time),
+                task_queue=site_queue(spec.target_site),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=QUICK,
+            )
+            self._group_points = dict(chosen.points)
         if self._safe:
             await self._run_stages(spec, inp, run, ev)
             cleanup = await self._end(spec, inp, run, ev)

@@ -108,6 +108,8 @@ class PlanRunSteps:
         self._ev: Evidence | None = None
         # Who may start, approve and abort (workflows/authority.py).
         self._auth = authority.RunAuthority()
+        # VM -> the point of its consistency group's chosen group point (one for all members).
+        self._group_points: dict[str, str] = {}
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -270,7 +272,10 @@ class PlanRunSteps:
             if vm not in todo:
                 done[vm.vm].set()
 
-        async def one(step_vm: str, depends_on: list[str], delay: float) -> None:
+        points = self._group_points
+
+        async def one(step: VMStep) -> None:
+            step_vm, depends_on, delay = step.vm, step.depends_on, step.boot_delay_s
             for dep in depends_on:
                 if dep in done:
                     await done[dep].wait()
@@ -294,6 +299,8 @@ class PlanRunSteps:
                         target_site=spec.target_site,
                         point_time=inp.point_time,
                         in_place=inp.direction == "failback",
+                        drill_dns=step.drill_dns,
+                        point_id=points.get(step_vm),
                     ),
                     id=recover_vm_id(spec.plan, run, step_vm),
                     task_queue=site_queue(spec.target_site),
@@ -307,7 +314,7 @@ class PlanRunSteps:
 
         for vm in todo:
             self._vm_state.setdefault(vm.vm, "waiting")
-        tasks = [asyncio.ensure_future(one(v.vm, v.depends_on, v.boot_delay_s)) for v in todo]
+        tasks = [asyncio.ensure_future(one(v)) for v in todo]
         all_done: asyncio.Future[list[None]] = asyncio.ensure_future(asyncio.gather(*tasks))
         await self._until(all_done.done)
         if not all_done.done():

@@ -124,7 +124,7 @@ class ReplicationCycleWorkflow:
         )
         try:
             shipped = await self._ship_commit_verify(
-                inp.vm, point, start, snap, timedelta(seconds=prot.heartbeat_timeout_s)
+                inp.vm, point, start, snap, timedelta(seconds=prot.heartbeat_timeout_s), prot.app_consistent
             )
         finally:
             # Compensation: a snapshot left behind grows a delta disk at the source until someone notices.
@@ -162,7 +162,7 @@ class ReplicationCycleWorkflow:
         )
 
     async def _ship_commit_verify(
-        self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta
+        self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta, app_consistent: bool
     ) -> ShipOutcome:
         """The part the snapshot must outlive: transfer, commit (manifest last), re-read and verify."""
         self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", vm)
@@ -185,6 +185,8 @@ class ReplicationCycleWorkflow:
                     "workflow_id": workflow.info().workflow_id,
                     "snapshot": snap.snapshot,
                     "guest_ips": ",".join(snap.guest_ips),
+                    # Quiesced (VMware Tools/VSS): recorded on the point, shown in recovery reports.
+                    "app_consistent": "true" if app_consistent else "false",
                 },
             ),
             start_to_close_timeout=timedelta(minutes=2),

@@ -10,6 +10,7 @@ set of caches:
     chunkindex.py  the store-wide chunk index (dedup)
     points.py      manifests: commit, read, list
     configs.py     a point's source configuration (the VM's description), sealed beside its manifest
+    groups.py      consistency group points (``self.groups``): written after every member verified
     ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
     readback.py    verify and restore
@@ -43,6 +44,7 @@ from seawall.blockstore.codec import Codec
 from seawall.blockstore.configs import META_KEY, SourceConfigs
 from seawall.blockstore.damage import Damage, DamageList, PointCheck, ScrubResult, point_check
 from seawall.blockstore.errors import PointNotFoundError
+from seawall.blockstore.groups import GroupPoints
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
     GcResult,
@@ -121,6 +123,7 @@ class Repository:
         index = ChunkIndex(store, self.codec, signed)
         self._points = Points(store, signed, key, clock)
         self._configs = SourceConfigs(store, self.codec)
+        self.groups = GroupPoints(store, signed)
         t = self.tuning
         self._shipper = Shipper(
             store, key, self.codec, signed, tables, index, self._points, t, self.hasher, clock

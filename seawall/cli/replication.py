@@ -49,16 +49,32 @@ def _known_vm(inv: Inventory, vm: str, settings: Settings) -> None:
 
 
 def protect(
-    vm: str = typer.Argument(..., help="A VM listed under protected_vms in the inventory."),
+    vm: str | None = typer.Argument(None, help="A VM listed under protected_vms in the inventory."),
+    group: str | None = typer.Option(
+        None, "--group", "-g", help="Protect a consistency group (inventory consistency_groups) instead."
+    ),
     policy: str | None = typer.Option(None, "--policy", help="Override the inventory's policy."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the seed and the schedule."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     inventory: Path | None = InventoryOpt,
 ) -> None:
-    """Protect a VM: enable CBT, seed a first verified point, then replicate on its schedule."""
+    """Protect a VM (enable CBT, seed a first verified point, then replicate on its schedule), or with
+    --group a consistency group: its members snapshotted together, one schedule, group points."""
     settings = _settings(inventory)
     inv = _inventory(settings)
+    if group is not None:
+        raise typer.Exit(_protect_group(settings, inv, group, vm, wait, as_json))
+    if vm is None:
+        err_console.print("protect: name a VM, or a consistency group with --group")
+        raise typer.Exit(Exit.BAD_INPUT)
     _known_vm(inv, vm, settings)
+    member_of = inv.group_of(vm)
+    if member_of is not None:
+        err_console.print(
+            f"{settings.inventory}: consistency_groups: {vm} is in group {member_of.name!r}; it replicates "
+            f"with its group: seawall protect --group {member_of.name}"
+        )
+        raise typer.Exit(Exit.BAD_INPUT)
     if policy is not None and policy not in {p.name for p in inv.policies}:
         err_console.print(f"--policy: no policy named {policy!r} in {settings.inventory}")
         raise typer.Exit(Exit.BAD_INPUT)
@@ -81,6 +97,37 @@ def protect(
         return Exit.OK
 
     raise typer.Exit(asyncio.run(run()))
+
+
+def _protect_group(
+    settings: Settings, inv: Inventory, group: str, vm: str | None, wait: bool, as_json: bool
+) -> int:
+    known = [g.name for g in inv.consistency_groups]
+    if group not in known:
+        err_console.print(
+            f"{settings.inventory}: consistency_groups: no group named {group!r} "
+            f"(known: {', '.join(known) or 'none'})"
+        )
+        return Exit.BAD_INPUT
+    if vm is not None:
+        err_console.print("protect: give a VM or --group, not both")
+        return Exit.BAD_INPUT
+
+    async def run() -> int:
+        client = await temporal_client(settings)
+        handle = await replication.start_protect_group(client, settings.orchestration_queue, group)
+        if not wait:
+            _emit({"group": group, "workflow_id": handle.id, "run_id": handle.result_run_id}, as_json)
+            return Exit.OK
+        try:
+            result = await replication.protect_group(client, settings.orchestration_queue, group)
+        except Failed as exc:
+            err_console.print(f"protect group {group} failed: {exc}")
+            return Exit.FAILED
+        _emit(result.model_dump(), as_json)
+        return Exit.OK
+
+    return asyncio.run(run())
 
 
 async def _follow_seed(client: Client, inv: Inventory, vm: str, task: asyncio.Future[Any]) -> None:
@@ -280,7 +327,7 @@ def _table(rows: list[VMStatus]) -> Table:
         table.add_row(
             r.vm,
             r.source_site,
-            r.policy,
+            f"{r.policy} (group {r.group})" if r.group else r.policy,
             r.last_point or "-",
             _age(r.age_s),
             _age(r.rpo_s),

@@ -290,6 +290,8 @@ class VMStep(_Message):
     group: str
     depends_on: list[str]
     boot_delay_s: float
+    # The VM has DNS records a drill sets too (``in_test``): its drill runs the DNS step.
+    drill_dns: bool = False
 
 
 class GroupStep(_Message):
@@ -323,6 +325,9 @@ class PlanSpec(_Message):
     groups: list[GroupStep]
     # Hook name -> the site whose worker runs it (``Hook.site``); a hook not named runs at the target.
     hook_sites: dict[str, str] = {}
+    # Consistency groups with members in this plan: group -> those members. They recover from one
+    # group point, chosen once for all of them.
+    consistency_groups: dict[str, list[str]] = {}
 
 
 class RecoverVMInput(_Message):
@@ -336,6 +341,9 @@ class RecoverVMInput(_Message):
     in_place: bool = False
     # Points this run found corrupt: choose_point then takes the newest older one that verifies.
     refused: list[str] = []
+    # The point chosen for the VM's whole consistency group (choose_point then takes exactly it).
+    point_id: str | None = None
+    drill_dns: bool = False
 
 
 class ChosenPoint(_Message):
@@ -346,6 +354,9 @@ class ChosenPoint(_Message):
     source_ips: list[str] = []
     # Why this point, when it is not simply the newest verified one (a fallback: what was refused).
     note: str = ""
+    # Taken with the guest quiesced; one member of a consistency group's point.
+    app_consistent: bool = False
+    consistency_group: str | None = None
 
 
 class Resource(_Message):
@@ -371,11 +382,18 @@ class TargetVM(_Message):
 
 
 class DnsChange(_Message):
+    """One DNS record a run changed (``outcome`` "set": ``previous`` is the value before, None when the
+    record did not exist) or put back ("restored": ``value`` is what it holds again, "" when it was
+    removed; ``previous`` what Seawall had set), or could not put back ("conflict": someone changed
+    it since; left alone) or found nothing to put back ("unchanged")."""
+
     name: str
     type: str
     value: str
     previous: str | None
     zone: str
+    outcome: str = "set"
+    detail: str = ""
 
 
 class HealthOutcome(_Message):
@@ -406,6 +424,8 @@ class RecoverVMResult(_Message):
     achieved_rpo_s: float | None = None
     point_note: str = ""  # why this point (a corrupt newer point refused), else empty
     notes: list[str] = []
+    app_consistent: bool = False
+    consistency_group: str | None = None
 
 
 class HookOutcome(_Message):
@@ -442,6 +462,9 @@ class AbortInput(_Message):
 class CleanupOutcome(_Message):
     removed: list[Resource]
     dns_restored: list[str]
+    # Every record of the run's plan looked at: restored, unchanged, or a conflict left alone.
+    dns: list[DnsChange] = []
+    dns_conflicts: list[str] = []
 
 
 class RetryInput(_Message):
@@ -522,3 +545,99 @@ class RecoveredVM(_Message):
 
     target: RecoverVMInput
     vm: TargetVM
+
+
+# ---- consistency groups ---------------------------------------------------------------------------
+
+
+class GroupCycleInput(_Message):
+    """Start from the UI as ``{"group": "erp"}``: one group point of a consistency group."""
+
+    group: str = Field(pattern=NAME_PATTERN)
+
+
+class GroupProtection(_Message):
+    """A consistency group resolved from the inventory at the worker (the hooks stay there: names only)."""
+
+    group: str
+    source_site: str
+    source_kind: str
+    vms: list[str]
+    policy: str
+    interval_s: float
+    store: str
+    app_consistent: bool
+    freeze: bool
+    thaw: bool
+    freeze_timeout_s: float
+    thaw_timeout_s: float
+    heartbeat_timeout_s: float = 120.0
+    gc_interval_s: float = 3600.0
+
+
+class SnapshotHookRequest(_Message):
+    group: str
+    hook: str = Field(pattern=r"^(freeze|thaw)$")
+    point_id: str
+
+
+class SnapshotHookOutcome(_Message):
+    hook: str
+    ok: bool
+    timed_out: bool
+    detail: str
+    started_at: str
+    finished_at: str
+
+
+class GroupPointRequest(_Message):
+    """Commit a group point: every member's point (same id) is committed and verified."""
+
+    group: str
+    point_id: str
+    vms: list[str]
+    app_consistent: bool
+    snapshots_started_at: str
+    snapshots_finished_at: str
+    notes: list[str] = []
+
+
+class GroupCycleResult(_Message):
+    group: str
+    point_id: str
+    vms: list[str]
+    started_at: str
+    finished_at: str
+    app_consistent: bool
+    hooks: list[SnapshotHookOutcome]
+    snapshots_started_at: str
+    snapshots_finished_at: str
+    bytes_shipped: int
+    retention_deleted: dict[str, list[str]]
+
+
+class GroupScheduleRequest(_Message):
+    group: str
+    source_site: str
+    interval_s: float
+
+
+class ProtectGroupResult(_Message):
+    group: str
+    schedule_id: str
+    interval_s: float
+    first_point: str
+    vms: list[str]
+
+
+class GroupPointsRequest(_Message):
+    plan: str
+    groups: dict[str, list[str]]
+    point_time: str | None = None
+
+
+class GroupPointsChosen(_Message):
+    """group -> its chosen group point; vm -> the point it recovers (the same id for every member)."""
+
+    groups: dict[str, str]
+    points: dict[str, str]

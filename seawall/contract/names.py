@@ -25,6 +25,8 @@ class Workflow:
     COMMIT_FAILOVER: Final = "CommitFailover"
     REPROTECT: Final = "Reprotect"
     VERIFY_REPLICA: Final = "VerifyReplica"
+    PROTECT_GROUP: Final = "ProtectGroup"
+    GROUP_REPLICATION_CYCLE: Final = "GroupReplicationCycle"
 
 
 class Update:
@@ -86,6 +88,11 @@ class Activity:
     RESUME_SCHEDULES: Final = "resume_schedules"
     SCRUB_REPLICA: Final = "scrub_replica"
     CHECK_INTENT: Final = "check_intent"
+    RESOLVE_GROUP: Final = "resolve_group"
+    RUN_SNAPSHOT_HOOK: Final = "run_snapshot_hook"
+    COMMIT_GROUP_POINT: Final = "commit_group_point"
+    ENSURE_GROUP_SCHEDULE: Final = "ensure_group_schedule"
+    CHOOSE_GROUP_POINTS: Final = "choose_group_points"
 
 
 def _short_run(run_id: str) -> str:
@@ -164,6 +171,26 @@ def drill_network_name(run: str) -> str:
 def schedule_id(vm: str) -> str:
     """A protected VM's replication schedule; its actions are ``ReplicationCycle`` runs."""
     return f"replicate/{vm}"
+
+
+def group_schedule_id(group: str) -> str:
+    """A consistency group's replication schedule; its actions are ``GroupReplicationCycle`` runs.
+    (``replicate-group/``: a group may share a name with a VM.)"""
+    return f"replicate-group/{group}"
+
+
+def group_search_value(group: str) -> str:
+    """The ``SeawallVM`` search attribute of a group's cycles: ``@<group>`` (no VM name starts with @)."""
+    return f"@{group}"
+
+
+def protect_group_id(group: str) -> str:
+    return f"protect-group/{group}"
+
+
+def seed_group_cycle_id(group: str, parent_run_id: str) -> str:
+    """The seeding ``GroupReplicationCycle`` a ``ProtectGroup`` run starts as its child."""
+    return f"replicate-group/{group}/seed-{_short_run(parent_run_id)}"
 
 
 def gc_schedule_id(store: str) -> str:

@@ -15,8 +15,21 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.contract.failures import failure_reason
-from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
-from seawall.contract.names import Workflow, protect_id, schedule_id, unprotect_id
+from seawall.contract.messages import (
+    GroupCycleInput,
+    ProtectGroupResult,
+    ProtectInput,
+    ProtectResult,
+    UnprotectInput,
+)
+from seawall.contract.names import (
+    Workflow,
+    group_schedule_id,
+    protect_group_id,
+    protect_id,
+    schedule_id,
+    unprotect_id,
+)
 from seawall.control.errors import Failed, NotProtected
 from seawall.control.status import VMStatus, vm_status
 from seawall.model import Inventory
@@ -37,6 +50,41 @@ async def start_protect(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         result_type=ProtectResult,
     )
+
+
+async def start_protect_group(
+    client: Client, queue: str, group: str
+) -> WorkflowHandle[Any, ProtectGroupResult]:
+    """Start ``ProtectGroup``: CBT on every member, a first group point, the group's one schedule
+    (members' own schedules go: they snapshot only behind the group's barrier)."""
+    return await client.start_workflow(
+        Workflow.PROTECT_GROUP,
+        GroupCycleInput(group=group),
+        id=protect_group_id(group),
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        result_type=ProtectGroupResult,
+    )
+
+
+async def protect_group(client: Client, queue: str, group: str) -> ProtectGroupResult:
+    """Protect a consistency group and wait for its first group point and schedule."""
+    handle = await start_protect_group(client, queue, group)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        raise Failed(str(exc.cause or exc)) from None
+
+
+async def replicate_group_now(client: Client, group: str) -> str:
+    """Start a group cycle now through the group's schedule."""
+    try:
+        await client.get_schedule_handle(group_schedule_id(group)).trigger()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotProtected(group) from None
+        raise
+    return group_schedule_id(group)
 
 
 async def protect_result(handle: WorkflowHandle[Any, ProtectResult]) -> ProtectResult:

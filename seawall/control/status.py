@@ -15,8 +15,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 
 from seawall.contract.failures import failure_reason
 from seawall.contract.heartbeats import ShipHeartbeat
-from seawall.contract.messages import CycleResult
-from seawall.contract.names import Activity, Workflow
+from seawall.contract.messages import CycleResult, GroupCycleResult
+from seawall.contract.names import Activity, Workflow, group_schedule_id, group_search_value
 from seawall.contract.search import SA_VM
 from seawall.contract.verify import VerifyReport
 from seawall.model import Inventory
@@ -67,6 +67,8 @@ class VMStatus(BaseModel):
     # Points a full verify found damaged and no cycle has repaired yet (never used for recovery).
     corrupt_points: list[str] = []
     healed_points: list[str] = []
+    # A member of a consistency group replicates by the group's schedule and group points.
+    group: str | None = None
 
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
@@ -78,6 +80,44 @@ async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleR
         if wf.status == WorkflowExecutionStatus.COMPLETED:
             handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=CycleResult)
             result = await handle.result()
+        runs.append(
+            CycleRun(
+                workflow_id=wf.id,
+                run_id=wf.run_id,
+                status=wf.status.name if wf.status else "UNKNOWN",
+                started_at=wf.start_time,
+                closed_at=wf.close_time,
+                result=result,
+            )
+        )
+    runs.sort(key=lambda r: r.started_at, reverse=True)
+    return runs
+
+
+async def group_cycle_history(client: Client, group: str, vm: str, limit: int = 20) -> list[CycleRun]:
+    """The newest cycles of ``vm``'s consistency group, as ``vm``'s own (newest first)."""
+    query = (
+        f'WorkflowType = "{Workflow.GROUP_REPLICATION_CYCLE}"'
+        f' AND {SA_VM.name} = "{group_search_value(group)}"'
+    )
+    runs: list[CycleRun] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        result: CycleResult | None = None
+        if wf.status == WorkflowExecutionStatus.COMPLETED:
+            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=GroupCycleResult)
+            done = await handle.result()
+            result = CycleResult(
+                vm=vm,
+                point_id=done.point_id,
+                parent=None,
+                started_at=done.started_at,
+                finished_at=done.finished_at,
+                change_path="app-consistent" if done.app_consistent else "crash-consistent",
+                bytes_read=0,
+                bytes_shipped=done.bytes_shipped,
+                verified=True,
+                retention_deleted=done.retention_deleted.get(vm, []),
+            )
         runs.append(
             CycleRun(
                 workflow_id=wf.id,
@@ -184,11 +224,16 @@ async def _scrub_verdict(client: Client, vm: str, history: list[CycleRun]) -> tu
 async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime | None = None) -> VMStatus:
     now = now or datetime.now(UTC)
     pvm = inventory.protected_vm(vm)
-    schedule = await read_schedule(client, vm)
+    group = inventory.group_of(vm)
+    schedule = await read_schedule(client, vm, group_schedule_id(group.name) if group else None)
     scheduled = schedule is not None
     paused = schedule.paused if schedule else False
     policy, interval_s, threshold_s = _policy(inventory, vm, schedule.interval_s if schedule else None)
-    history = await cycle_history(client, vm, limit=10)
+    history = (
+        await group_cycle_history(client, group.name, vm, limit=10)
+        if group
+        else await cycle_history(client, vm, limit=10)
+    )
     corrupt, healed = await _scrub_verdict(client, vm, history)
     # A point a full verify found damaged is not a recovery point, whatever its cycle said at the time.
     usable = [r for r in history if r.result is not None and r.result.verified]
@@ -216,4 +261,5 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         problem=await _problem(client, history),
         corrupt_points=corrupt,
         healed_points=healed,
+        group=group.name if group else None,
     )

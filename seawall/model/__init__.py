@@ -24,6 +24,7 @@ from seawall.model.inventory import (
     AnySite,
     AwsSite,
     AzureStore,
+    ConsistencyGroup,
     DirectorySite,
     DirectoryStore,
     DnsZone,
@@ -36,6 +37,7 @@ from seawall.model.inventory import (
     Rfc2136Zone,
     S3Store,
     Site,
+    SnapshotHook,
     VSphereSite,
 )
 from seawall.model.placement import Placement
@@ -81,6 +83,7 @@ __all__ = [
     "AwsSite",
     "AzureStore",
     "CommandHook",
+    "ConsistencyGroup",
     "DirectorySite",
     "DirectoryStore",
     "DnsName",
@@ -112,6 +115,7 @@ __all__ = [
     "S3Store",
     "SecretRef",
     "Site",
+    "SnapshotHook",
     "StaticIP",
     "SubnetTranslation",
     "TargetSize",

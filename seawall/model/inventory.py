@@ -314,6 +314,39 @@ class ProtectedVM(FileModel):
         return value
 
 
+class SnapshotHook(FileModel):
+    """A command the source site's worker runs around a consistency group's snapshots: ``freeze``
+    before (flush and hold the application's writes), ``thaw`` after (always, even when the freeze
+    hung or a snapshot failed). Run without a shell; killed at its timeout."""
+
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = Field(
+        description="argv; run without a shell"
+    )
+    timeout: Annotated[Duration, duration_range(timedelta(seconds=1), timedelta(minutes=30))] = timedelta(
+        seconds=60
+    )
+
+
+class ConsistencyGroup(FileModel):
+    """VMs of one application replicated together: one schedule, their snapshots taken behind one
+    barrier (all taken, then all shipped), a group point committed only when every member's point
+    is verified, and recovery of all members from the same group point."""
+
+    name: Name
+    policy: Name = Field(description="the members' one replication policy (each member names it too)")
+    vms: Annotated[list[Name], Field(min_length=1)]
+    freeze: SnapshotHook | None = None
+    thaw: SnapshotHook | None = None
+
+    @field_validator("vms")
+    @classmethod
+    def _unique_members(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if value.count(name) > 1:
+                raise PydanticCustomError("seawall_duplicate", "VM '{name}' is listed twice", {"name": name})
+        return value
+
+
 # --- DNS zones and the inventory -----------------------------------------------------------------
 
 
@@ -378,6 +411,7 @@ class Inventory(FileModel):
     policies: list[ReplicationPolicy] = []
     protected_vms: list[ProtectedVM] = []
     dns_zones: list[AnyDnsZone] = []
+    consistency_groups: list[ConsistencyGroup] = []
     plans: list[RecoveryPlan] = []
     placements: list[Placement] = []
 
@@ -399,6 +433,13 @@ class Inventory(FileModel):
 
     def dns_zone(self, name: str) -> DnsZone | Rfc2136Zone:
         return _find(self.dns_zones, name, "DNS zone")
+
+    def consistency_group(self, name: str) -> ConsistencyGroup:
+        return _find(self.consistency_groups, name, "consistency group")
+
+    def group_of(self, vm: str) -> ConsistencyGroup | None:
+        """The consistency group ``vm`` belongs to, if any (a VM is in at most one)."""
+        return next((g for g in self.consistency_groups if vm in g.vms), None)
 
     def plan(self, name: str) -> RecoveryPlan:
         return _find(self.plans, name, "plan")

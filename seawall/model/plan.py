@@ -144,7 +144,9 @@ class NicMapping(FileModel):
 
 
 class DnsRecord(FileModel):
-    """A record Seawall upserts after the VM is up (and reverts on cleanup/failback)."""
+    """A record Seawall upserts after the VM is up, and puts back as it was before the run on drill
+    cleanup, abort or rollback, and on failback (only while it still holds what Seawall set: a
+    record changed by someone since is left alone and reported)."""
 
     zone: DnsName
     name: DnsName = Field(description="fully qualified name inside the zone")
@@ -153,6 +155,11 @@ class DnsRecord(FileModel):
     value: str | None = Field(default=None, description="A: default the NIC's new IP; CNAME: required")
     nic: Annotated[int, Field(strict=True, ge=0)] = Field(
         default=0, description="index of the NIC whose new IP an A record gets"
+    )
+    in_test: StrictBool = Field(
+        default=False,
+        description="set it in a drill too (a name only the drill's isolated network uses); "
+        "restored at cleanup. Default: drills leave DNS alone",
     )
 
     @field_validator("name")

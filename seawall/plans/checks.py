@@ -84,8 +84,56 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             )
 
     problems += check_placements(inventory)
+    problems += _check_groups(inventory)
     for index, plan in enumerate(inventory.plans):
         problems += [Problem(("plans", index, *p.loc), p.message) for p in check_plan(plan, inventory)]
+    return problems
+
+
+def _check_groups(inventory: Inventory) -> list[Problem]:
+    """Consistency groups: members are protected VMs of one source site, one replica store and the
+    group's policy, each in one group only (a VM has one schedule)."""
+    problems = _duplicates([g.name for g in inventory.consistency_groups], ("consistency_groups",), "group")
+    protected = {vm.name: vm for vm in inventory.protected_vms}
+    policies = {policy.name for policy in inventory.policies}
+    member_of: dict[str, str] = {}
+    for index, group in enumerate(inventory.consistency_groups):
+        at: Loc = ("consistency_groups", index)
+        if group.policy not in policies:
+            problems.append(Problem((*at, "policy"), _unknown("policy", group.policy, policies)))
+        sites: set[str] = set()
+        stores: set[str] = set()
+        for vm_index, name in enumerate(group.vms):
+            where: Loc = (*at, "vms", vm_index)
+            vm = protected.get(name)
+            if vm is None:
+                problems.append(Problem(where, _unknown("protected VM", name, protected)))
+                continue
+            if name in member_of:
+                problems.append(
+                    Problem(where, f"VM '{name}' is already in consistency group '{member_of[name]}'")
+                )
+            member_of[name] = group.name
+            if vm.policy != group.policy:
+                problems.append(
+                    Problem(
+                        where,
+                        f"VM '{name}' has policy '{vm.policy}'; its group replicates with '{group.policy}'",
+                    )
+                )
+            sites.add(vm.source_site)
+            stores.add(vm.replica_store)
+        if len(sites) > 1:
+            problems.append(
+                Problem((*at, "vms"), f"members come from several source sites: {', '.join(sorted(sites))}")
+            )
+        if len(stores) > 1:
+            problems.append(
+                Problem(
+                    (*at, "vms"),
+                    f"members replicate into several replica stores: {', '.join(sorted(stores))}",
+                )
+            )
     return problems
 
 

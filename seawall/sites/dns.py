@@ -19,6 +19,13 @@ the retry would read *its own* value as "previous" and the original address woul
 sidecar is written in the same atomic change as the record, at the provider, so a retry (or a
 different worker) finds the value from before Seawall's first change. Restore removes it. A name
 that is already a CNAME cannot carry other types, which is why the sidecar has its own name.
+
+The sidecar is the durable record of a run's change: the value before it ("absent" when the record
+did not exist), the values Seawall set and the run that set them (no secret: names and addresses).
+Cleanup and failback restore from it (``recorded``), so they need nothing a crashed activity failed
+to report. A record an operator changed after the run holds neither value: it is left alone, the
+conflict is reported, and the sidecar is dropped (``forget``) so that no later run treats the stale
+"previous" as the original.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ __all__ = [
     "DnsRecordSet",
     "Route53Dns",
     "provider_for",
+    "recorded_change",
     "sidecar_name",
 ]
 
@@ -82,6 +90,7 @@ class DnsChange:
     type: RecordType
     previous: DnsRecordSet | None
     new: DnsRecordSet
+    run: str | None = None
 
 
 class DnsProvider(Protocol):
@@ -89,9 +98,26 @@ class DnsProvider(Protocol):
         """The record set as the provider holds it now, or None."""
         ...
 
-    def upsert(self, zone: str, name: str, type: RecordType, values: Sequence[str], ttl: int) -> DnsChange:
+    def upsert(
+        self,
+        zone: str,
+        name: str,
+        type: RecordType,
+        values: Sequence[str],
+        ttl: int,
+        *,
+        run: str | None = None,
+    ) -> DnsChange:
         """Create or replace the record set; the change names the value from before Seawall's first
-        change of it (idempotent: a retry returns the same change)."""
+        change of it (idempotent: a retry returns the same change). ``run`` is kept in the sidecar."""
+        ...
+
+    def recorded(self, zone: str, name: str, type: RecordType) -> DnsChange | None:
+        """The change Seawall recorded at the provider for this record (its sidecar), or None."""
+        ...
+
+    def forget(self, zone: str, name: str, type: RecordType) -> bool:
+        """Drop the sidecar only (the record is someone else's now); whether there was one."""
         ...
 
     def restore(self, change: DnsChange, *, force: bool = False) -> DnsRecordSet | None:
@@ -111,24 +137,59 @@ def sidecar_name(name: str, type: str) -> str:
     return f"{SIDECAR_PREFIX}{type.lower()}.{_norm(name)}"
 
 
-def _encode_sidecar(previous: DnsRecordSet | None) -> str:
-    if previous is None:
-        return '"seawall-prev v1 absent"'
-    return f'"seawall-prev v1 ttl={previous.ttl} values={",".join(previous.values)}"'
+def _encode_sidecar(
+    previous: DnsRecordSet | None, new: DnsRecordSet | None = None, run: str | None = None
+) -> str:
+    head = "absent" if previous is None else f"ttl={previous.ttl} values={','.join(previous.values)}"
+    tail = (f" set={','.join(new.values)}" if new is not None else "") + (f" run={run}" if run else "")
+    return f'"seawall-prev v1 {head}{tail}"'
 
 
-def _decode_sidecar(text: str, name: str, type: RecordType) -> DnsRecordSet | None:
+def _sidecar_fields(text: str, name: str, type: RecordType) -> dict[str, str]:
     body = text.strip().strip('"')
     parts = body.split(" ")
     if parts[:2] != ["seawall-prev", "v1"]:
         raise DnsError(f"sidecar record of {name} {type} is not Seawall's: {text[:80]!r}")
-    if parts[2:] == ["absent"]:
-        return None
     fields = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+    if "absent" in parts[2:]:
+        fields["absent"] = "1"
+    return fields
+
+
+def _decode_sidecar(text: str, name: str, type: RecordType) -> DnsRecordSet | None:
+    fields = _sidecar_fields(text, name, type)
+    if "absent" in fields:
+        return None
     try:
         return DnsRecordSet(name, type, int(fields["ttl"]), tuple(sorted(fields["values"].split(","))))
     except (KeyError, ValueError) as exc:
         raise DnsError(f"sidecar record of {name} {type} is malformed: {text[:80]!r}") from exc
+
+
+def recorded_change(zone: str, name: str, type: RecordType, text: str) -> DnsChange:
+    """The change a sidecar's text records. A sidecar written before ``set=`` existed names no new
+    value: restoring it then only succeeds where the record already holds the previous value."""
+    previous = _decode_sidecar(text, _norm(name), type)
+    fields = _sidecar_fields(text, _norm(name), type)
+    values = tuple(sorted(v for v in fields.get("set", "").split(",") if v))
+    new = DnsRecordSet(_norm(name), type, 0, values)
+    return DnsChange(_norm(zone), _norm(name), type, previous, new, fields.get("run"))
+
+
+def same_record(a: DnsRecordSet | None, b: DnsRecordSet | None) -> bool:
+    """Equal data (name, type, values; the TTL aside), or both absent."""
+    return a == b or (a is not None and a.same_data(b))
+
+
+def previous_value(rec: DnsChange, current: DnsRecordSet | None) -> DnsRecordSet | None:
+    """The value to come back to for a record whose sidecar records ``rec``.
+
+    The sidecar's "previous", unless the record now holds neither that nor what Seawall set: then
+    someone changed it since (and the sidecar outlived a conflict), and what it holds now is theirs.
+    """
+    if rec.new.values and not rec.new.same_data(current) and not same_record(rec.previous, current):
+        return current
+    return rec.previous
 
 
 class Route53Dns:
@@ -216,7 +277,16 @@ class Route53Dns:
             "ResourceRecords": [{"Value": v} for v in record.values],
         }
 
-    def upsert(self, zone: str, name: str, type: RecordType, values: Sequence[str], ttl: int) -> DnsChange:
+    def upsert(
+        self,
+        zone: str,
+        name: str,
+        type: RecordType,
+        values: Sequence[str],
+        ttl: int,
+        *,
+        run: str | None = None,
+    ) -> DnsChange:
         if not values:
             raise ValueError("a record needs at least one value")
         zone_id = self.zone_id(zone)
@@ -224,24 +294,52 @@ class Route53Dns:
         if type == "CNAME":
             values = [_norm(v) + "." for v in values]
         new = DnsRecordSet(fqdn, type, ttl, tuple(sorted(values)))
-        stored, previous = self._sidecar(zone_id, fqdn, type)
-        has_sidecar = stored is not None
+        stored = self._read(zone_id, sidecar_name(fqdn, type), "TXT")
         current = self.get(zone, fqdn, type)
-        if not has_sidecar:
-            previous = current
-        if has_sidecar and current == new:
-            return DnsChange(_norm(zone), fqdn, type, previous, new)
+        if stored is not None and current == new:
+            return DnsChange(
+                _norm(zone), fqdn, type, self._previous(zone, fqdn, type, stored, current), new, run
+            )
+        previous = current if stored is None else self._previous(zone, fqdn, type, stored, current)
         changes = [{"Action": "UPSERT", "ResourceRecordSet": self._rrset(new)}]
-        if not has_sidecar:
-            sidecar = {
-                "Name": sidecar_name(fqdn, type) + ".",
-                "Type": "TXT",
-                "TTL": 60,
-                "ResourceRecords": [{"Value": _encode_sidecar(previous)}],
-            }
+        sidecar = {
+            "Name": sidecar_name(fqdn, type) + ".",
+            "Type": "TXT",
+            "TTL": 60,
+            "ResourceRecords": [{"Value": _encode_sidecar(previous, new, run)}],
+        }
+        if stored is None:
+            changes.append({"Action": "CREATE", "ResourceRecordSet": sidecar})
+        else:
+            # Same "previous" (the first change's), but the value this change sets and its run.
+            changes.append({"Action": "DELETE", "ResourceRecordSet": stored})
             changes.append({"Action": "CREATE", "ResourceRecordSet": sidecar})
         self._change(zone_id, changes, f"seawall: {fqdn} {type} -> {','.join(new.values)}")
-        return DnsChange(_norm(zone), fqdn, type, previous, new)
+        return DnsChange(_norm(zone), fqdn, type, previous, new, run)
+
+    @staticmethod
+    def _previous(
+        zone: str, name: str, type: RecordType, stored: dict[str, Any], current: DnsRecordSet | None
+    ) -> DnsRecordSet | None:
+        return previous_value(
+            recorded_change(zone, name, type, stored["ResourceRecords"][0]["Value"]), current
+        )
+
+    def recorded(self, zone: str, name: str, type: RecordType) -> DnsChange | None:
+        rrset = self._read(self.zone_id(zone), sidecar_name(name, type), "TXT")
+        if rrset is None:
+            return None
+        return recorded_change(zone, name, type, rrset["ResourceRecords"][0]["Value"])
+
+    def forget(self, zone: str, name: str, type: RecordType) -> bool:
+        zone_id = self.zone_id(zone)
+        stored, _ = self._sidecar(zone_id, name, type)
+        if stored is None:
+            return False
+        self._change(
+            zone_id, [{"Action": "DELETE", "ResourceRecordSet": stored}], f"seawall: forget {_norm(name)}"
+        )
+        return True
 
     def restore(self, change: DnsChange, *, force: bool = False) -> DnsRecordSet | None:
         zone_id = self.zone_id(change.zone)

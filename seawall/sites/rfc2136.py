@@ -55,6 +55,8 @@ from seawall.sites.dns import (
     _decode_sidecar,
     _encode_sidecar,
     _norm,
+    previous_value,
+    recorded_change,
     sidecar_name,
 )
 
@@ -222,7 +224,35 @@ class Rfc2136Dns:
         else:
             update.present(name + ".", type, *record.values)
 
-    def upsert(self, zone: str, name: str, type: RecordType, values: Sequence[str], ttl: int) -> DnsChange:
+    def recorded(self, zone: str, name: str, type: RecordType) -> DnsChange | None:
+        found = self._read(zone, sidecar_name(name, type), "TXT")
+        if found is None:
+            return None
+        return recorded_change(zone, name, type, found[1][0])
+
+    def forget(self, zone: str, name: str, type: RecordType) -> bool:
+        side = sidecar_name(name, type) + "."
+        if self._read(zone, side, "TXT") is None:
+            return False
+        update = self._update(zone)
+        update.delete(side, "TXT")
+        rcode = self._send(update, f"forget {_norm(name)} {type}").rcode()
+        if rcode != dns.rcode.NOERROR:
+            raise DnsError(
+                f"{self._where} answered {dns.rcode.to_text(rcode)} to forget {_norm(name)} {type}"
+            )
+        return True
+
+    def upsert(
+        self,
+        zone: str,
+        name: str,
+        type: RecordType,
+        values: Sequence[str],
+        ttl: int,
+        *,
+        run: str | None = None,
+    ) -> DnsChange:
         if not values:
             raise ValueError("a record needs at least one value")
         fqdn = _norm(name)
@@ -232,15 +262,21 @@ class Rfc2136Dns:
         side = sidecar_name(fqdn, type)
         seen: object = None
         for _ in range(_ATTEMPTS):
-            has_sidecar, previous = self._sidecar(zone, fqdn, type)
+            found = self._read(zone, side, "TXT")
+            has_sidecar = found is not None
             current = self.get(zone, fqdn, type)
-            if not has_sidecar:
-                previous = current
+            previous = current
+            if found is not None:
+                previous = previous_value(recorded_change(zone, fqdn, type, found[1][0]), current)
             if has_sidecar and current == new:
-                return DnsChange(_norm(zone), fqdn, type, previous, new)  # a retry of a change that landed
+                return DnsChange(
+                    _norm(zone), fqdn, type, previous, new, run
+                )  # a retry of a change that landed
             update = self._update(zone)
-            if has_sidecar:
-                update.present(side + ".", "TXT")
+            if found is not None:
+                # Exactly the sidecar just read: it is replaced (same "previous", this run's value).
+                update.present(side + ".", "TXT", *found[1])
+                self._require(update, fqdn, type, current)
             else:
                 update.absent(side + ".", "TXT")
                 self._require(update, fqdn, type, current)
@@ -250,8 +286,7 @@ class Rfc2136Dns:
             elif type != "CNAME":
                 update.absent(fqdn + ".", "CNAME")
             update.replace(fqdn + ".", ttl, type, *new.values)
-            if not has_sidecar:
-                update.add(side + ".", SIDECAR_TTL, "TXT", _encode_sidecar(previous))
+            update.replace(side + ".", SIDECAR_TTL, "TXT", _encode_sidecar(previous, new, run))
             response = self._send(update, f"update {fqdn} {type}")
             rcode = response.rcode()
             if rcode in _PREREQUISITE_FAILED:
@@ -265,7 +300,7 @@ class Rfc2136Dns:
             after = self.get(zone, fqdn, type)
             if after != new:
                 raise DnsError(f"{self._where} accepted update {fqdn} {type} but holds {_shown(after)}")
-            return DnsChange(_norm(zone), fqdn, type, previous, new)
+            return DnsChange(_norm(zone), fqdn, type, previous, new, run)
         raise DnsConflictError(f"{fqdn} {type} kept changing under Seawall's update; not changed")
 
     @staticmethod

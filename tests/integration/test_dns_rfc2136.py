@@ -108,7 +108,7 @@ def test_new_record_created_repeated_and_deleted_on_restore(
     change = bind.upsert(zone, name, "A", ["10.2.1.21"], 60)
     assert change.previous is None
     assert dig(lab, name) == ["60 10.2.1.21"]
-    assert dig(lab, sidecar_name(name, "A"), "TXT") == ['60 "seawall-prev v1 absent"']
+    assert dig(lab, sidecar_name(name, "A"), "TXT") == ['60 "seawall-prev v1 absent set=10.2.1.21"']
     # The activity's retry: the same change back, and nothing sent to the server (serial unchanged).
     before = serial(lab)
     assert bind.upsert(zone, name, "A", ["10.2.1.21"], 60) == change

@@ -55,6 +55,7 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
             # planned failover can carry it over.
             write_blocks(lab, "primary", "db-01", offset, marker)
             expected = read_disk(lab, "primary", "db-01")
+            records_before = dns_records(lab)
             with stand_ins(env.settings.health_check_port_offset):
                 handle = await env.client.start_workflow(
                     "RecoveryPlan",
@@ -140,14 +141,18 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
         assert all(back[vm].parent is not None for vm in VMS)
         action = reverse_schedule.schedule.action
         assert getattr(action, "task_queue", None) == "seawall-site-dr"
-        # Failback: the original VMs run again with everything the DR site wrote, DNS points home.
+        # Failback: the original VMs run again with everything the DR site wrote.
         assert failback.status == "completed", failback.failed_vms
         assert all(n.endswith("powered off at dr") for n in failback.fencing), failback.fencing
         assert [v.target_name for v in failback.vms] == VMS
         assert home_disk == dr_final[: len(home_disk)]
         assert b"WRITTEN-AT-DR-" + marker in home_disk
         assert set(primary_power(lab).values()) == {"poweredOn"}
-        assert dns_records(lab)[("db.corp.example.com", "A")] == ["10.1.3.10"]
+        # DNS: failback put back every record the failover changed, exactly as it was before it (a
+        # record that did not exist is gone again), sidecars included.
+        assert dns_records(lab) == records_before
+        assert {d.outcome for v in failback.vms for d in v.dns} <= {"restored", "unchanged"}
+        assert any(d.outcome == "restored" for v in failback.vms for d in v.dns)
     finally:
         set_primary_power(lab, on=True)
         vminfo = next(v for v in lab.vsphere["primary"].vms if v.name == "db-01")

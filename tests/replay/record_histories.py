@@ -4,6 +4,7 @@
     .venv/bin/python -m tests.replay.record_histories drill    # a recovery-plan drill
     .venv/bin/python -m tests.replay.record_histories failback # planned failover, commit, reprotect
     .venv/bin/python -m tests.replay.record_histories verify   # a full verify (VerifyReplica)
+    .venv/bin/python -m tests.replay.record_histories group    # ProtectGroup, GroupReplicationCycle
 
 Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
 keep the old histories and guard the change with ``workflow.patched``: the point of these files is
@@ -210,10 +211,43 @@ async def record_verify() -> None:
             print(f"recorded verify_replica: {len(history.events)} events")
 
 
+async def record_group() -> None:
+    """A consistency group of the ERP tiers protected (hung freeze, thaw): ProtectGroup and its seed."""
+    from seawall.contract.messages import GroupCycleInput, ProtectGroupResult
+    from tests.integration.test_consistency_group import _inventory
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory, _ = _inventory(lab, Path(tmp))
+        async with replication_env(lab, Path(tmp), lab_config.state_dir(), inventory=inventory) as env:
+            client = env.client
+            protect = await client.start_workflow(
+                "ProtectGroup",
+                GroupCycleInput(group="erp"),
+                id="protect-group/erp",
+                task_queue=env.settings.orchestration_queue,
+                result_type=ProtectGroupResult,
+            )
+            result = await protect.result()
+            await client.get_schedule_handle(result.schedule_id).delete()
+            query = f'WorkflowType = "GroupReplicationCycle" AND WorkflowId = "replicate-group/erp/seed-{protect.result_run_id.replace("-", "")[-12:]}"'  # noqa: E501
+            (seed,) = [wf async for wf in client.list_workflows(query)]
+            for name, handle in (
+                ("protect_group", protect),
+                ("group_replication_cycle", client.get_workflow_handle(seed.id, run_id=seed.run_id)),
+            ):
+                history = await handle.fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}: {len(history.events)} events")
+
+
 if __name__ == "__main__":
     import sys
 
-    which = {"drill": record_drill, "failback": record_failback, "verify": record_verify}.get(
-        sys.argv[1] if sys.argv[1:] else ""
-    )
+    which = {
+        "drill": record_drill,
+        "failback": record_failback,
+        "verify": record_verify,
+        "group": record_group,
+    }.get(sys.argv[1] if sys.argv[1:] else "")
     asyncio.run(which() if which else record())

@@ -163,6 +163,15 @@ def _instances() -> list[BaseModel]:
         ],
         plans=[_plan()],
         placements=[models.Placement(source="primary", target="dr", folder="dr/erp", datastore="ds1")],
+        consistency_groups=[
+            models.ConsistencyGroup(
+                name="erp",
+                policy="gold",
+                vms=["db-01", "app-01"],
+                freeze=models.SnapshotHook(command=["/usr/local/bin/freeze"], timeout=timedelta(seconds=20)),
+                thaw=models.SnapshotHook(command=["/usr/local/bin/thaw"]),
+            )
+        ],
     )
     plan = _plan()
     items: list[BaseModel | None] = [
@@ -172,6 +181,8 @@ def _instances() -> list[BaseModel]:
         *inventory.policies,
         *inventory.protected_vms,
         *inventory.dns_zones,
+        *inventory.consistency_groups,
+        inventory.consistency_groups[0].freeze,
         plan,
         *plan.groups,
         *plan.gates,

@@ -78,6 +78,18 @@ BROKEN_CASES = [
     ),
     ("inventory-kvm-no-pool.yaml", 4, "sites[0].pool", "required key is missing"),
     ("inventory-missing-field.yaml", 15, "sites[1].datacenter", "required key is missing"),
+    (
+        "inventory-group-unknown-vm.yaml",
+        56,
+        "consistency_groups[0].vms[2]",
+        "unknown protected VM 'web-1'; did you mean 'web-01'?",
+    ),
+    (
+        "inventory-group-two-sites.yaml",
+        56,
+        "consistency_groups[0].vms",
+        "members come from several source sites: dr, primary",
+    ),
     ("inventory-no-retention.yaml", 41, "policies[0]", "give retention_count, retention_hours, or both"),
     (
         "inventory-site-kind.yaml",

@@ -30,6 +30,12 @@ from seawall.contract.messages import (
     GcInput,
     GcOutcome,
     GcScheduleRequest,
+    GroupCycleInput,
+    GroupPointRequest,
+    GroupPointsChosen,
+    GroupPointsRequest,
+    GroupProtection,
+    GroupScheduleRequest,
     GroupStep,
     HealthOutcome,
     HookOutcome,
@@ -52,6 +58,8 @@ from seawall.contract.messages import (
     ShippedDiskRef,
     ShipRequest,
     SiteProbe,
+    SnapshotHookOutcome,
+    SnapshotHookRequest,
     SnapshotRelease,
     SnapshotRequest,
     SnapshotTaken,
@@ -109,6 +117,11 @@ class Stubs:
     # answers the next older point ``<point>-older``, or none when ``no_older`` is set.
     corrupt: set[str] = field(default_factory=set)
     no_older: bool = False
+    # consistency groups: the members, and what the freeze hook does ("ok", "timeout", "fails")
+    group_vms: list[str] = field(default_factory=lambda: ["db", "app", "web"])
+    freeze: str = "ok"
+    # VMs whose verify fails (the others verify)
+    verify_fails_for: set[str] = field(default_factory=set)
     calls: list[Call] = field(default_factory=list)
     # Signed intents: the orchestration worker's keys (None: not enforced) and its policy.
     intent_keys: IntentKeys | None = None
@@ -232,7 +245,9 @@ class Stubs:
             older = f"{inp.refused[-1]}-older"
             note = f"{older} is the newest older point and passed a full verify"
             return ChosenPoint(point_id=older, created_at=T0, disks=["disk0"], source_ips=[], note=note)
-        return ChosenPoint(point_id=f"pt-{inp.vm}", created_at=T0, disks=["disk0"], source_ips=["10.0.0.9"])
+        return ChosenPoint(
+            point_id=inp.point_id or f"pt-{inp.vm}", created_at=T0, disks=["disk0"], source_ips=["10.0.0.9"]
+        )
 
     @activity.defn(name=A.MATERIALIZE_DISKS)
     async def materialize_disks(self, req: PointRestore) -> Materialized:
@@ -336,8 +351,9 @@ class Stubs:
     @activity.defn(name=A.VERIFY_POINT)
     async def verify_point(self, req: VMPoint) -> VerifyOutcome:
         await self._enter(A.VERIFY_POINT, req)
-        problems = [] if self.verify_ok else ["disk0 block 3 @ 196608: digest mismatch"]
-        return VerifyOutcome(ok=self.verify_ok, blocks_checked=16, bytes_checked=1 << 20, problems=problems)
+        ok = self.verify_ok and req.vm not in self.verify_fails_for
+        problems = [] if ok else ["disk0 block 3 @ 196608: digest mismatch"]
+        return VerifyOutcome(ok=ok, blocks_checked=16, bytes_checked=1 << 20, problems=problems)
 
     @activity.defn(name=A.RELEASE_SNAPSHOT)
     async def release_snapshot(self, req: SnapshotRelease) -> int:
@@ -390,6 +406,63 @@ class Stubs:
         await self._enter(A.CANCEL_CYCLES, req)
         return 0
 
+    # ---- consistency groups ------------------------------------------------------------------------
+
+    @activity.defn(name=A.RESOLVE_GROUP)
+    async def resolve_group(self, inp: GroupCycleInput) -> GroupProtection:
+        await self._enter(A.RESOLVE_GROUP, inp)
+        return GroupProtection(
+            group=inp.group,
+            source_site=self.source_site,
+            source_kind=self.source_kind,
+            vms=list(self.group_vms),
+            policy="gold",
+            interval_s=300,
+            store="local",
+            app_consistent=True,
+            freeze=True,
+            thaw=True,
+            freeze_timeout_s=5,
+            thaw_timeout_s=5,
+        )
+
+    @activity.defn(name=A.RUN_SNAPSHOT_HOOK)
+    async def run_snapshot_hook(self, req: SnapshotHookRequest) -> SnapshotHookOutcome:
+        await self._enter(A.RUN_SNAPSHOT_HOOK, req)
+        if req.hook == "freeze" and self.freeze == "fails":
+            raise ApplicationError("freeze: worker lost", type="StubFailure", non_retryable=True)
+        if req.hook == "freeze" and self.freeze == "timeout":
+            # What the real activity reports after killing a hung freeze command at its timeout.
+            return SnapshotHookOutcome(
+                hook="freeze",
+                ok=False,
+                timed_out=True,
+                detail="timed out after 5s: killed",
+                started_at=T0,
+                finished_at=T0,
+            )
+        return SnapshotHookOutcome(
+            hook=req.hook, ok=True, timed_out=False, detail="exit 0", started_at=T0, finished_at=T0
+        )
+
+    @activity.defn(name=A.COMMIT_GROUP_POINT)
+    async def commit_group_point(self, req: GroupPointRequest) -> str:
+        await self._enter(A.COMMIT_GROUP_POINT, req)
+        return req.point_id
+
+    @activity.defn(name=A.ENSURE_GROUP_SCHEDULE)
+    async def ensure_group_schedule(self, req: GroupScheduleRequest) -> str:
+        await self._enter(A.ENSURE_GROUP_SCHEDULE, req)
+        return f"replicate-group/{req.group}"
+
+    @activity.defn(name=A.CHOOSE_GROUP_POINTS)
+    async def choose_group_points(self, req: GroupPointsRequest) -> GroupPointsChosen:
+        await self._enter(A.CHOOSE_GROUP_POINTS, req)
+        groups = {g: f"gp-{g}" for g in req.groups}
+        return GroupPointsChosen(
+            groups=groups, points={vm: f"gp-{g}" for g, vms in req.groups.items() for vm in vms}
+        )
+
 
 def vm_step(vm: str, group: str, depends_on: Sequence[str] = (), boot_delay_s: float = 0) -> VMStep:
     return VMStep(vm=vm, group=group, depends_on=list(depends_on), boot_delay_s=boot_delay_s)
@@ -428,6 +501,7 @@ def plan_spec(
     test_ttl_s: float = 4 * 3600,
     pre_hooks: Sequence[str] = (),
     post_hooks: Sequence[str] = (),
+    consistency_groups: dict[str, list[str]] | None = None,
 ) -> PlanSpec:
     return PlanSpec(
         plan=plan,
@@ -439,4 +513,5 @@ def plan_spec(
         pre_hooks=list(pre_hooks),
         post_hooks=list(post_hooks),
         groups=list(groups),
+        consistency_groups=consistency_groups or {},
     )

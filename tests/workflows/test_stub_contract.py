@@ -12,6 +12,7 @@ from activities import schedules
 from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
 from activities.fence import FenceActivities
+from activities.groups import GroupActivities
 from activities.hooks import HookActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
@@ -51,6 +52,7 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             CleanupActivities,
             HookActivities,
             FenceActivities,
+            GroupActivities,
             OrchestrationActivities,
             VerifyActivities,
             schedules,

@@ -60,9 +60,10 @@ class Replication:
     progress_at: datetime | None
 
 
-async def read_schedule(client: Client, vm: str) -> ScheduleSeen | None:
+async def read_schedule(client: Client, vm: str, sid: str | None = None) -> ScheduleSeen | None:
+    """The VM's replication schedule (``sid``: another schedule that replicates it, its group's)."""
     try:
-        desc = await client.get_schedule_handle(schedule_id(vm)).describe()
+        desc = await client.get_schedule_handle(sid or schedule_id(vm)).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None

@@ -1,0 +1,368 @@
+"""Consistency groups: ``GroupReplicationCycle`` (one group point) and ``ProtectGroup``.
+
+A group cycle runs on the source site's queue. Its barrier: freeze (optional) -> every member's
+snapshot -> thaw (always, in a ``finally``: after a hung freeze, a failed snapshot or a cancel) ->
+only then is anything shipped. Every member's point gets the group point's id, is committed and
+verified as in a single-VM cycle, and the group point is written last, only when all members
+verified; the snapshots are released in a ``finally`` whatever happened. A cycle that failed for one
+member commits no group point: its other members' points are never chosen for a group recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.replication import FATAL, PERSISTENT, QUICK, ReplicationCycleWorkflow, point_id_for
+
+with workflow.unsafe.imports_passed_through():
+    from activities.groups import GroupActivities
+    from activities.protection import InventoryActivities
+    from activities.replica import RetentionActivities
+    from activities.replication import ReplicationActivities
+    from activities.schedules import delete_schedule, ensure_gc_schedule, ensure_group_schedule
+    from seawall.contract.messages import (
+        CommitRequest,
+        CycleStart,
+        GcScheduleRequest,
+        GroupCycleInput,
+        GroupCycleResult,
+        GroupPointRequest,
+        GroupProtection,
+        GroupScheduleRequest,
+        ProtectGroupResult,
+        ShipOutcome,
+        ShipRequest,
+        SnapshotHookOutcome,
+        SnapshotHookRequest,
+        SnapshotRelease,
+        SnapshotRequest,
+        SnapshotTaken,
+        VMPoint,
+        VMRef,
+    )
+    from seawall.contract.names import Query, Workflow, group_search_value, seed_group_cycle_id
+    from seawall.contract.queues import site_queue
+    from seawall.contract.search import SA_SITE, SA_VM
+
+_ = ReplicationCycleWorkflow  # the single-VM cycle these steps mirror
+
+
+@workflow.defn(name=Workflow.GROUP_REPLICATION_CYCLE)
+class GroupReplicationCycleWorkflow:
+    """freeze -> all snapshots -> thaw -> ship all -> commit, verify all -> group point -> release."""
+
+    def __init__(self) -> None:
+        self._phase = "starting"
+        self._point: str | None = None
+
+    @workflow.query(name=Query.PHASE)
+    def phase(self) -> dict[str, str | None]:
+        return {"phase": self._phase, "point": self._point}
+
+    def _set_phase(self, phase: str, group: str) -> None:
+        self._phase = phase
+        workflow.set_current_details(
+            f"group {group}: {phase}" + (f" (point {self._point})" if self._point else "")
+        )
+
+    @workflow.run
+    async def run(self, inp: GroupCycleInput) -> GroupCycleResult:
+        started = workflow.now()
+        g: GroupProtection = await workflow.execute_local_activity_method(
+            InventoryActivities.resolve_group,
+            inp,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        workflow.upsert_search_attributes(
+            [SA_VM.value_set(group_search_value(g.group)), SA_SITE.value_set(g.source_site)]
+        )
+        point = self._point = point_id_for(workflow.info(), started)
+        self._set_phase("finding parent points", g.group)
+        starts: list[CycleStart] = list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_local_activity_method(
+                        ReplicationActivities.start_cycle,
+                        VMPoint(vm=vm, point_id=point),
+                        start_to_close_timeout=timedelta(minutes=2),
+                        retry_policy=QUICK,
+                    )
+                    for vm in g.vms
+                )
+            )
+        )
+        snaps: dict[str, SnapshotTaken] = {}
+        hooks: list[SnapshotHookOutcome] = []
+        try:
+            window = await self._barrier(g, point, starts, snaps, hooks)
+            app_consistent = g.app_consistent and all(h.ok for h in hooks if h.hook == "freeze")
+            notes = [f"{h.hook}: {h.detail}" for h in hooks if not h.ok]
+            shipped = await self._ship_commit_verify(g, point, starts, snaps, app_consistent)
+            self._set_phase("committing group point", g.group)
+            # Local, like a member's commit: quick, and a dead worker's attempt is retried within a
+            # workflow task timeout (the record is written once; the same content again is a no-op).
+            await workflow.execute_local_activity_method(
+                GroupActivities.commit_group_point,
+                GroupPointRequest(
+                    group=g.group,
+                    point_id=point,
+                    vms=g.vms,
+                    app_consistent=app_consistent,
+                    snapshots_started_at=window[0],
+                    snapshots_finished_at=window[1],
+                    notes=notes,
+                ),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=QUICK,
+            )
+        finally:
+            self._set_phase("releasing snapshots", g.group)
+            await asyncio.gather(
+                *(
+                    workflow.execute_local_activity_method(
+                        ReplicationActivities.release_snapshot,
+                        SnapshotRelease(vm=vm, snapshot=snap.snapshot),
+                        start_to_close_timeout=timedelta(minutes=10),
+                        retry_policy=RetryPolicy(
+                            maximum_interval=timedelta(minutes=1), non_retryable_error_types=FATAL
+                        ),
+                    )
+                    for vm, snap in snaps.items()
+                )
+            )
+        self._set_phase("applying retention", g.group)
+        retention = await asyncio.gather(
+            *(
+                workflow.execute_local_activity_method(
+                    RetentionActivities.apply_retention,
+                    VMRef(vm=vm),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=QUICK,
+                )
+                for vm in g.vms
+            )
+        )
+        self._set_phase("done", g.group)
+        return GroupCycleResult(
+            group=g.group,
+            point_id=point,
+            vms=g.vms,
+            started_at=started.isoformat(),
+            finished_at=workflow.now().isoformat(),
+            app_consistent=app_consistent,
+            hooks=hooks,
+            snapshots_started_at=window[0],
+            snapshots_finished_at=window[1],
+            bytes_shipped=sum(s.bytes_shipped for s in shipped),
+            retention_deleted={vm: r.deleted for vm, r in zip(g.vms, retention, strict=True)},
+        )
+
+    async def _hook(self, g: GroupProtection, hook: str, point: str, timeout_s: float) -> SnapshotHookOutcome:
+        return await workflow.execute_activity_method(
+            GroupActivities.run_snapshot_hook,
+            SnapshotHookRequest(group=g.group, hook=hook, point_id=point),
+            # The activity kills the command at its own timeout; this one only catches a dead worker.
+            start_to_close_timeout=timedelta(seconds=timeout_s + 60),
+            heartbeat_timeout=timedelta(seconds=30),
+            # A freeze is not repeated (the snapshots go ahead crash-consistent); a thaw must happen.
+            retry_policy=RetryPolicy(maximum_attempts=1 if hook == "freeze" else 5),
+        )
+
+    async def _barrier(
+        self,
+        g: GroupProtection,
+        point: str,
+        starts: list[CycleStart],
+        snaps: dict[str, SnapshotTaken],
+        hooks: list[SnapshotHookOutcome],
+    ) -> tuple[str, str]:
+        """Every member's snapshot taken together, between freeze and thaw. Returns when the first
+        snapshot was asked for and when the last was done."""
+        try:
+            if g.freeze:
+                self._set_phase("freezing", g.group)
+                try:
+                    hooks.append(await self._hook(g, "freeze", point, g.freeze_timeout_s))
+                except ActivityError as exc:
+                    # The freeze's worker died or its activity failed: the snapshots go ahead,
+                    # crash-consistent together, and the point says it is not app-consistent.
+                    now = workflow.now().isoformat()
+                    hooks.append(
+                        SnapshotHookOutcome(
+                            hook="freeze",
+                            ok=False,
+                            timed_out=False,
+                            detail=str(exc.cause or exc)[:500],
+                            started_at=now,
+                            finished_at=now,
+                        )
+                    )
+            self._set_phase("taking snapshots", g.group)
+            first = workflow.now().isoformat()
+            taken = await asyncio.gather(
+                *(
+                    workflow.execute_local_activity_method(
+                        ReplicationActivities.create_snapshot,
+                        SnapshotRequest(vm=vm, snapshot=start.snapshot, quiesce=g.app_consistent),
+                        start_to_close_timeout=timedelta(minutes=10),
+                        retry_policy=QUICK,
+                    )
+                    for vm, start in zip(g.vms, starts, strict=True)
+                ),
+                return_exceptions=True,
+            )
+            for vm, result in zip(g.vms, taken, strict=True):
+                if isinstance(result, SnapshotTaken):
+                    snaps[vm] = result
+            failed = [r for r in taken if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
+            return first, workflow.now().isoformat()
+        finally:
+            if g.thaw:
+                self._set_phase("thawing", g.group)
+                hooks.append(await self._hook(g, "thaw", point, g.thaw_timeout_s))
+
+    async def _ship_commit_verify(
+        self,
+        g: GroupProtection,
+        point: str,
+        starts: list[CycleStart],
+        snaps: dict[str, SnapshotTaken],
+        app_consistent: bool,
+    ) -> list[ShipOutcome]:
+        hb = timedelta(seconds=g.heartbeat_timeout_s)
+        self._set_phase("shipping", g.group)
+        shipped: list[ShipOutcome] = list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        ReplicationActivities.ship_disks,
+                        ShipRequest(
+                            vm=vm,
+                            point_id=point,
+                            snapshot=snaps[vm].snapshot,
+                            parent=start.parent,
+                            disks=snaps[vm].disks,
+                        ),
+                        start_to_close_timeout=timedelta(hours=24),
+                        heartbeat_timeout=hb,
+                        retry_policy=PERSISTENT,
+                    )
+                    for vm, start in zip(g.vms, starts, strict=True)
+                )
+            )
+        )
+        self._set_phase("committing member points", g.group)
+        await asyncio.gather(
+            *(
+                workflow.execute_local_activity_method(
+                    ReplicationActivities.commit_point,
+                    CommitRequest(
+                        vm=vm,
+                        point_id=point,
+                        parent=start.parent,
+                        outcome=out,
+                        meta={
+                            "workflow_id": workflow.info().workflow_id,
+                            "snapshot": snaps[vm].snapshot,
+                            "guest_ips": ",".join(snaps[vm].guest_ips),
+                            "app_consistent": "true" if app_consistent else "false",
+                            "consistency_group": g.group,
+                        },
+                    ),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=QUICK,
+                )
+                for vm, start, out in zip(g.vms, starts, shipped, strict=True)
+            )
+        )
+        self._set_phase("verifying member points", g.group)
+        verified = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    ReplicationActivities.verify_point,
+                    VMPoint(vm=vm, point_id=point),
+                    start_to_close_timeout=timedelta(hours=12),
+                    heartbeat_timeout=hb,
+                    retry_policy=PERSISTENT,
+                )
+                for vm in g.vms
+            )
+        )
+        bad = [
+            f"{vm}: {'; '.join(v.problems[:3])}" for vm, v in zip(g.vms, verified, strict=True) if not v.ok
+        ]
+        if bad:
+            raise ApplicationError(
+                f"group {g.group} point {point}: members failed verification: " + " | ".join(bad),
+                type="VerifyFailed",
+                non_retryable=True,
+            )
+        return shipped
+
+
+@workflow.defn(name=Workflow.PROTECT_GROUP)
+class ProtectGroupWorkflow:
+    """Enable CBT on every member, seed the first group point, then hand the group to its schedule."""
+
+    @workflow.run
+    async def run(self, inp: GroupCycleInput) -> ProtectGroupResult:
+        g: GroupProtection = await workflow.execute_activity_method(
+            InventoryActivities.resolve_group,
+            inp,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        workflow.upsert_search_attributes([SA_SITE.value_set(g.source_site)])
+        # Members snapshot only behind the group's barrier: a schedule of their own would not.
+        for vm in g.vms:
+            await workflow.execute_activity(
+                delete_schedule,
+                VMRef(vm=vm),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+            )
+        if g.source_kind == "vsphere":
+            workflow.set_current_details(f"group {g.group}: enabling changed block tracking")
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity_method(
+                        ReplicationActivities.enable_cbt,
+                        VMRef(vm=vm),
+                        task_queue=site_queue(g.source_site),
+                        start_to_close_timeout=timedelta(minutes=5),
+                        retry_policy=QUICK,
+                    )
+                    for vm in g.vms
+                )
+            )
+        workflow.set_current_details(f"group {g.group}: seeding the first group point")
+        seed = await workflow.execute_child_workflow(
+            GroupReplicationCycleWorkflow.run,
+            GroupCycleInput(group=g.group),
+            id=seed_group_cycle_id(g.group, workflow.info().run_id),
+            task_queue=site_queue(g.source_site),
+        )
+        sid = await workflow.execute_activity(
+            ensure_group_schedule,
+            GroupScheduleRequest(group=g.group, source_site=g.source_site, interval_s=g.interval_s),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        await workflow.execute_activity(
+            ensure_gc_schedule,
+            GcScheduleRequest(store=g.store, site=g.source_site, interval_s=g.gc_interval_s),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK,
+        )
+        workflow.set_current_details(f"group {g.group}: protected, first point {seed.point_id}")
+        return ProtectGroupResult(
+            group=g.group, schedule_id=sid, interval_s=g.interval_s, first_point=seed.point_id, vms=g.vms
+        )
