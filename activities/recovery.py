@@ -67,6 +67,7 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
                 gate_message=gate.message if gate else None,
                 gate_timeout_s=gate.timeout.total_seconds() if gate and gate.timeout else None,
                 gate_on_timeout=gate.on_timeout if gate else "abort",
+                gate_approvers=gate.approvers if gate else "operator",
             )
         )
     # Failing back runs the same groups the other way: from the plan's target to its source.
@@ -104,6 +105,14 @@ class OrchestrationActivities:
 
     @activity.defn(name=Activity.WRITE_REPORT)
     def write_report(self, report: RunReport) -> ReportWritten:
+        if report.targets is None:
+            # The plan's promises as they stand when the run ends: the report judges the run by them.
+            try:
+                found, _ = find_plan(self.settings, report.plan)
+            except ApplicationError:
+                found = None  # the plan file broke since the run started: the report has no targets
+            if found is not None:
+                report = report.model_copy(update={"targets": reports.targets_of(found)})
         json_path, html_path = reports.write(self.settings.reports_dir, report)
         return ReportWritten(json_path=str(json_path.resolve()), html_path=str(html_path.resolve()))
 

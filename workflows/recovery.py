@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from workflows.notify import event_key, notify
 from workflows.plan import FATAL, PERSISTENT, QUICK, load_spec
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.replication import ReplicationCycleWorkflow
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
+    from seawall.contract.drills import NotifyRequest
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -46,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
     from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
+
+
+# Notifications (gate waiting, run started / completed / failed) added to the command sequence.
+NOTIFY_PATCH = "notify-events"
 
 
 @dataclass
@@ -75,6 +81,9 @@ class RecoveryPlanWorkflow:
         self._ttl_extension_s = 0.0
         self._mode = ""
         self._done = False
+        self._plan = ""
+        self._site: str | None = None
+        self._run: str | None = None
 
     # ---- messages --------------------------------------------------------------------------------
 
@@ -154,6 +163,9 @@ class RecoveryPlanWorkflow:
                 "failback is a planned failover the other way: use mode planned", type="PlanInvalid"
             )
         spec = await load_spec(inp.plan, inp.direction if failback else None)
+        self._plan, self._site, self._run = spec.plan, spec.target_site, run
+        if workflow.patched(NOTIFY_PATCH):
+            self._tell("run-started", "", f"{inp.mode} run of {inp.plan} started", {"run": run})
         vms = [v.vm for g in spec.groups for v in g.vms]
         evidence = _Evidence()
         if inp.mode in ("planned", "unplanned"):
@@ -286,6 +298,11 @@ class RecoveryPlanWorkflow:
             retry_policy=QUICK,
         )
         self._set_phase(f"{report.status}: report {written.html_path}")
+        if workflow.patched(NOTIFY_PATCH):
+            event = "run-completed" if report.status == "completed" else "run-failed"
+            await self._tell(
+                event, "", f"{report.mode} run of {report.plan} {report.status}", {"run": report.run}
+            )
         if report.status == "failed":
             raise ApplicationError(
                 f"plan {report.plan} run {report.run} failed: "
@@ -295,6 +312,20 @@ class RecoveryPlanWorkflow:
                 non_retryable=True,
             )
         return report
+
+    def _tell(self, event: str, what: str, summary: str, facts: dict[str, str]) -> asyncio.Task[None]:
+        """Notify the people configured for ``event`` about this run (``notify`` activity, retried;
+        keyed by this run and ``what``, so one event is one message however often it is retried)."""
+        req = NotifyRequest(
+            event=event,
+            key=event_key(event, *([what] if what else [])),
+            plan=self._plan,
+            site=self._site,
+            run=self._run,
+            summary=summary,
+            facts={"mode": self._mode, **facts},
+        )
+        return asyncio.ensure_future(notify(req))
 
     async def _hook(self, name: str, spec: PlanSpec, group: str | None) -> HookOutcome:
         return await workflow.execute_activity_method(
@@ -310,6 +341,14 @@ class RecoveryPlanWorkflow:
         self._pending_gate = group.gate
         self._gate_decision = None
         self._set_phase(f"waiting for approval: {group.gate} ({group.gate_message})")
+        if workflow.patched(NOTIFY_PATCH):
+            # In the background: the gate waits for a person, not for the message to be delivered.
+            self._tell(
+                "gate-waiting",
+                group.gate,
+                f"gate {group.gate} waits for approval",
+                {"message": group.gate_message or "", "approvers": group.gate_approvers},
+            )
         timeout = timedelta(seconds=group.gate_timeout_s) if group.gate_timeout_s else None
         try:
             await workflow.wait_condition(

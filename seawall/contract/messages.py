@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.drills import ReportTargets
 from seawall.contract.names import NAME_PATTERN
 
 
@@ -269,6 +270,7 @@ class GroupStep(_Message):
     gate_message: str | None
     gate_timeout_s: float | None
     gate_on_timeout: str
+    gate_approvers: str = "operator"  # the least API role that may approve the gate
 
 
 class PlanSpec(_Message):
@@ -411,6 +413,7 @@ class RunReport(_Message):
     groups: list[StepTime]
     cleanup: CleanupOutcome | None = None
     fencing: list[str] = []
+    targets: ReportTargets | None = None  # the plan's RPO/RTO, added when the report is written
 
 
 class ReportWritten(_Message):

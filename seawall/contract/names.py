@@ -24,6 +24,7 @@ class Workflow:
     CLEANUP_TEST: Final = "CleanupTest"
     COMMIT_FAILOVER: Final = "CommitFailover"
     REPROTECT: Final = "Reprotect"
+    SCHEDULED_DRILL: Final = "ScheduledDrill"
 
 
 class Update:
@@ -77,6 +78,8 @@ class Activity:
     UPDATE_DNS: Final = "update_dns"
     CLEANUP_RUN: Final = "cleanup_run"
     RUN_HOOK: Final = "run_hook"
+    NOTIFY: Final = "notify"
+    DRIVE_DRILL: Final = "drive_drill"
 
 
 def _short_run(run_id: str) -> str:
@@ -118,6 +121,12 @@ def cleanup_test_id(plan: str) -> str:
     return f"cleanup/{plan}"
 
 
+def drill_id(plan: str) -> str:
+    """``ScheduledDrill`` started by hand (``seawall plan schedule --trigger``); a Temporal Schedule
+    appends its own timestamp to the schedule id instead."""
+    return f"drill/{plan}"
+
+
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:
     """The seeding ``ReplicationCycle`` a ``ProtectVM`` run starts as its child."""
     return f"replicate/{vm}/seed-{_short_run(parent_run_id)}"
@@ -139,6 +148,14 @@ def reprotect_cycle_id(vm: str, parent_run_id: str) -> str:
 def schedule_id(vm: str) -> str:
     """A protected VM's replication schedule; its actions are ``ReplicationCycle`` runs."""
     return f"replicate/{vm}"
+
+
+def drill_schedule_id(plan: str) -> str:
+    """A plan's drill schedule; its actions are ``ScheduledDrill`` runs."""
+    return f"drill/{plan}"
+
+
+DRILL_SCHEDULE_PREFIX: Final = "drill/"
 
 
 def gc_schedule_id(store: str) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from seawall.model.notify import AnyNotifyTarget
 from seawall.model.plan import RecoveryPlan
 from seawall.model.scalars import (
     DnsName,
@@ -334,6 +335,7 @@ class Inventory(FileModel):
     protected_vms: list[ProtectedVM] = []
     dns_zones: list[AnyDnsZone] = []
     plans: list[RecoveryPlan] = []
+    notifications: list[AnyNotifyTarget] = []
 
     def site(self, name: str) -> VSphereSite | AwsSite | DirectorySite:
         return _find(self.sites, name, "site")
