@@ -8,8 +8,10 @@ from typing import Any
 from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
 from activities.context import SiteContext
+from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.hooks import HookActivities
+from activities.notify import NotifyActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
@@ -75,4 +77,6 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         orchestration.load_plan_spec,
         orchestration.write_report,
         orchestration.pause_schedules,
+        NotifyActivities(settings).notify,
+        DrillActivities().drive_drill,
     ]

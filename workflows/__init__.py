@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
+from workflows.drills import ScheduledDrillWorkflow
 from workflows.probe import ProbeSiteWorkflow
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
@@ -25,6 +26,7 @@ ALL_WORKFLOWS: list[type] = [
     CleanupTestWorkflow,
     CommitFailoverWorkflow,
     ReprotectWorkflow,
+    ScheduledDrillWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
 SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow, RecoverVMWorkflow]

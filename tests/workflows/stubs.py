@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.drills import DrillActivities
+from seawall.contract.drills import DriveDrillInput, DriveOutcome, NotifyRequest, NotifySent
 from seawall.contract.messages import (
     ChosenPoint,
     CleanupOutcome,
@@ -98,6 +100,8 @@ class Stubs:
     # activity name -> the error type it fails with (default StubFailure).
     failure_type: dict[str, str] = field(default_factory=dict)
     blocking: set[str] = field(default_factory=set)
+    # activity name -> how many of its first attempts fail with a retryable error (then it succeeds).
+    flaky: dict[str, int] = field(default_factory=dict)
     verify_ok: bool = True
     parent: str | None = None
     calls: list[Call] = field(default_factory=list)
@@ -130,6 +134,8 @@ class Stubs:
 
     async def _enter(self, name: str, inp: BaseModel) -> None:
         self.calls.append(Call(name, inp, activity.info().task_queue))
+        if activity.info().attempt <= self.flaky.get(name, 0):
+            raise ApplicationError(f"{name} attempt {activity.info().attempt} failed", type="StubFlaky")
         vm = _vm_of(inp)
         if name in self.failing and (self.failing[name] is None or vm in (self.failing[name] or ())):
             raise ApplicationError(
@@ -165,6 +171,17 @@ class Stubs:
     async def write_report(self, report: RunReport) -> ReportWritten:
         await self._enter(A.WRITE_REPORT, report)
         return ReportWritten(json_path=f"/r/{report.run}.json", html_path=f"/r/{report.run}.html")
+
+    @activity.defn(name=A.NOTIFY)
+    async def notify(self, req: NotifyRequest) -> NotifySent:
+        await self._enter(A.NOTIFY, req)
+        return NotifySent(delivered=["stub"])
+
+    @activity.defn(name=A.DRIVE_DRILL)
+    async def drive_drill(self, inp: DriveDrillInput) -> DriveOutcome:
+        # The real one: it only talks to Temporal (queries and updates of the drill run).
+        await self._enter(A.DRIVE_DRILL, inp)
+        return await DrillActivities().drive_drill(inp)
 
     @activity.defn(name=A.FENCE_VM)
     async def fence_vm(self, req: VMRef) -> str:

@@ -11,8 +11,10 @@ from temporalio import activity
 from activities import schedules
 from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
+from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.hooks import HookActivities
+from activities.notify import NotifyActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
@@ -51,6 +53,8 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             HookActivities,
             FenceActivities,
             OrchestrationActivities,
+            NotifyActivities,
+            DrillActivities,
             schedules,
         ]
     )
