@@ -17,13 +17,11 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from seawall.contract.drills import DriveDrillInput, DriveOutcome
+from seawall.contract.drills import DRILL_UP_PHASE, DriveDrillInput, DriveOutcome
 from seawall.contract.messages import AbortInput, ApproveInput
 from seawall.contract.names import Activity, Query, Update, recover_id
 
 POLL_S = 2.0
-# The phase a drill reports once every VM is up and healthy (workflows/recovery.py, _drill_lifetime).
-DRILL_UP = "drill running"
 
 
 async def _progress(client: Client, plan: str, run_id: str) -> tuple[WorkflowExecutionStatus | None, Any]:
@@ -84,7 +82,7 @@ class DrillActivities:
                     )
                     if why is None:
                         approved.append(gate)
-                if str(progress.get("phase", "")).startswith(DRILL_UP):
+                if str(progress.get("phase", "")).startswith(DRILL_UP_PHASE):
                     vms = progress.get("vms", {})
                     why = await _update(client, inp.plan, inp.run_id, Update.CLEANUP, None)
                     detail = f"all {len(vms)} VMs healthy; cleanup requested"

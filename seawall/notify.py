@@ -77,7 +77,8 @@ async def send_webhook(target: WebhookTarget, req: NotifyRequest, base_dir: Path
     headers = {"Content-Type": "application/json", EVENT_HEADER: req.key}
     secret = resolve(target.secret, base_dir)
     if secret is not None:
-        headers[SIGNATURE_HEADER] = sign(secret.value, body)
+        # As text (a key file's trailing newline is no part of the key), like every other secret.
+        headers[SIGNATURE_HEADER] = sign(secret.text().encode(), body)
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
             answer = await client.post(target.url, content=body, headers=headers)

@@ -149,8 +149,7 @@ def timeline_svg(bars: list[tuple[str, float, float, str]], span: float) -> str:
         x = LABEL_W + tick / span * BAR_W
         svg.append(f'<line x1="{x:.1f}" y1="6" x2="{x:.1f}" y2="{axis_y + 4}" stroke="#ddd"/>')
         svg.append(
-            f'<text class="tick" x="{x:.1f}" y="{axis_y + 16}" '
-            f'text-anchor="middle">{_clock(tick)}</text>'
+            f'<text class="tick" x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle">{_clock(tick)}</text>'
         )
         tick += step
     svg.append(

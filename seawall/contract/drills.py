@@ -12,6 +12,8 @@ from seawall.contract.names import NAME_PATTERN
 # Who started a run, in its memo (the API writes the token's holder; a schedule writes this).
 MEMO_STARTED_BY = "seawall_started_by"
 SCHEDULE_PRINCIPAL = "schedule"
+# The phase a drill reports once every VM is up and healthy (workflows/recovery.py, _drill_lifetime).
+DRILL_UP_PHASE = "drill running"
 
 
 class _Message(BaseModel):

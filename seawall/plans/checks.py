@@ -83,8 +83,8 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             )
 
     problems += _duplicates([n.name for n in inventory.notifications], ("notifications",), "notification")
-    for index, target in enumerate(inventory.notifications):
-        for site_index, site_name in enumerate(target.sites):
+    for index, notify_target in enumerate(inventory.notifications):
+        for site_index, site_name in enumerate(notify_target.sites):
             if site_name not in sites:
                 problems.append(
                     Problem(("notifications", index, "sites", site_index), _unknown("site", site_name, sites))
