@@ -107,7 +107,7 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     card = page.locator(f'.plan-card[data-plan="{PLAN}"]')
     await expect(card.get_by_role("button", name="Start drill")).to_be_visible(timeout=20_000)
     await expect(card.get_by_role("button", name="Failover…")).to_have_count(0)
-    await expect(card.locator(".plan-head .pill")).to_have_text("not ready")  # never drilled yet
+    await expect(card.locator(".plan-head .readiness")).to_have_text("not ready")  # never drilled yet
     # The plan's free text is shown as written, never parsed as markup.
     await expect(card.locator(".plan-head .muted")).to_contain_text(DESCRIPTION)
     await expect(card.locator("img")).to_have_count(0)
@@ -175,7 +175,7 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     await page.get_by_role("link", name="All reports").click()
     await expect(page.locator("#reports tbody tr[data-run]")).to_have_count(1)
     await page.get_by_role("link", name="Recovery plans").click()
-    await expect(page.locator(f'.plan-card[data-plan="{PLAN}"] .plan-head .pill')).to_have_text(
+    await expect(page.locator(f'.plan-card[data-plan="{PLAN}"] .plan-head .readiness')).to_have_text(
         "ready", timeout=20_000
     )
     await shot(page, "plans-after")

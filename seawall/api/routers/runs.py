@@ -8,9 +8,9 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Depends, Request
 from temporalio.client import Client, WorkflowExecutionDescription
 
-from seawall.api.auth import Principal
+from seawall.api.auth import Principal, Role
 from seawall.api.deps import WORKER_WAIT, ApiContext, Ctx, admin, in_scope, operator
-from seawall.api.problems import problems
+from seawall.api.problems import ApiProblem, problems
 from seawall.api.schemas import (
     RUN_EXAMPLE,
     AbortRequest,
@@ -23,6 +23,7 @@ from seawall.api.schemas import (
 from seawall.contract.messages import AbortInput, ApproveInput
 from seawall.control import recovery
 from seawall.control.runs import running_run
+from seawall.model import RecoveryPlan
 
 router = APIRouter(prefix="/v1", tags=["recovery"])
 
@@ -47,6 +48,16 @@ async def _to_running(
         record["run_id"] = desc.run_id
         answer = await send(tc, desc.run_id)
     return desc, answer
+
+
+def gate_role(plan: RecoveryPlan, gate: str) -> Role:
+    """The least role that may approve ``gate`` of ``plan``: the gate's own ``approvers``; a gate the
+    plan does not define (``source-fenced``: confirming the source is down before its replicas boot)
+    needs an admin."""
+    for g in plan.gates:
+        if g.name == gate:
+            return Role[g.approvers]
+    return Role.admin
 
 
 def _done(result: str) -> dict[str, object]:
@@ -88,6 +99,16 @@ async def approve(
     ],
     who: Principal = Depends(operator),
 ) -> ApprovalDone:
+    in_scope(who, plan)
+    found = await ctx.known_plan(plan)
+    need = gate_role(found, body.gate)
+    if not who.may(need):
+        raise ApiProblem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"role {who.role.name} may not approve gate {body.gate!r} (needs {need.name})",
+        )
     # The approver is the token's holder: the report names them, not what the body claims.
     inp = ApproveInput(gate=body.gate, by=who.name, comment=body.comment)
     desc, approval = await _to_running(
