@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         VMRef,
         VMsRef,
     )
-    from seawall.contract.names import Query, Update, Workflow, final_cycle_id, recover_vm_id
+    from seawall.contract.names import FENCING_GATE, Query, Update, Workflow, final_cycle_id, recover_vm_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
 
@@ -474,7 +474,7 @@ def _fencing_gate(unreachable: list[str]) -> GroupStep:
         vms=[],
         pre_hooks=[],
         post_hooks=[],
-        gate="source-fenced",
+        gate=FENCING_GATE,
         gate_message="The source site did not answer for "
         + ", ".join(unreachable)
         + ": confirm they are down (or isolated) before their replicas boot",

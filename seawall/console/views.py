@@ -58,7 +58,9 @@ class ReportSummary(BaseModel):
     vms: int
     failed_vms: int
     time_to_healthy_s: float | None = Field(description="from the run's start until its last VM was healthy")
-    passed: bool = Field(default=False, description="completed, no VM failed, every VM within the targets")
+    passed: bool | None = Field(
+        default=None, description="completed, no VM failed, every VM within the targets (None: not judged)"
+    )
 
 
 class LastDrill(BaseModel):
@@ -202,6 +204,11 @@ def read_reports(reports_dir: Path, plan: str) -> list[ReportSummary]:
     return out
 
 
+def _passed(r: ReportSummary) -> bool:
+    # A summary not judged against targets (an older report) passes when it completed with no VM failed.
+    return r.passed if r.passed is not None else r.status == "completed" and r.failed_vms == 0
+
+
 def readiness(
     plan: str,
     *,
@@ -222,7 +229,7 @@ def readiness(
     breach = [vm for vm in vms if vm in rows and rows[vm].last_point is not None and rows[vm].breach]
     drills = [r for r in reports if r.mode == "test"]
     last = drills[0] if drills else None
-    passed = next((r for r in drills if r.passed), None)
+    passed = next((r for r in drills if _passed(r)), None)
 
     def as_drill(r: ReportSummary) -> LastDrill:
         return LastDrill(
@@ -231,7 +238,7 @@ def readiness(
             finished_at=r.finished_at,
             age_s=(now - r.finished_at).total_seconds(),
             time_to_healthy_s=r.time_to_healthy_s,
-            passed=r.passed,
+            passed=_passed(r),
         )
 
     last_drill = as_drill(last) if last else None

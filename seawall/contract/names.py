@@ -82,6 +82,11 @@ class Activity:
     DRIVE_DRILL: Final = "drive_drill"
 
 
+FENCING_GATE: Final = "source-fenced"
+"""The gate an unplanned failover adds when a source site does not answer: someone confirms the
+sources are down before their replicas boot (an admin: the API asks for that role)."""
+
+
 def _short_run(run_id: str) -> str:
     """The tail of a Temporal run id: enough to be unique per parent, short enough to read."""
     return run_id.replace("-", "")[-12:]

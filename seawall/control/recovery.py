@@ -146,17 +146,29 @@ async def _start(
         task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         result_type=result_type,
-        static_summary=f"{workflow} {wf_id.partition('/')[2]}",
+        static_summary=_summary(workflow, wf_id),
     )
+
+
+def _summary(workflow: str, wf_id: str) -> str:
+    """What the Temporal UI lists the run as: the workflow and the plan it is about."""
+    return f"{workflow} of {wf_id.partition('/')[2]}"
 
 
 async def _run_to_end(
     client: Client, queue: str, workflow: str, arg: Any, wf_id: str, result_type: type[T]
 ) -> T:
     """Run ``workflow`` to its end; a second caller while it runs attaches to the same run."""
-    handle = await _start(client, queue, workflow, arg, wf_id, result_type)
     try:
-        return await handle.result()
+        return await client.execute_workflow(
+            workflow,
+            arg,
+            id=wf_id,
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=result_type,
+            static_summary=_summary(workflow, wf_id),
+        )
     except WorkflowFailureError as exc:
         raise Failed(str(exc.cause or exc)) from None
 

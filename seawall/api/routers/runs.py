@@ -21,6 +21,7 @@ from seawall.api.schemas import (
     ok_example,
 )
 from seawall.contract.messages import AbortInput, ApproveInput
+from seawall.contract.names import FENCING_GATE
 from seawall.control import recovery
 from seawall.control.runs import running_run
 from seawall.model import RecoveryPlan
@@ -51,13 +52,15 @@ async def _to_running(
 
 
 def gate_role(plan: RecoveryPlan, gate: str) -> Role:
-    """The least role that may approve ``gate`` of ``plan``: the gate's own ``approvers``; a gate the
-    plan does not define (``source-fenced``: confirming the source is down before its replicas boot)
-    needs an admin."""
+    """The least role that may approve ``gate`` of ``plan``: the gate's own ``approvers``; the fencing
+    gate (confirming the sources are down before their replicas boot) needs an admin. A name that is no
+    gate of the plan is left to the run, which refuses it (409) as not the gate waiting."""
+    if gate == FENCING_GATE:
+        return Role.admin
     for g in plan.gates:
         if g.name == gate:
             return Role[g.approvers]
-    return Role.admin
+    return Role.operator
 
 
 def _done(result: str) -> dict[str, object]:
