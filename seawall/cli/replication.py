@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from temporalio.client import Client
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
 from seawall.control import replication
 from seawall.control.errors import Failed, NotProtected
-from seawall.control.status import VMStatus, vm_status
+from seawall.control.status import VMStatus, vm_state, vm_status
 from seawall.model import Inventory
 from seawall.plans import PlanValidationError, load_inventory
 from seawall.runtime.config import Settings
@@ -161,10 +160,18 @@ def replicate_now(
     raise typer.Exit(asyncio.run(run()))
 
 
-def _age(seconds: float | None) -> str:
+def short_age(seconds: float | None) -> str:
+    """A duration in at most 6 characters: 12s, 5m03s, 3h05m, 4d15h."""
     if seconds is None:
         return "-"
-    return str(timedelta(seconds=int(seconds)))
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def status(
@@ -189,7 +196,8 @@ def status(
         if watch <= 0:
             break
         time.sleep(watch)
-    raise typer.Exit(Exit.FAILED if any(r.breach for r in rows) else Exit.OK)
+    # A breach of a VM that is protected fails the check; one not protected (yet, or any more) is shown.
+    raise typer.Exit(Exit.FAILED if any(vm_state(r) == "breach" for r in rows) else Exit.OK)
 
 
 def human_bytes(n: int | None) -> str:
@@ -203,41 +211,35 @@ def human_bytes(n: int | None) -> str:
     return f"{size:.1f} TiB"
 
 
+_STATE_STYLE = {"breach": "bold red", "not-protected": "yellow", "paused": "yellow", "protected": "green"}
+
+
+def _state(r: VMStatus) -> str:
+    """One word a person scans for: a VM that is not protected says so (its RPO is not "ok")."""
+    state = vm_state(r)
+    if state == "seeding" and r.progress is not None:
+        state = f"seeding {r.progress.fraction:.0%}"
+    style = _STATE_STYLE.get(state)
+    word = state.upper() if state in ("breach", "not-protected") else state
+    return f"[{style}]{word}[/{style}]" if style else word
+
+
 def _table(rows: list[VMStatus]) -> Table:
-    table = Table(title="Protected VMs", box=None, header_style="bold")
-    for col in (
-        "vm",
-        "site",
-        "policy",
-        "last verified point",
-        "age",
-        "RPO",
-        "breach",
-        "shipped",
-        "path",
-        "now",
-    ):
-        table.add_column(col)
+    """Fits 80 columns: the point id and the change path are in --json."""
+    table = Table(title="Protected VMs", box=None, header_style="bold", pad_edge=False)
+    table.add_column("VM", no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("SITE", no_wrap=True, max_width=10, overflow="ellipsis")
+    table.add_column("STATE", no_wrap=True, min_width=13)
+    table.add_column("POINT AGE", justify="right", no_wrap=True)
+    table.add_column("RPO", justify="right", no_wrap=True)
+    table.add_column("SHIPPED", justify="right", no_wrap=True, min_width=9)
     for r in rows:
-        now = ""
-        if r.progress is not None:
-            now = f"seeding {r.progress.fraction:.0%}"
-        elif r.running:
-            now = "cycle running"
-        elif not r.scheduled:
-            now = "not protected"
-        elif r.paused:
-            now = "paused"
         table.add_row(
             r.vm,
             r.source_site,
-            r.policy,
-            r.last_point or "-",
-            _age(r.age_s),
-            _age(r.rpo_s),
-            "[red]BREACH[/red]" if r.breach else "ok",
+            _state(r),
+            short_age(r.age_s),
+            short_age(r.rpo_s),
             human_bytes(r.last_bytes_shipped),
-            r.last_change_path or "-",
-            now,
         )
     return table

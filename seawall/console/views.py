@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from seawall.contract.messages import RunReport
-from seawall.control.status import VMStatus
+from seawall.control.status import VMStatus, vm_state
 from seawall.reports import verdicts
 
 # The protection page's strip: 24 hours in 48 half-hour cells, each coloured by the worst point age in it.
@@ -100,22 +100,6 @@ class Readiness(BaseModel):
     schedule: DrillPlan | None = None
     ready: bool
     reasons: list[str]
-
-
-def vm_state(status: VMStatus) -> str:
-    """One word for the table and its filter. Order matters: a paused schedule is not a breach to chase,
-    and a VM with no point yet that is shipping is seeding, not in breach."""
-    if not status.scheduled:
-        return "not-protected"
-    if status.paused:
-        return "paused"
-    if status.last_point is None:
-        return "seeding" if status.running else "breach"
-    if status.breach:
-        return "breach"
-    if status.running:
-        return "replicating"
-    return "protected"
 
 
 def protection_row(
