@@ -15,6 +15,7 @@ from seawall import notify
 from seawall.contract.drills import NotifyRequest, NotifySent
 from seawall.contract.names import Activity
 from seawall.plans import load_inventory
+from seawall.runtime import failpoints
 from seawall.runtime.config import Settings
 from seawall.security.secrets import SecretError
 
@@ -41,6 +42,8 @@ class NotifyActivities:
             except notify.DeliveryError as exc:
                 failures.append(str(exc))
                 continue
+            # A crash test freezes the worker here: delivered, but not yet remembered anywhere.
+            failpoints.hit("notify.delivered", {"target": target.name, "event": req.event, "key": req.key})
             done.append(target.name)
             activity.heartbeat(done)
         if failures:
