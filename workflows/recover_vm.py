@@ -71,6 +71,7 @@ class RecoverVMWorkflow:
                 inp,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=QUICK,
+                summary=f"choose the recovery point of {inp.vm}",
             ),
         )
         if inp.in_place:
@@ -82,6 +83,7 @@ class RecoverVMWorkflow:
                     start_to_close_timeout=timedelta(hours=12),
                     heartbeat_timeout=timedelta(minutes=2),
                     retry_policy=PERSISTENT,
+                    summary=f"restore {inp.vm} in place from point {point.point_id}",
                 ),
             )
             return await self._finish(inp, point, original, [], started)
@@ -93,6 +95,7 @@ class RecoverVMWorkflow:
                 start_to_close_timeout=timedelta(hours=12),
                 heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=PERSISTENT,
+                summary=f"materialize {inp.vm}: {len(point.disks)} disk(s) of point {point.point_id}",
             ),
         )
         vm = await self._timed(
@@ -103,6 +106,7 @@ class RecoverVMWorkflow:
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=QUICK,
+                summary=f"create, re-IP and power on {inp.vm} at {inp.target_site}",
             ),
         )
         return await self._finish(inp, point, vm, disks.resources, started)
@@ -123,6 +127,7 @@ class RecoverVMWorkflow:
                 start_to_close_timeout=timedelta(hours=2),
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
+                summary=f"health checks of {vm.name}",
             ),
         )
         healthy_at = workflow.now()
@@ -136,6 +141,7 @@ class RecoverVMWorkflow:
                     RecoveredVM(target=inp, vm=vm),
                     start_to_close_timeout=timedelta(minutes=10),
                     retry_policy=QUICK,
+                    summary=f"update DNS for {inp.vm}",
                 ),
             )
         self._step = "healthy"

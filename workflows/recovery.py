@@ -239,7 +239,7 @@ class RecoveryPlanWorkflow:
             t0 = workflow.now()
             self._set_phase(f"recovering group {group.name}")
             if group.boot_delay_s:
-                await workflow.sleep(group.boot_delay_s)
+                await workflow.sleep(group.boot_delay_s, summary=f"boot delay before group {group.name}")
             for name in group.pre_hooks:
                 ev.hooks.append(await self._hook(name, spec, group.name))
             await self._recover_group(spec, group, inp, run, ev.results, ev.failed)
@@ -352,7 +352,9 @@ class RecoveryPlanWorkflow:
         timeout = timedelta(seconds=group.gate_timeout_s) if group.gate_timeout_s else None
         try:
             await workflow.wait_condition(
-                lambda: self._gate_decision is not None or self._aborted is not None, timeout=timeout
+                lambda: self._gate_decision is not None or self._aborted is not None,
+                timeout=timeout,
+                timeout_summary=f"gate {group.gate} times out ({group.gate_on_timeout})",
             )
             decision = self._gate_decision or Approval(
                 gate=group.gate, approved=False, by="abort", at=workflow.now().isoformat()
@@ -388,7 +390,7 @@ class RecoveryPlanWorkflow:
                     return
             if delay:
                 self._vm_state[step_vm] = f"boot delay {delay:g}s"
-                await workflow.sleep(delay)
+                await workflow.sleep(delay, summary=f"boot delay before {step_vm}")
             self._vm_state[step_vm] = "recovering"
             try:
                 results[step_vm] = await workflow.execute_child_workflow(
@@ -404,6 +406,7 @@ class RecoveryPlanWorkflow:
                     ),
                     id=recover_vm_id(spec.plan, run, step_vm),
                     task_queue=site_queue(spec.target_site),
+                    static_summary=f"recover {step_vm} at {spec.target_site} ({inp.mode})",
                 )
                 self._vm_state[step_vm] = "healthy"
             except ChildWorkflowError as exc:
