@@ -17,6 +17,7 @@ from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
 from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
+from activities.rpo import RpoActivities
 from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
 from activities.target import RecoveryActivities
 from seawall.model import Inventory
@@ -79,4 +80,5 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         orchestration.pause_schedules,
         NotifyActivities(settings).notify,
         DrillActivities().drive_drill,
+        RpoActivities(settings).check_rpo,
     ]

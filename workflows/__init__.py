@@ -13,6 +13,7 @@ from workflows.replication import (
     ReplicationCycleWorkflow,
     UnprotectVMWorkflow,
 )
+from workflows.rpo import WatchRpoWorkflow
 
 # Orchestration queue: everything an operator starts.
 ALL_WORKFLOWS: list[type] = [
@@ -27,6 +28,7 @@ ALL_WORKFLOWS: list[type] = [
     CommitFailoverWorkflow,
     ReprotectWorkflow,
     ScheduledDrillWorkflow,
+    WatchRpoWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
 SITE_WORKFLOWS: list[type] = [ReplicationCycleWorkflow, CollectGarbageWorkflow, RecoverVMWorkflow]

@@ -26,7 +26,8 @@ def schedule(
     trigger: str | None = typer.Option(None, "--trigger", metavar="PLAN", help="Run PLAN's drill now."),
     as_json: bool = typer.Option(False, "--json", help="Print the schedules as JSON."),
 ) -> None:
-    """Create, update or delete each plan's drill schedule as its file says; show next runs.
+    """Create, update or delete each plan's drill schedule as its file says; show next runs. Also
+    starts the RPO watcher (notifications of breaches) if it is not running.
 
     Exit 0 in line, 1 the trigger found no schedule for the plan, 2 a plan file is invalid (its
     schedule is left as it was), 3 Temporal unreachable.
@@ -44,6 +45,8 @@ def schedule(
 
     async def run() -> int:
         client = await temporal_client(settings)
+        # The watcher that tells people of RPO breaches runs beside the schedules (started once).
+        await drills.ensure_rpo_watch(client, settings.orchestration_queue)
         done = await drills.sync_schedules(
             client, plans, settings.orchestration_queue, keep={e.name for e in invalid}
         )

@@ -76,3 +76,24 @@ class ReportTargets(_Message):
     rto_s: float | None = None
     group_rto_s: dict[str, float] = {}
     vm_rto_s: dict[str, float] = {}  # each VM's: its group's RTO, else the plan's
+
+
+class RpoWatchInput(_Message):
+    """``WatchRpo``: check every ``interval_s``; ``breached`` carries, across continue-as-new, each VM
+    in breach and the event key its breach was told under."""
+
+    interval_s: float = Field(default=60, ge=5, le=3600)
+    breached: dict[str, str] = {}
+
+
+class VmRpo(_Message):
+    vm: str
+    site: str
+    breach: bool
+    last_point: str | None
+    age_s: float | None
+    threshold_s: float
+
+
+class RpoCheck(_Message):
+    vms: list[VmRpo]

@@ -25,6 +25,7 @@ class Workflow:
     COMMIT_FAILOVER: Final = "CommitFailover"
     REPROTECT: Final = "Reprotect"
     SCHEDULED_DRILL: Final = "ScheduledDrill"
+    WATCH_RPO: Final = "WatchRpo"
 
 
 class Update:
@@ -80,6 +81,7 @@ class Activity:
     RUN_HOOK: Final = "run_hook"
     NOTIFY: Final = "notify"
     DRIVE_DRILL: Final = "drive_drill"
+    CHECK_RPO: Final = "check_rpo"
 
 
 FENCING_GATE: Final = "source-fenced"
@@ -130,6 +132,10 @@ def drill_id(plan: str) -> str:
     """``ScheduledDrill`` started by hand (``seawall plan schedule --trigger``); a Temporal Schedule
     appends its own timestamp to the schedule id instead."""
     return f"drill/{plan}"
+
+
+RPO_WATCH_ID: Final = "watch/rpo"
+"""``WatchRpo``: the one long-running watcher that tells people of RPO breaches and recoveries."""
 
 
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:

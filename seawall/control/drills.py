@@ -23,11 +23,11 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from seawall.contract.drills import DrillInput
-from seawall.contract.names import DRILL_SCHEDULE_PREFIX, Workflow, drill_schedule_id
+from seawall.contract.drills import DrillInput, RpoWatchInput
+from seawall.contract.names import DRILL_SCHEDULE_PREFIX, RPO_WATCH_ID, Workflow, drill_schedule_id
 from seawall.contract.search import SA_MODE, SA_PLAN
 from seawall.control.errors import NotRunning
 from seawall.model import RecoveryPlan
@@ -104,6 +104,19 @@ async def sync_schedules(
                     await client.get_schedule_handle(listed.id).delete()
                 done[plan_name] = "deleted"
     return done
+
+
+async def ensure_rpo_watch(client: Client, queue: str, interval_s: float = 60) -> str:
+    """Start the RPO watcher (``WatchRpo``, ``watch/rpo``) unless it runs; its run id. Idempotent."""
+    handle = await client.start_workflow(
+        Workflow.WATCH_RPO,
+        RpoWatchInput(interval_s=interval_s),
+        id=RPO_WATCH_ID,
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="tells people of RPO breaches and recoveries",
+    )
+    return str(handle.result_run_id)
 
 
 async def trigger(client: Client, plan: str) -> None:

@@ -5,6 +5,9 @@
     .venv/bin/python -m tests.replay.record_histories failback # planned failover, commit, reprotect
     .venv/bin/python -m tests.replay.record_histories scheduled # a ScheduledDrill and its drill
 
+``watch_rpo.json`` was recorded from a run of tests/workflows/test_rpo_watch.py's scenario (its
+check_rpo stubbed: breaches in the lab need hours of stopped replication).
+
 Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
 keep the old histories and guard the change with ``workflow.patched``: the point of these files is
 that code changes must still replay what already ran.

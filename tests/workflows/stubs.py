@@ -17,7 +17,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.drills import DrillActivities
-from seawall.contract.drills import DriveDrillInput, DriveOutcome, NotifyRequest, NotifySent
+from seawall.contract.drills import (
+    DriveDrillInput,
+    DriveOutcome,
+    NotifyRequest,
+    NotifySent,
+    RpoCheck,
+    RpoWatchInput,
+)
 from seawall.contract.messages import (
     ChosenPoint,
     CleanupOutcome,
@@ -102,6 +109,8 @@ class Stubs:
     blocking: set[str] = field(default_factory=set)
     # activity name -> how many of its first attempts fail with a retryable error (then it succeeds).
     flaky: dict[str, int] = field(default_factory=dict)
+    # check_rpo's answers in turn (the last one repeats).
+    rpo_checks: list[RpoCheck] = field(default_factory=list)
     verify_ok: bool = True
     parent: str | None = None
     calls: list[Call] = field(default_factory=list)
@@ -176,6 +185,12 @@ class Stubs:
     async def notify(self, req: NotifyRequest) -> NotifySent:
         await self._enter(A.NOTIFY, req)
         return NotifySent(delivered=["stub"])
+
+    @activity.defn(name=A.CHECK_RPO)
+    async def check_rpo(self, inp: RpoWatchInput) -> RpoCheck:
+        await self._enter(A.CHECK_RPO, inp)
+        done = len(self.of(A.CHECK_RPO)) - 1
+        return self.rpo_checks[min(done, len(self.rpo_checks) - 1)] if self.rpo_checks else RpoCheck(vms=[])
 
     @activity.defn(name=A.DRIVE_DRILL)
     async def drive_drill(self, inp: DriveDrillInput) -> DriveOutcome:

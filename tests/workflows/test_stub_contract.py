@@ -20,6 +20,7 @@ from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
 from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
+from activities.rpo import RpoActivities
 from activities.target import RecoveryActivities
 from seawall.contract.names import Activity
 from tests.workflows.stubs import Stubs
@@ -55,6 +56,7 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             OrchestrationActivities,
             NotifyActivities,
             DrillActivities,
+            RpoActivities,
             schedules,
         ]
     )
