@@ -133,7 +133,7 @@ def _clock(seconds: float) -> str:
 def timeline_svg(bars: list[tuple[str, float, float, str]], span: float) -> str:
     """Bars on a time axis: ticks and grid lines at readable intervals, labelled m:ss from the start."""
     esc = html.escape
-    height = ROW_H * len(bars) + 40
+    height = ROW_H * len(bars) + 56  # the bars, the axis, its tick labels and its caption
     svg = [
         f'<svg class="timeline" width="{LABEL_W + BAR_W + 20}" height="{height}" '
         'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="timeline">'

@@ -18,7 +18,7 @@ from temporalio.exceptions import (
 )
 from temporalio.workflow import ParentClosePolicy
 
-from workflows.notify import event_key, notify
+from workflows.notify import AT_THE_END, event_key, notify
 from workflows.recovery import RecoveryPlanWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -100,7 +100,8 @@ class ScheduledDrillWorkflow:
                 run=run,
                 summary=f"scheduled drill of {inp.plan} {status}",
                 facts={"detail": detail[:1000], "run": run or "-"},
-            )
+            ),
+            AT_THE_END,
         )
         return DrillResult(plan=inp.plan, run=run, status=status, detail=detail[:2000])
 

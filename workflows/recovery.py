@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
-from workflows.notify import event_key, notify
+from workflows.notify import AT_THE_END, BACKGROUND, event_key, notify
 from workflows.plan import FATAL, PERSISTENT, QUICK, load_spec
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.replication import ReplicationCycleWorkflow
@@ -300,9 +300,8 @@ class RecoveryPlanWorkflow:
         self._set_phase(f"{report.status}: report {written.html_path}")
         if workflow.patched(NOTIFY_PATCH):
             event = "run-completed" if report.status == "completed" else "run-failed"
-            await self._tell(
-                event, "", f"{report.mode} run of {report.plan} {report.status}", {"run": report.run}
-            )
+            summary = f"{report.mode} run of {report.plan} {report.status}"
+            await self._tell(event, "", summary, {"run": report.run}, give_up=AT_THE_END)
         if report.status == "failed":
             raise ApplicationError(
                 f"plan {report.plan} run {report.run} failed: "
@@ -313,7 +312,9 @@ class RecoveryPlanWorkflow:
             )
         return report
 
-    def _tell(self, event: str, what: str, summary: str, facts: dict[str, str]) -> asyncio.Task[None]:
+    def _tell(
+        self, event: str, what: str, summary: str, facts: dict[str, str], give_up: timedelta = BACKGROUND
+    ) -> asyncio.Task[None]:
         """Notify the people configured for ``event`` about this run (``notify`` activity, retried;
         keyed by this run and ``what``, so one event is one message however often it is retried)."""
         req = NotifyRequest(
@@ -325,7 +326,7 @@ class RecoveryPlanWorkflow:
             summary=summary,
             facts={"mode": self._mode, **facts},
         )
-        return asyncio.ensure_future(notify(req))
+        return asyncio.ensure_future(notify(req, give_up))
 
     async def _hook(self, name: str, spec: PlanSpec, group: str | None) -> HookOutcome:
         return await workflow.execute_activity_method(
