@@ -4,6 +4,7 @@ their next runs and each plan's last passed drill; `--trigger PLAN` runs one now
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import UTC
 from typing import Any
@@ -35,10 +36,19 @@ def schedule(
     from seawall.control import drills
     from seawall.control.errors import NotRunning
     from seawall.plans import load_catalogue
+    from seawall.plans.errors import InventoryInvalid
     from seawall.runtime.metrics.drills import DrillReports
 
     settings = Settings()
-    catalogue = load_catalogue(settings.inventory, settings.plans_dir)
+    try:
+        catalogue = load_catalogue(settings.inventory, settings.plans_dir)
+    except InventoryInvalid as exc:
+        # No plan can be read: every schedule is left as it was, and the errors are located.
+        sys.stdout.write("".join(f"{error}\n" for error in exc.errors))
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    except OSError as exc:
+        err_console.print(f"cannot read the inventory {settings.inventory}: {exc.strerror or exc}")
+        raise typer.Exit(Exit.BAD_INPUT) from None
     entries = list(catalogue.entries())
     invalid = [e for e in entries if e.plan is None]
     plans = [e.plan for e in entries if e.plan is not None]

@@ -169,3 +169,20 @@ def test_the_html_report_shows_targets_verdicts_and_a_time_axis() -> None:
     assert "time since the run started" in page
     ok = reports.render_html(report(targets, vm("db-01", 120, 240)))
     assert '<p id="verdict">Result: <span class="pass">PASS</span></p>' in ok
+
+
+def test_plan_schedule_with_an_invalid_inventory_is_a_located_error_not_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from seawall.cli import app
+
+    bad = tmp_path / "inventory.yaml"
+    bad.write_text("kind: Inventory\nversion: 1\nsites: [{name: Bad}]\n")
+    env = {
+        "SEAWALL_INVENTORY": str(bad),
+        "SEAWALL_PLANS_DIR": str(tmp_path),
+        "SEAWALL_TEMPORAL_ADDRESS": "127.0.0.1:9",
+    }
+    done = CliRunner().invoke(app, ["plan", "schedule"], env=env)
+    assert done.exit_code == 2, done.output
+    assert done.output.startswith(f"{bad}:3: sites[0]") and "Traceback" not in done.output
