@@ -23,7 +23,7 @@ from seawall.cli.common import Exit, console, err_console, print_json, temporal_
 from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
 from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
-from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused
+from seawall.control.errors import AlreadyRunning, Failed, NoReport, NoSuchRun, NotRunning, Refused
 from seawall.control.waiting import wait_until_up
 from seawall.runtime.config import Settings
 
@@ -148,6 +148,29 @@ async def _wait_up(client: Client, plan: str, run_id: str | None, stop_at_gate: 
         out["vms"] = waited.progress.get("vms", {})
     print_json(out) if as_json else console.print(f"{plan}: {waited.state}: {waited.detail}", highlight=False)
     return code
+
+
+def wait(
+    plan: str = typer.Argument(..., help="The recovery plan's name."),
+    stop_at_gate: bool = typer.Option(False, "--stop-at-gate", help="Return (exit 4) when a gate waits."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Wait for the plan's newest run to be up: every VM healthy, or the run's end.
+
+    Exit codes: 0 healthy (or completed), 1 failed or aborted, 2 no run of the plan, 3 Temporal
+    unreachable, 4 (--stop-at-gate) a gate waits for approval.
+    """
+    settings = Settings()
+
+    async def run() -> int:
+        client = await temporal_client(settings)
+        try:
+            return await _wait_up(client, plan, None, stop_at_gate, as_json)
+        except NoSuchRun as exc:
+            err_console.print(str(exc))
+            return Exit.BAD_INPUT
+
+    raise typer.Exit(asyncio.run(run()))
 
 
 def _update(plan: str, name: str, send: Callable[[Client], Awaitable[Any]]) -> None:

@@ -91,3 +91,56 @@ async def test_wait_says_failed_when_the_run_fails(rig_for: RIG) -> None:
         waited = await wait_until_up(rig.client, plan, poll_s=0.1)
         assert waited.state == "failed" and "failed" in waited.detail
         assert (await rig.client.get_workflow_handle(recover_id(plan)).describe()).status.name == "FAILED"
+
+
+def _cli(rig: Rig, *args: str) -> tuple[int, dict[str, Any]]:
+    """`seawall ARGS --json` as a process against the test server, on the rig's orchestration queue."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "SEAWALL_TEMPORAL_ADDRESS": rig.client.service_client.config.target_host,
+        "SEAWALL_TEMPORAL_NAMESPACE": rig.client.namespace,
+        "SEAWALL_ORCHESTRATION_QUEUE": rig.queue,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "seawall.cli", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+async def test_the_cli_exit_codes_of_failover_wait_and_wait(rig_for: RIG) -> None:
+    async with rig_for(Stubs()) as rig:
+        plan = gated(rig)
+        code, out = await asyncio.to_thread(
+            _cli, rig, "failover", plan, "--mode", "test", "--wait", "--stop-at-gate"
+        )
+        assert code == 4 and out["state"] == "gate" and "gate go waits" in out["detail"], out
+        handle = rig.client.get_workflow_handle(recover_id(plan))
+        await handle.execute_update(RecoveryPlanWorkflow.approve, ApproveInput(gate="go", by="t"))
+        code, out = await asyncio.to_thread(_cli, rig, "wait", plan)
+        assert (
+            code == 0 and out["state"] == "healthy" and out["vms"] == {"db": "healthy", "app": "healthy"}
+        ), out
+        await handle.execute_update(RecoveryPlanWorkflow.cleanup)
+        await handle.result()
+        code, out = await asyncio.to_thread(_cli, rig, "wait", plan)
+        assert code == 0 and out["state"] == "completed", out
+        code, _ = await asyncio.to_thread(_cli, rig, "wait", f"none-{rig.tag}")
+        assert code == 2
+
+
+async def test_the_cli_wait_exits_1_when_the_run_failed(rig_for: RIG) -> None:
+    async with rig_for(Stubs(failing={A.CHECK_HEALTH: {"db"}})) as rig:
+        plan = gated(rig)
+        code, out = await asyncio.to_thread(_cli, rig, "failover", plan, "--mode", "test", "--wait")
+        assert code == 1 and out["state"] == "failed", out
