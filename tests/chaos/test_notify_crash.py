@@ -1,5 +1,7 @@
 """Notifications survive a worker SIGKILLed mid-plan: a drill of the ERP plan whose worker is frozen
-right after delivering its first notification (before it remembered so) and killed; a new worker
+right after delivering the gate-waiting notification to the webhook (before it remembered so: the
+third delivery of the run, after run-started's two) and killed while the run waits at the gate (no
+other step in flight: a killed hook is not retried, by design); a new worker
 takes over and the retry delivers again under the same event key. The webhook endpoint and the SMTP
 server started here each end with exactly one message per event (run started, gate waiting, run
 completed), every webhook body HMAC-signed, no secret in any body."""
@@ -55,12 +57,12 @@ async def test_each_event_reaches_each_receiver_once_across_a_sigkilled_worker(
     original = inventory.read_text()
     async with receivers(HOOK_KEY.encode()) as (hook, mail):
         configure(erp, tmp_path, hook, mail)
-        # Frozen after the first delivery of the run's first event (to the webhook, first by name).
-        crash = Crash(erp, tmp_path, "notify.delivered=1")
+        # Frozen after the third delivery: gate-waiting to the webhook (first by name).
+        crash = Crash(erp, tmp_path, "notify.delivered=3")
         try:
             with stand_ins(PORT_OFFSET):
                 handle = await start_drill(erp.env, ttl_s=3600)
-                frozen = await crash.frozen("notify.delivered=1")
+                frozen = await crash.frozen("notify.delivered=3")
                 await crash.kill_and_replace(handle)
                 await wait_progress(handle, lambda p: p["pending_gate"] == GATE, timeout=300)
                 await handle.execute_update("approve", ApproveInput(gate=GATE, by="chaos"))
@@ -76,13 +78,13 @@ async def test_each_event_reaches_each_receiver_once_across_a_sigkilled_worker(
             crash.stop()
             inventory.write_text(original)
 
-    assert frozen["event"] == "run-started" and frozen["target"] == "a-hook", frozen
+    assert frozen["event"] == "gate-waiting" and frozen["target"] == "a-hook", frozen
     assert any(a.endswith("notify") for a in crash.failed_attempts), crash.failed_attempts
     assert report.status == "completed"
-    # The killed attempt had delivered run-started to the webhook: the retry delivered it again, and
+    # The killed attempt had delivered gate-waiting to the webhook: the retry delivered it again, and
     # the receiver recognised the repeat by its key.
-    started = [h for h, _ in hook.raw if "run-started" in h.get("x-seawall-event", "")]
-    assert len(started) == 2, [h.get("x-seawall-event") for h, _ in hook.raw]
+    waiting = [h for h, _ in hook.raw if "gate-waiting" in h.get("x-seawall-event", "")]
+    assert len(waiting) == 2, [h.get("x-seawall-event") for h, _ in hook.raw]
     assert sorted(e["event"] for e in hook.events.values()) == EVENTS
     assert all(e["run"] == report.run and e["plan"] == PLAN for e in hook.events.values())
     assert hook.bad_signatures == 0
