@@ -136,6 +136,14 @@ class OrchestrationActivities:
 
     @activity.defn(name=Activity.WRITE_REPORT)
     def write_report(self, report: RunReport) -> ReportWritten:
+        if report.targets is None:
+            # The plan's promises as they stand when the run ends: the report judges the run by them.
+            try:
+                found, _ = find_plan(self.settings, report.plan)
+            except ApplicationError:
+                found = None  # the plan file broke since the run started: the report has no targets
+            if found is not None:
+                report = report.model_copy(update={"targets": reports.targets_of(found)})
         json_path, html_path = reports.write(self.settings.reports_dir, report)
         return ReportWritten(json_path=str(json_path.resolve()), html_path=str(html_path.resolve()))
 

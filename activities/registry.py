@@ -8,14 +8,17 @@ from typing import Any
 from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
 from activities.context import SiteContext
+from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.groups import GroupActivities
 from activities.hooks import HookActivities
+from activities.notify import NotifyActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
 from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
+from activities.rpo import RpoActivities
 from activities.schedules import (
     cancel_cycles,
     delete_schedule,
@@ -95,4 +98,7 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         orchestration.pause_schedules,
         orchestration.resume_schedules,
         orchestration.check_intent,
+        NotifyActivities(settings).notify,
+        DrillActivities().drive_drill,
+        RpoActivities(settings).check_rpo,
     ]

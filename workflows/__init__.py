@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
+from workflows.drills import ScheduledDrillWorkflow
 from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
 from workflows.probe import ProbeSiteWorkflow
 from workflows.recover_vm import RecoverVMWorkflow
@@ -13,6 +14,7 @@ from workflows.replication import (
     ReplicationCycleWorkflow,
     UnprotectVMWorkflow,
 )
+from workflows.rpo import WatchRpoWorkflow
 from workflows.verify import VerifyReplicaWorkflow
 
 # Orchestration queue: everything an operator starts.
@@ -30,6 +32,8 @@ ALL_WORKFLOWS: list[type] = [
     VerifyReplicaWorkflow,
     ProtectGroupWorkflow,
     GroupReplicationCycleWorkflow,
+    ScheduledDrillWorkflow,
+    WatchRpoWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
 SITE_WORKFLOWS: list[type] = [

@@ -96,6 +96,7 @@ class RecoverVMWorkflow:
                 inp,
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=QUICK,
+                summary=f"choose the recovery point of {inp.vm}",
             ),
         )
         if inp.in_place:
@@ -107,6 +108,7 @@ class RecoverVMWorkflow:
                     start_to_close_timeout=timedelta(hours=12),
                     heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     retry_policy=PERSISTENT,
+                    summary=f"restore {inp.vm} in place from point {point.point_id}",
                 ),
             )
             return await self._finish(inp, point, original, [], started)
@@ -121,6 +123,7 @@ class RecoverVMWorkflow:
                         start_to_close_timeout=timedelta(hours=12),
                         heartbeat_timeout=HEARTBEAT_TIMEOUT,
                         retry_policy=PERSISTENT,
+                        summary=f"materialize {inp.vm}: {len(point.disks)} disk(s) of point {point.point_id}",
                     ),
                 )
                 break
@@ -159,6 +162,7 @@ class RecoverVMWorkflow:
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=QUICK,
+                summary=f"create, re-IP and power on {inp.vm} at {inp.target_site}",
             ),
         )
         return await self._finish(inp, point, vm, disks.resources, started)
@@ -179,6 +183,7 @@ class RecoverVMWorkflow:
                 start_to_close_timeout=timedelta(hours=2),
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
+                summary=f"health checks of {vm.name}",
             ),
         )
         healthy_at = workflow.now()
@@ -194,6 +199,7 @@ class RecoverVMWorkflow:
                     RecoveredVM(target=inp, vm=vm),
                     start_to_close_timeout=timedelta(minutes=10),
                     retry_policy=QUICK,
+                    summary=f"update DNS for {inp.vm}",
                 ),
             )
         self._step = "healthy"

@@ -28,7 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows import authority
 from workflows.plan import FATAL, QUICK, load_spec
 from workflows.recovery_legacy import LegacyPlanRun
-from workflows.recovery_steps import Evidence
+from workflows.recovery_steps import NOTIFY_PATCH, Evidence
 
 with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
@@ -52,14 +52,13 @@ with workflow.unsafe.imports_passed_through():
         VMRef,
         VMsRef,
     )
-    from seawall.contract.names import Query, Update, Workflow
+    from seawall.contract.names import ROLLBACK_GATE, Query, Update, Workflow
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_MODE, SA_PLAN, SA_RUN
     from seawall.contract.validation import validate
     from workflows.inputs import decode_input
 
 PATCH_STOPS_SAFELY = "recovery-stops-safely"
-ROLLBACK_GATE = "rollback"
 
 
 @workflow.defn(name=Workflow.RECOVERY_PLAN)
@@ -214,6 +213,9 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
             await self._auth.start(inp, self._gate)
         self._set_phase("loading the plan")
         spec = await load_spec(inp.plan, inp.direction if failback else None)
+        self._plan, self._site, self._run = spec.plan, spec.target_site, run
+        if workflow.patched(NOTIFY_PATCH):
+            self._tell("run-started", "", f"{inp.mode} run of {inp.plan} started", {"run": run})
         vms = [v.vm for g in spec.groups for v in g.vms]
         ev = Evidence()
         self._spec, self._run, self._ev = spec, run, ev

@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from workflows import authority
+from workflows.notify import AT_THE_END, BACKGROUND, event_key, notify
 from workflows.plan import FATAL, PERSISTENT, QUICK
 from workflows.policies import HEARTBEAT_TIMEOUT
 from workflows.recover_vm import RecoverVMWorkflow
@@ -29,8 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
+    from seawall.contract.drills import NotifyRequest
     from seawall.contract.failures import failure_reason
-    from seawall.contract.intents import FENCING_GATE
     from seawall.contract.messages import (
         AbortInput,
         Approval,
@@ -53,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         VMsRef,
         VMStep,
     )
-    from seawall.contract.names import final_cycle_id, hook_key, recover_vm_id
+    from seawall.contract.names import FENCING_GATE, final_cycle_id, hook_key, recover_vm_id
     from seawall.contract.queues import site_queue
 
 Waited = Literal["ok", "timeout", "halted"]
@@ -74,6 +75,10 @@ class Evidence:
     rollback: RollbackOutcome | None = None
     # A hook that failed (not continue_on_failure): the run stops at it like at a failed VM.
     problem: str | None = None
+
+
+# Notifications (gate waiting, run started / completed / failed) added to the command sequence.
+NOTIFY_PATCH = "notify-events"
 
 
 class PlanRunSteps:
@@ -110,6 +115,9 @@ class PlanRunSteps:
         self._auth = authority.RunAuthority()
         # VM -> the point of its consistency group's chosen group point (one for all members).
         self._group_points: dict[str, str] = {}
+        # Who notifications are about (set once the plan is loaded).
+        self._plan = ""
+        self._site: str | None = None
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -162,6 +170,14 @@ class PlanRunSteps:
         self._auth.pending_role = self._auth.gate_role(group)
         self._gate_decision = None
         self._set_phase(f"waiting for approval: {group.gate} ({group.gate_message})")
+        if workflow.patched(NOTIFY_PATCH):
+            # In the background: the gate waits for a person, not for the message to be delivered.
+            self._tell(
+                "gate-waiting",
+                group.gate,
+                f"gate {group.gate} waits for approval",
+                {"message": group.gate_message or "", "approvers": self._auth.pending_role or "operator"},
+            )
         timeout = timedelta(seconds=group.gate_timeout_s) if group.gate_timeout_s else None
         waited = await self._until(lambda: self._gate_decision is not None, timeout)
         now = workflow.now().isoformat()
@@ -286,7 +302,7 @@ class PlanRunSteps:
                     return
             if delay:
                 self._vm_state[step_vm] = f"boot delay {delay:g}s"
-                await workflow.sleep(delay)
+                await workflow.sleep(delay, summary=f"boot delay before {step_vm}")
             self._vm_state[step_vm] = "recovering"
             try:
                 results[step_vm] = await workflow.execute_child_workflow(
@@ -304,6 +320,7 @@ class PlanRunSteps:
                     ),
                     id=recover_vm_id(spec.plan, run, step_vm),
                     task_queue=site_queue(spec.target_site),
+                    static_summary=f"recover {step_vm} at {spec.target_site} ({inp.mode})",
                 )
                 self._vm_state[step_vm] = "healthy"
             except ChildWorkflowError as exc:
@@ -346,6 +363,10 @@ class PlanRunSteps:
             retry_policy=QUICK,
         )
         self._set_phase(f"{report.status}: report {written.html_path}")
+        if workflow.patched(NOTIFY_PATCH):
+            event = "run-completed" if report.status == "completed" else "run-failed"
+            summary = f"{report.mode} run of {report.plan} {report.status}"
+            await self._tell(event, "", summary, {"run": report.run}, give_up=AT_THE_END)
         if report.status == "failed":
             raise ApplicationError(
                 f"plan {report.plan} run {report.run} failed: "
@@ -355,6 +376,22 @@ class PlanRunSteps:
                 non_retryable=True,
             )
         return report
+
+    def _tell(
+        self, event: str, what: str, summary: str, facts: dict[str, str], give_up: timedelta = BACKGROUND
+    ) -> asyncio.Task[None]:
+        """Notify the people configured for ``event`` about this run (``notify`` activity, retried;
+        keyed by this run and ``what``, so one event is one message however often it is retried)."""
+        req = NotifyRequest(
+            event=event,
+            key=event_key(event, *([what] if what else [])),
+            plan=self._plan,
+            site=self._site,
+            run=self._run or None,
+            summary=summary,
+            facts={"mode": self._mode, **facts},
+        )
+        return asyncio.ensure_future(notify(req, give_up))
 
 
 def _fencing_gate(unreachable: list[str]) -> GroupStep:

@@ -38,7 +38,7 @@ class PlanEntry:
 
 def summary(entry: PlanEntry) -> PlanSummary:
     plan = entry.plan
-    gates = {g.before: g.name for g in plan.gates} if plan else {}
+    gates = {g.before: g for g in plan.gates} if plan else {}
     return PlanSummary(
         name=entry.name,
         defined_in=entry.defined_in,
@@ -48,7 +48,12 @@ def summary(entry: PlanEntry) -> PlanSummary:
         source_site=plan.source_site if plan else None,
         target_site=plan.target_site if plan else None,
         groups=[
-            GroupView(name=g.name, vms=[v.name for v in g.vms], gate=gates.get(g.name))
+            GroupView(
+                name=g.name,
+                vms=[v.name for v in g.vms],
+                gate=gates[g.name].name if g.name in gates else None,
+                gate_approvers=gates[g.name].role if g.name in gates else None,
+            )
             for g in (plan.groups if plan else [])
         ],
     )

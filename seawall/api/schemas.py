@@ -56,6 +56,20 @@ class RollbackRequest(_Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class CommitRequest(_Body):
+    run: str = Field(
+        pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$",
+        description="the failover run to make final (its name, as the report and the run's state give it)",
+    )
+
+
+class ActionStarted(BaseModel):
+    plan: str
+    action: Literal["commit", "reprotect"]
+    workflow_id: str
+    run_id: str
+
+
 class RunLinks(BaseModel):
     self: str
     ui: str
@@ -77,6 +91,9 @@ class Progress(BaseModel):
     phase: str
     vms: dict[str, str]
     pending_gate: str | None
+    pending_gate_role: str | None = Field(
+        default=None, description="the least role that may approve the waiting gate (the run decides)"
+    )
     approvals: list[Approval]
     aborted: bool
 
@@ -99,6 +116,11 @@ class GroupView(BaseModel):
     name: str
     vms: list[str]
     gate: str | None
+    gate_approvers: Literal["operator", "admin"] | None = Field(
+        default=None,
+        description="the least role that may approve the gate, as the plan says (none: an operator in a "
+        "drill, an admin in a real failover)",
+    )
 
 
 class PlanSummary(BaseModel):

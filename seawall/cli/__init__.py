@@ -7,6 +7,7 @@ import typer
 from seawall.cli import api as api_cmd
 from seawall.cli import codec as codec_cmd
 from seawall.cli import demo as demo_cmd
+from seawall.cli import drills as drills_cmd
 from seawall.cli import lab as lab_cmd
 from seawall.cli import plan as plan_cmd
 from seawall.cli import points as points_cmd
@@ -22,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(lab_cmd.app, name="lab")
+plan_cmd.app.command("schedule")(drills_cmd.schedule)
 app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(codec_cmd.app, name="codec")
@@ -34,6 +36,7 @@ app.command("status")(replication_cmd.status)
 app.command("verify")(replication_cmd.verify)
 app.command("points")(points_cmd.points)
 app.command("failover")(recovery_cmd.failover)
+app.command("wait")(recovery_cmd.wait)
 app.command("approve")(recovery_cmd.approve)
 app.command("abort")(recovery_cmd.abort)
 app.command("cleanup")(recovery_cmd.cleanup)

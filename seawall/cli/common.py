@@ -24,6 +24,7 @@ class Exit(IntEnum):
     FAILED = 1  # the operation ran and failed (a part unhealthy, a run failed)
     BAD_INPUT = 2  # the input is wrong: a plan file, a flag, a name that does not exist
     UNAVAILABLE = 3  # a service Seawall needs (Temporal, a site, the store) cannot be reached
+    WAITING = 4  # the run waits for a person (a gate): nothing failed, nothing is done yet
 
 
 def print_json(data: Any) -> None:

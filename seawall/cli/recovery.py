@@ -35,7 +35,17 @@ from seawall.contract.messages import (
 )
 from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
-from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused, Stuck, Unavailable
+from seawall.control.errors import (
+    AlreadyRunning,
+    Failed,
+    NoReport,
+    NoSuchRun,
+    NotRunning,
+    Refused,
+    Stuck,
+    Unavailable,
+)
+from seawall.control.waiting import wait_until_up
 from seawall.runtime.config import Settings
 from seawall.security.intents import IntentKeyError, keys_from_settings, maybe_issue
 
@@ -118,11 +128,24 @@ def failover(
     ttl: float | None = typer.Option(
         None, "--ttl-hours", help="A drill's time to live (default: the plan's)."
     ),
-    wait: bool = typer.Option(False, "--wait", help="Follow the run live until it ends."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Return once every VM is healthy (a drill standing) or the run ends."
+    ),
+    stop_at_gate: bool = typer.Option(
+        False, "--stop-at-gate", help="With --wait: return (exit 4) when a gate waits for approval."
+    ),
+    wait_end: bool = typer.Option(
+        False, "--wait-end", help="Follow the run live until it ends (a drill: until cleaned up)."
+    ),
     failback: bool = typer.Option(False, "--failback", help="Planned failover back onto the originals."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Start a failover of a plan (one per plan at a time)."""
+    """Start a failover of a plan (one per plan at a time).
+
+    Exit codes: 0 started (--wait: every VM healthy; --wait-end: completed), 1 the run failed or was
+    aborted (or one is already running), 2 bad input, 3 Temporal unreachable, 4 (--stop-at-gate) a gate
+    waits for approval.
+    """
     if mode not in MODES:
         err_console.print(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         raise typer.Exit(Exit.BAD_INPUT)
@@ -150,7 +173,9 @@ def failover(
         except AlreadyRunning:
             err_console.print(f"a failover of {plan} is already running: see `seawall report {plan}`")
             return Exit.FAILED
-        if not wait:
+        if wait and not wait_end:
+            return await _wait_up(client, plan, handle.result_run_id, stop_at_gate, as_json)
+        if not wait_end:
             out = {"plan": plan, "mode": mode, "workflow_id": handle.id, "run_id": handle.result_run_id}
             print_json(out) if as_json else console.print(out)
             return Exit.OK
@@ -164,6 +189,50 @@ def failover(
             return Exit.FAILED
         print_json(report.model_dump(mode="json")) if as_json else console.print(f"{plan}: {report.status}")
         return Exit.OK if report.status == "completed" else Exit.FAILED
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+async def _wait_up(client: Client, plan: str, run_id: str | None, stop_at_gate: bool, as_json: bool) -> int:
+    """``--wait``: until every VM is healthy (or the run ends, or a gate waits with --stop-at-gate)."""
+    told: set[str] = set()
+
+    def seen(progress: dict[str, Any]) -> None:
+        gate = progress.get("pending_gate")
+        if gate and gate not in told and not as_json:
+            told.add(gate)
+            err_console.print(f"{plan}: gate {gate} waits: seawall approve {plan} --gate {gate}")
+
+    waited = await wait_until_up(client, plan, run_id, stop_at_gate=stop_at_gate, seen=seen)
+    code = {"healthy": Exit.OK, "completed": Exit.OK, "gate": Exit.WAITING, "failed": Exit.FAILED}[
+        waited.state
+    ]
+    out = {"plan": plan, "run_id": waited.run_id, "state": waited.state, "detail": waited.detail}
+    if waited.progress:
+        out["vms"] = waited.progress.get("vms", {})
+    print_json(out) if as_json else console.print(f"{plan}: {waited.state}: {waited.detail}", highlight=False)
+    return code
+
+
+def wait(
+    plan: str = typer.Argument(..., help="The recovery plan's name."),
+    stop_at_gate: bool = typer.Option(False, "--stop-at-gate", help="Return (exit 4) when a gate waits."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Wait for the plan's newest run to be up: every VM healthy, or the run's end.
+
+    Exit codes: 0 healthy (or completed), 1 failed or aborted, 2 no run of the plan, 3 Temporal
+    unreachable, 4 (--stop-at-gate) a gate waits for approval.
+    """
+    settings = Settings()
+
+    async def run() -> int:
+        client = await temporal_client(settings)
+        try:
+            return await _wait_up(client, plan, None, stop_at_gate, as_json)
+        except NoSuchRun as exc:
+            err_console.print(str(exc))
+            return Exit.BAD_INPUT
 
     raise typer.Exit(asyncio.run(run()))
 

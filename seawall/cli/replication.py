@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from seawall.cli.common import Exit, console, err_console, print_json, temporal_
 from seawall.control import replication
 from seawall.control import verify as verify_control
 from seawall.control.errors import Failed, NotFound, NotProtected
-from seawall.control.status import VMStatus, vm_status
+from seawall.control.status import VMStatus, vm_state, vm_status
 from seawall.model import Inventory
 from seawall.plans import PlanValidationError, load_inventory
 from seawall.runtime.config import Settings
@@ -255,10 +254,18 @@ def verify(
     raise typer.Exit(asyncio.run(run()))
 
 
-def _age(seconds: float | None) -> str:
+def short_age(seconds: float | None) -> str:
+    """A duration in at most 6 characters: 12s, 5m03s, 3h05m, 4d15h."""
     if seconds is None:
         return "-"
-    return str(timedelta(seconds=int(seconds)))
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def status(
@@ -283,7 +290,11 @@ def status(
         if watch <= 0:
             break
         time.sleep(watch)
-    raise typer.Exit(Exit.FAILED if any(r.breach or r.corrupt_points for r in rows) else Exit.OK)
+    # A breach of a VM that is protected fails the check, and so does a damaged point; one not
+    # protected (yet, or any more) is shown.
+    raise typer.Exit(
+        Exit.FAILED if any(vm_state(r) == "breach" or r.corrupt_points for r in rows) else Exit.OK
+    )
 
 
 def human_bytes(n: int | None) -> str:
@@ -297,44 +308,38 @@ def human_bytes(n: int | None) -> str:
     return f"{size:.1f} TiB"
 
 
+_STATE_STYLE = {"breach": "bold red", "not-protected": "yellow", "paused": "yellow", "protected": "green"}
+
+
+def _state(r: VMStatus) -> str:
+    """One word a person scans for: a VM that is not protected says so (its RPO is not "ok")."""
+    state = vm_state(r)
+    if r.corrupt_points:
+        # A damaged point is never recovered from: it needs a person (`seawall verify`) first.
+        return f"[bold red]CORRUPT {len(r.corrupt_points)}[/bold red]"
+    if state == "seeding" and r.progress is not None:
+        state = f"seeding {r.progress.fraction:.0%}"
+    style = _STATE_STYLE.get(state)
+    word = state.upper() if state in ("breach", "not-protected") else state
+    return f"[{style}]{word}[/{style}]" if style else word
+
+
 def _table(rows: list[VMStatus]) -> Table:
-    table = Table(title="Protected VMs", box=None, header_style="bold")
-    for col in (
-        "vm",
-        "site",
-        "policy",
-        "last verified point",
-        "age",
-        "RPO",
-        "breach",
-        "shipped",
-        "path",
-        "now",
-    ):
-        table.add_column(col)
+    """Fits 80 columns: the point id and the change path are in --json."""
+    table = Table(title="Protected VMs", box=None, header_style="bold", pad_edge=False)
+    table.add_column("VM", no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("SITE", no_wrap=True, max_width=10, overflow="ellipsis")
+    table.add_column("STATE", no_wrap=True, min_width=13)
+    table.add_column("POINT AGE", justify="right", no_wrap=True)
+    table.add_column("RPO", justify="right", no_wrap=True)
+    table.add_column("SHIPPED", justify="right", no_wrap=True, min_width=9)
     for r in rows:
-        now = ""
-        if r.progress is not None:
-            now = f"seeding {r.progress.fraction:.0%}"
-        elif r.running:
-            now = "cycle running"
-        elif not r.scheduled:
-            now = "not protected"
-        elif r.paused:
-            now = "paused"
-        if r.problem:
-            now = f"{now}; {r.problem}" if now else r.problem
         table.add_row(
             r.vm,
             r.source_site,
-            f"{r.policy} (group {r.group})" if r.group else r.policy,
-            r.last_point or "-",
-            _age(r.age_s),
-            _age(r.rpo_s),
-            ("[red]BREACH[/red]" if r.breach else "ok")
-            + (f" [red]{len(r.corrupt_points)} corrupt[/red]" if r.corrupt_points else ""),
+            _state(r),
+            short_age(r.age_s),
+            short_age(r.rpo_s),
             human_bytes(r.last_bytes_shipped),
-            r.last_change_path or "-",
-            now,
         )
     return table

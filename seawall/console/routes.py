@@ -30,6 +30,7 @@ from seawall.api.catalogue import PlanEntry
 from seawall.api.deps import ApiSettings, require
 from seawall.api.problems import ApiProblem
 from seawall.console.views import (
+    DrillPlan,
     ProtectionRow,
     Readiness,
     ReportSummary,
@@ -41,8 +42,9 @@ from seawall.console.views import (
 )
 from seawall.contract.names import Query, recover_id, recover_vm_id
 from seawall.contract.search import SA_RUN, SA_VM
+from seawall.control import drills
 from seawall.control.status import vm_status
-from seawall.model import Inventory
+from seawall.model import Inventory, RecoveryPlan
 
 ClientGetter = Callable[[], Awaitable[Client]]
 
@@ -139,6 +141,19 @@ async def _point_times(client: Client, vm: str, since: datetime) -> list[datetim
     async for wf in client.list_workflows(_cycles_query(vm, f'StartTime <= "{stamp}"'), limit=1):
         times.append(wf.start_time)
     return times
+
+
+async def _schedule_of(client: Client, plan: RecoveryPlan | None) -> DrillPlan | None:
+    """The plan's drill schedule: its file's cron and, when Temporal has it, its next run."""
+    if plan is None or plan.drill_schedule is None:
+        return None
+    found = await drills.describe(client, plan.name)
+    return DrillPlan(
+        cron=plan.drill_schedule.cron,
+        approve_gates=plan.drill_schedule.approve_gates,
+        paused=found.paused if found else None,
+        next_at=found.next_runs[0] if found and found.next_runs else None,
+    )
 
 
 # A step query waits on the target site's worker; the run page asks every 2 s, so it must not hang.
@@ -252,24 +267,25 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         history = await asyncio.to_thread(lambda: {p: read_reports(reports_dir, p) for p in plans})
         entries = (await app.state.seawall.catalogue.view()).entries
         now = datetime.now(UTC)
+        models = {name: entries[name].plan if name in entries else None for name in plans}
+        tc = await client()
+        schedules = await asyncio.gather(*(_schedule_of(tc, p) for p in models.values()))
         out = []
-        for name, vms in plans.items():
-            plan = entries[name].plan if name in entries else None
-            # Plans carry no RTO target or drill age limit yet; when the model gains them (``rto``,
-            # ``max_drill_age``), readiness uses them, and a scheduled drill's report counts like any.
-            rto = getattr(plan, "rto", None)
-            max_age = getattr(plan, "max_drill_age", None)
+        for (name, plan), schedule in zip(models.items(), schedules, strict=True):
+            rto = plan.rto if plan else None
+            max_age = plan.max_drill_age if plan else None
             out.append(
                 readiness(
                     name,
                     valid=name not in problems,
                     problems=[problems[name]] if name in problems else [],
-                    vms=vms,
+                    vms=plans[name],
                     rows=found,
                     reports=history[name],
                     now=now,
-                    rto_target_s=rto.total_seconds() if isinstance(rto, timedelta) else None,
-                    max_drill_age_s=max_age.total_seconds() if isinstance(max_age, timedelta) else None,
+                    rto_target_s=rto.total_seconds() if rto else None,
+                    max_drill_age_s=max_age.total_seconds() if max_age else None,
+                    schedule=schedule,
                 )
             )
         return out

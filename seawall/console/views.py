@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from seawall.contract.messages import RunReport
-from seawall.control.status import VMStatus
+from seawall.control.status import VMStatus, vm_state
+from seawall.reports import verdicts
 
 # The protection page's strip: 24 hours in 48 half-hour cells, each coloured by the worst point age in it.
 STRIP_HOURS = 24
@@ -57,6 +58,9 @@ class ReportSummary(BaseModel):
     vms: int
     failed_vms: int
     time_to_healthy_s: float | None = Field(description="from the run's start until its last VM was healthy")
+    passed: bool | None = Field(
+        default=None, description="completed, no VM failed, every VM within the targets (None: not judged)"
+    )
 
 
 class LastDrill(BaseModel):
@@ -65,6 +69,18 @@ class LastDrill(BaseModel):
     finished_at: datetime
     age_s: float
     time_to_healthy_s: float | None
+    passed: bool = False
+
+
+class DrillPlan(BaseModel):
+    """The plan's drill schedule, as its file and Temporal have it."""
+
+    cron: str
+    approve_gates: bool
+    paused: bool | None = Field(
+        description="None: the schedule is not in Temporal yet (seawall plan schedule)"
+    )
+    next_at: datetime | None
 
 
 class Readiness(BaseModel):
@@ -77,27 +93,13 @@ class Readiness(BaseModel):
     vms_without_point: list[str]
     vms_in_breach: list[str]
     last_drill: LastDrill | None
+    last_passed_drill: LastDrill | None = Field(description="the newest drill that passed (the badge's age)")
     last_run: ReportSummary | None
     rto_target_s: float | None
     max_drill_age_s: float | None
+    schedule: DrillPlan | None = None
     ready: bool
     reasons: list[str]
-
-
-def vm_state(status: VMStatus) -> str:
-    """One word for the table and its filter. Order matters: a paused schedule is not a breach to chase,
-    and a VM with no point yet that is shipping is seeding, not in breach."""
-    if not status.scheduled:
-        return "not-protected"
-    if status.paused:
-        return "paused"
-    if status.last_point is None:
-        return "seeding" if status.running else "breach"
-    if status.breach:
-        return "breach"
-    if status.running:
-        return "replicating"
-    return "protected"
 
 
 def protection_row(
@@ -169,6 +171,7 @@ def summarize(report: RunReport) -> ReportSummary:
         vms=len(report.vms),
         failed_vms=len(report.failed_vms),
         time_to_healthy_s=_time_to_healthy(report),
+        passed=verdicts(report)[0],
     )
 
 
@@ -185,6 +188,11 @@ def read_reports(reports_dir: Path, plan: str) -> list[ReportSummary]:
     return out
 
 
+def _passed(r: ReportSummary) -> bool:
+    # A summary not judged against targets (an older report) passes when it completed with no VM failed.
+    return r.passed if r.passed is not None else r.status == "completed" and r.failed_vms == 0
+
+
 def readiness(
     plan: str,
     *,
@@ -196,6 +204,7 @@ def readiness(
     now: datetime,
     rto_target_s: float | None = None,
     max_drill_age_s: float | None = None,
+    schedule: DrillPlan | None = None,
 ) -> Readiness:
     """Ready means: the plan checks, every VM has a verified point within its RPO, and the newest drill
     passed within its RTO target (if the plan has one). No drill at all is a reason, not a failure to
@@ -204,17 +213,20 @@ def readiness(
     breach = [vm for vm in vms if vm in rows and rows[vm].last_point is not None and rows[vm].breach]
     drills = [r for r in reports if r.mode == "test"]
     last = drills[0] if drills else None
-    last_drill = (
-        LastDrill(
-            run=last.run,
-            status=last.status,
-            finished_at=last.finished_at,
-            age_s=(now - last.finished_at).total_seconds(),
-            time_to_healthy_s=last.time_to_healthy_s,
+    passed = next((r for r in drills if _passed(r)), None)
+
+    def as_drill(r: ReportSummary) -> LastDrill:
+        return LastDrill(
+            run=r.run,
+            status=r.status,
+            finished_at=r.finished_at,
+            age_s=(now - r.finished_at).total_seconds(),
+            time_to_healthy_s=r.time_to_healthy_s,
+            passed=_passed(r),
         )
-        if last
-        else None
-    )
+
+    last_drill = as_drill(last) if last else None
+    last_passed = as_drill(passed) if passed else None
     reasons: list[str] = []
     if not valid:
         reasons.append("the plan does not pass its check")
@@ -226,8 +238,10 @@ def readiness(
         reasons.append("never drilled")
     elif last_drill.status != "completed":
         reasons.append(f"the last drill {last_drill.status}")
-    elif max_drill_age_s is not None and last_drill.age_s > max_drill_age_s:
-        reasons.append("the last drill is older than the plan allows")
+    elif not last_drill.passed:
+        reasons.append("the last drill missed the plan's targets")
+    elif max_drill_age_s is not None and (last_passed is None or last_passed.age_s > max_drill_age_s):
+        reasons.append(f"the last passed drill is older than max_drill_age ({max_drill_age_s:g}s)")
     elif (
         rto_target_s is not None
         and last_drill.time_to_healthy_s is not None
@@ -242,9 +256,11 @@ def readiness(
         vms_without_point=without,
         vms_in_breach=breach,
         last_drill=last_drill,
+        last_passed_drill=last_passed,
         last_run=reports[0] if reports else None,
         rto_target_s=rto_target_s,
         max_drill_age_s=max_drill_age_s,
+        schedule=schedule,
         ready=not reasons,
         reasons=reasons,
     )

@@ -19,6 +19,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.names import FENCING_GATE as FENCING_GATE
 from seawall.contract.names import NAME_PATTERN
 
 ROLES = ("viewer", "operator", "admin")
@@ -30,8 +31,6 @@ CLOCK_SKEW_S = 60.0
 MAX_INTENT_TTL_S = 3600.0
 # The gate a real-mode run started without an intent waits on (an admin's signed approval).
 AUTHORISE_GATE = "authorise-start"
-# The gate an unplanned failover turns an unreachable source into.
-FENCING_GATE = "source-fenced"
 
 
 def role_rank(role: str | None) -> int:

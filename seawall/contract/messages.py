@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seawall.contract.drills import ReportTargets
 from seawall.contract.inputs import (
     CleanupRequest as CleanupRequest,
 )
@@ -514,6 +515,7 @@ class RunReport(_Message):
     rollback: RollbackOutcome | None = None
     # Who started it, as a Seawall door verified and signed it (None: unsigned, or before signing).
     authorised_by: Approval | None = None
+    targets: ReportTargets | None = None  # the plan's RPO/RTO, added when the report is written
 
 
 class ReportWritten(_Message):

@@ -27,6 +27,8 @@ class Workflow:
     VERIFY_REPLICA: Final = "VerifyReplica"
     PROTECT_GROUP: Final = "ProtectGroup"
     GROUP_REPLICATION_CYCLE: Final = "GroupReplicationCycle"
+    SCHEDULED_DRILL: Final = "ScheduledDrill"
+    WATCH_RPO: Final = "WatchRpo"
 
 
 class Update:
@@ -93,6 +95,17 @@ class Activity:
     COMMIT_GROUP_POINT: Final = "commit_group_point"
     ENSURE_GROUP_SCHEDULE: Final = "ensure_group_schedule"
     CHOOSE_GROUP_POINTS: Final = "choose_group_points"
+    NOTIFY: Final = "notify"
+    DRIVE_DRILL: Final = "drive_drill"
+    CHECK_RPO: Final = "check_rpo"
+
+
+FENCING_GATE: Final = "source-fenced"
+"""The gate an unplanned failover adds when a source site does not answer: someone confirms the
+sources are down before their replicas boot (an admin, in the API and in the workflow)."""
+ROLLBACK_GATE: Final = "rollback"
+"""The gate a rollback of a stopped real failover waits at: its approval destroys what the run
+recovered and starts the sources again (an admin)."""
 
 
 def _short_run(run_id: str) -> str:
@@ -137,6 +150,16 @@ def reprotect_id(plan: str) -> str:
 def cleanup_test_id(plan: str) -> str:
     """``CleanupTest``: removing a lost drill of the plan by its run name."""
     return f"cleanup/{plan}"
+
+
+def drill_id(plan: str) -> str:
+    """``ScheduledDrill`` started by hand (``seawall plan schedule --trigger``); a Temporal Schedule
+    appends its own timestamp to the schedule id instead."""
+    return f"drill/{plan}"
+
+
+RPO_WATCH_ID: Final = "watch/rpo"
+"""``WatchRpo``: the one long-running watcher that tells people of RPO breaches and recoveries."""
 
 
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:
@@ -191,6 +214,14 @@ def protect_group_id(group: str) -> str:
 def seed_group_cycle_id(group: str, parent_run_id: str) -> str:
     """The seeding ``GroupReplicationCycle`` a ``ProtectGroup`` run starts as its child."""
     return f"replicate-group/{group}/seed-{_short_run(parent_run_id)}"
+
+
+def drill_schedule_id(plan: str) -> str:
+    """A plan's drill schedule; its actions are ``ScheduledDrill`` runs."""
+    return f"drill/{plan}"
+
+
+DRILL_SCHEDULE_PREFIX: Final = "drill/"
 
 
 def gc_schedule_id(store: str) -> str:

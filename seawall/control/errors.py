@@ -62,6 +62,14 @@ class NotProtected(InvalidState):
         super().__init__(f"{vm} is not protected yet")
 
 
+class NotFailedOver(InvalidState):
+    """Commit and reprotect follow a completed real failover of the plan; its newest run is not one."""
+
+    def __init__(self, plan: str, why: str) -> None:
+        self.plan = plan
+        super().__init__(f"plan {plan}: {why}")
+
+
 class Refused(InvalidState):
     """The running workflow refused an update (its validator said why)."""
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -33,15 +39,18 @@ from seawall.contract.messages import (
     RunReport,
 )
 from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
+from seawall.contract.search import SA_MODE, SA_RUN
 from seawall.control.errors import (
     AlreadyRunning,
     Failed,
     NotAuthorised,
+    NotFailedOver,
     NotRunning,
     Refused,
     Stuck,
     Unavailable,
 )
+from seawall.control.runs import describe_run
 
 T = TypeVar("T")
 
@@ -70,6 +79,11 @@ async def start_failover(
             memo=memo,
             search_attributes=search_attributes,
             result_type=RunReport,
+            # What the Temporal UI lists the run as (instead of "RecoveryPlan").
+            static_summary=f"{inp.mode} {inp.direction} of {inp.plan}",
+            static_details=f"plan {inp.plan}, mode {inp.mode}"
+            + (f", point at or before {inp.point_time}" if inp.point_time else "")
+            + (f", drill time to live {inp.ttl_s:g}s" if inp.ttl_s else ""),
         )
     except WorkflowAlreadyStartedError:
         raise AlreadyRunning(inp.plan) from None
@@ -180,6 +194,26 @@ async def rollback(
     return await _update(client, plan, Update.ROLLBACK, inp, str, run_id, timeout)
 
 
+async def _start(
+    client: Client, queue: str, workflow: str, arg: Any, wf_id: str, result_type: type[T]
+) -> WorkflowHandle[Any, T]:
+    """Start ``workflow`` (or, while one runs under ``wf_id``, attach to it: a repeat is harmless)."""
+    return await client.start_workflow(
+        workflow,
+        arg,
+        id=wf_id,
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        result_type=result_type,
+        static_summary=_summary(workflow, wf_id),
+    )
+
+
+def _summary(workflow: str, wf_id: str) -> str:
+    """What the Temporal UI lists the run as: the workflow and the plan it is about."""
+    return f"{workflow} of {wf_id.partition('/')[2]}"
+
+
 async def _run_to_end(
     client: Client, queue: str, workflow: str, arg: Any, wf_id: str, result_type: type[T]
 ) -> T:
@@ -192,9 +226,44 @@ async def _run_to_end(
             task_queue=queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             result_type=result_type,
+            static_summary=_summary(workflow, wf_id),
         )
     except WorkflowFailureError as exc:
         raise Failed(failure_reason(exc)) from None
+
+
+async def failed_over(client: Client, plan: str, run: str | None = None) -> str:
+    """The name of the plan's newest run if it is a completed real failover (and ``run``, when given);
+    :class:`NotFailedOver` otherwise: committing or reprotecting after a drill, a failed run or a
+    failback would prune points or reverse replication for nothing that happened."""
+    desc = await describe_run(client, plan)
+    attrs = desc.typed_search_attributes
+    mode, name = attrs.get(SA_MODE), attrs.get(SA_RUN)
+    if desc.status != WorkflowExecutionStatus.COMPLETED:
+        state = desc.status.name.lower() if desc.status else "unknown"
+        raise NotFailedOver(
+            plan, f"its newest run {name or desc.run_id} is {state}, not a completed failover"
+        )
+    if mode not in ("planned", "unplanned"):
+        raise NotFailedOver(plan, f"its newest run {name} was a {mode} run, not a real failover")
+    if run is not None and run != name:
+        raise NotFailedOver(plan, f"run {run} is not its newest failover ({name})")
+    return str(name)
+
+
+async def start_commit(client: Client, queue: str, plan: str, run: str) -> WorkflowHandle[Any, CommitOutcome]:
+    """Start making a real failover final (``commit``, without waiting for it); only after one."""
+    await failed_over(client, plan, run)
+    inp = PlanRunInput(plan=plan, run=run)
+    return await _start(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
+
+
+async def start_reprotect(client: Client, queue: str, plan: str) -> WorkflowHandle[Any, ReprotectOutcome]:
+    """Start replicating the failed-over copies back (``reprotect``, without waiting for it); only
+    after a real failover."""
+    await failed_over(client, plan)
+    inp = PlanInput(plan=plan)
+    return await _start(client, queue, Workflow.REPROTECT, inp, reprotect_id(plan), ReprotectOutcome)
 
 
 async def commit(

@@ -263,3 +263,19 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         healed_points=healed,
         group=group.name if group else None,
     )
+
+
+def vm_state(status: VMStatus) -> str:
+    """One word for the table and its filter. Order matters: a paused schedule is not a breach to chase,
+    and a VM with no point yet that is shipping is seeding, not in breach."""
+    if not status.scheduled:
+        return "not-protected"
+    if status.paused:
+        return "paused"
+    if status.last_point is None:
+        return "seeding" if status.running else "breach"
+    if status.breach:
+        return "breach"
+    if status.running:
+        return "replicating"
+    return "protected"

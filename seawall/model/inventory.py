@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from seawall.model.notify import AnyNotifyTarget
 from seawall.model.placement import Placement
 from seawall.model.plan import RecoveryPlan
 from seawall.model.scalars import (
@@ -414,6 +415,7 @@ class Inventory(FileModel):
     consistency_groups: list[ConsistencyGroup] = []
     plans: list[RecoveryPlan] = []
     placements: list[Placement] = []
+    notifications: list[AnyNotifyTarget] = []
 
     def placement(self, source: str, target: str) -> Placement | None:
         """Where VMs from ``source`` land at ``target`` (None: the target site's defaults)."""

@@ -14,12 +14,13 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, StrictBool, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from seawall.model.inventory import Site
 
+from seawall.model.cron import check_cron
 from seawall.model.guest import WindowsCustomization
 from seawall.model.scalars import (
     DnsName,
@@ -299,6 +300,13 @@ class Gate(FileModel):
     )
 
 
+def _cron(value: str) -> str:
+    try:
+        return check_cron(value)
+    except ValueError as exc:
+        raise PydanticCustomError("seawall_cron", "{why}", {"why": str(exc)}) from None
+
+
 class PlanVM(FileModel):
     """One VM's recovery: size, networks, addresses, DNS, readiness, ordering."""
 
@@ -315,6 +323,9 @@ class PlanVM(FileModel):
     )
 
 
+Target = Annotated[Duration, duration_range(timedelta(seconds=1), timedelta(days=30))]
+
+
 class Group(FileModel):
     """VMs that recover in parallel; groups run in order."""
 
@@ -325,6 +336,24 @@ class Group(FileModel):
     pre_hooks: list[AnyHook] = []
     post_hooks: list[AnyHook] = []
     vms: Annotated[list[PlanVM], Field(min_length=1)]
+    rto: Target | None = Field(default=None, description="this group healthy within this of the run's start")
+
+
+class DrillSchedule(FileModel):
+    """Drills that run themselves: a Temporal Schedule starts a test failover, waits until every VM is
+    healthy, cleans up and records the result."""
+
+    cron: Annotated[str, AfterValidator(_cron)] = Field(
+        description="when, as five cron fields (minute hour day-of-month month day-of-week, UTC) or @daily"
+    )
+    approve_gates: StrictBool = Field(
+        default=False,
+        description="the schedule approves the plan's gates itself; otherwise the run waits and notifies",
+    )
+    health_timeout: Annotated[Duration, duration_range(timedelta(minutes=1), timedelta(days=1))] = Field(
+        default=timedelta(hours=2), description="a drill not healthy by then failed (it is cleaned up)"
+    )
+    paused: StrictBool = False
 
 
 class RecoveryPlan(FileModel):
@@ -356,6 +385,13 @@ class RecoveryPlan(FileModel):
     post_hooks: list[AnyHook] = []
     gates: list[Gate] = []
     groups: Annotated[list[Group], Field(min_length=1)]
+    # What the plan promises, shown in reports as PASS/FAIL and in readiness.
+    rpo: Target | None = Field(default=None, description="largest acceptable age of a recovered point")
+    rto: Target | None = Field(default=None, description="every VM healthy within this of the run's start")
+    max_drill_age: Annotated[Duration, duration_range(timedelta(hours=1), timedelta(days=366))] | None = (
+        Field(default=None, description="the plan is not ready when its last passed drill is older than this")
+    )
+    drill_schedule: DrillSchedule | None = None
 
     def per_run_network(self, target: Site) -> bool:
         """Do this plan's drills get their own network at ``target``?"""

@@ -85,6 +85,14 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
 
     problems += check_placements(inventory)
     problems += _check_groups(inventory)
+    problems += _duplicates([n.name for n in inventory.notifications], ("notifications",), "notification")
+    for index, notify_target in enumerate(inventory.notifications):
+        for site_index, site_name in enumerate(notify_target.sites):
+            if site_name not in sites:
+                problems.append(
+                    Problem(("notifications", index, "sites", site_index), _unknown("site", site_name, sites))
+                )
+
     for index, plan in enumerate(inventory.plans):
         problems += [Problem(("plans", index, *p.loc), p.message) for p in check_plan(plan, inventory)]
     return problems

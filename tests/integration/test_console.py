@@ -107,7 +107,7 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     card = page.locator(f'.plan-card[data-plan="{PLAN}"]')
     await expect(card.get_by_role("button", name="Start drill")).to_be_visible(timeout=20_000)
     await expect(card.get_by_role("button", name="Failover…")).to_have_count(0)
-    await expect(card.locator(".plan-head .pill")).to_have_text("not ready")  # never drilled yet
+    await expect(card.locator(".plan-head .readiness")).to_have_text("not ready")  # never drilled yet
     # The plan's free text is shown as written, never parsed as markup.
     await expect(card.locator(".plan-head .muted")).to_contain_text(DESCRIPTION)
     await expect(card.locator("img")).to_have_count(0)
@@ -168,6 +168,11 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     report = page.frame_locator("iframe.report-frame")
     await expect(report.locator("h1")).to_contain_text(f"plan {PLAN} (test) — completed", timeout=20_000)
     await expect(report.locator("table tr")).to_have_count(len(VMS) + 1)
+    # Judged against the plan's targets (none set here: the run itself), on a time axis.
+    await expect(report.locator("#verdict")).to_have_text("Result: PASS")
+    await expect(report.locator("table tr td.verdict")).to_have_count(len(VMS))
+    assert await report.locator("svg.timeline text.tick").count() >= 2
+    await expect(report.locator("svg.timeline text.tick").first).to_have_text("0:00")
     # The frame is sandboxed: the report's own page could run nothing.
     assert await page.locator("iframe.report-frame").get_attribute("sandbox") == ""
     await shot(page, "report")
@@ -175,8 +180,12 @@ async def test_a_drill_from_the_console(stack: Stack, browser: Browser) -> None:
     await page.get_by_role("link", name="All reports").click()
     await expect(page.locator("#reports tbody tr[data-run]")).to_have_count(1)
     await page.get_by_role("link", name="Recovery plans").click()
-    await expect(page.locator(f'.plan-card[data-plan="{PLAN}"] .plan-head .pill')).to_have_text(
+    await expect(page.locator(f'.plan-card[data-plan="{PLAN}"] .plan-head .readiness')).to_have_text(
         "ready", timeout=20_000
+    )
+    # The badge: time since the last passed drill.
+    await expect(page.locator(f'.plan-card[data-plan="{PLAN}"] .drill-age')).to_have_text(
+        "drill passed under a minute ago"
     )
     await shot(page, "plans-after")
     await operator_ctx.close()
@@ -242,3 +251,78 @@ async def test_a_real_failover_needs_the_typed_confirmation(stack: Stack, browse
     assert sent[0].headers["authorization"] == f"Bearer {token_of('commander')}"
     assert sent[0].headers.get("idempotency-key")
     await context.close()
+
+
+def completed_failover(run: str) -> dict[str, Any]:
+    """What /failovers/current would say after a completed planned failover (the lab's VMs are not
+    fenced for this test: the page is shown one, the clicks go to the real API)."""
+    return {
+        "plan": PLAN,
+        "workflow_id": f"recover/{PLAN}",
+        "run_id": "5f0c7a56-0000-4000-8000-000000000001",
+        "status": "COMPLETED",
+        "mode": "planned",
+        "run": run,
+        "started_by": "commander",
+        "started_at": "2026-11-26T01:00:00Z",
+        "closed_at": "2026-11-26T01:20:00Z",
+        "progress": None,
+        "links": {"self": "", "ui": "http://127.0.0.1:8233/", "current": "", "report": ""},
+    }
+
+
+@pytest.mark.timeout(180)
+async def test_commit_and_reprotect_buttons_go_through_the_api_and_its_checks(
+    stack: Stack, browser: Browser
+) -> None:
+    run = "20261126T010000Z-0a1b2c3d"
+    sent: list[tuple[str, dict[str, Any] | None, int]] = []
+
+    async def shown_a_failover(route: Route) -> None:
+        await route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(completed_failover(run))
+        )
+
+    # The operator: a completed real failover shows no Commit or Reprotect (admin actions).
+    operator_ctx, operator = await signed_in(browser, stack, "oncall")
+    await operator.route(f"**/v1/plans/{PLAN}/failovers/current", shown_a_failover)
+    await operator.get_by_role("link", name="Recovery plans").click()
+    card = operator.locator(f'.plan-card[data-plan="{PLAN}"]')
+    await expect(card.get_by_role("link", name="Last run")).to_be_visible(timeout=20_000)
+    for name in ("Commit", "Reprotect"):
+        await expect(card.get_by_role("button", name=name)).to_have_count(0)
+    assert await forced_post(operator, f"/v1/plans/{PLAN}/commit", {"run": run}) == 403
+    assert await forced_post(operator, f"/v1/plans/{PLAN}/reprotect", {}) == 403
+    await operator_ctx.close()
+
+    # The admin: both buttons, each behind a confirmation, each one real request to the real API,
+    # which refuses: the plan's newest run in Temporal is the drill, not a failover to commit.
+    context, page = await signed_in(browser, stack, "commander")
+    await page.route(f"**/v1/plans/{PLAN}/failovers/current", shown_a_failover)
+    page.on(
+        "requestfinished",
+        lambda r: (
+            sent.append((r.url.rsplit("/", 1)[-1], json.loads(r.post_data) if r.post_data else None, 0))
+            if r.method == "POST"
+            else None
+        ),
+    )
+    await page.get_by_role("link", name="Recovery plans").click()
+    card = page.locator(f'.plan-card[data-plan="{PLAN}"]')
+    await card.get_by_role("button", name="Commit").click(timeout=20_000)
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("Make the failover final")
+    await shot(page, "commit-confirm")
+    await dialog.get_by_role("button", name="Commit").click()
+    await expect(page.locator("#toast")).to_contain_text("not a real failover")
+    await card.get_by_role("button", name="Reprotect").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Reprotect").click()
+    await expect(page.locator("#toast")).to_contain_text("not a real failover")
+    await shot(page, "reprotect-refused")
+    await context.close()
+    assert [(path, body) for path, body, _ in sent] == [("commit", {"run": run}), ("reprotect", None)]
+    audit = [json.loads(line) for line in (stack.tmp / "audit.log").read_text().splitlines()]
+    assert [(a["who"], a["path"].rsplit("/", 1)[-1], a["status"]) for a in audit[-2:]] == [
+        ("commander", "commit", 409),
+        ("commander", "reprotect", 409),
+    ]

@@ -5,6 +5,10 @@
     .venv/bin/python -m tests.replay.record_histories failback # planned failover, commit, reprotect
     .venv/bin/python -m tests.replay.record_histories verify   # a full verify (VerifyReplica)
     .venv/bin/python -m tests.replay.record_histories group    # ProtectGroup, GroupReplicationCycle
+    .venv/bin/python -m tests.replay.record_histories scheduled # a ScheduledDrill and its drill
+
+``watch_rpo.json`` was recorded from a run of tests/workflows/test_rpo_watch.py's scenario (its
+check_rpo stubbed: breaches in the lab need hours of stopped replication).
 
 Re-record only when a workflow's shape changes *on purpose* and old runs can no longer exist; otherwise
 keep the old histories and guard the change with ``workflow.patched``: the point of these files is
@@ -108,6 +112,34 @@ async def record_drill() -> None:
                 ("recover_vm", f"recover/{report.plan}/{report.run}/db-01"),
             ):
                 history = await env.client.get_workflow_handle(wf_id).fetch_history()
+                (HERE / f"{name}.json").write_text(history.to_json())
+                print(f"recorded {name}: {len(history.events)} events")
+
+
+async def record_scheduled_drill() -> None:
+    """A ScheduledDrill of the example ERP plan that approves its gate: ScheduledDrill's history and
+    its RecoveryPlan child's (with the notifications of patch ``notify-events``)."""
+    from seawall.contract.drills import DrillInput, DrillResult
+    from tests.integration.test_recovery import protected_erp, stand_ins
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with protected_erp(lab, Path(tmp), lab_config.state_dir()) as env:
+            with stand_ins(env.settings.health_check_port_offset):
+                drill = await env.client.start_workflow(
+                    "ScheduledDrill",
+                    DrillInput(plan="erp-dr", approve_gates=True, health_timeout_s=900),
+                    id="drill/erp-dr",
+                    task_queue=env.settings.orchestration_queue,
+                    result_type=DrillResult,
+                )
+                result = await drill.result()
+                assert result.status == "passed", result
+            for name, handle in (
+                ("scheduled_drill", drill),
+                ("recovery_plan_notified_drill", env.client.get_workflow_handle("recover/erp-dr")),
+            ):
+                history = await handle.fetch_history()
                 (HERE / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
 
@@ -249,5 +281,6 @@ if __name__ == "__main__":
         "failback": record_failback,
         "verify": record_verify,
         "group": record_group,
+        "scheduled": record_scheduled_drill,
     }.get(sys.argv[1] if sys.argv[1:] else "")
     asyncio.run(which() if which else record())

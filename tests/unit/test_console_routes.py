@@ -123,8 +123,7 @@ async def console(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     [
         (VIEWER, []),
         (OPERATOR, ["drill", "approve", "cleanup"]),
-        # commit and reprotect appear once the API has those endpoints.
-        (ADMIN, ["drill", "failover", "approve", "cleanup", "abort"]),
+        (ADMIN, ["drill", "failover", "approve", "cleanup", "abort", "commit", "reprotect"]),
     ],
 )
 async def test_session_offers_the_buttons_of_the_role(

@@ -164,8 +164,32 @@ def test_readiness_reasons() -> None:
         max_drill_age_s=86400,
     )
     assert (
-        stale.reasons == ["the last drill is older than the plan allows"] and stale.max_drill_age_s == 86400
+        stale.reasons == ["the last passed drill is older than max_drill_age (86400s)"]
+        and stale.max_drill_age_s == 86400
     )
+    # Judged against the plan's targets: a completed drill that missed them is not a passed drill, and
+    # the age that counts is the last *passed* drill's.
+    missed = readiness(
+        "erp-dr",
+        valid=True,
+        problems=[],
+        vms=[],
+        rows={},
+        reports=[summary().model_copy(update={"passed": False})],
+        now=NOW,
+    )
+    assert missed.reasons == ["the last drill missed the plan's targets"] and missed.last_passed_drill is None
+    older_pass = readiness(
+        "erp-dr",
+        valid=True,
+        problems=[],
+        vms=[],
+        rows={},
+        reports=[summary(ago_h=1), summary(ago_h=40)],
+        now=NOW,
+        max_drill_age_s=86400,
+    )
+    assert older_pass.ready and older_pass.last_passed_drill is not None
 
 
 def run_report(plan: str, run: str, started: datetime, *, status: str = "completed") -> RunReport:

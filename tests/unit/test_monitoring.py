@@ -93,6 +93,7 @@ def test_the_worker_exports_what_the_alerts_need() -> None:
         "seawall_plan_last_drill_success",
         "seawall_plan_last_successful_drill_timestamp_seconds",
         "seawall_plan_max_drill_age_seconds",
+        "seawall_plan_last_successful_drill_age_seconds",
     } <= names
     assert histograms == {"seawall_cycle_duration_seconds", "seawall_plan_step_duration_seconds"}
 
@@ -475,6 +476,38 @@ def test_drills_from_reports_newest_first_and_cached_by_mtime(tmp_path: Path) ->
     os.utime(newest, ns=(newest.stat().st_atime_ns, newest.stat().st_mtime_ns + 1_000_000))
     again = reports.scan(["erp-dr"])["erp-dr"]
     assert again.last is not None and again.last.success and again.last_success == again.last
+
+
+def test_a_drill_that_missed_its_targets_did_not_pass(tmp_path: Path) -> None:
+    from seawall.contract.messages import HealthOutcome, RecoverVMResult
+
+    t0 = "2026-11-28T10:00:00+00:00"
+    db = RecoverVMResult(
+        vm="db-01",
+        target_name="db-01-drill",
+        point_id="p",
+        point_created_at="2026-11-28T09:59:00+00:00",
+        ips=[],
+        dns=[],
+        health=HealthOutcome(ok=True, checks=[], elapsed_s=1.0),
+        resources=[],
+        steps=[],
+        started_at=t0,
+        healthy_at="2026-11-28T10:20:00+00:00",
+    ).model_dump(mode="json")
+    common = {
+        "started_at": t0,
+        "finished_at": "2026-11-28T10:30:00+00:00",
+        "vms": [db],
+        "hooks": [],
+        "approvals": [],
+        "groups": [],
+    }
+    _report(tmp_path, "erp-dr", "20261128T100000Z-aaaa", **common, targets={"rto_s": 1800.0})
+    _report(tmp_path, "slow-dr", "20261128T100000Z-bbbb", **common, targets={"rto_s": 600.0})
+    found = DrillReports(tmp_path).scan()
+    assert found["erp-dr"].last_success is not None  # healthy after 20 min, within 30
+    assert found["slow-dr"].last is not None and not found["slow-dr"].last.success  # not within 10
 
 
 def test_chart_monitoring_template_renders_the_files_as_yaml() -> None:

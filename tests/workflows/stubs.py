@@ -16,7 +16,16 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.drills import DrillActivities
 from activities.recovery import OrchestrationActivities
+from seawall.contract.drills import (
+    DriveDrillInput,
+    DriveOutcome,
+    NotifyRequest,
+    NotifySent,
+    RpoCheck,
+    RpoWatchInput,
+)
 from seawall.contract.intents import Authority, IntentCheck
 from seawall.contract.messages import (
     ChosenPoint,
@@ -111,6 +120,10 @@ class Stubs:
     # activity name -> the error type it fails with (default StubFailure).
     failure_type: dict[str, str] = field(default_factory=dict)
     blocking: set[str] = field(default_factory=set)
+    # activity name -> how many of its first attempts fail with a retryable error (then it succeeds).
+    flaky: dict[str, int] = field(default_factory=dict)
+    # check_rpo's answers in turn (the last one repeats).
+    rpo_checks: list[RpoCheck] = field(default_factory=list)
     verify_ok: bool = True
     parent: str | None = None
     # Points whose materialize fails as corrupt data (CorruptReplica); choose_point with ``refused``
@@ -156,6 +169,8 @@ class Stubs:
 
     async def _enter(self, name: str, inp: BaseModel) -> None:
         self.calls.append(Call(name, inp, activity.info().task_queue))
+        if activity.info().attempt <= self.flaky.get(name, 0):
+            raise ApplicationError(f"{name} attempt {activity.info().attempt} failed", type="StubFlaky")
         vm = _vm_of(inp)
         if name in self.failing and (self.failing[name] is None or vm in (self.failing[name] or ())):
             raise ApplicationError(
@@ -202,6 +217,23 @@ class Stubs:
     async def write_report(self, report: RunReport) -> ReportWritten:
         await self._enter(A.WRITE_REPORT, report)
         return ReportWritten(json_path=f"/r/{report.run}.json", html_path=f"/r/{report.run}.html")
+
+    @activity.defn(name=A.NOTIFY)
+    async def notify(self, req: NotifyRequest) -> NotifySent:
+        await self._enter(A.NOTIFY, req)
+        return NotifySent(delivered=["stub"])
+
+    @activity.defn(name=A.CHECK_RPO)
+    async def check_rpo(self, inp: RpoWatchInput) -> RpoCheck:
+        await self._enter(A.CHECK_RPO, inp)
+        done = len(self.of(A.CHECK_RPO)) - 1
+        return self.rpo_checks[min(done, len(self.rpo_checks) - 1)] if self.rpo_checks else RpoCheck(vms=[])
+
+    @activity.defn(name=A.DRIVE_DRILL)
+    async def drive_drill(self, inp: DriveDrillInput) -> DriveOutcome:
+        # The real one: it only talks to Temporal (queries and updates of the drill run).
+        await self._enter(A.DRIVE_DRILL, inp)
+        return await DrillActivities().drive_drill(inp)
 
     @activity.defn(name=A.FENCE_VM)
     async def fence_vm(self, req: VMRef) -> str:

@@ -11,14 +11,17 @@ from temporalio import activity
 from activities import schedules
 from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
+from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.groups import GroupActivities
 from activities.hooks import HookActivities
+from activities.notify import NotifyActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
 from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
+from activities.rpo import RpoActivities
 from activities.target import RecoveryActivities
 from activities.verify import VerifyActivities
 from seawall.contract.names import Activity
@@ -55,6 +58,9 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             GroupActivities,
             OrchestrationActivities,
             VerifyActivities,
+            NotifyActivities,
+            DrillActivities,
+            RpoActivities,
             schedules,
         ]
     )

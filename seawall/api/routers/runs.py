@@ -8,9 +8,9 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Depends, Request
 from temporalio.client import Client, WorkflowExecutionDescription
 
-from seawall.api.auth import Principal
+from seawall.api.auth import Principal, Role
 from seawall.api.deps import WORKER_WAIT, ApiContext, Ctx, admin, in_scope, operator
-from seawall.api.problems import problems
+from seawall.api.problems import ApiProblem, problems
 from seawall.api.schemas import (
     RUN_EXAMPLE,
     AbortRequest,
@@ -23,8 +23,11 @@ from seawall.api.schemas import (
     ok_example,
 )
 from seawall.contract.messages import AbortInput, Approval, ApproveInput, RetryInput, RollbackInput
+from seawall.contract.names import FENCING_GATE, ROLLBACK_GATE
+from seawall.contract.search import SA_MODE
 from seawall.control import recovery
 from seawall.control.runs import running_run
+from seawall.model import RecoveryPlan
 
 router = APIRouter(prefix="/v1", tags=["recovery"])
 
@@ -49,6 +52,25 @@ async def _to_running(
         record["run_id"] = desc.run_id
         answer = await send(tc, desc.run_id, record)
     return desc, answer
+
+
+def gate_role(plan: RecoveryPlan, gate: str, mode: str | None) -> Role:
+    """The least role that may approve ``gate`` of ``plan`` in a run of ``mode`` (the workflow checks
+    the same with signed intents): the gate's own ``role``, else an operator in a drill and an admin in
+    a real failover. Confirming the sources are down (the fencing gate) and a rollback need an admin. A
+    name that is no gate of the plan is left to the run, which refuses it (409) as not the gate waiting."""
+    if gate in (FENCING_GATE, ROLLBACK_GATE):
+        return Role.admin
+    for g in plan.gates:
+        if g.name == gate and g.role is not None:
+            return Role[g.role]
+    return Role.operator if mode == "test" else Role.admin
+
+
+def running_mode(desc: WorkflowExecutionDescription) -> str | None:
+    """The mode a running RecoveryPlan was started in (its search attribute)."""
+    values = desc.typed_search_attributes.get(SA_MODE)
+    return str(values) if values is not None else None
 
 
 def _done(result: str) -> dict[str, object]:
@@ -90,6 +112,18 @@ async def approve(
     ],
     who: Principal = Depends(operator),
 ) -> ApprovalDone:
+    in_scope(who, plan)
+    found = await ctx.known_plan(plan)
+    running = await running_run(await ctx.client(), plan)
+    need = gate_role(found, body.gate, running_mode(running))
+    if not who.may(need):
+        raise ApiProblem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"role {who.role.name} may not approve gate {body.gate!r} (needs {need.name})",
+        )
+
     # The approver is the token's holder, signed for this run and gate: the report names them, not
     # what the body claims, and the workflow checks their role against the gate's.
     def send(tc: Client, run_id: str, record: dict[str, object]) -> Awaitable[Approval]:

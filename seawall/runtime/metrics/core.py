@@ -181,6 +181,11 @@ class SeawallMetrics:
             "Start of the plan's newest passed drill (0: never)",
             "s",
         )
+        self.drill_ok_age = fgauge(
+            "seawall_plan_last_successful_drill_age_seconds",
+            "Time since the start of the plan's newest passed drill (absent: never)",
+            "s",
+        )
         self.max_drill_age = fgauge(
             "seawall_plan_max_drill_age_seconds", "The plan's own max_drill_age, when it sets one", "s"
         )
@@ -262,6 +267,8 @@ class SeawallMetrics:
             if found.last is not None:
                 self.drill_ok.set(int(found.last.success), attrs)
             self.drill_ok_at.set(found.last_success.started_at if found.last_success else 0.0, attrs)
+            if found.last_success is not None:
+                self.drill_ok_age.set(max(0.0, time.time() - found.last_success.started_at), attrs)
         for plan, max_age in max_ages.items():
             if max_age is not None:
                 self.max_drill_age.set(max_age, {"plan": plan})

@@ -43,6 +43,15 @@ def drill_of(report: dict[str, object]) -> Drill | None:
     except (KeyError, ValueError):
         return None
     success = report.get("status") == "completed" and not report.get("failed_vms")
+    if success and report.get("targets"):
+        # Judged against the plan's RPO/RTO as the report recorded them: a drill that missed them failed.
+        from seawall.contract.messages import RunReport
+        from seawall.reports import verdicts
+
+        try:
+            success = verdicts(RunReport.model_validate(report))[0]
+        except ValueError:
+            success = False
     return Drill(run=str(report.get("run", "")), started_at=started, success=success)
 
 

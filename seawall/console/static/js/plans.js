@@ -2,7 +2,7 @@
 // endpoint the API documents, so the server applies the same role and scope checks; a button the
 // token's role may not use is not drawn at all (and the server would refuse it anyway).
 import { ApiError, api, enc } from "./api.js";
-import { fmtDuration, h, live, modal, pill, swap } from "./dom.js";
+import { fmtDuration, fmtTime, h, live, modal, pill, swap } from "./dom.js";
 
 const EVERY_S = 5;
 
@@ -83,16 +83,25 @@ function card(ctx, summary, ready, run) {
   if (run) buttons.push(h("a", { class: "btn btn-ghost", href: `#/run/${enc(plan)}` }, running ? "Follow run" : "Last run"));
 
   const drill = ready && ready.last_drill;
+  const passed = ready && ready.last_passed_drill;
+  const sched = ready && ready.schedule;
   const facts = h("dl", { class: "facts" },
     fact("Plan check", summary.valid ? "passes" : `fails: ${summary.problems.join("; ")}`, summary.valid ? "ok" : "bad"),
     ready ? fact("Verified points", ready.vms_without_point.length ? `missing for ${ready.vms_without_point.join(", ")}` : `all ${ready.vms.length} VMs`, ready.vms_without_point.length ? "bad" : "ok") : null,
     ready && ready.vms_in_breach.length ? fact("RPO", `breached for ${ready.vms_in_breach.join(", ")}`, "bad") : null,
-    fact("Last drill", drill ? `${drill.status}, ${ago(drill.age_s)}` : "never", drill ? (drill.status === "completed" ? "ok" : "bad") : "warn"),
+    fact("Last drill", drill ? `${drill.passed ? "passed" : drill.status === "completed" ? "missed its targets" : drill.status}, ${ago(drill.age_s)}` : "never", drill ? (drill.passed ? "ok" : "bad") : "warn"),
+    fact("Drill schedule", sched ? `${sched.cron}${sched.paused ? " (paused)" : ""}${sched.next_at ? ` · next ${fmtTime(sched.next_at)}` : sched.paused === null ? " · not in Temporal yet" : ""}${sched.approve_gates ? " · approves gates" : ""}` : "none", sched ? "" : "warn"),
     fact("Time to healthy", drill && drill.time_to_healthy_s !== null ? fmtDuration(drill.time_to_healthy_s) : "—"),
     fact("RTO target", ready && ready.rto_target_s !== null ? fmtDuration(ready.rto_target_s) : "none set"),
     fact("Current run", running ? `${run.mode} · ${progress ? progress.phase : "starting"}` : run ? `${run.mode} ${run.status.toLowerCase()} ${run.closed_at ? ago((Date.now() - new Date(run.closed_at)) / 1000) : ""}` : "none"));
 
   const badge = ready ? pill(ready.ready ? "ready" : "not ready", ready.ready ? "ok" : "bad") : null;
+  if (badge) badge.classList.add("readiness");
+  // Time since the last passed drill, at a glance: amber past half the plan's max_drill_age, red past it.
+  const maxAge = ready ? ready.max_drill_age_s : null;
+  const drillTone = !passed ? "bad" : maxAge && passed.age_s > maxAge ? "bad" : maxAge && passed.age_s > maxAge / 2 ? "warn" : "ok";
+  const drillBadge = ready ? h("span", { class: `pill pill-${drillTone} drill-age`, title: "time since the last passed drill" },
+    passed ? `drill passed ${ago(passed.age_s)}` : "no passed drill") : null;
   const gate = progress && progress.pending_gate
     ? h("div", { class: "gate-note" }, "Waiting for approval: ", h("strong", {}, progress.pending_gate), " — ", h("a", { href: `#/run/${enc(plan)}` }, "open the run"))
     : null;
@@ -100,7 +109,7 @@ function card(ctx, summary, ready, run) {
     h("header", { class: "plan-head" },
       h("div", {}, h("h2", {}, plan), h("div", { class: "muted" }, summary.description || "", " ",
         h("span", { class: "route" }, `${summary.source_site || "?"} → ${summary.target_site || "?"}`))),
-      badge),
+      h("div", { class: "badges" }, drillBadge, badge)),
     ready && ready.reasons.length ? h("ul", { class: "reasons" }, ready.reasons.map((r) => h("li", {}, r))) : null,
     gate, facts,
     h("div", { class: "groups-line" }, summary.groups.map((g) => [

@@ -14,18 +14,28 @@ function vmTone(state) {
   return "info";
 }
 
-function gatePanel(ctx, plan, progress) {
+const RANK = { viewer: 1, operator: 2, admin: 3 };
+
+// The least role that may approve the gate: what the run says (pending_gate_role), else the plan's own
+// say (gate_approvers); otherwise an admin. The server and the run check again.
+function mayApprove(ctx, shape, gate, progress) {
+  const group = shape.groups.find((g) => g.gate === gate);
+  const need = progress.pending_gate_role || (group && group.gate_approvers) || "admin";
+  return ctx.may("approve") && RANK[ctx.session.role] >= RANK[need];
+}
+
+function gatePanel(ctx, plan, progress, shape) {
   const gate = progress.pending_gate;
   // The phase names the gate and its message: "waiting for approval: <gate> (<message>)".
   const prefix = `waiting for approval: ${gate} (`;
   const message = progress.phase.startsWith(prefix) ? progress.phase.slice(prefix.length, -1) : "";
   const comment = h("input", { id: "approve-comment", type: "text", maxlength: "2000", placeholder: "what you checked" });
-  const controls = ctx.may("approve")
+  const controls = mayApprove(ctx, shape, gate, progress)
     ? h("div", { class: "gate-actions" },
       h("label", { for: "approve-comment" }, "Comment"), comment,
       h("button", { class: "btn btn-primary", type: "button", id: "approve",
         onclick: () => act(ctx, () => api.post(`/v1/plans/${enc(plan)}/approve`, { gate, comment: comment.value }), `Gate ${gate} approved`) }, `Approve ${gate}`))
-    : h("p", { class: "muted" }, "Your role may not approve gates.");
+    : h("p", { class: "muted" }, ctx.may("approve") ? `Your role may not approve gate ${gate}.` : "Your role may not approve gates.");
   return h("section", { class: "card gate", "aria-label": "Waiting gate" },
     h("h2", {}, "Waiting for approval: ", h("span", { class: "gate-name" }, gate)),
     message ? h("p", {}, message) : null, controls);
@@ -86,7 +96,7 @@ export function renderRun(root, ctx, plan) {
     });
 
     const gate = running && progress ? progress.pending_gate : null;
-    swap(gateBox, JSON.stringify([run.run_id, gate]), () => (gate ? gatePanel(ctx, plan, progress) : null));
+    swap(gateBox, JSON.stringify([run.run_id, gate]), () => (gate ? gatePanel(ctx, plan, progress, shape) : null));
 
     const states = progress ? progress.vms : {};
     // The run's progress says "recovering"; each VM's own workflow knows which step it is in.
