@@ -15,7 +15,14 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall import reports
-from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.contract.messages import (
+    AbortInput,
+    ApproveInput,
+    FailoverInput,
+    RetryInput,
+    RollbackInput,
+    RunReport,
+)
 from seawall.control import recovery, replication
 from seawall.control.errors import (
     AlreadyRunning,
@@ -118,6 +125,21 @@ async def test_updates_go_to_the_plans_run_and_refusals_are_domain_errors() -> N
     client.refuse = RPCError("down", RPCStatusCode.UNAVAILABLE, b"")
     with pytest.raises(RPCError):  # not a refusal: the door answers it as Temporal being away
         await recovery.cleanup(client, "erp-dr")
+
+
+async def test_retry_and_rollback_are_updates_of_the_plans_run() -> None:
+    client = fake()
+    retry, rollback = RetryInput(by="me", comment="fixed"), RollbackInput(by="me", reason="lost")
+    assert await recovery.retry(client, "erp-dr", retry) == "ok"
+    assert await recovery.rollback(client, "erp-dr", rollback, run_id="r1") == "ok"
+    assert [(c[1], c[2], c[3], c[4]) for c in client.calls] == [
+        ("recover/erp-dr", None, "retry", retry),
+        ("recover/erp-dr", "r1", "rollback", rollback),
+    ]
+    client.refuse = WorkflowUpdateFailedError(ApplicationError("the run is not stopped"))
+    with pytest.raises(Refused) as refused:
+        await recovery.rollback(client, "erp-dr", rollback)
+    assert refused.value.update == "rollback" and str(refused.value) == "the run is not stopped"
 
 
 @pytest.mark.parametrize(
