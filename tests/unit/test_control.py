@@ -220,3 +220,32 @@ def test_reports_are_written_found_newest_first_and_rendered(tmp_path: Path) -> 
     page = html_path.read_text()
     assert "plan erp-dr (test)" in page and "health &lt;check&gt; failed" in page
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_rolled_back_run_reports_what_it_destroyed_started_and_decided(tmp_path: Path) -> None:
+    from seawall.contract.messages import CleanupOutcome, Resource, RollbackOutcome
+
+    rolled = _report("20261126T010000Z-cccccccc").model_copy(
+        update={
+            "mode": "unplanned",
+            "status": "rolled-back",
+            "decisions": ["retry by erin at 01:05", "rollback requested by erin at 01:08: db <lost>"],
+            "warnings": ["failure_policy rollback-test applies to drills only"],
+            "rollback": RollbackOutcome(
+                requested_by="erin",
+                approved_by="frank",
+                destroyed=CleanupOutcome(
+                    removed=[Resource(kind="vm", id="app-01", site="dr")], dns_restored=[]
+                ),
+                sources_started=["app-01: powered on at primary"],
+                schedules_resumed=1,
+            ),
+        }
+    )
+    _, html_path = reports.write(tmp_path, rolled)
+    page = html_path.read_text()
+    assert (
+        "approved by frank" in page and "vm app-01 at dr" in page and "app-01: powered on at primary" in page
+    )
+    assert "db &lt;lost&gt;" in page and "rollback-test applies to drills only" in page
+    assert reports.read(tmp_path, "erp-dr")[1].rollback == rolled.rollback
