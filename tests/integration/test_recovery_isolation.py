@@ -88,7 +88,8 @@ async def test_a_hook_runs_on_the_worker_of_the_site_it_names(
             report: RunReport = await handle.result()
         history = await handle.fetch_history()
         converter = env.client.data_converter
-    assert [(h.name, h.ok) for h in report.hooks] == [("at-primary", True), ("at-target", True)]
+    # The plan's own pre hooks first; the example's group hook (warm-caches) after them.
+    assert [(h.name, h.ok) for h in report.hooks][:2] == [("at-primary", True), ("at-target", True)]
     # Which worker took each hook, from the server's own record: the started event's identity.
     scheduled = {
         e.event_id: e.activity_task_scheduled_event_attributes
@@ -102,7 +103,7 @@ async def test_a_hook_runs_on_the_worker_of_the_site_it_names(
             if attrs.activity_type.name == "run_hook":
                 (req,) = await converter.decode(attrs.input.payloads, [HookRequest])
                 ran[req.name] = (attrs.task_queue.name, e.activity_task_started_event_attributes.identity)
-    assert ran == {
+    assert {k: v for k, v in ran.items() if k.startswith("at-")} == {
         "at-primary": ("seawall-site-primary", "replication-test/primary"),
         "at-target": ("seawall-site-dr", "replication-test/dr"),
     }
