@@ -237,6 +237,9 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
         except Failed as exc:
             err_console.print(f"{workflow} failed: {exc}")
             return Exit.FAILED
+        except Refused as exc:
+            err_console.print(f"{exc.update} refused: {exc}")
+            return Exit.BAD_INPUT
         print_json(result.model_dump(mode="json"))
         return Exit.OK
 
@@ -244,8 +247,12 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
 
 
 def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run")) -> None:
-    """Make a real failover final: old schedules go, older points are pruned."""
-    _run_to_end(Workflow.COMMIT_FAILOVER, lambda client, queue: recovery.commit(client, queue, plan, run))
+    """Make a real failover final: old schedules go, older points are pruned. A failover stopped for
+    the operator (a failed VM, an abort) is ended as it is first; one still running is refused."""
+    by = getpass.getuser()
+    _run_to_end(
+        Workflow.COMMIT_FAILOVER, lambda client, queue: recovery.commit(client, queue, plan, run, by=by)
+    )
 
 
 def reprotect(plan: str = typer.Argument(...)) -> None:

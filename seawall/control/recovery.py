@@ -8,10 +8,17 @@ returns typed results and raises :mod:`seawall.control.errors`, which each door 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,7 +37,16 @@ from seawall.contract.messages import (
     RollbackInput,
     RunReport,
 )
-from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
+from seawall.contract.names import (
+    Query,
+    Update,
+    Workflow,
+    cleanup_test_id,
+    commit_id,
+    recover_id,
+    reprotect_id,
+)
+from seawall.contract.search import SA_MODE
 from seawall.control.errors import AlreadyRunning, Failed, NotRunning, Refused
 
 T = TypeVar("T")
@@ -164,10 +180,41 @@ async def _run_to_end(
         raise Failed(str(exc.cause or exc)) from None
 
 
-async def commit(client: Client, queue: str, plan: str, run: str) -> CommitOutcome:
-    """Make a real failover final: old schedules go, points older than the recovered one are pruned."""
+async def commit(client: Client, queue: str, plan: str, run: str, *, by: str = "operator") -> CommitOutcome:
+    """Make a real failover final: old schedules go, points older than the recovered one are pruned.
+
+    A failover of the plan that still runs is refused (:class:`Refused`) unless it has stopped and
+    waits for the operator: committing is then that decision, so its run is ended as it is first.
+    """
+    await _end_stopped_run(client, plan, by)
     inp = PlanRunInput(plan=plan, run=run)
     return await _run_to_end(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
+
+
+async def _end_stopped_run(client: Client, plan: str, by: str) -> None:
+    """Before a commit: a running failover of ``plan`` must be one stopped for the operator; end it."""
+    handle = client.get_workflow_handle(recover_id(plan))
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return
+    if desc.typed_search_attributes.get(SA_MODE) == "test":
+        raise Refused(
+            "commit", f"the running failover of {plan} is a drill: clean it up, it is not committed"
+        )
+    progress = await handle.query(Query.PROGRESS)
+    if not isinstance(progress, dict) or not progress.get("stopped"):
+        phase = progress.get("phase") if isinstance(progress, dict) else "running"
+        raise Refused(
+            "commit", f"the failover of {plan} is still running ({phase}): let it end, or abort it first"
+        )
+    await abort(client, plan, AbortInput(by=by, reason="committed as it is"))
+    with contextlib.suppress(WorkflowFailureError):  # a stopped run with failed VMs ends failed
+        await handle.result()
 
 
 async def reprotect(client: Client, queue: str, plan: str) -> ReprotectOutcome:
