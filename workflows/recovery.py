@@ -281,6 +281,8 @@ class RecoveryPlanWorkflow(LegacyPlanRun):
         first = not any(s.step == group.name for s in ev.groups)
         if first and group.boot_delay_s:
             await self._until(lambda: False, timedelta(seconds=group.boot_delay_s))
+            if self._halted():
+                return False
         if not await self._hooks(spec, group.name, group.pre_hooks, ev, done_hooks):
             return False
         todo = [v for v in group.vms if v.vm not in ev.results]
