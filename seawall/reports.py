@@ -280,8 +280,25 @@ def render_html(report: RunReport) -> str:
 <h2>Approvals</h2><ul>{approvals or "<li>none</li>"}</ul>
 <h2>Fencing</h2><ul>{"".join(f"<li>{esc(n)}</li>" for n in report.fencing) or "<li>not needed</li>"}</ul>
 <h2>Cleanup</h2><ul>{cleanup or "<li>none</li>"}</ul>
+<h2>Decisions</h2><ul>{"".join(f"<li>{esc(d)}</li>" for d in report.decisions) or "<li>none</li>"}</ul>
+{_rollback(report)}{"".join(f"<p><strong>Warning:</strong> {esc(w)}</p>" for w in report.warnings)}
 </body></html>
 """
+
+
+def _rollback(report: RunReport) -> str:
+    """What an approved rollback destroyed and started again, if the run was rolled back."""
+    rb, esc = report.rollback, html.escape
+    if rb is None:
+        return ""
+    destroyed = "".join(f"<li>{esc(r.kind)} {esc(r.id)} at {esc(r.site)}</li>" for r in rb.destroyed.removed)
+    started = "".join(f"<li>{esc(n)}</li>" for n in rb.sources_started)
+    return (
+        f"<h2>Rollback</h2><p>Requested by {esc(rb.requested_by)}, approved by {esc(rb.approved_by)}; "
+        f"{rb.schedules_resumed} schedules resumed.</p>"
+        f"<h3>Destroyed</h3><ul>{destroyed or '<li>none</li>'}</ul>"
+        f"<h3>Sources started</h3><ul>{started or '<li>none</li>'}</ul>"
+    )
 
 
 def _secs(iso: str, t0: datetime) -> float:

@@ -96,6 +96,13 @@ class Progress(BaseModel):
     )
     approvals: list[Approval]
     aborted: bool
+    gate_message: str | None = Field(
+        default=None, description="what the waiting gate asks (a rollback's: exactly what it destroys)"
+    )
+    stopped: str | None = Field(
+        default=None, description="why the run stopped and waits for the operator (retry, rollback, abort)"
+    )
+    deadline: str | None = Field(default=None, description="a drill's end (its time to live), ISO time")
 
 
 class RunState(BaseModel):

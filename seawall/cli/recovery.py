@@ -376,6 +376,9 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
         except Failed as exc:
             err_console.print(f"{workflow} failed: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED
+        except Refused as exc:
+            err_console.print(f"{exc.update} refused: {exc}")
+            return Exit.BAD_INPUT
         print_json(result.model_dump(mode="json"))
         return Exit.OK
 
@@ -383,10 +386,13 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
 
 
 def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run")) -> None:
-    """Make a real failover final: old schedules go, older points are pruned."""
+    """Make a real failover final: old schedules go, older points are pruned. A failover stopped for
+    the operator (a failed VM, an abort) is ended as it is first; one still running is refused."""
     intent = sign(Settings(), action="commit", plan=plan, run=run)
+    by = cli_user()
     _run_to_end(
-        Workflow.COMMIT_FAILOVER, lambda client, queue: recovery.commit(client, queue, plan, run, intent)
+        Workflow.COMMIT_FAILOVER,
+        lambda client, queue: recovery.commit(client, queue, plan, run, intent, by=by),
     )
 
 

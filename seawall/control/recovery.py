@@ -8,6 +8,7 @@ returns typed results and raises :mod:`seawall.control.errors`, which each door 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -38,7 +39,15 @@ from seawall.contract.messages import (
     RollbackInput,
     RunReport,
 )
-from seawall.contract.names import Update, Workflow, cleanup_test_id, commit_id, recover_id, reprotect_id
+from seawall.contract.names import (
+    Query,
+    Update,
+    Workflow,
+    cleanup_test_id,
+    commit_id,
+    recover_id,
+    reprotect_id,
+)
 from seawall.contract.search import SA_MODE, SA_RUN
 from seawall.control.errors import (
     AlreadyRunning,
@@ -239,7 +248,9 @@ async def failed_over(client: Client, plan: str, run: str | None = None) -> str:
     desc = await describe_run(client, plan)
     attrs = desc.typed_search_attributes
     mode, name = attrs.get(SA_MODE), attrs.get(SA_RUN)
-    if desc.status != WorkflowExecutionStatus.COMPLETED:
+    # A real failover stopped for the operator and ended as it is ends FAILED when a VM failed: what
+    # did recover is up, and making it final is the operator's call.
+    if desc.status not in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         state = desc.status.name.lower() if desc.status else "unknown"
         raise NotFailedOver(
             plan, f"its newest run {name or desc.run_id} is {state}, not a completed failover"
@@ -251,27 +262,76 @@ async def failed_over(client: Client, plan: str, run: str | None = None) -> str:
     return str(name)
 
 
-async def start_commit(client: Client, queue: str, plan: str, run: str) -> WorkflowHandle[Any, CommitOutcome]:
-    """Start making a real failover final (``commit``, without waiting for it); only after one."""
+async def start_commit(
+    client: Client,
+    queue: str,
+    plan: str,
+    run: str,
+    intent: SignedIntent | None = None,
+    *,
+    by: str = "operator",
+) -> WorkflowHandle[Any, CommitOutcome]:
+    """Start making a real failover final (``commit``, without waiting for it); only after one. A
+    failover stopped for the operator is ended as it is first (:func:`commit`)."""
+    await _end_stopped_run(client, plan, by)
     await failed_over(client, plan, run)
-    inp = PlanRunInput(plan=plan, run=run)
+    inp = PlanRunInput(plan=plan, run=run, intent=intent)
     return await _start(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
 
 
-async def start_reprotect(client: Client, queue: str, plan: str) -> WorkflowHandle[Any, ReprotectOutcome]:
+async def start_reprotect(
+    client: Client, queue: str, plan: str, intent: SignedIntent | None = None
+) -> WorkflowHandle[Any, ReprotectOutcome]:
     """Start replicating the failed-over copies back (``reprotect``, without waiting for it); only
     after a real failover."""
     await failed_over(client, plan)
-    inp = PlanInput(plan=plan)
+    inp = PlanInput(plan=plan, intent=intent)
     return await _start(client, queue, Workflow.REPROTECT, inp, reprotect_id(plan), ReprotectOutcome)
 
 
 async def commit(
-    client: Client, queue: str, plan: str, run: str, intent: SignedIntent | None = None
+    client: Client,
+    queue: str,
+    plan: str,
+    run: str,
+    intent: SignedIntent | None = None,
+    *,
+    by: str = "operator",
 ) -> CommitOutcome:
-    """Make a real failover final: old schedules go, points older than the recovered one are pruned."""
+    """Make a real failover final: old schedules go, points older than the recovered one are pruned.
+
+    A failover of the plan that still runs is refused (:class:`Refused`) unless it has stopped and
+    waits for the operator: committing is then that decision, so its run is ended as it is first.
+    """
+    await _end_stopped_run(client, plan, by)
     inp = PlanRunInput(plan=plan, run=run, intent=intent)
     return await _run_to_end(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
+
+
+async def _end_stopped_run(client: Client, plan: str, by: str) -> None:
+    """Before a commit: a running failover of ``plan`` must be one stopped for the operator; end it."""
+    handle = client.get_workflow_handle(recover_id(plan))
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return
+    if desc.typed_search_attributes.get(SA_MODE) == "test":
+        raise Refused(
+            "commit", f"the running failover of {plan} is a drill: clean it up, it is not committed"
+        )
+    progress = await handle.query(Query.PROGRESS)
+    if not isinstance(progress, dict) or not progress.get("stopped"):
+        phase = progress.get("phase") if isinstance(progress, dict) else "running"
+        raise Refused(
+            "commit", f"the failover of {plan} is still running ({phase}): let it end, or abort it first"
+        )
+    await abort(client, plan, AbortInput(by=by, reason="committed as it is"))
+    with contextlib.suppress(WorkflowFailureError):  # a stopped run with failed VMs ends failed
+        await handle.result()
 
 
 async def reprotect(

@@ -250,13 +250,15 @@ async def test_drill_boots_in_order_on_the_drill_network_and_cleans_up(
 async def test_a_forgotten_drill_is_cleaned_up_by_its_own_timer(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path
 ) -> None:
+    """Nobody answers the gate: the drill's time to live, counted from its start, still ends it."""
     before = set(dr_vms(lab))
     async with protected_erp(lab, tmp_path, lab_state_dir) as env:
         with stand_ins(env.settings.health_check_port_offset):
-            handle = await start_drill(env, ttl_s=2)
+            handle = await start_drill(env, ttl_s=120)
             await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead")
-            await handle.execute_update("approve", ApproveInput(gate="web-go-ahead", by="bob"))
-            report = await asyncio.wait_for(handle.result(), timeout=240)
-    assert report.status == "completed"
-    assert report.cleanup is not None and len([r for r in report.cleanup.removed if r.kind == "vm"]) == 5
+            report = await asyncio.wait_for(handle.result(), timeout=300)
+    assert report.status == "aborted"
+    assert [(a.gate, a.by, a.approved) for a in report.approvals] == [("web-go-ahead", "time to live", False)]
+    assert [v.vm for v in report.vms] == ["db-01", "app-01", "app-02"]
+    assert report.cleanup is not None and len([r for r in report.cleanup.removed if r.kind == "vm"]) == 3
     assert set(dr_vms(lab)) == before

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pyVmomi import vim
 
-from seawall.contract.messages import ApproveInput, FailoverInput, RunReport
+from seawall.contract.messages import ApproveInput, FailoverInput, HookRequest, RunReport
 from seawall.contract.names import drill_network_name
 from seawall.control import recovery
 from seawall.lab import LabInfo
@@ -64,3 +64,46 @@ async def test_each_drill_runs_on_a_network_of_its_own_removed_by_cleanup(
     assert [r.id for r in report.cleanup.removed if r.kind == "network"] == [network]
     assert port_groups(lab) == before_groups, "the drill's network outlived its cleanup"
     assert set(dr_vms(lab)) == before_vms
+
+
+async def test_a_hook_runs_on_the_worker_of_the_site_it_names(
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+) -> None:
+    async with protected_erp(lab, tmp_path, lab_state_dir) as env:
+        path = tmp_path / "plans" / f"{PLAN}.yaml"
+        plan: dict[str, Any] = yaml.safe_load(path.read_text())
+        plan["pre_hooks"] = [
+            {"name": "at-primary", "kind": "command", "command": ["true"], "site": "primary"},
+            {"name": "at-target", "kind": "command", "command": ["true"]},
+        ]
+        path.write_text(yaml.safe_dump(plan, sort_keys=False))
+        with stand_ins(env.settings.health_check_port_offset):
+            handle = await recovery.start_failover(
+                env.client,
+                env.settings.orchestration_queue,
+                FailoverInput(plan=PLAN, mode="test", ttl_s=3600),
+            )
+            await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=300)
+            await recovery.cleanup(env.client, PLAN)
+            report: RunReport = await handle.result()
+        history = await handle.fetch_history()
+        converter = env.client.data_converter
+    # The plan's own pre hooks first; the example's group hook (warm-caches) after them.
+    assert [(h.name, h.ok) for h in report.hooks][:2] == [("at-primary", True), ("at-target", True)]
+    # Which worker took each hook, from the server's own record: the started event's identity.
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    ran: dict[str, tuple[str, str]] = {}
+    for e in history.events:
+        if e.HasField("activity_task_started_event_attributes"):
+            attrs = scheduled[e.activity_task_started_event_attributes.scheduled_event_id]
+            if attrs.activity_type.name == "run_hook":
+                (req,) = await converter.decode(attrs.input.payloads, [HookRequest])
+                ran[req.name] = (attrs.task_queue.name, e.activity_task_started_event_attributes.identity)
+    assert {k: v for k, v in ran.items() if k.startswith("at-")} == {
+        "at-primary": ("seawall-site-primary", "replication-test/primary"),
+        "at-target": ("seawall-site-dr", "replication-test/dr"),
+    }

@@ -314,6 +314,8 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/plans/erp-dr/approve", OPERATOR, {"gate": "web-go-ahead"}, subject="erp-dr"),
     Endpoint("POST", "/v1/plans/erp-dr/cleanup", OPERATOR, subject="erp-dr"),
     Endpoint("POST", "/v1/plans/erp-dr/abort", ADMIN, {"reason": "source is back"}, subject="erp-dr"),
+    Endpoint("POST", "/v1/plans/erp-dr/retry", ADMIN, {"comment": "db fixed"}, subject="erp-dr"),
+    Endpoint("POST", "/v1/plans/erp-dr/rollback", ADMIN, {"reason": "db is lost"}, subject="erp-dr"),
     Endpoint("POST", "/v1/vms/db-01/replicate", OPERATOR, ok=202, subject="erp-dr"),
     # The same, on the plan (and a VM) the scoped tokens hold.
     Endpoint("GET", "/v1/plans/web-dr/failovers/current", VIEWER, subject="web-dr"),
@@ -647,7 +649,7 @@ async def test_openapi_is_complete(api: Api) -> None:
     operations = [
         (m, p, op) for p, item in spec["paths"].items() for m, op in item.items() if p.startswith("/v1")
     ]
-    assert len(operations) == 13
+    assert len(operations) == 13  # retry and rollback included
     for method, path, op in operations:
         assert op.get("security") == [{"bearer": []}], (method, path)
         assert op["summary"] and op["tags"] in (["recovery"], ["replication"]), (method, path)

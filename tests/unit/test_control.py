@@ -10,12 +10,20 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall import reports
-from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
+from seawall.contract.messages import (
+    AbortInput,
+    ApproveInput,
+    FailoverInput,
+    RetryInput,
+    RollbackInput,
+    RunReport,
+)
+from seawall.contract.search import SA_MODE
 from seawall.control import recovery, replication
 from seawall.control.errors import (
     AlreadyRunning,
@@ -42,7 +50,17 @@ class FakeHandle:
     async def describe(self) -> Any:
         if self.client.status is None:
             raise RPCError("bad run id", RPCStatusCode.INVALID_ARGUMENT, b"")
-        return SimpleNamespace(id=self.id, run_id="r1", status=self.client.status)
+        return SimpleNamespace(
+            id=self.id, run_id="r1", status=self.client.status, typed_search_attributes=self.client.attributes
+        )
+
+    async def query(self, name: str, **_: Any) -> Any:
+        self.client.calls.append(("query", self.id, name))
+        return self.client.progress
+
+    async def result(self) -> Any:
+        self.client.calls.append(("result", self.id))
+        return None
 
 
 class FakeClient:
@@ -50,6 +68,8 @@ class FakeClient:
         self.calls: list[tuple[Any, ...]] = []
         self.refuse: BaseException | None = None
         self.status: WorkflowExecutionStatus | None = WorkflowExecutionStatus.RUNNING
+        self.attributes = TypedSearchAttributes([SearchAttributePair(SA_MODE, "unplanned")])
+        self.progress: dict[str, Any] = {"phase": "recovering group db", "stopped": None}
 
     async def start_workflow(self, workflow: str, arg: Any, **kw: Any) -> Any:
         self.calls.append(("start", workflow, arg, kw))
@@ -120,6 +140,21 @@ async def test_updates_go_to_the_plans_run_and_refusals_are_domain_errors() -> N
         await recovery.cleanup(client, "erp-dr")
 
 
+async def test_retry_and_rollback_are_updates_of_the_plans_run() -> None:
+    client = fake()
+    retry, rollback = RetryInput(by="me", comment="fixed"), RollbackInput(by="me", reason="lost")
+    assert await recovery.retry(client, "erp-dr", retry) == "ok"
+    assert await recovery.rollback(client, "erp-dr", rollback, run_id="r1") == "ok"
+    assert [(c[1], c[2], c[3], c[4]) for c in client.calls] == [
+        ("recover/erp-dr", None, "retry", retry),
+        ("recover/erp-dr", "r1", "rollback", rollback),
+    ]
+    client.refuse = WorkflowUpdateFailedError(ApplicationError("the run is not stopped"))
+    with pytest.raises(Refused) as refused:
+        await recovery.rollback(client, "erp-dr", rollback)
+    assert refused.value.update == "rollback" and str(refused.value) == "the run is not stopped"
+
+
 @pytest.mark.parametrize(
     ("action", "workflow", "workflow_id"),
     [
@@ -133,8 +168,9 @@ async def test_workflows_run_to_their_end_attach_to_a_running_one_and_fail_plain
     action: Any, workflow: str, workflow_id: str
 ) -> None:
     client = fake()
+    client.status = WorkflowExecutionStatus.COMPLETED  # no failover of the plan is running
     await action(client)
-    [(_, name, _, kw)] = client.calls
+    [(_, name, _, kw)] = [c for c in client.calls if c[0] == "execute"]
     assert (name, kw["id"], kw["task_queue"]) == (workflow, workflow_id, "q")
     assert kw["id_conflict_policy"] == WorkflowIDConflictPolicy.USE_EXISTING
     client.refuse = WorkflowFailureError(cause=ApplicationError("no such run"))
@@ -198,3 +234,51 @@ def test_reports_are_written_found_newest_first_and_rendered(tmp_path: Path) -> 
     page = html_path.read_text()
     assert "plan erp-dr (test)" in page and "health &lt;check&gt; failed" in page
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_rolled_back_run_reports_what_it_destroyed_started_and_decided(tmp_path: Path) -> None:
+    from seawall.contract.messages import CleanupOutcome, Resource, RollbackOutcome
+
+    rolled = _report("20261126T010000Z-cccccccc").model_copy(
+        update={
+            "mode": "unplanned",
+            "status": "rolled-back",
+            "decisions": ["retry by erin at 01:05", "rollback requested by erin at 01:08: db <lost>"],
+            "warnings": ["failure_policy rollback-test applies to drills only"],
+            "rollback": RollbackOutcome(
+                requested_by="erin",
+                approved_by="frank",
+                destroyed=CleanupOutcome(
+                    removed=[Resource(kind="vm", id="app-01", site="dr")], dns_restored=[]
+                ),
+                sources_started=["app-01: powered on at primary"],
+                schedules_resumed=1,
+            ),
+        }
+    )
+    _, html_path = reports.write(tmp_path, rolled)
+    page = html_path.read_text()
+    assert (
+        "approved by frank" in page and "vm app-01 at dr" in page and "app-01: powered on at primary" in page
+    )
+    assert "db &lt;lost&gt;" in page and "rollback-test applies to drills only" in page
+    assert reports.read(tmp_path, "erp-dr")[1].rollback == rolled.rollback
+
+
+async def test_commit_ends_a_stopped_failover_first_and_refuses_a_running_one_or_a_drill() -> None:
+    client = fake()  # a failover of the plan is running, recovering
+    with pytest.raises(
+        Refused, match=r"still running \(recovering group db\): let it end, or abort it first"
+    ):
+        await recovery.commit(client, "q", "erp-dr", "run-1", by="erin")
+    assert not [c for c in client.calls if c[0] in ("update", "execute")]
+    client.progress = {"phase": "stopped: failed: db-01; waiting", "stopped": "failed: db-01"}
+    await recovery.commit(client, "q", "erp-dr", "run-1", by="erin")
+    kinds = [c[0] for c in client.calls if c[0] in ("update", "result", "execute")]
+    assert kinds == ["update", "result", "execute"]  # the stopped run ends as it is, then the commit
+    (update,) = [c for c in client.calls if c[0] == "update"]
+    assert update[3] == "abort" and update[4] == AbortInput(by="erin", reason="committed as it is")
+    drill = fake()
+    drill.attributes = TypedSearchAttributes([SearchAttributePair(SA_MODE, "test")])
+    with pytest.raises(Refused, match="is a drill"):
+        await recovery.commit(drill, "q", "erp-dr", "run-1")

@@ -44,7 +44,10 @@ async def commit(
     await ctx.known_plan(plan)
     async with ctx.audit.audited(request, who, 202, plan=plan, run=body.run) as record:
         tc = await ctx.client()
-        handle = await recovery.start_commit(tc, ctx.settings.orchestration_queue, plan, body.run)
+        intent = ctx.sign(who, record, action="commit", plan=plan, run=body.run)
+        handle = await recovery.start_commit(
+            tc, ctx.settings.orchestration_queue, plan, body.run, intent, by=who.name
+        )
         record["workflow_id"], record["run_id"] = handle.id, handle.result_run_id
     return ActionStarted(plan=plan, action="commit", workflow_id=handle.id, run_id=str(handle.result_run_id))
 
@@ -68,7 +71,8 @@ async def reprotect(
     await ctx.known_plan(plan)
     async with ctx.audit.audited(request, who, 202, plan=plan) as record:
         tc = await ctx.client()
-        handle = await recovery.start_reprotect(tc, ctx.settings.orchestration_queue, plan)
+        intent = ctx.sign(who, record, action="reprotect", plan=plan)
+        handle = await recovery.start_reprotect(tc, ctx.settings.orchestration_queue, plan, intent)
         record["workflow_id"], record["run_id"] = handle.id, handle.result_run_id
     return ActionStarted(
         plan=plan, action="reprotect", workflow_id=handle.id, run_id=str(handle.result_run_id)

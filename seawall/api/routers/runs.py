@@ -140,7 +140,8 @@ async def approve(
 @router.post(
     "/plans/{plan}/abort",
     response_model=UpdateDone,
-    summary="Abort the plan's running failover (admin); a drill is cleaned up",
+    summary="Abort the plan's running failover (admin): a drill is cleaned up; a real failover stops "
+    "where it is (nothing destroyed) and waits for retry, rollback or a second abort that ends it",
     responses={
         200: ok_example(_done("abort requested by dr-admin")),
         **problems(401, 403, 404, 409, 413, 422, 503),
