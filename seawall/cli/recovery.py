@@ -24,7 +24,7 @@ from seawall.contract.failures import failure_reason
 from seawall.contract.messages import AbortInput, ApproveInput, FailoverInput, RunReport
 from seawall.contract.names import Query, Update, Workflow, recover_id
 from seawall.control import recovery
-from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused, Stuck, Unavailable
+from seawall.control.errors import AlreadyRunning, Failed, NoReport, NotRunning, Refused, Stuck
 from seawall.runtime.config import Settings
 
 MODES = ("test", "planned", "unplanned")
@@ -131,9 +131,6 @@ def _update(plan: str, name: str, send: Callable[[Client], Awaitable[Any]]) -> N
         except NotRunning as exc:
             err_console.print(str(exc), soft_wrap=True)
             return Exit.BAD_INPUT
-        except Unavailable as exc:
-            err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
-            return Exit.UNAVAILABLE
         except (Stuck, Failed) as exc:
             err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED
