@@ -19,6 +19,7 @@ from activities.recovery import OrchestrationActivities
 from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
 from activities.target import RecoveryActivities
+from activities.verify import VerifyActivities
 from seawall.contract.names import Activity
 from tests.workflows.stubs import Stubs
 
@@ -51,6 +52,7 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             HookActivities,
             FenceActivities,
             OrchestrationActivities,
+            VerifyActivities,
             schedules,
         ]
     )
