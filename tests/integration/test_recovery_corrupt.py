@@ -9,6 +9,9 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+from temporalio.client import WorkflowFailureError
+
+from seawall.contract.failures import failure_reason
 from seawall.contract.names import schedule_id
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk
@@ -35,7 +38,10 @@ def damage_newest_layer(env: object, replica: Path, point: str) -> str:
         row, layer = reader.at_layer(block)
         if row is None or layer != top:
             continue
-        for ref in row.chunk_refs():
+        # A new 4 KiB piece of this point (its base, if any, is the parent's chunk, shared with it).
+        for _, ref in row.overlays:
+            if ref is None:
+                continue
             pack = replica / "packs" / ref.pack.hex()[:2] / ref.pack.hex()
             data = bytearray(pack.read_bytes())
             data[ref.offset + ref.length // 2] ^= 0xA5
@@ -63,7 +69,14 @@ async def test_a_drill_falls_back_from_a_corrupt_point_and_says_so(
 
             with stand_ins(env.settings.health_check_port_offset):
                 handle = await start_drill(env, ttl_s=3600)
-                await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=300)
+                try:
+                    await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead", timeout=300)
+                except AssertionError:
+                    try:
+                        await handle.result()
+                    except WorkflowFailureError as exc:
+                        raise AssertionError(f"the drill failed: {failure_reason(exc)}") from None
+                    raise
                 await handle.execute_update("approve", {"gate": "web-go-ahead", "by": "alice"})
                 await wait_progress(handle, lambda p: str(p["phase"]).startswith("drill running"))
                 await handle.execute_update("cleanup")
