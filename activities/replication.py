@@ -67,7 +67,11 @@ class ReplicationActivities(ReplicaSite):
                 ref = repo.latest_point(vm, verified_only=True)
                 parent = existing.get(ref.point_id) if ref else None
         except (StoreError, DataPathError) as exc:
-            raise self._store_error(vm, exc) from None
+            err = self._store_error(vm, exc)
+            # Nothing to resume yet, and the store layer already retried: fail this cycle at once (a
+            # local activity's retries are invisible to status), so status and the metrics say why;
+            # the schedule's next cycle tries again.
+            raise ApplicationError(err.message, type=err.type, non_retryable=True) from None
         return CycleStart(
             point_id=point_id,
             snapshot=snapshot_name(point_id),

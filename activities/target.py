@@ -113,7 +113,7 @@ FALLBACK_CANDIDATES = 3
 
 
 @contextlib.contextmanager
-def corrupt_data(vm: str, point_id: str) -> Iterator[None]:
+def corrupt_data(vm: str, point_id: str, reader: ReplicaPoint | None = None) -> Iterator[None]:
     """Bad data in a point is no reason to retry: fail at once, naming the damage (``CorruptReplica``).
 
     The workflow then falls back to an older point; a store that is merely unreachable (StoreError)
@@ -128,6 +128,10 @@ def corrupt_data(vm: str, point_id: str) -> Iterator[None]:
         MissingObjectError,
         TableFormatError,
     ) as exc:
+        if isinstance(exc, BadBlockError) and reader is not None:
+            # Marked where it was found: the next cycle neither builds on it nor trusts its chunks.
+            with contextlib.suppress(Exception):
+                reader.repo.mark_bad_block(vm, point_id, exc)
         raise ApplicationError(
             f"point {point_id} of {vm} is corrupt: {exc}",
             {"vm": vm, "point": point_id},
@@ -293,7 +297,7 @@ class RecoveryActivities(TargetSite):
     def materialize_disks(self, req: PointRestore) -> Materialized:
         inp, point = req.target, req.point
         reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id, req.replaces)
-        with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id):
+        with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id, reader):
             reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
             with site_errors():
                 uploaded, resources = self.ctx.adapter.materialize(
@@ -312,7 +316,7 @@ class RecoveryActivities(TargetSite):
         """
         inp, point = req.target, req.point
         reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
-        with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id), site_errors():
+        with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id, reader), site_errors():
             return self.ctx.adapter.restore_in_place(inp.vm, point, reader, reader.beat)
 
     @activity.defn(name=Activity.CREATE_TARGET_VM)

@@ -26,7 +26,6 @@ from seawall.control.errors import (
     NotProtected,
     NotRunning,
     Refused,
-    Unavailable,
 )
 
 log = logging.getLogger("seawall.api")
@@ -75,8 +74,6 @@ def control_problem(exc: ControlError) -> ApiProblem:
         return ApiProblem(404, "not-found", "Not found", str(exc))
     if isinstance(exc, InvalidState):
         return ApiProblem(409, "conflict", "Conflict", str(exc))
-    if isinstance(exc, Unavailable):
-        return ApiProblem(503, "unavailable", "Temporal unavailable", str(exc))
     return ApiProblem(500, "internal", "Internal error", "the API failed; see its log")
 
 

@@ -55,7 +55,15 @@ class BadBlockError(DataPathError):
     recovery report says which object is damaged, not just which block.
     """
 
-    def __init__(self, disk: str, block: int, offset: int, reason: str, chunks: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        disk: str,
+        block: int,
+        offset: int,
+        reason: str,
+        chunks: tuple[str, ...] = (),
+        damaged: tuple[object, ...] = (),
+    ) -> None:
         where = f" [{', '.join(chunks)}]" if chunks else ""
         super().__init__(f"disk {disk!r} block {block} (offset {offset}): {reason}{where}")
         self.disk = disk
@@ -63,6 +71,7 @@ class BadBlockError(DataPathError):
         self.offset = offset
         self.reason = reason
         self.chunks = chunks
+        self.damaged = damaged  # the failed chunks as manifest.BadChunk, to mark the point corrupt
 
 
 class BadRowError(DataPathError):

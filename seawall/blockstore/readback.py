@@ -446,8 +446,10 @@ class ReadBack:
         try:
             for i, _e, data, actual, err in self.blocks(dm, m.key_id, first, where, {"chunks": 0}):
                 if err is not None or actual is None:
-                    names = tuple(c.name for c in bad_chunks(err))
-                    raise BadBlockError(disk, i, i * BLOCK, str(err), names) from err
+                    found = bad_chunks(err)
+                    raise BadBlockError(
+                        disk, i, i * BLOCK, str(err), tuple(c.name for c in found), tuple(found)
+                    ) from err
                 L = block_len(dm.size, i)
                 if h is not None:
                     h.update(actual)

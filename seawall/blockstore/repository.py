@@ -43,10 +43,12 @@ from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
 from seawall.blockstore.configs import META_KEY, SourceConfigs
 from seawall.blockstore.damage import Damage, DamageList, PointCheck, ScrubResult, point_check
-from seawall.blockstore.errors import PointNotFoundError
+from seawall.blockstore.errors import BadBlockError, PointNotFoundError
 from seawall.blockstore.groups import GroupPoints
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
+    BadBlock,
+    BadChunk,
     GcResult,
     PointInfo,
     PointManifest,
@@ -319,6 +321,23 @@ class Repository:
     def last_scrub(self, vm: str) -> datetime | None:
         """When every point of ``vm`` was last read in full (None: never)."""
         return self._damage.last_scrub(vm)
+
+    def mark_bad_block(self, vm: str, point_id: str, err: BadBlockError) -> None:
+        """A restore met a damaged block: mark the point corrupt with what it found (no second read),
+        so no cycle builds on it and no recovery chooses it until a repair and a full verify."""
+        chunks = [c for c in err.damaged if isinstance(c, BadChunk)]
+        bad = BadBlock(disk=err.disk, block=err.block, offset=err.offset, reason=err.reason, chunks=chunks)
+        result = VerifyResult(
+            vm=vm,
+            point_id=point_id,
+            ok=False,
+            disks=0,
+            blocks_checked=1,
+            chunks_checked=0,
+            bytes_checked=0,
+            bad_blocks=[bad],
+        )
+        self._damage.mark_corrupt(vm, result)
 
     def corrupt_points(self, vm: str) -> list[str]:
         return sorted(self._damage.corrupt_points(vm))

@@ -43,7 +43,6 @@ from seawall.control.errors import (
     NotRunning,
     Refused,
     Stuck,
-    Unavailable,
 )
 from seawall.control.waiting import wait_until_up
 from seawall.runtime.config import Settings
@@ -251,9 +250,6 @@ def _update(plan: str, name: str, send: Callable[[Client], Awaitable[Any]]) -> N
         except NotRunning as exc:
             err_console.print(str(exc), soft_wrap=True)
             return Exit.BAD_INPUT
-        except Unavailable as exc:
-            err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
-            return Exit.UNAVAILABLE
         except (Stuck, Failed) as exc:
             err_console.print(f"{name}: {exc}", markup=False, highlight=False, soft_wrap=True)
             return Exit.FAILED

@@ -93,7 +93,3 @@ class Stuck(InvalidState):
     def __init__(self, plan: str, detail: str) -> None:
         self.plan, self.detail = plan, detail
         super().__init__(f"the run of {plan} is stuck ({detail}): end it with `seawall abort {plan} --force`")
-
-
-class Unavailable(ControlError):
-    """Temporal did not answer (down, unreachable, overloaded): nothing was changed."""

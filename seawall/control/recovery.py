@@ -57,7 +57,6 @@ from seawall.control.errors import (
     NotRunning,
     Refused,
     Stuck,
-    Unavailable,
 )
 from seawall.control.runs import describe_run
 
@@ -132,9 +131,8 @@ def rpc_refusal(exc: RPCError, plan: str) -> Exception:
         return NotRunning(plan)
     if exc.status == RPCStatusCode.FAILED_PRECONDITION and "workflow task" in exc.message.lower():
         return Stuck(plan, exc.message)
-    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-        return Unavailable(f"Temporal did not answer ({exc.status.name}): {exc.message}")
-    return Failed(f"Temporal refused ({exc.status.name if exc.status else 'error'}): {exc.message}")
+    # Not a refusal (Temporal away, or refusing the call itself): each door answers the RPC error.
+    return exc
 
 
 async def force_end(client: Client, plan: str, by: str, reason: str) -> str:

@@ -174,27 +174,28 @@ def _policy(inventory: Inventory, vm: str, interval_s: float | None) -> tuple[st
 
 
 async def _problem(client: Client, history: list[CycleRun]) -> str | None:
-    """The newest cycle's failure, or what a running cycle's activity keeps failing on."""
-    newest = history[0] if history else None
-    if newest is None or newest.result is not None:
-        return None
-    handle = client.get_workflow_handle(newest.workflow_id, run_id=newest.run_id)
-    if newest.status == "RUNNING":
-        desc = await handle.describe()
-        for pending in desc.raw_description.pending_activities:
-            if pending.attempt > 1 and pending.last_failure.message:
-                return (
-                    f"{pending.activity_type.name} retrying (attempt {pending.attempt}): "
-                    f"{_innermost(pending.last_failure).message}"
-                )
-        return None
-    if newest.status in ("FAILED", "TIMED_OUT", "TERMINATED", "CANCELED"):
+    """Why no newer point: what a running cycle's step keeps failing on, else the newest closed cycle's
+    failure (when no cycle succeeded after it)."""
+    for run in history:  # newest first
+        handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
+        if run.status == "RUNNING":
+            desc = await handle.describe()
+            for pending in desc.raw_description.pending_activities:
+                if pending.attempt > 1 and pending.last_failure.message:
+                    return (
+                        f"{pending.activity_type.name} retrying (attempt {pending.attempt}): "
+                        f"{_innermost(pending.last_failure).message}"
+                    )
+            continue
+        if run.result is not None or run.status == "COMPLETED":
+            return None
         try:
             await handle.result()
         except WorkflowFailureError as exc:
-            return f"last cycle {newest.status.lower()}: {failure_reason(exc)}"
-        except Exception as exc:
-            return f"last cycle {newest.status.lower()}: {exc}"
+            return f"last cycle {run.status.lower()}: {failure_reason(exc)}"
+        except Exception as exc:  # a status line, whatever the SDK raised
+            return f"last cycle {run.status.lower()}: {exc}"
+        return None
     return None
 
 

@@ -150,8 +150,8 @@ async def fail_dead_attempts(client: Client, plan: WorkflowHandle[Any, Any], dea
     """Fail the activity attempts a SIGKILLed worker held, so their retries start now.
 
     Temporal cannot tell a dead worker from a slow one: an attempt it held is retried only when its
-    heartbeat timeout (materialize_disks, cleanup_run: 2 min) or, without one, its start-to-close
-    timeout (create_target_vm: 30 min) expires. The test plays the watchdog an operator would run
+    heartbeat timeout (20 s for every long activity; test_crash_cost.py measures that path) or,
+    without one, its start-to-close timeout expires. The test plays the watchdog an operator would run
     beside the workers: it fails, by id, exactly the attempts whose worker identity names the dead
     process (what ``temporal activity fail`` does); the workflows' retry policies do the rest.
     """

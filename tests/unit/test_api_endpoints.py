@@ -118,7 +118,11 @@ class FakeSchedule:
     async def describe(self) -> Any:
         if self.id not in self.client.schedules:
             raise RPCError("schedule not found", RPCStatusCode.NOT_FOUND, b"")
-        return SimpleNamespace(schedule=SimpleNamespace(state=SimpleNamespace(paused=False)))
+        # As status reads it: its state, its interval (none here: the inventory's policy holds), its action.
+        schedule = SimpleNamespace(
+            state=SimpleNamespace(paused=False), spec=SimpleNamespace(intervals=[]), action=None
+        )
+        return SimpleNamespace(schedule=schedule, info=SimpleNamespace(created_at=None))
 
 
 class FakeClient:

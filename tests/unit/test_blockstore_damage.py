@@ -77,3 +77,17 @@ def test_a_known_damaged_chunk_fails_an_incremental_verify_that_would_trust_it()
     store.objects["verified/vm/p0.json"] = store.objects.get("verified/vm/p0.json", b"")
     result = repo.verify_point("vm", "p1", full=False)
     assert not result.ok and result.bad_blocks[0].block == 2
+
+
+def test_a_restore_that_meets_a_damaged_block_marks_the_point_with_what_it_found() -> None:
+    repo, store = repo_of()
+    d0 = image(1 * MiB, seed=5)
+    ship_commit(repo, bytes(d0), "p0")
+    assert repo.verify_point("vm", "p0").ok
+    cid = flip_chunk(store, repo, "vm", "p0", 4)
+    with pytest.raises(BadBlockError) as failed:
+        restore_bytes(repo, "vm", "p0")
+    repo.mark_bad_block("vm", "p0", failed.value)
+    (p0,) = repo.list_points("vm")
+    assert p0.corrupt and not p0.verified
+    assert cid in repo.damage().chunks

@@ -47,7 +47,10 @@ class ConsoleFake:
         async def describe() -> Any:
             if schedule_id.removeprefix("replicate/") not in self.protected:
                 raise RPCError("schedule not found", RPCStatusCode.NOT_FOUND, b"")
-            return SimpleNamespace(schedule=SimpleNamespace(state=SimpleNamespace(paused=False)))
+            schedule = SimpleNamespace(
+                state=SimpleNamespace(paused=False), spec=SimpleNamespace(intervals=[]), action=None
+            )
+            return SimpleNamespace(schedule=schedule, info=SimpleNamespace(created_at=None))
 
         return SimpleNamespace(describe=describe)
 

@@ -144,6 +144,9 @@ class SeawallMetrics:
         )
         self.interval = fgauge("seawall_replication_interval_seconds", "The VM's schedule interval", "s")
         self.breach = gauge("seawall_rpo_breach", "1 while a protected VM's newest verified point is too old")
+        self.corrupt = gauge(
+            "seawall_corrupt_points", "Points a full verify found damaged and no cycle has repaired yet"
+        )
         self.point_at = fgauge(
             "seawall_last_verified_point_timestamp_seconds", "When the newest verified point was taken", "s"
         )
@@ -254,6 +257,7 @@ class SeawallMetrics:
             if at is not None:
                 state.progress_at = max(state.progress_at or 0.0, at.timestamp())
         state.read_at = now
+        self.corrupt.set(seen.corrupt_points, {"vm": vm, "site": state.site})
 
     def pollers_seen(self, site: str, seen: PollersSeen) -> None:
         self.pollers.set(seen.count, {"site": site})

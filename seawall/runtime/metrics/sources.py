@@ -58,6 +58,8 @@ class Replication:
     # The last sign of work by a worker: a cycle closing with a verified point, or an activity of a
     # running cycle starting or heartbeating. A cycle merely *started* by the schedule is not progress.
     progress_at: datetime | None
+    # Points of the VM a full verify found damaged and no cycle has repaired, per the newest cycle.
+    corrupt_points: int = 0
 
 
 async def read_schedule(client: Client, vm: str, sid: str | None = None) -> ScheduleSeen | None:
@@ -85,11 +87,15 @@ class CycleReader:
     def __init__(self, scan: int = 6) -> None:
         self.scan = scan
         self._verified: dict[tuple[str, str], datetime | None] = {}
+        self._corrupt: dict[tuple[str, str], int] = {}
+        self._newest_corrupt = 0
 
     async def replication(self, client: Client, vm: str) -> Replication:
         schedule = await read_schedule(client, vm)
         point_at, progress_at = await self.cycles(client, vm)
-        return Replication(schedule=schedule, point_at=point_at, progress_at=progress_at)
+        return Replication(
+            schedule=schedule, point_at=point_at, progress_at=progress_at, corrupt_points=self._newest_corrupt
+        )
 
     async def cycles(self, client: Client, vm: str) -> tuple[datetime | None, datetime | None]:
         """(newest verified point, last progress) over the VM's ``scan`` newest cycles."""
@@ -97,11 +103,16 @@ class CycleReader:
         runs = [wf async for wf in client.list_workflows(query, limit=self.scan)]
         point_at: datetime | None = None
         progress_at: datetime | None = None
+        self._newest_corrupt = 0
+        newest_done = True
         for wf in sorted(runs, key=lambda w: w.start_time, reverse=True):
             if wf.status == WorkflowExecutionStatus.RUNNING:
                 progress_at = _later(progress_at, await running_progress(client, wf))
             elif wf.status == WorkflowExecutionStatus.COMPLETED:
                 verified_at = await self._verified_point(client, wf)
+                if newest_done:
+                    self._newest_corrupt = self._corrupt.get((wf.id, wf.run_id), 0)
+                    newest_done = False
                 if verified_at is not None:
                     point_at = _later(point_at, verified_at)
                     progress_at = _later(progress_at, wf.close_time)
@@ -112,8 +123,11 @@ class CycleReader:
         if key not in self._verified:
             if len(self._verified) > 50_000:
                 self._verified.clear()
+            if len(self._corrupt) > 50_000:
+                self._corrupt.clear()
             handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=CycleResult)
             result = await handle.result()
+            self._corrupt[key] = len(result.corrupt_points)
             # From the point id, as the verifying worker records it (whole seconds), so the two
             # sources agree and a refresh never moves the gauge by a fraction of a second.
             self._verified[key] = (
