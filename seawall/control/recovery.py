@@ -239,16 +239,21 @@ async def _run_to_end(
         raise Failed(failure_reason(exc)) from None
 
 
-async def failed_over(client: Client, plan: str, run: str | None = None) -> str:
+async def failed_over(client: Client, plan: str, run: str | None = None, *, ended_as_is: bool = False) -> str:
     """The name of the plan's newest run if it is a completed real failover (and ``run``, when given);
     :class:`NotFailedOver` otherwise: committing or reprotecting after a drill, a failed run or a
     failback would prune points or reverse replication for nothing that happened."""
     desc = await describe_run(client, plan)
     attrs = desc.typed_search_attributes
     mode, name = attrs.get(SA_MODE), attrs.get(SA_RUN)
-    # A real failover stopped for the operator and ended as it is ends FAILED when a VM failed: what
-    # did recover is up, and making it final is the operator's call.
-    if desc.status not in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+    # A stopped real failover that this commit just ended as it is ends FAILED when a VM failed: what
+    # did recover is up, and making it final is the operator's decision.
+    ok = (
+        (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED)
+        if ended_as_is
+        else (WorkflowExecutionStatus.COMPLETED,)
+    )
+    if desc.status not in ok:
         state = desc.status.name.lower() if desc.status else "unknown"
         raise NotFailedOver(
             plan, f"its newest run {name or desc.run_id} is {state}, not a completed failover"
@@ -271,8 +276,8 @@ async def start_commit(
 ) -> WorkflowHandle[Any, CommitOutcome]:
     """Start making a real failover final (``commit``, without waiting for it); only after one. A
     failover stopped for the operator is ended as it is first (:func:`commit`)."""
-    await _end_stopped_run(client, plan, by)
-    await failed_over(client, plan, run)
+    ended = await _end_stopped_run(client, plan, by)
+    await failed_over(client, plan, run, ended_as_is=ended)
     inp = PlanRunInput(plan=plan, run=run, intent=intent)
     return await _start(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
 
@@ -306,17 +311,18 @@ async def commit(
     return await _run_to_end(client, queue, Workflow.COMMIT_FAILOVER, inp, commit_id(plan), CommitOutcome)
 
 
-async def _end_stopped_run(client: Client, plan: str, by: str) -> None:
-    """Before a commit: a running failover of ``plan`` must be one stopped for the operator; end it."""
+async def _end_stopped_run(client: Client, plan: str, by: str) -> bool:
+    """Before a commit: a running failover of ``plan`` must be one stopped for the operator; end it
+    (True when it did)."""
     handle = client.get_workflow_handle(recover_id(plan))
     try:
         desc = await handle.describe()
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            return
+            return False
         raise
     if desc.status != WorkflowExecutionStatus.RUNNING:
-        return
+        return False
     if desc.typed_search_attributes.get(SA_MODE) == "test":
         raise Refused(
             "commit", f"the running failover of {plan} is a drill: clean it up, it is not committed"
@@ -330,6 +336,7 @@ async def _end_stopped_run(client: Client, plan: str, by: str) -> None:
     await abort(client, plan, AbortInput(by=by, reason="committed as it is"))
     with contextlib.suppress(WorkflowFailureError):  # a stopped run with failed VMs ends failed
         await handle.result()
+    return True
 
 
 async def reprotect(

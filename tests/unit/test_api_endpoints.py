@@ -374,7 +374,7 @@ async def test_scoped_lists_are_filtered(api: Api) -> None:
     plans = await api.http.get("/v1/plans", headers=auth(VIEWER, "web"))
     assert [p["name"] for p in plans.json()] == ["web-dr"]
     assert plans.json()[0]["groups"] == [
-        {"name": "web", "vms": ["web-01", "web-02"], "gate": "web-go-ahead", "gate_approvers": "operator"}
+        {"name": "web", "vms": ["web-01", "web-02"], "gate": "web-go-ahead", "gate_approvers": None}
     ]
     vms = await api.http.get("/v1/vms", headers=auth(VIEWER, "web"))
     assert [v["vm"] for v in vms.json()] == ["web-01", "web-02"]
@@ -653,7 +653,7 @@ async def test_openapi_is_complete(api: Api) -> None:
     operations = [
         (m, p, op) for p, item in spec["paths"].items() for m, op in item.items() if p.startswith("/v1")
     ]
-    assert len(operations) == 13  # retry and rollback included
+    assert len(operations) == 15  # retry, rollback, commit and reprotect included
     for method, path, op in operations:
         assert op.get("security") == [{"bearer": []}], (method, path)
         assert op["summary"] and op["tags"] in (["recovery"], ["replication"]), (method, path)
