@@ -16,6 +16,7 @@ from seawall.blockstore.errors import (
     PointNotFoundError,
     WrongKeyError,
 )
+from seawall.blockstore.immutable import Locker
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.layout import point_key, session_key, table_key, verified_key
 from seawall.blockstore.manifest import (
@@ -38,9 +39,15 @@ class Points:
     """The manifests of one store; read manifests are cached (a manifest never changes)."""
 
     def __init__(
-        self, store: ObjectStore, signed: SignedObjects, key: KeyMaterial, clock: Callable[[], datetime]
+        self,
+        store: ObjectStore,
+        signed: SignedObjects,
+        key: KeyMaterial,
+        clock: Callable[[], datetime],
+        locker: Locker | None = None,
     ) -> None:
         self._store = store
+        self._locker = locker
         self._signed = signed
         self._key = key
         self._clock = clock
@@ -78,6 +85,7 @@ class Points:
                     created_at=m.created_at,
                     verified=m.point_id in verified,
                     disks={d.disk: d.size for d in m.disks},
+                    locked_until=m.lock_until,
                 )
             )
         out.sort(key=lambda p: (p.created_at, p.point_id))
@@ -116,16 +124,21 @@ class Points:
             for lid in d.layers:
                 if not self._store.exists(table_key(bytes.fromhex(lid))):
                     raise MissingObjectError(table_key(bytes.fromhex(lid)), f"shipped disk {d.disk}")
+        created_at = self._clock()
         manifest = PointManifest(
             vm=vm,
             point_id=point_id,
             parent=parent_id,
-            created_at=self._clock(),
+            created_at=created_at,
             key_id=self._key.key_id,
             disks=[DiskManifest.model_validate(d.model_dump(exclude={"session", "key_id"})) for d in disks],
             meta=meta or {},
+            lock_until=self._locker.lock.until(created_at) if self._locker is not None else None,
         )
         okey = point_key(vm, point_id)
+        if self._locker is not None:
+            # Data first: once the manifest is visible, everything it names is already locked.
+            self._locker.lock_data(manifest)
         if not self._signed.put(okey, manifest):
             existing = self.read_manifest(vm, point_id)
             if not manifest.same_content(existing):
@@ -133,6 +146,10 @@ class Points:
                     f"point {point_id!r} of {vm!r} already exists with different content"
                 )
             manifest = existing
+            if self._locker is not None:
+                self._locker.lock_data(manifest)  # a retry after a crash between the two steps
+        if self._locker is not None:
+            self._locker.lock_manifest(manifest)
         self._manifests[okey] = manifest
         for d in disks:
             self._store.delete(session_key(d.session))

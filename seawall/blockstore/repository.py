@@ -38,6 +38,7 @@ from typing import Any
 
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
+from seawall.blockstore.immutable import Locker, ObjectLock
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
     GcResult,
@@ -93,7 +94,10 @@ class Repository:
         gc_grace: timedelta = timedelta(hours=1),
         pack_cache_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], datetime] = utcnow,
+        object_lock: ObjectLock | None = None,
     ) -> None:
+        """``object_lock``: lock every object a committed point needs (immutable.py); the store
+        must support it (S3 with Object Lock), checked at the first commit."""
         if max_chain < 1:
             raise ValueError("max_chain must be at least 1")
         self.store = store
@@ -114,7 +118,9 @@ class Repository:
         signed = SignedObjects(store, key, ring)
         tables = TableCache(store, self.codec)
         index = ChunkIndex(store, self.codec, signed)
-        self._points = Points(store, signed, key, clock)
+        self.object_lock = object_lock
+        locker = Locker(store, tables, object_lock) if object_lock is not None else None
+        self._points = Points(store, signed, key, clock, locker)
         t = self.tuning
         self._shipper = Shipper(
             store, key, self.codec, signed, tables, index, self._points, t, self.hasher, clock
@@ -258,6 +264,8 @@ class Repository:
         self, vm: str, policy: RetentionPolicy, now: datetime | None = None
     ) -> RetentionResult:
         """Delete the manifests of points the policy does not keep (data goes at the next gc()).
+
+        A point whose object lock has not expired is kept and listed in ``locked``.
 
         A child point names its table layers itself, so deleting a parent never breaks a child.
         """

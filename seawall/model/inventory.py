@@ -150,6 +150,19 @@ class DirectoryStore(ReplicaStore):
         return self.path
 
 
+class ObjectLockSpec(FileModel):
+    """S3 Object Lock on every object a point needs, for ``period`` after the point is created.
+
+    ``compliance``: nobody, the account root included, can delete a locked object early;
+    ``governance``: only a principal with s3:BypassGovernanceRetention that asks for it. The bucket
+    must have been created with Object Lock enabled. The period must cover the retention of every
+    policy whose VMs use the store (checked by ``plan check`` and ``protect``).
+    """
+
+    mode: Literal["governance", "compliance"]
+    period: Annotated[Duration, duration_range(timedelta(seconds=1), timedelta(days=36500))]
+
+
 class S3Store(ReplicaStore):
     kind: Literal["s3"] = "s3"
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
@@ -158,6 +171,9 @@ class S3Store(ReplicaStore):
     )
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] = "us-east-1"
     endpoint_url: HttpUrlStr | None = None
+    object_lock: ObjectLockSpec | None = Field(
+        default=None, description="immutable points: S3 Object Lock mode and period per point"
+    )
 
     @property
     def location(self) -> str:
@@ -236,6 +252,17 @@ class ReplicationPolicy(FileModel):
             # Filled in here, not at read time, so the value travels explicitly in payloads.
             self.rpo_grace = max(self.interval / 2, _MIN_GRACE)
         return self
+
+    @property
+    def retention_span(self) -> timedelta:
+        """How long a point may be kept: the longer of the count (at one point per interval) and
+        the hours, since retention keeps the union of both."""
+        spans = [timedelta(0)]
+        if self.retention_count is not None:
+            spans.append(self.interval * self.retention_count)
+        if self.retention_hours is not None:
+            spans.append(timedelta(hours=self.retention_hours))
+        return max(spans)
 
     @property
     def rpo_threshold(self) -> timedelta:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from seawall.blockstore.immutable import ObjectLock
 from seawall.blockstore.keys import load_key
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import ObjectStore
@@ -36,6 +37,7 @@ def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
                 access_key_id=creds.get("aws_access_key_id"),
                 secret_access_key=creds.get("aws_secret_access_key"),
                 session_token=creds.get("aws_session_token"),
+                object_lock=spec.object_lock is not None,
             )
         )
     if isinstance(spec, AzureStore):
@@ -77,9 +79,12 @@ def open_repository(
     if checkpoint_mib is not None:
         extra["checkpoint_blocks"] = max(1, checkpoint_mib * 1024 * 1024 // BLOCK)
         extra["checkpoint_bytes"] = checkpoint_mib * 1024 * 1024
+    spec = inventory.replica_store(store_name)
+    lock = getattr(spec, "object_lock", None)
     return Repository(
         open_store(inventory, store_name),
         load_key(policy.key_ref),
         zstd_level=policy.compression_level,
+        object_lock=ObjectLock(lock.mode, lock.period) if lock is not None else None,
         **extra,
     )

@@ -608,3 +608,44 @@ def test_a_file_given_twice_is_checked_once() -> None:
     assert report.ok and [f.kind for f in report.files] == ["Inventory", "RecoveryPlan"]
     errors = check_files([BROKEN / "empty.yaml", BROKEN / "empty.yaml"])
     assert len(errors) == 1
+
+
+def _locked_inventory(tmp_path: Path, period: str, where: str = "s3") -> Path:
+    text = (REPO / GOOD / "inventory.yaml").read_text()
+    lock = "\n    object_lock: {mode: compliance, period: " + period + "}" if where == "s3" else ""
+    extra = "    object_lock: {mode: compliance, period: " + period + "}\n" if where == "directory" else ""
+    text = text.replace(
+        "    path: replica\n",
+        "    path: replica\n"
+        + extra
+        + "  - name: vault\n    kind: s3\n    bucket: seawall-vault"
+        + lock
+        + "\n",
+    ).replace(
+        "policy: rpo-5m, replica_store: local, target_sites: [dr, aws]}",
+        "policy: rpo-5m, replica_store: vault, target_sites: [dr, aws]}",
+        1,
+    )
+    (tmp_path / "inventory.yaml").write_text(text)
+    plan = (REPO / GOOD / "plan.yaml").read_text()
+    (tmp_path / "plan.yaml").write_text(plan)
+    return tmp_path / "plan.yaml"
+
+
+def test_object_lock_shorter_than_retention_is_refused(tmp_path: Path) -> None:
+    # rpo-5m keeps 12 points at 5 minutes: one hour. A 59-minute lock leaves the oldest exposed.
+    errors = check_files([_locked_inventory(tmp_path, "59m")])
+    assert len(errors) == 1, errors
+    assert errors[0].file.endswith("inventory.yaml") and errors[0].field == "protected_vms[0].replica_store"
+    assert errors[0].message.startswith(
+        "replica store 'vault' locks points for 59m, shorter than policy 'rpo-5m'"
+    )
+    assert "at least 1h" in errors[0].message
+    result = CliRunner().invoke(app, ["plan", "check", str(tmp_path / "plan.yaml")])
+    assert result.exit_code == 2 and "locks points for 59m" in result.stdout
+
+
+def test_object_lock_covering_retention_passes_and_only_s3_can_lock(tmp_path: Path) -> None:
+    assert check_files([_locked_inventory(tmp_path, "1h")]) == []
+    errors = check_files([_locked_inventory(tmp_path, "2h", where="directory")])
+    assert len(errors) == 1 and errors[0].field == "replica_stores[0].object_lock", errors
