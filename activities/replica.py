@@ -17,7 +17,7 @@ from seawall.blockstore.keys import KeyRefError
 from seawall.blockstore.layout import point_key, verified_key
 from seawall.blockstore.manifest import RetentionPolicy
 from seawall.blockstore.repository import Repository
-from seawall.blockstore.stores.backend import StoreError, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectLockedError, StoreError, TransientStoreError
 from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, Protection, RetentionOutcome, VMRef
 from seawall.contract.names import Activity
 from seawall.security.secrets import SecretError
@@ -71,7 +71,14 @@ class RetentionActivities(ReplicaSite):
             kept = repo.apply_retention(vm, policy)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
-        return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted)
+        if kept.locked:
+            activity.logger.info(
+                "retention of %s keeps %d point(s) past the policy: their object lock has not expired (%s)",
+                vm,
+                len(kept.locked),
+                ", ".join(kept.locked),
+            )
+        return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted, locked=kept.locked)
 
     @activity.defn(name=Activity.COLLECT_GARBAGE)
     def collect_garbage(self, req: GcInput) -> GcOutcome:
@@ -94,6 +101,7 @@ class RetentionActivities(ReplicaSite):
             tables_deleted=result.tables_deleted,
             condemned=result.condemned,
             live_sessions=result.live_sessions,
+            locked=result.locked,
         )
 
     @activity.defn(name=Activity.PRUNE_POINTS)
@@ -112,9 +120,17 @@ class RetentionActivities(ReplicaSite):
                 return []
             newest = next(p for p in points if p.point_id == keep.point_id)
             pruned = [p.point_id for p in points if p.created_at < newest.created_at]
+            locked = []
             for point_id in pruned:
-                repo.store.delete(point_key(vm, point_id))
+                try:
+                    repo.store.delete(point_key(vm, point_id))
+                except ObjectLockedError:
+                    locked.append(point_id)  # immutable until its lock expires; retention takes it then
+                    continue
                 repo.store.delete(verified_key(vm, point_id))
+            if locked:
+                activity.logger.info("%s: %d point(s) kept by their object lock", vm, len(locked))
+                pruned = [p for p in pruned if p not in locked]
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
         return pruned
@@ -127,10 +143,18 @@ class RetentionActivities(ReplicaSite):
         try:
             points = repo.list_points(vm)
             # Newest last, so an interrupted unprotect never leaves a hole under a kept point's parent.
+            deleted = 0
             for p in points:
-                repo.store.delete(point_key(vm, p.point_id))
+                try:
+                    repo.store.delete(point_key(vm, p.point_id))
+                except ObjectLockedError:
+                    # Immutable by design: it stays until its lock expires (unprotect
+                    # --delete-replica again after that removes it); the count says what went.
+                    activity.logger.info("%s: point %s kept by its object lock", vm, p.point_id)
+                    continue
                 repo.store.delete(verified_key(vm, p.point_id))
+                deleted += 1
             repo.gc()
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
-        return len(points)
+        return deleted

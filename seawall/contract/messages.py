@@ -154,6 +154,8 @@ class RetentionOutcome(_Message):
     deleted: list[str]
     # Cycles recorded before garbage collection moved to CollectGarbage carry a count here; now 0.
     packs_deleted: int = 0
+    # Points the policy no longer keeps but whose object lock has not expired (kept, said so).
+    locked: list[str] = Field(default_factory=list)
 
 
 class GcInput(_Message):
@@ -169,6 +171,7 @@ class GcOutcome(_Message):
     tables_deleted: int
     condemned: int
     live_sessions: int
+    locked: int = 0  # unreferenced objects an unexpired object lock kept
 
 
 class GcScheduleRequest(_Message):

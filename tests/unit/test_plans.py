@@ -649,3 +649,26 @@ def test_object_lock_covering_retention_passes_and_only_s3_can_lock(tmp_path: Pa
     assert check_files([_locked_inventory(tmp_path, "1h")]) == []
     errors = check_files([_locked_inventory(tmp_path, "2h", where="directory")])
     assert len(errors) == 1 and errors[0].field == "replica_stores[0].object_lock", errors
+
+
+def test_protect_with_a_longer_policy_than_the_lock_is_refused_at_the_worker(tmp_path: Path) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from activities.protection import resolve_protection_for
+    from seawall.contract.messages import ProtectInput
+
+    _locked_inventory(tmp_path, "1h")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "protected_vms:\n",
+            "  - {name: keep-2d, interval: 5m, retention_hours: 48, key_ref: file:keys/replica.key}\n"
+            "protected_vms:\n",
+        )
+    )
+    inv = load_inventory(path)
+    assert resolve_protection_for(inv, ProtectInput(vm="db-01")).store == "vault"
+    with pytest.raises(ApplicationError) as refused:
+        resolve_protection_for(inv, ProtectInput(vm="db-01", policy="keep-2d"))
+    assert refused.value.type == "ObjectLockTooShort" and refused.value.non_retryable
+    assert "locks points for 1h, shorter than policy 'keep-2d' keeps them (2d)" in str(refused.value)
