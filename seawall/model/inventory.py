@@ -18,6 +18,7 @@ from seawall.model.scalars import (
     Duration,
     FileModel,
     HttpUrlStr,
+    KeyRef,
     Name,
     Port,
     SecretRef,
@@ -232,7 +233,11 @@ class ReplicationPolicy(FileModel):
     compression_level: Annotated[int, Field(strict=True, ge=1, le=22)] = Field(
         default=3, description="zstd level"
     )
-    key_ref: SecretRef = Field(description="the replica encryption key: env:NAME or file:PATH")
+    key_ref: KeyRef = Field(description="the replica encryption key: env:NAME, file:PATH or kms:KEY")
+    previous_key_refs: list[KeyRef] = Field(
+        default_factory=list,
+        description="keys of older points after a rotation of an env:/file: key (still readable)",
+    )
     rpo_grace: Annotated[Duration, duration_range(timedelta(0), _MAX_INTERVAL)] | None = None
 
     @field_validator("key_ref")

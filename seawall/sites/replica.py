@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from seawall.blockstore.envelope import KmsKeys
 from seawall.blockstore.immutable import ObjectLock
-from seawall.blockstore.keys import load_key
+from seawall.blockstore.keys import KeyMaterial, KeyRing, load_key
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import ObjectStore
 from seawall.blockstore.stores.directory import DirectoryStore
@@ -71,6 +72,25 @@ def _azure_credential(ref: str) -> Any:
     return secret.text()
 
 
+def open_keys(store: ObjectStore, policy: ReplicationPolicy) -> tuple[KeyMaterial, KeyRing]:
+    """The key new points are sealed with and the ring of older ones (a rotation keeps them).
+
+    ``kms:`` keys live wrapped in the store (envelope.py): every data key it holds joins the ring.
+    ``env:``/``file:`` keys: the policy's ``previous_key_refs`` do.
+    """
+    ring = KeyRing()
+    if policy.key_ref.startswith("kms:"):
+        kms = KmsKeys(store, policy.key_ref.removeprefix("kms:"))
+        key = kms.current()
+        ring = kms.ring(skip=key.key_id)
+    else:
+        key = load_key(policy.key_ref)
+    for ref in policy.previous_key_refs:
+        if not ref.startswith("kms:"):  # a kms: store's older keys are already in the ring
+            ring.add_ref(ref)
+    return key, ring
+
+
 def open_repository(
     inventory: Inventory, store_name: str, policy: ReplicationPolicy, *, checkpoint_mib: int | None = None
 ) -> Repository:
@@ -81,9 +101,12 @@ def open_repository(
         extra["checkpoint_bytes"] = checkpoint_mib * 1024 * 1024
     spec = inventory.replica_store(store_name)
     lock = getattr(spec, "object_lock", None)
+    store = open_store(inventory, store_name)
+    key, ring = open_keys(store, policy)
     return Repository(
-        open_store(inventory, store_name),
-        load_key(policy.key_ref),
+        store,
+        key,
+        ring=ring,
         zstd_level=policy.compression_level,
         object_lock=ObjectLock(lock.mode, lock.period) if lock is not None else None,
         **extra,
