@@ -17,7 +17,7 @@ from seawall.blockstore.errors import (
     WrongKeyError,
 )
 from seawall.blockstore.immutable import Locker
-from seawall.blockstore.keys import KeyMaterial
+from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.layout import point_key, session_key, table_key, verified_key
 from seawall.blockstore.manifest import (
     DiskManifest,
@@ -45,8 +45,10 @@ class Points:
         key: KeyMaterial,
         clock: Callable[[], datetime],
         locker: Locker | None = None,
+        ring: KeyRing | None = None,
     ) -> None:
         self._store = store
+        self._ring = ring
         self._locker = locker
         self._signed = signed
         self._key = key
@@ -115,7 +117,9 @@ class Points:
         if len(set(names)) != len(names):
             raise ValueError(f"point {point_id}: duplicate disk names {names}")
         for d in disks:
-            if d.key_id != self._key.key_id:
+            # A key rotation between the ship and the commit leaves the disk sealed with a key the
+            # ring still holds: the point is as readable as any older one, so it is committed.
+            if d.key_id != self._key.key_id and (self._ring is None or d.key_id not in self._ring):
                 raise WrongKeyError(f"shipped disk {d.disk}", d.key_id, self._key.key_id)
             if d.parent_point not in (None, parent_id):
                 raise ValueError(
@@ -130,7 +134,10 @@ class Points:
             point_id=point_id,
             parent=parent_id,
             created_at=created_at,
-            key_id=self._key.key_id,
+            # The key the data is sealed with (recorded per point): the ship's, normally the current one.
+            key_id=disks[0].key_id
+            if disks and all(d.key_id == disks[0].key_id for d in disks)
+            else self._key.key_id,
             disks=[DiskManifest.model_validate(d.model_dump(exclude={"session", "key_id"})) for d in disks],
             meta=meta or {},
             lock_until=self._locker.lock.until(created_at) if self._locker is not None else None,

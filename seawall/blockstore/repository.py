@@ -120,7 +120,7 @@ class Repository:
         index = ChunkIndex(store, self.codec, signed)
         self.object_lock = object_lock
         locker = Locker(store, tables, object_lock) if object_lock is not None else None
-        self._points = Points(store, signed, key, clock, locker)
+        self._points = Points(store, signed, key, clock, locker, ring)
         t = self.tuning
         self._shipper = Shipper(
             store, key, self.codec, signed, tables, index, self._points, t, self.hasher, clock

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from seawall.blockstore.envelope import CURRENT_KEY
+from seawall.blockstore.envelope import CURRENT_KEY, KmsKeys
 from seawall.blockstore.keys import KeyRefError
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.s3 import S3Store
@@ -142,3 +142,19 @@ def test_rotate_refuses_a_store_not_keyed_by_kms(aws_env: LabInfo, kms_key: str,
     assert "previous_key_refs" in result.stderr
     result = CliRunner().invoke(app, ["keys", "rotate", "nope", "-i", str(inv)])
     assert result.exit_code == 2 and "no replica store named 'nope'" in result.stderr
+
+
+def test_rotation_between_ship_and_commit_still_commits(kms_key: str, store: S3Store, tmp_path: Path) -> None:
+    """A ship opened with the old key, a rotation, then the commit (a new activity, a new repository
+    under the new key): the point is committed under the key its data is sealed with."""
+    old = _open(store, kms_key)
+    data = os.urandom(512 * 1024)
+    shipped = old.ship(BytesSource(data), "vm-a", "disk0")
+    KmsKeys(store, kms_key).rotate()
+    new = _open(store, kms_key)
+    assert new.key.key_id != old.key.key_id
+    new.commit_point("vm-a", "p0", [shipped])
+    assert new.read_manifest("vm-a", "p0").key_id == old.key.key_id
+    out = tmp_path / "p0.raw"
+    new.restore_disk("vm-a", "p0", "disk0", out)
+    assert out.read_bytes() == data
