@@ -39,7 +39,11 @@ class ReplicaSite:
         pvm = inv.protected_vm(vm)
         try:
             return open_repository(
-                inv, pvm.replica_store, inv.policy(pvm.policy), checkpoint_mib=self.checkpoint_mib
+                inv,
+                pvm.replica_store,
+                inv.policy(pvm.policy),
+                checkpoint_mib=self.checkpoint_mib,
+                site=self.ctx.site.name,
             )
         except (KeyRefError, SecretError) as exc:
             raise fatal(f"replica of {vm!r}: {exc}", "KeyMissing") from None

@@ -27,6 +27,9 @@ from seawall.model.scalars import (
     non_empty,
 )
 
+# At least 64 KiB/s: below that one pack (~8 MiB) takes minutes and a checkpoint heartbeat times out.
+BandwidthLimit = Annotated[int, Field(strict=True, ge=64 * 1024, le=10**12)]
+
 # --- sites and networks ---------------------------------------------------------------------------
 
 
@@ -75,6 +78,9 @@ class Site(Variant):
     kind: Literal["vsphere", "aws", "directory"]
     credentials: SecretRef = "none"
     networks: list[Network] = []
+    bandwidth_limit: BandwidthLimit | None = Field(
+        default=None, description="bytes per second all replication from this site may ship"
+    )
 
     @property
     @abstractmethod
@@ -135,6 +141,9 @@ class ReplicaStore(Variant):
     name: Name
     kind: Literal["directory", "s3", "azure"]
     credentials: SecretRef = "none"
+    bandwidth_limit: BandwidthLimit | None = Field(
+        default=None, description="bytes per second all replication into this store may ship"
+    )
 
     @property
     @abstractmethod

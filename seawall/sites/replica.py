@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from seawall.blockstore.bandwidth import ThrottledStore, shared_bucket
 from seawall.blockstore.envelope import KmsKeys
 from seawall.blockstore.immutable import ObjectLock
 from seawall.blockstore.keys import KeyMaterial, KeyRing, load_key
@@ -91,17 +92,33 @@ def open_keys(store: ObjectStore, policy: ReplicationPolicy) -> tuple[KeyMateria
     return key, ring
 
 
+def throttled(inventory: Inventory, store: ObjectStore, store_name: str, site: str | None) -> ObjectStore:
+    """The store with the site's and the store's bandwidth limits, shared by the whole process."""
+    buckets = []
+    if site is not None and (limit := inventory.site(site).bandwidth_limit) is not None:
+        buckets.append(shared_bucket(f"site:{site}", limit))
+    if (limit := inventory.replica_store(store_name).bandwidth_limit) is not None:
+        buckets.append(shared_bucket(f"store:{store_name}", limit))
+    return ThrottledStore(store, *buckets) if buckets else store
+
+
 def open_repository(
-    inventory: Inventory, store_name: str, policy: ReplicationPolicy, *, checkpoint_mib: int | None = None
+    inventory: Inventory,
+    store_name: str,
+    policy: ReplicationPolicy,
+    *,
+    checkpoint_mib: int | None = None,
+    site: str | None = None,
 ) -> Repository:
-    """``checkpoint_mib`` overrides how much a ship scans between durable checkpoints (default 1 GiB)."""
+    """``checkpoint_mib`` overrides how much a ship scans between durable checkpoints (default 1 GiB).
+    ``site``: the worker's site, whose bandwidth limit its writes share (with the store's)."""
     extra: dict[str, Any] = {}
     if checkpoint_mib is not None:
         extra["checkpoint_blocks"] = max(1, checkpoint_mib * 1024 * 1024 // BLOCK)
         extra["checkpoint_bytes"] = checkpoint_mib * 1024 * 1024
     spec = inventory.replica_store(store_name)
     lock = getattr(spec, "object_lock", None)
-    store = open_store(inventory, store_name)
+    store = throttled(inventory, open_store(inventory, store_name), store_name, site)
     key, ring = open_keys(store, policy)
     return Repository(
         store,
