@@ -118,6 +118,11 @@ def cleanup_test_id(plan: str) -> str:
     return f"cleanup/{plan}"
 
 
+def probe_id(site: str, stamp: str) -> str:
+    """A ``ProbeSite`` run asked for by ``status --sites`` (``stamp``: when, to the second)."""
+    return f"probe/{site}/{stamp}"
+
+
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:
     """The seeding ``ReplicationCycle`` a ``ProtectVM`` run starts as its child."""
     return f"replicate/{vm}/seed-{_short_run(parent_run_id)}"
