@@ -39,7 +39,7 @@ async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
     client = await connect(settings)
     identity = f"health-{uuid.uuid4().hex[:6]}"
     before = datetime.now(UTC)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=32) as pool:
         workers = build_workers(client, ["primary"], settings, pool, identity=identity)
         run = asyncio.gather(*(w.run() for w in workers))
         try:
@@ -78,3 +78,52 @@ def test_status_sites_cli_says_which_site_has_no_worker(lab: LabInfo, tmp_path: 
     assert all(r["reachable"] is None and r["probed_at"] is None for r in body.values())
     table = CliRunner().invoke(app, ["status", "--sites", "-i", str(inv_path)], env={**env, "COLUMNS": "300"})
     assert table.exit_code == 1 and "no worker polls seawall-site-dr" in table.stdout.replace("\n", "")
+
+
+async def test_sites_api_lists_workers_and_probes_on_request(lab: LabInfo, tmp_path: Path) -> None:
+    import httpx
+
+    from seawall.api.app import create_app
+    from seawall.api.auth import parse_tokens
+    from tests.unit.test_api_endpoints import VIEWER, auth, make_settings, token_file
+
+    queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(tmp_path).model_copy(
+        update={
+            "temporal_address": lab.temporal.address,
+            "orchestration_queue": queue,
+            "inventory": write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab),
+        }
+    )
+    client = await connect(Settings(temporal_address=lab.temporal.address))
+    wsettings = Settings(
+        temporal_address=lab.temporal.address,
+        inventory=settings.inventory,
+        orchestration_queue=queue,
+        graceful_shutdown_s=2,
+    )
+
+    async def factory() -> object:
+        return client
+
+    app = create_app(settings, parse_tokens(token_file()), factory)  # type: ignore[arg-type]
+    identity = f"api-{uuid.uuid4().hex[:6]}"
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        workers = build_workers(client, ["primary"], wsettings, pool, identity=identity)
+        run = asyncio.gather(*(w.run() for w in workers))
+        try:
+            await asyncio.sleep(1.0)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=60) as http:
+                listed = await http.get("/v1/sites", headers=auth(VIEWER))
+                probed = await http.get("/v1/sites?probe=true", headers=auth(VIEWER))
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers))
+            await run
+    assert listed.status_code == 200, listed.text
+    rows = {r["site"]: r for r in listed.json()}
+    assert rows["primary"]["pollers"] >= 1 and rows["primary"]["reachable"] is None
+    assert any(w["identity"] == f"{identity}/primary" for w in rows["primary"]["workers"])
+    assert rows["dr"]["pollers"] == 0
+    probed_rows = {r["site"]: r for r in probed.json()}
+    assert probed_rows["primary"]["reachable"] is True and probed_rows["primary"]["probed_at"]

@@ -645,7 +645,7 @@ async def test_openapi_is_complete(api: Api) -> None:
     operations = [
         (m, p, op) for p, item in spec["paths"].items() for m, op in item.items() if p.startswith("/v1")
     ]
-    assert len(operations) == 11
+    assert len(operations) == 12
     for method, path, op in operations:
         assert op.get("security") == [{"bearer": []}], (method, path)
         assert op["summary"] and op["tags"] in (["recovery"], ["replication"]), (method, path)
