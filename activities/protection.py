@@ -61,6 +61,7 @@ def resolve_protection_for(
         retention_hours=policy.retention_hours,
         heartbeat_timeout_s=heartbeat_timeout_s,
         gc_interval_s=gc_interval_s,
+        mirror=inventory.replica_store(pvm.replica_store).mirror,
     )
 
 

@@ -10,6 +10,7 @@ from activities.cleanup import CleanupActivities
 from activities.context import SiteContext
 from activities.fence import FenceActivities
 from activities.hooks import HookActivities
+from activities.mirror import MirrorActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
@@ -31,6 +32,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     probe = ProbeActivities(ctx)
     repl = ReplicationActivities(ctx, settings.checkpoint_mib)
     retention = RetentionActivities(ctx, settings.checkpoint_mib)
+    mirror = MirrorActivities(ctx, settings.checkpoint_mib)
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
     recovery = RecoveryActivities(ctx, settings)
     checks = CheckActivities(ctx, settings)
@@ -55,6 +57,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         repl.ship_disks,
         repl.commit_point,
         repl.verify_point,
+        mirror.mirror_points,
         repl.release_snapshot,
         retention.apply_retention,
         retention.collect_garbage,

@@ -6,6 +6,8 @@ retried), ``WrongKey``, ``KeyMissing``, ``StoreError`` (not retried: they need a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -21,7 +23,7 @@ from seawall.blockstore.stores.backend import ObjectLockedError, StoreError, Tra
 from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, Protection, RetentionOutcome, VMRef
 from seawall.contract.names import Activity
 from seawall.security.secrets import SecretError
-from seawall.sites.replica import open_repository
+from seawall.sites.replica import open_mirror, open_repository
 
 
 class ReplicaSite:
@@ -75,6 +77,7 @@ class RetentionActivities(ReplicaSite):
             kept = repo.apply_retention(vm, policy)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
+        self._on_mirror(vm, repo, lambda m: m.apply_retention(vm, policy))
         if kept.locked:
             activity.logger.info(
                 "retention of %s keeps %d point(s) past the policy: their object lock has not expired (%s)",
@@ -83,6 +86,17 @@ class RetentionActivities(ReplicaSite):
                 ", ".join(kept.locked),
             )
         return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted, locked=kept.locked)
+
+    def _on_mirror(self, vm: str, primary: Repository, fn: Callable[[Repository], object]) -> None:
+        """Retention and GC apply to the store's mirror too. A mirror that cannot be reached is
+        logged, not fatal: the primary's retention must not wait for it (the next run catches up)."""
+        opened = open_mirror(self.ctx.inventory, primary, self._protection(vm).store, site=self.ctx.site.name)
+        if opened is None:
+            return
+        try:
+            fn(opened[1])
+        except (StoreError, DataPathError) as exc:
+            activity.logger.warning("mirror %s of %s: %s", opened[0], vm, exc)
 
     @activity.defn(name=Activity.COLLECT_GARBAGE)
     def collect_garbage(self, req: GcInput) -> GcOutcome:
@@ -99,6 +113,7 @@ class RetentionActivities(ReplicaSite):
             result = with_heartbeats(repo.gc, lambda: store)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
+        self._on_mirror(vm, repo, lambda m: with_heartbeats(m.gc, lambda: f"{store} mirror"))
         return GcOutcome(
             store=store,
             packs_deleted=result.packs_deleted,

@@ -16,6 +16,8 @@ recovery that reads from the mirror when the primary store cannot be reached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, ConfigDict
 
 from seawall.blockstore.immutable import point_objects
@@ -24,7 +26,7 @@ from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import ObjectNotFound
 from seawall.blockstore.tablecache import TableCache
 
-__all__ = ["MirrorResult", "mirror_point", "mirrored"]
+__all__ = ["MirrorResult", "mirror_keys", "mirror_pending", "mirror_point", "mirrored"]
 
 
 class MirrorResult(BaseModel):
@@ -82,3 +84,32 @@ def mirror_point(primary: Repository, mirror: Repository, vm: str, point_id: str
         verified=result.ok,
         errors=[*result.errors, *(f"{b.disk} block {b.block}: {b.reason}" for b in result.bad_blocks)],
     )
+
+
+def mirror_keys(primary: Repository, mirror: Repository) -> int:
+    """Copy the wrapped data keys of a ``kms:`` store (``keys/``) the mirror lacks, so the mirror
+    alone can be opened by a recovery; returns how many were copied (never the current pointer
+    over an existing one: the mirror follows the primary's rotations only for new keys)."""
+    copied = 0
+    for k in primary.store.list("keys/"):
+        if not mirror.store.exists(k):
+            mirror.store.put(k, primary.store.get(k))
+            copied += 1
+    return copied
+
+
+def mirror_pending(
+    primary: Repository, mirror: Repository, vm: str, on_point: Callable[[str], None] | None = None
+) -> tuple[list[MirrorResult], int]:
+    """Mirror every verified point of ``vm`` the mirror lacks, oldest first (a mirror that was down
+    catches up here); returns the results and how many verified points it still lacks."""
+    mirror_keys(primary, mirror)
+    done = {p.point_id for p in mirror.list_points(vm) if p.verified}
+    pending = [p.point_id for p in primary.list_points(vm) if p.verified and p.point_id not in done]
+    results = []
+    for point_id in pending:
+        if on_point is not None:
+            on_point(point_id)
+        results.append(mirror_point(primary, mirror, vm, point_id))
+    lag = sum(1 for r in results if not r.verified)
+    return results, lag

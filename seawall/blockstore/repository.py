@@ -102,6 +102,7 @@ class Repository:
             raise ValueError("max_chain must be at least 1")
         self.store = store
         self.key = key
+        self.ring = ring
         self.codec = Codec(key, zstd_level, ring)
         self.clock = clock
         self.tuning = Tuning(

@@ -72,6 +72,8 @@ class Protection(_Message):
     heartbeat_timeout_s: float = 120.0
     # How often the VM's replica store is garbage-collected (one schedule per store).
     gc_interval_s: float = 3600.0
+    # The store's mirror (another replica store), None without one.
+    mirror: str | None = None
 
 
 class CycleStart(_Message):
@@ -180,6 +182,16 @@ class GcScheduleRequest(_Message):
     interval_s: float
 
 
+class MirrorOutcome(_Message):
+    """A mirror pass: every verified point of the VM the mirror lacked, copied and verified there."""
+
+    vm: str
+    mirror: str
+    mirrored: list[str]
+    bytes_copied: int
+    lag: int  # verified points of the primary the mirror still lacks (0: caught up)
+
+
 class CycleResult(_Message):
     """What ``status`` and the report read back from each completed cycle's result."""
 
@@ -193,6 +205,11 @@ class CycleResult(_Message):
     bytes_shipped: int
     verified: bool
     retention_deleted: list[str]
+    # With a mirrored store: verified points the mirror still lacks after this cycle (None: not
+    # mirrored), and why the mirror step failed if it did.
+    mirror: str | None = None
+    mirror_lag: int | None = None
+    mirror_error: str | None = None
 
 
 class ProtectResult(_Message):

@@ -56,6 +56,7 @@ class Activity:
     SHIP_DISKS: Final = "ship_disks"
     COMMIT_POINT: Final = "commit_point"
     VERIFY_POINT: Final = "verify_point"
+    MIRROR_POINTS: Final = "mirror_points"
     RELEASE_SNAPSHOT: Final = "release_snapshot"
     APPLY_RETENTION: Final = "apply_retention"
     COLLECT_GARBAGE: Final = "collect_garbage"

@@ -144,6 +144,9 @@ class ReplicaStore(Variant):
     bandwidth_limit: BandwidthLimit | None = Field(
         default=None, description="bytes per second all replication into this store may ship"
     )
+    mirror: Name | None = Field(
+        default=None, description="another replica store every verified point is copied to and verified in"
+    )
 
     @property
     @abstractmethod

@@ -52,6 +52,19 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
 
     policies = {policy.name for policy in inventory.policies}
     stores = {store.name for store in inventory.replica_stores}
+    by_name = {store.name: store for store in inventory.replica_stores}
+    for index, store in enumerate(inventory.replica_stores):
+        if store.mirror is None:
+            continue
+        at_m: Loc = ("replica_stores", index, "mirror")
+        if store.mirror == store.name:
+            problems.append(Problem(at_m, f"replica store '{store.name}' cannot mirror to itself"))
+        elif store.mirror not in stores:
+            problems.append(Problem(at_m, _unknown("replica store", store.mirror, stores)))
+        elif by_name[store.mirror].mirror is not None:
+            problems.append(
+                Problem(at_m, f"mirror '{store.mirror}' has a mirror of its own: mirrors are one level deep")
+            )
     for index, vm in enumerate(inventory.protected_vms):
         at: Loc = ("protected_vms", index)
         if vm.source_site not in sites:

@@ -128,3 +128,15 @@ def open_repository(
         object_lock=ObjectLock(lock.mode, lock.period) if lock is not None else None,
         **extra,
     )
+
+
+def open_mirror(
+    inventory: Inventory, primary: Repository, store_name: str, *, site: str | None = None
+) -> tuple[str, Repository] | None:
+    """The mirror of ``store_name`` (its name and repository), None when the store has none. It is
+    opened with the primary's key and ring: it holds the same sealed objects."""
+    mirror = inventory.replica_store(store_name).mirror
+    if mirror is None:
+        return None
+    store = throttled(inventory, open_store(inventory, mirror), mirror, site)
+    return mirror, Repository(store, primary.key, ring=primary.ring)

@@ -672,3 +672,24 @@ def test_protect_with_a_longer_policy_than_the_lock_is_refused_at_the_worker(tmp
         resolve_protection_for(inv, ProtectInput(vm="db-01", policy="keep-2d"))
     assert refused.value.type == "ObjectLockTooShort" and refused.value.non_retryable
     assert "locks points for 1h, shorter than policy 'keep-2d' keeps them (2d)" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("mirror", "message"),
+    [
+        ("local", "replica store 'local' cannot mirror to itself"),
+        ("nowhere", "unknown replica store 'nowhere'"),
+        ("far", "mirror 'far' has a mirror of its own"),
+    ],
+)
+def test_bad_mirrors_are_refused(tmp_path: Path, mirror: str, message: str) -> None:
+    text = (REPO / GOOD / "inventory.yaml").read_text()
+    text = text.replace(
+        "    path: replica\n",
+        f"    path: replica\n    mirror: {mirror}\n"
+        "  - name: far\n    kind: directory\n    path: far\n    mirror: local\n",
+    )
+    (tmp_path / "inventory.yaml").write_text(text)
+    (tmp_path / "plan.yaml").write_text((REPO / GOOD / "plan.yaml").read_text())
+    errors = [e for e in check_files([tmp_path / "plan.yaml"]) if e.field == "replica_stores[0].mirror"]
+    assert len(errors) == 1 and message in errors[0].message, errors

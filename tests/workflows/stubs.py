@@ -33,6 +33,7 @@ from seawall.contract.messages import (
     HookOutcome,
     HookRequest,
     Materialized,
+    MirrorOutcome,
     PlanSpec,
     PlanSpecRequest,
     PointRestore,
@@ -100,6 +101,7 @@ class Stubs:
     blocking: set[str] = field(default_factory=set)
     verify_ok: bool = True
     parent: str | None = None
+    mirror: str | None = None
     calls: list[Call] = field(default_factory=list)
 
     # ---- what a test reads back --------------------------------------------------------------------
@@ -241,6 +243,7 @@ class Stubs:
             retention_hours=None,
             heartbeat_timeout_s=60,
             gc_interval_s=3600,
+            mirror=self.mirror,
         )
 
     @activity.defn(name=A.ENABLE_CBT)
@@ -287,6 +290,11 @@ class Stubs:
         await self._enter(A.VERIFY_POINT, req)
         problems = [] if self.verify_ok else ["disk0 block 3 @ 196608: digest mismatch"]
         return VerifyOutcome(ok=self.verify_ok, blocks_checked=16, bytes_checked=1 << 20, problems=problems)
+
+    @activity.defn(name=A.MIRROR_POINTS)
+    async def mirror_points(self, req: VMRef) -> MirrorOutcome:
+        await self._enter(A.MIRROR_POINTS, req)
+        return MirrorOutcome(vm=req.vm, mirror=self.mirror or "-", mirrored=["p"], bytes_copied=10, lag=0)
 
     @activity.defn(name=A.RELEASE_SNAPSHOT)
     async def release_snapshot(self, req: SnapshotRelease) -> int:

@@ -13,6 +13,7 @@ from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
 from activities.fence import FenceActivities
 from activities.hooks import HookActivities
+from activities.mirror import MirrorActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
 from activities.recovery import OrchestrationActivities
@@ -45,6 +46,7 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             InventoryActivities,
             ReplicationActivities,
             RetentionActivities,
+            MirrorActivities,
             RecoveryActivities,
             CheckActivities,
             CleanupActivities,
