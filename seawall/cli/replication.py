@@ -260,6 +260,9 @@ def _table(rows: list[VMStatus]) -> Table:
             now = "not protected"
         elif r.paused:
             now = "paused"
+        if r.mirror is not None and (r.mirror_error or r.mirror_lag):
+            lag = f"{r.mirror_lag} point(s) behind" if r.mirror_lag else "failed"
+            now = f"{now}; mirror {r.mirror} {lag}".lstrip("; ")
         table.add_row(
             r.vm,
             r.source_site,

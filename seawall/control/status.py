@@ -57,6 +57,11 @@ class VMStatus(BaseModel):
     last_change_path: str | None
     running: str | None
     progress: SeedProgress | None
+    # With a mirrored store (from the newest cycle): verified points the mirror lacks, and why the
+    # mirror step failed; None without a mirror.
+    mirror: str | None = None
+    mirror_lag: int | None = None
+    mirror_error: str | None = None
 
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
@@ -143,4 +148,7 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         last_change_path=last.result.change_path if last and last.result else None,
         running=running.workflow_id if running else None,
         progress=await ship_progress(client, running.workflow_id) if running else None,
+        mirror=last.result.mirror if last and last.result else None,
+        mirror_lag=last.result.mirror_lag if last and last.result else None,
+        mirror_error=last.result.mirror_error if last and last.result else None,
     )
