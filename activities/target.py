@@ -96,10 +96,35 @@ class TargetSite:
                     return plan, pv
         raise fatal(f"plan {plan_name!r} has no VM {vm!r}", "PlanInvalid")
 
-    def _repository(self, vm: str) -> Any:
+    def _repository(self, vm: str, store: str | None = None) -> Any:
+        """The VM's replica in ``store`` (default: the VM's own store; or its mirror, by name)."""
         inv = self.ctx.inventory
         pvm = inv.protected_vm(vm)
-        return open_repository(inv, pvm.replica_store, inv.policy(pvm.policy))
+        return open_repository(inv, store or pvm.replica_store, inv.policy(pvm.policy))
+
+    def _verified_points(self, vm: str) -> tuple[str, Any, list[Any]]:
+        """(store name, repository, verified points) from the VM's store, or from its mirror when
+        the store cannot be read: a region that is gone must not stop the recovery."""
+        inv = self.ctx.inventory
+        primary = inv.protected_vm(vm).replica_store
+        try:
+            repo = self._repository(vm)
+            return primary, repo, [p for p in repo.list_points(vm) if p.verified]
+        except (StoreError, DataPathError) as exc:
+            mirror = inv.replica_store(primary).mirror
+            if mirror is None:
+                raise ApplicationError(f"replica of {vm}: {exc}", type="StoreUnavailable") from None
+            activity.logger.warning(
+                "replica store %s of %s unreadable (%s): reading mirror %s", primary, vm, exc, mirror
+            )
+            try:
+                repo = self._repository(vm, mirror)
+                return mirror, repo, [p for p in repo.list_points(vm) if p.verified]
+            except (StoreError, DataPathError) as exc2:
+                raise ApplicationError(
+                    f"replica of {vm}: store {primary!r}: {exc}; mirror {mirror!r}: {exc2}",
+                    type="StoreUnavailable",
+                ) from None
 
 
 class RecoveryActivities(TargetSite):
@@ -114,11 +139,7 @@ class RecoveryActivities(TargetSite):
     @activity.defn(name=Activity.CHOOSE_POINT)
     def choose_point(self, inp: RecoverVMInput) -> ChosenPoint:
         """The newest verified point (at or before ``point_time`` when given)."""
-        repo = self._repository(inp.vm)
-        try:
-            points = [p for p in repo.list_points(inp.vm) if p.verified]
-        except (StoreError, DataPathError) as exc:
-            raise ApplicationError(f"replica of {inp.vm}: {exc}", type="StoreUnavailable") from None
+        store, repo, points = self._verified_points(inp.vm)
         if inp.point_time:
             limit = datetime.fromisoformat(inp.point_time.replace("Z", "+00:00"))
             points = [p for p in points if p.created_at <= limit]
@@ -132,12 +153,13 @@ class RecoveryActivities(TargetSite):
             created_at=point.created_at.isoformat(),
             disks=[d.disk for d in manifest.disks],
             source_ips=[ip for ip in manifest.meta.get("guest_ips", "").split(",") if ip],
+            store=store,
         )
 
     @activity.defn(name=Activity.MATERIALIZE_DISKS)
     def materialize_disks(self, req: PointRestore) -> Materialized:
         inp, point = req.target, req.point
-        reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
+        reader = ReplicaPoint(lambda: self._repository(inp.vm, point.store), inp.vm, point.point_id)
         reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
         with site_errors():
             uploaded, resources = self.ctx.adapter.materialize(
@@ -155,7 +177,7 @@ class RecoveryActivities(TargetSite):
         back with what changed while it was away. Disks pair up by position (disk0 is the first).
         """
         inp, point = req.target, req.point
-        reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
+        reader = ReplicaPoint(lambda: self._repository(inp.vm, point.store), inp.vm, point.point_id)
         with site_errors():
             return self.ctx.adapter.restore_in_place(inp.vm, point, reader, activity.heartbeat)
 

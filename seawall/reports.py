@@ -94,6 +94,7 @@ def render_html(report: RunReport) -> str:
                 v.vm,
                 v.target_name,
                 v.point_id,
+                v.replica_store or "-",
                 v.point_created_at,
                 f"{_secs(v.started_at, datetime.fromisoformat(v.point_created_at)):.0f}s",
                 f"{(datetime.fromisoformat(v.healthy_at) - t0).total_seconds():.1f}s",
@@ -119,7 +120,17 @@ def render_html(report: RunReport) -> str:
         else ""
     )
     title = f"Seawall {esc(report.plan)} {esc(report.run)}"
-    head = ["VM", "as", "recovery point", "point time", "achieved RPO", "time to healthy (RTO)", "IPs", "DNS"]
+    head = [
+        "VM",
+        "as",
+        "recovery point",
+        "replica store",
+        "point time",
+        "achieved RPO",
+        "time to healthy (RTO)",
+        "IPs",
+        "DNS",
+    ]
     header = "".join(f"<th>{h}</th>" for h in head)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>{STYLE}</style></head><body>

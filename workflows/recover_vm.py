@@ -151,4 +151,5 @@ class RecoverVMWorkflow:
             steps=self._steps,
             started_at=started.isoformat(),
             healthy_at=healthy_at.isoformat(),
+            replica_store=point.store,
         )

@@ -9,9 +9,9 @@ whose objects are not all there, and an interrupted copy is finished by running 
 the missing objects are sent). The mirror's own verify then re-reads every chunk there and writes
 its own verified marker: a point counts as mirrored only once that marker exists in the mirror.
 
-Not here (issue #15 item 1, still to do): the workflow step that runs this after each verified
-point, its lag in ``status`` and the metrics, retention and GC on the mirror by schedule, and a
-recovery that reads from the mirror when the primary store cannot be reached.
+The workflow step that runs this after each cycle is ``activities/mirror.py``; retention and GC
+of the mirror ride on the primary's; a recovery reads the mirror when the primary cannot be read
+(``activities/target.py``).
 """
 
 from __future__ import annotations

@@ -326,6 +326,9 @@ class ChosenPoint(_Message):
     disks: list[str]
     # The guest's addresses at the source when the point was taken (for subnet translation).
     source_ips: list[str] = []
+    # The replica store that served the point: the VM's store, or its mirror when the store could
+    # not be reached (None in runs recorded before mirrors: the VM's store).
+    store: str | None = None
 
 
 class Resource(_Message):
@@ -381,6 +384,7 @@ class RecoverVMResult(_Message):
     steps: list[StepTime]
     started_at: str
     healthy_at: str
+    replica_store: str | None = None  # the store the point was read from (the VM's or its mirror)
 
 
 class HookOutcome(_Message):

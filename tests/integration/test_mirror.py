@@ -165,3 +165,67 @@ def test_the_mirror_activity_catches_up_and_retention_applies_to_both(lab: LabIn
         for repo in (primary, far):
             for k in list(repo.store.list()):
                 repo.store.delete(k)
+
+
+def test_recovery_reads_the_mirror_when_the_store_is_unreachable(lab: LabInfo, tmp_path: Path) -> None:
+    """choose_point (the real activity) finds the newest verified point in the mirror when the
+    VM's S3 store cannot be reached, names the mirror, and the point restores from it."""
+    import socket
+
+    import yaml
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.context import SiteContext
+    from activities.mirror import MirrorActivities
+    from activities.target import RecoveryActivities
+    from seawall.contract.messages import RecoverVMInput, VMRef
+    from seawall.plans import load_inventory
+    from seawall.runtime.config import Settings
+    from seawall.sites.replica import open_mirror, open_repository
+    from tests.integration.replication_env import write_inventory
+
+    path = write_inventory(
+        tmp_path, Path(lab.state_dir), s3_prefix=f"mirror-{uuid.uuid4().hex[:8]}/", lab=lab
+    )
+    data = yaml.safe_load(path.read_text())
+    for store in data["replica_stores"]:
+        if store["name"] == "s3":
+            store["mirror"] = "azure"
+    for vm in data["protected_vms"]:
+        vm["replica_store"] = "s3"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    inv = load_inventory(path)
+    pvm = inv.protected_vms[0]
+    primary = open_repository(inv, "s3", inv.policy(pvm.policy))
+    opened = open_mirror(inv, primary, "s3")
+    assert opened is not None
+    far = opened[1]
+    disk = os.urandom(512 * 1024)
+    try:
+        primary.commit_point(pvm.name, "p0", [primary.ship(BytesSource(disk), pvm.name, "disk0")])
+        assert primary.verify_point(pvm.name, "p0").ok
+        ActivityEnvironment().run(
+            MirrorActivities(SiteContext(inv, pvm.source_site)).mirror_points, VMRef(vm=pvm.name)
+        )
+
+        # The S3 endpoint goes away (a port nothing listens on): the region is gone.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        for store in data["replica_stores"]:
+            if store["name"] == "s3":
+                store["endpoint_url"] = f"http://127.0.0.1:{dead}"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        down = load_inventory(path)
+        target = pvm.target_sites[0]
+        acts = RecoveryActivities(SiteContext(down, target), Settings(inventory=path))
+        inp = RecoverVMInput(plan="p", run="r", mode="test", vm=pvm.name, target_site=target)
+        chosen = ActivityEnvironment().run(acts.choose_point, inp)
+        assert (chosen.point_id, chosen.store, chosen.disks) == ("p0", "azure", ["disk0"])
+        out = tmp_path / "p0.raw"
+        acts._repository(pvm.name, chosen.store).restore_disk(pvm.name, "p0", "disk0", out)
+        assert out.read_bytes() == disk
+    finally:
+        for repo in (primary, far):
+            for k in list(repo.store.list()):
+                repo.store.delete(k)
