@@ -10,6 +10,7 @@ from activities.context import fatal
 from seawall.contract.messages import GroupCycleInput, GroupProtection, ProtectInput, Protection
 from seawall.contract.names import Activity
 from seawall.model import Inventory
+from seawall.model.scalars import format_duration
 
 
 def resolve_protection_for(
@@ -28,6 +29,14 @@ def resolve_protection_for(
     except LookupError:
         known = ", ".join(p.name for p in inventory.policies)
         raise fatal(f"policy {policy_name!r} does not exist (policies: {known})", "UnknownPolicy") from None
+    lock = getattr(inventory.replica_store(pvm.replica_store), "object_lock", None)
+    if lock is not None and lock.period < policy.retention_span:
+        # plan check catches the inventory's own policy; this catches a --policy override.
+        raise fatal(
+            f"replica store {pvm.replica_store!r} locks points for {format_duration(lock.period)}, shorter "
+            f"than policy {policy.name!r} keeps them ({format_duration(policy.retention_span)})",
+            "ObjectLockTooShort",
+        )
     interval = policy.interval.total_seconds()
     grace = policy.rpo_grace.total_seconds() if policy.rpo_grace is not None else interval / 2
     site = inventory.site(pvm.source_site)
@@ -52,6 +61,7 @@ def resolve_protection_for(
         retention_hours=policy.retention_hours,
         heartbeat_timeout_s=heartbeat_timeout_s,
         gc_interval_s=gc_interval_s,
+        mirror=inventory.replica_store(pvm.replica_store).mirror,
     )
 
 

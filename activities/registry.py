@@ -12,6 +12,7 @@ from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.groups import GroupActivities
 from activities.hooks import HookActivities
+from activities.mirror import MirrorActivities
 from activities.notify import NotifyActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
@@ -42,6 +43,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
     probe = ProbeActivities(ctx)
     repl = ReplicationActivities(ctx, settings.checkpoint_mib, settings.scrub_interval_s)
     retention = RetentionActivities(ctx, settings.checkpoint_mib)
+    mirror = MirrorActivities(ctx, settings.checkpoint_mib)
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
     recovery = RecoveryActivities(ctx, settings)
     checks = CheckActivities(ctx, settings)
@@ -73,6 +75,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         repl.ship_disks,
         repl.commit_point,
         repl.verify_point,
+        mirror.mirror_points,
         repl.release_snapshot,
         retention.apply_retention,
         retention.collect_garbage,

@@ -6,6 +6,8 @@ retried), ``WrongKey``, ``KeyMissing``, ``StoreError`` (not retried: they need a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,11 +18,11 @@ from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
 from seawall.blockstore.manifest import RetentionPolicy
 from seawall.blockstore.repository import Repository
-from seawall.blockstore.stores.backend import StoreError, TransientStoreError
+from seawall.blockstore.stores.backend import ObjectLockedError, StoreError, TransientStoreError
 from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, Protection, RetentionOutcome, VMRef
 from seawall.contract.names import Activity
 from seawall.security.secrets import SecretError
-from seawall.sites.replica import open_repository
+from seawall.sites.replica import open_mirror, open_repository
 
 
 class ReplicaSite:
@@ -38,7 +40,11 @@ class ReplicaSite:
         pvm = inv.protected_vm(vm)
         try:
             return open_repository(
-                inv, pvm.replica_store, inv.policy(pvm.policy), checkpoint_mib=self.checkpoint_mib
+                inv,
+                pvm.replica_store,
+                inv.policy(pvm.policy),
+                checkpoint_mib=self.checkpoint_mib,
+                site=self.ctx.site.name,
             )
         except (KeyRefError, SecretError) as exc:
             raise fatal(f"replica of {vm!r}: {exc}", "KeyMissing") from None
@@ -70,7 +76,26 @@ class RetentionActivities(ReplicaSite):
             kept = repo.apply_retention(vm, policy)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
-        return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted)
+        self._on_mirror(vm, repo, lambda m: m.apply_retention(vm, policy))
+        if kept.locked:
+            activity.logger.info(
+                "retention of %s keeps %d point(s) past the policy: their object lock has not expired (%s)",
+                vm,
+                len(kept.locked),
+                ", ".join(kept.locked),
+            )
+        return RetentionOutcome(kept=len(kept.kept), deleted=kept.deleted, locked=kept.locked)
+
+    def _on_mirror(self, vm: str, primary: Repository, fn: Callable[[Repository], object]) -> None:
+        """Retention and GC apply to the store's mirror too. A mirror that cannot be reached is
+        logged, not fatal: the primary's retention must not wait for it (the next run catches up)."""
+        opened = open_mirror(self.ctx.inventory, primary, self._protection(vm).store, site=self.ctx.site.name)
+        if opened is None:
+            return
+        try:
+            fn(opened[1])
+        except (StoreError, DataPathError) as exc:
+            activity.logger.warning("mirror %s of %s: %s", opened[0], vm, exc)
 
     @activity.defn(name=Activity.COLLECT_GARBAGE)
     def collect_garbage(self, req: GcInput) -> GcOutcome:
@@ -87,12 +112,14 @@ class RetentionActivities(ReplicaSite):
             result = with_heartbeats(repo.gc, lambda: store)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
+        self._on_mirror(vm, repo, lambda m: with_heartbeats(m.gc, lambda: f"{store} mirror"))
         return GcOutcome(
             store=store,
             packs_deleted=result.packs_deleted,
             tables_deleted=result.tables_deleted,
             condemned=result.condemned,
             live_sessions=result.live_sessions,
+            locked=result.locked,
         )
 
     @activity.defn(name=Activity.PRUNE_POINTS)
@@ -111,8 +138,16 @@ class RetentionActivities(ReplicaSite):
                 return []
             newest = next(p for p in points if p.point_id == keep.point_id)
             pruned = [p.point_id for p in points if p.created_at < newest.created_at]
+            locked = []
             for point_id in pruned:
-                repo.forget_point(vm, point_id)
+                try:
+                    repo.forget_point(vm, point_id)
+                except ObjectLockedError:
+                    locked.append(point_id)  # immutable until its lock expires; retention takes it then
+                    continue
+            if locked:
+                activity.logger.info("%s: %d point(s) kept by their object lock", vm, len(locked))
+                pruned = [p for p in pruned if p not in locked]
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
         return pruned
@@ -125,9 +160,17 @@ class RetentionActivities(ReplicaSite):
         try:
             points = repo.list_points(vm)
             # Newest last, so an interrupted unprotect never leaves a hole under a kept point's parent.
+            deleted = 0
             for p in points:
-                repo.forget_point(vm, p.point_id)
+                try:
+                    repo.forget_point(vm, p.point_id)
+                except ObjectLockedError:
+                    # Immutable by design: it stays until its lock expires (unprotect
+                    # --delete-replica again after that removes it); the count says what went.
+                    activity.logger.info("%s: point %s kept by its object lock", vm, p.point_id)
+                    continue
+                deleted += 1
             repo.gc()
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
-        return len(points)
+        return deleted

@@ -163,10 +163,35 @@ class TargetSite:
             plan=inp.plan, run=inp.run, vm=inp.vm, placement=inv.placement(source, self.ctx.site.name)
         )
 
-    def _repository(self, vm: str) -> Any:
+    def _repository(self, vm: str, store: str | None = None) -> Any:
+        """The VM's replica in ``store`` (default: the VM's own store; or its mirror, by name)."""
         inv = self.ctx.inventory
         pvm = inv.protected_vm(vm)
-        return open_repository(inv, pvm.replica_store, inv.policy(pvm.policy))
+        return open_repository(inv, store or pvm.replica_store, inv.policy(pvm.policy))
+
+    def _verified_points(self, vm: str) -> tuple[str, Any, list[Any]]:
+        """(store name, repository, verified points) from the VM's store, or from its mirror when
+        the store cannot be read: a region that is gone must not stop the recovery."""
+        inv = self.ctx.inventory
+        primary = inv.protected_vm(vm).replica_store
+        try:
+            repo = self._repository(vm)
+            return primary, repo, [p for p in repo.list_points(vm) if p.verified]
+        except (StoreError, DataPathError) as exc:
+            mirror = inv.replica_store(primary).mirror
+            if mirror is None:
+                raise ApplicationError(f"replica of {vm}: {exc}", type="StoreUnavailable") from None
+            activity.logger.warning(
+                "replica store %s of %s unreadable (%s): reading mirror %s", primary, vm, exc, mirror
+            )
+            try:
+                repo = self._repository(vm, mirror)
+                return mirror, repo, [p for p in repo.list_points(vm) if p.verified]
+            except (StoreError, DataPathError) as exc2:
+                raise ApplicationError(
+                    f"replica of {vm}: store {primary!r}: {exc}; mirror {mirror!r}: {exc2}",
+                    type="StoreUnavailable",
+                ) from None
 
 
 class RecoveryActivities(TargetSite):
@@ -201,11 +226,7 @@ class RecoveryActivities(TargetSite):
         older than every refused one that also passes a full verify now, so a second corrupt point
         is refused here instead of half-way through another materialize.
         """
-        repo = self._repository(inp.vm)
-        try:
-            points = [p for p in repo.list_points(inp.vm) if p.verified]
-        except (StoreError, DataPathError) as exc:
-            raise ApplicationError(f"replica of {inp.vm}: {exc}", type="StoreUnavailable") from None
+        store, repo, points = self._verified_points(inp.vm)
         if inp.point_id:
             points = [p for p in points if p.point_id == inp.point_id]
             if not points:
@@ -232,6 +253,7 @@ class RecoveryActivities(TargetSite):
             note=note,
             app_consistent=manifest.meta.get("app_consistent") == "true",
             consistency_group=manifest.meta.get("consistency_group") or None,
+            store=store,
         )
 
     def _fallback(self, repo: Any, inp: RecoverVMInput, points: list[Any]) -> tuple[list[Any], str]:
@@ -296,7 +318,9 @@ class RecoveryActivities(TargetSite):
     @activity.defn(name=Activity.MATERIALIZE_DISKS)
     def materialize_disks(self, req: PointRestore) -> Materialized:
         inp, point = req.target, req.point
-        reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id, req.replaces)
+        reader = ReplicaPoint(
+            lambda: self._repository(inp.vm, point.store), inp.vm, point.point_id, req.replaces
+        )
         with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id, reader):
             reader.disks()  # the manifest first: an unreadable replica fails before the site is touched
             with site_errors():
@@ -315,7 +339,7 @@ class RecoveryActivities(TargetSite):
         back with what changed while it was away. Disks pair up by position (disk0 is the first).
         """
         inp, point = req.target, req.point
-        reader = ReplicaPoint(lambda: self._repository(inp.vm), inp.vm, point.point_id)
+        reader = ReplicaPoint(lambda: self._repository(inp.vm, point.store), inp.vm, point.point_id)
         with keep_alive(reader.beat), corrupt_data(inp.vm, point.point_id, reader), site_errors():
             return self.ctx.adapter.restore_in_place(inp.vm, point, reader, reader.beat)
 

@@ -220,4 +220,5 @@ class RecoverVMWorkflow:
             notes=vm.notes,
             app_consistent=point.app_consistent,
             consistency_group=point.consistency_group,
+            replica_store=point.store,
         )

@@ -14,13 +14,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.policies import HEARTBEAT_TIMEOUT, persistent, quick
 
 with workflow.unsafe.imports_passed_through():
     # The activity classes only name the activities here (and give their types): their code runs at
     # the workers, never in the workflow sandbox.
+    from activities.mirror import MirrorActivities
     from activities.protection import InventoryActivities
     from activities.replica import RetentionActivities
     from activities.replication import ReplicationActivities
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         GcInput,
         GcOutcome,
         GcScheduleRequest,
+        MirrorOutcome,
         ProtectInput,
         Protection,
         ProtectResult,
@@ -137,6 +139,26 @@ class ReplicationCycleWorkflow:
                     maximum_interval=timedelta(minutes=1), non_retryable_error_types=FATAL
                 ),
             )
+        mirrored: MirrorOutcome | None = None
+        mirror_error: str | None = None
+        if prot.mirror is not None and workflow.patched("mirror-points"):
+            # After the snapshot is released: the mirror never holds it open. A mirror that is down
+            # does not fail the cycle (the primary point is verified); the next cycle catches up.
+            self._set_phase("mirroring points", inp.vm)
+            try:
+                mirrored = await workflow.execute_activity_method(
+                    MirrorActivities.mirror_points,
+                    VMRef(vm=inp.vm),
+                    start_to_close_timeout=timedelta(hours=12),
+                    heartbeat_timeout=timedelta(seconds=prot.heartbeat_timeout_s),
+                    retry_policy=RetryPolicy(
+                        maximum_attempts=3,
+                        initial_interval=timedelta(seconds=2),
+                        non_retryable_error_types=FATAL,
+                    ),
+                )
+            except ActivityError as exc:
+                mirror_error = str(exc.cause or exc)
         self._set_phase("applying retention", inp.vm)
         retention = await workflow.execute_local_activity_method(
             RetentionActivities.apply_retention,
@@ -159,6 +181,9 @@ class ReplicationCycleWorkflow:
             retention_deleted=retention.deleted,
             corrupt_points=self._verified.corrupt_points if self._verified else [],
             healed_points=self._verified.healed_points if self._verified else [],
+            mirror=prot.mirror,
+            mirror_lag=mirrored.lag if mirrored is not None else None,
+            mirror_error=mirror_error,
         )
 
     async def _ship_commit_verify(

@@ -16,7 +16,7 @@ from seawall.api.auth import Tokens
 from seawall.api.deps import ApiContext, ApiSettings, ClientFactory, known_query_only
 from seawall.api.gate import RequestGate
 from seawall.api.problems import Problem, install_handlers
-from seawall.api.routers import after_failover, failovers, health, plans, reports, runs, vms
+from seawall.api.routers import after_failover, failovers, health, plans, reports, runs, sites, vms
 from seawall.console import mount_console
 
 DESCRIPTION = (
@@ -38,7 +38,7 @@ def create_app(settings: ApiSettings, tokens: Tokens, client_factory: ClientFact
     )
     app.state.seawall = ApiContext(settings, client_factory)
     # In the order the OpenAPI document lists them: plans and their runs, then replication.
-    for module in (plans, failovers, reports, runs, after_failover, vms, health):
+    for module in (plans, failovers, reports, runs, after_failover, vms, sites, health):
         app.include_router(module.router, dependencies=[Depends(known_query_only)])
     install_handlers(app, settings.temporal_address)
 

@@ -122,7 +122,10 @@ def load_key(ref: str) -> KeyMaterial:
             raise KeyRefError(f"environment variable {rest} (key reference {ref!r}) is not set")
         raw = parse_key_bytes(value.encode(), f"environment variable {rest}")
     else:
-        raise KeyRefError(f"key reference {ref!r}: unknown scheme {scheme!r} (use file: or env:)")
+        raise KeyRefError(
+            f"key reference {ref!r}: unknown scheme {scheme!r} (use file: or env:; kms: keys are "
+            "opened with their replica store)"
+        )
     return KeyMaterial(key_id or default_key_id(raw), raw)
 
 

@@ -79,10 +79,14 @@ class PointManifest(_Model):
     key_id: str
     disks: list[DiskManifest]
     meta: dict[str, str] = Field(default_factory=dict)
+    # Set when the store locks points (immutable.py): the point's objects cannot go before it.
+    lock_until: datetime | None = None
 
     def same_content(self, other: PointManifest) -> bool:
-        """Equal but for creation time: a retried commit of the same point."""
-        return self.model_copy(update={"created_at": other.created_at}) == other
+        """Equal but for creation time (and the lock date it implies): a retried commit."""
+        return (
+            self.model_copy(update={"created_at": other.created_at, "lock_until": other.lock_until}) == other
+        )
 
 
 class PointRef(_Model):
@@ -99,6 +103,7 @@ class PointInfo(_Model):
     verified: bool
     disks: dict[str, int] = Field(description="disk -> size in bytes")
     corrupt: bool = Field(default=False, description="a verify found a damaged chunk it references")
+    locked_until: datetime | None = Field(default=None, description="object lock: not deletable before")
 
     @property
     def ref(self) -> PointRef:
@@ -190,6 +195,9 @@ class RetentionResult(_Model):
     vm: str
     kept: list[str]
     deleted: list[str]
+    locked: list[str] = Field(
+        default_factory=list, description="points retention would delete but whose object lock holds"
+    )
 
 
 class BadChunk(_Model):
@@ -244,3 +252,4 @@ class GcResult(_Model):
     condemned: int = Field(description="unreferenced objects waiting for the grace period or live sessions")
     sessions_expired: int
     live_sessions: int
+    locked: int = Field(default=0, description="unreferenced objects kept because their lock holds")

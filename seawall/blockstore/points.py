@@ -17,7 +17,8 @@ from seawall.blockstore.errors import (
     PointNotFoundError,
     WrongKeyError,
 )
-from seawall.blockstore.keys import KeyMaterial
+from seawall.blockstore.immutable import Locker
+from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.layout import config_key, point_key, session_key, table_key, verified_key
 from seawall.blockstore.manifest import (
     DiskManifest,
@@ -39,9 +40,17 @@ class Points:
     """The manifests of one store; read manifests are cached (a manifest never changes)."""
 
     def __init__(
-        self, store: ObjectStore, signed: SignedObjects, key: KeyMaterial, clock: Callable[[], datetime]
+        self,
+        store: ObjectStore,
+        signed: SignedObjects,
+        key: KeyMaterial,
+        clock: Callable[[], datetime],
+        locker: Locker | None = None,
+        ring: KeyRing | None = None,
     ) -> None:
         self._store = store
+        self._ring = ring
+        self._locker = locker
         self._signed = signed
         self._key = key
         self._clock = clock
@@ -82,6 +91,7 @@ class Points:
                     verified=m.point_id in verified and m.point_id not in corrupt,
                     corrupt=m.point_id in corrupt,
                     disks={d.disk: d.size for d in m.disks},
+                    locked_until=m.lock_until,
                 )
             )
         out.sort(key=lambda p: (p.created_at, p.point_id))
@@ -114,7 +124,9 @@ class Points:
         if len(set(names)) != len(names):
             raise ValueError(f"point {point_id}: duplicate disk names {names}")
         for d in disks:
-            if d.key_id != self._key.key_id:
+            # A key rotation between the ship and the commit leaves the disk sealed with a key the
+            # ring still holds: the point is as readable as any older one, so it is committed.
+            if d.key_id != self._key.key_id and (self._ring is None or d.key_id not in self._ring):
                 raise WrongKeyError(f"shipped disk {d.disk}", d.key_id, self._key.key_id)
             if d.parent_point not in (None, parent_id):
                 raise ValueError(
@@ -123,16 +135,24 @@ class Points:
             for lid in d.layers:
                 if not self._store.exists(table_key(bytes.fromhex(lid))):
                     raise MissingObjectError(table_key(bytes.fromhex(lid)), f"shipped disk {d.disk}")
+        created_at = self._clock()
         manifest = PointManifest(
             vm=vm,
             point_id=point_id,
             parent=parent_id,
-            created_at=self._clock(),
-            key_id=self._key.key_id,
+            created_at=created_at,
+            # The key the data is sealed with (recorded per point): the ship's, normally the current one.
+            key_id=disks[0].key_id
+            if disks and all(d.key_id == disks[0].key_id for d in disks)
+            else self._key.key_id,
             disks=[DiskManifest.model_validate(d.model_dump(exclude={"session", "key_id"})) for d in disks],
             meta=meta or {},
+            lock_until=self._locker.lock.until(created_at) if self._locker is not None else None,
         )
         okey = point_key(vm, point_id)
+        if self._locker is not None:
+            # Data first: once the manifest is visible, everything it names is already locked.
+            self._locker.lock_data(manifest)
         if before_manifest is not None and not self._store.exists(okey):
             before_manifest()
         if not self._signed.put(okey, manifest):
@@ -142,6 +162,10 @@ class Points:
                     f"point {point_id!r} of {vm!r} already exists with different content"
                 )
             manifest = existing
+            if self._locker is not None:
+                self._locker.lock_data(manifest)  # a retry after a crash between the two steps
+        if self._locker is not None:
+            self._locker.lock_manifest(manifest)
         self._manifests[okey] = manifest
         for d in disks:
             self._store.delete(session_key(d.session))

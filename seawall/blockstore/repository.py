@@ -45,6 +45,7 @@ from seawall.blockstore.configs import META_KEY, SourceConfigs
 from seawall.blockstore.damage import Damage, DamageList, PointCheck, ScrubResult, point_check
 from seawall.blockstore.errors import BadBlockError, PointNotFoundError
 from seawall.blockstore.groups import GroupPoints
+from seawall.blockstore.immutable import Locker, ObjectLock
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
     BadBlock,
@@ -102,11 +103,15 @@ class Repository:
         gc_grace: timedelta = timedelta(hours=1),
         pack_cache_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], datetime] = utcnow,
+        object_lock: ObjectLock | None = None,
     ) -> None:
+        """``object_lock``: lock every object a committed point needs (immutable.py); the store
+        must support it (S3 with Object Lock), checked at the first commit."""
         if max_chain < 1:
             raise ValueError("max_chain must be at least 1")
         self.store = store
         self.key = key
+        self.ring = ring
         self.codec = Codec(key, zstd_level, ring)
         self.clock = clock
         self.tuning = Tuning(
@@ -123,7 +128,9 @@ class Repository:
         signed = SignedObjects(store, key, ring)
         tables = TableCache(store, self.codec)
         index = ChunkIndex(store, self.codec, signed)
-        self._points = Points(store, signed, key, clock)
+        self.object_lock = object_lock
+        locker = Locker(store, tables, object_lock) if object_lock is not None else None
+        self._points = Points(store, signed, key, clock, locker, ring)
         self._configs = SourceConfigs(store, self.codec)
         self.groups = GroupPoints(store, signed)
         t = self.tuning
@@ -386,6 +393,8 @@ class Repository:
         self, vm: str, policy: RetentionPolicy, now: datetime | None = None
     ) -> RetentionResult:
         """Delete the manifests of points the policy does not keep (data goes at the next gc()).
+
+        A point whose object lock has not expired is kept and listed in ``locked``.
 
         A child point names its table layers itself, so deleting a parent never breaks a child.
         """

@@ -34,7 +34,7 @@ from seawall.blockstore.manifest import (
 )
 from seawall.blockstore.points import Points
 from seawall.blockstore.signed import SignedObjects
-from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
+from seawall.blockstore.stores.backend import ObjectLockedError, ObjectNotFound, ObjectStore
 from seawall.blockstore.tablecache import TableCache
 from seawall.blockstore.tuning import CLOCK_SKEW, Tuning
 
@@ -77,13 +77,25 @@ class Retention:
         if newest_verified is not None:
             keep.add(newest_verified.point_id)
         deleted = []
+        locked = []
         for p in points:
             if p.point_id in keep:
                 continue
-            self._points.delete(vm, p.point_id)
+            if p.locked_until is not None and p.locked_until > now:
+                locked.append(p.point_id)
+                continue
+            try:
+                self._points.delete(vm, p.point_id)
+            except ObjectLockedError:
+                # The store's clock or a longer lock someone set says no: the store is the truth.
+                locked.append(p.point_id)
+                continue
             deleted.append(p.point_id)
         return RetentionResult(
-            vm=vm, kept=[p.point_id for p in points[::-1] if p.point_id in keep], deleted=deleted[::-1]
+            vm=vm,
+            kept=[p.point_id for p in points[::-1] if p.point_id in keep or p.point_id in locked],
+            deleted=deleted[::-1],
+            locked=locked[::-1],
         )
 
     def _lease_times(self, okey: str) -> Lease | None:
@@ -188,8 +200,13 @@ class Retention:
         keep_since = {k: (v if k in old else stamp) for k, v in keep_since.items()}
         keep_since.update(unreadable)
         self._signed.put_overwrite(CONDEMNED_KEY, CondemnedList(since=keep_since))
-        packs_deleted, tables_deleted = self._delete(sorted(to_delete))
-        self._index.forget_deleted(set(to_delete))
+        packs_deleted, tables_deleted, locked = self._delete(sorted(to_delete))
+        if locked:
+            # Still locked (an expired point shared an object with a newer locked one, or the
+            # store's clock is behind): stays condemned, retried at a later run.
+            keep_since.update({k: old[k] for k in locked})
+            self._signed.put_overwrite(CONDEMNED_KEY, CondemnedList(since=keep_since))
+        self._index.forget_deleted(set(to_delete) - set(locked))
         self._tables.clear()
         return GcResult(
             packs_deleted=packs_deleted,
@@ -197,20 +214,25 @@ class Retention:
             condemned=len(keep_since) - len(unreadable),
             sessions_expired=expired,
             live_sessions=len(live),
+            locked=len(locked),
         )
 
-    def _delete(self, keys: list[str]) -> tuple[int, int]:
-        """Delete condemned objects; returns (packs, tables) deleted."""
+    def _delete(self, keys: list[str]) -> tuple[int, int, list[str]]:
+        """Delete condemned objects; returns (packs, tables) deleted and the keys a lock kept."""
         packs_deleted = tables_deleted = 0
+        locked: list[str] = []
         for k in keys:
-            if k.startswith("packs/"):
-                # Index first: a crash in between leaves a pack no writer will dedup against.
-                self._store.delete("index/" + k[len("packs/") :])
-                self._store.delete(k)
-                packs_deleted += 1
-            elif k.startswith("tables/"):
-                self._store.delete(k)
-                tables_deleted += 1
-            else:
-                self._store.delete(k)
-        return packs_deleted, tables_deleted
+            try:
+                if k.startswith("packs/"):
+                    # Index first: a crash in between leaves a pack no writer will dedup against.
+                    self._store.delete("index/" + k[len("packs/") :])
+                    self._store.delete(k)
+                    packs_deleted += 1
+                elif k.startswith("tables/"):
+                    self._store.delete(k)
+                    tables_deleted += 1
+                else:
+                    self._store.delete(k)
+            except ObjectLockedError:
+                locked.append(k)
+        return packs_deleted, tables_deleted, locked

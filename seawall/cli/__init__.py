@@ -8,6 +8,7 @@ from seawall.cli import api as api_cmd
 from seawall.cli import codec as codec_cmd
 from seawall.cli import demo as demo_cmd
 from seawall.cli import drills as drills_cmd
+from seawall.cli import keys as keys_cmd
 from seawall.cli import lab as lab_cmd
 from seawall.cli import plan as plan_cmd
 from seawall.cli import points as points_cmd
@@ -28,6 +29,7 @@ app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(codec_cmd.app, name="codec")
 app.add_typer(api_cmd.app, name="api")
+app.add_typer(keys_cmd.app, name="keys")
 app.command("worker")(worker_cmd.worker)
 app.command("protect")(replication_cmd.protect)
 app.command("unprotect")(replication_cmd.unprotect)

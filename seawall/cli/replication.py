@@ -271,11 +271,16 @@ def short_age(seconds: float | None) -> str:
 def status(
     as_json: bool = typer.Option(False, "--json"),
     watch: float = typer.Option(0.0, "--watch", help="Refresh every N seconds (0: once)."),
+    sites: bool = typer.Option(
+        False, "--sites", help="Sites instead: their workers (pollers) and reachability (probed now)."
+    ),
     inventory: Path | None = InventoryOpt,
 ) -> None:
     """Protected VMs: newest verified point, its age against the RPO, breaches, last cycle."""
     settings = _settings(inventory)
     inv = _inventory(settings)
+    if sites:
+        _site_status(settings, inv, as_json)
 
     async def collect() -> list[VMStatus]:
         client = await temporal_client(settings)
@@ -295,6 +300,33 @@ def status(
     raise typer.Exit(
         Exit.FAILED if any(vm_state(r) == "breach" or r.corrupt_points for r in rows) else Exit.OK
     )
+
+
+def _site_status(settings: Settings, inv: Inventory, as_json: bool) -> None:
+    from seawall.control.sites import site_health
+
+    async def collect() -> list[Any]:
+        client = await temporal_client(settings)
+        return await site_health(client, inv, settings.orchestration_queue)
+
+    rows = asyncio.run(collect())
+    if as_json:
+        print_json([{**r.model_dump(mode="json"), "healthy": r.healthy} for r in rows])
+    else:
+        table = Table("site", "kind", "workers", "last poll", "reachable", "probed at", "detail")
+        for r in rows:
+            reach = "-" if r.reachable is None else "yes" if r.reachable else "NO"
+            table.add_row(
+                r.site,
+                r.kind,
+                str(r.pollers) if r.pollers else "[red]0[/red]",
+                r.workers[0].last_poll.strftime("%H:%M:%S") if r.workers else "-",
+                reach,
+                r.probed_at.strftime("%H:%M:%S") if r.probed_at else "-",
+                r.detail,
+            )
+        console.print(table)
+    raise typer.Exit(Exit.OK if all(r.healthy for r in rows) else Exit.FAILED)
 
 
 def human_bytes(n: int | None) -> str:

@@ -98,6 +98,8 @@ class Protection(_Message):
     heartbeat_timeout_s: float = 20.0
     # How often the VM's replica store is garbage-collected (one schedule per store).
     gc_interval_s: float = 3600.0
+    # The store's mirror (another replica store), None without one.
+    mirror: str | None = None
 
 
 class CycleStart(_Message):
@@ -183,6 +185,8 @@ class RetentionOutcome(_Message):
     deleted: list[str]
     # Cycles recorded before garbage collection moved to CollectGarbage carry a count here; now 0.
     packs_deleted: int = 0
+    # Points the policy no longer keeps but whose object lock has not expired (kept, said so).
+    locked: list[str] = Field(default_factory=list)
 
 
 class GcInput(_Message):
@@ -198,12 +202,23 @@ class GcOutcome(_Message):
     tables_deleted: int
     condemned: int
     live_sessions: int
+    locked: int = 0  # unreferenced objects an unexpired object lock kept
 
 
 class GcScheduleRequest(_Message):
     store: str
     site: str
     interval_s: float
+
+
+class MirrorOutcome(_Message):
+    """A mirror pass: every verified point of the VM the mirror lacked, copied and verified there."""
+
+    vm: str
+    mirror: str
+    mirrored: list[str]
+    bytes_copied: int
+    lag: int  # verified points of the primary the mirror still lacks (0: caught up)
 
 
 class CycleResult(_Message):
@@ -221,6 +236,11 @@ class CycleResult(_Message):
     retention_deleted: list[str]
     corrupt_points: list[str] = []  # older points found damaged (a scrub) and not yet repaired
     healed_points: list[str] = []  # points verified again after this cycle repaired their chunks
+    # With a mirrored store: verified points the mirror still lacks after this cycle (None: not
+    # mirrored), and why the mirror step failed if it did.
+    mirror: str | None = None
+    mirror_lag: int | None = None
+    mirror_error: str | None = None
 
 
 class ProtectResult(_Message):
@@ -358,6 +378,9 @@ class ChosenPoint(_Message):
     # Taken with the guest quiesced; one member of a consistency group's point.
     app_consistent: bool = False
     consistency_group: str | None = None
+    # The replica store that served the point: the VM's store, or its mirror when the store could
+    # not be reached (None in runs recorded before mirrors: the VM's store).
+    store: str | None = None
 
 
 class Resource(_Message):
@@ -427,6 +450,7 @@ class RecoverVMResult(_Message):
     notes: list[str] = []
     app_consistent: bool = False
     consistency_group: str | None = None
+    replica_store: str | None = None  # the store the point was read from (the VM's or its mirror)
 
 
 class HookOutcome(_Message):

@@ -65,6 +65,7 @@ class Activity:
     SHIP_DISKS: Final = "ship_disks"
     COMMIT_POINT: Final = "commit_point"
     VERIFY_POINT: Final = "verify_point"
+    MIRROR_POINTS: Final = "mirror_points"
     RELEASE_SNAPSHOT: Final = "release_snapshot"
     APPLY_RETENTION: Final = "apply_retention"
     COLLECT_GARBAGE: Final = "collect_garbage"
@@ -160,6 +161,11 @@ def drill_id(plan: str) -> str:
 
 RPO_WATCH_ID: Final = "watch/rpo"
 """``WatchRpo``: the one long-running watcher that tells people of RPO breaches and recoveries."""
+
+
+def probe_id(site: str, stamp: str) -> str:
+    """A ``ProbeSite`` run asked for by ``status --sites`` (``stamp``: when, to the second)."""
+    return f"probe/{site}/{stamp}"
 
 
 def seed_cycle_id(vm: str, parent_run_id: str) -> str:

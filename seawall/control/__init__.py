@@ -6,6 +6,7 @@ demo and the benchmarks.
 - ``replication``: protect, unprotect, replicate now, the status of many VMs.
 - ``runs``: a plan's newest (or a given) run, whether it runs, its live progress, its memo.
 - ``status``: replication status read from Temporal alone.
+- ``keys``: rotate a kms:-keyed replica store's data key (direct to the store and KMS).
 - ``errors``: the plain domain errors the actions raise; each door words them its own way (the API
   as problem+json 404/409, the CLI as one line and an exit code).
 

@@ -69,6 +69,11 @@ class VMStatus(BaseModel):
     healed_points: list[str] = []
     # A member of a consistency group replicates by the group's schedule and group points.
     group: str | None = None
+    # With a mirrored store (from the newest cycle): verified points the mirror lacks, and why the
+    # mirror step failed; None without a mirror.
+    mirror: str | None = None
+    mirror_lag: int | None = None
+    mirror_error: str | None = None
 
 
 async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleRun]:
@@ -263,6 +268,9 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         corrupt_points=corrupt,
         healed_points=healed,
         group=group.name if group else None,
+        mirror=last.result.mirror if last and last.result else None,
+        mirror_lag=last.result.mirror_lag if last and last.result else None,
+        mirror_error=last.result.mirror_error if last and last.result else None,
     )
 
 

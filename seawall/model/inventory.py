@@ -21,6 +21,7 @@ from seawall.model.scalars import (
     Duration,
     FileModel,
     HttpUrlStr,
+    KeyRef,
     Name,
     Port,
     SecretRef,
@@ -28,6 +29,9 @@ from seawall.model.scalars import (
     duration_range,
     non_empty,
 )
+
+# At least 64 KiB/s: below that one pack (~8 MiB) takes minutes and a checkpoint heartbeat times out.
+BandwidthLimit = Annotated[int, Field(strict=True, ge=64 * 1024, le=10**12)]
 
 # --- sites and networks ---------------------------------------------------------------------------
 
@@ -80,6 +84,9 @@ class Site(Variant):
     # Can Seawall make a drill its own isolated network here (``drill_network``)? The adapter of a kind
     # that can implements ``ensure_run_network``; plan check refuses ``per-run`` where it cannot.
     makes_networks: ClassVar[bool] = False
+    bandwidth_limit: BandwidthLimit | None = Field(
+        default=None, description="bytes per second all replication from this site may ship"
+    )
 
     @property
     @abstractmethod
@@ -180,6 +187,12 @@ class ReplicaStore(Variant):
     name: Name
     kind: Literal["directory", "s3", "azure"]
     credentials: SecretRef = "none"
+    bandwidth_limit: BandwidthLimit | None = Field(
+        default=None, description="bytes per second all replication into this store may ship"
+    )
+    mirror: Name | None = Field(
+        default=None, description="another replica store every verified point is copied to and verified in"
+    )
 
     @property
     @abstractmethod
@@ -196,6 +209,19 @@ class DirectoryStore(ReplicaStore):
         return self.path
 
 
+class ObjectLockSpec(FileModel):
+    """S3 Object Lock on every object a point needs, for ``period`` after the point is created.
+
+    ``compliance``: nobody, the account root included, can delete a locked object early;
+    ``governance``: only a principal with s3:BypassGovernanceRetention that asks for it. The bucket
+    must have been created with Object Lock enabled. The period must cover the retention of every
+    policy whose VMs use the store (checked by ``plan check`` and ``protect``).
+    """
+
+    mode: Literal["governance", "compliance"]
+    period: Annotated[Duration, duration_range(timedelta(seconds=1), timedelta(days=36500))]
+
+
 class S3Store(ReplicaStore):
     kind: Literal["s3"] = "s3"
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
@@ -204,6 +230,9 @@ class S3Store(ReplicaStore):
     )
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] = "us-east-1"
     endpoint_url: HttpUrlStr | None = None
+    object_lock: ObjectLockSpec | None = Field(
+        default=None, description="immutable points: S3 Object Lock mode and period per point"
+    )
 
     @property
     def location(self) -> str:
@@ -262,7 +291,11 @@ class ReplicationPolicy(FileModel):
     compression_level: Annotated[int, Field(strict=True, ge=1, le=22)] = Field(
         default=3, description="zstd level"
     )
-    key_ref: SecretRef = Field(description="the replica encryption key: env:NAME or file:PATH")
+    key_ref: KeyRef = Field(description="the replica encryption key: env:NAME, file:PATH or kms:KEY")
+    previous_key_refs: list[KeyRef] = Field(
+        default_factory=list,
+        description="keys of older points after a rotation of an env:/file: key (still readable)",
+    )
     rpo_grace: Annotated[Duration, duration_range(timedelta(0), _MAX_INTERVAL)] | None = None
 
     @field_validator("key_ref")
@@ -282,6 +315,17 @@ class ReplicationPolicy(FileModel):
             # Filled in here, not at read time, so the value travels explicitly in payloads.
             self.rpo_grace = max(self.interval / 2, _MIN_GRACE)
         return self
+
+    @property
+    def retention_span(self) -> timedelta:
+        """How long a point may be kept: the longer of the count (at one point per interval) and
+        the hours, since retention keeps the union of both."""
+        spans = [timedelta(0)]
+        if self.retention_count is not None:
+            spans.append(self.interval * self.retention_count)
+        if self.retention_hours is not None:
+            spans.append(timedelta(hours=self.retention_hours))
+        return max(spans)
 
     @property
     def rpo_threshold(self) -> timedelta:

@@ -196,6 +196,37 @@ SecretRef = Annotated[
 """Where a secret lives: ``env:NAME``, ``file:PATH`` (relative to the inventory file) or ``none``."""
 
 
+_KMS_KEY_RE = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+|alias/[A-Za-z0-9/_-]+|[0-9a-f-]{36})$"
+)
+
+
+def _check_key_ref(value: str) -> str:
+    if value.startswith("kms:"):
+        if not _KMS_KEY_RE.fullmatch(value.removeprefix("kms:")):
+            raise PydanticCustomError(
+                "seawall_key_ref",
+                "kms: needs a KMS key id, alias/NAME or key/alias ARN (e.g. kms:alias/seawall-replicas)",
+            )
+        return value
+    return _check_secret_ref(value)
+
+
+KeyRef = Annotated[
+    str,
+    AfterValidator(_check_key_ref),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(env:[A-Za-z_][A-Za-z0-9_]*(#[A-Za-z0-9._-]+)?|file:\S.*|kms:\S+|none)$",
+        }
+    ),
+]
+"""An encryption key: a secret reference (the key bytes), or ``kms:KEY`` (envelope encryption: the
+store's data keys are wrapped by that AWS KMS key; credentials, region and endpoint from the
+standard AWS environment)."""
+
+
 def _check_url(value: str) -> str:
     scheme, sep, rest = value.partition("://")
     host = rest.split("/", 1)[0]

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
-from seawall.model import AwsSite, Hook, Inventory, PlanVM, RecoveryPlan
+from seawall.model import AwsSite, Hook, Inventory, ObjectLockSpec, PlanVM, RecoveryPlan
+from seawall.model.scalars import format_duration
 from seawall.plans.errors import Loc, Problem, did_you_mean, format_loc
 from seawall.plans.nics import check_nic
 from seawall.plans.placements import check_placements
@@ -52,6 +53,19 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
 
     policies = {policy.name for policy in inventory.policies}
     stores = {store.name for store in inventory.replica_stores}
+    by_name = {store.name: store for store in inventory.replica_stores}
+    for index, store in enumerate(inventory.replica_stores):
+        if store.mirror is None:
+            continue
+        at_m: Loc = ("replica_stores", index, "mirror")
+        if store.mirror == store.name:
+            problems.append(Problem(at_m, f"replica store '{store.name}' cannot mirror to itself"))
+        elif store.mirror not in stores:
+            problems.append(Problem(at_m, _unknown("replica store", store.mirror, stores)))
+        elif by_name[store.mirror].mirror is not None:
+            problems.append(
+                Problem(at_m, f"mirror '{store.mirror}' has a mirror of its own: mirrors are one level deep")
+            )
     for index, vm in enumerate(inventory.protected_vms):
         at: Loc = ("protected_vms", index)
         if vm.source_site not in sites:
@@ -69,6 +83,8 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             problems.append(
                 Problem((*at, "replica_store"), _unknown("replica store", vm.replica_store, stores))
             )
+        else:
+            problems += _check_lock(inventory, vm.replica_store, vm.policy, at)
 
     for index, zone in enumerate(inventory.dns_zones):
         if zone.provider != "route53":
@@ -143,6 +159,27 @@ def _check_groups(inventory: Inventory) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _check_lock(inventory: Inventory, store_name: str, policy_name: str, at: Loc) -> list[Problem]:
+    """A lock shorter than the retention would leave the oldest points deletable by anyone holding
+    the store's keys while the operator believes them kept."""
+    store = next(s for s in inventory.replica_stores if s.name == store_name)
+    lock = getattr(store, "object_lock", None)
+    policy = next((p for p in inventory.policies if p.name == policy_name), None)
+    if not isinstance(lock, ObjectLockSpec) or policy is None:
+        return []
+    span = policy.retention_span
+    if lock.period >= span:
+        return []
+    return [
+        Problem(
+            (*at, "replica_store"),
+            f"replica store '{store_name}' locks points for {format_duration(lock.period)}, shorter than "
+            f"policy '{policy_name}' keeps them ({format_duration(span)}): set its object_lock.period to "
+            f"at least {format_duration(span)}",
+        )
+    ]
 
 
 def _check_hooks(hooks: Sequence[Hook], at: Loc, sites: dict[str, Any], problems: list[Problem]) -> None:

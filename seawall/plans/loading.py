@@ -95,7 +95,12 @@ def _absolute_inventory(inventory: Inventory, base: Path) -> Inventory:
             "sites": sites,
             "replica_stores": stores,
             "policies": [
-                policy.model_copy(update={"key_ref": _absolute_ref(policy.key_ref, base)})
+                policy.model_copy(
+                    update={
+                        "key_ref": _absolute_ref(policy.key_ref, base),
+                        "previous_key_refs": [_absolute_ref(r, base) for r in policy.previous_key_refs],
+                    }
+                )
                 for policy in inventory.policies
             ],
             "dns_zones": [

@@ -8,7 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seawall.blockstore.keys import load_key
+from seawall.blockstore.bandwidth import ThrottledStore, shared_bucket
+from seawall.blockstore.envelope import KmsKeys
+from seawall.blockstore.immutable import ObjectLock
+from seawall.blockstore.keys import KeyMaterial, KeyRing, load_key
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import ObjectStore
 from seawall.blockstore.stores.directory import DirectoryStore
@@ -36,6 +39,7 @@ def open_store(inventory: Inventory, store_name: str) -> ObjectStore:
                 access_key_id=creds.get("aws_access_key_id"),
                 secret_access_key=creds.get("aws_secret_access_key"),
                 session_token=creds.get("aws_session_token"),
+                object_lock=spec.object_lock is not None,
             )
         )
     if isinstance(spec, AzureStore):
@@ -69,17 +73,70 @@ def _azure_credential(ref: str) -> Any:
     return secret.text()
 
 
+def open_keys(store: ObjectStore, policy: ReplicationPolicy) -> tuple[KeyMaterial, KeyRing]:
+    """The key new points are sealed with and the ring of older ones (a rotation keeps them).
+
+    ``kms:`` keys live wrapped in the store (envelope.py): every data key it holds joins the ring.
+    ``env:``/``file:`` keys: the policy's ``previous_key_refs`` do.
+    """
+    ring = KeyRing()
+    if policy.key_ref.startswith("kms:"):
+        kms = KmsKeys(store, policy.key_ref.removeprefix("kms:"))
+        key = kms.current()
+        ring = kms.ring(skip=key.key_id)
+    else:
+        key = load_key(policy.key_ref)
+    for ref in policy.previous_key_refs:
+        if not ref.startswith("kms:"):  # a kms: store's older keys are already in the ring
+            ring.add_ref(ref)
+    return key, ring
+
+
+def throttled(inventory: Inventory, store: ObjectStore, store_name: str, site: str | None) -> ObjectStore:
+    """The store with the site's and the store's bandwidth limits, shared by the whole process."""
+    buckets = []
+    if site is not None and (limit := inventory.site(site).bandwidth_limit) is not None:
+        buckets.append(shared_bucket(f"site:{site}", limit))
+    if (limit := inventory.replica_store(store_name).bandwidth_limit) is not None:
+        buckets.append(shared_bucket(f"store:{store_name}", limit))
+    return ThrottledStore(store, *buckets) if buckets else store
+
+
 def open_repository(
-    inventory: Inventory, store_name: str, policy: ReplicationPolicy, *, checkpoint_mib: int | None = None
+    inventory: Inventory,
+    store_name: str,
+    policy: ReplicationPolicy,
+    *,
+    checkpoint_mib: int | None = None,
+    site: str | None = None,
 ) -> Repository:
-    """``checkpoint_mib`` overrides how much a ship scans between durable checkpoints (default 1 GiB)."""
+    """``checkpoint_mib`` overrides how much a ship scans between durable checkpoints (default 1 GiB).
+    ``site``: the worker's site, whose bandwidth limit its writes share (with the store's)."""
     extra: dict[str, Any] = {}
     if checkpoint_mib is not None:
         extra["checkpoint_blocks"] = max(1, checkpoint_mib * 1024 * 1024 // BLOCK)
         extra["checkpoint_bytes"] = checkpoint_mib * 1024 * 1024
+    spec = inventory.replica_store(store_name)
+    lock = getattr(spec, "object_lock", None)
+    store = throttled(inventory, open_store(inventory, store_name), store_name, site)
+    key, ring = open_keys(store, policy)
     return Repository(
-        open_store(inventory, store_name),
-        load_key(policy.key_ref),
+        store,
+        key,
+        ring=ring,
         zstd_level=policy.compression_level,
+        object_lock=ObjectLock(lock.mode, lock.period) if lock is not None else None,
         **extra,
     )
+
+
+def open_mirror(
+    inventory: Inventory, primary: Repository, store_name: str, *, site: str | None = None
+) -> tuple[str, Repository] | None:
+    """The mirror of ``store_name`` (its name and repository), None when the store has none. It is
+    opened with the primary's key and ring: it holds the same sealed objects."""
+    mirror = inventory.replica_store(store_name).mirror
+    if mirror is None:
+        return None
+    store = throttled(inventory, open_store(inventory, mirror), mirror, site)
+    return mirror, Repository(store, primary.key, ring=primary.ring)

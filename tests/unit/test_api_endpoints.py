@@ -653,7 +653,7 @@ async def test_openapi_is_complete(api: Api) -> None:
     operations = [
         (m, p, op) for p, item in spec["paths"].items() for m, op in item.items() if p.startswith("/v1")
     ]
-    assert len(operations) == 15  # retry, rollback, commit and reprotect included
+    assert len(operations) == 16  # retry, rollback, commit, reprotect and sites included
     for method, path, op in operations:
         assert op.get("security") == [{"bearer": []}], (method, path)
         assert op["summary"] and op["tags"] in (["recovery"], ["replication"]), (method, path)

@@ -36,6 +36,7 @@ from seawall.model import (
     KvmSite,
     Network,
     NicMapping,
+    ObjectLockSpec,
     PlanVM,
     ProtectedVM,
     RecoveryMode,
@@ -133,6 +134,11 @@ def _instances() -> list[BaseModel]:
         replica_stores=[
             DirectoryStore(name="local", path="/srv/replica"),
             S3Store(name="s3", bucket="seawall-replica", prefix="erp/", endpoint_url="http://127.0.0.1:5000"),
+            S3Store(
+                name="s3-locked",
+                bucket="seawall-locked",
+                object_lock=ObjectLockSpec(mode="compliance", period=timedelta(days=8)),
+            ),
             AzureStore(
                 name="az", container="seawall-replica", account_url="http://127.0.0.1:10000/devstoreaccount1"
             ),
@@ -178,6 +184,7 @@ def _instances() -> list[BaseModel]:
         inventory,
         *inventory.sites,
         *inventory.replica_stores,
+        *[s.object_lock for s in inventory.replica_stores if isinstance(s, S3Store)],
         *inventory.policies,
         *inventory.protected_vms,
         *inventory.dns_zones,

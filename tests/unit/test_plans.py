@@ -632,3 +632,88 @@ def test_per_run_drill_networks_need_a_target_that_makes_networks() -> None:
     (problem,) = check_plan(aws.model_copy(update={"drill_network": "per-run"}), inventory)
     assert problem.field == "drill_network" and "'aws' is aws, which cannot" in problem.message
     assert vsphere.per_run_network(inventory.site("dr")) and not aws.per_run_network(inventory.site("aws"))
+
+
+def _locked_inventory(tmp_path: Path, period: str, where: str = "s3") -> Path:
+    text = (REPO / GOOD / "inventory.yaml").read_text()
+    lock = "\n    object_lock: {mode: compliance, period: " + period + "}" if where == "s3" else ""
+    extra = "    object_lock: {mode: compliance, period: " + period + "}\n" if where == "directory" else ""
+    text = text.replace(
+        "    path: replica\n",
+        "    path: replica\n"
+        + extra
+        + "  - name: vault\n    kind: s3\n    bucket: seawall-vault"
+        + lock
+        + "\n",
+    ).replace(
+        "policy: rpo-5m, replica_store: local, target_sites: [dr, aws]}",
+        "policy: rpo-5m, replica_store: vault, target_sites: [dr, aws]}",
+        1,
+    )
+    (tmp_path / "inventory.yaml").write_text(text)
+    plan = (REPO / GOOD / "plan.yaml").read_text()
+    (tmp_path / "plan.yaml").write_text(plan)
+    return tmp_path / "plan.yaml"
+
+
+def test_object_lock_shorter_than_retention_is_refused(tmp_path: Path) -> None:
+    # rpo-5m keeps 12 points at 5 minutes: one hour. A 59-minute lock leaves the oldest exposed.
+    errors = check_files([_locked_inventory(tmp_path, "59m")])
+    assert len(errors) == 1, errors
+    assert errors[0].file.endswith("inventory.yaml") and errors[0].field == "protected_vms[0].replica_store"
+    assert errors[0].message.startswith(
+        "replica store 'vault' locks points for 59m, shorter than policy 'rpo-5m'"
+    )
+    assert "at least 1h" in errors[0].message
+    result = CliRunner().invoke(app, ["plan", "check", str(tmp_path / "plan.yaml")])
+    assert result.exit_code == 2 and "locks points for 59m" in result.stdout
+
+
+def test_object_lock_covering_retention_passes_and_only_s3_can_lock(tmp_path: Path) -> None:
+    assert check_files([_locked_inventory(tmp_path, "1h")]) == []
+    errors = check_files([_locked_inventory(tmp_path, "2h", where="directory")])
+    assert len(errors) == 1 and errors[0].field == "replica_stores[0].object_lock", errors
+
+
+def test_protect_with_a_longer_policy_than_the_lock_is_refused_at_the_worker(tmp_path: Path) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from activities.protection import resolve_protection_for
+    from seawall.contract.messages import ProtectInput
+
+    _locked_inventory(tmp_path, "1h")
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "protected_vms:\n",
+            "  - {name: keep-2d, interval: 5m, retention_hours: 48, key_ref: file:keys/replica.key}\n"
+            "protected_vms:\n",
+        )
+    )
+    inv = load_inventory(path)
+    assert resolve_protection_for(inv, ProtectInput(vm="db-01")).store == "vault"
+    with pytest.raises(ApplicationError) as refused:
+        resolve_protection_for(inv, ProtectInput(vm="db-01", policy="keep-2d"))
+    assert refused.value.type == "ObjectLockTooShort" and refused.value.non_retryable
+    assert "locks points for 1h, shorter than policy 'keep-2d' keeps them (2d)" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("mirror", "message"),
+    [
+        ("local", "replica store 'local' cannot mirror to itself"),
+        ("nowhere", "unknown replica store 'nowhere'"),
+        ("far", "mirror 'far' has a mirror of its own"),
+    ],
+)
+def test_bad_mirrors_are_refused(tmp_path: Path, mirror: str, message: str) -> None:
+    text = (REPO / GOOD / "inventory.yaml").read_text()
+    text = text.replace(
+        "    path: replica\n",
+        f"    path: replica\n    mirror: {mirror}\n"
+        "  - name: far\n    kind: directory\n    path: far\n    mirror: local\n",
+    )
+    (tmp_path / "inventory.yaml").write_text(text)
+    (tmp_path / "plan.yaml").write_text((REPO / GOOD / "plan.yaml").read_text())
+    errors = [e for e in check_files([tmp_path / "plan.yaml"]) if e.field == "replica_stores[0].mirror"]
+    assert len(errors) == 1 and message in errors[0].message, errors

@@ -50,6 +50,7 @@ from seawall.contract.messages import (
     HookOutcome,
     HookRequest,
     Materialized,
+    MirrorOutcome,
     PlanSpec,
     PlanSpecRequest,
     PointRestore,
@@ -135,6 +136,7 @@ class Stubs:
     freeze: str = "ok"
     # VMs whose verify fails (the others verify)
     verify_fails_for: set[str] = field(default_factory=set)
+    mirror: str | None = None
     calls: list[Call] = field(default_factory=list)
     # Signed intents: the orchestration worker's keys (None: not enforced) and its policy.
     intent_keys: IntentKeys | None = None
@@ -339,6 +341,7 @@ class Stubs:
             retention_hours=None,
             heartbeat_timeout_s=60,
             gc_interval_s=3600,
+            mirror=self.mirror,
         )
 
     @activity.defn(name=A.ENABLE_CBT)
@@ -386,6 +389,11 @@ class Stubs:
         ok = self.verify_ok and req.vm not in self.verify_fails_for
         problems = [] if ok else ["disk0 block 3 @ 196608: digest mismatch"]
         return VerifyOutcome(ok=ok, blocks_checked=16, bytes_checked=1 << 20, problems=problems)
+
+    @activity.defn(name=A.MIRROR_POINTS)
+    async def mirror_points(self, req: VMRef) -> MirrorOutcome:
+        await self._enter(A.MIRROR_POINTS, req)
+        return MirrorOutcome(vm=req.vm, mirror=self.mirror or "-", mirrored=["p"], bytes_copied=10, lag=0)
 
     @activity.defn(name=A.RELEASE_SNAPSHOT)
     async def release_snapshot(self, req: SnapshotRelease) -> int:

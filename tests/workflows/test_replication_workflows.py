@@ -192,3 +192,33 @@ async def test_unprotect_deletes_the_schedule_cancels_cycles_and_on_request_the_
         assert stubs.names() == [A.DELETE_SCHEDULE, A.CANCEL_CYCLES]
         assert deleted == 0
     assert set(stubs.vms(A.DELETE_SCHEDULE) + stubs.vms(A.CANCEL_CYCLES)) == {"web"}
+
+
+async def test_a_mirrored_store_mirrors_after_the_snapshot_is_released(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    stubs = Stubs(mirror="far")
+    async with rig_for(stubs) as rig:
+        result = await rig.client.execute_workflow(
+            ReplicationCycleWorkflow.run,
+            CycleInput(vm="web"),
+            id=rig.wid("cycle"),
+            task_queue=site_queue(rig.source),
+        )
+    assert stubs.names() == [*CYCLE[:-1], A.MIRROR_POINTS, A.APPLY_RETENTION]
+    assert (result.mirror, result.mirror_lag, result.mirror_error) == ("far", 0, None)
+
+
+async def test_a_mirror_that_fails_does_not_fail_the_cycle(rig_for: Callable[[Stubs], Any]) -> None:
+    stubs = Stubs(
+        mirror="far", failing={A.MIRROR_POINTS: None}, failure_type={A.MIRROR_POINTS: "StoreUnavailable"}
+    )
+    async with rig_for(stubs) as rig:
+        result = await rig.client.execute_workflow(
+            ReplicationCycleWorkflow.run,
+            CycleInput(vm="web"),
+            id=rig.wid("cycle"),
+            task_queue=site_queue(rig.source),
+        )
+    assert result.verified and A.APPLY_RETENTION in stubs.names()
+    assert result.mirror == "far" and result.mirror_lag is None and result.mirror_error

@@ -15,6 +15,7 @@ from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.groups import GroupActivities
 from activities.hooks import HookActivities
+from activities.mirror import MirrorActivities
 from activities.notify import NotifyActivities
 from activities.probe import ProbeActivities
 from activities.protection import InventoryActivities
@@ -50,6 +51,7 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             InventoryActivities,
             ReplicationActivities,
             RetentionActivities,
+            MirrorActivities,
             RecoveryActivities,
             CheckActivities,
             CleanupActivities,

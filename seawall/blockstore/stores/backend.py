@@ -7,6 +7,7 @@ Every write is whole-object and idempotent; a reader never sees a partly written
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -23,6 +24,17 @@ class ObjectNotFound(StoreError):
 
     def __init__(self, key: str, where: str = "") -> None:
         super().__init__(f"object {key!r} not found{' in ' + where if where else ''}")
+        self.key = key
+
+
+class ObjectLockedError(StoreError):
+    """The store refused to delete or overwrite an object because its retention lock has not expired."""
+
+    def __init__(self, key: str, where: str = "") -> None:
+        super().__init__(
+            f"object {key!r}{' in ' + where if where else ''} is under an object lock (retention not "
+            "expired): it cannot be deleted yet"
+        )
         self.key = key
 
 
@@ -58,4 +70,21 @@ class ObjectStore(Protocol):
 
     def describe(self) -> str:
         """A human label for messages, e.g. ``s3://bucket/prefix`` (never a credential)."""
+        ...
+
+
+@runtime_checkable
+class LockingStore(Protocol):
+    """A store that can put a write-once retention lock on an object (S3 Object Lock).
+
+    ``lock`` is idempotent and only ever extends: a lock already reaching ``until`` is left alone
+    (compliance mode forbids shortening, and shortening governance would need a bypass right).
+    """
+
+    def lock(self, key: str, mode: str, until: datetime) -> None: ...
+
+    def locked_until(self, key: str) -> datetime | None: ...
+
+    def check_lock_support(self) -> None:
+        """Raise StoreError unless every object written from now on can be locked."""
         ...

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
-from seawall.blockstore.stores.backend import ObjectStore, TransientStoreError
+from seawall.blockstore.stores.backend import LockingStore, ObjectStore, StoreError, TransientStoreError
 
 __all__ = ["RetryPolicy", "RetryingStore", "call_with_retries"]
 
@@ -176,6 +177,24 @@ class RetryingStore:
 
     def describe(self) -> str:
         return self.inner.describe()
+
+    # Object lock passes through (retried like any call) when the inner store can lock.
+
+    def _locking(self) -> LockingStore:
+        if not isinstance(self.inner, LockingStore):
+            raise StoreError(f"{self.inner.describe()}: this kind of replica store cannot lock objects")
+        return self.inner
+
+    def check_lock_support(self) -> None:
+        self._locking().check_lock_support()
+
+    def lock(self, key: str, mode: str, until: datetime) -> None:
+        inner = self._locking()
+        self._call(f"lock {key!r}", lambda: inner.lock(key, mode, until))
+
+    def locked_until(self, key: str) -> datetime | None:
+        inner = self._locking()
+        return self._call(f"locked_until {key!r}", lambda: inner.locked_until(key))
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -32,6 +33,7 @@ from botocore.exceptions import (
 )
 
 from seawall.blockstore.stores.backend import ObjectNotFound, StoreError, TransientStoreError
+from seawall.blockstore.stores.s3lock import S3ObjectLock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -147,7 +149,7 @@ def map_s3_error(
     return StoreError(f"S3 {target} on {where} failed: {type(exc).__name__}: {exc}")
 
 
-class S3Store:
+class S3Store(S3ObjectLock):
     """An ObjectStore over one S3 bucket, every key under ``prefix``."""
 
     def __init__(
@@ -170,7 +172,10 @@ class S3Store:
         multipart_threshold: int = 64 * MiB,
         multipart_part_size: int = 16 * MiB,
         path_style: bool | None = None,
+        object_lock: bool = False,
     ) -> None:
+        """``object_lock``: the bucket has S3 Object Lock (and so versioning) enabled; deletes then
+        remove every version of a key, and a locked version makes the delete fail loudly."""
         if not bucket:
             raise ValueError("bucket must not be empty")
         if multipart_part_size < MIN_PART_SIZE:
@@ -182,6 +187,9 @@ class S3Store:
         self.multipart_threshold = multipart_threshold
         self.multipart_part_size = multipart_part_size
         self._where = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.object_lock = object_lock
+        # key -> retain-until this instance set or saw: locking a shared pack again is free.
+        self._locks: dict[str, datetime] = {}
         if client is not None:
             self._client = client
             return
@@ -313,6 +321,9 @@ class S3Store:
             raise self._error(exc, "get", key) from exc
 
     def delete(self, key: str) -> None:
+        if self.object_lock:
+            self._delete_versions(key)
+            return
         full = self._full(key)
         try:
             # S3 answers 204 for an absent key as well, which is the idempotence we want.

@@ -164,21 +164,32 @@ async def site_pollers(
     count (a live worker re-polls at least once per long-poll, about a minute).
     """
     now = now or datetime.now(UTC)
-    identities: set[str] = set()
-    newest: datetime | None = None
+    seen = await site_workers(client, site)
+    newest = max(seen.values(), default=None)
+    fresh = [i for i, at in seen.items() if (now - at).total_seconds() <= fresh_s]
+    return PollersSeen(count=len(fresh), newest_poll=newest)
+
+
+async def site_workers(client: Client, site: str) -> dict[str, datetime]:
+    """Every worker identity the server lists on the site's queue (workflow or activity tasks),
+    with when it last polled; stale ones included (the caller decides what is fresh)."""
+    return await queue_workers(client, site_queue(site))
+
+
+async def queue_workers(client: Client, queue: str) -> dict[str, datetime]:
+    """``site_workers`` for any task queue."""
+    seen: dict[str, datetime] = {}
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         response = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,
-                task_queue=TaskQueue(name=site_queue(site), kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
                 task_queue_type=kind,
             )
         )
         for poller in response.pollers:
             if not poller.HasField("last_access_time"):
                 continue
-            seen = poller.last_access_time.ToDatetime(tzinfo=UTC)
-            newest = _later(newest, seen)
-            if (now - seen).total_seconds() <= fresh_s:
-                identities.add(poller.identity)
-    return PollersSeen(count=len(identities), newest_poll=newest)
+            at = poller.last_access_time.ToDatetime(tzinfo=UTC)
+            seen[poller.identity] = max(at, seen.get(poller.identity, at))
+    return seen

@@ -1,0 +1,134 @@
+"""Bandwidth limits: a token bucket per site and per store, shared by every ship of the process.
+
+What is limited is what goes over the link: the bytes written to the store (sealed, compressed
+chunks, packs, tables, manifests), not the bytes read from the disk. ``ThrottledStore`` wraps a
+store and takes ``len(data)`` tokens before each write; all repositories of a worker process that
+name the same scope (``site:<name>``, ``store:<name>``) draw from one bucket (``shared_bucket``), so
+four concurrent ships of a site share its limit instead of getting it each.
+
+The bucket allows a burst of one second of rate (at least one maximal write, so a large pack does
+not wait forever) and goes into debt for a write larger than what it holds: the writer waits until
+the debt is paid, so the long-run rate is the limit whatever the write size. Reads (verify,
+restore) are not limited: a recovery must not wait for a replication budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from seawall.blockstore.stores.backend import ObjectStore
+
+__all__ = ["ThrottledStore", "TokenBucket", "shared_bucket"]
+
+
+class TokenBucket:
+    """``rate`` bytes per second, thread-safe; ``take`` blocks until the bytes may go."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"bandwidth limit must be positive, got {rate}")
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._last = clock()
+        self._lock = threading.Lock()
+        self.waited = 0.0  # seconds writers spent waiting: "throttled" when it grows
+        self.taken = 0  # bytes let through
+
+    def set_rate(self, rate: float) -> None:
+        """A changed limit (the inventory was edited) applies from now on."""
+        with self._lock:
+            self.rate = float(rate)
+            self.burst = float(rate)
+            self._tokens = min(self._tokens, self.burst)
+
+    def take(self, n: int) -> float:
+        """Reserve ``n`` bytes; returns the seconds this caller waited."""
+        if n <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            # Reserve now (possibly into debt), so concurrent writers queue in order.
+            self._tokens -= n
+            self.taken += n
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+            self.waited += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+_BUCKETS: dict[str, TokenBucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def shared_bucket(scope: str, rate: float) -> TokenBucket:
+    """The process's one bucket for ``scope``; its rate follows the latest configuration."""
+    with _BUCKETS_LOCK:
+        bucket = _BUCKETS.get(scope)
+        if bucket is None:
+            bucket = _BUCKETS[scope] = TokenBucket(rate)
+        elif bucket.rate != rate:
+            bucket.set_rate(rate)
+        return bucket
+
+
+class ThrottledStore:
+    """An ObjectStore whose writes draw from one or more token buckets (site, store)."""
+
+    def __init__(self, inner: ObjectStore, *buckets: TokenBucket) -> None:
+        self.inner = inner
+        self.buckets = buckets
+
+    def _throttle(self, n: int) -> None:
+        for b in self.buckets:
+            b.take(n)
+
+    def put(self, key: str, data: bytes) -> bool:
+        # Content-addressed keys that already exist cost a HEAD, not the upload: check first.
+        if self.inner.exists(key):
+            return False
+        self._throttle(len(data))
+        return self.inner.put(key, data)
+
+    def put_overwrite(self, key: str, data: bytes) -> None:
+        self._throttle(len(data))
+        self.inner.put_overwrite(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
+    def __getattr__(self, name: str) -> object:
+        # Object lock and other optional capabilities pass through to the wrapped store.
+        if name in ("lock", "locked_until", "check_lock_support"):
+            return getattr(self.inner, name)
+        raise AttributeError(name)

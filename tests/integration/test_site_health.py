@@ -1,0 +1,139 @@
+"""Site health against the lab: a site's own worker is listed as its poller and probes it; a site
+without a worker shows none and is not waited on; the CLI and the API say the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from seawall.cli import app
+from seawall.contract.queues import ORCHESTRATION_QUEUE
+from seawall.control.sites import site_health
+from seawall.lab import LabInfo
+from seawall.plans import load_inventory
+from seawall.runtime.config import Settings
+from seawall.runtime.metrics.sources import queue_workers
+from seawall.runtime.temporal import connect
+from tests.integration.replication_env import write_inventory
+from workers.main import build_workers
+
+
+async def _polling(client: object, *queues: str, timeout: float = 30.0) -> None:
+    """Until the server lists a poller on each queue (a loaded machine takes a while to start)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            seen = [await queue_workers(client, q) for q in queues]  # type: ignore[arg-type]
+            if all(seen):
+                return
+            await asyncio.sleep(0.2)
+
+
+async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
+    lab: LabInfo, tmp_path: Path
+) -> None:
+    queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
+    inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
+    settings = Settings(
+        temporal_address=lab.temporal.address,
+        inventory=inv_path,
+        orchestration_queue=queue,
+        graceful_shutdown_s=2,
+    )
+    inventory = load_inventory(inv_path)
+    client = await connect(settings)
+    identity = f"health-{uuid.uuid4().hex[:6]}"
+    before = datetime.now(UTC)
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        workers = build_workers(client, ["primary"], settings, pool, identity=identity)
+        run = asyncio.gather(*(w.run() for w in workers))
+        try:
+            await _polling(client, queue, "seawall-site-primary")
+            rows = {
+                r.site: r
+                for r in await site_health(client, inventory, queue, sites=["primary", "dr"], timeout_s=30)
+            }
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers))
+            await run
+    primary = rows["primary"]
+    assert primary.pollers >= 1 and any(
+        w.identity == f"{identity}/primary" and w.live for w in primary.workers
+    ), primary
+    assert primary.reachable is True and primary.kind == "vsphere", primary
+    assert primary.probed_at is not None and primary.probed_at >= before
+    assert primary.probe_worker and primary.healthy
+    dr = rows["dr"]
+    assert dr.pollers == 0 and dr.reachable is None and not dr.healthy
+    assert "no worker polls seawall-site-dr" in dr.detail
+
+
+def test_status_sites_cli_says_which_site_has_no_worker(lab: LabInfo, tmp_path: Path) -> None:
+    """No orchestration worker on a fresh queue: nothing is probed (no waiting), the workers the
+    server lists are shown, and a site without any is unhealthy: exit 1."""
+    queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
+    inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
+    inventory = load_inventory(inv_path)
+    env = {"SEAWALL_TEMPORAL_ADDRESS": lab.temporal.address, "SEAWALL_ORCHESTRATION_QUEUE": queue}
+    result = CliRunner().invoke(app, ["status", "--sites", "--json", "-i", str(inv_path)], env=env)
+    assert result.exit_code == 1, result.output
+    body = {r["site"]: r for r in json.loads(result.stdout)}
+    assert set(body) == {s.name for s in inventory.sites}
+    assert body["dr"]["healthy"] is False and body["dr"]["pollers"] == 0
+    assert all(r["reachable"] is None and r["probed_at"] is None for r in body.values())
+    table = CliRunner().invoke(app, ["status", "--sites", "-i", str(inv_path)], env={**env, "COLUMNS": "300"})
+    assert table.exit_code == 1 and "no worker polls seawall-site-dr" in table.stdout.replace("\n", "")
+
+
+async def test_sites_api_lists_workers_and_probes_on_request(lab: LabInfo, tmp_path: Path) -> None:
+    import httpx
+
+    from seawall.api.app import create_app
+    from seawall.api.auth import parse_tokens
+    from tests.unit.test_api_endpoints import VIEWER, auth, make_settings, token_file
+
+    queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(tmp_path).model_copy(
+        update={
+            "temporal_address": lab.temporal.address,
+            "orchestration_queue": queue,
+            "inventory": write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab),
+        }
+    )
+    client = await connect(Settings(temporal_address=lab.temporal.address))
+    wsettings = Settings(
+        temporal_address=lab.temporal.address,
+        inventory=settings.inventory,
+        orchestration_queue=queue,
+        graceful_shutdown_s=2,
+    )
+
+    async def factory() -> object:
+        return client
+
+    app = create_app(settings, parse_tokens(token_file()), factory)  # type: ignore[arg-type]
+    identity = f"api-{uuid.uuid4().hex[:6]}"
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        workers = build_workers(client, ["primary"], wsettings, pool, identity=identity)
+        run = asyncio.gather(*(w.run() for w in workers))
+        try:
+            await _polling(client, queue, "seawall-site-primary")
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=60) as http:
+                listed = await http.get("/v1/sites", headers=auth(VIEWER))
+                probed = await http.get("/v1/sites?probe=true", headers=auth(VIEWER))
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers))
+            await run
+    assert listed.status_code == 200, listed.text
+    rows = {r["site"]: r for r in listed.json()}
+    assert rows["primary"]["pollers"] >= 1 and rows["primary"]["reachable"] is None
+    assert any(w["identity"] == f"{identity}/primary" for w in rows["primary"]["workers"])
+    assert rows["dr"]["pollers"] == 0
+    probed_rows = {r["site"]: r for r in probed.json()}
+    assert probed_rows["primary"]["reachable"] is True and probed_rows["primary"]["probed_at"]
