@@ -44,6 +44,7 @@ def is_zero(view: memoryview) -> bool:
     """
     return ZERO_BLOCK.startswith(view)
 
+
 Job = tuple[memoryview, bool]  # bytes to encode, whether to fingerprint its pieces
 Batch = tuple[int, int, list[tuple[int, int]]]  # blocks [b0, b1), the runs of them to read
 Sealer = Callable[[memoryview], tuple[bytes, bytes]]

@@ -178,9 +178,9 @@ def encode_part(start: int, end: int, full: bool, entries: list[Entry]) -> bytes
                 o = packs[b.pack] = len(packs)
             row = whole(flags_whole, PIECES, fps, b.cid, o, b.offset, b.length, 0)
         else:
-            bits = [bytes((_F_DATA | (_F_BASE if e.base is not None else 0), len(e.fps) // FP_BYTES)), e.fps]
-            if e.base is not None:
-                bits.append(ref(e.base))
+            bits = [bytes((_F_DATA | (_F_BASE if b is not None else 0), len(fps) // FP_BYTES)), fps]
+            if b is not None:
+                bits.append(ref(b))
             bits.append(bytes((len(e.overlays),)))
             for piece, r in e.overlays:
                 bits.append(bytes((piece, 0 if r is None else 1)))
