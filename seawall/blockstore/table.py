@@ -282,6 +282,14 @@ class Part:
         index = self.start + self._idx[k]
         bhash = self.bhash(k)
         row = self._rows[self._offs[k] : self._offs[k + 1]]
+        if len(row) == _ROW_WHOLE.size and row[0] == _F_DATA | _F_BASE and row[1] == PIECES and row[-1] == 0:
+            # The common row (a whole block, no overlays) in one unpack, as encode_part wrote it:
+            # a restore decodes every row of the disk on its main thread.
+            _, _, fps, cid, o, off, ln, _ = _ROW_WHOLE.unpack(row)
+            try:
+                return Entry(index, bhash, fps, ChunkRef(cid, self._packs[o], off, ln))
+            except IndexError as exc:
+                raise TableFormatError(f"row of block {index} is malformed: {exc}") from exc
         try:
             flags = row[0]
             if not flags & _F_DATA:
@@ -389,6 +397,20 @@ class _LayerCursor:
                 return p.entry(k) if k >= 0 else None
         return None
 
+    def rows(self, b0: int, b1: int, out: list[tuple[Entry | None, int]], layer: int) -> int:
+        """Fill the still-empty out[i - b0] with (row, layer) from this layer; returns how many."""
+        self._ensure(b0, b1)
+        found = 0
+        for p in self._loaded:
+            lo, hi = max(b0, p.start), min(b1, p.end)
+            for i in range(lo, hi):
+                if out[i - b0][0] is None:
+                    k = p.find(i)
+                    if k >= 0:
+                        out[i - b0] = (p.entry(k), layer)
+                        found += 1
+        return found
+
     def fill(self, b0: int, b1: int, out: list[bytes | None]) -> None:
         self._ensure(b0, b1)
         for p in self._loaded:
@@ -421,6 +443,21 @@ class TableReader:
             if e is not None:
                 return e, top - k
         return None, -1
+
+    def rows(self, b0: int, b1: int) -> list[tuple[Entry | None, int]]:
+        """``at_layer`` for every block of [b0, b1) at once (a restore's per-batch walk).
+
+        Each layer's parts are located once per range instead of once per block; rows are decoded
+        only from the newest layer that has them.
+        """
+        out: list[tuple[Entry | None, int]] = [(None, -1)] * (b1 - b0)
+        missing = b1 - b0
+        top = len(self._newest_first) - 1
+        for k, c in enumerate(self._newest_first):
+            missing -= c.rows(b0, b1, out, top - k)
+            if not missing:
+                break
+        return out
 
     def hashes(self, b0: int, b1: int) -> list[bytes | None]:
         """Block hashes of [b0, b1), None where no layer has a row."""

@@ -49,7 +49,7 @@ class Counting:
         self.lock = threading.Lock()
         orig = ReadBack._check
 
-        def check(rb: ReadBack, hasher: Any, key_id: str, items: list[Any], sink: Any) -> Any:
+        def check(rb: ReadBack, hasher: Any, key_id: str, items: list[Any]) -> Any:
             with self.lock:
                 first = self.started == 0
                 self.started += 1
@@ -58,7 +58,7 @@ class Counting:
             try:
                 if first and delay_first:
                     time.sleep(delay_first)  # later batches finish first
-                return orig(rb, hasher, key_id, items, sink)
+                return orig(rb, hasher, key_id, items)
             finally:
                 with self.lock:
                     self.running -= 1
@@ -80,7 +80,7 @@ def test_blocks_come_in_order_when_batches_finish_out_of_order(
     got = [i for i, *_ in blocks_of(repo)]
     assert got == list(range(len(data) // BLOCK))
     assert c.max_running > 1  # batches really ran side by side
-    # The same through a file target: positional writes from the pool, bytes in their places.
+    # The same through a file target: each batch written in one go, bytes in their places.
     out = tmp_path / "disk.raw"
     res = repo.restore_disk("vm", "p0", "d0", out)
     assert out.read_bytes() == data and res.digest_checked
