@@ -48,6 +48,7 @@ def is_zero(view: memoryview) -> bool:
 Job = tuple[memoryview, bool]  # bytes to encode, whether to fingerprint its pieces
 Batch = tuple[int, int, list[tuple[int, int]]]  # blocks [b0, b1), the runs of them to read
 Sealer = Callable[[memoryview], tuple[bytes, bytes]]
+READ_AHEAD = 4  # batches read (and hashed) ahead of the planning: 16 MiB
 Read = tuple[memoryview, bytearray | None, list[bytes]]  # bytes read, their buffer, block hashes
 
 
@@ -169,7 +170,10 @@ class _ReadAhead:
     wait was the largest share of a seed's GIL time (py-spy --gil), here it only delays a batch
     that is not needed yet. Sources that can read into a caller's buffer (RawSource) get
     recycled 4 MiB buffers: a fresh 4 MiB bytes per read costs page faults and zeroing, ~1 ms per
-    batch, which is more than the copy itself (0.13 s per GiB at page-cache speed).
+    batch, which is more than the copy itself (0.13 s per GiB at page-cache speed). Positional
+    sources (``readinto``: pread, no cursor) are read on two threads, so reading and hashing use
+    both cores on the hash-compare path; a source with internal state (vSphere's read window)
+    is read on one, in order.
     """
 
     def __init__(
@@ -188,7 +192,10 @@ class _ReadAhead:
         buf: bytearray | None = None
         parts: list[bytes] = []
         if readinto is not None:
-            buf = self._free.pop() if self._free else bytearray(READ_BATCH_BLOCKS * BLOCK)
+            try:  # two read threads may pop at once: no check-then-pop
+                buf = self._free.pop()
+            except IndexError:
+                buf = bytearray(READ_BATCH_BLOCKS * BLOCK)
         pos = 0
         for r0, r1 in runs:
             off = r0 * BLOCK
@@ -212,7 +219,7 @@ class _ReadAhead:
         ahead = deque()
 
         def top_up() -> None:
-            while len(ahead) < 3:
+            while len(ahead) < READ_AHEAD:
                 nxt = next(self._todo, None)
                 if nxt is None:
                     return
