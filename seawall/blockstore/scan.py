@@ -34,11 +34,22 @@ from seawall.blockstore.table import (
 from seawall.blockstore.tuning import CBT_GAP_BLOCKS, READ_BATCH_BLOCKS
 
 ZERO_BLOCK = bytes(BLOCK)
-ZERO_VIEW = memoryview(ZERO_BLOCK)  # slicing a view compares against zeros without copying them
+
+
+def is_zero(view: memoryview) -> bool:
+    """Whether ``view`` (at most BLOCK bytes) is all zeros: one memcmp.
+
+    ``view == memoryview(zeros)`` compares item by item through the struct machinery, ~575 us per
+    64 KiB here under the GIL, 70x slower than this; it was 10 % of a seed's main-thread time.
+    """
+    return ZERO_BLOCK.startswith(view)
+
 
 Job = tuple[memoryview, bool]  # bytes to encode, whether to fingerprint its pieces
 Batch = tuple[int, int, list[tuple[int, int]]]  # blocks [b0, b1), the runs of them to read
 Sealer = Callable[[memoryview], tuple[bytes, bytes]]
+READ_AHEAD = 4  # batches read (and hashed) ahead of the planning: 16 MiB
+Read = tuple[memoryview, bytearray | None, list[bytes]]  # bytes read, their buffer, block hashes
 
 
 def cbt_runs(source: DiskSource, parent_disk: DiskManifest | None, n: int) -> list[tuple[int, int]] | None:
@@ -139,11 +150,10 @@ def plan_pieces(
         jobs.append((blk, False))
         return ("block", i, h, fps, len(jobs) - 1), L
     nbytes = 0
-    zero_piece = ZERO_VIEW[:PIECE]
     for k in changed:
         piece = blk[k * PIECE : (k + 1) * PIECE]
         nbytes += len(piece)
-        if piece == zero_piece[: len(piece)]:
+        if is_zero(piece):
             if base is None:
                 ov.pop(k, None)
             else:
@@ -155,16 +165,24 @@ def plan_pieces(
 
 
 class _ReadAhead:
-    """Batches with their bytes, read one thread ahead of the hashing.
+    """Batches with their bytes and block hashes, read and hashed one thread ahead of the planning.
 
-    pread releases the GIL and xxh3 does not, so copying the next 4 MiB out of the page cache or
-    the network overlaps hashing this one. Sources that can read into a caller's buffer
-    (RawSource) get recycled 4 MiB buffers: a fresh 4 MiB bytes per read costs page faults and
-    zeroing, ~1 ms per batch, which is more than the copy itself (0.13 s per GiB at page-cache
-    speed).
+    pread and xxh3 both release the GIL, so reading and hashing the next 4 MiB overlaps planning
+    this one. The hashing is here, not on the planning thread, because each of its 64 calls per
+    batch gives the GIL away and must win it back from the encoders: on the main thread that
+    wait was the largest share of a seed's GIL time (py-spy --gil), here it only delays a batch
+    that is not needed yet. Sources that can read into a caller's buffer (RawSource) get
+    recycled 4 MiB buffers: a fresh 4 MiB bytes per read costs page faults and zeroing, ~1 ms per
+    batch, which is more than the copy itself (0.13 s per GiB at page-cache speed). Positional
+    sources (``readinto``: pread, no cursor) are read on two threads, so reading and hashing use
+    both cores on the hash-compare path; a source with internal state (vSphere's read window)
+    is read on one, in order.
     """
 
-    def __init__(self, source: DiskSource, size: int, io: ThreadPoolExecutor, todo: Iterator[Batch]) -> None:
+    def __init__(
+        self, source: DiskSource, size: int, io: ThreadPoolExecutor, todo: Iterator[Batch], seed: int
+    ) -> None:
+        self._seed = seed
         self._source = source
         self._size = size
         self._io = io
@@ -172,12 +190,15 @@ class _ReadAhead:
         self._readinto = getattr(source, "readinto", None)
         self._free: list[bytearray] = []
 
-    def _read(self, runs: list[tuple[int, int]]) -> tuple[memoryview, bytearray | None]:
+    def _read(self, runs: list[tuple[int, int]]) -> Read:
         source, size, readinto = self._source, self._size, self._readinto
         buf: bytearray | None = None
         parts: list[bytes] = []
         if readinto is not None:
-            buf = self._free.pop() if self._free else bytearray(READ_BATCH_BLOCKS * BLOCK)
+            try:  # two read threads may pop at once: no check-then-pop
+                buf = self._free.pop()
+            except IndexError:
+                buf = bytearray(READ_BATCH_BLOCKS * BLOCK)
         pos = 0
         for r0, r1 in runs:
             off = r0 * BLOCK
@@ -191,18 +212,17 @@ class _ReadAhead:
                 raise DataPathError(f"{source.describe()}: short read at {off}: {got} of {want} bytes")
             pos += want
         view = memoryview(buf)[:pos] if buf is not None else memoryview(b"".join(parts))
-        return view, buf
+        xxh128, seed = xxhash.xxh3_128_digest, self._seed
+        return view, buf, [xxh128(view[o : o + BLOCK], seed=seed) for o in range(0, pos, BLOCK)]
 
     def __iter__(
         self,
-    ) -> Iterator[tuple[int, int, list[tuple[int, int]], Future[tuple[memoryview, bytearray | None]] | None]]:
-        ahead: deque[
-            tuple[int, int, list[tuple[int, int]], Future[tuple[memoryview, bytearray | None]] | None]
-        ]
+    ) -> Iterator[tuple[int, int, list[tuple[int, int]], Future[Read] | None]]:
+        ahead: deque[tuple[int, int, list[tuple[int, int]], Future[Read] | None]]
         ahead = deque()
 
         def top_up() -> None:
-            while len(ahead) < 3:
+            while len(ahead) < READ_AHEAD:
                 nxt = next(self._todo, None)
                 if nxt is None:
                     return
@@ -255,7 +275,11 @@ class Scan:
         full = st.journal.full_layer
         pending: deque[Pending] = deque()
         reads = _ReadAhead(
-            self.source, self.size, io, batches(st.position, block_count(self.size), areas, checkpoint_blocks)
+            self.source,
+            self.size,
+            io,
+            batches(st.position, block_count(self.size), areas, checkpoint_blocks),
+            st.hasher.seed,
         )
         for b0, b1, runs, fut_data in reads:
             if fut_data is None:
@@ -265,8 +289,8 @@ class Scan:
                         plans.append(("carry", cursor.at(i)))
                 pending.append(Pending(b0, b1, plans, None))
             else:
-                mv, buf = fut_data.result()
-                pending.append(self._plan_batch(b0, b1, runs, mv, buf))
+                mv, buf, hs = fut_data.result()
+                pending.append(self._plan_batch(b0, b1, runs, mv, buf, hs))
             while len(pending) > depth or (pending and pending[0].future is None):
                 done = pending.popleft()
                 finalize(done)
@@ -276,9 +300,16 @@ class Scan:
             finalize(pending.popleft())
 
     def _plan_batch(
-        self, b0: int, b1: int, runs: list[tuple[int, int]], mv: memoryview, buf: bytearray | None
+        self,
+        b0: int,
+        b1: int,
+        runs: list[tuple[int, int]],
+        mv: memoryview,
+        buf: bytearray | None,
+        hs: list[bytes],
     ) -> Pending:
-        """Hash the blocks read for [b0, b1), plan a row for each and start encoding what changed.
+        """Compare the blocks read for [b0, b1) (hashed by the read-ahead), plan a row for each
+        and start encoding what changed.
 
         ``plan`` is the per-block hot path, so it stays a closure over this batch's locals rather
         than a method paying attribute lookups per block.
@@ -292,12 +323,9 @@ class Scan:
         )
         full = st.journal.full_layer
         hasher = st.hasher
-        seed = hasher.seed
-        xxh128 = xxhash.xxh3_128_digest
         plans: list[tuple[Any, ...]] = []
         jobs: list[Job] = []
         st.bytes_read += len(mv)
-        hs = [xxh128(mv[o : o + BLOCK], seed=seed) for o in range(0, len(mv), BLOCK)]
         span = cursor.hashes(b0, min(b1, parent_n)) if cursor is not None else []
         if len(runs) == 1 and runs[0] == (b0, b1):
             idx: range | list[int] = range(b0, b1)
@@ -319,7 +347,7 @@ class Scan:
                 return 0
             blk = mv[k * BLOCK : k * BLOCK + L]
             p = cursor.at(i) if cursor is not None and i < parent_n else None
-            if h == hasher.zero_hash(L) and blk == ZERO_VIEW[:L]:
+            if h == hasher.zero_hash(L) and is_zero(blk):
                 plans.append(("zero", i, h))
                 return L if p is not None and not p.is_zero else 0
             if same_len and p is not None:

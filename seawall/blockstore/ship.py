@@ -114,7 +114,9 @@ class Shipper:
         cursor = self._tables.reader(parent_disk.layers, f"parent point {parent_id}") if parent_disk else None
         threads = self._tuning.threads
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="seawall-encode")
-        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-read")
+        # Positional sources (pread) are safe to read from two threads; others keep one, in order.
+        readers = 2 if callable(getattr(source, "readinto", None)) else 1
+        io = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="seawall-read")
         # Pack uploads get their own threads: a slow PUT or fsync must not stall the read-ahead.
         st.writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="seawall-write")
         try:

@@ -21,6 +21,9 @@ FETCH_THREADS = 4
 # gap's blocks are then simply found unchanged by their hashes.
 CBT_GAP_BLOCKS = 4
 READ_BATCH_BLOCKS = 64  # 4 MiB reads: large enough for HTTP range reads, small for the pipeline
+# A restore into a file starts writeback every 256 MiB (fdatasync on a side thread) so the disk
+# writes while the pool decodes, instead of all at the final fsync (~0.5 s per GiB here).
+FLUSH_BYTES = 256 * 1024 * 1024
 CLOCK_SKEW = timedelta(minutes=5)
 
 
