@@ -203,9 +203,13 @@ async def _wait_up(client: Client, plan: str, run_id: str | None, stop_at_gate: 
             err_console.print(f"{plan}: gate {gate} waits: seawall approve {plan} --gate {gate}")
 
     waited = await wait_until_up(client, plan, run_id, stop_at_gate=stop_at_gate, seen=seen)
-    code = {"healthy": Exit.OK, "completed": Exit.OK, "gate": Exit.WAITING, "failed": Exit.FAILED}[
-        waited.state
-    ]
+    code = {
+        "healthy": Exit.OK,
+        "completed": Exit.OK,
+        "gate": Exit.WAITING,
+        "stopped": Exit.FAILED,
+        "failed": Exit.FAILED,
+    }[waited.state]
     out = {"plan": plan, "run_id": waited.run_id, "state": waited.state, "detail": waited.detail}
     if waited.progress:
         out["vms"] = waited.progress.get("vms", {})

@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from seawall.contract.drills import DRILL_UP_PHASE
 from seawall.control.runs import describe_run, run_progress
 
-State = Literal["healthy", "completed", "gate", "failed"]
+State = Literal["healthy", "completed", "gate", "stopped", "failed"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ async def wait_until_up(
         progress = await run_progress(client, desc) or {}
         if progress and seen is not None:
             seen(progress)
+        stopped = progress.get("stopped")
+        if stopped:
+            # A failed step (or an abort) stopped the run: it waits for the operator, not for time.
+            why = f"the run stopped: {stopped}; decide with seawall retry, rollback, cleanup or abort"
+            return Waited("stopped", why, run_id, progress)
         gate = progress.get("pending_gate")
         if gate and stop_at_gate:
             return Waited("gate", f"gate {gate} waits for approval", run_id, progress)

@@ -73,14 +73,18 @@ async def test_a_refused_intent_is_a_403_with_the_workflows_reason(
 ) -> None:
     api, _ = signing
     api.fake.running(mode="planned")
-    refusal = ApplicationError("operator-all has role operator; this needs admin", type="IntentRefused")
+    # The API's own role check passes (an admin); the run refuses the intent it was signed with.
+    refusal = ApplicationError("intent expired at 2026-12-01T10:00:00Z", type="IntentRefused")
 
     async def refuse(*_: Any, **__: Any) -> Any:
         raise WorkflowUpdateFailedError(refusal)
 
     monkeypatch.setattr("tests.unit.test_api_endpoints.FakeHandle.execute_update", refuse)
-    low = await api.http.post(
+    low = await api.http.post("/v1/plans/erp-dr/approve", json={"gate": "web-go-ahead"}, headers=auth(ADMIN))
+    assert low.status_code == 403 and low.json()["detail"] == refusal.message
+    assert [(x["who"], x["status"]) for x in api.audit()] == [("admin-all", 403)]
+    # An operator is refused by the API itself before the run is asked: a real run's gate needs admin.
+    op = await api.http.post(
         "/v1/plans/erp-dr/approve", json={"gate": "web-go-ahead"}, headers=auth(OPERATOR)
     )
-    assert low.status_code == 403 and low.json()["detail"] == refusal.message
-    assert [(x["who"], x["status"]) for x in api.audit()] == [("operator-all", 403)]
+    assert op.status_code == 403 and "needs admin" in op.json()["detail"]

@@ -138,7 +138,7 @@ def test_new_record_is_created_then_deleted_on_restore() -> None:
     assert zone.value(fqdn("web-01")) == (60, frozenset({"10.2.1.21"}))
     assert zone.value(sidecar_name(fqdn("web-01"), "A"), "TXT") == (
         60,
-        frozenset({'"seawall-prev v1 absent"'}),
+        frozenset({'"seawall-prev v1 absent set=10.2.1.21"'}),
     )
     # The activity crashed before recording the change: the retry is a no-op that returns it again.
     updates = zone.updates

@@ -8,7 +8,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
 
 from seawall.contract.messages import ApproveInput, FailoverInput
 from seawall.contract.names import Activity as A
@@ -84,13 +86,19 @@ async def test_wait_returns_at_the_gate_when_asked_then_when_every_vm_is_healthy
         assert "boot delay before db" in timer_names, timer_names
 
 
-async def test_wait_says_failed_when_the_run_fails(rig_for: RIG) -> None:
+async def test_wait_says_stopped_when_a_step_fails(rig_for: RIG) -> None:
     async with rig_for(Stubs(failing={A.CHECK_HEALTH: {"db"}})) as rig:
         plan = gated(rig)
         await recovery.start_failover(rig.client, rig.queue, FailoverInput(plan=plan, mode="test"))
         waited = await wait_until_up(rig.client, plan, poll_s=0.1)
-        assert waited.state == "failed" and "failed" in waited.detail
-        assert (await rig.client.get_workflow_handle(recover_id(plan)).describe()).status.name == "FAILED"
+        # Under `stop` the failed drill waits for the operator: --wait says so instead of waiting on.
+        assert waited.state == "stopped" and "db" in waited.detail and "retry" in waited.detail, waited
+        handle = rig.client.get_workflow_handle(recover_id(plan))
+        assert (await handle.describe()).status.name == "RUNNING"
+        await handle.execute_update(RecoveryPlanWorkflow.cleanup)
+        with pytest.raises(WorkflowFailureError):  # cleaned up, and failed: db never became healthy
+            await handle.result()
+        assert (await wait_until_up(rig.client, plan, poll_s=0.1)).state == "failed"
 
 
 def _cli(rig: Rig, *args: str) -> tuple[int, dict[str, Any]]:
@@ -143,4 +151,8 @@ async def test_the_cli_wait_exits_1_when_the_run_failed(rig_for: RIG) -> None:
     async with rig_for(Stubs(failing={A.CHECK_HEALTH: {"db"}})) as rig:
         plan = gated(rig)
         code, out = await asyncio.to_thread(_cli, rig, "failover", plan, "--mode", "test", "--wait")
-        assert code == 1 and out["state"] == "failed", out
+        assert code == 1 and out["state"] == "stopped", out
+        handle = rig.client.get_workflow_handle(recover_id(plan))
+        await handle.execute_update(RecoveryPlanWorkflow.cleanup)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
