@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import authority
 from workflows.policies import HEARTBEAT_TIMEOUT, persistent, quick
 
 with workflow.unsafe.imports_passed_through():
@@ -306,6 +307,9 @@ class CollectGarbageWorkflow:
         )
 
 
+UNPROTECT_SIGNED = "unprotect-signed"
+
+
 @workflow.defn(name=Workflow.UNPROTECT_VM)
 class UnprotectVMWorkflow:
     """Stop replicating a VM: delete its schedule, and its recovery points when asked to."""
@@ -314,6 +318,13 @@ class UnprotectVMWorkflow:
     async def run(self, raw: Any = None) -> int:
         inp = decode_input(UnprotectInput, raw)
         workflow.upsert_search_attributes([SA_VM.value_set(inp.vm)])
+        if workflow.patched(UNPROTECT_SIGNED):
+            # Ending protection leaves a VM without recovery points to come; deleting its replica
+            # destroys those it has: a door's signed intent (an admin's, to delete), as for a failover,
+            # so the Temporal UI cannot do either on its own.
+            needs = "admin" if inp.delete_replica else "operator"
+            auth = await authority.check(inp.intent, "unprotect", inp.vm, needs=needs)
+            authority.require_verified(auth, "unprotect", inp.vm)
         await workflow.execute_activity(
             delete_schedule,
             VMRef(vm=inp.vm),

@@ -172,10 +172,16 @@ def unprotect(
     inv = _inventory(settings)
     _known_vm(inv, vm, settings)
 
+    from seawall.cli.recovery import sign  # the CLI's one signer (holding the intent keys is admin)
+
+    intent = sign(settings, action="unprotect", plan=vm)
+
     async def run() -> int:
         client = await temporal_client(settings)
         try:
-            deleted = await replication.unprotect(client, settings.orchestration_queue, vm, delete_replica)
+            deleted = await replication.unprotect(
+                client, settings.orchestration_queue, vm, delete_replica, intent
+            )
         except Failed as exc:
             err_console.print(f"unprotect {vm} failed: {exc}")
             return Exit.FAILED

@@ -24,7 +24,7 @@ from seawall.contract.names import NAME_PATTERN
 
 ROLES = ("viewer", "operator", "admin")
 _ROLE = r"^(viewer|operator|admin)$"
-_ACTION = r"^(failover|approve|abort|commit|reprotect|cleanup-test)$"
+_ACTION = r"^(failover|approve|abort|commit|reprotect|cleanup-test|unprotect)$"
 # Signed claims are accepted up to this long before their ``issued_at`` (clocks of two hosts differ).
 CLOCK_SKEW_S = 60.0
 # No door issues an intent for longer than this: a leaked intent is useless after it.
@@ -44,7 +44,7 @@ class IntentClaims(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: str = Field(pattern=_ACTION)
-    plan: str = Field(pattern=NAME_PATTERN)
+    plan: str = Field(pattern=NAME_PATTERN)  # unprotect: the VM's name
     mode: str | None = Field(default=None, pattern=r"^(test|planned|unplanned)$")
     direction: str | None = Field(default=None, pattern=r"^(failover|failback)$")
     gate: str | None = Field(default=None, max_length=63)

@@ -70,6 +70,8 @@ class ProtectInput(_Message):
 class UnprotectInput(_Message):
     vm: str = Field(pattern=NAME_PATTERN)
     delete_replica: bool = False
+    # Stopping protection (and deleting points) is signed by a Seawall door (seawall.contract.intents).
+    intent: SignedIntent | None = None
 
 
 class CycleInput(_Message):

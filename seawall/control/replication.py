@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.contract.failures import failure_reason
+from seawall.contract.intents import SignedIntent
 from seawall.contract.messages import (
     GroupCycleInput,
     ProtectGroupResult,
@@ -100,12 +101,19 @@ async def protect(client: Client, queue: str, vm: str, policy: str | None = None
     return await protect_result(await start_protect(client, queue, vm, policy))
 
 
-async def unprotect(client: Client, queue: str, vm: str, delete_replica: bool = False) -> int:
-    """Stop replicating ``vm`` (its schedule goes); returns how many of its points were deleted."""
+async def unprotect(
+    client: Client,
+    queue: str,
+    vm: str,
+    delete_replica: bool = False,
+    intent: SignedIntent | None = None,
+) -> int:
+    """Stop replicating ``vm`` (its schedule goes); returns how many of its points were deleted.
+    ``intent``: the door's signature (the workflow refuses without one when intents are enforced)."""
     try:
         return await client.execute_workflow(
             Workflow.UNPROTECT_VM,
-            UnprotectInput(vm=vm, delete_replica=delete_replica),
+            UnprotectInput(vm=vm, delete_replica=delete_replica, intent=intent),
             id=unprotect_id(vm),
             task_queue=queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -185,11 +185,17 @@ async def test_unprotect_deletes_the_schedule_cancels_cycles_and_on_request_the_
             task_queue=rig.queue,
         )
     if delete_replica:
-        assert stubs.names() == [A.DELETE_SCHEDULE, A.CANCEL_CYCLES, A.RESOLVE_PROTECTION, A.DELETE_REPLICA]
+        assert stubs.names() == [
+            A.CHECK_INTENT,
+            A.DELETE_SCHEDULE,
+            A.CANCEL_CYCLES,
+            A.RESOLVE_PROTECTION,
+            A.DELETE_REPLICA,
+        ]
         assert [c.queue for c in stubs.of(A.DELETE_REPLICA)] == [site_queue(rig.source)]
         assert deleted == 7
     else:
-        assert stubs.names() == [A.DELETE_SCHEDULE, A.CANCEL_CYCLES]
+        assert stubs.names() == [A.CHECK_INTENT, A.DELETE_SCHEDULE, A.CANCEL_CYCLES]
         assert deleted == 0
     assert set(stubs.vms(A.DELETE_SCHEDULE) + stubs.vms(A.CANCEL_CYCLES)) == {"web"}
 

@@ -28,6 +28,7 @@ from seawall.contract.messages import (
     PlanRunInput,
     RecoverVMInput,
     RunReport,
+    UnprotectInput,
 )
 from seawall.contract.names import Activity as A
 from seawall.security.intents import IntentKeys, install_verifier
@@ -36,6 +37,7 @@ from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.after_failover import CommitFailoverWorkflow
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
+from workflows.replication import UnprotectVMWorkflow
 
 RIG = Callable[[Stubs], Any]
 KEYS = IntentKeys([("k1", b"\x01" * 32)])
@@ -312,3 +314,32 @@ async def test_a_real_recover_vm_started_on_its_own_is_refused(rig_for: RIG) -> 
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "IntentRefused"
     assert stubs.calls == []
+
+
+async def test_unprotect_from_the_ui_is_refused_and_deleting_points_needs_an_admin(rig_for: RIG) -> None:
+    """Stopping protection (or deleting a VM's points) from the Temporal UI would make a disaster
+    worse: without a door's signed intent nothing is done."""
+    stubs = Stubs()
+    async with locked(rig_for, stubs) as rig:
+        for n, inp in enumerate(
+            [
+                UnprotectInput(vm="web", delete_replica=True),
+                # An operator may stop protection, but not delete the points.
+                UnprotectInput(
+                    vm="web", delete_replica=True, intent=intent("unprotect", plan="web", role="operator")
+                ),
+                # Signed for another VM.
+                UnprotectInput(vm="web", intent=intent("unprotect", plan="db")),
+            ]
+        ):
+            with pytest.raises(WorkflowFailureError) as failed:
+                await rig.client.execute_workflow(
+                    UnprotectVMWorkflow.run, inp, id=rig.wid(f"unprotect-{n}"), task_queue=rig.queue
+                )
+            assert getattr(failed.value.cause, "type", None) == "IntentRefused", failed.value.cause
+        assert A.DELETE_SCHEDULE not in stubs.names() and A.DELETE_REPLICA not in stubs.names()
+        signed = UnprotectInput(vm="web", delete_replica=True, intent=intent("unprotect", plan="web"))
+        deleted = await rig.client.execute_workflow(
+            UnprotectVMWorkflow.run, signed, id=rig.wid("unprotect-ok"), task_queue=rig.queue
+        )
+    assert deleted == 7 and stubs.names()[-1] == A.DELETE_REPLICA
