@@ -24,10 +24,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "lab" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.lab)
-            # Lab tests share one lab (its VMs, buckets and site task queues): under pytest-xdist
-            # (`--dist loadgroup`) they all run on one worker, one after another, while the other
-            # workers take the tests that bring their own servers.
-            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 @pytest.fixture(scope="session")
