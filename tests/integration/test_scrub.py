@@ -30,6 +30,7 @@ from seawall.control.status import vm_status
 from seawall.control.verify import verify
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk
+from tests.integration.isolated_namespace import isolated_namespace
 from tests.integration.replication_env import ReplicationEnv, replication_env, write_inventory
 from tests.integration.test_replication import (
     assert_point_restores_to,
@@ -140,6 +141,7 @@ async def cli(env: ReplicationEnv, *args: str) -> tuple[int, str, str]:
         "SEAWALL_TEMPORAL_ADDRESS": env.settings.temporal_address,
         "SEAWALL_INVENTORY": str(env.settings.inventory),
         "SEAWALL_ORCHESTRATION_QUEUE": env.settings.orchestration_queue,
+        "SEAWALL_TEMPORAL_NAMESPACE": env.settings.temporal_namespace,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "seawall.cli", *args, env=environ, cwd=ROOT, stdout=PIPE, stderr=PIPE
@@ -155,7 +157,18 @@ async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
 ) -> None:
     inventory, corrupt = inventory_on(lab, lab_state_dir, tmp_path, store)
     try:
-        async with replication_env(lab, tmp_path, lab_state_dir, inventory=inventory) as env:
+        # A namespace of its own: status reads the VM's cycle history, and a point another test (or the
+        # previous store's run) made of the same VM seconds ago is no recovery point of this store.
+        async with (
+            isolated_namespace(lab.temporal.address, "seawall-scrub") as namespace,
+            replication_env(
+                lab,
+                tmp_path,
+                lab_state_dir,
+                inventory=inventory,
+                settings_overrides={"temporal_namespace": namespace},
+            ) as env,
+        ):
             assert env.inventory.protected_vm(VM).replica_store == store
             client = env.client
             seed_images = lab_images(lab, VM)
