@@ -1,6 +1,8 @@
-"""A damaged chunk in a directory store: the full verify finds it, every point that needs it turns
-unverified (store and status), the next cycle repairs it from the source, and everything verifies and
-restores byte for byte again. Against the lab: vcsim source, Temporal, a real worker."""
+"""A damaged chunk in each kind of replica store (directory, S3 on moto, Azure Blob on Azurite): the full
+verify finds it, every point that needs it turns unverified (store and status), the next cycle repairs
+it from the source, and everything verifies and restores byte for byte again. Against the lab: vcsim
+source, Temporal, a real worker; the damage is done behind Seawall's back, with the backend's own
+client (a file write, boto3, azure-storage-blob)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,18 @@ import json
 import os
 import random
 import sys
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import PIPE
 
+import boto3
+import pytest
+import yaml
+from azure.storage.blob import BlobServiceClient
+
+from seawall.blockstore.layout import pack_key
 from seawall.contract.messages import CycleInput, CycleResult
 from seawall.contract.names import schedule_id
 from seawall.contract.queues import site_queue
@@ -20,7 +30,8 @@ from seawall.control.status import vm_status
 from seawall.control.verify import verify
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk
-from tests.integration.replication_env import ReplicationEnv, replication_env
+from tests.integration.isolated_namespace import isolated_namespace
+from tests.integration.replication_env import ReplicationEnv, replication_env, write_inventory
 from tests.integration.test_replication import (
     assert_point_restores_to,
     lab_images,
@@ -32,7 +43,82 @@ ROOT = Path(__file__).resolve().parents[2]
 VM = "db-01"  # replicated into the inventory's directory store
 
 
-def damage_a_seed_chunk(env: ReplicationEnv, replica: Path, point: str) -> str:
+# Overwrites the object at a store-relative key with ``damage(bytes)``, through the backend's own client.
+Corrupter = Callable[[str, Callable[[bytes], bytes]], None]
+
+
+def directory_corrupter(root: Path) -> Corrupter:
+    def corrupt(key: str, damage: Callable[[bytes], bytes]) -> None:
+        path = root / key
+        path.write_bytes(damage(path.read_bytes()))
+
+    return corrupt
+
+
+def s3_corrupter(lab: LabInfo, prefix: str) -> Corrupter:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=lab.s3.endpoint_url,
+        region_name=lab.s3.region,
+        aws_access_key_id=lab.s3.access_key_id,
+        aws_secret_access_key=lab.s3.secret_access_key,
+    )
+
+    def corrupt(key: str, damage: Callable[[bytes], bytes]) -> None:
+        name = prefix + key
+        data = s3.get_object(Bucket=lab.s3.bucket, Key=name)["Body"].read()
+        s3.put_object(Bucket=lab.s3.bucket, Key=name, Body=damage(data))
+
+    return corrupt
+
+
+def azure_corrupter(lab: LabInfo, prefix: str) -> Corrupter:
+    container = BlobServiceClient.from_connection_string(lab.azure.connection_string).get_container_client(
+        lab.azure.container
+    )
+
+    def corrupt(key: str, damage: Callable[[bytes], bytes]) -> None:
+        blob = container.get_blob_client(prefix + key)
+        data = blob.download_blob().readall()
+        blob.upload_blob(damage(data), overwrite=True)
+
+    return corrupt
+
+
+def inventory_on(lab: LabInfo, lab_state_dir: Path, tmp: Path, store: str) -> tuple[Path, Corrupter]:
+    """The example inventory with ``VM`` replicated into ``store`` (its own prefix of the lab's bucket
+    or container), and how to damage an object of that store in place."""
+    prefix = f"scrub-{uuid.uuid4().hex[:8]}/"
+    path = write_inventory(tmp, lab_state_dir, s3_prefix=prefix, lab=lab)
+    data = yaml.safe_load(path.read_text())
+    kinds = {s["name"]: s["kind"] for s in data["replica_stores"]}
+    for spec in data["replica_stores"]:
+        if spec["kind"] == "s3":
+            spec["bucket"] = lab.s3.bucket
+        if spec["kind"] == "azure":
+            spec["container"] = lab.azure.container
+    pvm = next(p for p in data["protected_vms"] if p["name"] == VM)
+    pvm["replica_store"] = store
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    kind = kinds[store]
+    if kind == "directory":
+        return path, directory_corrupter(tmp / "replica")
+    if kind == "s3":
+        return path, s3_corrupter(lab, prefix)
+    assert kind == "azure", kind
+    return path, azure_corrupter(lab, prefix)
+
+
+def flip_byte(at: int) -> Callable[[bytes], bytes]:
+    def flip(data: bytes) -> bytes:
+        damaged = bytearray(data)
+        damaged[at] ^= 0x5A
+        return bytes(damaged)
+
+    return flip
+
+
+def damage_a_seed_chunk(env: ReplicationEnv, corrupt: Corrupter, point: str) -> str:
     """Flip one byte inside a chunk the seed wrote and ``point`` still uses; the chunk's id (hex)."""
     repo = env.repository(VM)
     disk = repo.read_manifest(VM, point).disks[0]
@@ -41,10 +127,8 @@ def damage_a_seed_chunk(env: ReplicationEnv, replica: Path, point: str) -> str:
         row, layer = reader.at_layer(block)
         if row is not None and row.base is not None and layer == 0:
             ref = row.base
-            pack = replica / "packs" / ref.pack.hex()[:2] / ref.pack.hex()
-            data = bytearray(pack.read_bytes())
-            data[ref.offset + ref.length // 2] ^= 0x5A
-            pack.write_bytes(bytes(data))
+
+            corrupt(pack_key(ref.pack), flip_byte(ref.offset + ref.length // 2))
             return ref.cid.hex()
     raise AssertionError("no stored seed chunk found")
 
@@ -57,6 +141,7 @@ async def cli(env: ReplicationEnv, *args: str) -> tuple[int, str, str]:
         "SEAWALL_TEMPORAL_ADDRESS": env.settings.temporal_address,
         "SEAWALL_INVENTORY": str(env.settings.inventory),
         "SEAWALL_ORCHESTRATION_QUEUE": env.settings.orchestration_queue,
+        "SEAWALL_TEMPORAL_NAMESPACE": env.settings.temporal_namespace,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "seawall.cli", *args, env=environ, cwd=ROOT, stdout=PIPE, stderr=PIPE
@@ -66,11 +151,25 @@ async def cli(env: ReplicationEnv, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.parametrize("store", ["local", "s3", "azure"])
 async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
-    lab: LabInfo, lab_state_dir: Path, tmp_path: Path
+    lab: LabInfo, lab_state_dir: Path, tmp_path: Path, store: str
 ) -> None:
+    inventory, corrupt = inventory_on(lab, lab_state_dir, tmp_path, store)
     try:
-        async with replication_env(lab, tmp_path, lab_state_dir) as env:
+        # A namespace of its own: status reads the VM's cycle history, and a point another test (or the
+        # previous store's run) made of the same VM seconds ago is no recovery point of this store.
+        async with (
+            isolated_namespace(lab.temporal.address, "seawall-scrub") as namespace,
+            replication_env(
+                lab,
+                tmp_path,
+                lab_state_dir,
+                inventory=inventory,
+                settings_overrides={"temporal_namespace": namespace},
+            ) as env,
+        ):
+            assert env.inventory.protected_vm(VM).replica_store == store
             client = env.client
             seed_images = lab_images(lab, VM)
             first = (await protect(client, env, VM)).first_point
@@ -82,7 +181,7 @@ async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
             # No cycle of the schedule in between: the test decides when the next one runs.
             await client.get_schedule_handle(schedule_id(VM)).pause()
 
-            cid = damage_a_seed_chunk(env, tmp_path / "replica", second)
+            cid = damage_a_seed_chunk(env, corrupt, second)
             # The cycles' incremental verify never re-reads inherited chunks: the full verify must.
             report = await verify(client, env.settings.orchestration_queue, VM)
             assert not report.ok
