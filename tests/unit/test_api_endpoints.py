@@ -125,8 +125,20 @@ class FakeSchedule:
         return SimpleNamespace(schedule=schedule, info=SimpleNamespace(created_at=None))
 
 
+class FakeWorkflowService:
+    """The raw service calls the API makes: DescribeTaskQueue (``/v1/sites``), no workers polling."""
+
+    async def describe_task_queue(self, req: Any) -> Any:
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueResponse
+
+        return DescribeTaskQueueResponse()
+
+
 class FakeClient:
+    namespace = "default"
+
     def __init__(self) -> None:
+        self.workflow_service = FakeWorkflowService()
         self.runs: dict[str, list[FakeRun]] = {}
         self.schedules = {f"replicate/{vm}" for vm in ("db-01", "app-01", "app-02", "web-01", "web-02")}
         self.triggered: list[str] = []

@@ -43,7 +43,7 @@ router = APIRouter(prefix="/v1", tags=["replication"])
                 }
             ]
         ),
-        **problems(401, 403, 503),
+        **problems(401, 403, 422, 503),
     },
 )
 async def list_sites(
