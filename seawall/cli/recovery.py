@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import webbrowser
@@ -210,6 +211,14 @@ async def _wait_up(client: Client, plan: str, run_id: str | None, stop_at_gate: 
         "stopped": Exit.FAILED,
         "failed": Exit.FAILED,
     }[waited.state]
+    if waited.state == "failed":
+        # The activity's own message (``no recovery plan named ...``), not "Activity task failed".
+        try:
+            await client.get_workflow_handle(recover_id(plan), run_id=waited.run_id).result()
+        except WorkflowFailureError as exc:
+            reason = failure_reason(exc)
+            err_console.print(f"failover of {plan} failed: {reason}", markup=False, highlight=False)
+            waited = dataclasses.replace(waited, detail=reason)
     out = {"plan": plan, "run_id": waited.run_id, "state": waited.state, "detail": waited.detail}
     if waited.progress:
         out["vms"] = waited.progress.get("vms", {})
