@@ -19,11 +19,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _HOW_TO_START = "start it with `make test` (runs the whole suite) or `.venv/bin/seawall lab up`"
 
 
+# Lab tests that stop and start a part every other lab test uses (Temporal, moto): they run alone.
+_LAB_EXCLUSIVE = {"test_temporal_restart", "test_status_truth"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # `-m "not lab"` then runs exactly the tests that do not need the running lab.
+    # `-m "not lab"` then runs exactly the tests that do not need the running lab. Lab tests of the
+    # KVM sites (their modules say "kvm") share nothing with the vSphere and cloud ones but the
+    # servers (own VMs, plans, site task queues), so scripts/test.sh runs the two kinds side by side.
     for item in items:
-        if "lab" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.lab)
+        if "lab" not in getattr(item, "fixturenames", ()) and not item.get_closest_marker("lab"):
+            continue
+        item.add_marker(pytest.mark.lab)
+        module = str(getattr(getattr(item, "module", None), "__name__", "")).rsplit(".", 1)[-1]
+        if module in _LAB_EXCLUSIVE:
+            item.add_marker(pytest.mark.lab_exclusive)
+        elif "kvm" in module:
+            item.add_marker(pytest.mark.kvm)
 
 
 @pytest.fixture(scope="session")

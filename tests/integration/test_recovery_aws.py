@@ -85,6 +85,22 @@ def aws(lab: LabInfo, service: str) -> Any:
     )
 
 
+def clear_zone(lab: LabInfo) -> None:
+    """Remove every record but the zone's own (SOA, NS) from the lab's Route53 zone.
+
+    A real failover that is never failed back leaves its records (and their sidecars) behind, as it
+    must in production; in the lab the next test would inherit them as its "before"."""
+    r53 = aws(lab, "route53")
+    zone = next(z["Id"] for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "corp.example.com.")
+    changes = [
+        {"Action": "DELETE", "ResourceRecordSet": r}
+        for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+        if r["Type"] not in ("SOA", "NS")
+    ]
+    if changes:
+        r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": changes})
+
+
 async def test_unplanned_failover_to_aws_fences_boots_and_moves_dns(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path
 ) -> None:
@@ -172,3 +188,4 @@ async def test_unplanned_failover_to_aws_fences_boots_and_moves_dns(
         set_primary_power(lab, on=True)
         if report is not None:
             terminate_run(aws(lab, "ec2"), report.run)
+        clear_zone(lab)

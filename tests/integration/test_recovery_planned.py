@@ -25,7 +25,7 @@ from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.placement import delete_datastore_path
 from seawall.sites.vsphere.target import destroy_vm, find_run_vms
 from tests.integration.test_recovery import PLAN, VMS, protected_erp, stand_ins, wait_progress
-from tests.integration.test_recovery_aws import aws, set_primary_power
+from tests.integration.test_recovery_aws import aws, clear_zone, set_primary_power
 from tests.integration.test_recovery_aws import primary_power_states as primary_power
 
 
@@ -49,6 +49,7 @@ async def test_planned_failover_then_reprotect_ships_back_only_dr_changes(
     marker = b"LAST-WRITE-BEFORE-FAILOVER " + os.urandom(16).hex().encode()
     offset = 512 * 1024  # inside the first disk, away from the header
     report: RunReport | None = None
+    clear_zone(lab)  # "as before the failover" is judged against a zone no earlier run left records in
     try:
         async with protected_erp(lab, tmp_path, lab_state_dir) as env:
             # The guest's last write lands after the last scheduled cycle: only the final cycle of a

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from seawall.contract.messages import ProtectInput, ProtectResult
 from seawall.control.status import vm_status
-from seawall.lab import LabInfo, procs
+from seawall.lab import LabInfo, load_lab, procs
 from tests.integration.replication_env import replication_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +89,7 @@ async def test_status_judges_the_rpo_by_the_schedule_and_flags_a_dead_store(
     finally:
         if stopped:
             lab_up(lab_state_dir)
+            # moto keeps S3 only: `lab up` made the VPC, subnets and zone again, under new ids. The
+            # session's LabInfo (shared by every later test) must name the new ones.
+            fresh = load_lab(lab_state_dir)
+            lab.aws, lab.s3 = fresh.aws, fresh.s3

@@ -117,12 +117,15 @@ async def approve(
     running = await running_run(await ctx.client(), plan)
     need = gate_role(found, body.gate, running_mode(running))
     if not who.may(need):
-        raise ApiProblem(
-            403,
-            "forbidden",
-            "Forbidden",
-            f"role {who.role.name} may not approve gate {body.gate!r} (needs {need.name})",
-        )
+        # A refused approval is audited like one the run refuses: who tried which gate of which run.
+        async with ctx.audit.audited(request, who, 403, plan=plan, gate=body.gate) as record:
+            record["run_id"] = running.run_id
+            raise ApiProblem(
+                403,
+                "forbidden",
+                "Forbidden",
+                f"role {who.role.name} may not approve gate {body.gate!r} (needs {need.name})",
+            )
 
     # The approver is the token's holder, signed for this run and gate: the report names them, not
     # what the body claims, and the workflow checks their role against the gate's.
