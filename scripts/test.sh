@@ -45,7 +45,7 @@ set +e
 lab_run() {  # name, marker expression, pytest arguments...
   local name=$1 expr=$2
   shift 2
-  $V/python -m pytest -p no:cacheprovider -m "$expr" "$@" >"$logs/$name.log" 2>&1
+  $V/python -m pytest -p no:cacheprovider --durations=15 -m "$expr" "$@" >"$logs/$name.log" 2>&1
   echo $? >"$logs/$name.rc"
 }
 (

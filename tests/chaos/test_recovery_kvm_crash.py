@@ -77,8 +77,10 @@ async def test_worker_killed_mid_boot_the_drill_completes_once(
             assert any(d.startswith("kapp-01-drill-") for d in booting), booting
             pid = first.proc.pid
             first.kill()
-            worker(env.settings, "worker-2.log")
+            # At once, before the next worker (which takes seconds to start on a busy machine) is up:
+            # otherwise the attempt's heartbeat timeout may have handed it on already.
             assert await fail_dead_attempts(env.client, handle, pid)
+            worker(env.settings, "worker-2.log")
             await wait_progress(handle, lambda p: str(p["phase"]).startswith("drill running"), timeout=900)
             during = site_lists(lab, "kvm-b")
             drills = sorted(d for d in during["domains"] if d not in before["domains"])
