@@ -3,8 +3,9 @@
 ``start_snapshot`` (VolumeSize in GiB), ``put_snapshot_block`` for each *non-zero* block with its
 SHA-256 (base64, ``ChecksumAlgorithm='SHA256'``), ``complete_snapshot`` with the count, then a
 deterministic sample of blocks is read back (``get_snapshot_block``) and compared. The block size is
-whatever ``start_snapshot`` answers (AWS: 512 KiB; moto: 512 B): the restore's writes (64 KiB blocks,
-zero runs skipped) are regrouped into blocks of that size by ``BlockGrouper``. See
+whatever ``start_snapshot`` answers (AWS: 512 KiB; moto: 512 B; the lab's moto: 64 KiB): the
+restore's writes (64 KiB blocks, zero runs skipped) are regrouped into blocks of that size by
+``BlockGrouper``. See
 ``seawall.sites.aws.target`` for what moto does differently and how that is tolerated.
 """
 

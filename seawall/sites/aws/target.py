@@ -8,8 +8,9 @@ attempt made, so it never makes a second one. ``terminate_run`` removes everythi
 Disk upload: ``start_snapshot`` (VolumeSize in GiB), ``put_snapshot_block`` for each *non-zero*
 block with its SHA-256 (base64, ``ChecksumAlgorithm='SHA256'``), ``complete_snapshot`` with the
 count, then a deterministic sample of blocks is read back (``get_snapshot_block``) and compared. The
-block size is whatever ``start_snapshot`` answers (AWS: 512 KiB; moto: 512 B): the restore's writes
-(64 KiB blocks, zero runs skipped) are regrouped into blocks of that size by ``BlockGrouper``.
+block size is whatever ``start_snapshot`` answers (AWS: 512 KiB; moto: 512 B; the lab's: 64 KiB):
+the restore's writes (64 KiB blocks, zero runs skipped) are regrouped into blocks of that size by
+``BlockGrouper``.
 Nothing reads ``list_changed_blocks`` (moto's answer is not trustworthy). ``import_snapshot`` is not
 used (moto does not implement it, and it needs an S3 staging copy of the whole disk).
 
