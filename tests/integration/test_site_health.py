@@ -1,15 +1,20 @@
 """Site health against the lab: a site's own worker is listed as its poller and probes it; a site
-without a worker shows none and is not waited on; the CLI and the API say the same."""
+without a worker shows none and is not waited on; the CLI and the API say the same.
+
+Each test runs in a namespace of its own: in the lab's shared one, other tests' workers poll the
+same site queues (and the server lists a stopped worker for a while)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from seawall.cli import app
@@ -20,6 +25,7 @@ from seawall.plans import load_inventory
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics.sources import queue_workers
 from seawall.runtime.temporal import connect
+from tests.integration.isolated_namespace import isolated_namespace
 from tests.integration.replication_env import write_inventory
 from workers.main import build_workers
 
@@ -34,13 +40,20 @@ async def _polling(client: object, *queues: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.2)
 
 
+@pytest.fixture
+async def namespace(lab: LabInfo) -> AsyncIterator[str]:
+    async with isolated_namespace(lab.temporal.address, "seawall-health") as name:
+        yield name
+
+
 async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
-    lab: LabInfo, tmp_path: Path
+    lab: LabInfo, tmp_path: Path, namespace: str
 ) -> None:
     queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
     inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
     settings = Settings(
         temporal_address=lab.temporal.address,
+        temporal_namespace=namespace,
         inventory=inv_path,
         orchestration_queue=queue,
         graceful_shutdown_s=2,
@@ -73,13 +86,17 @@ async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
     assert "no worker polls seawall-site-dr" in dr.detail
 
 
-def test_status_sites_cli_says_which_site_has_no_worker(lab: LabInfo, tmp_path: Path) -> None:
+def test_status_sites_cli_says_which_site_has_no_worker(lab: LabInfo, tmp_path: Path, namespace: str) -> None:
     """No orchestration worker on a fresh queue: nothing is probed (no waiting), the workers the
     server lists are shown, and a site without any is unhealthy: exit 1."""
     queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
     inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
     inventory = load_inventory(inv_path)
-    env = {"SEAWALL_TEMPORAL_ADDRESS": lab.temporal.address, "SEAWALL_ORCHESTRATION_QUEUE": queue}
+    env = {
+        "SEAWALL_TEMPORAL_ADDRESS": lab.temporal.address,
+        "SEAWALL_TEMPORAL_NAMESPACE": namespace,
+        "SEAWALL_ORCHESTRATION_QUEUE": queue,
+    }
     result = CliRunner().invoke(app, ["status", "--sites", "--json", "-i", str(inv_path)], env=env)
     assert result.exit_code == 1, result.output
     body = {r["site"]: r for r in json.loads(result.stdout)}
@@ -90,7 +107,9 @@ def test_status_sites_cli_says_which_site_has_no_worker(lab: LabInfo, tmp_path: 
     assert table.exit_code == 1 and "no worker polls seawall-site-dr" in table.stdout.replace("\n", "")
 
 
-async def test_sites_api_lists_workers_and_probes_on_request(lab: LabInfo, tmp_path: Path) -> None:
+async def test_sites_api_lists_workers_and_probes_on_request(
+    lab: LabInfo, tmp_path: Path, namespace: str
+) -> None:
     import httpx
 
     from seawall.api.app import create_app
@@ -105,9 +124,10 @@ async def test_sites_api_lists_workers_and_probes_on_request(lab: LabInfo, tmp_p
             "inventory": write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab),
         }
     )
-    client = await connect(Settings(temporal_address=lab.temporal.address))
+    client = await connect(Settings(temporal_address=lab.temporal.address, temporal_namespace=namespace))
     wsettings = Settings(
         temporal_address=lab.temporal.address,
+        temporal_namespace=namespace,
         inventory=settings.inventory,
         orchestration_queue=queue,
         graceful_shutdown_s=2,
