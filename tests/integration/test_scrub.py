@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import PIPE
+from typing import Any
 
 import boto3
 import pytest
@@ -26,7 +27,7 @@ from seawall.blockstore.layout import pack_key
 from seawall.contract.messages import CycleInput, CycleResult
 from seawall.contract.names import schedule_id
 from seawall.contract.queues import site_queue
-from seawall.control.status import vm_status
+from seawall.control.status import cycle_history, vm_status
 from seawall.control.verify import verify
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk
@@ -151,6 +152,12 @@ async def cli(env: ReplicationEnv, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+async def no_cycle_running(client: Any, vm: str, timeout: float = 120.0) -> None:
+    async with asyncio.timeout(timeout):
+        while any(r.status == "RUNNING" for r in await cycle_history(client, vm, limit=10)):
+            await asyncio.sleep(0.5)
+
+
 @pytest.mark.parametrize("store", ["local", "s3", "azure"])
 async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path, store: str
@@ -178,8 +185,11 @@ async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
             written_at = datetime.now(UTC)
             await client.get_schedule_handle(schedule_id(VM)).trigger()
             second = await env.wait_cycle_after(VM, written_at, timeout=120)
-            # No cycle of the schedule in between: the test decides when the next one runs.
+            # No cycle of the schedule in between: the test decides when the next one runs. One the
+            # schedule started before the pause is let finish, so that every point exists before the
+            # damage (its point references the chunk too).
             await client.get_schedule_handle(schedule_id(VM)).pause()
+            await no_cycle_running(client, VM)
 
             cid = damage_a_seed_chunk(env, corrupt, second)
             # The cycles' incremental verify never re-reads inherited chunks: the full verify must.
