@@ -26,10 +26,11 @@ $V/seawall lab up
 $V/seawall demo down
 
 echo "[test] pytest"
-# Lab tests share one lab (its VMs, buckets and site task queues), so the tests of one kind of site run
-# one after another in one process: the vSphere and cloud ones in one, the KVM ones (their own VMs,
-# plans and queues) in another beside it. The few that restart a shared part (Temporal, moto) run
-# alone afterwards. Most tests wait (on servers, workers, guests) rather than compute: the tests that
+# Lab tests share one lab (its VMs, zone and site task queues), so the ones that use the vSphere and
+# cloud sites run one after another in one process; the ones that share nothing with them (the KVM
+# sites' own VMs, plans and queues; stores under their own prefixes; a private lab: marker
+# `lab_side`, tests/conftest.py) run in another beside it. The two that restart a shared part
+# (Temporal, moto) run alone afterwards. Most tests wait (on servers, workers, guests) rather than compute: the tests that
 # bring their own servers run beside them all on pytest-xdist workers. (xdist's loadgroup cannot keep
 # a group on one worker with this pytest, hence separate runs.) Any run's failure fails the suite.
 workers="${SEAWALL_TEST_WORKERS:-2}"
@@ -49,8 +50,8 @@ lab_run() {  # name, marker expression, pytest arguments...
   echo $? >"$logs/$name.rc"
 }
 (
-  lab_run vsphere "lab and not kvm and not lab_exclusive" "$@" &
-  lab_run kvm "kvm and not lab_exclusive" "$@" &
+  lab_run shared "lab and not lab_side and not lab_exclusive" "$@" &
+  lab_run side "lab_side and not lab_exclusive" "$@" &
   wait
   lab_run exclusive "lab_exclusive" "$@"
 ) &
@@ -60,7 +61,7 @@ rc=$?
 wait "${pids[@]}"
 # 5: nothing collected (a path or -k that selects only one kind) is no failure.
 [ "$rc" = 5 ] && rc=0
-for name in vsphere kvm exclusive; do
+for name in shared side exclusive; do
   echo "[test] lab tests: $name"
   cat "$logs/$name.log"
   run_rc=$(cat "$logs/$name.rc" 2>/dev/null || echo 1)

@@ -21,12 +21,26 @@ _HOW_TO_START = "start it with `make test` (runs the whole suite) or `.venv/bin/
 
 # Lab tests that stop and start a part every other lab test uses (Temporal, moto): they run alone.
 _LAB_EXCLUSIVE = {"test_temporal_restart", "test_status_truth"}
+# Lab tests that touch no vSphere VM, no Route53 record and no site task queue of the shared
+# namespace: replica stores under prefixes of their own, EC2 objects tagged with their own run, a
+# private second lab. Like the KVM tests (their own VMs, plans and queues), they run beside the rest.
+_LAB_SELF_CONTAINED = {
+    "test_backend_azure",
+    "test_backend_s3",
+    "test_bandwidth",
+    "test_codec_server",
+    "test_datapath_directory",
+    "test_kms_keys",
+    "test_lab_lifecycle",
+    "test_object_lock",
+    "test_store_conformance",
+    "test_target_aws",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # `-m "not lab"` then runs exactly the tests that do not need the running lab. Lab tests of the
-    # KVM sites (their modules say "kvm") share nothing with the vSphere and cloud ones but the
-    # servers (own VMs, plans, site task queues), so scripts/test.sh runs the two kinds side by side.
+    # `-m "not lab"` then runs exactly the tests that do not need the running lab; scripts/test.sh
+    # runs the `lab_side` ones in a pytest of their own beside the others.
     for item in items:
         if "lab" not in getattr(item, "fixturenames", ()) and not item.get_closest_marker("lab"):
             continue
@@ -34,8 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = str(getattr(getattr(item, "module", None), "__name__", "")).rsplit(".", 1)[-1]
         if module in _LAB_EXCLUSIVE:
             item.add_marker(pytest.mark.lab_exclusive)
-        elif "kvm" in module:
-            item.add_marker(pytest.mark.kvm)
+        elif "kvm" in module or module in _LAB_SELF_CONTAINED:
+            item.add_marker(pytest.mark.lab_side)
 
 
 @pytest.fixture(scope="session")

@@ -254,7 +254,8 @@ async def test_a_forgotten_drill_is_cleaned_up_by_its_own_timer(
     before = set(dr_vms(lab))
     async with protected_erp(lab, tmp_path, lab_state_dir) as env:
         with stand_ins(env.settings.health_check_port_offset):
-            handle = await start_drill(env, ttl_s=120)
+            # Long enough to reach the gate (db and app tiers: about 15 s here), short enough to wait.
+            handle = await start_drill(env, ttl_s=60)
             await wait_progress(handle, lambda p: p["pending_gate"] == "web-go-ahead")
             report = await asyncio.wait_for(handle.result(), timeout=300)
     assert report.status == "aborted"
