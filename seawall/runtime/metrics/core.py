@@ -147,6 +147,9 @@ class SeawallMetrics:
         self.corrupt = gauge(
             "seawall_corrupt_points", "Points a full verify found damaged and no cycle has repaired yet"
         )
+        self.mirror_lag = gauge(
+            "seawall_mirror_lag_points", "Verified points the replica store's mirror lacks (mirrored stores)"
+        )
         self.point_at = fgauge(
             "seawall_last_verified_point_timestamp_seconds", "When the newest verified point was taken", "s"
         )
@@ -258,6 +261,8 @@ class SeawallMetrics:
                 state.progress_at = max(state.progress_at or 0.0, at.timestamp())
         state.read_at = now
         self.corrupt.set(seen.corrupt_points, {"vm": vm, "site": state.site})
+        if seen.mirror_lag is not None:
+            self.mirror_lag.set(seen.mirror_lag, {"vm": vm, "site": state.site})
 
     def pollers_seen(self, site: str, seen: PollersSeen) -> None:
         self.pollers.set(seen.count, {"site": site})

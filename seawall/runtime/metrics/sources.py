@@ -60,6 +60,8 @@ class Replication:
     progress_at: datetime | None
     # Points of the VM a full verify found damaged and no cycle has repaired, per the newest cycle.
     corrupt_points: int = 0
+    # Verified points the store's mirror lacks, per the newest cycle (None: the store has no mirror).
+    mirror_lag: int | None = None
 
 
 async def read_schedule(client: Client, vm: str, sid: str | None = None) -> ScheduleSeen | None:
@@ -88,13 +90,19 @@ class CycleReader:
         self.scan = scan
         self._verified: dict[tuple[str, str], datetime | None] = {}
         self._corrupt: dict[tuple[str, str], int] = {}
+        self._mirror_lag: dict[tuple[str, str], int | None] = {}
         self._newest_corrupt = 0
+        self._newest_mirror_lag: int | None = None
 
     async def replication(self, client: Client, vm: str) -> Replication:
         schedule = await read_schedule(client, vm)
         point_at, progress_at = await self.cycles(client, vm)
         return Replication(
-            schedule=schedule, point_at=point_at, progress_at=progress_at, corrupt_points=self._newest_corrupt
+            schedule=schedule,
+            point_at=point_at,
+            progress_at=progress_at,
+            corrupt_points=self._newest_corrupt,
+            mirror_lag=self._newest_mirror_lag,
         )
 
     async def cycles(self, client: Client, vm: str) -> tuple[datetime | None, datetime | None]:
@@ -104,6 +112,7 @@ class CycleReader:
         point_at: datetime | None = None
         progress_at: datetime | None = None
         self._newest_corrupt = 0
+        self._newest_mirror_lag = None
         newest_done = True
         for wf in sorted(runs, key=lambda w: w.start_time, reverse=True):
             if wf.status == WorkflowExecutionStatus.RUNNING:
@@ -112,6 +121,7 @@ class CycleReader:
                 verified_at = await self._verified_point(client, wf)
                 if newest_done:
                     self._newest_corrupt = self._corrupt.get((wf.id, wf.run_id), 0)
+                    self._newest_mirror_lag = self._mirror_lag.get((wf.id, wf.run_id))
                     newest_done = False
                 if verified_at is not None:
                     point_at = _later(point_at, verified_at)
@@ -125,9 +135,11 @@ class CycleReader:
                 self._verified.clear()
             if len(self._corrupt) > 50_000:
                 self._corrupt.clear()
+                self._mirror_lag.clear()
             handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=CycleResult)
             result = await handle.result()
             self._corrupt[key] = len(result.corrupt_points)
+            self._mirror_lag[key] = result.mirror_lag
             # From the point id, as the verifying worker records it (whole seconds), so the two
             # sources agree and a refresh never moves the gauge by a fraction of a second.
             self._verified[key] = (
