@@ -6,6 +6,7 @@
     .venv/bin/python -m tests.replay.record_histories verify   # a full verify (VerifyReplica)
     .venv/bin/python -m tests.replay.record_histories group    # ProtectGroup, GroupReplicationCycle
     .venv/bin/python -m tests.replay.record_histories scheduled # a ScheduledDrill and its drill
+    .venv/bin/python -m tests.replay.record_histories mirror   # a cycle of a mirrored store
 
 ``watch_rpo.json`` was recorded from a run of tests/workflows/test_rpo_watch.py's scenario (its
 check_rpo stubbed: breaches in the lab need hours of stopped replication).
@@ -273,6 +274,25 @@ async def record_group() -> None:
                 print(f"recorded {name}: {len(history.events)} events")
 
 
+async def record_mirror() -> None:
+    """The seed cycle of a VM whose S3 store is mirrored to Azure (the ``mirror-points`` branch)."""
+    from tests.integration.test_mirror_cycle import VM, mirrored_env
+    from tests.integration.test_replication import protect, unprotect
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with mirrored_env(lab, lab_config.state_dir(), Path(tmp)) as env:
+            await protect(env.client, env, VM)
+            seed = (await cycle_history(env.client, VM, limit=1))[0]
+            assert seed.result is not None and seed.result.mirror == "azure", seed
+            history = await env.client.get_workflow_handle(
+                seed.workflow_id, run_id=seed.run_id
+            ).fetch_history()
+            (HERE / "replication_cycle_mirrored.json").write_text(history.to_json())
+            print(f"recorded replication_cycle_mirrored: {len(history.events)} events")
+            await unprotect(env.client, env, VM)
+
+
 if __name__ == "__main__":
     import sys
 
@@ -282,5 +302,6 @@ if __name__ == "__main__":
         "verify": record_verify,
         "group": record_group,
         "scheduled": record_scheduled_drill,
+        "mirror": record_mirror,
     }.get(sys.argv[1] if sys.argv[1:] else "")
     asyncio.run(which() if which else record())
