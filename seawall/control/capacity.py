@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from seawall.contract.names import is_group_cycle_id, is_seed_group_cycle_id
 from seawall.model import Inventory
 
 if TYPE_CHECKING:
@@ -93,10 +94,11 @@ def vm_capacity(
     history: Sequence[CycleRun],
     site: str | None = None,
 ) -> VMCapacity:
-    """The VM's capacity from its cycles (any order). A cycle counts when it completed with a parent:
-    the seed ships the whole disk once and says nothing about the rate of change."""
+    """The VM's capacity from its cycles (any order). A cycle counts when it completed and is not a seed:
+    the seed ships the whole disk once and says nothing about the rate of change. (A group cycle's
+    result, read as a member's, names no parent: the group's seed is known by its workflow id.)"""
     pvm = inventory.protected_vm(vm)
-    incremental = [r for r in history if r.result is not None and r.result.parent is not None]
+    incremental = [r for r in history if r.result is not None and not _seed(r)]
     shipped = [r.result.bytes_shipped for r in incremental if r.result is not None]
     busy = sum(_shipping_s(r) for r in incremental)
     limits = vm_limits(inventory, vm, site)
@@ -124,6 +126,12 @@ def vm_capacity(
             f"every {interval_s:g}s): cycles will fall behind and breach the RPO"
         )
     return cap
+
+
+def _seed(run: CycleRun) -> bool:
+    if is_group_cycle_id(run.workflow_id):
+        return is_seed_group_cycle_id(run.workflow_id)
+    return run.result is not None and run.result.parent is None
 
 
 def _shipping_s(run: CycleRun) -> float:

@@ -79,7 +79,7 @@ async def test_capacity_measures_the_change_rate_and_flags_a_limit_below_the_nee
         assert cap.interval_s == 30.0 and cap.cycles == len(shipped)
         assert cap.change_rate_bps == pytest.approx(sum(shipped) / len(shipped) / 30.0)
         assert cap.needed_bps == pytest.approx(percentile(shipped, PERCENTILE) / 30.0)
-        assert cap.needed_bps > 2 * CHANGED / 30.0 > LIMIT
+        assert cap.needed_bps is not None and cap.needed_bps > 2 * CHANGED / 30.0 > LIMIT
         assert cap.observed_bps is not None and cap.observed_bps > 0
         # The example inventory limits nothing: nothing is flagged, `capacity` exits 0.
         assert cap.limit_bps is None and not cap.under_provisioned

@@ -131,3 +131,18 @@ def test_a_shared_bucket_is_judged_against_the_sum_of_its_vms(tmp_path: Path) ->
     alone = [vm_capacity(inv, "db-01", 300.0, history)]
     shared_buckets(alone)
     assert not alone[0].under_provisioned
+
+
+def test_a_group_cycle_counts_unless_it_is_the_groups_seed(tmp_path: Path) -> None:
+    # A group cycle read as a member's names no parent; its seed is known by its workflow id.
+    inv = inventory(tmp_path)
+
+    def as_group(c: CycleRun, workflow_id: str) -> CycleRun:
+        assert c.result is not None
+        result = c.result.model_copy(update={"parent": None})
+        return c.model_copy(update={"workflow_id": workflow_id, "result": result})
+
+    seed = as_group(run(0, 1024 * MiB), "replicate-group/erp/seed-1a2b3c4d")
+    cycles = [as_group(run(i, 30 * MiB), f"replicate-group/erp-2026-12-01T12:0{i}:00Z") for i in (1, 2)]
+    cap = vm_capacity(inv, "db-01", 300.0, [seed, *cycles])
+    assert cap.cycles == 2 and cap.bytes_max == 30 * MiB
