@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,7 +61,10 @@ async def test_capacity_measures_the_change_rate_and_flags_a_limit_below_the_nee
     ):
         client = env.client
         await protect(client, env, VM)
-        rng = random.Random(15)
+        # Bytes no earlier run wrote: a rerun's same seed would rewrite what the disk already holds.
+        seed = uuid.uuid4().int
+        print(f"seed {seed}")
+        rng = random.Random(seed)
         for _ in range(3):
             change_disks(lab, rng)
             written_at = datetime.now(UTC)
@@ -72,14 +76,14 @@ async def test_capacity_measures_the_change_rate_and_flags_a_limit_below_the_nee
 
         history = await cycle_history(client, VM, limit=50)
         shipped = [r.result.bytes_shipped for r in history if r.result and r.result.parent is not None]
-        assert len(shipped) >= 3 and sorted(shipped)[-3] >= 2 * CHANGED, shipped
+        assert len(shipped) >= 3 and sorted(shipped)[-3] >= 1.5 * CHANGED, shipped
 
         rows = await capacity_report(client, env.inventory)
         cap = next(r for r in rows if r.vm == VM)
         assert cap.interval_s == 30.0 and cap.cycles == len(shipped)
         assert cap.change_rate_bps == pytest.approx(sum(shipped) / len(shipped) / 30.0)
         assert cap.needed_bps == pytest.approx(percentile(shipped, PERCENTILE) / 30.0)
-        assert cap.needed_bps is not None and cap.needed_bps > 2 * CHANGED / 30.0 > LIMIT
+        assert cap.needed_bps is not None and cap.needed_bps > 1.5 * CHANGED / 30.0 > 2 * LIMIT
         assert cap.observed_bps is not None and cap.observed_bps > 0
         # The example inventory limits nothing: nothing is flagged, `capacity` exits 0.
         assert cap.limit_bps is None and not cap.under_provisioned
