@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from seawall.cli import api as api_cmd
+from seawall.cli import capacity as capacity_cmd
 from seawall.cli import codec as codec_cmd
 from seawall.cli import demo as demo_cmd
 from seawall.cli import drills as drills_cmd
@@ -35,6 +36,7 @@ app.command("protect")(replication_cmd.protect)
 app.command("unprotect")(replication_cmd.unprotect)
 app.command("replicate-now")(replication_cmd.replicate_now)
 app.command("status")(replication_cmd.status)
+app.command("capacity")(capacity_cmd.capacity)
 app.command("verify")(replication_cmd.verify)
 app.command("points")(points_cmd.points)
 app.command("failover")(recovery_cmd.failover)

@@ -222,6 +222,16 @@ def seed_group_cycle_id(group: str, parent_run_id: str) -> str:
     return f"replicate-group/{group}/seed-{_short_run(parent_run_id)}"
 
 
+def is_group_cycle_id(workflow_id: str) -> bool:
+    """Whether a workflow id is a ``GroupReplicationCycle``'s (its schedule's or a seed)."""
+    return workflow_id.startswith("replicate-group/")
+
+
+def is_seed_group_cycle_id(workflow_id: str) -> bool:
+    """Whether a ``GroupReplicationCycle`` is a group's seed (its result names no parent point)."""
+    return is_group_cycle_id(workflow_id) and "/seed-" in workflow_id
+
+
 def drill_schedule_id(plan: str) -> str:
     """A plan's drill schedule; its actions are ``ScheduledDrill`` runs."""
     return f"drill/{plan}"

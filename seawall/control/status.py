@@ -19,6 +19,7 @@ from seawall.contract.messages import CycleResult, GroupCycleResult
 from seawall.contract.names import Activity, Workflow, group_schedule_id, group_search_value
 from seawall.contract.search import SA_VM
 from seawall.contract.verify import VerifyReport
+from seawall.control.capacity import WINDOW, vm_capacity
 from seawall.model import Inventory
 from seawall.runtime.metrics.core import grace_for
 from seawall.runtime.metrics.sources import read_schedule
@@ -163,7 +164,7 @@ async def ship_progress(client: Client, workflow_id: str) -> SeedProgress | None
     return None
 
 
-def _policy(inventory: Inventory, vm: str, interval_s: float | None) -> tuple[str, float, float]:
+def policy_of(inventory: Inventory, vm: str, interval_s: float | None) -> tuple[str, float, float]:
     """(policy name, interval, breach threshold) of the policy the VM is *replicated* with.
 
     The schedule is the truth (``protect --policy`` may have chosen another policy than the
@@ -234,12 +235,14 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
     schedule = await read_schedule(client, vm, group_schedule_id(group.name) if group else None)
     scheduled = schedule is not None
     paused = schedule.paused if schedule else False
-    policy, interval_s, threshold_s = _policy(inventory, vm, schedule.interval_s if schedule else None)
+    policy, interval_s, threshold_s = policy_of(inventory, vm, schedule.interval_s if schedule else None)
+    # The capacity window: the newest cycles also say whether the bandwidth limit keeps up.
     history = (
-        await group_cycle_history(client, group.name, vm, limit=10)
+        await group_cycle_history(client, group.name, vm, limit=WINDOW)
         if group
-        else await cycle_history(client, vm, limit=10)
+        else await cycle_history(client, vm, limit=WINDOW)
     )
+    capacity = vm_capacity(inventory, vm, interval_s, history, schedule.site if schedule else None)
     corrupt, healed = await _scrub_verdict(client, vm, history)
     # A point a full verify found damaged is not a recovery point, whatever its cycle said at the time.
     usable = [r for r in history if r.result is not None and r.result.verified]
@@ -264,7 +267,8 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         last_change_path=last.result.change_path if last and last.result else None,
         running=running.workflow_id if running else None,
         progress=await ship_progress(client, running.workflow_id) if running else None,
-        problem=await _problem(client, history),
+        # A failing cycle is the more urgent; else a limit below the need says why a breach is coming.
+        problem=await _problem(client, history) or (capacity.reason if scheduled else None),
         corrupt_points=corrupt,
         healed_points=healed,
         group=group.name if group else None,
