@@ -304,7 +304,9 @@ def status(
     # A breach of a VM that is protected fails the check, and so does a damaged point; one not
     # protected (yet, or any more) is shown.
     raise typer.Exit(
-        Exit.FAILED if any(vm_state(r) == "breach" or r.corrupt_points for r in rows) else Exit.OK
+        Exit.FAILED
+        if any(vm_state(r) in ("breach", "stalled") or r.corrupt_points for r in rows)
+        else Exit.OK
     )
 
 

@@ -31,7 +31,9 @@ class ProtectionRow(BaseModel):
     """One protected VM as the protection page shows it."""
 
     vm: str
-    state: str = Field(description="not-protected | seeding | replicating | protected | breach | paused")
+    state: str = Field(
+        description="not-protected | seeding | replicating | protected | breach | stalled | paused"
+    )
     source_site: str
     plans: list[str]
     store: str

@@ -21,8 +21,8 @@ from seawall.contract.search import SA_VM
 from seawall.contract.verify import VerifyReport
 from seawall.control.capacity import WINDOW, vm_capacity
 from seawall.model import Inventory
-from seawall.runtime.metrics.core import grace_for
-from seawall.runtime.metrics.sources import read_schedule
+from seawall.runtime.metrics.core import STALL_INTERVALS, grace_for
+from seawall.runtime.metrics.sources import read_schedule, running_progress
 
 
 class CycleRun(BaseModel):
@@ -54,6 +54,10 @@ class VMStatus(BaseModel):
     threshold_s: float
     scheduled: bool
     paused: bool
+    # Protected, not paused, and no worker made progress (a verified cycle, an activity starting or
+    # heartbeating) for two intervals: not merely late, nobody is working on it (a site without a
+    # worker, a worker stuck).
+    stalled: bool = False
     last_point: str | None
     last_point_at: datetime | None
     age_s: float | None
@@ -250,6 +254,13 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
     running = next((r for r in history if r.status == "RUNNING"), None)
     point_at = datetime.fromisoformat(last.result.started_at) if last and last.result else None
     age = (now - point_at).total_seconds() if point_at else None
+    stalled = False
+    if scheduled and not paused and schedule is not None:
+        progress = [schedule.created_at] + [r.closed_at for r in usable]
+        if running is not None:
+            progress.append(await running_progress(client, running.workflow_id, running.run_id))
+        newest = max((at for at in progress if at is not None), default=None)
+        stalled = newest is not None and (now - newest).total_seconds() > STALL_INTERVALS * interval_s
     return VMStatus(
         vm=vm,
         source_site=pvm.source_site,
@@ -258,6 +269,7 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         threshold_s=threshold_s,
         scheduled=scheduled,
         paused=paused,
+        stalled=stalled,
         last_point=last.result.point_id if last and last.result else None,
         last_point_at=point_at,
         age_s=age,
@@ -285,6 +297,8 @@ def vm_state(status: VMStatus) -> str:
         return "not-protected"
     if status.paused:
         return "paused"
+    if status.stalled:
+        return "stalled"
     if status.last_point is None:
         return "seeding" if status.running else "breach"
     if status.breach:

@@ -19,7 +19,7 @@ from seawall.contract.names import schedule_id
 from seawall.control.capacity import PERCENTILE, capacity_report, percentile
 from seawall.control.status import cycle_history, vm_status
 from seawall.lab import LabInfo
-from seawall.lab.disks import write_blocks
+from seawall.lab.disks import restore_disk, write_blocks
 from seawall.plans import load_inventory
 from tests.integration.isolated_namespace import isolated_namespace
 from tests.integration.replication_env import ReplicationEnv, replication_env
@@ -53,6 +53,16 @@ def limited_inventory(env: ReplicationEnv, tmp_path: Path) -> Path:
 async def test_capacity_measures_the_change_rate_and_flags_a_limit_below_the_need(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path
 ) -> None:
+    try:
+        await _measure_and_flag(lab, lab_state_dir, tmp_path)
+    finally:
+        # The lab's disks as the other tests expect them.
+        vminfo = next(v for v in lab.vsphere["primary"].vms if v.name == VM)
+        for index in range(len(vminfo.disks)):
+            restore_disk(lab, "primary", VM, index)
+
+
+async def _measure_and_flag(lab: LabInfo, lab_state_dir: Path, tmp_path: Path) -> None:
     async with (
         isolated_namespace(lab.temporal.address, "seawall-capacity") as namespace,
         replication_env(

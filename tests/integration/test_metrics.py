@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from seawall.contract.messages import ProtectInput, ProtectResult, RunReport, UnprotectInput
+from seawall.control.sites import site_health
+from seawall.control.status import vm_state, vm_status
 from seawall.lab import LabInfo
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics import point_time
@@ -257,6 +259,13 @@ async def test_threshold_from_the_schedule_pollers_per_site_and_a_dead_site_seen
             )
             assert one(a, "seawall_rpo_breach", vm=FAST_VM) == 1  # stalled, and therefore late too
             print(f"no pollers, {FAST_VM} stalled: {time.monotonic() - stopped:.0f}s after the stop")
+            # `seawall status` says the same: the site has no worker, its VM is stalled (not just late).
+            status = await vm_status(env.client, env.inventory, FAST_VM)
+            assert status.stalled and vm_state(status) == "stalled", status
+            (site,) = await site_health(
+                env.client, env.inventory, env.settings.orchestration_queue, sites=["primary"], timeout_s=30
+            )
+            assert site.pollers == 0 and not site.healthy, site
 
             # Back: pollers, and the next cycle clears the stall and the breach.
             worker_b = metrics_worker(env.settings, tmp_path / "b2.log", free_port(), **fast)
@@ -269,6 +278,8 @@ async def test_threshold_from_the_schedule_pollers_per_site_and_a_dead_site_seen
                 ),
                 150,
             )
+            status = await vm_status(env.client, env.inventory, FAST_VM)
+            assert not status.stalled and vm_state(status) != "stalled", status
 
             await env.client.execute_workflow(
                 "UnprotectVM",

@@ -59,6 +59,10 @@ def test_vm_state_says_what_to_do_first() -> None:
     )
     assert vm_state(status(last_point=None, age_s=None, breach=True)) == "breach"
     assert vm_state(status(age_s=99.0, breach=True, running="w")) == "breach"
+    # Nobody works on it (no worker made progress for two intervals): said before "late".
+    assert vm_state(status(age_s=99.0, breach=True, stalled=True)) == "stalled"
+    assert vm_state(status(stalled=True, last_point=None, age_s=None, running="w")) == "stalled"
+    assert vm_state(status(paused=True, stalled=True)) == "paused"
     assert vm_state(status(running="w")) == "replicating"
 
 

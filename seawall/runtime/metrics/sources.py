@@ -116,7 +116,7 @@ class CycleReader:
         newest_done = True
         for wf in sorted(runs, key=lambda w: w.start_time, reverse=True):
             if wf.status == WorkflowExecutionStatus.RUNNING:
-                progress_at = _later(progress_at, await running_progress(client, wf))
+                progress_at = _later(progress_at, await running_progress(client, wf.id, wf.run_id))
             elif wf.status == WorkflowExecutionStatus.COMPLETED:
                 verified_at = await self._verified_point(client, wf)
                 if newest_done:
@@ -150,9 +150,9 @@ class CycleReader:
         return self._verified[key]
 
 
-async def running_progress(client: Client, wf: WorkflowExecution) -> datetime | None:
+async def running_progress(client: Client, workflow_id: str, run_id: str | None) -> datetime | None:
     """When an activity of a running cycle last started or heartbeated (None: none has)."""
-    desc = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
+    desc = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
     newest: datetime | None = None
     for pending in desc.raw_description.pending_activities:
         for field in ("last_heartbeat_time", "last_started_time"):

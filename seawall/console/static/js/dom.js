@@ -81,6 +81,7 @@ const STATE_TONE = {
   "not-protected": "muted",
   skipped: "warn",
   breach: "bad",
+  stalled: "bad",
   failed: "bad",
   aborted: "warn",
   FAILED: "bad",

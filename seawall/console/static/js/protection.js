@@ -6,7 +6,7 @@ import { clear, fmtBytes, fmtDuration, fmtTime, h, live, pill } from "./dom.js";
 
 const ROWS_EVERY_S = 5;
 const STRIPS_EVERY_S = 60;
-const STATES = ["protected", "replicating", "seeding", "breach", "paused", "not-protected"];
+const STATES = ["protected", "replicating", "seeding", "breach", "stalled", "paused", "not-protected"];
 
 function select(id, label, values, all) {
   const el = h("select", { id, name: id }, h("option", { value: "" }, all), values.map((v) => h("option", { value: v }, v)));
