@@ -353,15 +353,19 @@ class RecoveryActivities(TargetSite):
         plan, pv = self._plan_vm(inp.plan, inp.vm)
         nics = self._nics(inp, pv, disks.point.source_ips, plan)
         shape = vm_shape(
-            pv, inp.vm, self._source_config(inp.vm, disks.point.point_id), drill=inp.mode == "test"
+            pv,
+            inp.vm,
+            self._source_config(inp.vm, disks.point.point_id, disks.point.store),
+            drill=inp.mode == "test",
         )
         with site_errors():
             made = self.ctx.adapter.create_vm(target_name(inp), self._labels(inp), shape, nics, disks.disks)
         notes = [*shape.notes, *made.notes]
         return made.model_copy(update={"notes": notes}) if notes != made.notes else made
 
-    def _source_config(self, vm: str, point_id: str) -> SourceConfig | None:
-        reader = ReplicaPoint(lambda: self._repository(vm), vm, point_id)
+    def _source_config(self, vm: str, point_id: str, store: str | None) -> SourceConfig | None:
+        # From the store that served the point: the VM's own, or its mirror when that was unreadable.
+        reader = ReplicaPoint(lambda: self._repository(vm, store), vm, point_id)
         try:
             return reader.source_config()
         except WrongKeyError as exc:

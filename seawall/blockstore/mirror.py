@@ -20,8 +20,9 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from seawall.blockstore.configs import META_KEY as CONFIG_META
 from seawall.blockstore.immutable import point_objects
-from seawall.blockstore.layout import index_key, key_tail_bytes, point_key, verified_key
+from seawall.blockstore.layout import config_key, index_key, key_tail_bytes, point_key, verified_key
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import ObjectNotFound
 from seawall.blockstore.tablecache import TableCache
@@ -60,6 +61,10 @@ def mirror_point(primary: Repository, mirror: Repository, vm: str, point_id: str
         wanted.append(pk)
         wanted.append(index_key(key_tail_bytes(pk)))
     wanted += sorted(tkeys)
+    if CONFIG_META in m.meta:
+        # The VM's configuration at snapshot time: a recovery from the mirror alone re-creates the
+        # machine from it (the manifest says it exists, so its absence would fail the recovery).
+        wanted.append(config_key(vm, point_id))
     okey = point_key(vm, point_id)
     copied = sent = 0
     for k in [*wanted, okey]:

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from seawall.contract.messages import ApproveInput, FailoverInput, ProtectInput, ProtectResult, RunReport
@@ -39,6 +40,7 @@ def mirrored_erp(lab: LabInfo, lab_state: Path, tmp: Path) -> Path:
     return path
 
 
+@pytest.mark.timeout(600)  # every read of the dead store is retried (seconds) before the mirror serves
 async def test_a_drill_recovers_from_the_mirror_while_the_store_is_down(
     lab: LabInfo, lab_state_dir: Path, tmp_path: Path
 ) -> None:

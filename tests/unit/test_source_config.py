@@ -130,3 +130,20 @@ def test_shape_without_config_falls_back_and_says_so() -> None:
     assert shape.notes[0] == NO_CONFIG and len(shape.notes) == 3
     planned = vm_shape(PlanVM(name="db", size=TargetSize(cpus=8, memory_mib=2048)), "db", None)
     assert (planned.cpus, planned.memory_mib) == (8, 2048) and planned.notes == (NO_CONFIG,)
+
+
+def test_a_mirrored_point_carries_its_configuration() -> None:
+    """A recovery from the mirror alone re-creates the machine: the configuration is copied too."""
+    from seawall.blockstore.mirror import mirror_point
+
+    primary = Repository(MemoryStore(), KEY, clock=FakeClock())  # type: ignore[arg-type]
+    far = Repository(MemoryStore(), KEY, clock=FakeClock())  # type: ignore[arg-type]
+    commit(primary, "p1", CONFIG)
+    done = mirror_point(primary, far, "vm", "p1")
+    assert done.verified, done.errors
+    back = SourceConfig.model_validate_json(far.read_source_config("vm", "p1") or b"")
+    assert back.machine == CONFIG.machine
+    # A point without one mirrors without one (and reads back as none).
+    commit(primary, "p2", None)
+    assert mirror_point(primary, far, "vm", "p2").verified
+    assert far.read_source_config("vm", "p2") is None
