@@ -20,6 +20,7 @@ from seawall.contract.names import Activity, Workflow, group_schedule_id, group_
 from seawall.contract.search import SA_VM
 from seawall.contract.verify import VerifyReport
 from seawall.control.capacity import WINDOW, vm_capacity
+from seawall.control.results import completed_result
 from seawall.model import Inventory
 from seawall.runtime.metrics.core import STALL_INTERVALS, grace_for
 from seawall.runtime.metrics.sources import read_schedule, running_progress
@@ -88,8 +89,7 @@ async def cycle_history(client: Client, vm: str, limit: int = 20) -> list[CycleR
     async for wf in client.list_workflows(query, limit=limit):
         result: CycleResult | None = None
         if wf.status == WorkflowExecutionStatus.COMPLETED:
-            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=CycleResult)
-            result = await handle.result()
+            result = await completed_result(client, wf.id, wf.run_id, CycleResult)
         runs.append(
             CycleRun(
                 workflow_id=wf.id,
@@ -114,8 +114,7 @@ async def group_cycle_history(client: Client, group: str, vm: str, limit: int = 
     async for wf in client.list_workflows(query, limit=limit):
         result: CycleResult | None = None
         if wf.status == WorkflowExecutionStatus.COMPLETED:
-            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=GroupCycleResult)
-            done = await handle.result()
+            done = await completed_result(client, wf.id, wf.run_id, GroupCycleResult)
             result = CycleResult(
                 vm=vm,
                 point_id=done.point_id,
@@ -223,8 +222,8 @@ async def _scrub_verdict(client: Client, vm: str, history: list[CycleRun]) -> tu
     query = f'WorkflowType = "{Workflow.VERIFY_REPLICA}" AND {SA_VM.name} = "{vm}"'
     async for wf in client.list_workflows(query, limit=1):
         if wf.status == WorkflowExecutionStatus.COMPLETED:
-            handle = client.get_workflow_handle(wf.id, run_id=wf.run_id, result_type=VerifyReport)
-            verify, verify_at = await handle.result(), wf.close_time
+            verify = await completed_result(client, wf.id, wf.run_id, VerifyReport)
+            verify_at = wf.close_time
     if verify is not None and (last_cycle is None or (verify_at and verify_at > last_cycle.started_at)):
         return verify.corrupt_points, []
     if last_cycle is not None and last_cycle.result is not None:
