@@ -267,8 +267,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         ("baseline", baseline_inventory, baseline_vms),
                         ("fleet", inventory, args.vms),
                     ):
-                        (work / label).mkdir(exist_ok=True)
-                        results.append(await measure(browser, work / label, inv, count, settings, args))
+                        (api_dir := work / f"api-{label}").mkdir(exist_ok=True)
+                        results.append(await measure(browser, api_dir, inv, count, settings, args))
                 finally:
                     await browser.close()
         finally:
