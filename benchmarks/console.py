@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -276,6 +277,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for w in workers:
                 await w.shutdown()
             await running
+            if not args.workdir:  # the fleet's images, store and key are of no use after the run
+                shutil.rmtree(work, ignore_errors=True)
     baseline, fleet = results
     return {
         "benchmark": "console protection page: GET /v1/console/protection and its render in Chromium",
