@@ -26,7 +26,7 @@ class Client:
         return Handle(self.calls, (workflow_id, run_id))
 
 
-async def test_a_completed_result_is_fetched_once_per_namespace_and_run() -> None:
+async def test_a_completed_result_is_fetched_once_per_client_and_run() -> None:
     a, b = Client("ns-a"), Client("ns-b")
     for _ in range(3):
         assert await completed_result(a, "cycle/x", "r1", str) == "result of cycle/x/r1"  # type: ignore[arg-type]

@@ -168,7 +168,9 @@ async def test_protection_rows(console: httpx.AsyncClient) -> None:
     db = rows["db-01"]
     assert db["state"] == "protected" and db["store"] == "local" and db["plans"] == ["erp-dr"]
     assert db["last_bytes_shipped"] == 2048 and db["last_cycle_s"] == 3.0 and 19 <= db["age_s"] < 60
-    assert rows["web-01"]["state"] == "breach" and rows["web-01"]["plans"] == ["erp-dr", "web-dr"]
+    # No cycle for two hours at a 15-minute interval: nobody works on it (stalled), and it is late.
+    assert rows["web-01"]["state"] == "stalled" and rows["web-01"]["breach"]
+    assert rows["web-01"]["plans"] == ["erp-dr", "web-dr"]
     assert rows["app-01"]["state"] == "breach" and rows["app-01"]["last_point"] is None
     assert rows["app-02"]["state"] == "not-protected" and rows["web-02"]["store"] == "azure"
     scoped = (await console.get("/v1/console/protection", headers=auth(VIEWER, "web"))).json()

@@ -86,7 +86,7 @@ export function renderProtection(root, ctx) {
     const count = (s) => rows.filter((r) => r.state === s).length;
     clear(tiles).append(
       tile("Protected VMs", rows.length - count("not-protected"), `of ${rows.length} in the inventory`, "ok"),
-      tile("RPO breaches", count("breach"), "newest verified point too old", count("breach") ? "bad" : "ok"),
+      tile("RPO breaches", count("breach") + count("stalled"), `${count("stalled")} stalled: no worker makes progress`, count("breach") + count("stalled") ? "bad" : "ok"),
       tile("Replicating now", count("replicating") + count("seeding"), `${count("seeding")} seeding`, "info"),
       tile("Not protected", count("not-protected") + count("paused"), `${count("paused")} paused`, count("not-protected") ? "warn" : "muted"));
   }
