@@ -29,9 +29,9 @@ echo "[test] pytest"
 # Lab tests share one lab (its VMs, zone and site task queues), so the ones that use the vSphere and
 # cloud sites run one after another in one process; the ones that share nothing with them (the KVM
 # sites' own VMs, plans and queues; stores under their own prefixes; a private lab: marker
-# `lab_side`, tests/conftest.py) run in another beside it. The two that restart a shared part
-# (Temporal, moto) run alone afterwards. Most tests wait (on servers, workers, guests) rather than compute: the tests that
-# bring their own servers run beside them all on pytest-xdist workers. (xdist's loadgroup cannot keep
+# `lab_side`, tests/conftest.py) run in another beside it. The few that stop a shared part (Temporal,
+# moto: marker `lab_exclusive`) run alone afterwards. The tests that bring their own servers run
+# beside them all on pytest-xdist workers. (xdist's loadgroup cannot keep
 # a group on one worker with this pytest, hence separate runs.) Any run's failure fails the suite.
 workers="${SEAWALL_TEST_WORKERS:-2}"
 logs=$(mktemp -d)
