@@ -348,7 +348,13 @@ def human_bytes(n: int | None) -> str:
     return f"{size:.1f} TiB"
 
 
-_STATE_STYLE = {"breach": "bold red", "not-protected": "yellow", "paused": "yellow", "protected": "green"}
+_STATE_STYLE = {
+    "breach": "bold red",
+    "stalled": "bold red",
+    "not-protected": "yellow",
+    "paused": "yellow",
+    "protected": "green",
+}
 
 
 def _state(r: VMStatus) -> str:
@@ -360,7 +366,7 @@ def _state(r: VMStatus) -> str:
     if state == "seeding" and r.progress is not None:
         state = f"seeding {r.progress.fraction:.0%}"
     style = _STATE_STYLE.get(state)
-    word = state.upper() if state in ("breach", "not-protected") else state
+    word = state.upper() if state in ("breach", "stalled", "not-protected") else state
     return f"[{style}]{word}[/{style}]" if style else word
 
 
