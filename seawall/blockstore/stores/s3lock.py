@@ -30,11 +30,11 @@ class S3ObjectLock:
     _locks: dict[str, datetime]
     _client: S3Client
 
-    def _full(self, key: str) -> str:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # S3Store's own methods; declared for the type checker only
 
-    def _error(self, exc: BaseException, op: str, key: str | None = None) -> StoreError:
-        raise NotImplementedError
+        def _full(self, key: str) -> str: ...
+
+        def _error(self, exc: BaseException, op: str, key: str | None = None) -> StoreError: ...
 
     def _delete_versions(self, key: str) -> None:
         """In a versioned bucket a plain DELETE only hides an object behind a marker (the data stays
