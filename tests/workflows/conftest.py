@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
+from seawall.runtime.sandbox import sandbox_runner
 from tests.workflows.stubs import Stubs
 from workflows import ALL_WORKFLOWS
 from workflows.recovery import RecoveryPlanWorkflow
@@ -85,7 +86,11 @@ async def rigged(env: WorkflowEnvironment, stubs: Stubs) -> AsyncIterator[Rig]:
     async with AsyncExitStack() as stack:
         for queue in (rig.queue, site_queue(rig.source), site_queue(rig.target)):
             worker = Worker(
-                env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=stubs.activities()
+                env.client,
+                task_queue=queue,
+                workflows=ALL_WORKFLOWS,
+                activities=stubs.activities(),
+                workflow_runner=sandbox_runner(),
             )
             await stack.enter_async_context(worker)
         yield rig
