@@ -177,14 +177,14 @@ def domain_facts(lab: LabInfo, site: str, name: str) -> dict[str, Any]:
 def purge_new(lab: LabInfo, site: str, before: dict[str, list[str]]) -> None:
     """After a failed test: remove the domains, volumes and files that were not at ``site`` before, so the
     next test starts from the same site (a passing test has already left nothing)."""
-    from seawall.sites.kvm.target import _remove_domain
+    from seawall.sites.kvm.libvirtops import remove_domain
 
     info = lab.kvm[site]
     conn = libvirt.open(info.uri)
     try:
         for dom in conn.listAllDomains(0):
             if dom.name() not in before["domains"]:
-                _remove_domain(dom)
+                remove_domain(dom)
         pool = conn.storagePoolLookupByName(info.pool)
         pool.refresh(0)
         for vol in pool.listAllVolumes(0):

@@ -14,7 +14,8 @@ from seawall.sites.base import SiteError
 from seawall.sites.kvm import domxml
 from seawall.sites.kvm.console import parse_console_line
 from seawall.sites.kvm.identity import Identity
-from seawall.sites.kvm.target import console_name, identity_for, made_by_run, volume_name
+from seawall.sites.kvm.runnames import console_name, made_by_run, volume_name
+from seawall.sites.kvm.target import identity_for
 
 RUN = "20261201T150000Z-abcdef12"
 
@@ -222,8 +223,8 @@ class FakeDomain:
 
 
 def test_failback_keeps_the_home_identity_across_a_retry(tmp_path: Path) -> None:
+    from seawall.sites.kvm.homeidentity import forget_home_identity, keep_home_identity, restore_home_identity
     from seawall.sites.kvm.identity import PARTITION_OFFSET, read_identity, write_identity
-    from seawall.sites.kvm.target import forget_home_identity, keep_home_identity, restore_home_identity
 
     disk = tmp_path / "system.raw"
     part = tmp_path / "part.img"

@@ -21,7 +21,7 @@ from seawall.contract.messages import ChosenPoint, SnapshotTaken, TargetVM
 from seawall.model import KvmSite
 from seawall.model.sourceconfig import SourceConfig
 from seawall.sites.base import BaseAdapter, Heartbeat, OpenDisk, PointReader, SiteError
-from seawall.sites.kvm import backup, connection, restore, source, target
+from seawall.sites.kvm import backup, connection, homeidentity, restore, source
 from seawall.sites.kvm.target import KvmTargetMixin
 
 
@@ -140,15 +140,15 @@ class KvmAdapter(KvmTargetMixin, BaseAdapter):
             # goes, so the next cycle after a reprotect hash-compares instead of trusting it.
             source.forget_checkpoints(dom)
             # The point's seed holds the recovery site's address: the original keeps its own.
-            home = target.keep_home_identity(dom, disks[0].path) if disks and disks[0].path else None
+            home = homeidentity.keep_home_identity(dom, disks[0].path) if disks and disks[0].path else None
             for disk in disks:
                 dm = by_name[disk.replica_name]
                 heartbeat({"disk": dm.disk, "offset": 0})
                 restore.write_disk(disk, dm.size, reader.restorer(dm.disk), reader.progress(dm.disk))
             if disks and disks[0].path:
-                target.restore_home_identity(dom, disks[0].path, home)
+                homeidentity.restore_home_identity(dom, disks[0].path, home)
             dom.create()
-            target.forget_home_identity(dom)
+            homeidentity.forget_home_identity(dom)
         # Home, the guest configures its own identity again: the address its health check waits for.
         ips = [home.address] if home is not None else list(point.source_ips)
         return TargetVM(name=vm, ips=ips, resources=[])

@@ -32,17 +32,18 @@ The steps:
 
 The worker must run on the libvirt host (the pool is a local ``dir`` pool): disks are written as files
 and the console is read as a file; a pool of another type or elsewhere is refused with a clear error.
+
+Helpers live beside it: ``runnames`` (what a run's files are called), ``pooldisks`` (the point's disks
+into the pool), ``libvirtops`` (define, networks, removal) and ``homeidentity`` (failback).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,38 +55,22 @@ from seawall.runtime import failpoints
 from seawall.sites.base import Heartbeat, PointReader, RunLabels, SiteError, VMShape
 from seawall.sites.kvm import domxml
 from seawall.sites.kvm.console import ConsoleReport, last_console_report
-from seawall.sites.kvm.identity import Identity, IdentityError, SeedError, run_tool, write_identity
+from seawall.sites.kvm.identity import Identity, IdentityError, SeedError, write_identity
+from seawall.sites.kvm.libvirtops import (
+    define,
+    delete_volume,
+    libvirt_message,
+    remove_domain,
+    require_network,
+    tagged_run,
+)
+from seawall.sites.kvm.pooldisks import captured_domain_xml, ordered_disks, write_disk
+from seawall.sites.kvm.runnames import SAFE, console_name, made_by_run, volume_name
 
 if TYPE_CHECKING:
     from seawall.model import KvmSite
 
-UNDEFINE_FLAGS = (
-    libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-)
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 PORT_TRIES = 3
-
-
-def _libvirt_message(exc: libvirt.libvirtError) -> str:
-    return str(exc.get_error_message() or exc).strip()
-
-
-def volume_prefix(name: str, run: str) -> str:
-    return f"{_SAFE.sub('_', name)}--{_SAFE.sub('_', run)}--"
-
-
-def volume_name(name: str, run: str, disk: str) -> str:
-    return f"{volume_prefix(name, run)}{_SAFE.sub('_', disk)}.qcow2"
-
-
-def console_name(name: str, run: str) -> str:
-    return f"{volume_prefix(name, run)}console.log"
-
-
-def made_by_run(volume: str, run: str) -> bool:
-    return f"--{_SAFE.sub('_', run)}--" in volume
 
 
 def identity_for(nics: list[NicPlan], hostname: str) -> Identity | None:
@@ -121,7 +106,7 @@ class KvmTargetMixin:
             pool = conn.storagePoolLookupByName(self.site.pool)
         except libvirt.libvirtError as exc:
             raise SiteError(
-                f"site {self.site.name!r}: storage pool {self.site.pool!r}: {_libvirt_message(exc)}",
+                f"site {self.site.name!r}: storage pool {self.site.pool!r}: {libvirt_message(exc)}",
                 "PlanInvalid",
             ) from None
         root = ET.fromstring(pool.XMLDesc(0))
@@ -143,7 +128,7 @@ class KvmTargetMixin:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
             raise SiteError(
-                f"site {self.site.name!r}: domain {name!r}: {_libvirt_message(exc)}", retryable=True
+                f"site {self.site.name!r}: domain {name!r}: {libvirt_message(exc)}", retryable=True
             ) from None
 
     def _own_domain(self, conn: Any, name: str, labels: RunLabels) -> tuple[Any, ET.Element] | None:
@@ -177,7 +162,7 @@ class KvmTargetMixin:
                 path = pool_dir / vol
                 started = time.monotonic()
                 if not path.exists():
-                    _write_disk(path, dm.size, reader.restorer(dm.disk), reader.progress(dm.disk))
+                    write_disk(path, dm.size, reader.restorer(dm.disk), reader.progress(dm.disk))
                 made.append({"disk": dm.disk, "volume": vol, "path": str(path), "size": dm.size})
                 resources.append(Resource(kind="volume", id=vol, site=site.name, detail=site.pool))
                 heartbeat({"disk": dm.disk, "done": True, "seconds": round(time.monotonic() - started, 3)})
@@ -190,7 +175,7 @@ class KvmTargetMixin:
                 xml = domxml.recovery_domain_xml(
                     source_xml, name=name, tag=tag, disks=paths, console_path=str(console)
                 )
-                _define(conn, xml, name)
+                define(conn, xml, name)
             resources.append(Resource(kind="vm", id=name, site=site.name, detail="defined"))
         return made, resources
 
@@ -219,7 +204,7 @@ class KvmTargetMixin:
                 for nic in nics
             ]
             for network in {t.network for t in targets}:
-                _require_network(conn, site, network)
+                require_network(conn, site, network)
             system = next((path for _dev, path in domxml.disk_sources(root) if path), None)
             if identity is not None and system is not None:
                 try:
@@ -244,7 +229,7 @@ class KvmTargetMixin:
                     memory_mib=shape.memory_mib if shape.memory_mib * 1024 != _memory_kib(root) else None,
                     identity=identity,
                 )
-                dom = _define(conn, xml, name)
+                dom = define(conn, xml, name)
                 try:
                     dom.create()
                     break
@@ -252,9 +237,9 @@ class KvmTargetMixin:
                     if dom.isActive():
                         break
                     # A port taken between choosing and binding: choose again; anything else is final.
-                    if not has_forward or attempt == PORT_TRIES - 1 or "hostfwd" not in _libvirt_message(exc):
+                    if not has_forward or attempt == PORT_TRIES - 1 or "hostfwd" not in libvirt_message(exc):
                         raise SiteError(
-                            f"{name}: start at {site.name}: {_libvirt_message(exc)}", retryable=True
+                            f"{name}: start at {site.name}: {libvirt_message(exc)}", retryable=True
                         ) from None
             failpoints.hit("create_target_vm.started", {"vm": labels.vm, "name": name})
         return TargetVM(name=name, ips=ips, resources=resources)
@@ -294,15 +279,15 @@ class KvmTargetMixin:
         site = self.site
         removed: list[Resource] = []
         with self.connect() as conn:
-            doms = [d for d in conn.listAllDomains(0) if _tagged_run(d) == run]
+            doms = [d for d in conn.listAllDomains(0) if tagged_run(d) == run]
             found = sorted(set(previous) | {d.name() for d in doms})
             heartbeat({"found": found})
             for dom in doms:
                 name = dom.name()
-                _remove_domain(dom)
+                remove_domain(dom)
                 heartbeat({"found": found, "destroyed": name})
                 failpoints.hit("cleanup_run.destroyed", {"vm": name})
-            left = [d.name() for d in conn.listAllDomains(0) if _tagged_run(d) == run]
+            left = [d.name() for d in conn.listAllDomains(0) if tagged_run(d) == run]
             if left:
                 raise SiteError(f"cleanup of run {run}: still defined after undefine: {left}", retryable=True)
             removed += [Resource(kind="vm", id=name, site=site.name) for name in found]
@@ -310,53 +295,13 @@ class KvmTargetMixin:
             pool.refresh(0)
             for vol in pool.listAllVolumes(0):
                 if made_by_run(vol.name(), run):
-                    _delete_volume(vol, pool_dir)
+                    delete_volume(vol, pool_dir)
                     removed.append(Resource(kind="volume", id=vol.name(), site=site.name, detail=site.pool))
             # A .part written after the refresh above (a killed attempt's writer is dead: none is).
-            for path in pool_dir.glob(f"*--{_SAFE.sub('_', run)}--*"):
+            for path in pool_dir.glob(f"*--{SAFE.sub('_', run)}--*"):
                 path.unlink(missing_ok=True)
             pool.refresh(0)
         return removed
-
-
-def captured_domain_xml(reader: PointReader) -> tuple[str, dict[str, str]]:
-    """The source domain's XML stored with the point, and its disks' target devs -> replica disk names.
-
-    The KVM source captures it with every point (``SourceConfig.document["domain_xml"]``, sealed in the
-    replica store); a point from another kind has none, and a KVM target does not invent a machine.
-    """
-    config = reader.source_config()
-    xml = config.document.get("domain_xml") if config is not None and config.kind == "kvm" else None
-    if not isinstance(xml, str) or not xml:
-        kind = config.kind if config is not None else "no"
-        raise SiteError(
-            f"point {reader.point_id} has {kind} source configuration, no captured libvirt domain: a KVM "
-            "target re-creates the source's machine from the domain XML a KVM source stores with each point",
-            "PlanInvalid",
-        )
-    devs = {
-        str(d["dev"]): str(d["disk"])
-        for d in config.document.get("disks", [])  # type: ignore[union-attr]
-        if isinstance(d, dict) and "dev" in d and "disk" in d
-    }
-    return xml, devs
-
-
-def ordered_disks(xml: str, devs: dict[str, str], made: dict[str, str]) -> list[str]:
-    """The materialized volume of each of the domain's disks, in the XML's order.
-
-    ``made``: replica disk name -> volume path. Disks pair by target dev where the point recorded it,
-    else by position (``disk0`` is the first disk), as the KVM source names them.
-    """
-    out = []
-    for index, (dev, _source) in enumerate(domxml.disk_sources(xml)):
-        name = devs.get(dev, f"disk{index}")
-        if name not in made:
-            raise SiteError(
-                f"the domain's disk {dev} ({name}) is not in the point (it has {sorted(made)})", "PlanInvalid"
-            )
-        out.append(made[name])
-    return out
 
 
 def _memory_kib(root: ET.Element) -> int:
@@ -374,153 +319,3 @@ def _memory_kib(root: ET.Element) -> int:
         "gib": 1 << 20,
     }
     return int(int(memory.text or 0) * scale.get(memory.get("unit", "KiB").lower(), 1))
-
-
-def _write_disk(
-    path: Path,
-    size: int,
-    restore: Callable[[Callable[[int, bytes], None]], object],
-    progress: Callable[[int], None],
-) -> None:
-    """Restore a disk into ``path`` as qcow2: a sparse raw ``.raw.part`` then ``qemu-img convert``."""
-    raw = path.with_name(path.name + ".raw.part")
-    part = path.with_name(path.name + ".part")
-    with open(raw, "wb") as out:
-        out.truncate(size)
-        fd = out.fileno()
-        last = [0.0]
-
-        def write(offset: int, data: bytes) -> None:
-            if offset < 0 or offset + len(data) > size:
-                raise SiteError(f"restore wrote outside {size} bytes (at {offset})")
-            os.pwrite(fd, data, offset)
-            now = time.monotonic()
-            if now - last[0] > 2:
-                last[0] = now
-                progress(offset + len(data))
-
-        restore(write)
-        out.flush()
-        os.fsync(fd)
-    try:
-        run_tool(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(part)])
-    except SeedError as exc:
-        raise SiteError(f"{path.name}: {exc}", retryable=True) from None
-    finally:
-        raw.unlink(missing_ok=True)
-    os.replace(part, path)
-
-
-def _define(conn: Any, xml: str, name: str) -> Any:
-    try:
-        return conn.defineXML(xml)
-    except libvirt.libvirtError as exc:
-        raise SiteError(
-            f"{name}: libvirt refused the domain: {_libvirt_message(exc)}", "PlanInvalid"
-        ) from None
-
-
-def _require_network(conn: Any, site: KvmSite, network: str) -> None:
-    try:
-        net = conn.networkLookupByName(network)
-    except libvirt.libvirtError:
-        raise SiteError(f"site {site.name!r}: libvirt network {network!r} not found", "PlanInvalid") from None
-    if not net.isActive():
-        net.create()
-
-
-def _tagged_run(dom: Any) -> str | None:
-    try:
-        tag = domxml.read_tag(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    except (libvirt.libvirtError, domxml.DomainXmlError):
-        return None
-    return tag.run if tag is not None else None
-
-
-def _remove_domain(dom: Any) -> None:
-    """Destroy and undefine with checkpoint/snapshot metadata and NVRAM; a domain already gone is fine."""
-    with _gone_ok():
-        if dom.isActive():
-            try:
-                dom.destroy()
-            except libvirt.libvirtError:
-                if dom.isActive():
-                    raise
-    with _gone_ok():
-        dom.undefineFlags(UNDEFINE_FLAGS)
-
-
-def _delete_volume(vol: Any, pool_dir: Path) -> None:
-    with _gone_ok():
-        vol.delete(0)
-
-
-@contextlib.contextmanager
-def _gone_ok() -> Iterator[None]:
-    try:
-        yield
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL):
-            raise
-
-
-# ---- failback: the original keeps its own identity ------------------------------------------------
-
-_HOME_NS = "https://seawall.dev/xmlns/kvm-home-identity/1"
-
-
-def keep_home_identity(dom: Any, system_disk: str) -> Identity | None:
-    """The identity in the original domain's system disk, read BEFORE failback overwrites the disk with
-    the point (whose seed holds the address the guest had at the recovery site).
-
-    Remembered in the domain's own metadata the first time, so a failback retried after the disk was
-    already overwritten still puts the home identity back. None: the guest has no identity seed.
-    """
-    with contextlib.suppress(libvirt.libvirtError):
-        saved = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, _HOME_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-        with contextlib.suppress(IdentityError, KeyError, ValueError, ET.ParseError):
-            attrs = ET.fromstring(saved).attrib
-            return Identity(attrs["hostname"], attrs["address"], int(attrs["prefix"]), attrs["gateway"])
-    try:
-        from seawall.sites.kvm.identity import read_identity
-
-        identity = read_identity(Path(system_disk))
-    except (SeedError, IdentityError, OSError):
-        return None
-    element = ET.Element(
-        "identity",
-        {
-            "hostname": identity.hostname,
-            "address": identity.address,
-            "prefix": str(identity.prefix),
-            "gateway": identity.gateway,
-        },
-    )
-    dom.setMetadata(
-        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-        ET.tostring(element, encoding="unicode"),
-        "seawallhome",
-        _HOME_NS,
-        libvirt.VIR_DOMAIN_AFFECT_CONFIG,
-    )
-    return identity
-
-
-def restore_home_identity(dom: Any, system_disk: str, identity: Identity | None) -> None:
-    """Write the home identity back into the restored system disk (the domain is still shut off)."""
-    if identity is None:
-        return
-    try:
-        write_identity(Path(system_disk), identity)
-    except SeedError as exc:
-        raise SiteError(
-            f"failback: the home identity could not be written back: {exc}", retryable=True
-        ) from None
-
-
-def forget_home_identity(dom: Any) -> None:
-    """After the original started again with its identity: a later failback reads it afresh."""
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.setMetadata(
-            libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None, _HOME_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        )
