@@ -13,7 +13,8 @@ set of caches:
     groups.py      consistency group points (``self.groups``): written after every member verified
     ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
-    readback.py    verify and restore
+    readback.py    verify and restore; blockread.py reads a disk's blocks back in order for both,
+                   packcache.py fetches their packs ahead
     damage.py      damaged chunks: found by a scrub, kept out of new points, repaired by a ship
     retention.py   retention and GC, with the GC-versus-concurrent-writers rule
 
@@ -39,6 +40,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from seawall.blockstore.blockread import Seen, Writer
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
 from seawall.blockstore.configs import META_KEY, SourceConfigs
@@ -64,7 +66,7 @@ from seawall.blockstore.manifest import (
 )
 from seawall.blockstore.packing import ProgressCallback
 from seawall.blockstore.points import Points
-from seawall.blockstore.readback import ReadBack, Seen, Writer
+from seawall.blockstore.readback import ReadBack
 from seawall.blockstore.retention import Retention
 from seawall.blockstore.ship import Shipper
 from seawall.blockstore.signed import SignedObjects
