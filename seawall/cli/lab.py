@@ -11,7 +11,8 @@ from rich.table import Table
 from seawall.cli.common import Exit, console, err_console, print_json
 from seawall.lab import config as c
 from seawall.lab import kvm_lab
-from seawall.lab.manager import LabError, PartStatus, down, status, up
+from seawall.lab.manager import PartStatus, down, status, up
+from seawall.lab.parts import LabError
 
 app = typer.Typer(
     help="Start, stop and inspect the local lab "
