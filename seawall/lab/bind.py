@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # A record's production value, before any failover: what the ERP plan (examples/erp-dr.yaml) changes.
-# The addresses are the ones the lab gives the primary VMs (seawall.lab.vsphere.production_ip).
+# The addresses are the ones the lab gives the primary VMs (seawall.lab.vsphere_spec.production_ip).
 _SEED = {
     "web-01": "10.1.1.21",
     "web-02": "10.1.1.22",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seawall.lab import bind, cloud, moto_server, temporal, vsphere
+from seawall.lab import bind, cloud, moto_server, temporal, vsphere, vsphere_build, vsphere_spec
 from seawall.lab import config as c
 from seawall.lab.info import VSphereSiteInfo
 from seawall.lab.labsecrets import credentials_path
@@ -102,7 +102,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
     Longer than 80 lines on purpose: it is the lab's table of parts (argv, ping, check, timeouts),
     one literal entry per part, read best side by side rather than spread over six helpers.
     """
-    specs = vsphere.site_specs(state, cfg)
+    specs = vsphere_spec.site_specs(state, cfg)
     vcsim = str(ensure_vcsim() if for_start else (vcsim_binary() or "vcsim"))
     try:
         temporal_argv = temporal.argv(state, cfg)
@@ -125,9 +125,9 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
     # Its files are written before it starts; its config's text decides whether a running one is reused.
     named_conf = bind.prepare(state, cfg) if for_start else ""
 
-    def build_site(spec: vsphere.SiteSpec) -> VSphereSiteInfo:
-        vsphere.build(spec)
-        vsphere.fill_disks(spec)
+    def build_site(spec: vsphere_spec.SiteSpec) -> VSphereSiteInfo:
+        vsphere_build.build(spec)
+        vsphere_build.fill_disks(spec)
         return vsphere.describe(spec)
 
     def vcsim_part(site: str) -> Part:
@@ -135,7 +135,7 @@ def parts(state: Path, cfg: c.LabConfig, *, for_start: bool) -> list[Part]:
         return Part(
             name=f"vcsim-{site}",
             port=spec.port,
-            # -dc 0: an empty vCenter; the lab builds the named inventory (see seawall.lab.vsphere).
+            # -dc 0: an empty vCenter; the lab builds the named inventory (see seawall.lab.vsphere_build).
             argv=[vcsim, "-l", f"{c.HOST}:{spec.port}", "-tls=false", "-dc", "0"],
             ping=lambda: vsphere.ping(spec.port),
             check=lambda: vsphere.check(spec),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seawall.lab import config as c
-from seawall.lab import procs, vsphere
+from seawall.lab import procs, vsphere_build
 from seawall.lab.parts import LabError, Part
 
 
@@ -80,7 +80,7 @@ def ensure_running(state: Path, part: Part) -> Started:
     try:
         result = part.bootstrap() if part.bootstrap else None
     except Exception as exc:
-        if action not in ("running", "adopted") or not isinstance(exc, vsphere.IncompleteSiteError):
+        if action not in ("running", "adopted") or not isinstance(exc, vsphere_build.IncompleteSiteError):
             raise _setup_failed(state, part, exc) from exc
         # A reused vcsim left half-built by an interrupted `up` is replaced once: its inventory is in
         # memory and the lab's to rebuild. Nothing else is replaced on a set-up error, since a slow

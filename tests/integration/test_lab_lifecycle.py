@@ -27,7 +27,7 @@ from seawall.lab.config import LabConfig
 from seawall.lab.disks import disk_pattern, write_blocks
 from seawall.lab.manager import PART_NAMES
 from seawall.lab.procs import port_open, read_cmdline, read_tracked
-from seawall.lab.vsphere import collect, connect
+from seawall.lab.vsphere_api import collect, connect
 from seawall.model import Rfc2136Zone
 from seawall.sites.rfc2136 import Rfc2136Dns
 

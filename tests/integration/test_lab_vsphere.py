@@ -13,7 +13,7 @@ from pyVmomi import vim
 from seawall.lab import LabInfo, VSphereSiteInfo
 from seawall.lab.config import DEFAULT_VMS
 from seawall.lab.disks import REGION, disk_pattern, fill_disk, write_blocks
-from seawall.lab.vsphere import collect
+from seawall.lab.vsphere_api import collect
 
 PROBE_SIZE = 1024 * 1024
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seawall.lab import bind, temporal, vsphere
+from seawall.lab import bind, temporal, vsphere_spec
 from seawall.lab import config as c
 
 
@@ -57,7 +57,7 @@ def test_state_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_site_specs_contract(tmp_path: Path) -> None:
-    specs = vsphere.site_specs(tmp_path, c.LabConfig())
+    specs = vsphere_spec.site_specs(tmp_path, c.LabConfig())
     primary, dr = specs["primary"], specs["dr"]
     assert (primary.datacenter, primary.datastore, primary.port) == ("dc-primary", "ds-primary", 8989)
     assert (dr.datacenter, dr.datastore, dr.port) == ("dc-dr", "ds-dr", 8990)
