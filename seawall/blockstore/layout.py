@@ -4,7 +4,7 @@ Object layout in the store (every data object sealed, see codec.py)::
 
     packs/<xx>/<pack id>       sealed chunks back to back, ~8 MiB (PACK_TARGET)
     index/<xx>/<pack id>       the pack's chunk list: chunk id -> offset, length
-    tables/<xx>/<table id>     table parts and layers (table.py), content-addressed
+    tables/<xx>/<table id>     table parts and layers (tableformat.py), content-addressed
     points/<vm>/<point>.json   the manifest: written last, so a listed point is complete
     verified/<vm>/<point>.json marker written after a clean verify ("latest verified" is a listing)
     corrupt/<vm>/<point>.json  marker written when a verify finds a damaged chunk (damage.py)

@@ -20,8 +20,9 @@ from seawall.blockstore.manifest import ShipProgress
 from seawall.blockstore.shipstate import Pending, ShipState
 from seawall.blockstore.signed import SignedObjects
 from seawall.blockstore.stores.backend import ObjectStore
-from seawall.blockstore.table import ChunkRef, Entry, Overlay, Part, block_count, encode_part
+from seawall.blockstore.table import ChunkRef, Entry, Overlay, block_count
 from seawall.blockstore.tablecache import TableCache
+from seawall.blockstore.tableformat import Part, encode_part
 from seawall.blockstore.tuning import MAX_PACKS_IN_FLIGHT, Tuning
 
 ProgressCallback = Callable[[ShipProgress], None]

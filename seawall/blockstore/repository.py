@@ -7,6 +7,8 @@ set of caches:
     signed.py      signed JSON objects (manifests, journals, markers, the condemned list)
     tuning.py      the numbers, and the measurements that chose them
     tablecache.py  table objects; decoded parts cached
+                   (table.py rows, tableformat.py their binary form, tablereader.py the
+                   walk through a disk's layers)
     chunkindex.py  the store-wide chunk index (dedup)
     points.py      manifests: commit, read, list
     configs.py     a point's source configuration (the VM's description), sealed beside its manifest

@@ -27,10 +27,10 @@ from seawall.blockstore.table import (
     REBASE_PIECES,
     Entry,
     Hasher,
-    TableReader,
     block_count,
     block_len,
 )
+from seawall.blockstore.tablereader import TableReader
 from seawall.blockstore.tuning import CBT_GAP_BLOCKS, READ_BATCH_BLOCKS
 
 ZERO_BLOCK = bytes(BLOCK)

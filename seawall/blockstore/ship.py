@@ -39,8 +39,9 @@ from seawall.blockstore.shipstate import ShipState
 from seawall.blockstore.signed import SignedObjects
 from seawall.blockstore.source import DiskSource
 from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
-from seawall.blockstore.table import BLOCK, PIECE, Hasher, PartRef, block_count, block_len, encode_layer
+from seawall.blockstore.table import BLOCK, PIECE, Hasher, block_count, block_len
 from seawall.blockstore.tablecache import TableCache
+from seawall.blockstore.tableformat import PartRef, encode_layer
 from seawall.blockstore.tuning import Tuning
 
 

@@ -14,14 +14,9 @@ from seawall.blockstore.codec import KIND_TABLE, Codec
 from seawall.blockstore.errors import CorruptObjectError, MissingObjectError
 from seawall.blockstore.layout import table_key
 from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
-from seawall.blockstore.table import (
-    Part,
-    PartRef,
-    TableFormatError,
-    TableReader,
-    decode_layer,
-    decode_part,
-)
+from seawall.blockstore.table import TableFormatError
+from seawall.blockstore.tableformat import Part, PartRef, decode_layer, decode_part
+from seawall.blockstore.tablereader import TableReader
 
 # A part keeps its encoded form, ~200 B per row: at most ~40 MB of parts are cached.
 MAX_CACHED_ROWS = 200_000

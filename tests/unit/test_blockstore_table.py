@@ -6,20 +6,9 @@ import os
 
 import pytest
 
-from seawall.blockstore.table import (
-    ChunkRef,
-    Entry,
-    Hasher,
-    Part,
-    PartRef,
-    TableFormatError,
-    TableReader,
-    block_count,
-    block_len,
-    decode_layer,
-    encode_layer,
-    encode_part,
-)
+from seawall.blockstore.table import ChunkRef, Entry, Hasher, TableFormatError, block_count, block_len
+from seawall.blockstore.tableformat import Part, PartRef, decode_layer, encode_layer, encode_part
+from seawall.blockstore.tablereader import TableReader
 
 
 def ref(n: int) -> ChunkRef:
