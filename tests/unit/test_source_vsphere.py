@@ -23,8 +23,9 @@ from seawall.sites.vsphere.client import (
     flat_extent_path,
     parse_datastore_path,
 )
+from seawall.sites.vsphere.ranges import coalesce_ranges, parse_content_range
 from seawall.sites.vsphere.session import VSphereTaskError
-from seawall.sites.vsphere.source import VSphereDiskSource, coalesce_ranges, parse_content_range
+from seawall.sites.vsphere.source import VSphereDiskSource
 
 # -- pure pieces -----------------------------------------------------------------------------------
 

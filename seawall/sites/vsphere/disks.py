@@ -33,8 +33,8 @@ from typing import Any
 import requests
 
 from seawall.sites.vsphere.client import VSphereConnection, build_datastore_url
+from seawall.sites.vsphere.ranges import parse_content_range
 from seawall.sites.vsphere.session import SESSION_COOKIE, VSphereError
-from seawall.sites.vsphere.source import parse_content_range
 
 __all__ = ["RestoreFn", "UploadedDisk", "Writer", "descriptor_text", "materialize_disk"]
 

@@ -17,86 +17,30 @@ range past the end of the file answers 416 with ``Content-Range: bytes */<size>`
 start empty although the disk has a capacity: bytes past the end of the file read as zeros, as they
 would on a thin disk. A server that ignores ``Range`` and answers 200 with the whole file is handled
 by skipping to the offset in the stream.
+
+This module is the DiskSource (what to read, read-ahead, prefetch, CBT); the HTTP side is
+``datastoreread.py`` and the range arithmetic ``ranges.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import requests
-import requests.adapters
-from urllib3.util.retry import Retry
 
 from seawall.blockstore.source import ChangedArea, SourceError
-from seawall.blockstore.stores.retrying import RetryPolicy, call_with_retries
+from seawall.blockstore.stores.retrying import RetryPolicy
 from seawall.sites.vsphere.client import DiskInfo, VSphereConnection
-from seawall.sites.vsphere.session import SESSION_COOKIE, VSphereError
+from seawall.sites.vsphere.datastoreread import DatastoreReadMixin
+from seawall.sites.vsphere.ranges import MiB, coalesce_ranges
+from seawall.sites.vsphere.session import VSphereError
 
-__all__ = ["ReadPlan", "TransientSourceError", "VSphereDiskSource", "coalesce_ranges", "parse_content_range"]
-
-log = logging.getLogger(__name__)
-
-MiB = 1024 * 1024
-
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
-
-
-class TransientSourceError(SourceError):
-    """A read failed in a way a retry may fix (connection drop, timeout, 5xx, expired session)."""
-
-
-def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
-    """``bytes 10-19/1024`` -> (10, 19, 1024); ``bytes */1024`` -> (None, None, 1024); junk -> Nones."""
-    if not value:
-        return None, None, None
-    m = _CONTENT_RANGE.match(value)
-    if not m:
-        return None, None, None
-    first = int(m.group(1)) if m.group(1) is not None else None
-    last = int(m.group(2)) if m.group(2) is not None else None
-    total = int(m.group(3)) if m.group(3) not in (None, "*") else None
-    return first, last, total
-
-
-@dataclass(frozen=True)
-class ReadPlan:
-    """One HTTP range request covering ``parts`` (each an (offset, length) the caller asked for)."""
-
-    offset: int
-    length: int
-    parts: tuple[tuple[int, int], ...]
-
-
-def coalesce_ranges(
-    ranges: Iterable[tuple[int, int]], *, max_gap: int = 0, max_request: int = 16 * MiB
-) -> list[ReadPlan]:
-    """Sort ranges and merge those that touch, overlap, or lie within ``max_gap`` bytes of each other,
-    without growing a request past ``max_request`` (a single larger range stays one request)."""
-    items = sorted((o, n) for o, n in ranges if n > 0)
-    plans: list[ReadPlan] = []
-    cur_start = cur_end = -1
-    parts: list[tuple[int, int]] = []
-    for offset, length in items:
-        end = offset + length
-        if parts and offset <= cur_end + max_gap and max(cur_end, end) - cur_start <= max_request:
-            cur_end = max(cur_end, end)
-            parts.append((offset, length))
-            continue
-        if parts:
-            plans.append(ReadPlan(cur_start, cur_end - cur_start, tuple(parts)))
-        cur_start, cur_end, parts = offset, end, [(offset, length)]
-    if parts:
-        plans.append(ReadPlan(cur_start, cur_end - cur_start, tuple(parts)))
-    return plans
+__all__ = ["VSphereDiskSource"]
 
 
 class _Window(threading.local):
@@ -104,7 +48,7 @@ class _Window(threading.local):
     data: bytes = b""
 
 
-class VSphereDiskSource:
+class VSphereDiskSource(DatastoreReadMixin):
     """DiskSource over one disk of a VM snapshot, read through the datastore HTTP(S) endpoint."""
 
     def __init__(
@@ -183,27 +127,6 @@ class VSphereDiskSource:
         if disk.capacity_bytes <= 0:
             raise SourceError(f"disk {disk.label} of {self._vm_name!r} reports no capacity")
         return disk
-
-    def _new_session(self, pool_size: int) -> requests.Session:
-        session = requests.Session()
-        # Retries are ours (with backoff and session renewal); urllib3 must not retry underneath.
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=Retry(total=0, redirect=False)
-        )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.verify = self._conn.verify_tls
-        session.headers["Accept-Encoding"] = "identity"
-        return session
-
-    def _set_cookie(self) -> None:
-        with self._cookie_lock:
-            try:
-                value = self._conn.session_cookie()
-            except VSphereError as exc:
-                raise SourceError(f"no vSphere session to read {self.describe()}: {exc}") from exc
-            # Quoted, as pyVmomi itself sends it; vCenter expects the quotes.
-            self._session.headers["Cookie"] = f'{SESSION_COOKIE}="{value}"'
 
     # -- DiskSource --------------------------------------------------------------------------------
 
@@ -310,135 +233,3 @@ class VSphereDiskSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- HTTP --------------------------------------------------------------------------------------
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        renewed = False
-
-        def once() -> bytes:
-            nonlocal renewed
-            try:
-                return self._fetch_once(start, end)
-            except _SessionRejected as exc:
-                if renewed:
-                    raise SourceError(
-                        f"{self.describe()}: the datastore service refused access ({exc.status}) even "
-                        "with a fresh session: the user lacks Datastore.Browse / file access"
-                    ) from exc
-                renewed = True
-                try:
-                    self._conn.ensure_session()
-                except VSphereError as vexc:
-                    raise SourceError(
-                        f"{self.describe()}: cannot renew the vSphere session: {vexc}"
-                    ) from vexc
-                self._set_cookie()
-                raise TransientSourceError(
-                    f"{self.describe()}: session rejected ({exc.status}); renewed"
-                ) from exc
-
-        def give_up(exc: BaseException, attempts: int) -> BaseException:
-            return SourceError(
-                f"read [{start}, {end}) of {self.describe()}: {exc} (gave up after {attempts} attempts)"
-            )
-
-        return call_with_retries(
-            once,
-            policy=self._retry,
-            is_transient=lambda e: isinstance(e, TransientSourceError),
-            give_up=give_up,
-            what=f"read [{start}, {end}) of {self.describe()}",
-            sleep=self._sleep,
-            rng=self._rng,
-        )
-
-    def _fetch_once(self, start: int, end: int) -> bytes:
-        want = end - start
-        try:
-            resp = self._session.get(
-                self.url, headers={"Range": f"bytes={start}-{end - 1}"}, stream=True, timeout=self._timeout
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientSourceError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
-        with resp:
-            status = resp.status_code
-            if status == 206:
-                first, _last, total = parse_content_range(resp.headers.get("Content-Range"))
-                if first is not None and first != start:
-                    raise SourceError(
-                        f"{self.describe()}: asked for bytes from {start}, server sent from {first}"
-                    )
-                data = self._body(resp, want)
-                return self._complete(data, start, want, total)
-            if status == 200:
-                if not self._warned_no_range:
-                    self._warned_no_range = True
-                    log.warning("%s ignores HTTP Range; skipping through the whole file instead", self.url)
-                data = self._skip_and_read(resp, start, want)
-                return self._complete(data, start, want, start + len(data) if len(data) < want else None)
-            # Drain small error bodies so the keep-alive connection survives.
-            self._drain(resp)
-            if status == 416:
-                _, _, total = parse_content_range(resp.headers.get("Content-Range"))
-                if total is not None and total <= start:
-                    return self._complete(b"", start, want, total)
-                raise SourceError(f"{self.describe()}: server refused range [{start}, {end}) (416)")
-            if status in (401, 403):
-                raise _SessionRejected(status)
-            if status == 404:
-                raise SourceError(
-                    f"{self.describe()}: disk file not found at the datastore service (404) — was the "
-                    "snapshot removed or the VM moved?"
-                )
-            if status in (408, 429) or status >= 500:
-                raise TransientSourceError(f"{self.describe()}: server answered {status} {resp.reason}")
-            raise SourceError(f"{self.describe()}: unexpected HTTP {status} {resp.reason} for a range read")
-
-    def _body(self, resp: requests.Response, limit: int) -> bytes:
-        # Reading the body to its end (not stopping at ``limit``) hands the connection back to the pool.
-        try:
-            data = resp.content
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientSourceError(f"{self.describe()}: connection broke mid-read: {exc}") from exc
-        return data[:limit]
-
-    @staticmethod
-    def _drain(resp: requests.Response) -> None:
-        with contextlib.suppress(requests.RequestException):
-            _ = resp.content
-
-    def _skip_and_read(self, resp: requests.Response, skip: int, limit: int) -> bytes:
-        chunks: list[bytes] = []
-        got = 0
-        pos = 0
-        try:
-            for chunk in resp.iter_content(chunk_size=1 * MiB):
-                if pos + len(chunk) <= skip:
-                    pos += len(chunk)
-                    continue
-                piece = chunk[max(0, skip - pos) :]
-                pos += len(chunk)
-                chunks.append(piece)
-                got += len(piece)
-                if got >= limit:
-                    break
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise TransientSourceError(f"{self.describe()}: connection broke mid-read: {exc}") from exc
-        return b"".join(chunks)[:limit]
-
-    def _complete(self, data: bytes, start: int, want: int, file_size: int | None) -> bytes:
-        if len(data) == want:
-            return data
-        # A flat file shorter than the disk's capacity (a thin file on vcsim) reads as zeros past its end.
-        if file_size is not None and start + len(data) >= file_size and file_size < self._size:
-            return data + bytes(want - len(data))
-        raise TransientSourceError(
-            f"{self.describe()}: short read at {start}: got {len(data)} of {want} bytes"
-        )
-
-
-class _SessionRejected(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
