@@ -6,17 +6,14 @@ set of caches:
     layout.py      object keys: the on-store format
     signed.py      signed JSON objects (manifests, journals, markers, the condemned list)
     tuning.py      the numbers, and the measurements that chose them
-    tablecache.py  table objects; decoded parts cached
-                   (table.py rows, tableformat.py their binary form, tablereader.py the
-                   walk through a disk's layers)
+    tablecache.py  table objects (table.py, tableformat.py, tablereader.py); decoded parts cached
     chunkindex.py  the store-wide chunk index (dedup)
     points.py      manifests: commit, read, list
     configs.py     a point's source configuration (the VM's description), sealed beside its manifest
     groups.py      consistency group points (``self.groups``): written after every member verified
     ship.py        shipping a disk: scan.py reads, hashes and plans blocks; packing.py writes
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
-    readback.py    verify and restore; blockread.py reads a disk's blocks back in order for both,
-                   packcache.py fetches their packs ahead
+    readback.py    verify and restore (blockread.py reads blocks back, packcache.py fetches packs)
     damage.py      damaged chunks: found by a scrub, kept out of new points, repaired by a ship
     retention.py   retention and GC, with the GC-versus-concurrent-writers rule
 
