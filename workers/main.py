@@ -35,13 +35,13 @@ log = logging.getLogger("seawall.worker")
 
 
 def workflow_classes() -> list[type]:
-    from workflows import ALL_WORKFLOWS
+    from workflows.catalog import ALL_WORKFLOWS
 
     return list(ALL_WORKFLOWS)
 
 
 def site_workflow_classes() -> list[type]:
-    from workflows import SITE_WORKFLOWS
+    from workflows.catalog import SITE_WORKFLOWS
 
     return list(SITE_WORKFLOWS)
 

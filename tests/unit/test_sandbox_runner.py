@@ -10,7 +10,7 @@ from temporalio import workflow
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from seawall.runtime.sandbox import ValidatedOnceRunner, sandbox_runner
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 from workflows.probe import ProbeSiteWorkflow
 
 

@@ -27,7 +27,7 @@ from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
 from seawall.runtime.sandbox import sandbox_runner
 from tests.workflows.stubs import Stubs
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 from workflows.recovery import RecoveryPlanWorkflow
 
 
@@ -102,7 +102,7 @@ def rig_for(env: WorkflowEnvironment) -> Callable[[Stubs], Any]:
 
 
 async def progress_until(
-    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 30.0
 ) -> dict[str, Any]:
     """Poll RecoveryPlan's ``progress`` query until ``check`` holds; the last answer."""
     async with asyncio.timeout(timeout):
