@@ -17,7 +17,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.replication import FATAL, PERSISTENT, QUICK, ReplicationCycleWorkflow, point_id_for
+from workflows.replication import (
+    FATAL,
+    PERSISTENT,
+    QUICK,
+    ReplicationCycleWorkflow,
+    mirror_step,
+    point_id_for,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.groups import GroupActivities
@@ -136,6 +143,15 @@ class GroupReplicationCycleWorkflow:
                     for vm, snap in snaps.items()
                 )
             )
+        mirror_lag: int | None = None
+        mirror_errors: list[str] = []
+        if g.mirror is not None and workflow.patched("group-mirror-points"):
+            # Each member's points, then the group point once every member is verified in the
+            # mirror (the last member's pass writes it): a group recovery from the mirror needs it.
+            self._set_phase("mirroring points", g.group)
+            passes = await asyncio.gather(*(mirror_step(vm, g.heartbeat_timeout_s) for vm in g.vms))
+            mirror_lag = sum(o.lag if o is not None else 0 for o, _ in passes)
+            mirror_errors = [f"{vm}: {e}" for vm, (_, e) in zip(g.vms, passes, strict=True) if e]
         self._set_phase("applying retention", g.group)
         retention = await asyncio.gather(
             *(
@@ -161,6 +177,9 @@ class GroupReplicationCycleWorkflow:
             snapshots_finished_at=window[1],
             bytes_shipped=sum(s.bytes_shipped for s in shipped),
             retention_deleted={vm: r.deleted for vm, r in zip(g.vms, retention, strict=True)},
+            mirror=g.mirror,
+            mirror_lag=mirror_lag,
+            mirror_error="; ".join(mirror_errors) or None,
         )
 
     async def _hook(self, g: GroupProtection, hook: str, point: str, timeout_s: float) -> SnapshotHookOutcome:

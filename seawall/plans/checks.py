@@ -189,6 +189,22 @@ def _check_hooks(hooks: Sequence[Hook], at: Loc, sites: dict[str, Any], problems
             problems.append(Problem((*at, index, "site"), _unknown("site", hook.site, sites)))
 
 
+def stores_without_mirror(plan: RecoveryPlan, inventory: Inventory) -> list[str]:
+    """The plan's VMs whose replica store has no mirror, as ``vm ('store')`` (unknown names are
+    other checks' business)."""
+    stores = {store.name: store for store in inventory.replica_stores}
+    protected = {vm.name: vm for vm in inventory.protected_vms}
+    return sorted(
+        {
+            f"{vm.name} ('{pvm.replica_store}')"
+            for _, vm in plan.vms()
+            if (pvm := protected.get(vm.name)) is not None
+            and (store := stores.get(pvm.replica_store)) is not None
+            and store.mirror is None
+        }
+    )
+
+
 def check_plan(plan: RecoveryPlan, inventory: Inventory) -> list[Problem]:
     """Everything about a plan that its schema cannot know: names it refers to, addresses, order."""
     return _PlanChecker(plan, inventory).run()
@@ -214,6 +230,16 @@ class _PlanChecker:
     def add(self, at: Loc, message: str) -> None:
         self.problems.append(Problem(at, message))
 
+    def _check_mirrors(self) -> None:
+        """``from_mirror``: every VM's replica store must have a mirror to recover from."""
+        lacking = stores_without_mirror(self.plan, self.inventory)
+        if lacking:
+            self.add(
+                ("from_mirror",),
+                f"from_mirror: the replica stores of {', '.join(lacking)} have no mirror: give those "
+                "stores a mirror, or drop from_mirror",
+            )
+
     def run(self) -> list[Problem]:
         plan = self.plan
         if self.source is None:
@@ -231,6 +257,8 @@ class _PlanChecker:
                 "drill_network: disconnected",
             )
 
+        if plan.from_mirror:
+            self._check_mirrors()
         group_names = [group.name for group in plan.groups]
         self.problems += _duplicates(group_names, ("groups",), "group")
         _check_hooks(plan.pre_hooks, ("pre_hooks",), self.sites, self.problems)

@@ -93,6 +93,7 @@ async def start_failover(
                 mode=body.mode,
                 point_time=body.point_time.isoformat() if body.point_time else None,
                 ttl_s=body.ttl_hours * 3600 if body.ttl_hours is not None else None,
+                from_mirror=body.from_mirror,
                 intent=ctx.sign(
                     who, record, action="failover", plan=plan, mode=body.mode, direction="failover"
                 ),
