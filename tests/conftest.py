@@ -32,6 +32,7 @@ _LAB_SELF_CONTAINED = {
     "test_datapath_directory",
     "test_kms_keys",
     "test_lab_lifecycle",
+    "test_mirror_groups",
     "test_object_lock",
     "test_store_conformance",
     "test_target_aws",
