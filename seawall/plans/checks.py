@@ -85,6 +85,10 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             )
         else:
             problems += _check_lock(inventory, vm.replica_store, vm.policy, at)
+            # The mirror's copies are kept by the same policy: its lock must cover it too.
+            mirror = next(s for s in inventory.replica_stores if s.name == vm.replica_store).mirror
+            if mirror is not None and mirror in stores:
+                problems += _check_lock(inventory, mirror, vm.policy, at, mirror_of=vm.replica_store)
 
     for index, zone in enumerate(inventory.dns_zones):
         if zone.provider != "route53":
@@ -161,7 +165,9 @@ def _check_groups(inventory: Inventory) -> list[Problem]:
     return problems
 
 
-def _check_lock(inventory: Inventory, store_name: str, policy_name: str, at: Loc) -> list[Problem]:
+def _check_lock(
+    inventory: Inventory, store_name: str, policy_name: str, at: Loc, mirror_of: str | None = None
+) -> list[Problem]:
     """A lock shorter than the retention would leave the oldest points deletable by anyone holding
     the store's keys while the operator believes them kept."""
     store = next(s for s in inventory.replica_stores if s.name == store_name)
@@ -175,7 +181,12 @@ def _check_lock(inventory: Inventory, store_name: str, policy_name: str, at: Loc
     return [
         Problem(
             (*at, "replica_store"),
-            f"replica store '{store_name}' locks points for {format_duration(lock.period)}, shorter than "
+            (
+                f"mirror '{store_name}' of replica store '{mirror_of}'"
+                if mirror_of
+                else f"replica store '{store_name}'"
+            )
+            + f" locks points for {format_duration(lock.period)}, shorter than "
             f"policy '{policy_name}' keeps them ({format_duration(span)}): set its object_lock.period to "
             f"at least {format_duration(span)}",
         )
