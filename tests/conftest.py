@@ -38,6 +38,7 @@ _LAB_SELF_CONTAINED = {
     "test_kms_keys",
     "test_lab_lifecycle",
     "test_mirror_groups",
+    "test_mirror_lock",
     "test_object_lock",
     "test_store_conformance",
     "test_target_aws",
