@@ -659,11 +659,11 @@ class GroupCycleResult(_Message):
     snapshots_finished_at: str
     bytes_shipped: int
     retention_deleted: dict[str, list[str]]
-    # With a mirrored store: verified points the mirror still lacks over all members after this
-    # cycle (None: not mirrored), and why a member's mirror step failed if one did.
+    # With a mirrored store (None: not mirrored): per member, the verified points the mirror still
+    # lacks after this cycle, and why the member's mirror step failed if it did.
     mirror: str | None = None
-    mirror_lag: int | None = None
-    mirror_error: str | None = None
+    mirror_lags: dict[str, int] = {}
+    mirror_errors: dict[str, str] = {}
 
 
 class GroupScheduleRequest(_Message):

@@ -17,13 +17,16 @@ from seawall.contract.messages import (
     ApproveInput,
     FailoverInput,
     GroupCycleInput,
+    GroupCycleResult,
     ProtectGroupResult,
     ProtectInput,
     ProtectResult,
     RunReport,
 )
 from seawall.contract.names import schedule_id
+from seawall.contract.queues import site_queue
 from seawall.control import recovery
+from seawall.control.status import vm_status
 from seawall.lab import LabInfo, load_lab
 from seawall.sites.replica import open_mirror, open_repository
 from tests.integration.isolated_namespace import isolated_namespace
@@ -129,6 +132,16 @@ async def test_a_group_drill_recovers_from_the_mirror_while_the_store_is_down(
             stopped = False
             fresh = load_lab(lab_state_dir)
             lab.aws, lab.s3 = fresh.aws, fresh.s3
+            # Back: the group's next cycle leaves every member's mirror lag at zero, and status says so.
+            after: GroupCycleResult = await client.execute_workflow(
+                "GroupReplicationCycle",
+                GroupCycleInput(group="erp"),
+                id="replicate-group/erp/after-moto",
+                task_queue=site_queue("primary"),
+                result_type=GroupCycleResult,
+            )
+            statuses = {vm: await vm_status(client, inv, vm) for vm in MEMBERS}
+            assert [g.point_id for g in far.groups.list("erp")] == [group.first_point, after.point_id]
             # The mirror alone restores each member's group point byte-identical to the source.
             for vm in MEMBERS:
                 for index, expected in enumerate(images[vm]):
@@ -151,5 +164,9 @@ async def test_a_group_drill_recovers_from_the_mirror_while_the_store_is_down(
     for vm in OTHERS:
         assert by_vm[vm].replica_store == "azure" and by_vm[vm].consistency_group is None
     assert set(dr_vms(lab)) == before
+    assert after.mirror_lags == dict.fromkeys(MEMBERS, 0) and after.mirror_errors == {}
+    for vm, status in statuses.items():
+        assert (status.group, status.last_point) == ("erp", after.point_id), (vm, status)
+        assert (status.mirror, status.mirror_lag, status.mirror_error) == ("azure", 0, None), (vm, status)
     html = (tmp_path / "reports" / PLAN / f"{report.run}.html").read_text()
     assert f"{group.first_point} (group erp)" in html and "azure" in html

@@ -202,7 +202,7 @@ async def test_a_group_cycle_of_a_mirrored_store_mirrors_every_member_after_the_
     assert sorted(stubs.vms(A.MIRROR_POINTS)) == sorted(VMS)
     assert max(_index(stubs, A.RELEASE_SNAPSHOT)) < min(mirrors)
     assert max(_index(stubs, A.COMMIT_GROUP_POINT)) < min(mirrors)
-    assert (result.mirror, result.mirror_lag, result.mirror_error) == ("far", 0, None)
+    assert (result.mirror, result.mirror_lags, result.mirror_errors) == ("far", dict.fromkeys(VMS, 0), {})
 
 
 async def test_a_group_cycle_without_a_mirror_mirrors_nothing(rig_for: Callable[[Stubs], Any]) -> None:
@@ -210,7 +210,7 @@ async def test_a_group_cycle_without_a_mirror_mirrors_nothing(rig_for: Callable[
     async with rig_for(stubs) as rig:
         result = await (await _cycle(rig)).result()
     assert not stubs.of(A.MIRROR_POINTS)
-    assert (result.mirror, result.mirror_lag) == (None, None)
+    assert (result.mirror, result.mirror_lags, result.mirror_errors) == (None, {}, {})
 
 
 async def test_a_group_cycle_whose_mirror_fails_still_succeeds_and_says_why(
@@ -221,8 +221,8 @@ async def test_a_group_cycle_whose_mirror_fails_still_succeeds_and_says_why(
     )
     async with rig_for(stubs) as rig:
         result = await (await _cycle(rig)).result()
-    assert result.point_id and result.mirror == "far" and result.mirror_error
-    assert all(vm in result.mirror_error for vm in VMS)
+    assert result.point_id and result.mirror == "far" and result.mirror_lags == {}
+    assert sorted(result.mirror_errors) == sorted(VMS) and all(result.mirror_errors.values())
     assert len(stubs.of(A.COMMIT_GROUP_POINT)) == 1 and stubs.of(A.APPLY_RETENTION)
 
 
