@@ -37,6 +37,10 @@ _START_EXAMPLES = {
         "summary": "Disaster: recover to a point before the corruption",
         "value": {"mode": "unplanned", "point_time": "2026-11-26T01:00:00Z"},
     },
+    "mirror": {
+        "summary": "The replica stores' region is lost or untrusted: recover from their mirrors",
+        "value": {"mode": "unplanned", "from_mirror": True},
+    },
 }
 
 
