@@ -167,3 +167,28 @@ def test_plan_check_refuses_from_mirror_for_a_store_without_mirror(tmp_path: Pat
     problems = [p for p in check_plan(model, bare) if p.loc == ("from_mirror",)]
     assert len(problems) == 1 and "db-01 ('local')" in problems[0].message
     assert stores_without_mirror(model, inventory(tmp_path / "m")[1]) == []
+
+
+def test_the_mirror_is_opened_with_its_own_object_lock(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from seawall.blockstore.immutable import ObjectLock
+
+    path, _ = inventory(tmp_path)
+    creds = tmp_path / "lab" / "credentials" / "aws.json"
+    creds.parent.mkdir(parents=True)
+    creds.write_text('{"aws_access_key_id": "test", "aws_secret_access_key": "test"}')
+    data = yaml.safe_load(path.read_text())
+    for store in data["replica_stores"]:
+        if store["name"] == "s3":
+            store["object_lock"] = {"mode": "compliance", "period": "30d"}
+        if store["name"] == "local":
+            store["mirror"] = "s3"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    inv = load_inventory(path)
+    primary = open_repository(inv, "local", inv.policy("rpo-5m"))
+    assert primary.object_lock is None
+    opened = open_mirror(inv, primary, "local")
+    assert opened is not None and opened[0] == "s3"
+    assert opened[1].object_lock == ObjectLock("compliance", timedelta(days=30))
+    assert opened[1].key.key_id == primary.key.key_id
