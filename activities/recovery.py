@@ -31,7 +31,7 @@ from seawall.model import (
     RecoveryPlan,
 )
 from seawall.plans import PlanLookupError, load_catalogue
-from seawall.plans.checks import stores_without_mirror
+from seawall.plans.stores import stores_without_mirror
 from seawall.runtime.config import Settings
 from seawall.security.intents import IntentKeys, keys_from_settings
 

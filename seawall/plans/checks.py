@@ -12,11 +12,12 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
-from seawall.model import AwsSite, Hook, Inventory, ObjectLockSpec, PlanVM, RecoveryPlan
-from seawall.model.scalars import format_duration
+from seawall.model import AwsSite, Hook, Inventory, PlanVM, RecoveryPlan
 from seawall.plans.errors import Loc, Problem, did_you_mean, format_loc
 from seawall.plans.nics import check_nic
 from seawall.plans.placements import check_placements
+from seawall.plans.stores import check_lock as _check_lock
+from seawall.plans.stores import stores_without_mirror
 
 
 def _duplicates(names: Sequence[str], prefix: Loc, what: str) -> list[Problem]:
@@ -165,55 +166,11 @@ def _check_groups(inventory: Inventory) -> list[Problem]:
     return problems
 
 
-def _check_lock(
-    inventory: Inventory, store_name: str, policy_name: str, at: Loc, mirror_of: str | None = None
-) -> list[Problem]:
-    """A lock shorter than the retention would leave the oldest points deletable by anyone holding
-    the store's keys while the operator believes them kept."""
-    store = next(s for s in inventory.replica_stores if s.name == store_name)
-    lock = getattr(store, "object_lock", None)
-    policy = next((p for p in inventory.policies if p.name == policy_name), None)
-    if not isinstance(lock, ObjectLockSpec) or policy is None:
-        return []
-    span = policy.retention_span
-    if lock.period >= span:
-        return []
-    return [
-        Problem(
-            (*at, "replica_store"),
-            (
-                f"mirror '{store_name}' of replica store '{mirror_of}'"
-                if mirror_of
-                else f"replica store '{store_name}'"
-            )
-            + f" locks points for {format_duration(lock.period)}, shorter than "
-            f"policy '{policy_name}' keeps them ({format_duration(span)}): set its object_lock.period to "
-            f"at least {format_duration(span)}",
-        )
-    ]
-
-
 def _check_hooks(hooks: Sequence[Hook], at: Loc, sites: dict[str, Any], problems: list[Problem]) -> None:
     problems += _duplicates([hook.name for hook in hooks], at, "hook")
     for index, hook in enumerate(hooks):
         if hook.site is not None and hook.site not in sites:
             problems.append(Problem((*at, index, "site"), _unknown("site", hook.site, sites)))
-
-
-def stores_without_mirror(plan: RecoveryPlan, inventory: Inventory) -> list[str]:
-    """The plan's VMs whose replica store has no mirror, as ``vm ('store')`` (unknown names are
-    other checks' business)."""
-    stores = {store.name: store for store in inventory.replica_stores}
-    protected = {vm.name: vm for vm in inventory.protected_vms}
-    return sorted(
-        {
-            f"{vm.name} ('{pvm.replica_store}')"
-            for _, vm in plan.vms()
-            if (pvm := protected.get(vm.name)) is not None
-            and (store := stores.get(pvm.replica_store)) is not None
-            and store.mirror is None
-        }
-    )
 
 
 def check_plan(plan: RecoveryPlan, inventory: Inventory) -> list[Problem]:

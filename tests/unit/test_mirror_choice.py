@@ -22,7 +22,8 @@ from seawall.blockstore.stores.backend import TransientStoreError
 from seawall.contract.messages import GroupPointsRequest, RecoverVMInput
 from seawall.model import Inventory
 from seawall.plans import load_inventory
-from seawall.plans.checks import check_plan, stores_without_mirror
+from seawall.plans.checks import check_plan
+from seawall.plans.stores import stores_without_mirror
 from seawall.runtime.config import Settings
 from seawall.sites.replica import open_mirror, open_repository
 from tests.datapath_scenario import BytesSource
