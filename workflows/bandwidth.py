@@ -1,0 +1,87 @@
+"""BandwidthCoordinator: one per limit scope (a site's or a store's total), shared by every worker process
+that ships under it, on whichever hosts they run.
+
+Each process that ships calls the ``claim_bandwidth`` update every couple of seconds ("process P is
+shipping", with the scope's limit now) and gets its share back: the limit over the live claimers. A
+process that stops renewing drops out after ``EXPIRE_S``; the others' next renewal gets the larger
+share. No activities, no timers per claim: the run waits for continue-as-new (suggested by the server,
+or after ``CLAIMS_PER_RUN`` claims) or for ``IDLE_S`` without a claim, when it ends; the next claimer
+starts it again (update-with-start). Deterministic: only ``workflow.now()`` is read.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from seawall.contract.bandwidth import (
+        CLAIMS_PER_RUN,
+        IDLE_S,
+        BandwidthClaim,
+        BandwidthGrant,
+        CoordinatorState,
+        Member,
+        apply_claim,
+        grant_for,
+        live,
+    )
+    from seawall.contract.names import Update, Workflow
+    from workflows.inputs import decode_input
+
+
+@workflow.defn(name=Workflow.BANDWIDTH_COORDINATOR)
+class BandwidthCoordinatorWorkflow:
+    @workflow.init
+    def __init__(self, raw: Any = None) -> None:
+        self._members: dict[str, Member] = {}
+        self._claims = 0
+        self._claimed_since_wake = False
+        self._scope = ""
+
+    @workflow.run
+    async def run(self, raw: Any = None) -> CoordinatorState:
+        state = decode_input(CoordinatorState, raw)
+        self._scope = state.scope
+        # Claims that arrived before the run started (update-with-start) are already in _members.
+        for m in state.members:
+            self._members.setdefault(m.member, m)
+        self._members = live(self._members, workflow.now())
+        while True:
+            self._claimed_since_wake = False
+            try:
+                await workflow.wait_condition(
+                    lambda: workflow.info().is_continue_as_new_suggested() or self._claims >= CLAIMS_PER_RUN,
+                    timeout=timedelta(seconds=IDLE_S),
+                )
+            except TimeoutError:
+                if self._claimed_since_wake:
+                    continue
+                # Nobody shipped for IDLE_S: end; finish any claim being answered first.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._claimed_since_wake:
+                    continue
+                return self._state()
+            # Answer every claim in flight before handing the members to the next run.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(self._state())
+
+    def _state(self) -> CoordinatorState:
+        members = live(self._members, workflow.now())
+        return CoordinatorState(scope=self._scope, members=list(members.values()), claims=0)
+
+    @workflow.update(name=Update.CLAIM_BANDWIDTH)
+    def claim(self, claim: BandwidthClaim) -> BandwidthGrant:
+        self._members = apply_claim(self._members, claim, workflow.now())
+        self._claims += 1
+        self._claimed_since_wake = True
+        return grant_for(self._members, claim)
+
+    @claim.validator
+    def _check(self, claim: BandwidthClaim) -> None:
+        # The converter already checked the fields; a claim that could not be shared is refused here,
+        # before it enters the history.
+        if claim.shipping and claim.limit is None and claim.seed_limit is None:
+            raise ValueError("a shipping claim names the scope's limit or its seed limit")
