@@ -105,7 +105,7 @@ def test_the_rich_form_loads(tmp_path: Path) -> None:
             "is empty",
         ),
         (
-            '    bandwidth_limit: {schedule: [{from: "08:00", to: "09:00", bytes_per_s: 99999, days: [x]}]}\n',
+            '    bandwidth_limit: {schedule: [{from: "8:00", to: "09:00", bytes_per_s: 99999, days: [x]}]}\n',
             "days[0]",
             "'mon'",
         ),
