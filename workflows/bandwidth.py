@@ -36,24 +36,28 @@ with workflow.unsafe.imports_passed_through():
 class BandwidthCoordinatorWorkflow:
     @workflow.init
     def __init__(self, raw: Any = None) -> None:
-        self._members: dict[str, Member] = {}
+        # The state is read here, not in run: a claim can arrive with the start (update-with-start, or
+        # right after continue-as-new), and its handler runs before run does.
+        try:
+            state: CoordinatorState | None = CoordinatorState.model_validate(raw)
+        except ValueError:
+            state = None  # run fails the run with the field named
+        self._scope = state.scope if state else ""
+        self._max_claims = state.max_claims if state else CLAIMS_PER_RUN
+        self._members: dict[str, Member] = {m.member: m for m in state.members} if state else {}
         self._claims = 0
         self._claimed_since_wake = False
-        self._scope = ""
 
     @workflow.run
     async def run(self, raw: Any = None) -> CoordinatorState:
-        state = decode_input(CoordinatorState, raw)
-        self._scope = state.scope
-        # Claims that arrived before the run started (update-with-start) are already in _members.
-        for m in state.members:
-            self._members.setdefault(m.member, m)
-        self._members = live(self._members, workflow.now())
+        decode_input(CoordinatorState, raw)
         while True:
             self._claimed_since_wake = False
             try:
                 await workflow.wait_condition(
-                    lambda: workflow.info().is_continue_as_new_suggested() or self._claims >= CLAIMS_PER_RUN,
+                    lambda: (
+                        workflow.info().is_continue_as_new_suggested() or self._claims >= self._max_claims
+                    ),
                     timeout=timedelta(seconds=IDLE_S),
                 )
             except TimeoutError:
@@ -70,7 +74,9 @@ class BandwidthCoordinatorWorkflow:
 
     def _state(self) -> CoordinatorState:
         members = live(self._members, workflow.now())
-        return CoordinatorState(scope=self._scope, members=list(members.values()), claims=0)
+        return CoordinatorState(
+            scope=self._scope, members=list(members.values()), max_claims=self._max_claims
+        )
 
     @workflow.update(name=Update.CLAIM_BANDWIDTH)
     def claim(self, claim: BandwidthClaim) -> BandwidthGrant:

@@ -61,7 +61,8 @@ class CoordinatorState(_Msg):
 
     scope: str
     members: list[Member] = []
-    claims: int = 0
+    # Claims a run answers before it continues as new (the server may suggest it sooner).
+    max_claims: int = Field(default=CLAIMS_PER_RUN, ge=1)
 
 
 def live(members: dict[str, Member], now: datetime) -> dict[str, Member]:

@@ -162,20 +162,7 @@ class ShareKeeper:
             raise
 
     async def _update(self, lease: _Lease, claim: BandwidthClaim) -> BandwidthGrant:
-        from temporalio.client import WithStartWorkflowOperation
-        from temporalio.common import WorkflowIDConflictPolicy
-
-        start: WithStartWorkflowOperation[Any, CoordinatorState] = WithStartWorkflowOperation(
-            Workflow.BANDWIDTH_COORDINATOR,
-            CoordinatorState(scope=lease.scope),
-            id=bandwidth_coordinator_id(lease.scope),
-            task_queue=lease.queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            result_type=CoordinatorState,
-        )
-        return await self.client.execute_update_with_start_workflow(
-            Update.CLAIM_BANDWIDTH, claim, start_workflow_operation=start, result_type=BandwidthGrant
-        )
+        return await claim_share(self.client, lease.scope, lease.queue, claim)
 
     def _fall_back(
         self, lease: _Lease, limit: float | None, seed_limit: float | None, exc: BaseException
@@ -235,6 +222,32 @@ class ShareKeeper:
                     lease.announced = False
                 except Exception as exc:
                     log.warning("bandwidth %s: could not release the share: %s", lease.scope, exc)
+
+
+async def claim_share(
+    client: Client, scope: str, queue: str, claim: BandwidthClaim, *, max_claims: int | None = None
+) -> BandwidthGrant:
+    """``claim`` on ``scope``'s coordinator, started on ``queue`` if it is not running (update-with-start:
+    one round trip, and a coordinator that ended idle comes back with the first claim)."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    state = (
+        CoordinatorState(scope=scope)
+        if max_claims is None
+        else CoordinatorState(scope=scope, max_claims=max_claims)
+    )
+    start: WithStartWorkflowOperation[Any, CoordinatorState] = WithStartWorkflowOperation(
+        Workflow.BANDWIDTH_COORDINATOR,
+        state,
+        id=bandwidth_coordinator_id(scope),
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        result_type=CoordinatorState,
+    )
+    return await client.execute_update_with_start_workflow(
+        Update.CLAIM_BANDWIDTH, claim, start_workflow_operation=start, result_type=BandwidthGrant
+    )
 
 
 def _describe(grant: BandwidthGrant) -> str:
