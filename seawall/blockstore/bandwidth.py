@@ -64,7 +64,9 @@ class TokenBucket:
             if not self.unlimited:
                 self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
             else:
-                self._tokens = float(rate)
+                # A limit that starts now (a new share, a window that opens) starts without a burst:
+                # several processes given their shares at once would otherwise overshoot the total.
+                self._tokens = 0.0
             self._last = now
             self.unlimited = False
             self.rate = float(rate)
