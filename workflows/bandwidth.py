@@ -19,6 +19,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from seawall.contract.bandwidth import (
         CLAIMS_PER_RUN,
+        EXPIRE_S,
         IDLE_S,
         BandwidthClaim,
         BandwidthGrant,
@@ -44,6 +45,8 @@ class BandwidthCoordinatorWorkflow:
             state = None  # run fails the run with the field named
         self._scope = state.scope if state else ""
         self._max_claims = state.max_claims if state else CLAIMS_PER_RUN
+        self._expire_s = state.expire_s if state else EXPIRE_S
+        self._idle_s = state.idle_s if state else IDLE_S
         self._members: dict[str, Member] = {m.member: m for m in state.members} if state else {}
         self._claims = 0
         self._claimed_since_wake = False
@@ -58,12 +61,12 @@ class BandwidthCoordinatorWorkflow:
                     lambda: (
                         workflow.info().is_continue_as_new_suggested() or self._claims >= self._max_claims
                     ),
-                    timeout=timedelta(seconds=IDLE_S),
+                    timeout=timedelta(seconds=self._idle_s),
                 )
             except TimeoutError:
                 if self._claimed_since_wake:
                     continue
-                # Nobody shipped for IDLE_S: end; finish any claim being answered first.
+                # Nobody shipped for idle_s: end; finish any claim being answered first.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._claimed_since_wake:
                     continue
@@ -80,7 +83,7 @@ class BandwidthCoordinatorWorkflow:
 
     @workflow.update(name=Update.CLAIM_BANDWIDTH)
     def claim(self, claim: BandwidthClaim) -> BandwidthGrant:
-        self._members = apply_claim(self._members, claim, workflow.now())
+        self._members = apply_claim(self._members, claim, workflow.now(), self._expire_s)
         self._claims += 1
         self._claimed_since_wake = True
         return grant_for(self._members, claim)

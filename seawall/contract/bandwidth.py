@@ -61,17 +61,22 @@ class CoordinatorState(_Msg):
 
     scope: str
     members: list[Member] = []
-    # Claims a run answers before it continues as new (the server may suggest it sooner).
+    # Claims a run answers before it continues as new (the server may suggest it sooner), how long a
+    # silent member counts, how long the coordinator waits for a claim before it ends.
     max_claims: int = Field(default=CLAIMS_PER_RUN, ge=1)
+    expire_s: float = Field(default=EXPIRE_S, gt=0)
+    idle_s: float = Field(default=IDLE_S, gt=0)
 
 
-def live(members: dict[str, Member], now: datetime) -> dict[str, Member]:
-    return {k: m for k, m in members.items() if (now - m.renewed_at).total_seconds() <= EXPIRE_S}
+def live(members: dict[str, Member], now: datetime, expire_s: float = EXPIRE_S) -> dict[str, Member]:
+    return {k: m for k, m in members.items() if (now - m.renewed_at).total_seconds() <= expire_s}
 
 
-def apply_claim(members: dict[str, Member], claim: BandwidthClaim, now: datetime) -> dict[str, Member]:
+def apply_claim(
+    members: dict[str, Member], claim: BandwidthClaim, now: datetime, expire_s: float = EXPIRE_S
+) -> dict[str, Member]:
     """The members after ``claim`` at ``now``: expired ones gone, the claimer renewed or removed."""
-    out = live(members, now)
+    out = live(members, now, expire_s)
     if claim.shipping:
         out[claim.member] = Member(
             member=claim.member,

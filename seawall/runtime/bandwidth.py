@@ -225,18 +225,15 @@ class ShareKeeper:
 
 
 async def claim_share(
-    client: Client, scope: str, queue: str, claim: BandwidthClaim, *, max_claims: int | None = None
+    client: Client, scope: str, queue: str, claim: BandwidthClaim, *, state: CoordinatorState | None = None
 ) -> BandwidthGrant:
     """``claim`` on ``scope``'s coordinator, started on ``queue`` if it is not running (update-with-start:
     one round trip, and a coordinator that ended idle comes back with the first claim)."""
     from temporalio.client import WithStartWorkflowOperation
     from temporalio.common import WorkflowIDConflictPolicy
 
-    state = (
-        CoordinatorState(scope=scope)
-        if max_claims is None
-        else CoordinatorState(scope=scope, max_claims=max_claims)
-    )
+    # ``state``: a coordinator with other timings than the defaults, if this claim starts it (tests).
+    state = state or CoordinatorState(scope=scope)
     start: WithStartWorkflowOperation[Any, CoordinatorState] = WithStartWorkflowOperation(
         Workflow.BANDWIDTH_COORDINATOR,
         state,
