@@ -76,9 +76,13 @@ class BandwidthCoordinatorWorkflow:
             workflow.continue_as_new(self._state())
 
     def _state(self) -> CoordinatorState:
-        members = live(self._members, workflow.now())
+        members = live(self._members, workflow.now(), self._expire_s)
         return CoordinatorState(
-            scope=self._scope, members=list(members.values()), max_claims=self._max_claims
+            scope=self._scope,
+            members=list(members.values()),
+            max_claims=self._max_claims,
+            expire_s=self._expire_s,
+            idle_s=self._idle_s,
         )
 
     @workflow.update(name=Update.CLAIM_BANDWIDTH)

@@ -92,6 +92,10 @@ async def test_continue_as_new_keeps_the_members(env: WorkflowEnvironment, scope
     grant = await share(env, scope, claim("p2"), max_claims=3)
     assert grant.members == 2 and grant.share == LIMIT / 2  # p1 carried into the new run
     assert await run_id(env, scope) != first_run
+    # ...with the timings it was started with: p1 expires after EXPIRE, not the default.
+    await asyncio.sleep(EXPIRE + 0.5)
+    alone = await share(env, scope, claim("p2"), max_claims=3)
+    assert alone.members == 1 and alone.share == LIMIT
 
 
 async def test_an_idle_coordinator_ends_and_the_next_claim_starts_it_again(
