@@ -95,7 +95,7 @@ def _ship_all(repos: list[Repository], disks: list[bytes]) -> float:
     return time.monotonic() - start
 
 
-def _inventory(workdir: Path, name: str, processes: int, limit: float | None) -> Path:
+def _inventory(workdir: Path, name: str, processes: int, limit: float | None, site: str = SITE) -> Path:
     """A directory site with the limit (or none), a directory store, one VM per process."""
     base = workdir / name
     (base / "site").mkdir(parents=True, exist_ok=True)
@@ -103,13 +103,13 @@ def _inventory(workdir: Path, name: str, processes: int, limit: float | None) ->
     key.write_bytes(os.urandom(32))
     limit_line = f"    bandwidth_limit: {int(limit)}\n" if limit is not None else ""
     vms = "".join(
-        f"  - {{name: vm-{i}, source_site: {SITE}, policy: bench, replica_store: store,"
+        f"  - {{name: vm-{i}, source_site: {site}, policy: bench, replica_store: store,"
         " target_sites: [dr]}\n"
         for i in range(processes)
     )
     text = (
         "kind: Inventory\nsites:\n"
-        f"  - name: {SITE}\n    kind: directory\n    path: {base / 'site'}\n{limit_line}"
+        f"  - name: {site}\n    kind: directory\n    path: {base / 'site'}\n{limit_line}"
         f"  - {{name: dr, kind: directory, path: {base / 'dr'}}}\n"
         f"replica_stores:\n  - {{name: store, kind: directory, path: {base / 'store'}}}\n"
         f"policies:\n  - {{name: bench, interval: 5m, retention_count: 2, key_ref: 'file:{key}'}}\n"
@@ -121,7 +121,13 @@ def _inventory(workdir: Path, name: str, processes: int, limit: float | None) ->
 
 
 def _processes(
-    address: str, inventory: Path, per: int, processes: int, *, coordinator: bool = True
+    address: str,
+    inventory: Path,
+    per: int,
+    processes: int,
+    *,
+    coordinator: bool = True,
+    site: str = SITE,
 ) -> dict[str, Any]:
     """Start the worker processes, wait until each polls, start them together, collect their lines."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -136,7 +142,7 @@ def _processes(
                 "--inventory",
                 str(inventory),
                 "--site",
-                SITE,
+                site,
                 "--vm",
                 f"vm-{i}",
                 "--bytes",

@@ -287,16 +287,20 @@ def throttle(
         if seed and scope.policy.seed_bytes_per_s is not None:
             buckets.append(shared_bucket(f"{scope.name}:seed"))
 
+    def local_rates(when: datetime) -> None:
+        for scope in scopes:
+            if not scope.coordinated or keeper() is None:
+                # Per process (a VM's own limit, or no coordinator here): the rate at this time of day.
+                _apply(scope.name, scope.policy.rate_at(when), _seed_rate(scope.policy, when))
+
+    local_rates(clock())  # at once: a bucket's rate is right before the first write
+
     def before_write() -> None:
         current = keeper()
-        when: datetime | None = None
         for scope in scopes:
             if scope.coordinated and current is not None:
                 current.touch(scope.name, scope.policy, seed)
-                continue
-            when = when or clock()
-            # Per process (a VM's own limit, or no coordinator here): the rate at this time of day.
-            _apply(scope.name, scope.policy.rate_at(when), _seed_rate(scope.policy, when))
+        local_rates(clock())
 
     return ThrottledStore(store, *buckets, before_write=before_write)
 
