@@ -13,6 +13,10 @@ import pytest
 from seawall.blockstore.bandwidth import ThrottledStore, shared_bucket
 from seawall.blockstore.stores.directory import DirectoryStore
 from seawall.contract.bandwidth import EXPIRE_S, BandwidthClaim, apply_claim, grant_for
+from seawall.contract.heartbeats import ShipHeartbeat
+from seawall.contract.messages import CycleResult
+from seawall.control.capacity import vm_capacity
+from seawall.control.status import CycleRun, VMStatus, vm_state
 from seawall.model.bandwidth import BandwidthPolicy
 from seawall.model.inventory import Inventory
 from seawall.plans import load_inventory
@@ -236,3 +240,81 @@ def test_a_ship_draws_from_site_store_vm_and_seed_buckets(tmp_path: Path) -> Non
     assert shared_bucket("vm:db-01").rate == 3000000
     incremental = throttled(inv, DirectoryStore(tmp_path / "s"), "local", "primary", vm="app-01")
     assert isinstance(incremental, ThrottledStore) and len(incremental.buckets) == 1
+
+
+# --- capacity and status ------------------------------------------------------------------------------
+
+
+def _cycles(per_cycle: int) -> list[CycleRun]:
+    start = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    out = []
+    for i in range(1, 4):
+        at = start + timedelta(minutes=5 * i)
+        result = CycleResult(
+            vm="db-01",
+            point_id=f"p{i}",
+            parent=f"p{i - 1}",
+            started_at=at.isoformat(),
+            finished_at=(at + timedelta(seconds=10)).isoformat(),
+            change_path="cbt",
+            bytes_read=per_cycle,
+            bytes_shipped=per_cycle,
+            verified=True,
+            retention_deleted=[],
+        )
+        out.append(
+            CycleRun(
+                workflow_id=f"c{i}",
+                run_id=f"r{i}",
+                status="COMPLETED",
+                started_at=at,
+                closed_at=at + timedelta(seconds=10),
+                result=result,
+            )
+        )
+    return out
+
+
+def test_capacity_judges_the_tightest_window_and_the_vms_own_limit(tmp_path: Path) -> None:
+    # Need: 60 MiB per 300 s = 204.8 KiB/s. The site gives 1 MB/s, but only 100 KiB/s in office hours.
+    window = (
+        "    bandwidth_limit:\n      bytes_per_s: 1000000\n      schedule:\n"
+        '        - {from: "08:00", to: "18:00", bytes_per_s: 102400, days: [mon, tue]}\n'
+    )
+    inv = load(tmp_path, site_limit=window)
+    cap = vm_capacity(inv, "db-01", 300.0, _cycles(60 * 1024 * 1024))
+    assert cap.under_provisioned and cap.limit_bps == 102400 and cap.limit_scope == "site:primary"
+    assert cap.reason is not None and "08:00-18:00 mon,tue UTC" in cap.reason
+    # A VM's own limit below its need flags it too; a seed-only limit does not bind incrementals.
+    inv = load(tmp_path, vm_limit="{bytes_per_s: 100000, seed_bytes_per_s: 70000}")
+    cap = vm_capacity(inv, "db-01", 300.0, _cycles(60 * 1024 * 1024))
+    assert cap.under_provisioned and cap.limit_scope == "vm:db-01"
+    inv = load(tmp_path, vm_limit="{seed_bytes_per_s: 70000}")
+    assert not vm_capacity(inv, "db-01", 300.0, _cycles(60 * 1024 * 1024)).limits
+
+
+def test_a_ship_waiting_on_its_limit_is_throttled() -> None:
+    assert ShipHeartbeat(shipping_s=60, throttled_s=30).throttled
+    assert not ShipHeartbeat(shipping_s=60, throttled_s=2).throttled  # a few waits: not held back
+    assert not ShipHeartbeat(shipping_s=3, throttled_s=0.5).throttled
+    base = {
+        "vm": "db-01",
+        "source_site": "primary",
+        "policy": "rpo-5m",
+        "rpo_s": 300.0,
+        "threshold_s": 450.0,
+        "scheduled": True,
+        "paused": False,
+        "last_point": "p1",
+        "last_point_at": MON_NOON,
+        "age_s": 60.0,
+        "breach": False,
+        "last_bytes_shipped": 1,
+        "last_change_path": "cbt",
+        "running": "cycle-2",
+        "progress": None,
+    }
+    assert vm_state(VMStatus.model_validate({**base, "throttled": True})) == "throttled"
+    assert vm_state(VMStatus.model_validate(base)) == "replicating"
+    # A breach is told first: the throttle is why, the breach is what to act on.
+    assert vm_state(VMStatus.model_validate({**base, "throttled": True, "breach": True})) == "breach"
