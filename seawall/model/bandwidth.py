@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, tzinfo
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -107,6 +106,10 @@ class BandwidthPolicy(FileModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
+        if value == "UTC":
+            return value  # no tz database read: UTC policies stay sandbox-safe
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -137,7 +140,11 @@ class BandwidthPolicy(FileModel):
         return self
 
     def _zone(self) -> tzinfo:
-        return UTC if self.timezone == "UTC" else ZoneInfo(self.timezone)
+        if self.timezone == "UTC":
+            return UTC
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     def window_at(self, when: datetime) -> BandwidthWindow | None:
         local = when.astimezone(self._zone())
