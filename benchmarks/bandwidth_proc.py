@@ -2,9 +2,9 @@
 
     python -m benchmarks.bandwidth_proc --address HOST:PORT --inventory FILE --site S --vm VM --bytes N
 
-What a site's worker does when it ships, minus the activity around it: it polls the site's task queue
-with the ``BandwidthCoordinator`` workflow (as every site worker does), installs the process's
-``ShareKeeper`` on its event loop (as ``workers.main.serve`` does), and ships one disk of ``N`` random
+A site worker (``workers.main.build_workers`` for site S: its workflows, ``BandwidthCoordinator``
+among them, and its activities, polling the site's task queue) with the worker's own ``ShareKeeper``
+(``workers.main._bandwidth_keeper``, as ``serve`` installs it), that ships one disk of ``N`` random
 bytes through ``open_repository(..., site=S, vm=VM, seed=True)``, the call ``ship_disks`` makes, so
 every write passes the site's token bucket whose rate follows the share the coordinator grants.
 Prints ``ready`` once polling, waits for a line on stdin (so every process starts together), then
@@ -19,23 +19,23 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
 from benchmarks.bandwidth import BytesSource
 from seawall.blockstore.bandwidth import shared_bucket
-from seawall.contract.queues import site_queue
 from seawall.plans import load_inventory
 from seawall.runtime import bandwidth
+from seawall.runtime.config import Settings
 from seawall.sites.replica import open_repository
-from workflows.bandwidth import BandwidthCoordinatorWorkflow
+from workers.main import _bandwidth_keeper, build_workers
 
 
 def ship(inventory_path: str, site: str, vm: str, data: bytes) -> dict[str, Any]:
@@ -85,24 +85,27 @@ async def main(argv: list[str] | None = None) -> int:
     # The keeper's warnings (a coordinator out of reach, the fallback it takes) go to stderr.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data = os.urandom(args.bytes)  # incompressible: every byte goes over the "link"
-    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
-    member = f"{os.getpid()}@{socket.gethostname()}"
-    keeper = bandwidth.ShareKeeper(
-        client, asyncio.get_running_loop(), member, lambda scope: site_queue(scope.partition(":")[2])
-    )
-    bandwidth.install(None if args.no_coordinator else keeper)
     load_inventory(args.inventory)  # a bad inventory fails here, before "ready"
-    worker = Worker(
-        client,
-        task_queue=site_queue(args.site),
-        workflows=[BandwidthCoordinatorWorkflow],
-        identity=f"{member}/{args.site}",
+    settings = Settings(
+        temporal_address=args.address, inventory=Path(args.inventory), plans_dir=Path(args.inventory).parent
     )
-    async with worker:
-        print("ready", flush=True)
-        await asyncio.to_thread(sys.stdin.readline)
-        result = await asyncio.to_thread(ship, args.inventory, args.site, args.vm, data)
-        await asyncio.to_thread(keeper.release)
+    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    # The site's worker, built as `seawall worker <site>` builds it (its workflows, the coordinator
+    # among them, and its activities on the site's queue), and the worker's own ShareKeeper.
+    keeper = _bandwidth_keeper(client, settings)
+    if args.no_coordinator:
+        bandwidth.install(None)
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+        workers = build_workers(client, [args.site], settings, pool, orchestration=False)
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        try:
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            result = await asyncio.to_thread(ship, args.inventory, args.site, args.vm, data)
+            await asyncio.to_thread(keeper.release)
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+            await asyncio.gather(*runs, return_exceptions=True)
     bandwidth.install(None)
     print(json.dumps(result), flush=True)
     return 0

@@ -32,11 +32,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_two_worker_processes_of_a_site_share_its_limit(lab: LabInfo, tmp_path: Path) -> None:
     site = f"bw-{uuid.uuid4().hex[:8]}"
     inventory = _inventory(tmp_path, "limited", 2, LIMIT, site=site)
-    run = _processes(lab.temporal.address, inventory, 16 * MiB, 2, site=site)
+    run = _processes(lab.temporal.address, inventory, 20 * MiB, 2, site=site)
     rate = run["bytes_per_s"]
-    assert run["bytes"] >= 32 * MiB  # random data: every byte went through the site buckets
-    # The total is the site's limit (two processes with a bucket each would ship at twice it).
-    assert 0.8 * LIMIT <= rate <= 1.15 * LIMIT, run
+    assert run["bytes"] >= 40 * MiB  # random data: every byte went through the site buckets
+    # The total is the site's limit, not twice it (two processes with a bucket each). The lower bound
+    # is loose: in a run this short, the seconds until the survivor's next renewal after the other
+    # finished (up to RENEW_S at half the limit) weigh (the 256 MiB benchmark: 0.97-1.03).
+    assert 0.7 * LIMIT <= rate <= 1.15 * LIMIT, run
     for proc in run["processes"]:
         assert LIMIT / 2 in proc["shares"], run  # each was given half while both shipped
         assert proc["waited_s"] > 0, run
