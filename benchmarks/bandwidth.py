@@ -170,10 +170,14 @@ def _processes(
             p.stdin.flush()
         results = []
         for p in procs:
-            out, _ = p.communicate(timeout=900)
-            if p.returncode != 0:
-                raise RuntimeError(f"worker process {p.pid} failed with exit code {p.returncode}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            assert p.stdout is not None
+            line = p.stdout.readline().strip()
+            if not line.startswith("{"):
+                raise RuntimeError(f"worker process {p.pid} failed (exit code {p.wait(timeout=60)})")
+            results.append(json.loads(line))
+        # Every ship is done: the processes may stop polling now.
+        for p in procs:
+            p.communicate("stop\n", timeout=120)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -8,8 +8,8 @@ among them, and its activities, polling the site's task queue) with the worker's
 bytes through ``open_repository(..., site=S, vm=VM, seed=True)``, the call ``ship_disks`` makes, so
 every write passes the site's token bucket whose rate follows the share the coordinator grants.
 Prints ``ready`` once polling, waits for a line on stdin (so every process starts together), then
-prints one JSON line: when it started and ended, the bytes its site bucket let through, the seconds
-it waited, and the shares it was given over time.
+prints one JSON line (when it started and ended, the bytes its site bucket let through, the seconds
+it waited, the shares it was given over time) and keeps running until the next line on stdin.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from benchmarks.bandwidth import BytesSource
 from seawall.blockstore.bandwidth import shared_bucket
+from seawall.contract.bandwidth import BandwidthClaim
+from seawall.contract.queues import site_queue
 from seawall.plans import load_inventory
 from seawall.runtime import bandwidth
+from seawall.runtime.bandwidth import claim_share
 from seawall.runtime.config import Settings
 from seawall.sites.replica import open_repository
 from workers.main import _bandwidth_keeper, build_workers
@@ -99,15 +102,23 @@ async def main(argv: list[str] | None = None) -> int:
         workers = build_workers(client, [args.site], settings, pool, orchestration=False)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
+            if not args.no_coordinator:
+                # A long-running site's coordinator is already up when a ship starts: start it now
+                # (a claim that does not ship), so its first workflow task is not timed as shipping.
+                warm = BandwidthClaim(member=keeper.member, shipping=False)
+                await claim_share(client, f"site:{args.site}", site_queue(args.site), warm)
             print("ready", flush=True)
             await asyncio.to_thread(sys.stdin.readline)
             result = await asyncio.to_thread(ship, args.inventory, args.site, args.vm, data)
             await asyncio.to_thread(keeper.release)
+            # Like a worker that stays up after a ship, this one keeps polling (and hosting the
+            # coordinator, if it does) until every process is done: the parent says "stop".
+            print(json.dumps(result), flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
         finally:
             await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
             await asyncio.gather(*runs, return_exceptions=True)
     bandwidth.install(None)
-    print(json.dumps(result), flush=True)
     return 0
 
 
