@@ -64,6 +64,7 @@ def resolve_group_for(
             "NotProtected",
         )
     site = inventory.site(sites.pop())
+    store = stores.pop()
     return GroupProtection(
         group=group.name,
         source_site=site.name,
@@ -71,7 +72,8 @@ def resolve_group_for(
         vms=list(group.vms),
         policy=policy.name,
         interval_s=policy.interval.total_seconds(),
-        store=stores.pop(),
+        store=store,
+        mirror=inventory.replica_store(store).mirror,
         app_consistent=policy.app_consistent,
         freeze=group.freeze is not None,
         thaw=group.thaw is not None,

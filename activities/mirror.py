@@ -2,7 +2,10 @@
 
 Runs after the cycle's own point is verified and its snapshot released (the mirror never holds a
 snapshot open). Every verified point the mirror lacks is sent, oldest first, so a mirror that was
-unreachable catches up at the next cycle; the outcome's ``lag`` says how many it still lacks.
+unreachable catches up at the next cycle; the outcome's ``lag`` says how many it still lacks. The
+same pass back-fills configurations the mirror's older points lack, removes from the mirror the
+points the primary's retention removed, and copies the VM's consistency-group points once every
+member is verified in the mirror (``seawall.blockstore.mirror.mirror_vm``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from activities.context import fatal
 from activities.heartbeat import with_heartbeats
 from activities.replica import ReplicaSite
 from seawall.blockstore.errors import DataPathError
-from seawall.blockstore.mirror import mirror_pending
+from seawall.blockstore.mirror import mirror_vm
 from seawall.blockstore.stores.backend import StoreError
 from seawall.contract.messages import MirrorOutcome, VMRef
 from seawall.contract.names import Activity
@@ -31,13 +34,22 @@ class MirrorActivities(ReplicaSite):
             raise fatal(f"replica store {prot.store!r} of {vm!r} has no mirror", "StoreError")
         name, mirror = opened
         current: list[str] = []
+        group = self.ctx.inventory.group_of(vm)
         try:
-            results, lag = with_heartbeats(
-                lambda: mirror_pending(primary, mirror, vm, current.append),
+            done = with_heartbeats(
+                lambda: mirror_vm(primary, mirror, vm, [group.name] if group else [], current.append),
                 lambda: {"mirror": name, "point": current[-1] if current else None},
             )
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
+        results = done.results
+        if done.configs_backfilled:
+            activity.logger.info(
+                "%s: configuration of %d point(s) copied to mirror %s (mirrored before configurations were)",
+                vm,
+                len(done.configs_backfilled),
+                name,
+            )
         bad = [r for r in results if not r.verified]
         if bad:
             activity.logger.warning(
@@ -52,5 +64,9 @@ class MirrorActivities(ReplicaSite):
             mirror=name,
             mirrored=[r.point_id for r in results if r.verified],
             bytes_copied=sum(r.bytes_copied for r in results),
-            lag=lag,
+            lag=done.lag,
+            configs_backfilled=done.configs_backfilled,
+            pruned=done.pruned,
+            pruned_locked=done.pruned_locked,
+            group_points=done.group_points,
         )

@@ -29,14 +29,17 @@ def resolve_protection_for(
     except LookupError:
         known = ", ".join(p.name for p in inventory.policies)
         raise fatal(f"policy {policy_name!r} does not exist (policies: {known})", "UnknownPolicy") from None
-    lock = getattr(inventory.replica_store(pvm.replica_store), "object_lock", None)
-    if lock is not None and lock.period < policy.retention_span:
-        # plan check catches the inventory's own policy; this catches a --policy override.
-        raise fatal(
-            f"replica store {pvm.replica_store!r} locks points for {format_duration(lock.period)}, shorter "
-            f"than policy {policy.name!r} keeps them ({format_duration(policy.retention_span)})",
-            "ObjectLockTooShort",
-        )
+    mirror = inventory.replica_store(pvm.replica_store).mirror
+    for name in [pvm.replica_store] if mirror is None else [pvm.replica_store, mirror]:
+        lock = getattr(inventory.replica_store(name), "object_lock", None)
+        if lock is not None and lock.period < policy.retention_span:
+            # plan check catches the inventory's own policy; this catches a --policy override.
+            what = f"mirror {name!r} of {pvm.replica_store!r}" if name != pvm.replica_store else repr(name)
+            raise fatal(
+                f"replica store {what} locks points for {format_duration(lock.period)}, shorter "
+                f"than policy {policy.name!r} keeps them ({format_duration(policy.retention_span)})",
+                "ObjectLockTooShort",
+            )
     interval = policy.interval.total_seconds()
     grace = policy.rpo_grace.total_seconds() if policy.rpo_grace is not None else interval / 2
     site = inventory.site(pvm.source_site)

@@ -31,6 +31,7 @@ from seawall.model import (
     RecoveryPlan,
 )
 from seawall.plans import PlanLookupError, load_catalogue
+from seawall.plans.stores import stores_without_mirror
 from seawall.runtime.config import Settings
 from seawall.security.intents import IntentKeys, keys_from_settings
 
@@ -94,6 +95,8 @@ def plan_spec(plan: RecoveryPlan, inventory: Inventory, direction: str = "failov
         groups=groups,
         hook_sites=hook_sites(plan),
         consistency_groups=consistency_groups(plan, inventory),
+        # Failing back reads the points replicated the other way: the plan's choice is for failovers.
+        from_mirror=plan.from_mirror and direction != "failback",
     )
 
 
@@ -132,7 +135,17 @@ class OrchestrationActivities:
     @activity.defn(name=Activity.LOAD_PLAN_SPEC)
     def load_plan_spec(self, req: PlanSpecRequest) -> PlanSpec:
         found, inventory = find_plan(self.settings, req.plan)
-        return plan_spec(found, inventory, req.direction)
+        spec = plan_spec(found, inventory, req.direction)
+        if (req.from_mirror and req.direction != "failback") or spec.from_mirror:
+            # Refused here, before a source is fenced: a VM without a mirror could not be recovered.
+            lacking = stores_without_mirror(found, inventory)
+            if lacking:
+                raise _fatal(
+                    f"plan {req.plan!r}: recovery from the mirror asked for, but the replica stores of "
+                    f"{', '.join(lacking)} have no mirror",
+                    "PlanInvalid",
+                )
+        return spec
 
     @activity.defn(name=Activity.WRITE_REPORT)
     def write_report(self, report: RunReport) -> ReportWritten:

@@ -17,6 +17,7 @@ from activities.protection import resolve_protection_for
 from seawall.blockstore.errors import DataPathError, WrongKeyError
 from seawall.blockstore.keys import KeyRefError
 from seawall.blockstore.manifest import RetentionPolicy
+from seawall.blockstore.mirror import prune_mirror
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.stores.backend import ObjectLockedError, StoreError, TransientStoreError
 from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, Protection, RetentionOutcome, VMRef
@@ -78,7 +79,8 @@ class RetentionActivities(ReplicaSite):
             kept = repo.apply_retention(vm, policy)
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
-        self._on_mirror(vm, repo, lambda m: m.apply_retention(vm, policy))
+        # The mirror keeps what its own retention keeps, and never a point the primary's removed.
+        self._on_mirror(vm, repo, lambda m: (m.apply_retention(vm, policy), prune_mirror(repo, m, vm)))
         if kept.locked:
             activity.logger.info(
                 "retention of %s keeps %d point(s) past the policy: their object lock has not expired (%s)",
@@ -152,6 +154,7 @@ class RetentionActivities(ReplicaSite):
                 pruned = [p for p in pruned if p not in locked]
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
+        self._on_mirror(vm, repo, lambda m: prune_mirror(repo, m, vm))
         return pruned
 
     @activity.defn(name=Activity.DELETE_REPLICA)
@@ -175,4 +178,15 @@ class RetentionActivities(ReplicaSite):
             repo.gc()
         except (StoreError, DataPathError) as exc:
             raise self._store_error(vm, exc) from None
+        self._on_mirror(vm, repo, lambda m: _forget_all(m, vm))
         return deleted
+
+
+def _forget_all(repo: Repository, vm: str) -> None:
+    """Every point of ``vm`` in ``repo`` (a mirror), but those its object lock keeps; then GC."""
+    for p in repo.list_points(vm):
+        try:
+            repo.forget_point(vm, p.point_id)
+        except ObjectLockedError:
+            activity.logger.info("%s: point %s kept in the mirror by its object lock", vm, p.point_id)
+    repo.gc()

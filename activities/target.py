@@ -22,6 +22,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import SiteContext, fatal, site_errors
 from activities.heartbeat import Beat, keep_alive, with_heartbeats
+from activities.pointsource import (
+    check_config,
+    group_candidates,
+    missing_config,
+    read_from,
+    stores_to_read,
+    verified_points,
+)
 from activities.recovery import find_plan, target_name
 from activities.shape import vm_shape
 from seawall.blockstore.errors import (
@@ -169,29 +177,14 @@ class TargetSite:
         pvm = inv.protected_vm(vm)
         return open_repository(inv, store or pvm.replica_store, inv.policy(pvm.policy))
 
-    def _verified_points(self, vm: str) -> tuple[str, Any, list[Any]]:
+    def _verified_points(
+        self, vm: str, *, from_mirror: bool = False, store: str | None = None
+    ) -> tuple[str, Any, list[Any]]:
         """(store name, repository, verified points) from the VM's store, or from its mirror when
-        the store cannot be read: a region that is gone must not stop the recovery."""
-        inv = self.ctx.inventory
-        primary = inv.protected_vm(vm).replica_store
-        try:
-            repo = self._repository(vm)
-            return primary, repo, [p for p in repo.list_points(vm) if p.verified]
-        except (StoreError, DataPathError) as exc:
-            mirror = inv.replica_store(primary).mirror
-            if mirror is None:
-                raise ApplicationError(f"replica of {vm}: {exc}", type="StoreUnavailable") from None
-            activity.logger.warning(
-                "replica store %s of %s unreadable (%s): reading mirror %s", primary, vm, exc, mirror
-            )
-            try:
-                repo = self._repository(vm, mirror)
-                return mirror, repo, [p for p in repo.list_points(vm) if p.verified]
-            except (StoreError, DataPathError) as exc2:
-                raise ApplicationError(
-                    f"replica of {vm}: store {primary!r}: {exc}; mirror {mirror!r}: {exc2}",
-                    type="StoreUnavailable",
-                ) from None
+        the store cannot be read (a region that is gone must not stop the recovery) or the run
+        asks for the mirror; ``store`` (the store the VM's group point came from) is read first."""
+        order = stores_to_read(self.ctx.inventory, vm, from_mirror=from_mirror, store=store)
+        return read_from(vm, self._repository, lambda repo: verified_points(repo, vm), order, vm)
 
 
 class RecoveryActivities(TargetSite):
@@ -226,7 +219,7 @@ class RecoveryActivities(TargetSite):
         older than every refused one that also passes a full verify now, so a second corrupt point
         is refused here instead of half-way through another materialize.
         """
-        store, repo, points = self._verified_points(inp.vm)
+        store, repo, points = self._verified_points(inp.vm, from_mirror=inp.from_mirror, store=inp.store)
         if inp.point_id:
             points = [p for p in points if p.point_id == inp.point_id]
             if not points:
@@ -245,6 +238,7 @@ class RecoveryActivities(TargetSite):
             raise fatal(f"{inp.vm} has no verified recovery point{when}{older}{note}", "NoRecoveryPoint")
         point = points[-1]
         manifest = repo.read_manifest(inp.vm, point.point_id)
+        check_config(self.ctx.inventory, repo, inp.vm, point.point_id, manifest, store)
         return ChosenPoint(
             point_id=point.point_id,
             created_at=point.created_at.isoformat(),
@@ -288,32 +282,35 @@ class RecoveryActivities(TargetSite):
     @activity.defn(name=Activity.CHOOSE_GROUP_POINTS)
     def choose_group_points(self, req: GroupPointsRequest) -> GroupPointsChosen:
         """One group point per consistency group: the newest (at or before ``point_time``) whose
-        every member of the plan has its verified point; all of them recover from it."""
+        every member of the plan has its verified point; all of them recover from it. It is chosen
+        from the members' store, or from its mirror when the store cannot be read or the run asks
+        for the mirror; ``stores`` says which, per VM."""
         limit = datetime.fromisoformat(req.point_time.replace("Z", "+00:00")) if req.point_time else None
         groups: dict[str, str] = {}
         points: dict[str, str] = {}
+        stores: dict[str, str] = {}
+        inv = self.ctx.inventory
         for group, vms in sorted(req.groups.items()):
-            repo = self._repository(vms[0])
-            try:
-                verified = {vm: {p.point_id for p in repo.list_points(vm) if p.verified} for vm in vms}
-                candidates = [
-                    g
-                    for g in repo.groups.list(group)
-                    if (limit is None or g.created_at <= limit)
-                    and all(g.point_id in verified[vm] for vm in vms)
-                ]
-            except (StoreError, DataPathError) as exc:
-                raise ApplicationError(f"replica of group {group}: {exc}", type="StoreUnavailable") from None
+            order = stores_to_read(inv, vms[0], from_mirror=req.from_mirror)
+            store, _, candidates = read_from(
+                vms[0],
+                self._repository,
+                functools.partial(group_candidates, group=group, vms=vms, limit=limit),
+                order,
+                f"group {group}",
+            )
             if not candidates:
                 when = f" at or before {req.point_time}" if req.point_time else ""
                 raise fatal(
-                    f"consistency group {group} has no group point{when} covering {', '.join(vms)}",
+                    f"consistency group {group} has no group point{when} covering {', '.join(vms)} "
+                    f"in replica store {store!r}",
                     "NoRecoveryPoint",
                 )
             chosen = candidates[-1].point_id
             groups[group] = chosen
             points.update({vm: chosen for vm in vms})
-        return GroupPointsChosen(groups=groups, points=points)
+            stores.update({vm: store for vm in vms})
+        return GroupPointsChosen(groups=groups, points=points, stores=stores)
 
     @activity.defn(name=Activity.MATERIALIZE_DISKS)
     def materialize_disks(self, req: PointRestore) -> Materialized:
@@ -370,6 +367,9 @@ class RecoveryActivities(TargetSite):
             return reader.source_config()
         except WrongKeyError as exc:
             raise fatal(f"replica of {vm!r}: {exc}", "WrongKey") from None
+        except MissingObjectError:
+            # Gone since the point was chosen (choose_point checks it): say which one and why.
+            raise fatal(missing_config(self.ctx.inventory, vm, point_id, store), "ConfigMissing") from None
         except DataPathError as exc:
             # A point whose configuration is gone or tampered with is not silently recovered bare.
             raise fatal(f"replica of {vm!r}: {exc}", "StoreError") from None

@@ -132,4 +132,8 @@ fi
 if [ -x deploy/lab/vcsim/build.sh ]; then
   deploy/lab/vcsim/build.sh
 fi
+# With PYTHONDONTWRITEBYTECODE set (these machines set it), an editable install's own modules were
+# compiled from source by every process, and the workflow sandbox compiled the workflow modules again
+# for every workflow run. Bytecode written once here is read by all of them (stale files are ignored).
+"$VENV/bin/python" -m compileall -q -j 0 seawall workflows activities workers benchmarks tests >/dev/null
 log "ready: $VENV"

@@ -20,7 +20,12 @@ _HOW_TO_START = "start it with `make test` (runs the whole suite) or `.venv/bin/
 
 
 # Lab tests that stop and start a part every other lab test uses (Temporal, moto): they run alone.
-_LAB_EXCLUSIVE = {"test_temporal_restart", "test_status_truth", "test_mirror_failover"}
+_LAB_EXCLUSIVE = {
+    "test_temporal_restart",
+    "test_status_truth",
+    "test_mirror_failover",
+    "test_mirror_group_failover",
+}
 # Lab tests that touch no vSphere VM, no Route53 record and no site task queue of the shared
 # namespace: replica stores under prefixes of their own, EC2 objects tagged with their own run, a
 # private second lab. Like the KVM tests (their own VMs, plans and queues), they run beside the rest.
@@ -33,6 +38,8 @@ _LAB_SELF_CONTAINED = {
     "test_datapath_directory",
     "test_kms_keys",
     "test_lab_lifecycle",
+    "test_mirror_groups",
+    "test_mirror_lock",
     "test_object_lock",
     "test_store_conformance",
     "test_target_aws",

@@ -27,6 +27,7 @@ from seawall.contract.queues import site_queue
 from seawall.runtime import bandwidth
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics import metrics_runtime, worker_metrics
+from seawall.runtime.sandbox import sandbox_runner
 from seawall.runtime.temporal import connect
 from seawall.security.redaction import install_log_redaction
 from seawall.security.secrets import register_configured_files
@@ -35,13 +36,13 @@ log = logging.getLogger("seawall.worker")
 
 
 def workflow_classes() -> list[type]:
-    from workflows import ALL_WORKFLOWS
+    from workflows.catalog import ALL_WORKFLOWS
 
     return list(ALL_WORKFLOWS)
 
 
 def site_workflow_classes() -> list[type]:
-    from workflows import SITE_WORKFLOWS
+    from workflows.catalog import SITE_WORKFLOWS
 
     return list(SITE_WORKFLOWS)
 
@@ -74,6 +75,7 @@ def build_workers(
         "max_concurrent_activities": settings.max_concurrent_activities,
         "graceful_shutdown_timeout": timedelta(seconds=settings.graceful_shutdown_s),
         "interceptors": list(interceptors),
+        "workflow_runner": sandbox_runner(),
     }
     workers: list[Worker] = []
     if orchestration:

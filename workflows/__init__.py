@@ -1,49 +1,5 @@
-"""Deterministic orchestration only: no I/O, no wall clock, no randomness, no threads."""
+"""Deterministic orchestration only: no I/O, no wall clock, no randomness, no threads.
 
-from __future__ import annotations
-
-from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
-from workflows.bandwidth import BandwidthCoordinatorWorkflow
-from workflows.drills import ScheduledDrillWorkflow
-from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
-from workflows.probe import ProbeSiteWorkflow
-from workflows.recover_vm import RecoverVMWorkflow
-from workflows.recovery import RecoveryPlanWorkflow
-from workflows.replication import (
-    CollectGarbageWorkflow,
-    ProtectVMWorkflow,
-    ReplicationCycleWorkflow,
-    UnprotectVMWorkflow,
-)
-from workflows.rpo import WatchRpoWorkflow
-from workflows.verify import VerifyReplicaWorkflow
-
-# Orchestration queue: everything an operator starts.
-ALL_WORKFLOWS: list[type] = [
-    ProbeSiteWorkflow,
-    ProtectVMWorkflow,
-    ReplicationCycleWorkflow,
-    UnprotectVMWorkflow,
-    CollectGarbageWorkflow,
-    RecoveryPlanWorkflow,
-    RecoverVMWorkflow,
-    CleanupTestWorkflow,
-    CommitFailoverWorkflow,
-    ReprotectWorkflow,
-    VerifyReplicaWorkflow,
-    ProtectGroupWorkflow,
-    GroupReplicationCycleWorkflow,
-    ScheduledDrillWorkflow,
-    WatchRpoWorkflow,
-    # A replica store's total bandwidth limit is coordinated here (a site's on the site's queue).
-    BandwidthCoordinatorWorkflow,
-]
-# Site queues: workflows whose quick steps run as local activities on the site's own worker.
-SITE_WORKFLOWS: list[type] = [
-    ReplicationCycleWorkflow,
-    CollectGarbageWorkflow,
-    RecoverVMWorkflow,
-    GroupReplicationCycleWorkflow,
-    # A site's total bandwidth limit, shared by every worker process of the site.
-    BandwidthCoordinatorWorkflow,
-]
+The worker's lists of workflows are in ``workflows.catalog``; this package imports nothing, so that a
+workflow run's sandbox re-imports only the modules that run needs.
+"""

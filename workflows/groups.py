@@ -17,7 +17,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.replication import FATAL, PERSISTENT, QUICK, ReplicationCycleWorkflow, point_id_for
+from workflows.replication import (
+    FATAL,
+    PERSISTENT,
+    QUICK,
+    ReplicationCycleWorkflow,
+    mirror_step,
+    point_id_for,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.groups import GroupActivities
@@ -136,6 +143,18 @@ class GroupReplicationCycleWorkflow:
                     for vm, snap in snaps.items()
                 )
             )
+        mirror_lags: dict[str, int] = {}
+        mirror_errors: dict[str, str] = {}
+        if g.mirror is not None and workflow.patched("group-mirror-points"):
+            # Each member's points, then the group point once every member is verified in the
+            # mirror (the last member's pass writes it): a group recovery from the mirror needs it.
+            self._set_phase("mirroring points", g.group)
+            passes = await asyncio.gather(*(mirror_step(vm, g.heartbeat_timeout_s) for vm in g.vms))
+            for vm, (outcome, error) in zip(g.vms, passes, strict=True):
+                if outcome is not None:
+                    mirror_lags[vm] = outcome.lag
+                if error is not None:
+                    mirror_errors[vm] = error
         self._set_phase("applying retention", g.group)
         retention = await asyncio.gather(
             *(
@@ -161,6 +180,9 @@ class GroupReplicationCycleWorkflow:
             snapshots_finished_at=window[1],
             bytes_shipped=sum(s.bytes_shipped for s in shipped),
             retention_deleted={vm: r.deleted for vm, r in zip(g.vms, retention, strict=True)},
+            mirror=g.mirror,
+            mirror_lags=mirror_lags,
+            mirror_errors=mirror_errors,
         )
 
     async def _hook(self, g: GroupProtection, hook: str, point: str, timeout_s: float) -> SnapshotHookOutcome:

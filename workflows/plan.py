@@ -34,11 +34,13 @@ QUICK = quick(FATAL)
 PERSISTENT = persistent(FATAL)
 
 
-async def load_spec(plan: str, direction: str | None = None) -> PlanSpec:
-    """The plan's shape, read by a worker from its plan files (a direction only for failback)."""
+async def load_spec(plan: str, direction: str | None = None, from_mirror: bool = False) -> PlanSpec:
+    """The plan's shape, read by a worker from its plan files (a direction only for failback;
+    ``from_mirror``: refused unless every VM's replica store has a mirror)."""
+    req = PlanSpecRequest(plan=plan, direction=direction) if direction else PlanSpecRequest(plan=plan)
     return await workflow.execute_activity_method(
         OrchestrationActivities.load_plan_spec,
-        PlanSpecRequest(plan=plan, direction=direction) if direction else PlanSpecRequest(plan=plan),
+        req.model_copy(update={"from_mirror": True}) if from_mirror else req,
         start_to_close_timeout=timedelta(minutes=1),
         retry_policy=QUICK,
     )

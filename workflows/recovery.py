@@ -206,7 +206,9 @@ class RecoveryPlanWorkflow(StoppedRun):
             self._set_phase("checking authorisation")
             await self._auth.start(inp, self._gate)
         self._set_phase("loading the plan")
-        spec = await load_spec(inp.plan, inp.direction if failback else None)
+        spec = await load_spec(
+            inp.plan, inp.direction if failback else None, inp.from_mirror and not failback
+        )
         self._plan, self._site, self._run = spec.plan, spec.target_site, run
         if workflow.patched(NOTIFY_PATCH):
             self._tell("run-started", "", f"{inp.mode} run of {inp.plan} started", {"run": run})
@@ -225,6 +227,9 @@ class RecoveryPlanWorkflow(StoppedRun):
             )
         if inp.mode in ("planned", "unplanned"):
             ev.fencing = await self._stop_sources(spec, vms, inp, run)
+        # The mirror serves every VM when the operator or the plan says so (a failback reads the
+        # points replicated the other way: never a mirror by choice).
+        self._from_mirror = not failback and (inp.from_mirror or spec.from_mirror)
         # A planned failover recovers each VM's final point, taken with every source stopped: already
         # consistent across the group. Otherwise members share one group point, chosen once here.
         if (
@@ -236,12 +241,18 @@ class RecoveryPlanWorkflow(StoppedRun):
             self._set_phase("choosing consistency group points")
             chosen = await workflow.execute_activity_method(
                 RecoveryActivities.choose_group_points,
-                GroupPointsRequest(plan=spec.plan, groups=spec.consistency_groups, point_time=inp.point_time),
+                GroupPointsRequest(
+                    plan=spec.plan,
+                    groups=spec.consistency_groups,
+                    point_time=inp.point_time,
+                    from_mirror=self._from_mirror,
+                ),
                 task_queue=site_queue(spec.target_site),
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=QUICK,
             )
             self._group_points = dict(chosen.points)
+            self._group_stores = dict(chosen.stores)
         if self._safe:
             await self._run_stages(spec, inp, run, ev)
             cleanup = await self._end(spec, inp, run, ev)

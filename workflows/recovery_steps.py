@@ -115,6 +115,10 @@ class PlanRunSteps:
         self._auth = authority.RunAuthority()
         # VM -> the point of its consistency group's chosen group point (one for all members).
         self._group_points: dict[str, str] = {}
+        # VM -> the store its group point was chosen from (its store, or the mirror).
+        self._group_stores: dict[str, str] = {}
+        # Read every VM from its store's mirror (the operator's or the plan's choice).
+        self._from_mirror = False
         # Who notifications are about (set once the plan is loaded).
         self._plan = ""
         self._site: str | None = None
@@ -317,6 +321,8 @@ class PlanRunSteps:
                         in_place=inp.direction == "failback",
                         drill_dns=step.drill_dns,
                         point_id=points.get(step_vm),
+                        from_mirror=self._from_mirror,
+                        store=self._group_stores.get(step_vm),
                     ),
                     id=recover_vm_id(spec.plan, run, step_vm),
                     task_queue=site_queue(spec.target_site),

@@ -79,6 +79,27 @@ def point_id_for(info: workflow.Info, started: datetime) -> str:
     return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{info.run_id.replace('-', '')[-12:]}"
 
 
+async def mirror_step(vm: str, heartbeat_timeout_s: float) -> tuple[MirrorOutcome | None, str | None]:
+    """Copy the VM's verified points to its store's mirror and verify them there. A mirror that is
+    down does not fail the cycle (the primary point is verified): the error is returned, and the
+    next cycle catches up."""
+    try:
+        outcome = await workflow.execute_activity_method(
+            MirrorActivities.mirror_points,
+            VMRef(vm=vm),
+            start_to_close_timeout=timedelta(hours=12),
+            heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s),
+            retry_policy=RetryPolicy(
+                maximum_attempts=3,
+                initial_interval=timedelta(seconds=2),
+                non_retryable_error_types=FATAL,
+            ),
+        )
+    except ActivityError as exc:
+        return None, str(exc.cause or exc)
+    return outcome, None
+
+
 @workflow.defn(name=Workflow.REPLICATION_CYCLE)
 class ReplicationCycleWorkflow:
     """snapshot -> ship -> commit -> verify -> release snapshot -> retention: one verified point."""
@@ -143,23 +164,9 @@ class ReplicationCycleWorkflow:
         mirrored: MirrorOutcome | None = None
         mirror_error: str | None = None
         if prot.mirror is not None and workflow.patched("mirror-points"):
-            # After the snapshot is released: the mirror never holds it open. A mirror that is down
-            # does not fail the cycle (the primary point is verified); the next cycle catches up.
+            # After the snapshot is released: the mirror never holds it open.
             self._set_phase("mirroring points", inp.vm)
-            try:
-                mirrored = await workflow.execute_activity_method(
-                    MirrorActivities.mirror_points,
-                    VMRef(vm=inp.vm),
-                    start_to_close_timeout=timedelta(hours=12),
-                    heartbeat_timeout=timedelta(seconds=prot.heartbeat_timeout_s),
-                    retry_policy=RetryPolicy(
-                        maximum_attempts=3,
-                        initial_interval=timedelta(seconds=2),
-                        non_retryable_error_types=FATAL,
-                    ),
-                )
-            except ActivityError as exc:
-                mirror_error = str(exc.cause or exc)
+            mirrored, mirror_error = await mirror_step(inp.vm, prot.heartbeat_timeout_s)
         self._set_phase("applying retention", inp.vm)
         retention = await workflow.execute_local_activity_method(
             RetentionActivities.apply_retention,

@@ -27,6 +27,12 @@ class FailoverRequest(_Body):
     ttl_hours: float | None = Field(
         default=None, gt=0, le=14 * 24, description="a drill's time to live (default: the plan's test_ttl)"
     )
+    from_mirror: bool = Field(
+        default=False,
+        description="read every VM's point from its replica store's mirror even when the store answers "
+        "(default: the mirror serves only when the store cannot be reached); refused before anything is "
+        "done when a VM's store has no mirror",
+    )
 
     @field_validator("point_time")
     @classmethod
@@ -36,7 +42,10 @@ class FailoverRequest(_Body):
         return value
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # from_mirror only when set: a key recorded before the field existed still matches.
+        return hashlib.sha256(
+            self.model_dump_json(exclude=None if self.from_mirror else {"from_mirror"}).encode()
+        ).hexdigest()
 
 
 class ApproveRequest(_Body):

@@ -138,6 +138,11 @@ def failover(
         False, "--wait-end", help="Follow the run live until it ends (a drill: until cleaned up)."
     ),
     failback: bool = typer.Option(False, "--failback", help="Planned failover back onto the originals."),
+    from_mirror: bool = typer.Option(
+        False,
+        "--from-mirror",
+        help="Read every VM from its replica store's mirror, even when the store answers.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Start a failover of a plan (one per plan at a time).
@@ -149,6 +154,9 @@ def failover(
     if mode not in MODES:
         err_console.print(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         raise typer.Exit(Exit.BAD_INPUT)
+    if from_mirror and failback:
+        err_console.print("--from-mirror: a failback reads the points replicated back, never a mirror")
+        raise typer.Exit(Exit.BAD_INPUT)
     point_time = _point_time(point) if point is not None else None
     settings = Settings()
     inp = FailoverInput(
@@ -157,6 +165,7 @@ def failover(
         point_time=point_time,
         ttl_s=ttl * 3600 if ttl else None,
         direction="failback" if failback else "failover",
+        from_mirror=from_mirror,
         intent=sign(
             settings,
             action="failover",

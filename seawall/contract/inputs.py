@@ -50,6 +50,9 @@ class PlanSpecRequest(_Message):
 
     plan: str
     direction: str = "failover"
+    # The run reads from the replica stores' mirrors: refused (PlanInvalid) before anything is done
+    # when a VM's store has none.
+    from_mirror: bool = False
 
 
 class CleanupRequest(_Message):

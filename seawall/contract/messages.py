@@ -221,6 +221,12 @@ class MirrorOutcome(_Message):
     mirrored: list[str]
     bytes_copied: int
     lag: int  # verified points of the primary the mirror still lacks (0: caught up)
+    # Points mirrored before configurations were copied with them, whose configuration was copied now.
+    configs_backfilled: list[str] = []
+    # Points the primary's retention removed, removed from the mirror now (and those its lock keeps).
+    pruned: list[str] = []
+    pruned_locked: list[str] = []
+    group_points: int = 0  # consistency-group points copied to the mirror
 
 
 class CycleResult(_Message):
@@ -306,6 +312,10 @@ class FailoverInput(_Message):
     # stopped, replicated a last time and restored onto the original VMs at its source site.
     direction: str = Field(default="failover", pattern=r"^(failover|failback)$")
     intent: SignedIntent | None = None
+    # Read every VM's point from its replica store's mirror even when the store answers (the
+    # operator's choice; a plan may say so with ``from_mirror`` too). Default: the mirror serves
+    # only when the store cannot be reached.
+    from_mirror: bool = False
 
 
 class VMStep(_Message):
@@ -351,6 +361,8 @@ class PlanSpec(_Message):
     # Consistency groups with members in this plan: group -> those members. They recover from one
     # group point, chosen once for all of them.
     consistency_groups: dict[str, list[str]] = {}
+    # The plan says: recover from the replica stores' mirrors (``RecoveryPlan.from_mirror``).
+    from_mirror: bool = False
 
 
 class RecoverVMInput(_Message):
@@ -367,6 +379,10 @@ class RecoverVMInput(_Message):
     # The point chosen for the VM's whole consistency group (choose_point then takes exactly it).
     point_id: str | None = None
     drill_dns: bool = False
+    # Read the point from the VM's store's mirror (plan or operator), even if the store answers.
+    from_mirror: bool = False
+    # The store the group's point was chosen from (the VM's store or its mirror): read it there.
+    store: str | None = None
 
 
 class ChosenPoint(_Message):
@@ -601,6 +617,7 @@ class GroupProtection(_Message):
     thaw_timeout_s: float
     heartbeat_timeout_s: float = 120.0
     gc_interval_s: float = 3600.0
+    mirror: str | None = None  # the store's mirror: each group cycle copies its points there
 
 
 class SnapshotHookRequest(_Message):
@@ -642,6 +659,11 @@ class GroupCycleResult(_Message):
     snapshots_finished_at: str
     bytes_shipped: int
     retention_deleted: dict[str, list[str]]
+    # With a mirrored store (None: not mirrored): per member, the verified points the mirror still
+    # lacks after this cycle, and why the member's mirror step failed if it did.
+    mirror: str | None = None
+    mirror_lags: dict[str, int] = {}
+    mirror_errors: dict[str, str] = {}
 
 
 class GroupScheduleRequest(_Message):
@@ -662,10 +684,15 @@ class GroupPointsRequest(_Message):
     plan: str
     groups: dict[str, list[str]]
     point_time: str | None = None
+    # Choose from the members' store's mirror even when the store answers (plan or operator).
+    from_mirror: bool = False
 
 
 class GroupPointsChosen(_Message):
-    """group -> its chosen group point; vm -> the point it recovers (the same id for every member)."""
+    """group -> its chosen group point; vm -> the point it recovers (the same id for every member);
+    vm -> the replica store the group point was chosen from (the members' store, or its mirror
+    when the store could not be reached or the run asked for the mirror)."""
 
     groups: dict[str, str]
     points: dict[str, str]
+    stores: dict[str, str] = {}

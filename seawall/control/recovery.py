@@ -91,7 +91,8 @@ async def start_failover(
             static_summary=f"{inp.mode} {inp.direction} of {inp.plan}",
             static_details=f"plan {inp.plan}, mode {inp.mode}"
             + (f", point at or before {inp.point_time}" if inp.point_time else "")
-            + (f", drill time to live {inp.ttl_s:g}s" if inp.ttl_s else ""),
+            + (f", drill time to live {inp.ttl_s:g}s" if inp.ttl_s else "")
+            + (", read from the replica stores' mirrors" if inp.from_mirror else ""),
         )
     except WorkflowAlreadyStartedError:
         raise AlreadyRunning(inp.plan) from None

@@ -132,6 +132,9 @@ async def group_cycle_history(client: Client, group: str, vm: str, limit: int = 
                 bytes_shipped=done.bytes_shipped,
                 verified=True,
                 retention_deleted=done.retention_deleted.get(vm, []),
+                mirror=done.mirror,
+                mirror_lag=done.mirror_lags.get(vm),
+                mirror_error=done.mirror_errors.get(vm),
             )
         runs.append(
             CycleRun(

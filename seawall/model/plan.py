@@ -381,6 +381,12 @@ class RecoveryPlan(FileModel):
         "the NIC disconnected; auto (default), per-run where the target can make networks, else "
         "disconnected",
     )
+    from_mirror: bool = Field(
+        default=False,
+        description="recover every VM from its replica store's mirror, even when the store itself "
+        "answers (a region known to be compromised or lost); without it the mirror serves only when "
+        "the store cannot be reached. `seawall failover --from-mirror` asks the same for one run",
+    )
     pre_hooks: list[AnyHook] = []
     post_hooks: list[AnyHook] = []
     gates: list[Gate] = []

@@ -12,11 +12,12 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
-from seawall.model import AwsSite, Hook, Inventory, ObjectLockSpec, PlanVM, RecoveryPlan
-from seawall.model.scalars import format_duration
+from seawall.model import AwsSite, Hook, Inventory, PlanVM, RecoveryPlan
 from seawall.plans.errors import Loc, Problem, did_you_mean, format_loc
 from seawall.plans.nics import check_nic
 from seawall.plans.placements import check_placements
+from seawall.plans.stores import check_lock as _check_lock
+from seawall.plans.stores import stores_without_mirror
 
 
 def _duplicates(names: Sequence[str], prefix: Loc, what: str) -> list[Problem]:
@@ -85,6 +86,10 @@ def check_inventory(inventory: Inventory) -> list[Problem]:
             )
         else:
             problems += _check_lock(inventory, vm.replica_store, vm.policy, at)
+            # The mirror's copies are kept by the same policy: its lock must cover it too.
+            mirror = next(s for s in inventory.replica_stores if s.name == vm.replica_store).mirror
+            if mirror is not None and mirror in stores:
+                problems += _check_lock(inventory, mirror, vm.policy, at, mirror_of=vm.replica_store)
 
     for index, zone in enumerate(inventory.dns_zones):
         if zone.provider != "route53":
@@ -161,27 +166,6 @@ def _check_groups(inventory: Inventory) -> list[Problem]:
     return problems
 
 
-def _check_lock(inventory: Inventory, store_name: str, policy_name: str, at: Loc) -> list[Problem]:
-    """A lock shorter than the retention would leave the oldest points deletable by anyone holding
-    the store's keys while the operator believes them kept."""
-    store = next(s for s in inventory.replica_stores if s.name == store_name)
-    lock = getattr(store, "object_lock", None)
-    policy = next((p for p in inventory.policies if p.name == policy_name), None)
-    if not isinstance(lock, ObjectLockSpec) or policy is None:
-        return []
-    span = policy.retention_span
-    if lock.period >= span:
-        return []
-    return [
-        Problem(
-            (*at, "replica_store"),
-            f"replica store '{store_name}' locks points for {format_duration(lock.period)}, shorter than "
-            f"policy '{policy_name}' keeps them ({format_duration(span)}): set its object_lock.period to "
-            f"at least {format_duration(span)}",
-        )
-    ]
-
-
 def _check_hooks(hooks: Sequence[Hook], at: Loc, sites: dict[str, Any], problems: list[Problem]) -> None:
     problems += _duplicates([hook.name for hook in hooks], at, "hook")
     for index, hook in enumerate(hooks):
@@ -214,6 +198,16 @@ class _PlanChecker:
     def add(self, at: Loc, message: str) -> None:
         self.problems.append(Problem(at, message))
 
+    def _check_mirrors(self) -> None:
+        """``from_mirror``: every VM's replica store must have a mirror to recover from."""
+        lacking = stores_without_mirror(self.plan, self.inventory)
+        if lacking:
+            self.add(
+                ("from_mirror",),
+                f"from_mirror: the replica stores of {', '.join(lacking)} have no mirror: give those "
+                "stores a mirror, or drop from_mirror",
+            )
+
     def run(self) -> list[Problem]:
         plan = self.plan
         if self.source is None:
@@ -231,6 +225,8 @@ class _PlanChecker:
                 "drill_network: disconnected",
             )
 
+        if plan.from_mirror:
+            self._check_mirrors()
         group_names = [group.name for group in plan.groups]
         self.problems += _duplicates(group_names, ("groups",), "group")
         _check_hooks(plan.pre_hooks, ("pre_hooks",), self.sites, self.problems)

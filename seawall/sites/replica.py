@@ -159,4 +159,12 @@ def open_mirror(
     if mirror is None:
         return None
     store = throttled(inventory, open_store(inventory, mirror), mirror, site)
-    return mirror, Repository(store, primary.key, ring=primary.ring)
+    # The mirror's own object lock (if its store sets one): its copies are as immutable as the
+    # primary's, and its retention respects its locks (blockstore/mirror.py locks what it copies).
+    lock = getattr(inventory.replica_store(mirror), "object_lock", None)
+    return mirror, Repository(
+        store,
+        primary.key,
+        ring=primary.ring,
+        object_lock=ObjectLock(lock.mode, lock.period) if lock is not None else None,
+    )

@@ -8,6 +8,7 @@
     .venv/bin/python -m tests.replay.record_histories scheduled # a ScheduledDrill and its drill
     .venv/bin/python -m tests.replay.record_histories mirror   # a cycle of a mirrored store
     .venv/bin/python -m tests.replay.record_histories bandwidth # BandwidthCoordinator runs
+    .venv/bin/python -m tests.replay.record_histories group-mirror # a group cycle of a mirrored store
 
 ``watch_rpo.json`` was recorded from a run of tests/workflows/test_rpo_watch.py's scenario (its
 check_rpo stubbed: breaches in the lab need hours of stopped replication).
@@ -337,6 +338,34 @@ async def record_bandwidth() -> None:
         print(f"recorded {name}: {len(history.events)} events")
 
 
+async def record_group_mirror() -> None:
+    """The seed cycle of a consistency group whose S3 store is mirrored to Azure (the
+    ``group-mirror-points`` branch)."""
+    from seawall.contract.messages import GroupCycleInput, ProtectGroupResult
+    from tests.integration.test_mirror_group_failover import mirrored_group
+
+    lab = load_lab()
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = mirrored_group(lab, lab_config.state_dir(), Path(tmp))
+        async with replication_env(lab, Path(tmp), lab_config.state_dir(), inventory=inventory) as env:
+            client = env.client
+            protect = await client.start_workflow(
+                "ProtectGroup",
+                GroupCycleInput(group="erp"),
+                id="protect-group/erp",
+                task_queue=env.settings.orchestration_queue,
+                result_type=ProtectGroupResult,
+            )
+            result = await protect.result()
+            await client.get_schedule_handle(result.schedule_id).delete()
+            seed_id = f"replicate-group/erp/seed-{protect.result_run_id.replace('-', '')[-12:]}"
+            query = f'WorkflowType = "GroupReplicationCycle" AND WorkflowId = "{seed_id}"'
+            (seed,) = [wf async for wf in client.list_workflows(query)]
+            history = await client.get_workflow_handle(seed.id, run_id=seed.run_id).fetch_history()
+            (HERE / "group_replication_cycle_mirrored.json").write_text(history.to_json())
+            print(f"recorded group_replication_cycle_mirrored: {len(history.events)} events")
+
+
 if __name__ == "__main__":
     import sys
 
@@ -348,5 +377,6 @@ if __name__ == "__main__":
         "scheduled": record_scheduled_drill,
         "mirror": record_mirror,
         "bandwidth": record_bandwidth,
+        "group-mirror": record_group_mirror,
     }.get(sys.argv[1] if sys.argv[1:] else "")
     asyncio.run(which() if which else record())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import uuid
@@ -545,6 +546,25 @@ async def test_start_returns_the_run_and_links(api: Api) -> None:
     assert line["who"] == "operator-all" and line["mode"] == "test" and line["run_id"] == run_id
     assert line["method"] == "POST" and line["path"] == "/v1/plans/erp-dr/failovers" and line["status"] == 202
     assert datetime.fromisoformat(line["at"]).tzinfo is not None and line["plan"] == "erp-dr"
+
+
+async def test_start_from_the_mirror_reaches_the_run(api: Api) -> None:
+    from seawall.api.schemas import FailoverRequest
+
+    response = await api.http.post(
+        "/v1/plans/erp-dr/failovers", json={"mode": "test", "from_mirror": True}, headers=auth(OPERATOR)
+    )
+    assert response.status_code == 202, response.text
+    [inp] = api.fake.starts
+    assert inp.from_mirror
+    # The same request with and without the mirror is not the same request (idempotency keys).
+    plain, mirrored = FailoverRequest(mode="test"), FailoverRequest(mode="test", from_mirror=True)
+    assert plain.fingerprint() != mirrored.fingerprint()
+    # A request recorded before the field existed fingerprints as it did then.
+    assert (
+        plain.fingerprint()
+        == hashlib.sha256(b'{"mode":"test","point_time":null,"ttl_hours":null}').hexdigest()
+    )
 
 
 async def test_idempotency_key_returns_the_same_run(api: Api) -> None:

@@ -147,3 +147,25 @@ def test_point_reaches_the_failover_as_a_zoned_time(monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 0, result.output
     (inp,) = started
     assert (inp.mode, inp.point_time) == ("unplanned", "2026-11-26T01:00:00+00:00")
+
+
+def test_from_mirror_reaches_the_failover_and_is_refused_for_a_failback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[Any] = []
+
+    async def start(client: Any, queue: str, inp: Any, **_: Any) -> Any:
+        started.append(inp)
+        return SimpleNamespace(id="recover/erp-dr", result_run_id="r1")
+
+    monkeypatch.setattr(recovery_cmd.recovery, "start_failover", start)
+    result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test", "--from-mirror")
+    assert result.exit_code == 0, result.output
+    result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test")
+    assert result.exit_code == 0, result.output
+    assert [i.from_mirror for i in started] == [True, False]
+    refused = run(
+        monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "planned", "--failback", "--from-mirror"
+    )
+    assert refused.exit_code == 2 and len(started) == 2
+    assert "never a mirror" in " ".join(refused.output.split())

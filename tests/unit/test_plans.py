@@ -717,3 +717,48 @@ def test_bad_mirrors_are_refused(tmp_path: Path, mirror: str, message: str) -> N
     (tmp_path / "plan.yaml").write_text((REPO / GOOD / "plan.yaml").read_text())
     errors = [e for e in check_files([tmp_path / "plan.yaml"]) if e.field == "replica_stores[0].mirror"]
     assert len(errors) == 1 and message in errors[0].message, errors
+
+
+def _mirrored_to_vault(tmp_path: Path, period: str, extra_policy: str = "") -> Path:
+    """Every VM on the directory store 'local', mirrored to the locking S3 store 'vault'."""
+    import yaml
+
+    tmp_path.mkdir()
+    plan = _locked_inventory(tmp_path, period)
+    path = tmp_path / "inventory.yaml"
+    if extra_policy:
+        path.write_text(path.read_text().replace("protected_vms:\n", extra_policy + "protected_vms:\n"))
+    data = yaml.safe_load(path.read_text())
+    for store in data["replica_stores"]:
+        if store["name"] == "local":
+            store["mirror"] = "vault"
+    for vm in data["protected_vms"]:
+        vm["replica_store"] = "local"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return plan
+
+
+def test_a_mirror_whose_lock_is_shorter_than_the_retention_is_refused(tmp_path: Path) -> None:
+    """The mirror keeps the points the policy keeps: its own lock must cover them too."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.protection import resolve_protection_for
+    from seawall.contract.messages import ProtectInput
+
+    errors = check_files([_mirrored_to_vault(tmp_path / "short", "59m")])
+    # Every VM on the store (each policy keeps at least an hour) is named, and only for the mirror.
+    assert errors and [e.field for e in errors] == [
+        f"protected_vms[{i}].replica_store" for i in range(len(errors))
+    ]
+    assert all(
+        e.message.startswith("mirror 'vault' of replica store 'local' locks points for 59m") for e in errors
+    ), errors
+    # A --policy override the mirror's lock does not cover is refused at the worker.
+    keep_2d = "  - {name: keep-2d, interval: 5m, retention_hours: 48, key_ref: file:keys/replica.key}\n"
+    _mirrored_to_vault(tmp_path / "long", "1h", keep_2d)
+    inv = load_inventory(tmp_path / "long" / "inventory.yaml")
+    assert resolve_protection_for(inv, ProtectInput(vm="db-01")).store == "local"
+    with pytest.raises(ApplicationError) as refused:
+        resolve_protection_for(inv, ProtectInput(vm="db-01", policy="keep-2d"))
+    assert refused.value.type == "ObjectLockTooShort"
+    assert "mirror 'vault' of 'local' locks points for 1h" in str(refused.value)

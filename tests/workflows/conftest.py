@@ -25,8 +25,9 @@ from temporalio.worker import Worker
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
+from seawall.runtime.sandbox import sandbox_runner
 from tests.workflows.stubs import Stubs
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 from workflows.recovery import RecoveryPlanWorkflow
 
 
@@ -85,7 +86,11 @@ async def rigged(env: WorkflowEnvironment, stubs: Stubs) -> AsyncIterator[Rig]:
     async with AsyncExitStack() as stack:
         for queue in (rig.queue, site_queue(rig.source), site_queue(rig.target)):
             worker = Worker(
-                env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=stubs.activities()
+                env.client,
+                task_queue=queue,
+                workflows=ALL_WORKFLOWS,
+                activities=stubs.activities(),
+                workflow_runner=sandbox_runner(),
             )
             await stack.enter_async_context(worker)
         yield rig
@@ -97,7 +102,7 @@ def rig_for(env: WorkflowEnvironment) -> Callable[[Stubs], Any]:
 
 
 async def progress_until(
-    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 30.0
 ) -> dict[str, Any]:
     """Poll RecoveryPlan's ``progress`` query until ``check`` holds; the last answer."""
     async with asyncio.timeout(timeout):

@@ -137,6 +137,8 @@ class Stubs:
     # VMs whose verify fails (the others verify)
     verify_fails_for: set[str] = field(default_factory=set)
     mirror: str | None = None
+    # The replica store cannot be read: the choosing activities answer from the mirror.
+    store_down: bool = False
     calls: list[Call] = field(default_factory=list)
     # Signed intents: the orchestration worker's keys (None: not enforced) and its policy.
     intent_keys: IntentKeys | None = None
@@ -279,8 +281,13 @@ class Stubs:
             older = f"{inp.refused[-1]}-older"
             note = f"{older} is the newest older point and passed a full verify"
             return ChosenPoint(point_id=older, created_at=T0, disks=["disk0"], source_ips=[], note=note)
+        store = inp.store or ((self.mirror or "far") if inp.from_mirror or self.store_down else "local")
         return ChosenPoint(
-            point_id=inp.point_id or f"pt-{inp.vm}", created_at=T0, disks=["disk0"], source_ips=["10.0.0.9"]
+            point_id=inp.point_id or f"pt-{inp.vm}",
+            created_at=T0,
+            disks=["disk0"],
+            source_ips=["10.0.0.9"],
+            store=store,
         )
 
     @activity.defn(name=A.MATERIALIZE_DISKS)
@@ -464,6 +471,7 @@ class Stubs:
             thaw=True,
             freeze_timeout_s=5,
             thaw_timeout_s=5,
+            mirror=self.mirror,
         )
 
     @activity.defn(name=A.RUN_SNAPSHOT_HOOK)
@@ -499,8 +507,12 @@ class Stubs:
     async def choose_group_points(self, req: GroupPointsRequest) -> GroupPointsChosen:
         await self._enter(A.CHOOSE_GROUP_POINTS, req)
         groups = {g: f"gp-{g}" for g in req.groups}
+        # Like the real one: from the mirror when asked (or, here, when ``store_down`` says so).
+        store = (self.mirror or "far") if req.from_mirror or self.store_down else "local"
         return GroupPointsChosen(
-            groups=groups, points={vm: f"gp-{g}" for g, vms in req.groups.items() for vm in vms}
+            groups=groups,
+            points={vm: f"gp-{g}" for g, vms in req.groups.items() for vm in vms},
+            stores={vm: store for vms in req.groups.values() for vm in vms},
         )
 
 

@@ -188,3 +188,98 @@ async def test_a_drill_sets_only_in_test_dns_and_its_cleanup_is_what_restores_it
     names = stubs.names()
     assert names.index(A.UPDATE_DNS) < names.index(A.CLEANUP_RUN)
     assert {v.vm: len(v.dns) for v in report.vms} == {"db": 1, "app": 0}
+
+
+async def test_a_group_cycle_of_a_mirrored_store_mirrors_every_member_after_the_release(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    """Each member's points go to the mirror (the pass that finds every member verified there copies
+    the group point), after the snapshots are released; the result says the mirror and its lag."""
+    stubs = Stubs(mirror="far")
+    async with rig_for(stubs) as rig:
+        result = await (await _cycle(rig)).result()
+    mirrors = _index(stubs, A.MIRROR_POINTS)
+    assert sorted(stubs.vms(A.MIRROR_POINTS)) == sorted(VMS)
+    assert max(_index(stubs, A.RELEASE_SNAPSHOT)) < min(mirrors)
+    assert max(_index(stubs, A.COMMIT_GROUP_POINT)) < min(mirrors)
+    assert (result.mirror, result.mirror_lags, result.mirror_errors) == ("far", dict.fromkeys(VMS, 0), {})
+
+
+async def test_a_group_cycle_without_a_mirror_mirrors_nothing(rig_for: Callable[[Stubs], Any]) -> None:
+    stubs = Stubs()
+    async with rig_for(stubs) as rig:
+        result = await (await _cycle(rig)).result()
+    assert not stubs.of(A.MIRROR_POINTS)
+    assert (result.mirror, result.mirror_lags, result.mirror_errors) == (None, {}, {})
+
+
+async def test_a_group_cycle_whose_mirror_fails_still_succeeds_and_says_why(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    stubs = Stubs(
+        mirror="far", failing={A.MIRROR_POINTS: None}, failure_type={A.MIRROR_POINTS: "StoreUnavailable"}
+    )
+    async with rig_for(stubs) as rig:
+        result = await (await _cycle(rig)).result()
+    assert result.point_id and result.mirror == "far" and result.mirror_lags == {}
+    assert sorted(result.mirror_errors) == sorted(VMS) and all(result.mirror_errors.values())
+    assert len(stubs.of(A.COMMIT_GROUP_POINT)) == 1 and stubs.of(A.APPLY_RETENTION)
+
+
+@pytest.mark.parametrize(
+    ("from_mirror", "plan_says", "store_down", "expected"),
+    [
+        (False, False, False, "local"),  # the store answers: it serves
+        (False, False, True, "far"),  # the store is down: the mirror serves
+        (True, False, False, "far"),  # the operator says so
+        (False, True, False, "far"),  # the plan says so
+    ],
+)
+async def test_a_group_recovers_from_the_store_its_group_point_was_chosen_from(
+    rig_for: Callable[[Stubs], Any], from_mirror: bool, plan_says: bool, store_down: bool, expected: str
+) -> None:
+    stubs = Stubs(mirror="far", store_down=store_down)
+    async with rig_for(stubs) as rig:
+        stubs.spec = plan_spec(
+            "erp",
+            rig.source,
+            rig.target,
+            group("apps", vm_step("db", "apps"), vm_step("app", "apps"), vm_step("solo", "apps")),
+            consistency_groups={"erp": ["db", "app"]},
+        ).model_copy(update={"from_mirror": plan_says})
+        handle = await rig.start(
+            RecoveryPlanWorkflow.run,
+            FailoverInput(plan="erp", mode="unplanned", from_mirror=from_mirror),
+            "plan",
+        )
+        report = await handle.result()
+    (spec_req,) = stubs.inputs(A.LOAD_PLAN_SPEC)
+    assert spec_req.from_mirror == from_mirror  # the plan's own choice is checked by the activity
+    (chosen,) = stubs.inputs(A.CHOOSE_GROUP_POINTS)
+    assert chosen.from_mirror == (from_mirror or plan_says)
+    asked = {i.vm: (i.point_id, i.store, i.from_mirror) for i in stubs.inputs(A.CHOOSE_POINT)}
+    forced = from_mirror or plan_says
+    assert asked == {
+        "db": ("gp-erp", expected, forced),
+        "app": ("gp-erp", expected, forced),
+        "solo": (None, None, forced),
+    }
+    # The report names the store that served each VM.
+    assert {v.vm: v.replica_store for v in report.vms} == {"db": expected, "app": expected, "solo": expected}
+
+
+async def test_a_failback_never_reads_a_mirror_by_choice(rig_for: Callable[[Stubs], Any]) -> None:
+    stubs = Stubs(mirror="far")
+    async with rig_for(stubs) as rig:
+        stubs.spec = plan_spec(
+            "erp", rig.source, rig.target, group("apps", vm_step("db", "apps"))
+        ).model_copy(update={"from_mirror": True})
+        handle = await rig.start(
+            RecoveryPlanWorkflow.run,
+            FailoverInput(plan="erp", mode="planned", direction="failback", from_mirror=True),
+            "plan",
+        )
+        await handle.result()
+    (spec_req,) = stubs.inputs(A.LOAD_PLAN_SPEC)
+    assert not spec_req.from_mirror
+    assert all(not i.from_mirror for i in stubs.inputs(A.CHOOSE_POINT))

@@ -37,6 +37,10 @@ _START_EXAMPLES = {
         "summary": "Disaster: recover to a point before the corruption",
         "value": {"mode": "unplanned", "point_time": "2026-11-26T01:00:00Z"},
     },
+    "mirror": {
+        "summary": "The replica stores' region is lost or untrusted: recover from their mirrors",
+        "value": {"mode": "unplanned", "from_mirror": True},
+    },
 }
 
 
@@ -93,6 +97,7 @@ async def start_failover(
                 mode=body.mode,
                 point_time=body.point_time.isoformat() if body.point_time else None,
                 ttl_s=body.ttl_hours * 3600 if body.ttl_hours is not None else None,
+                from_mirror=body.from_mirror,
                 intent=ctx.sign(
                     who, record, action="failover", plan=plan, mode=body.mode, direction="failover"
                 ),
