@@ -27,6 +27,10 @@ from seawall.blockstore.stores.backend import ObjectStore
 __all__ = ["ThrottledStore", "TokenBucket", "shared_bucket"]
 
 
+# A waiting writer re-reads the rate at least this often.
+SLICE_S = 0.25
+
+
 class TokenBucket:
     """``rate`` bytes per second, thread-safe; ``take`` blocks until the bytes may go."""
 
@@ -47,12 +51,19 @@ class TokenBucket:
         self._last = clock()
         self._lock = threading.Lock()
         self.waited = 0.0  # seconds writers spent waiting: "throttled" when it grows
+        self._credit = 0.0  # every byte earned since the start: a waiter waits for its place in it
         self.unlimited = False
         self.taken = 0  # bytes let through
 
+    def _refill(self, now: float) -> None:
+        accrued = (now - self._last) * self.rate
+        self._credit += accrued
+        self._tokens = min(self.burst, self._tokens + accrued)
+        self._last = now
+
     def set_rate(self, rate: float | None) -> None:
-        """A changed limit (the inventory was edited, another window, a new share) applies from now on.
-        None: no limit until the next ``set_rate``."""
+        """A changed limit (the inventory was edited, another window, a new share) applies from now on,
+        to the writers already waiting too. None: no limit until the next ``set_rate``."""
         with self._lock:
             if rate is None:
                 self.unlimited = True
@@ -60,38 +71,50 @@ class TokenBucket:
             if rate <= 0:
                 raise ValueError(f"bandwidth limit must be positive, got {rate}")
             now = self._clock()
-            # Tokens earned so far are earned at the old rate; the new one applies from now.
             if not self.unlimited:
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._refill(now)  # earned so far at the old rate; the new one applies from now
             else:
                 # A limit that starts now (a new share, a window that opens) starts without a burst:
                 # several processes given their shares at once would otherwise overshoot the total.
                 self._tokens = 0.0
-            self._last = now
+                self._last = now
             self.unlimited = False
             self.rate = float(rate)
             self.burst = float(rate)
             self._tokens = min(self._tokens, self.burst)
 
     def take(self, n: int) -> float:
-        """Reserve ``n`` bytes; returns the seconds this caller waited."""
+        """Reserve ``n`` bytes; returns the seconds this caller waited.
+
+        A writer in debt waits until the bucket has earned what it owes, in slices of at most
+        ``SLICE_S``, re-reading the rate after each: when the rate changes (a larger share after
+        another process stopped), writers already waiting go at the new rate, not the old one."""
         if n <= 0:
             return 0.0
         with self._lock:
+            self.taken += n
             if self.unlimited:
-                self.taken += n
                 return 0.0
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
+            self._refill(self._clock())
             # Reserve now (possibly into debt), so concurrent writers queue in order.
             self._tokens -= n
-            self.taken += n
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-            self.waited += wait
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+            if self._tokens >= 0:
+                return 0.0
+            target = self._credit - self._tokens
+        waited = 0.0
+        while True:
+            with self._lock:
+                if self.unlimited:
+                    break
+                self._refill(self._clock())
+                remaining = target - self._credit
+                if remaining <= 0:
+                    break
+                pause = min(remaining / self.rate, SLICE_S)
+                self.waited += pause
+            self._sleep(pause)
+            waited += pause
+        return waited
 
 
 _BUCKETS: dict[str, TokenBucket] = {}
