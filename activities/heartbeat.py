@@ -53,19 +53,23 @@ class Beat:
     them the ticker repeats the newest details, so a resumed attempt still finds the last checkpoint.
     """
 
-    def __init__(self, initial: Any = None) -> None:
+    def __init__(self, initial: Any = None, refresh: Callable[[Any], Any] | None = None) -> None:
         self._lock = threading.Lock()
         self._details = initial
+        # ``refresh`` brings details up to date when they are sent (a counter that moves between
+        # checkpoints, like the seconds a ship waited on its bandwidth limit).
+        self._refresh = refresh
 
     def __call__(self, details: Any) -> None:
         with self._lock:
             self._details = details
-        activity.heartbeat(details)
+        activity.heartbeat(self.details)
 
     @property
     def details(self) -> Any:
         with self._lock:
-            return self._details
+            details = self._details
+        return self._refresh(details) if self._refresh is not None and details is not None else details
 
 
 @contextlib.contextmanager

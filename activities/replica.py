@@ -36,7 +36,7 @@ class ReplicaSite:
     def _protection(self, vm: str) -> Protection:
         return resolve_protection_for(self.ctx.inventory, ProtectInput(vm=vm))
 
-    def _repository(self, vm: str) -> Repository:
+    def _repository(self, vm: str, *, seed: bool = False) -> Repository:
         inv = self.ctx.inventory
         pvm = inv.protected_vm(vm)
         try:
@@ -46,6 +46,8 @@ class ReplicaSite:
                 inv.policy(pvm.policy),
                 checkpoint_mib=self.checkpoint_mib,
                 site=self.ctx.site.name,
+                vm=vm,
+                seed=seed,
             )
         except (KeyRefError, SecretError) as exc:
             raise fatal(f"replica of {vm!r}: {exc}", "KeyMissing") from None

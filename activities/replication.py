@@ -10,6 +10,7 @@ site's adapter (``seawall.sites``) takes the snapshot and opens its disks; reten
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from temporalio import activity
@@ -109,12 +110,22 @@ class ReplicationActivities(ReplicaSite):
             previous = ShipHeartbeat.model_validate(info.heartbeat_details[0])
             for ref in previous.done:
                 done[ref.disk] = ref
-        repo = self._repository(req.vm)
+        # A seed (no parent) ships under the seed limits as well.
+        repo = self._repository(req.vm, seed=req.parent is None)
         parent = PointRef(vm=req.vm, point_id=req.parent) if req.parent else None
+        started = time.monotonic()
+
+        def timing(details: ShipHeartbeat) -> ShipHeartbeat:
+            # The seconds this attempt shipped and waited on its bandwidth limits: status says
+            # "throttled" from them.
+            waited = float(getattr(repo.store, "waited", 0.0))
+            return details.model_copy(
+                update={"shipping_s": round(time.monotonic() - started, 1), "throttled_s": round(waited, 1)}
+            )
 
         # Checkpoints come every <= 1 GiB scanned; the ticker repeats the newest one every few seconds
         # in between, so a short heartbeat timeout notices a dead worker without failing a slow read.
-        beat = Beat(previous or ShipHeartbeat(done=list(done.values())))
+        beat = Beat(previous or ShipHeartbeat(done=list(done.values())), refresh=timing)
 
         def on_progress(progress: ShipProgress) -> None:
             checkpoint = ShipCheckpoint.model_validate(progress.model_dump(mode="json"))

@@ -33,6 +33,7 @@ _LAB_SELF_CONTAINED = {
     "test_backend_azure",
     "test_backend_s3",
     "test_bandwidth",
+    "test_bandwidth_processes",
     "test_codec_server",
     "test_datapath_directory",
     "test_kms_keys",

@@ -24,6 +24,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, Worker
 
 from seawall.contract.queues import site_queue
+from seawall.runtime import bandwidth
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics import metrics_runtime, worker_metrics
 from seawall.runtime.sandbox import sandbox_runner
@@ -139,6 +140,7 @@ async def serve(
             interceptors=[metrics.interceptor()] if metrics else [],
         )
         queues = [w.task_queue for w in workers]
+        keeper = _bandwidth_keeper(client, settings)
         gauges = asyncio.create_task(metrics.run(client, settings.metrics_refresh_s)) if metrics else None
         if metrics is not None:
             log.info("metrics: http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
@@ -148,6 +150,9 @@ async def serve(
         await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
         log.info("worker stopping: draining in-flight activities (up to %.0fs)", settings.graceful_shutdown_s)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        # Hand this process's bandwidth shares back to the other workers of its sites at once.
+        await asyncio.to_thread(keeper.release)
+        bandwidth.install(None)
         stopper.cancel()
         if gauges is not None:
             gauges.cancel()
@@ -156,6 +161,24 @@ async def serve(
             if error is not None:
                 raise error
         log.info("worker stopped")
+
+
+def _bandwidth_keeper(client: Client, settings: Settings) -> bandwidth.ShareKeeper:
+    """This process's claims on its sites' (and stores') total bandwidth limits, made on this loop."""
+    site_prefix = "site:"
+
+    def queue_for(scope: str) -> str:
+        # A site's coordinator runs on the site's own queue (its workers are there whenever it ships);
+        # a store's, shared by several sites, on the orchestration queue.
+        if scope.startswith(site_prefix):
+            return site_queue(scope.removeprefix(site_prefix))
+        return settings.orchestration_queue
+
+    keeper = bandwidth.ShareKeeper(
+        client, asyncio.get_running_loop(), f"{os.getpid()}@{socket.gethostname()}", queue_for
+    )
+    bandwidth.install(keeper)
+    return keeper
 
 
 def _install_intent_verifier(settings: Settings) -> None:

@@ -9,6 +9,7 @@ only its own module and the few it uses.
 from __future__ import annotations
 
 from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
+from workflows.bandwidth import BandwidthCoordinatorWorkflow
 from workflows.drills import ScheduledDrillWorkflow
 from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
 from workflows.probe import ProbeSiteWorkflow
@@ -40,6 +41,8 @@ ALL_WORKFLOWS: list[type] = [
     GroupReplicationCycleWorkflow,
     ScheduledDrillWorkflow,
     WatchRpoWorkflow,
+    # A replica store's total bandwidth limit is coordinated here (a site's on the site's queue).
+    BandwidthCoordinatorWorkflow,
 ]
 # Site queues: workflows whose quick steps run as local activities on the site's own worker.
 SITE_WORKFLOWS: list[type] = [
@@ -47,4 +50,6 @@ SITE_WORKFLOWS: list[type] = [
     CollectGarbageWorkflow,
     RecoverVMWorkflow,
     GroupReplicationCycleWorkflow,
+    # A site's total bandwidth limit, shared by every worker process of the site.
+    BandwidthCoordinatorWorkflow,
 ]

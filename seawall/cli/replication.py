@@ -353,6 +353,7 @@ _STATE_STYLE = {
     "stalled": "bold red",
     "not-protected": "yellow",
     "paused": "yellow",
+    "throttled": "yellow",
     "protected": "green",
 }
 
@@ -364,7 +365,7 @@ def _state(r: VMStatus) -> str:
         # A damaged point is never recovered from: it needs a person (`seawall verify`) first.
         return f"[bold red]CORRUPT {len(r.corrupt_points)}[/bold red]"
     if state == "seeding" and r.progress is not None:
-        state = f"seeding {r.progress.fraction:.0%}"
+        state = f"seeding {r.progress.fraction:.0%}" + (" throttled" if r.throttled else "")
     style = _STATE_STYLE.get(state)
     word = state.upper() if state in ("breach", "stalled", "not-protected") else state
     return f"[{style}]{word}[/{style}]" if style else word

@@ -32,7 +32,9 @@ class ProtectionRow(BaseModel):
 
     vm: str
     state: str = Field(
-        description="not-protected | seeding | replicating | protected | breach | stalled | paused"
+        description=(
+            "not-protected | seeding | replicating | throttled | protected | breach | stalled | paused"
+        )
     )
     source_site: str
     plans: list[str]

@@ -40,3 +40,11 @@ class ShipHeartbeat(BaseModel):
 
     done: list[ShippedDiskRef] = []
     progress: ShipCheckpoint | None = None
+    # This attempt so far: seconds shipping, and seconds its writes waited on a bandwidth limit.
+    shipping_s: float = 0.0
+    throttled_s: float = 0.0
+
+    @property
+    def throttled(self) -> bool:
+        """A bandwidth limit holds the ship back: its writes waited a tenth of the time or more."""
+        return self.throttled_s >= 1.0 and self.throttled_s >= 0.1 * self.shipping_s

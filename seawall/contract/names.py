@@ -29,10 +29,11 @@ class Workflow:
     GROUP_REPLICATION_CYCLE: Final = "GroupReplicationCycle"
     SCHEDULED_DRILL: Final = "ScheduledDrill"
     WATCH_RPO: Final = "WatchRpo"
+    BANDWIDTH_COORDINATOR: Final = "BandwidthCoordinator"
 
 
 class Update:
-    """Updates of ``RecoveryPlan``."""
+    """Updates of ``RecoveryPlan`` (and ``claim_bandwidth`` of ``BandwidthCoordinator``)."""
 
     APPROVE: Final = "approve"
     ABORT: Final = "abort"
@@ -42,6 +43,8 @@ class Update:
     # (approval-gated) rollback that destroys what it recovered and starts the sources again.
     RETRY: Final = "retry"
     ROLLBACK: Final = "rollback"
+    # ``BandwidthCoordinator``: a worker process that ships renews its claim and gets its share back.
+    CLAIM_BANDWIDTH: Final = "claim_bandwidth"
 
 
 class Query:
@@ -161,6 +164,13 @@ def drill_id(plan: str) -> str:
 
 RPO_WATCH_ID: Final = "watch/rpo"
 """``WatchRpo``: the one long-running watcher that tells people of RPO breaches and recoveries."""
+
+
+def bandwidth_coordinator_id(scope: str) -> str:
+    """The one ``BandwidthCoordinator`` of a limit's scope (``site:<name>``, ``store:<name>``): every
+    worker process that ships under that limit claims its share from it."""
+    kind, _, name = scope.partition(":")
+    return f"bandwidth/{kind}/{name}"
 
 
 def probe_id(site: str, stamp: str) -> str:

@@ -3,10 +3,11 @@
 The truth is the VM's recent completed incremental cycles (their results carry the bytes shipped) and
 its schedule's interval. An incremental cycle's bytes must ship within one interval, or the next cycle
 starts late and the newest point ages past the RPO: the bandwidth a VM needs is the bytes of a
-typical large cycle (p90 of the window) over the interval. The limit that applies is the tighter of
-its source site's and its replica store's ``bandwidth_limit``; both are token buckets shared by every
-VM that ships from that site or into that store, so a bucket is also judged against the sum of its VMs'
-needs.
+typical large cycle (p90 of the window) over the interval. The limit that applies is the tightest of
+its source site's, its replica store's and its own ``bandwidth_limit``, each at its lowest time of
+the week (a limit by time of day must hold through its tightest window; the seed limit does not bind
+incrementals); a site's and a store's are totals shared by every VM that ships from that site or into
+that store, so such a limit is also judged against the sum of its VMs' needs (each VM's share).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ PERCENTILE = 0.9
 
 
 class Limit(BaseModel):
-    scope: str  # "site:<name>" or "store:<name>": the shared token bucket's name
-    bytes_per_s: int
+    scope: str  # "site:<name>", "store:<name>" or "vm:<name>": the token bucket's name
+    bytes_per_s: int  # the lowest the limit goes for incrementals, whatever the time of day
+    when: str | None = None  # the window that brings it that low ("08:00-18:00 mon,tue UTC")
+    seed_bytes_per_s: int | None = None
 
 
 class VMCapacity(BaseModel):
@@ -70,12 +73,29 @@ def vm_limits(inventory: Inventory, vm: str, site: str | None = None) -> list[Li
     a reprotect; default its inventory source) and its replica store's."""
     pvm = inventory.protected_vm(vm)
     site_name = limits_site(inventory, vm, site)
+    scoped = [
+        (f"site:{site_name}", inventory.site(site_name).bandwidth_limit),
+        (f"store:{pvm.replica_store}", inventory.replica_store(pvm.replica_store).bandwidth_limit),
+        (f"vm:{vm}", pvm.bandwidth_limit),
+    ]
     limits = []
-    if (rate := inventory.site(site_name).bandwidth_limit) is not None:
-        limits.append(Limit(scope=f"site:{site_name}", bytes_per_s=rate))
-    if (rate := inventory.replica_store(pvm.replica_store).bandwidth_limit) is not None:
-        limits.append(Limit(scope=f"store:{pvm.replica_store}", bytes_per_s=rate))
+    for scope, policy in scoped:
+        if policy is None or (rate := policy.lowest()) is None:
+            continue
+        window = next((w for w in policy.schedule if w.bytes_per_s == rate), None)
+        when = (
+            f"{window.start:%H:%M}-{window.end:%H:%M} {','.join(window.days)} {policy.timezone}"
+            if (window is not None and policy.bytes_per_s != rate)
+            else None
+        )
+        limits.append(
+            Limit(scope=scope, bytes_per_s=rate, when=when, seed_bytes_per_s=policy.seed_bytes_per_s)
+        )
     return limits
+
+
+def _label(lim: Limit) -> str:
+    return f"{lim.scope} {_rate(lim.bytes_per_s)}" + (f" (from {lim.when})" if lim.when else "")
 
 
 def _rate(bps: float) -> str:
@@ -121,7 +141,7 @@ def vm_capacity(
     if tightest is not None and cap.needed_bps is not None and tightest.bytes_per_s < cap.needed_bps:
         cap.under_provisioned = True
         cap.reason = (
-            f"bandwidth limit {tightest.scope} {_rate(tightest.bytes_per_s)} is below the "
+            f"bandwidth limit {_label(tightest)} is below the "
             f"{_rate(cap.needed_bps)} its RPO needs ({_bytes(cap.bytes_p90)} per cycle, p90, "
             f"every {interval_s:g}s): cycles will fall behind and breach the RPO"
         )
@@ -162,17 +182,19 @@ def shared_buckets(rows: list[VMCapacity]) -> None:
     members: dict[str, list[VMCapacity]] = {}
     for row in rows:
         for lim in row.limits:
+            if lim.scope.startswith("vm:"):
+                continue  # a VM's own limit is not shared
             needs[lim.scope] = needs.get(lim.scope, 0.0) + (row.needed_bps or 0.0)
             members.setdefault(lim.scope, []).append(row)
     for row in rows:
         if row.under_provisioned or not row.needed_bps:
             continue
         for lim in row.limits:
-            vms = members[lim.scope]
+            vms = members.get(lim.scope, [])
             if len(vms) > 1 and lim.bytes_per_s < needs[lim.scope]:
                 row.under_provisioned = True
                 row.reason = (
-                    f"bandwidth limit {lim.scope} {_rate(lim.bytes_per_s)} is shared by {len(vms)} VMs "
+                    f"bandwidth limit {_label(lim)} is shared by {len(vms)} VMs "
                     f"that need {_rate(needs[lim.scope])} together: cycles will fall behind and "
                     f"breach the RPO"
                 )

@@ -45,6 +45,9 @@ class SeedProgress(BaseModel):
     fraction: float
     bytes_read: int
     bytes_shipped: int
+    # This attempt: seconds shipping and seconds its writes waited on a bandwidth limit.
+    shipping_s: float = 0.0
+    throttled_s: float = 0.0
 
 
 class VMStatus(BaseModel):
@@ -59,6 +62,9 @@ class VMStatus(BaseModel):
     # heartbeating) for two intervals: not merely late, nobody is working on it (a site without a
     # worker, a worker stuck).
     stalled: bool = False
+    # A running ship waits on a bandwidth limit (site, store or VM; a seed limit) a tenth of its time
+    # or more: it is slower than the link, by configuration.
+    throttled: bool = False
     last_point: str | None
     last_point_at: datetime | None
     age_s: float | None
@@ -156,9 +162,10 @@ async def ship_progress(client: Client, workflow_id: str) -> SeedProgress | None
             await client.data_converter.decode(list(pending.heartbeat_details.payloads), [ShipHeartbeat])
         )[0]
         progress = beat.progress
+        timing = {"shipping_s": beat.shipping_s, "throttled_s": beat.throttled_s}
         if progress is None:
             return SeedProgress(
-                workflow_id=workflow_id, disk=None, fraction=0.0, bytes_read=0, bytes_shipped=0
+                workflow_id=workflow_id, disk=None, fraction=0.0, bytes_read=0, bytes_shipped=0, **timing
             )
         return SeedProgress(
             workflow_id=workflow_id,
@@ -166,6 +173,7 @@ async def ship_progress(client: Client, workflow_id: str) -> SeedProgress | None
             fraction=progress.fraction,
             bytes_read=progress.bytes_read,
             bytes_shipped=progress.bytes_shipped,
+            **timing,
         )
     return None
 
@@ -263,6 +271,7 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
             progress.append(await running_progress(client, running.workflow_id, running.run_id))
         newest = max((at for at in progress if at is not None), default=None)
         stalled = newest is not None and (now - newest).total_seconds() > STALL_INTERVALS * interval_s
+    progress_now = await ship_progress(client, running.workflow_id) if running else None
     return VMStatus(
         vm=vm,
         source_site=pvm.source_site,
@@ -280,7 +289,9 @@ async def vm_status(client: Client, inventory: Inventory, vm: str, now: datetime
         last_bytes_shipped=last.result.bytes_shipped if last and last.result else None,
         last_change_path=last.result.change_path if last and last.result else None,
         running=running.workflow_id if running else None,
-        progress=await ship_progress(client, running.workflow_id) if running else None,
+        progress=progress_now,
+        throttled=progress_now is not None
+        and ShipHeartbeat(shipping_s=progress_now.shipping_s, throttled_s=progress_now.throttled_s).throttled,
         # A failing cycle is the more urgent; else a limit below the need says why a breach is coming.
         problem=await _problem(client, history) or (capacity.reason if scheduled else None),
         corrupt_points=corrupt,
@@ -306,5 +317,5 @@ def vm_state(status: VMStatus) -> str:
     if status.breach:
         return "breach"
     if status.running:
-        return "replicating"
+        return "throttled" if status.throttled else "replicating"
     return "protected"

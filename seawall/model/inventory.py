@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Discriminator, Field, StrictBool, Tag, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from seawall.model.bandwidth import BandwidthLimit
 from seawall.model.notify import AnyNotifyTarget
 from seawall.model.placement import Placement
 from seawall.model.plan import RecoveryPlan
@@ -29,9 +30,6 @@ from seawall.model.scalars import (
     duration_range,
     non_empty,
 )
-
-# At least 64 KiB/s: below that one pack (~8 MiB) takes minutes and a checkpoint heartbeat times out.
-BandwidthLimit = Annotated[int, Field(strict=True, ge=64 * 1024, le=10**12)]
 
 # --- sites and networks ---------------------------------------------------------------------------
 
@@ -347,6 +345,9 @@ class ProtectedVM(FileModel):
     policy: Name
     replica_store: Name
     target_sites: Annotated[list[Name], Field(min_length=1)]
+    bandwidth_limit: BandwidthLimit | None = Field(
+        default=None, description="bytes per second this VM's ships may use (seawall.model.bandwidth)"
+    )
 
     @field_validator("target_sites")
     @classmethod

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seawall.blockstore.bandwidth import ThrottledStore, shared_bucket
 from seawall.blockstore.envelope import KmsKeys
 from seawall.blockstore.immutable import ObjectLock
 from seawall.blockstore.keys import KeyMaterial, KeyRing, load_key
@@ -19,6 +18,7 @@ from seawall.blockstore.stores.retrying import RetryingStore
 from seawall.blockstore.table import BLOCK
 from seawall.model import AzureStore, Inventory, ReplicationPolicy, S3Store
 from seawall.model import DirectoryStore as DirectoryStoreModel
+from seawall.runtime.bandwidth import Scope, throttle
 from seawall.security.secrets import resolve, resolve_credentials, resolve_text
 
 
@@ -92,14 +92,31 @@ def open_keys(store: ObjectStore, policy: ReplicationPolicy) -> tuple[KeyMateria
     return key, ring
 
 
-def throttled(inventory: Inventory, store: ObjectStore, store_name: str, site: str | None) -> ObjectStore:
-    """The store with the site's and the store's bandwidth limits, shared by the whole process."""
-    buckets = []
+def limit_scopes(inventory: Inventory, store_name: str, site: str | None, vm: str | None) -> list[Scope]:
+    """Every limit a ship from ``site`` of ``vm`` into ``store_name`` draws from: the site's and the
+    store's totals (shared by every worker process, through their coordinators) and the VM's own."""
+    scopes = []
     if site is not None and (limit := inventory.site(site).bandwidth_limit) is not None:
-        buckets.append(shared_bucket(f"site:{site}", limit))
+        scopes.append(Scope(f"site:{site}", limit, coordinated=True))
     if (limit := inventory.replica_store(store_name).bandwidth_limit) is not None:
-        buckets.append(shared_bucket(f"store:{store_name}", limit))
-    return ThrottledStore(store, *buckets) if buckets else store
+        scopes.append(Scope(f"store:{store_name}", limit, coordinated=True))
+    if vm is not None and (limit := inventory.protected_vm(vm).bandwidth_limit) is not None:
+        # One cycle of a VM at a time: its limit needs no coordination between processes.
+        scopes.append(Scope(f"vm:{vm}", limit, coordinated=False))
+    return scopes
+
+
+def throttled(
+    inventory: Inventory,
+    store: ObjectStore,
+    store_name: str,
+    site: str | None,
+    *,
+    vm: str | None = None,
+    seed: bool = False,
+) -> ObjectStore:
+    """The store with every bandwidth limit that applies (``seed``: the seed limits too)."""
+    return throttle(store, limit_scopes(inventory, store_name, site, vm), seed=seed)
 
 
 def open_repository(
@@ -109,16 +126,19 @@ def open_repository(
     *,
     checkpoint_mib: int | None = None,
     site: str | None = None,
+    vm: str | None = None,
+    seed: bool = False,
 ) -> Repository:
     """``checkpoint_mib`` overrides how much a ship scans between durable checkpoints (default 1 GiB).
-    ``site``: the worker's site, whose bandwidth limit its writes share (with the store's)."""
+    ``site``: the worker's site, whose bandwidth limit its writes share (with the store's); ``vm``: the
+    VM shipped, with its own limit; ``seed``: a seed, under the seed limits."""
     extra: dict[str, Any] = {}
     if checkpoint_mib is not None:
         extra["checkpoint_blocks"] = max(1, checkpoint_mib * 1024 * 1024 // BLOCK)
         extra["checkpoint_bytes"] = checkpoint_mib * 1024 * 1024
     spec = inventory.replica_store(store_name)
     lock = getattr(spec, "object_lock", None)
-    store = throttled(inventory, open_store(inventory, store_name), store_name, site)
+    store = throttled(inventory, open_store(inventory, store_name), store_name, site, vm=vm, seed=seed)
     key, ring = open_keys(store, policy)
     return Repository(
         store,

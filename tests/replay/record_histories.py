@@ -7,6 +7,7 @@
     .venv/bin/python -m tests.replay.record_histories group    # ProtectGroup, GroupReplicationCycle
     .venv/bin/python -m tests.replay.record_histories scheduled # a ScheduledDrill and its drill
     .venv/bin/python -m tests.replay.record_histories mirror   # a cycle of a mirrored store
+    .venv/bin/python -m tests.replay.record_histories bandwidth # BandwidthCoordinator runs
     .venv/bin/python -m tests.replay.record_histories group-mirror # a group cycle of a mirrored store
 
 ``watch_rpo.json`` was recorded from a run of tests/workflows/test_rpo_watch.py's scenario (its
@@ -294,6 +295,49 @@ async def record_mirror() -> None:
             await unprotect(env.client, env, VM)
 
 
+async def record_bandwidth() -> None:
+    """Two processes claiming a site's limit: a run that continues as new after its claims (one member
+    drops out), and the next run that ends idle."""
+    import uuid
+
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Worker
+
+    from seawall.contract.bandwidth import BandwidthClaim, CoordinatorState
+    from seawall.contract.names import bandwidth_coordinator_id
+    from seawall.runtime.bandwidth import claim_share
+    from workflows.bandwidth import BandwidthCoordinatorWorkflow
+
+    lab = load_lab()
+    client = await Client.connect(
+        lab.temporal.address, namespace=lab.temporal.namespace, data_converter=pydantic_data_converter
+    )
+    tag = uuid.uuid4().hex[:8]
+    scope, queue = f"site:record-{tag}", f"record-bandwidth-{tag}"
+    state = CoordinatorState(scope=scope, max_claims=4, expire_s=1.0, idle_s=3.0)
+    async with Worker(client, task_queue=queue, workflows=[BandwidthCoordinatorWorkflow]):
+        for member, extra in (("p1", {}), ("p2", {"seeding": True, "seed_limit": 5e6}), ("p1", {})):
+            claim = BandwidthClaim.model_validate({"member": member, "limit": 20e6, **extra})
+            await claim_share(client, scope, queue, claim, state=state)
+        await asyncio.sleep(1.5)  # p2 falls silent and expires
+        await claim_share(client, scope, queue, BandwidthClaim(member="p1", limit=20e6), state=state)
+        handle = client.get_workflow_handle(bandwidth_coordinator_id(scope))
+        first = (await handle.describe()).run_id  # the run after the continue-as-new
+        await claim_share(client, scope, queue, BandwidthClaim(member="p1", shipping=False), state=state)
+        await handle.result()
+        runs = [first]
+    async for wf in client.list_workflows(f'WorkflowId = "{bandwidth_coordinator_id(scope)}"'):
+        if wf.run_id not in runs:
+            runs.insert(0, wf.run_id)
+    for name, run_id in zip(("bandwidth_coordinator", "bandwidth_coordinator_idle"), runs, strict=False):
+        history = await client.get_workflow_handle(
+            bandwidth_coordinator_id(scope), run_id=run_id
+        ).fetch_history()
+        (HERE / f"{name}.json").write_text(history.to_json())
+        print(f"recorded {name}: {len(history.events)} events")
+
+
 async def record_group_mirror() -> None:
     """The seed cycle of a consistency group whose S3 store is mirrored to Azure (the
     ``group-mirror-points`` branch)."""
@@ -332,6 +376,7 @@ if __name__ == "__main__":
         "group": record_group,
         "scheduled": record_scheduled_drill,
         "mirror": record_mirror,
+        "bandwidth": record_bandwidth,
         "group-mirror": record_group_mirror,
     }.get(sys.argv[1] if sys.argv[1:] else "")
     asyncio.run(which() if which else record())

@@ -59,3 +59,21 @@ def test_throttled_store_charges_only_what_it_writes(tmp_path: object) -> None:
     assert store.get("packs/aa/1") == b"x" * 5000
     assert bucket.taken == 5100
     assert not hasattr(store, "lock")  # a directory cannot lock, and the wrapper does not pretend
+
+
+def test_a_waiting_writer_goes_at_the_new_rate_when_the_share_grows() -> None:
+    t = FakeTime()
+    bucket = TokenBucket(1000, clock=t.clock, sleep=t.sleep)
+    bucket.take(1000)  # the burst is spent: the next writer is in debt
+
+    def sleep(s: float) -> None:
+        t.sleep(s)
+        if bucket.rate == 1000:
+            bucket.set_rate(4000)  # another process stopped: this one's share grows mid-wait
+
+    bucket._sleep = sleep
+    waited = bucket.take(3000)
+    # 0.25 s at 1000 B/s, then the remaining 2750 bytes at 4000 B/s; at the old rate it was 3 s.
+    assert waited == pytest.approx(0.25 + 2750 / 4000)
+    bucket.set_rate(None)
+    assert bucket.take(10**9) == 0.0  # no limit any more: nobody waits

@@ -6,7 +6,7 @@ import { clear, fmtBytes, fmtDuration, fmtTime, h, live, pill } from "./dom.js";
 
 const ROWS_EVERY_S = 5;
 const STRIPS_EVERY_S = 60;
-const STATES = ["protected", "replicating", "seeding", "breach", "stalled", "paused", "not-protected"];
+const STATES = ["protected", "replicating", "throttled", "seeding", "breach", "stalled", "paused", "not-protected"];
 
 function select(id, label, values, all) {
   const el = h("select", { id, name: id }, h("option", { value: "" }, all), values.map((v) => h("option", { value: v }, v)));
@@ -87,7 +87,7 @@ export function renderProtection(root, ctx) {
     clear(tiles).append(
       tile("Protected VMs", rows.length - count("not-protected"), `of ${rows.length} in the inventory`, "ok"),
       tile("RPO breaches", count("breach") + count("stalled"), `${count("stalled")} stalled: no worker makes progress`, count("breach") + count("stalled") ? "bad" : "ok"),
-      tile("Replicating now", count("replicating") + count("seeding"), `${count("seeding")} seeding`, "info"),
+      tile("Replicating now", count("replicating") + count("throttled") + count("seeding"), `${count("seeding")} seeding`, "info"),
       tile("Not protected", count("not-protected") + count("paused"), `${count("paused")} paused`, count("not-protected") ? "warn" : "muted"));
   }
 
