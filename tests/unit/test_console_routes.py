@@ -22,7 +22,7 @@ from seawall.api.auth import parse_tokens
 from seawall.console.routes import run_steps
 from seawall.console.views import STRIP_CELLS
 from seawall.contract.messages import CycleResult
-from seawall.contract.search import SA_RUN
+from seawall.contract.search import SA_RUN, SA_VM
 from tests.unit.test_api_endpoints import ADMIN, OPERATOR, VIEWER, auth, make_settings, token_file
 from tests.unit.test_console_views import NOW, run_report, write_run
 
@@ -54,17 +54,34 @@ class ConsoleFake:
 
         return SimpleNamespace(describe=describe)
 
+    async def list_schedules(self) -> AsyncIterator[Any]:
+        async def entries() -> AsyncIterator[Any]:
+            for vm in sorted(self.protected):
+                schedule = SimpleNamespace(
+                    state=SimpleNamespace(paused=False), spec=SimpleNamespace(intervals=[]), action=None
+                )
+                yield SimpleNamespace(id=f"replicate/{vm}", schedule=schedule)
+
+        return entries()
+
     def list_workflows(self, query: str, limit: int | None = None, **_: Any) -> AsyncIterator[Any]:
+        # Per VM (``SeawallVM = ...``) or, as the fleet's listings ask, every VM's cycles at once.
         vm = re.search(r'SeawallVM = "([^"]+)"', query)
         after = re.search(r'StartTime > "([^"]+)"', query)
         before = re.search(r'StartTime <= "([^"]+)"', query)
+        closed_after = re.search(r'CloseTime > "([^"]+)"', query)
         found = sorted(
-            (c for c in self.cycles if vm and c.vm == vm.group(1)), key=lambda c: c.start, reverse=True
+            (c for c in self.cycles if "ReplicationCycle" in query and (not vm or c.vm == vm.group(1))),
+            key=lambda c: c.start,
+            reverse=True,
         )
         if after:
             found = [c for c in found if c.start > datetime.fromisoformat(after.group(1))]
         if before:
             found = [c for c in found if c.start <= datetime.fromisoformat(before.group(1))]
+        if closed_after:
+            since = datetime.fromisoformat(closed_after.group(1))
+            found = [c for c in found if c.start + timedelta(seconds=c.seconds) > since]
 
         async def items() -> AsyncIterator[Any]:
             for c in found[:limit]:
@@ -74,6 +91,7 @@ class ConsoleFake:
                     status=WorkflowExecutionStatus.COMPLETED,
                     start_time=c.start,
                     close_time=c.start + timedelta(seconds=c.seconds),
+                    typed_search_attributes=TypedSearchAttributes([SearchAttributePair(SA_VM, c.vm)]),
                 )
 
         return items()
