@@ -330,3 +330,28 @@ def test_a_wheel_ships_every_asset() -> None:
             assert any(
                 fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in patterns
             ), relative
+
+
+async def test_the_fleets_strips_in_one_answer_and_its_scope(console: httpx.AsyncClient) -> None:
+    answer = await console.get("/v1/console/strips", headers=auth(VIEWER))
+    assert answer.status_code == 200 and answer.headers["X-Seawall-As-Of"]
+    strips = {s["vm"]: s for s in answer.json()}
+    assert list(strips) == ["db-01", "app-01", "app-02", "web-01", "web-02"]
+    one = (await console.get("/v1/console/vms/db-01/strip", headers=auth(VIEWER))).json()
+    # The same cells as the VM's own strip (computed a moment apart: compare the ages, not the starts).
+    assert [c["worst_age_s"] is None for c in strips["db-01"]["cells"]] == [
+        c["worst_age_s"] is None for c in one["cells"]
+    ]
+    assert strips["web-01"]["cells"][-1]["worst_age_s"] is not None  # its 2-hour-old point, in force
+    assert all(c["worst_age_s"] is None for c in strips["app-01"]["cells"])  # protected, no point yet
+    scoped = (await console.get("/v1/console/strips", headers=auth(VIEWER, "web"))).json()
+    assert [s["vm"] for s in scoped] == ["web-01", "web-02"]
+
+
+async def test_the_protection_answer_says_how_old_it_is(console: httpx.AsyncClient) -> None:
+    answer = await console.get("/v1/console/protection", headers=auth(VIEWER))
+    as_of = datetime.fromisoformat(answer.headers["X-Seawall-As-Of"])
+    assert abs((datetime.now(UTC) - as_of).total_seconds()) < 30 and int(answer.headers["Age"]) >= 0
+    # Within the few seconds it is kept, another token's request is answered from the same read.
+    again = await console.get("/v1/console/protection", headers=auth(OPERATOR))
+    assert again.headers["X-Seawall-As-Of"] == answer.headers["X-Seawall-As-Of"]
