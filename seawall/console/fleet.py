@@ -3,7 +3,9 @@
 The page asks every few seconds, and so may every open console: the fleet's status (three listings
 plus the few VMs they cannot answer for, ``seawall.control.fleet``) is kept ``api_status_cache_s``
 seconds, and the 24-hour strips (every point of the day) a minute. Askers within that time share one
-read; the answer says how old it is (``as_of``), and the page shows it.
+read; after it, an answer up to ten times as old is still given at once while a read in the
+background renews it, so a page is not held up by a read of a large fleet. Every answer says how old
+it is (``as_of``), and the page shows it.
 
 The strips come from one listing of the day's completed cycles (and a lookback of a few RPO
 thresholds, for the point in force when the window opens); only a VM whose point in force is older
@@ -13,6 +15,7 @@ than that lookback is asked on its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,10 +31,13 @@ from seawall.control.fleet import FAN_OUT
 from seawall.model import Inventory
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 STRIP_WINDOW = timedelta(hours=24)
 STRIPS_KEEP_S = 60.0  # the page refreshes its strips once a minute
 LOOKBACK_THRESHOLDS = 2
+# An answer older than its fresh time is still given at once, while renewed, up to this many times it.
+STALE_FACTOR = 10
 
 
 class Strip(BaseModel):
@@ -41,26 +47,49 @@ class Strip(BaseModel):
 
 
 class Kept(Generic[T]):
-    """The newest answer of one expensive read, kept ``keep_s`` seconds for the same key; concurrent
-    askers wait for one read instead of each starting their own."""
+    """The newest answer of one expensive read, for the same key: fresh for ``keep_s`` seconds; after
+    that, up to ``stale_s`` old, it is still answered at once while one read in the background renews
+    it (the answer says when it was read). Older, or none yet: the asker waits for a read, and
+    concurrent askers share it. ``keep_s`` 0 reads on every request."""
 
-    def __init__(self, keep_s: float) -> None:
+    def __init__(self, keep_s: float, stale_s: float | None = None) -> None:
         self.keep_s = keep_s
+        self.stale_s = keep_s * STALE_FACTOR if stale_s is None else stale_s
         self._lock = asyncio.Lock()
         self._key: object = None
         self._value: T | None = None
         self._at = 0.0
         self._as_of = datetime.min.replace(tzinfo=UTC)
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def _read(self, key: object, read: Callable[[], Awaitable[T]]) -> None:
+        as_of = datetime.now(UTC)
+        value = await read()
+        self._key, self._value, self._at, self._as_of = key, value, time.monotonic(), as_of
+
+    async def _renew(self, key: object, read: Callable[[], Awaitable[T]]) -> None:
+        try:
+            async with self._lock:
+                await self._read(key, read)
+        except Exception as exc:  # the kept answer stands until it is too old; then an asker sees this
+            log.warning("renewing the console's %s failed: %s", self.__class__.__name__, exc)
 
     async def get(self, key: object, read: Callable[[], Awaitable[T]]) -> tuple[T, datetime]:
         """(the value, when it was read) for ``key`` (compared by identity: an inventory reloaded is
         another inventory)."""
+        age = time.monotonic() - self._at
+        if self._value is not None and self._key is key and self.keep_s > 0:
+            if age < self.keep_s:
+                return self._value, self._as_of
+            if age < self.stale_s:
+                if self._renewing is None or self._renewing.done():
+                    self._renewing = asyncio.create_task(self._renew(key, read))
+                return self._value, self._as_of
         async with self._lock:
             fresh = time.monotonic() - self._at < self.keep_s
             if self._value is None or self._key is not key or not fresh:
-                as_of = datetime.now(UTC)
-                value = await read()
-                self._key, self._value, self._at, self._as_of = key, value, time.monotonic(), as_of
+                await self._read(key, read)
+            assert self._value is not None
             return self._value, self._as_of
 
 

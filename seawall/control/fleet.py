@@ -45,7 +45,8 @@ from seawall.runtime.metrics.sources import ScheduleSeen, progress_at
 
 # VMs (or running cycles) asked one by one at once, when the listings cannot answer for them.
 FAN_OUT = 8
-# Past the longest RPO threshold of the fleet times the stall factor: the horizon of the cycle listing.
+# Past the longest RPO threshold of the fleet: the horizon of the cycle listing (a VM replicating on
+# time has a verified point within its threshold; one that has not is asked on its own).
 MARGIN = timedelta(minutes=2)
 # A verify that closed before a cycle started does not change that cycle's verdict; cycles may run long.
 VERIFY_MARGIN = timedelta(days=1)
@@ -97,10 +98,7 @@ async def _listed(client: Client, query: str) -> dict[str, list[WorkflowExecutio
 def horizon(inventory: Inventory, vms: Sequence[str], now: datetime) -> datetime:
     """How far back the cycle listing reaches: long enough that a VM replicating on time shows its
     newest verified point and a sign of progress within it."""
-    longest = max(
-        (STALL_INTERVALS * policy_of(inventory, vm, None)[2] for vm in vms),
-        default=0.0,
-    )
+    longest = max((policy_of(inventory, vm, None)[2] for vm in vms), default=0.0)
     return now - timedelta(seconds=longest) - MARGIN
 
 
