@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
 from seawall.contract.names import Workflow, group_schedule_id, group_search_value, schedule_id
-from seawall.contract.search import SA_VM
+from seawall.contract.search import SA_SITE, SA_VM
 from seawall.contract.verify import VerifyReport
 from seawall.control.results import completed_result
 from seawall.control.status import (
@@ -141,11 +141,15 @@ async def statuses(
     since = horizon(inventory, vms, now)
     verify_since = since - VERIFY_MARGIN
     types = f'("{Workflow.REPLICATION_CYCLE}", "{Workflow.GROUP_REPLICATION_CYCLE}")'
+    # A cycle names its VM and the site it ships from in one upsert: only this inventory's sites' cycles
+    # are listed, not those of every fleet sharing the namespace.
+    sites = "(" + ", ".join(f'"{site.name}"' for site in inventory.sites) + ")"
     schedules, cycles, verifies = await asyncio.gather(
         listed_schedules(client),
         _listed(
             client,
-            f'WorkflowType IN {types} AND (ExecutionStatus = "Running" OR CloseTime > "{_stamp(since)}")',
+            f"WorkflowType IN {types} AND {SA_SITE.name} IN {sites} AND "
+            f'(ExecutionStatus = "Running" OR CloseTime > "{_stamp(since)}")',
         ),
         _listed(
             client,
