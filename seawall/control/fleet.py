@@ -2,10 +2,10 @@
 
 ``vm_status`` asks Temporal about one VM: its schedule, its newest cycles, its newest verify, its
 running cycle; at 500 VMs that is thousands of calls per page view. Here the fleet is read with three
-listings (paged, 1000 a page): every schedule, every cycle running or closed within a horizon of a few
-RPO intervals, every verify closed within it. A completed cycle carries its result in its memo
-(``cycle-result-memo``; older cycles are fetched once per client), so the listings answer for most
-VMs. One VM the listings cannot answer for certain is asked on its own, a few at a time:
+listings (paged, 1000 a page): every schedule, every cycle of the inventory's sites running or closed
+within the fleet's longest RPO threshold, every verify running or closed within a day more. A
+completed cycle carries its result in its memo (``cycle-result-memo``; older cycles are fetched once
+per client), so the listings answer for most VMs. One VM the listings cannot answer for certain is asked on its own, a few at a time:
 
 - its schedule is not listed (not protected, or created a moment ago: the listing lags a little);
 - it has no verified point within the horizon (its newest point, if any, is older: a breach);
