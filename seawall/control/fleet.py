@@ -5,7 +5,8 @@ running cycle; at 500 VMs that is thousands of calls per page view. Here the fle
 listings (paged, 1000 a page): every schedule, every cycle of the inventory's sites running or closed
 within the fleet's longest RPO threshold, every verify running or closed within a day more. A
 completed cycle carries its result in its memo (``cycle-result-memo``; older cycles are fetched once
-per client), so the listings answer for most VMs. One VM the listings cannot answer for certain is asked on its own, a few at a time:
+per client), so the listings answer for most VMs. One VM the listings cannot answer for certain is
+asked on its own, a few at a time:
 
 - its schedule is not listed (not protected, or created a moment ago: the listing lags a little);
 - it has no verified point within the horizon (its newest point, if any, is older: a breach);
