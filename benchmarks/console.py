@@ -12,13 +12,23 @@ out), with a worker in this process. Then, for the first ``--baseline-vms`` of t
   back, each answer checked to hold every VM; ``GET /healthz`` as often, for the server's floor;
 - render: headless Debian Chromium (``/usr/bin/chromium`` through Playwright, no browser download), a
   fresh browser context per run with the token in its sessionStorage: the time from starting the
-  navigation to ``#/protection`` until the table shows all N VM rows. Then the page is left to load its
-  per-VM 24-hour strips (reported, not judged) so the next run does not meet their queries.
+  navigation to ``#/protection`` until the table shows all N VM rows. Then the page is left to load the
+  fleet's 24-hour strips (reported, not judged) so the next run does not meet their listing.
+
+The server is measured as it is deployed: its answers come from its last few seconds' read of the
+fleet, renewed in the background (their age is reported: ``answer_age_s``). What one read of the
+fleet costs is measured too, on a second server that reads on every request
+(``SEAWALL_API_STATUS_CACHE_S=0``): ``data_read``.
 
 Reported: p50/p95/max of each, ratios against the baseline fleet and against /healthz measured in the
 same run, and the issue's targets (data < 1 s, render < 2 s at 500 VMs) as booleans. Exit code 1 when
-a target is missed. Finally every VM is unprotected, running cycles are cancelled, the store's GC
-schedule is deleted and the worker stops.
+a target is missed. Finally every VM is unprotected (a protect still running is terminated first, so
+it cannot create a schedule after the cleanup), running cycles are cancelled, the store's GC schedule
+is deleted and the worker stops; SIGINT or SIGTERM on the way stops the run and does the same cleanup
+(once: a second signal only says the cleanup is under way).
+
+``--fleet-inventory PATH`` measures a fleet another run protected and keeps (that run's inventory): no
+protect, no cleanup, no worker here.
 """
 
 from __future__ import annotations
@@ -42,14 +52,11 @@ import httpx
 import yaml
 from playwright.async_api import Browser, async_playwright
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from benchmarks.api import TOKEN, serve
+from benchmarks.console_fleet import protect_all, stop_on_signals, teardown
 from benchmarks.console_timing import TARGET_DATA_S, TARGET_RENDER_S, ratio, summary, verdict
 from benchmarks.fleet import vm_name, write_fleet
-from seawall.contract.names import Workflow, gc_schedule_id
-from seawall.contract.search import SA_SITE
-from seawall.control import replication
 from seawall.lab.info import load_lab
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
@@ -80,6 +87,7 @@ ALL_ROWS_JS = f"""n => {{
   return {{ shown, data_end: ends.length ? Math.max(...ends) : null }};
 }}"""
 STRIPS_DONE_JS = "() => !document.querySelector('#protection td.strip-cellwrap > span.muted')"
+EXIT_SIGNALLED = 130
 
 
 def subset_inventory(inventory: Path, count: int, out: Path) -> Path:
@@ -96,6 +104,7 @@ async def time_get(
     """``runs`` sequential GETs on one keep-alive connection; latencies of the good answers, and what
     went wrong otherwise (a status, an exception, or an answer missing VMs)."""
     latencies: list[float] = []
+    ages: list[float] = []
     problems: Counter[str] = Counter()
     states: Counter[str] = Counter()
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -119,7 +128,12 @@ async def time_get(
                     continue
                 states = Counter(r["state"] for r in rows)
             latencies.append(elapsed)
-    return latencies, {"errors": dict(problems), "states": dict(states)}
+            if "Age" in response.headers:
+                ages.append(float(response.headers["Age"]))
+    info: dict[str, Any] = {"errors": dict(problems), "states": dict(states)}
+    if ages:
+        info["answer_age_s"] = summary(ages)
+    return latencies, info
 
 
 async def time_render(
@@ -184,101 +198,102 @@ async def measure(
         )
     finally:
         await asyncio.to_thread(server_cm.__exit__, None, None, None)
+    # What one read of the fleet costs: a server that keeps nothing.
+    (read_dir := work / "read").mkdir(exist_ok=True)
+    reader_cm = serve(read_dir, plans, ROOT, {**env, "SEAWALL_API_STATUS_CACHE_S": "0"})
+    reader = await asyncio.to_thread(reader_cm.__enter__)
+    try:
+        read, read_info = await time_get(reader.url, "/v1/console/protection", args.read_runs, vms)
+    finally:
+        await asyncio.to_thread(reader_cm.__exit__, None, None, None)
     return {
         "vms": vms,
         "healthz": {**summary(health), "errors": health_info["errors"]},
         "data": {**summary(data), **data_info},
+        "data_read": {**summary(read), **read_info},
         "render": {**summary(render), **render_info},
     }
 
 
-async def protect_all(client: Client, queue: str, vms: list[str], concurrency: int) -> None:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(vm: str) -> None:
-        async with gate:
-            await replication.protect(client, queue, vm)
-
-    await asyncio.gather(*(one(vm) for vm in vms))
-
-
-async def teardown(client: Client, queue: str, site: str, vms: list[str], concurrency: int) -> list[str]:
-    """Unprotect every VM (its schedule goes), cancel cycles still running, delete the GC schedule.
-    Returns what could not be undone, so the output says so rather than hiding it."""
-    gate = asyncio.Semaphore(concurrency)
-    left: list[str] = []
-
-    async def one(vm: str) -> None:
-        async with gate:
-            try:
-                await replication.unprotect(client, queue, vm)
-            except Exception as exc:  # reported, and the others still go
-                left.append(f"{vm}: {exc}")
-
-    await asyncio.gather(*(one(vm) for vm in vms))
-    running = (
-        f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}" '
-        'AND ExecutionStatus = "Running"'
-    )
-    async for wf in client.list_workflows(running):
-        handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
-        with contextlib.suppress(RPCError):
-            await handle.cancel()
-    with contextlib.suppress(RPCError):
-        await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
-    return left
+async def measure_both(
+    client: Client, work: Path, inventory: Path, vms: int, baseline_vms: int, settings: Settings, args: Any
+) -> list[dict[str, Any]]:
+    baseline_inventory = subset_inventory(inventory, baseline_vms, work / "inventory-baseline.yaml")
+    fleet_inventory = subset_inventory(inventory, vms, work / "inventory-measured.yaml")
+    results: list[dict[str, Any]] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for label, inv, count in (
+                ("baseline", baseline_inventory, baseline_vms),
+                ("fleet", fleet_inventory, vms),
+            ):
+                (api_dir := work / f"api-{label}").mkdir(exist_ok=True)
+                results.append(await measure(browser, api_dir, inv, count, settings, args))
+        finally:
+            await browser.close()
+    return results
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    task = asyncio.current_task()
+    assert task is not None
+    with stop_on_signals(task) as signals:
+        return await _run(args, signals)
+
+
+async def _run(args: argparse.Namespace, signals: list[str]) -> dict[str, Any]:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="seawall-bench-console-"))
-    site = f"bench-{uuid.uuid4().hex[:8]}"  # its own task queue: no other worker takes its tasks
-    inventory = write_fleet(
-        work / "fleet",
-        args.vms,
-        disk_bytes=args.disk_kib * 1024,
-        interval_s=args.interval_s,
-        site=site,
-        prefix=site,
-    )
     baseline_vms = min(args.baseline_vms, args.vms)
-    baseline_inventory = subset_inventory(inventory, baseline_vms, work / "fleet" / "inventory-baseline.yaml")
-    vms = [vm_name(i, site) for i in range(args.vms)]
-    settings = Settings(
-        temporal_address=args.temporal,
-        inventory=inventory,
-        orchestration_queue=f"bench-orchestration-{uuid.uuid4().hex[:8]}",
-        max_concurrent_activities=args.slots,
-        graceful_shutdown_s=5,
-    )
-    client = await connect(settings)
-    queue = settings.orchestration_queue
-    results: list[dict[str, Any]] = []
+    protect_s: float | None = None
     left: list[str] = []
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-        workers = build_workers(client, [site], settings, pool, identity="bench-console")
-        running = asyncio.gather(*(w.run() for w in workers))
-        try:
-            t0 = time.perf_counter()
-            await protect_all(client, queue, vms, args.concurrency)
-            protect_s = time.perf_counter() - t0
-            async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    for label, inv, count in (
-                        ("baseline", baseline_inventory, baseline_vms),
-                        ("fleet", inventory, args.vms),
-                    ):
-                        (api_dir := work / f"api-{label}").mkdir(exist_ok=True)
-                        results.append(await measure(browser, api_dir, inv, count, settings, args))
-                finally:
-                    await browser.close()
-        finally:
-            left = await teardown(client, queue, site, vms, args.concurrency)
-            for w in workers:
-                await w.shutdown()
-            await running
-            if not args.workdir:  # the fleet's images, store and key are of no use after the run
-                shutil.rmtree(work, ignore_errors=True)
+    if args.fleet_inventory:  # a fleet protected and kept by another run: measured only
+        inventory = Path(args.fleet_inventory)
+        listed = yaml.safe_load(inventory.read_text())["protected_vms"]
+        if len(listed) < args.vms:
+            raise SystemExit(f"--fleet-inventory: {inventory} lists {len(listed)} VMs, not --vms {args.vms}")
+        settings = Settings(temporal_address=args.temporal, inventory=inventory)
+        client = await connect(settings)
+        results = await measure_both(client, work, inventory, args.vms, baseline_vms, settings, args)
+    else:
+        site = f"bench-{uuid.uuid4().hex[:8]}"  # its own task queue: no other worker takes its tasks
+        inventory = write_fleet(
+            work / "fleet",
+            args.vms,
+            disk_bytes=args.disk_kib * 1024,
+            interval_s=args.interval_s,
+            site=site,
+            prefix=site,
+        )
+        vms = [vm_name(i, site) for i in range(args.vms)]
+        settings = Settings(
+            temporal_address=args.temporal,
+            inventory=inventory,
+            orchestration_queue=f"bench-orchestration-{uuid.uuid4().hex[:8]}",
+            max_concurrent_activities=args.slots,
+            graceful_shutdown_s=5,
+        )
+        client = await connect(settings)
+        queue = settings.orchestration_queue
+        sys.stderr.write(f"fleet {site}: {args.vms} VMs, work dir {work}\n")
+        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+            workers = build_workers(client, [site], settings, pool, identity="bench-console")
+            running = asyncio.gather(*(w.run() for w in workers))
+            try:
+                t0 = time.perf_counter()
+                await protect_all(client, queue, vms, args.concurrency)
+                protect_s = time.perf_counter() - t0
+                results = await measure_both(client, work, inventory, args.vms, baseline_vms, settings, args)
+            finally:
+                # Shielded: a signal during the cleanup must not cut it short.
+                left = await asyncio.shield(teardown(client, queue, site, vms, args.concurrency))
+                for w in workers:
+                    await w.shutdown()
+                await running
+                if not args.workdir:  # the fleet's images, store and key are of no use after the run
+                    shutil.rmtree(work, ignore_errors=True)
+                if signals:
+                    sys.stderr.write(f"cleaned up after {signals[0]}; not cleaned: {left or 'nothing'}\n")
     baseline, fleet = results
     return {
         "benchmark": "console protection page: GET /v1/console/protection and its render in Chromium",
@@ -286,8 +301,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_vms": baseline_vms,
         "interval_s": args.interval_s,
         "disk_bytes": args.disk_kib * 1024,
-        "protect_all_s": round(protect_s, 3),
-        "server": "seawall api serve subprocess on 127.0.0.1 (viewer token), Temporal of the lab",
+        "fleet_source": args.fleet_inventory or "protected by this run",
+        "protect_all_s": round(protect_s, 3) if protect_s is not None else None,
+        "server": "seawall api serve subprocess on 127.0.0.1 (viewer token), the lab's Temporal",
         "browser": f"{CHROMIUM} headless via Playwright, fresh context per render run",
         "cpus": os.cpu_count(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -298,6 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "data_p50_vs_baseline": ratio(fleet["data"]["p50_s"], baseline["data"]["p50_s"]),
             "render_p50_vs_baseline": ratio(fleet["render"]["p50_s"], baseline["render"]["p50_s"]),
             "data_p50_vs_healthz": ratio(fleet["data"]["p50_s"], fleet["healthz"]["p50_s"]),
+            "data_read_p50_vs_baseline": ratio(fleet["data_read"]["p50_s"], baseline["data_read"]["p50_s"]),
         },
         "verdict": verdict(fleet["data"], fleet["render"]),
         "teardown_left": left,
@@ -316,6 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline-vms", type=int, default=50, help="the baseline fleet (first of the N)")
     parser.add_argument("--data-runs", type=int, default=20)
     parser.add_argument("--render-runs", type=int, default=5)
+    parser.add_argument("--read-runs", type=int, default=5, help="reads of the fleet with no server cache")
     parser.add_argument("--strips-timeout-s", type=float, default=90.0)
     # An hour: shorter, the schedules of VMs already protected fire while the rest are still seeding and,
     # on 2 cores, slow the setup of 500 VMs to a crawl (a 600 s run managed 350 in 17 min).
@@ -325,6 +343,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="VMs protected/unprotected at once")
     parser.add_argument("--temporal", default=None, help="host:port (default: the lab's)")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--fleet-inventory", default=None, help="measure the fleet of this inventory (kept by another run)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.vms < 1 or args.baseline_vms < 1:
@@ -350,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         sys.stdout.flush()
         os.dup2(2, 1)
-    result = asyncio.run(run(args))
+    try:
+        result = asyncio.run(run(args))
+    except asyncio.CancelledError:  # stopped by SIGINT/SIGTERM, after its cleanup
+        return EXIT_SIGNALLED
     if args.json:
         out.write(json.dumps(result, indent=2) + "\n")
         out.flush()

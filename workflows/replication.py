@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         VMPoint,
         VMRef,
     )
-    from seawall.contract.names import Query, Workflow, seed_cycle_id
+    from seawall.contract.names import MEMO_RESULT, PATCH_CYCLE_RESULT_MEMO, Query, Workflow, seed_cycle_id
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE, SA_VM
     from workflows.inputs import decode_input
@@ -176,7 +176,7 @@ class ReplicationCycleWorkflow:
         )
         self._set_phase("done", inp.vm)
         paths = {d.change_path for d in shipped.disks}
-        return CycleResult(
+        result = CycleResult(
             vm=inp.vm,
             point_id=point,
             parent=start.parent,
@@ -193,6 +193,11 @@ class ReplicationCycleWorkflow:
             mirror_lag=mirrored.lag if mirrored is not None else None,
             mirror_error=mirror_error,
         )
+        if workflow.patched(PATCH_CYCLE_RESULT_MEMO):
+            # The result in the memo too: a visibility listing of the fleet's cycles then carries every
+            # VM's newest point, bytes and path, with no history fetch per cycle (seawall.control.fleet).
+            workflow.upsert_memo({MEMO_RESULT: result})
+        return result
 
     async def _ship_commit_verify(
         self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta, app_consistent: bool

@@ -60,6 +60,9 @@ class ApiSettings(Settings):
     api_plans_check_s: float = Field(default=1.0, ge=0)
     # Connecting to Temporal gives up after this (503), instead of holding every request that waits on it.
     api_temporal_connect_s: float = Field(default=10.0, gt=0)
+    # The console's fleet status is read at most this often (every open page polls it every 5 s);
+    # the page shows how old the answer is. 0: read on every request.
+    api_status_cache_s: float = Field(default=3.0, ge=0)
 
 
 class ApiContext:

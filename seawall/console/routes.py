@@ -29,21 +29,21 @@ from seawall.api.auth import Principal, Role
 from seawall.api.catalogue import PlanEntry
 from seawall.api.deps import ApiSettings, require
 from seawall.api.problems import ApiProblem
+from seawall.console.fleet import STRIPS_KEEP_S, Kept, Strip, fleet_strips, point_times, threshold_s
 from seawall.console.views import (
     DrillPlan,
     ProtectionRow,
     Readiness,
     ReportSummary,
-    StripCell,
     age_strip,
     protection_row,
     read_reports,
     readiness,
 )
 from seawall.contract.names import Query, recover_id, recover_vm_id
-from seawall.contract.search import SA_RUN, SA_VM
-from seawall.control import drills
-from seawall.control.status import vm_status
+from seawall.contract.search import SA_RUN
+from seawall.control import drills, fleet
+from seawall.control.status import VMStatus
 from seawall.model import Inventory, RecoveryPlan
 
 ClientGetter = Callable[[], Awaitable[Client]]
@@ -75,12 +75,6 @@ class Session(BaseModel):
 class RunSteps(BaseModel):
     run: str | None = Field(description="the running run's name; None when no run is going")
     steps: dict[str, str] = Field(description="each recovering VM's current step at the target site")
-
-
-class Strip(BaseModel):
-    vm: str
-    threshold_s: float
-    cells: list[StripCell]
 
 
 def offered_actions(app: FastAPI, who: Principal) -> list[str]:
@@ -116,31 +110,6 @@ def _visible_vms(inventory: Inventory, plans: dict[str, list[str]], who: Princip
     # As /v1/vms: a scoped token sees the VMs of its plans, not the estate.
     mine = {vm for vms in plans.values() for vm in vms}
     return [n for n in names if n in mine]
-
-
-def _cycles_query(vm: str, extra: str = "") -> str:
-    # A completed cycle always made a verified point (an unverified one fails the cycle), so the
-    # visibility list alone gives point times without fetching each result.
-    return (
-        f'WorkflowType = "ReplicationCycle" AND {SA_VM.name} = "{vm}" AND ExecutionStatus = "Completed"'
-        + (f" AND {extra}" if extra else "")
-    )
-
-
-async def _last_cycle_s(client: Client, vm: str) -> float | None:
-    async for wf in client.list_workflows(_cycles_query(vm), limit=1):
-        if wf.close_time is not None:
-            return (wf.close_time - wf.start_time).total_seconds()
-    return None
-
-
-async def _point_times(client: Client, vm: str, since: datetime) -> list[datetime]:
-    stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    times = [wf.start_time async for wf in client.list_workflows(_cycles_query(vm, f'StartTime > "{stamp}"'))]
-    # The point in force when the window opens, so the strip's first cells are not shown as "no point".
-    async for wf in client.list_workflows(_cycles_query(vm, f'StartTime <= "{stamp}"'), limit=1):
-        times.append(wf.start_time)
-    return times
 
 
 async def _schedule_of(client: Client, plan: RecoveryPlan | None) -> DrillPlan | None:
@@ -216,29 +185,65 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
             temporal_ui_url=settings.temporal_ui_url,
         )
 
-    async def rows(who: Principal) -> tuple[dict[str, list[str]], dict[str, str], dict[str, ProtectionRow]]:
+    # The fleet's status and strips, read at most this often per API process (every page polls them).
+    kept_status: Kept[dict[str, VMStatus]] = Kept(settings.api_status_cache_s)
+    kept_strips: Kept[dict[str, Strip]] = Kept(STRIPS_KEEP_S)
+
+    async def fleet_status(inventory: Inventory) -> tuple[dict[str, VMStatus], datetime]:
+        names = [p.name for p in inventory.protected_vms]
+
+        async def read() -> dict[str, VMStatus]:
+            found = await fleet.statuses(await client(), inventory, names)
+            return {s.vm: s for s in found}
+
+        # The whole inventory, whichever token asks: one read serves every scope.
+        return await kept_status.get(inventory, read)
+
+    async def rows(
+        who: Principal,
+    ) -> tuple[dict[str, list[str]], dict[str, str], dict[str, ProtectionRow], datetime]:
         inventory, plans, problems = await scope(who)
         names = _visible_vms(inventory, plans, who)
-        tc = await client()
-        statuses, durations = await asyncio.gather(
-            asyncio.gather(*(vm_status(tc, inventory, n) for n in names)),
-            asyncio.gather(*(_last_cycle_s(tc, n) for n in names)),
-        )
+        statuses, as_of = await fleet_status(inventory)
         out: dict[str, ProtectionRow] = {}
-        for status, duration in zip(statuses, durations, strict=True):
-            member = [p for p, vms in plans.items() if status.vm in vms]
-            store = inventory.protected_vm(status.vm).replica_store
-            out[status.vm] = protection_row(status, store, member, duration)
-        return plans, problems, out
+        for name in names:
+            status = statuses[name]
+            member = [p for p, vms in plans.items() if name in vms]
+            store = inventory.protected_vm(name).replica_store
+            out[name] = protection_row(status, store, member, status.last_cycle_s)
+        return plans, problems, out, as_of
+
+    def dated(response: Response, as_of: datetime) -> None:
+        # How old the answer is: the page shows it (an answer may come from the last few seconds' read).
+        response.headers["X-Seawall-As-Of"] = as_of.isoformat()
+        response.headers["Age"] = str(max(0, int((datetime.now(UTC) - as_of).total_seconds())))
 
     @router.get(
         "/protection",
         response_model=list[ProtectionRow],
         summary="Every protected VM in the token's scope: state, RPO vs newest verified point, last cycle",
     )
-    async def protection(who: Principal = Depends(viewer)) -> list[ProtectionRow]:
-        _, _, found = await rows(who)
+    async def protection(response: Response, who: Principal = Depends(viewer)) -> list[ProtectionRow]:
+        _, _, found, as_of = await rows(who)
+        dated(response, as_of)
         return list(found.values())
+
+    @router.get(
+        "/strips",
+        response_model=list[Strip],
+        summary="Every VM's strip in the token's scope: the worst point age per half hour of 24 hours",
+    )
+    async def strips(response: Response, who: Principal = Depends(viewer)) -> list[Strip]:
+        inventory, plans, _ = await scope(who)
+        names = _visible_vms(inventory, plans, who)
+        everyone = [p.name for p in inventory.protected_vms]
+
+        async def read() -> dict[str, Strip]:
+            return {s.vm: s for s in await fleet_strips(await client(), inventory, everyone)}
+
+        found, as_of = await kept_strips.get(inventory, read)
+        dated(response, as_of)
+        return [found[n] for n in names]
 
     @router.get(
         "/vms/{vm}/strip",
@@ -250,11 +255,9 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         if vm not in _visible_vms(inventory, plans, who):
             # One answer for unknown and out-of-scope: a scoped token learns no other VM's name.
             raise ApiProblem(404, "unknown-vm", "Unknown VM", f"no protected VM named {vm!r} in your scope")
-        policy = inventory.policy(inventory.protected_vm(vm).policy)
-        threshold = policy.interval + (policy.rpo_grace or timedelta(0))
         now = datetime.now(UTC)
-        times = await _point_times(await client(), vm, now - timedelta(hours=24))
-        return Strip(vm=vm, threshold_s=threshold.total_seconds(), cells=age_strip(times, now))
+        times = await point_times(await client(), vm, now - timedelta(hours=24))
+        return Strip(vm=vm, threshold_s=threshold_s(inventory, vm), cells=age_strip(times, now))
 
     @router.get(
         "/plans",
@@ -262,7 +265,7 @@ def console_router(app: FastAPI, settings: ApiSettings, client: ClientGetter) ->
         summary="Readiness of every plan in scope: check, verified points, last drill, RTO",
     )
     async def plans_readiness(who: Principal = Depends(viewer)) -> list[Readiness]:
-        plans, problems, found = await rows(who)
+        plans, problems, found, _ = await rows(who)
         reports_dir = Path(settings.reports_dir)
         history = await asyncio.to_thread(lambda: {p: read_reports(reports_dir, p) for p in plans})
         entries = (await app.state.seawall.catalogue.view()).entries

@@ -56,6 +56,13 @@ class Query:
     PHASE: Final = "phase"
 
 
+# The memo key under which a ReplicationCycle records its result as it completes (patch
+# ``cycle-result-memo``): a visibility listing of the cycles then carries every result, so the fleet's
+# status needs no history fetch per VM.
+MEMO_RESULT: Final = "seawall.result"
+PATCH_CYCLE_RESULT_MEMO: Final = "cycle-result-memo"
+
+
 class Activity:
     """Registered activity type names (``@activity.defn(name=...)``): recorded in every history, so
     they stay as they are even where a method is renamed."""

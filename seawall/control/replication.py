@@ -6,7 +6,6 @@ Written once for every door (the CLI, the API, the demo, the benchmarks); the re
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,8 +30,9 @@ from seawall.contract.names import (
     schedule_id,
     unprotect_id,
 )
+from seawall.control import fleet
 from seawall.control.errors import Failed, NotProtected
-from seawall.control.status import VMStatus, vm_status
+from seawall.control.status import VMStatus
 from seawall.model import Inventory
 
 
@@ -138,5 +138,6 @@ async def replicate_now(client: Client, vm: str) -> str:
 
 
 async def statuses(client: Client, inventory: Inventory, vms: Iterable[str]) -> list[VMStatus]:
-    """The replication status of each of ``vms``, asked concurrently, in their order."""
-    return list(await asyncio.gather(*(vm_status(client, inventory, vm) for vm in vms)))
+    """The replication status of each of ``vms``, in their order: the fleet's listings answer for most,
+    and only the VMs they cannot answer for are asked one by one (``seawall.control.fleet``)."""
+    return await fleet.statuses(client, inventory, list(vms))

@@ -9,6 +9,7 @@
     .venv/bin/python -m tests.replay.record_histories mirror   # a cycle of a mirrored store
     .venv/bin/python -m tests.replay.record_histories bandwidth # BandwidthCoordinator runs
     .venv/bin/python -m tests.replay.record_histories group-mirror # a group cycle of a mirrored store
+    .venv/bin/python -m tests.replay.record_histories memo     # a cycle recording its result in its memo
 
 ``watch_rpo.json`` was recorded from a run of tests/workflows/test_rpo_watch.py's scenario (its
 check_rpo stubbed: breaches in the lab need hours of stopped replication).
@@ -366,6 +367,47 @@ async def record_group_mirror() -> None:
             print(f"recorded group_replication_cycle_mirrored: {len(history.events)} events")
 
 
+async def record_memo() -> None:
+    """The seed cycle of a raw-image VM on a directory site (the ``cycle-result-memo`` branch): the
+    benchmarks' fleet of one, with a worker in this process on a queue of its own."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from benchmarks.fleet import vm_name, write_fleet
+    from seawall.control import replication
+    from seawall.runtime.config import Settings
+    from seawall.runtime.temporal import connect
+    from workers.main import build_workers
+
+    lab = load_lab()
+    site = f"rec-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = write_fleet(Path(tmp), 1, disk_bytes=64 * 1024, interval_s=3600, site=site, prefix=site)
+        settings = Settings(
+            temporal_address=lab.temporal.address,
+            inventory=inventory,
+            orchestration_queue=f"rec-orchestration-{uuid.uuid4().hex[:8]}",
+            graceful_shutdown_s=5,
+        )
+        client = await connect(settings)
+        vm = vm_name(0, site)
+        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+            workers = build_workers(client, [site], settings, pool, identity="record-memo")
+            running = asyncio.gather(*(w.run() for w in workers))
+            try:
+                await replication.protect(client, settings.orchestration_queue, vm)
+                seed = (await cycle_history(client, vm, limit=1))[0]
+                handle = client.get_workflow_handle(seed.workflow_id, run_id=seed.run_id)
+                history = await handle.fetch_history()
+                (HERE / "replication_cycle_result_memo.json").write_text(history.to_json())
+                print(f"recorded replication_cycle_result_memo: {len(history.events)} events")
+                await replication.unprotect(client, settings.orchestration_queue, vm)
+            finally:
+                for w in workers:
+                    await w.shutdown()
+                await running
+
+
 if __name__ == "__main__":
     import sys
 
@@ -378,5 +420,6 @@ if __name__ == "__main__":
         "mirror": record_mirror,
         "bandwidth": record_bandwidth,
         "group-mirror": record_group_mirror,
+        "memo": record_memo,
     }.get(sys.argv[1] if sys.argv[1:] else "")
     asyncio.run(which() if which else record())

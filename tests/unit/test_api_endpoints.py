@@ -184,6 +184,18 @@ class FakeClient:
     def get_schedule_handle(self, schedule_id: str) -> FakeSchedule:
         return FakeSchedule(self, schedule_id)
 
+    async def list_schedules(self) -> AsyncIterator[Any]:
+        """The schedule listing the fleet's status starts from (as ``FakeSchedule.describe`` has them)."""
+
+        async def listed() -> AsyncIterator[Any]:
+            for sid in sorted(self.schedules):
+                schedule = SimpleNamespace(
+                    state=SimpleNamespace(paused=False), spec=SimpleNamespace(intervals=[])
+                )
+                yield SimpleNamespace(id=sid, schedule=schedule)
+
+        return listed()
+
     def list_workflows(self, query: str, **_: Any) -> AsyncIterator[Any]:
         """Visibility, as far as the API asks it: runs of one workflow id carrying one request key."""
         wanted_id = re.search(r"WorkflowId = '([^']+)'", query)

@@ -32,3 +32,36 @@ def test_arguments_are_checked() -> None:
     for bad in (["--vms", "0"], ["--interval-s", "10"], ["--temporal", "10.0.0.5:7233"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+async def test_a_signal_cancels_the_run_once_and_its_cleanup_finishes() -> None:
+    import asyncio
+    import os
+    import signal
+
+    from benchmarks.console_fleet import stop_on_signals
+
+    cleaned: list[str] = []
+    started = asyncio.Event()
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with stop_on_signals(task) as received:
+            try:
+                started.set()
+                await asyncio.sleep(60)
+            finally:
+                # A second signal during the cleanup does not cut it short.
+                os.kill(os.getpid(), signal.SIGINT)
+                await asyncio.sleep(0.2)
+                cleaned.append(",".join(received))
+
+    task = asyncio.create_task(run())
+    await started.wait()
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["SIGTERM,SIGINT"]
+    # The handlers go with the block: SIGINT is Python's own again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -22,7 +22,7 @@ from seawall.api.auth import parse_tokens
 from seawall.console.routes import run_steps
 from seawall.console.views import STRIP_CELLS
 from seawall.contract.messages import CycleResult
-from seawall.contract.search import SA_RUN
+from seawall.contract.search import SA_RUN, SA_VM
 from tests.unit.test_api_endpoints import ADMIN, OPERATOR, VIEWER, auth, make_settings, token_file
 from tests.unit.test_console_views import NOW, run_report, write_run
 
@@ -54,17 +54,34 @@ class ConsoleFake:
 
         return SimpleNamespace(describe=describe)
 
+    async def list_schedules(self) -> AsyncIterator[Any]:
+        async def entries() -> AsyncIterator[Any]:
+            for vm in sorted(self.protected):
+                schedule = SimpleNamespace(
+                    state=SimpleNamespace(paused=False), spec=SimpleNamespace(intervals=[]), action=None
+                )
+                yield SimpleNamespace(id=f"replicate/{vm}", schedule=schedule)
+
+        return entries()
+
     def list_workflows(self, query: str, limit: int | None = None, **_: Any) -> AsyncIterator[Any]:
+        # Per VM (``SeawallVM = ...``) or, as the fleet's listings ask, every VM's cycles at once.
         vm = re.search(r'SeawallVM = "([^"]+)"', query)
         after = re.search(r'StartTime > "([^"]+)"', query)
         before = re.search(r'StartTime <= "([^"]+)"', query)
+        closed_after = re.search(r'CloseTime > "([^"]+)"', query)
         found = sorted(
-            (c for c in self.cycles if vm and c.vm == vm.group(1)), key=lambda c: c.start, reverse=True
+            (c for c in self.cycles if "ReplicationCycle" in query and (not vm or c.vm == vm.group(1))),
+            key=lambda c: c.start,
+            reverse=True,
         )
         if after:
             found = [c for c in found if c.start > datetime.fromisoformat(after.group(1))]
         if before:
             found = [c for c in found if c.start <= datetime.fromisoformat(before.group(1))]
+        if closed_after:
+            since = datetime.fromisoformat(closed_after.group(1))
+            found = [c for c in found if c.start + timedelta(seconds=c.seconds) > since]
 
         async def items() -> AsyncIterator[Any]:
             for c in found[:limit]:
@@ -74,6 +91,7 @@ class ConsoleFake:
                     status=WorkflowExecutionStatus.COMPLETED,
                     start_time=c.start,
                     close_time=c.start + timedelta(seconds=c.seconds),
+                    typed_search_attributes=TypedSearchAttributes([SearchAttributePair(SA_VM, c.vm)]),
                 )
 
         return items()
@@ -312,3 +330,28 @@ def test_a_wheel_ships_every_asset() -> None:
             assert any(
                 fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in patterns
             ), relative
+
+
+async def test_the_fleets_strips_in_one_answer_and_its_scope(console: httpx.AsyncClient) -> None:
+    answer = await console.get("/v1/console/strips", headers=auth(VIEWER))
+    assert answer.status_code == 200 and answer.headers["X-Seawall-As-Of"]
+    strips = {s["vm"]: s for s in answer.json()}
+    assert list(strips) == ["db-01", "app-01", "app-02", "web-01", "web-02"]
+    one = (await console.get("/v1/console/vms/db-01/strip", headers=auth(VIEWER))).json()
+    # The same cells as the VM's own strip (computed a moment apart: compare the ages, not the starts).
+    assert [c["worst_age_s"] is None for c in strips["db-01"]["cells"]] == [
+        c["worst_age_s"] is None for c in one["cells"]
+    ]
+    assert strips["web-01"]["cells"][-1]["worst_age_s"] is not None  # its 2-hour-old point, in force
+    assert all(c["worst_age_s"] is None for c in strips["app-01"]["cells"])  # protected, no point yet
+    scoped = (await console.get("/v1/console/strips", headers=auth(VIEWER, "web"))).json()
+    assert [s["vm"] for s in scoped] == ["web-01", "web-02"]
+
+
+async def test_the_protection_answer_says_how_old_it_is(console: httpx.AsyncClient) -> None:
+    answer = await console.get("/v1/console/protection", headers=auth(VIEWER))
+    as_of = datetime.fromisoformat(answer.headers["X-Seawall-As-Of"])
+    assert abs((datetime.now(UTC) - as_of).total_seconds()) < 30 and int(answer.headers["Age"]) >= 0
+    # Within the few seconds it is kept, another token's request is answered from the same read.
+    again = await console.get("/v1/console/protection", headers=auth(OPERATOR))
+    assert again.headers["X-Seawall-As-Of"] == answer.headers["X-Seawall-As-Of"]

@@ -80,7 +80,10 @@ def grace_for(inventory: Inventory, vm: str, interval_s: float) -> float:
 
 
 def _policy_name(inventory: Inventory, vm: str) -> str | None:
-    return next((p.policy for p in inventory.protected_vms if p.name == vm), None)
+    try:
+        return inventory.protected_vm(vm).policy
+    except KeyError:
+        return None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -152,7 +153,11 @@ class CycleReader:
 
 async def running_progress(client: Client, workflow_id: str, run_id: str | None) -> datetime | None:
     """When an activity of a running cycle last started or heartbeated (None: none has)."""
-    desc = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+    return progress_at(await client.get_workflow_handle(workflow_id, run_id=run_id).describe())
+
+
+def progress_at(desc: Any) -> datetime | None:
+    """``running_progress`` from a running cycle's ``describe()`` already in hand."""
     newest: datetime | None = None
     for pending in desc.raw_description.pending_activities:
         for field in ("last_heartbeat_time", "last_started_time"):

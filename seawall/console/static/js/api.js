@@ -22,7 +22,7 @@ export function whenUnauthorized(handler) {
   onUnauthorized = handler;
 }
 
-async function call(method, path, { body, headers = {}, text = false } = {}) {
+async function call(method, path, { body, headers = {}, text = false, dated = false } = {}) {
   const t = token.get();
   const init = { method, headers: { Accept: text ? "text/html" : "application/json", ...headers }, cache: "no-store" };
   if (t) init.headers.Authorization = `Bearer ${t}`;
@@ -44,11 +44,17 @@ async function call(method, path, { body, headers = {}, text = false } = {}) {
     if (response.status === 401) onUnauthorized(detail);
     throw new ApiError(response.status, title, detail);
   }
+  if (dated) {
+    // The server may answer from a read of the last few seconds: it says when that read was.
+    const asOf = response.headers.get("X-Seawall-As-Of");
+    return { data: await response.json(), asOf: asOf ? new Date(asOf) : new Date() };
+  }
   return text ? response.text() : response.json();
 }
 
 export const api = {
   get: (path) => call("GET", path),
+  getDated: (path) => call("GET", path, { dated: true }),
   getText: (path) => call("GET", path, { text: true }),
   post: (path, body, headers) => call("POST", path, { body, headers }),
 };

@@ -1,6 +1,7 @@
 // Protection: every protected VM, its state, RPO target vs the age of its newest verified point, the
-// last cycle, its store, and a 24-hour strip of point ages. Rows refresh every few seconds; the strips,
-// which cost a query per VM, every minute.
+// last cycle, its store, and a 24-hour strip of point ages. Rows refresh every few seconds; the strips
+// (every point of the day, one request for the whole fleet) every minute. The table is built off the
+// document and put in at once, and filters only redraw what was fetched: nothing is asked per row.
 import { api, enc } from "./api.js";
 import { clear, fmtBytes, fmtDuration, fmtTime, h, live, pill } from "./dom.js";
 
@@ -62,26 +63,40 @@ export function renderProtection(root, ctx) {
     for (const v of values) if (!have.has(v)) el.appendChild(h("option", { value: v }, v));
   }
 
+  // A strip's 48 cells are built once per strip load and moved into each redraw of its row.
+  const stripNodes = new Map();
+  function stripNode(r) {
+    const strip = strips.get(r.vm);
+    if (!strip) return h("span", { class: "muted small" }, "loading…");
+    let node = stripNodes.get(r.vm);
+    if (!node) {
+      node = h("div", { class: "strip", role: "img", "aria-label": `point ages over the last 24 hours for ${r.vm}` },
+        strip.cells.map((c) => stripCell(c, strip.threshold_s)));
+      stripNodes.set(r.vm, node);
+    }
+    return node;
+  }
+
+  function row(r) {
+    return h("tr", { class: r.breach ? "row-breach" : "", dataset: { vm: r.vm, state: r.state } },
+      h("th", { scope: "row" }, h("span", { class: "vm-name" }, r.vm), h("div", { class: "muted small" }, r.policy)),
+      h("td", {}, pill(r.state), r.progress !== null ? h("div", { class: "muted small" }, `${Math.round(r.progress * 100)}% shipped`) : null),
+      h("td", {}, fmtDuration(r.rpo_s)),
+      ageCell(r),
+      h("td", {}, r.last_bytes_shipped !== null ? fmtBytes(r.last_bytes_shipped) : "—",
+        h("div", { class: "muted small" }, r.last_cycle_s !== null ? `in ${fmtDuration(r.last_cycle_s)}` : "", r.last_change_path ? ` · ${r.last_change_path}` : "")),
+      h("td", {}, r.store),
+      h("td", {}, r.source_site),
+      h("td", {}, r.plans.length ? r.plans.join(", ") : h("span", { class: "muted" }, "none")),
+      h("td", { class: "strip-cellwrap" }, stripNode(r)));
+  }
+
   function draw() {
     const [site, plan, state] = [pick("f-site"), pick("f-plan"), pick("f-state")];
     const shown = rows.filter((r) => (!site || r.source_site === site) && (!plan || r.plans.includes(plan)) && (!state || r.state === state));
-    clear(tbody);
-    for (const r of shown) {
-      const strip = strips.get(r.vm);
-      tbody.appendChild(h("tr", { class: r.breach ? "row-breach" : "", dataset: { vm: r.vm, state: r.state } },
-        h("th", { scope: "row" }, h("span", { class: "vm-name" }, r.vm), h("div", { class: "muted small" }, r.policy)),
-        h("td", {}, pill(r.state), r.progress !== null ? h("div", { class: "muted small" }, `${Math.round(r.progress * 100)}% shipped`) : null),
-        h("td", {}, fmtDuration(r.rpo_s)),
-        ageCell(r),
-        h("td", {}, r.last_bytes_shipped !== null ? fmtBytes(r.last_bytes_shipped) : "—",
-          h("div", { class: "muted small" }, r.last_cycle_s !== null ? `in ${fmtDuration(r.last_cycle_s)}` : "", r.last_change_path ? ` · ${r.last_change_path}` : "")),
-        h("td", {}, r.store),
-        h("td", {}, r.source_site),
-        h("td", {}, r.plans.length ? r.plans.join(", ") : h("span", { class: "muted" }, "none")),
-        h("td", { class: "strip-cellwrap" }, strip
-          ? h("div", { class: "strip", role: "img", "aria-label": `point ages over the last 24 hours for ${r.vm}` }, strip.cells.map((c) => stripCell(c, strip.threshold_s)))
-          : h("span", { class: "muted small" }, "loading…"))));
-    }
+    const body = document.createDocumentFragment();
+    for (const r of shown) body.appendChild(row(r));
+    tbody.replaceChildren(body);
     if (!shown.length) tbody.appendChild(h("tr", {}, h("td", { colspan: 9, class: "empty" }, rows.length ? "No VM matches the filters." : "No protected VMs in your scope.")));
     const count = (s) => rows.filter((r) => r.state === s).length;
     clear(tiles).append(
@@ -98,22 +113,28 @@ export function renderProtection(root, ctx) {
   async function loadStrips() {
     loadingStrips = true;
     try {
-      const found = await Promise.all(rows.map((r) => api.get(`/v1/console/vms/${enc(r.vm)}/strip`).catch(() => null)));
-      for (const s of found) if (s) strips.set(s.vm, s);
+      const found = await api.get("/v1/console/strips");
+      strips.clear();
+      stripNodes.clear();
+      for (const s of found) strips.set(s.vm, s);
       stripsAt = Date.now();
       draw();
+    } catch {
+      stripsAt = Date.now() - (STRIPS_EVERY_S - ROWS_EVERY_S) * 1000; // try again at the next refresh
     } finally {
       loadingStrips = false;
     }
   }
 
   return live(async () => {
-    rows = await api.get("/v1/console/protection");
+    const { data, asOf } = await api.getDated("/v1/console/protection");
+    rows = data;
     fillSelect("f-site", [...new Set(rows.map((r) => r.source_site))].sort());
     fillSelect("f-plan", [...new Set(rows.flatMap((r) => r.plans))].sort());
-    updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    const old = Math.max(0, Math.round((Date.now() - asOf.getTime()) / 1000));
+    updated.textContent = `data as of ${asOf.toLocaleTimeString()}${old >= 2 ? ` (${old}s old)` : ""}`;
+    updated.title = "the server reads the fleet's status at most every few seconds and the strips every minute";
     draw();
-    // Strips cost a query per VM: refreshed once a minute, in the background of the row refresh.
     if (!loadingStrips && Date.now() - stripsAt > STRIPS_EVERY_S * 1000) loadStrips();
   }, ROWS_EVERY_S, ctx);
 }
