@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, Worker
 
+from seawall.contract.bandwidth import STICKY_S
 from seawall.contract.queues import site_queue
 from seawall.runtime import bandwidth
 from seawall.runtime.config import Settings
@@ -76,6 +77,9 @@ def build_workers(
         "graceful_shutdown_timeout": timedelta(seconds=settings.graceful_shutdown_s),
         "interceptors": list(interceptors),
         "workflow_runner": sandbox_runner(),
+        # A dead process's sticky queue is given up after this: its workflows (the bandwidth
+        # coordinator's claims among them) go on at another worker within seconds, not the SDK's 10 s.
+        "sticky_queue_schedule_to_start_timeout": timedelta(seconds=STICKY_S),
     }
     workers: list[Worker] = []
     if orchestration:

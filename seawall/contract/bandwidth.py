@@ -16,6 +16,11 @@ RENEW_S = 2.0
 EXPIRE_S = 7.0
 # The coordinator ends when nobody claimed anything for this long; the next claim starts it again.
 IDLE_S = 300.0
+# A coordinator's workflow task that a dead worker process held is handed on after this (its tasks are
+# tiny), and a worker's sticky queue is given up after STICKY_S: together, what a crash of the process
+# that hosted the coordinator costs the claims of the others.
+TASK_TIMEOUT_S = 4.0
+STICKY_S = 5.0
 # Continue-as-new after this many claims even if the server does not suggest it yet: short histories.
 CLAIMS_PER_RUN = 1000
 

@@ -23,12 +23,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from seawall.blockstore.bandwidth import ThrottledStore, TokenBucket, shared_bucket
 from seawall.blockstore.stores.backend import ObjectStore
-from seawall.contract.bandwidth import RENEW_S, BandwidthClaim, BandwidthGrant, CoordinatorState
+from seawall.contract.bandwidth import (
+    RENEW_S,
+    TASK_TIMEOUT_S,
+    BandwidthClaim,
+    BandwidthGrant,
+    CoordinatorState,
+)
 from seawall.contract.names import Update, Workflow, bandwidth_coordinator_id
 from seawall.model.bandwidth import BandwidthPolicy
 
@@ -249,6 +255,7 @@ async def claim_share(
         id=bandwidth_coordinator_id(scope),
         task_queue=queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_timeout=timedelta(seconds=TASK_TIMEOUT_S),
         result_type=CoordinatorState,
     )
     return await client.execute_update_with_start_workflow(

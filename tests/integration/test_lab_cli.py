@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from seawall.lab import LabInfo
@@ -42,6 +43,7 @@ def test_status_json_all_healthy(lab: LabInfo, lab_env: dict[str, str]) -> None:
     assert quiet.returncode == 0 and quiet.stdout == ""
 
 
+@pytest.mark.lab_exclusive  # `lab up` starts a lab guest a KVM test may have fenced on purpose
 def test_up_again_leaves_one_of_each(lab: LabInfo, lab_env: dict[str, str]) -> None:
     before = {name: read_tracked(lab.state_dir, name) for name in PART_NAMES}
     result = _run(["lab", "up", "--json"], lab_env)
