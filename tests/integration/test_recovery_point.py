@@ -15,6 +15,7 @@ from seawall.control import recovery
 from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
 from tests.integration.test_recovery import PLAN, VMS, dr_vms, protected_erp, stand_ins, wait_progress
+from tests.integration.test_scrub import no_cycle_running
 
 
 async def test_a_drill_recovers_the_point_at_or_before_point_time_and_reports_its_rpo(
@@ -24,17 +25,26 @@ async def test_a_drill_recovers_the_point_at_or_before_point_time_and_reports_it
     # The lab's namespace keeps earlier tests' cycles of the same VMs: only this test's count.
     began = datetime.now(UTC)
     async with protected_erp(lab, tmp_path, lab_state_dir) as env:
-        # Each VM's seed point exists; the cut lies after all of them and before a second point of each.
+        # The schedules stop here (a VM whose policy is 30 s may already have made a second point while
+        # the others were seeded); a cycle already started finishes first, so the points are final.
+        for vm in VMS:
+            await env.client.get_schedule_handle(schedule_id(vm)).pause()
+        for vm in VMS:
+            await no_cycle_running(env.client, vm)
+        # Each VM's newest point of this test; the cut lies after all of them and before a newer one.
         seeds = {}
         for vm in VMS:
             history = await cycle_history(env.client, vm, limit=20)
-            (seed,) = [r for r in history if r.result is not None and r.started_at >= began]
-            assert seed.result is not None
-            seeds[vm] = seed.result.point_id
+            mine = [r for r in history if r.result is not None and r.started_at >= began]
+            assert mine, vm
+            newest = max(mine, key=lambda r: r.started_at)
+            assert newest.result is not None
+            seeds[vm] = newest.result.point_id
         await asyncio.sleep(1.5)
         cut = datetime.now(UTC)
         await asyncio.sleep(1.5)
         for vm in VMS:
+            await env.client.get_schedule_handle(schedule_id(vm)).unpause()
             await env.client.get_schedule_handle(schedule_id(vm)).trigger()
         newer = {vm: await env.wait_cycle_after(vm, cut, timeout=240) for vm in VMS}
         assert all(newer[vm] != seeds[vm] for vm in VMS)
