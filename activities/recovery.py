@@ -218,6 +218,7 @@ class OrchestrationActivities:
                 mode=req.mode,
                 direction=req.direction,
                 run=req.run,
+                options=req.options,
                 needs=req.needs,
             )
         except IntentRefused as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from datetime import timedelta
 
 from temporalio import activity
@@ -107,11 +108,18 @@ async def delete_schedule(req: VMRef) -> bool:
     return True
 
 
+# How long after its first listing cancel_cycles keeps listing: a start reaches visibility within it.
+VISIBILITY_SETTLE_S = 3.0
+
+
 @activity.defn(name=Activity.CANCEL_CYCLES)
 async def cancel_cycles(req: VMRef) -> int:
     """Cancel the VM's running cycles and wait until they have closed (their snapshots released).
 
     Cancel, not terminate: a cancelled cycle still runs its compensation and releases its snapshot.
+    Visibility lags a start by up to a few seconds, so the VM's cycles are listed again until a
+    listing at least ``VISIBILITY_SETTLE_S`` after the first one finds none still running: a cycle
+    the (already deleted) schedule started just before it went is cancelled too.
     """
     client = activity.client()
     vm = req.vm
@@ -119,16 +127,24 @@ async def cancel_cycles(req: VMRef) -> int:
         f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
         ' AND ExecutionStatus = "Running"'
     )
-    running = [(wf.id, wf.run_id) async for wf in client.list_workflows(query)]
-    for wf_id, run_id in running:
-        with contextlib.suppress(RPCError):  # it may have finished meanwhile
-            await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
-    for wf_id, run_id in running:
-        handle = client.get_workflow_handle(wf_id, run_id=run_id)
-        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            activity.heartbeat(wf_id)
-            await asyncio.sleep(1.0)
-    return len(running)
+    cancelled: set[tuple[str, str]] = set()
+    first = time.monotonic()
+    while True:
+        running = [(wf.id, wf.run_id or "") async for wf in client.list_workflows(query)]
+        new = [run for run in running if run not in cancelled]
+        if not new and time.monotonic() - first >= VISIBILITY_SETTLE_S:
+            return len(cancelled)
+        for wf_id, run_id in new:
+            with contextlib.suppress(RPCError):  # it may have finished meanwhile
+                await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
+            cancelled.add((wf_id, run_id))
+        for wf_id, run_id in new:
+            handle = client.get_workflow_handle(wf_id, run_id=run_id)
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                activity.heartbeat(wf_id)
+                await asyncio.sleep(1.0)
+        activity.heartbeat(len(cancelled))
+        await asyncio.sleep(1.0)
 
 
 @activity.defn(name=Activity.ENSURE_GC_SCHEDULE)

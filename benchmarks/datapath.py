@@ -70,21 +70,44 @@ TARGETS_ISSUE17 = {
     "incremental_speedup_vs_borg": (">=", 20.0),
     "stored_incremental_vs_restic": ("<=", round(1 / 30, 4)),
     "stored_incremental_vs_borg": ("<=", round(1 / 30, 4)),
+    "seed_peak_rss_mib": ("<=", 512.0),
 }
 
 
-def _files(root: str, min_size: int, want_text: bool) -> Iterator[Path]:
-    paths = []
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            p = Path(dirpath, n)
+_LISTINGS: dict[tuple[str, int], list[str]] = {}
+
+
+def _regular_files(root: str, min_size: int) -> list[str]:
+    """Regular files (no symlinks) of at least ``min_size`` bytes under ``root``, in ``Path`` order.
+
+    One ``stat`` per candidate (the directory entry's type says file or symlink), listed once per
+    process: a walk of ``/usr/share`` is 100,000 entries, which cost a small run most of its time.
+    """
+    key = (root, min_size)
+    if key not in _LISTINGS:
+        found: list[str] = []
+        pending = [root]
+        while pending:
             try:
-                if p.is_symlink() or not p.is_file() or p.stat().st_size < min_size:
-                    continue
+                with os.scandir(pending.pop()) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                pending.append(entry.path)
+                            elif entry.is_file(follow_symlinks=False) and entry.stat().st_size >= min_size:
+                                found.append(entry.path)
+                        except OSError:
+                            continue
             except OSError:
                 continue
-            paths.append(p)
-    paths.sort()
+        # Sorted as ``Path`` objects sort (part by part), so the shuffle below picks what it always did.
+        found.sort(key=lambda path: path.split("/"))
+        _LISTINGS[key] = found
+    return _LISTINGS[key]
+
+
+def _files(root: str, min_size: int, want_text: bool) -> Iterator[Path]:
+    paths = [Path(p) for p in _regular_files(root, min_size)]
     random.Random(7).shuffle(paths)
     for p in paths:
         try:
@@ -196,6 +219,28 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM); False elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float | None:
+    """The process's peak resident set since the last ``reset_peak_rss`` (VmHWM), in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def raw_read(path: Path) -> float:
     buf = bytearray(READ)
     t = time.perf_counter()
@@ -290,11 +335,14 @@ def run(
     shutil.rmtree(scratch)
     os.sync()
     repo = Repository(store, key, threads=threads)
+    # The seed's own peak RSS (the process's peak since here, image building excluded).
+    rss_reset = reset_peak_rss()
     t, c = time.perf_counter(), cpu()
     with RawSource(image, change_id="cbt-0") as src:  # a change id, so a CBT cycle can follow
         seed_disk = repo.ship(src, "bench-vm", "disk0")
     seed_ref = repo.commit_point("bench-vm", "p0-seed", [seed_disk])
     seed_s, seed_cpu = time.perf_counter() - t, cpu() - c
+    seed_peak_rss = peak_rss_mib() if rss_reset else None
     seed_stored = tree_bytes(store_dir)
     for r in range(1, repeat):  # more seeds into scratch stores: the best time counts
         t = time.perf_counter()
@@ -331,15 +379,21 @@ def run(
         again.commit_point("bench-vm", f"p1-incremental-r{r}", [d], parent=seed_ref)
         incremental_s = min(incremental_s, time.perf_counter() - t)
 
-    t = time.perf_counter()
-    vr = repo2.verify_point("bench-vm", "p1-incremental")
-    verify_s = time.perf_counter() - t
-
-    t = time.perf_counter()
-    rr = repo2.restore_disk("bench-vm", "p1-incremental", "disk0", restored)
-    restore_s = time.perf_counter() - t
-    identical = same_files(image, restored)
-    restored.unlink()
+    # Verify and restore, best of ``repeat`` like the rest: one slow run on a shared machine is noise.
+    verify_s = restore_s = float("inf")
+    restore_cpu_s = 0.0
+    identical = True
+    for _ in range(repeat):
+        t = time.perf_counter()
+        vr = repo2.verify_point("bench-vm", "p1-incremental")
+        verify_s = min(verify_s, time.perf_counter() - t)
+        t, c = time.perf_counter(), cpu()
+        rr = repo2.restore_disk("bench-vm", "p1-incremental", "disk0", restored)
+        took, restore_cpu = time.perf_counter() - t, cpu() - c  # the CPU seconds of the best run
+        if took < restore_s:
+            restore_s, restore_cpu_s = took, restore_cpu
+        identical = identical and same_files(image, restored)
+        restored.unlink()
 
     # The same change through the CBT path (what a vSphere source with CBT takes): only the
     # reported extents are read. A second point with the seed as parent, measured like the first.
@@ -387,6 +441,8 @@ def run(
         "zstd1_cpu_s": round(zstd1_cpu, 3),
         "incremental_cpu_s": round(incremental_cpu, 3),
         "seed_stored_bytes": seed_stored,
+        # Peak resident memory of the process during the seed (issue #17: under 512 MiB).
+        "seed_peak_rss_mib": seed_peak_rss,
         "seed_mb_s": round(size / seed_s / 1e6, 1),
         "zstd1_mb_s": round(size / zstd1_s / 1e6, 1),
         "incremental_s": round(incremental_s, 4),
@@ -397,6 +453,8 @@ def run(
         "verify_s": round(verify_s, 4),
         "verify_ok": vr.ok,
         "restore_s": round(restore_s, 4),
+        "restore_cpu_s": round(restore_cpu_s, 3),
+        "restore_vs_raw_read": round(restore_s / raw_read_s, 3),
         "restore_identical": identical,
         "restore_digest_checked": rr.digest_checked,
         "incremental_cbt_s": round(cbt_s, 4),

@@ -16,8 +16,11 @@ Definitions, from the run's report (every time below is Temporal's own record of
   Seawall; the groups run one after another, so the critical path holds, per group, the longest
   ``health checks`` step of its VMs, plus any configured boot delays (none here). ``waits_s`` is the
   sum of those per-group maxima.
-- ``overhead_s``: ``wall_s - waits_s``, the orchestration overhead; the issue's target is <= 15 s for
+- ``overhead_s``: ``wall_s - waits_s``, the orchestration overhead; issue #17's target is <= 8 s for
   100 VMs in 5 groups on this machine.
+- ``failover_cpu_s``: CPU seconds the workers' process (with this client), the lab's Temporal and the
+  DR vcsim used from the start to the drill running; with ``load_avg_1m`` beside them: on a shared
+  machine the wall times grow with the load, the CPU seconds (the work) much less.
 - ``critical_path``: the overhead taken apart along the last VM to become healthy in each group:
   starting its child workflow, each step, the gaps between steps (workflow tasks), and the time from
   its end to the group's end; ``between_groups_s`` is the plan workflow's time from one group's end
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -55,7 +59,7 @@ from benchmarks.fleet import vm_name, write_fleet
 from seawall.contract.messages import FailoverInput, RunReport
 from seawall.contract.names import Query, gc_schedule_id, recover_id, recover_vm_id, schedule_id
 from seawall.control import recovery, replication
-from seawall.lab import LabInfo, load_lab
+from seawall.lab import LabInfo, load_lab, procs
 from seawall.lab import config as lab_config
 from seawall.plans import load_plan
 from seawall.runtime.config import Settings
@@ -163,6 +167,39 @@ def plan_groups(workdir: Path, plan_name: str) -> dict[str, list[str]]:
     """The plan's groups, in order, with their VMs' names."""
     plan = yaml.safe_load((workdir / "plans" / f"{plan_name}.yaml").read_text())
     return {g["name"]: [v["name"] for v in g["vms"]] for g in plan["groups"]}
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used, from /proc; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds this process (the workers), the lab's Temporal and the DR vcsim spend in a window:
+    the work the failover costs, which unlike its wall time does not grow with the machine's load."""
+
+    def __init__(self, state: Path) -> None:
+        self.pids = {"workers": os.getpid()}
+        for part, label in (("temporal", "temporal"), ("vcsim-dr", "vcsim_dr")):
+            tracked = procs.live(state, part)
+            if tracked is not None:
+                self.pids[label] = tracked.pid
+        self._start = self._read()
+
+    def _read(self) -> dict[str, float | None]:
+        return {name: _proc_cpu_s(pid) for name, pid in self.pids.items()}
+
+    def spent(self) -> dict[str, float]:
+        end = self._read()
+        return {
+            f"{name}_cpu_s": round(after - before, 2)
+            for name, after in end.items()
+            if after is not None and (before := self._start.get(name)) is not None
+        }
 
 
 def critical_path(report: RunReport, groups: dict[str, list[str]]) -> dict[str, Any]:
@@ -329,11 +366,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             started = datetime.now(UTC)
             t0 = time.perf_counter()
+            cpu = CpuMeter(lab_config.state_dir())
             handle = await recovery.start_failover(
                 client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
             )
             await _wait_phase(handle, "drill running", timeout=args.timeout_s)
             observed_s = time.perf_counter() - t0
+            failover_cpu = cpu.spent()
             t_cleanup = time.perf_counter()
             await recovery.cleanup(client, plan_name)
             report = await handle.result()
@@ -364,8 +403,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "observed_by_client_s": round(observed_s, 3),
         "waits_s": round(waits_s, 3),
         "overhead_s": round(overhead_s, 3),
-        "overhead_target_s": 15.0 if (args.vms, args.groups) == (100, 5) else None,
+        "overhead_target_s": 8.0 if (args.vms, args.groups) == (100, 5) else None,
         "overhead_per_vm_s": round(overhead_s / args.vms, 4),
+        # CPU seconds spent until the drill ran (whole processes: the workers' process includes
+        # this benchmark's client), and the machine's load then: the figures above depend on both.
+        "failover_cpu_s": failover_cpu,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "cleanup_s": round(cleanup_s, 3),
         "cleanup_removed_vms": removed_vms,
         **path,

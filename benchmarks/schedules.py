@@ -7,6 +7,12 @@ Needs the lab's Temporal dev server (``seawall lab up``). Protects N raw-image V
 their schedules run for the duration while a writer dirties blocks, and reports from Temporal's own
 records: cycles completed, RPO misses, latency from scheduled time to verified point, activities per
 cycle (regular and local), and the sustained rate. 1,000 VMs at a 5-minute RPO need 3.3 cycles/s.
+
+``workflow_task_timeouts``: every fleet workflow of the run (cycles, protects) read back from its
+history, counting the workflow tasks Temporal timed out — ``start_to_close`` (a worker took a task and
+did not finish it in time: the overload the issue forbids) apart from ``schedule_to_start`` (a task on a
+worker's sticky queue that no poll took in time, handed to the normal queue). ``--skip-history`` leaves
+the count out (it reads one history per cycle).
 """
 
 from __future__ import annotations
@@ -15,28 +21,36 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
+import resource
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.contract.names import Workflow, gc_schedule_id, schedule_id
 from seawall.contract.search import SA_SITE
 from seawall.control import replication
+from seawall.lab.info import load_lab
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
-from workers.main import build_workers
+from workers.main import Role, build_workers
+
+T = TypeVar("T")
 
 
 def _percentile(values: list[float], pct: float) -> float | None:
@@ -64,27 +78,93 @@ async def _activity_counts(client: Client, workflow_id: str, run_id: str) -> dic
     return {"regular": regular, "local": local, "workflow_tasks": tasks, "events": len(history.events)}
 
 
-async def _stop_fleet(client: Client, site: str, vms: list[str]) -> tuple[int, int]:
+async def _task_timeouts(
+    client: Client, site: str, prefix: str, window_start: datetime, concurrency: int = 16
+) -> dict[str, dict[str, int]]:
+    """Workflow task timeouts, by kind, over every workflow of the fleet's (cycles on its site, and
+    the ProtectVM runs of its VMs), from their histories: Temporal's record, not the worker's logs.
+    ``setup``: workflows started before the window (the protect burst and its seeds); ``window``: the
+    cycles the schedules started in it."""
+    cycles = f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}"'
+    protects = f'WorkflowType = "{Workflow.PROTECT_VM}" AND WorkflowId STARTS_WITH "protect/{prefix}"'
+    runs = [
+        (wf.id, wf.run_id, "setup" if wf.start_time < window_start else "window")
+        for query in (cycles, protects)
+        async for wf in client.list_workflows(query)
+    ]
+    counts = {
+        phase: {"workflows_read": 0, "start_to_close": 0, "schedule_to_start": 0}
+        for phase in ("setup", "window")
+    }
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(workflow_id: str, run_id: str | None, phase: str) -> None:
+        async with gate:
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        counts[phase]["workflows_read"] += 1
+        for e in history.events:
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                kind = e.workflow_task_timed_out_event_attributes.timeout_type
+                if kind == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
+                    counts[phase]["schedule_to_start"] += 1
+                else:
+                    counts[phase]["start_to_close"] += 1
+
+    await asyncio.gather(*(one(*run) for run in runs))
+    return counts
+
+
+async def _retrying(call: Callable[[], Awaitable[T]], tries: int = 6) -> T | None:
+    """An RPC retried while an overloaded server times it out; None when its object is gone. (A run at
+    300 VMs lost its cleanup to one ``describe_schedule`` timeout and left 300 schedules firing.)"""
+    for attempt in range(tries):
+        try:
+            return await call()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            if attempt == tries - 1:
+                raise
+            await asyncio.sleep(min(10, 2**attempt))
+    return None
+
+
+async def _stop_fleet(client: Client, site: str, vms: list[str]) -> tuple[int, int, int]:
     """Delete the fleet's schedules (counting the actions they skipped for overlap and missed for the
-    catch-up window), cancel cycles still running, and delete the store's GC schedule."""
-    skipped = missed_catchup = 0
-    for vm in vms:
-        desc = await client.get_schedule_handle(schedule_id(vm)).describe()
-        skipped += desc.info.num_actions_skipped_overlap
-        missed_catchup += desc.info.num_actions_missed_catchup_window
-        await client.get_schedule_handle(schedule_id(vm)).delete()
+    catch-up window), cancel cycles still running, and delete the store's GC schedule.
+
+    A schedule's description is a query its scheduler answers: on an overloaded dev server it timed
+    out again and again (two 300-VM runs died here) while 289 deletes took 7.4 s. So each describe gets
+    one short try, the schedules that did not answer are counted, and the delete always follows.
+    """
+    skipped = missed_catchup = unanswered = 0
+    gate = asyncio.Semaphore(8)
+
+    async def stop(vm: str) -> None:
+        nonlocal skipped, missed_catchup, unanswered
+        handle = client.get_schedule_handle(schedule_id(vm))
+        async with gate:
+            try:
+                desc = await handle.describe(rpc_timeout=timedelta(seconds=5))
+            except RPCError:
+                unanswered += 1
+            else:
+                skipped += desc.info.num_actions_skipped_overlap
+                missed_catchup += desc.info.num_actions_missed_catchup_window
+            await _retrying(handle.delete)
+
+    await asyncio.gather(*(stop(vm) for vm in vms))
     # Cycles already started would otherwise wait on the fleet's queue for the next worker.
     running = (
         f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_SITE.name} = "{site}" '
         'AND ExecutionStatus = "Running"'
     )
     async for wf in client.list_workflows(running):
-        await client.get_workflow_handle(wf.id, run_id=wf.run_id).cancel()
+        await _retrying(client.get_workflow_handle(wf.id, run_id=wf.run_id).cancel)
         with contextlib.suppress(Exception):
             await client.get_workflow_handle(wf.id, run_id=wf.run_id).result()
-    with contextlib.suppress(RPCError):
-        await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
-    return skipped, missed_catchup
+    await _retrying(client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete)
+    return skipped, missed_catchup, unanswered
 
 
 async def _cycles_in_window(
@@ -126,10 +206,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         max_concurrent_activities=args.slots,
         graceful_shutdown_s=5,
     )
+    if args.workflow_tasks is not None:
+        settings = settings.model_copy(update={"max_concurrent_workflow_tasks": args.workflow_tasks})
     client = await connect(settings)
     rng = random.Random(11)
+    cpu0 = _cpu_s()
+    activities = _activity_process(settings, site, args.activities_nice) if args.split else None
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-        workers = build_workers(client, [site], settings, pool, identity="bench")
+        role: Role = "workflows" if args.split else "all"
+        workers = build_workers(client, [site], settings, pool, identity="bench", role=role)
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             t_seed = time.perf_counter()
@@ -144,11 +229,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     touch_blocks(workdir, vm, rng, blocks=2)
                 await asyncio.sleep(min(1.0, args.interval_s / 10))
             window_end = datetime.now(UTC)
-            skipped, missed_catchup = await _stop_fleet(client, site, vms)
+            skipped, missed_catchup, unanswered = await _stop_fleet(client, site, vms)
         finally:
             for w in workers:
                 await w.shutdown()
             await runs
+            activities_cpu = _stop_activity_process(activities) if activities is not None else None
+    worker_cpu = _cpu_s() - cpu0
 
     latencies, completed, failed, sample = await _cycles_in_window(
         client, site, vms, window_start, window_end
@@ -158,6 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     misses = sum(max(0, slots - len(times)) for times in completed.values())
     cycles = sum(len(times) for times in completed.values())
     per_cycle = await _activity_counts(client, *sample) if sample else {}
+    timeouts = None if args.skip_history else await _task_timeouts(client, site, site, window_start)
     return {
         "vms": args.vms,
         "interval_s": args.interval_s,
@@ -171,6 +259,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "missed_rpo": misses,
         "skipped_overlap": skipped,
         "missed_catchup_window": missed_catchup,
+        # Schedules whose description timed out at the end: their skipped/missed are not in the sums.
+        "schedules_not_described": unanswered,
         "latency_s": {
             "p50": _percentile(latencies, 50),
             "p95": _percentile(latencies, 95),
@@ -178,10 +268,60 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean": statistics.fmean(latencies) if latencies else None,
         },
         "temporal_per_cycle": per_cycle,
+        "workflow_task_timeouts": timeouts,
+        # How the worker ran: one process, or workflow tasks here and activity tasks in another (niced).
+        "split": bool(args.split),
+        "max_concurrent_workflow_tasks": args.workflow_tasks,
+        "worker_cpu_s": round(worker_cpu, 1),
+        "activity_process_cpu_s": activities_cpu,
         "offered_cycles_per_s": round(args.vms / args.interval_s, 3),
         "sustained_cycles_per_s": round(cycles / (window_end - window_start).total_seconds(), 3),
         "window": [window_start.isoformat(), (window_start + timedelta(seconds=args.duration_s)).isoformat()],
     }
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _activity_process(settings: Settings, site: str, niceness: int) -> subprocess.Popen[bytes]:
+    """``seawall worker --role activities`` for the fleet's site and orchestration queues, at ``niceness``:
+    the data path apart from the workflow tasks this process runs (``--split``)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "SEAWALL_TEMPORAL_ADDRESS": settings.temporal_address,
+        "SEAWALL_INVENTORY": str(settings.inventory),
+        "SEAWALL_ORCHESTRATION_QUEUE": settings.orchestration_queue,
+        "SEAWALL_MAX_CONCURRENT_ACTIVITIES": str(settings.max_concurrent_activities),
+        "SEAWALL_GRACEFUL_SHUTDOWN_S": str(settings.graceful_shutdown_s),
+        "SEAWALL_LOG_LEVEL": "WARNING",
+    }
+    env.pop("SEAWALL_METRICS_PORT", None)
+    argv = ["nice", "-n", str(niceness), sys.executable, "-m", "seawall.cli", "worker", "--site", site]
+    # Its output (the SDK core's warnings too) goes to stderr: stdout carries only this run's JSON.
+    return subprocess.Popen(
+        [*argv, "--role", "activities"], env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()
+    )
+
+
+def _stop_activity_process(proc: subprocess.Popen[bytes]) -> float | None:
+    """SIGTERM (the worker drains and exits); its CPU seconds as it is reaped."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:
+        return None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return round(usage.ru_utime + usage.ru_stime, 1)
+
+
+def _lab_temporal() -> str:
+    """The lab's Temporal (its port moves with ``SEAWALL_LAB_PORT_OFFSET``), else the default port."""
+    with contextlib.suppress(Exception):
+        return load_lab().temporal.address
+    return "127.0.0.1:7233"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,10 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=120)
     parser.add_argument("--disk-kib", type=int, default=256)
     parser.add_argument("--slots", type=int, default=32, help="worker max_concurrent_activities")
-    parser.add_argument("--temporal", default="127.0.0.1:7233")
+    parser.add_argument("--temporal", default=None, help="host:port (default: the lab's)")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--skip-history", action="store_true", help="do not count workflow task timeouts")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`",
+    )
+    parser.add_argument("--activities-nice", type=int, default=5, help="the activity process's niceness")
+    parser.add_argument("--workflow-tasks", type=int, default=None, help="max_concurrent_workflow_tasks")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    args.temporal = args.temporal or _lab_temporal()
     if args.interval_s < 30:
         parser.error("--interval-s: policies allow 30 s at the least")
     result = asyncio.run(run(args))

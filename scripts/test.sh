@@ -10,29 +10,79 @@ $V/ruff check .
 $V/ruff format --check .
 $V/mypy
 
+# Three labs: the lab tests of the shared sites are split between them (markers `lab_b`, `lab_c`:
+# tests/conftest.py), so three of those run at a time, each on a lab of its own (own state dir and
+# ports). The first is the checkout's lab, the one `seawall lab up` starts.
+extra_labs=(b c)
+declare -A lab_dir=(
+  [b]="${SEAWALL_TEST_LAB_B_DIR:-$PWD/.seawall/lab-b}"
+  [c]="${SEAWALL_TEST_LAB_C_DIR:-$PWD/.seawall/lab-c}"
+)
+# Offsets whose ports meet no other lab's (the first's KVM health ports are 9101-9140).
+declare -A lab_offset=([b]="${SEAWALL_TEST_LAB_B_OFFSET:-50}" [c]="${SEAWALL_TEST_LAB_C_OFFSET:-250}")
+on_lab() {  # lab name (b, c), command...
+  local name=$1
+  shift
+  SEAWALL_LAB_DIR="${lab_dir[$name]}" SEAWALL_LAB_PORT_OFFSET="${lab_offset[$name]}" "$@"
+}
+# A lab's KVM guests, when no test needs them, are paused: QEMU without /dev/kvm emulates them in
+# software at a tenth of a core each, all the time. A `lab up` resumes them (test_lab_kvm checks it).
+pause_guests() {  # lab state dir
+  local kvm="qemu:///system?socket=$1/kvm/kvm-a/run/libvirt-sock" guest
+  for guest in $(virsh -c "$kvm" list --name --state-running 2>/dev/null); do
+    virsh -c "$kvm" suspend "$guest" >/dev/null || true
+  done
+}
+lab_dir_of_first() { $V/python -c 'from seawall.lab import config; print(config.state_dir())'; }
 started_lab=0
+declare -A started=()
 if ! $V/seawall lab status --quiet >/dev/null 2>&1; then
   started_lab=1
   # A lab this script starts starts clean: disks a demo's guest writer changed would fail the tests
   # that compare them with the lab's images (CI's fresh clone starts clean anyway).
   $V/seawall lab down --purge >/dev/null 2>&1 || true
 fi
+for name in "${extra_labs[@]}"; do
+  if ! on_lab "$name" $V/seawall lab status --quiet >/dev/null 2>&1; then
+    started[$name]=1
+    on_lab "$name" $V/seawall lab down --purge >/dev/null 2>&1 || true
+  fi
+done
 cleanup() {
   if [ "$started_lab" = 1 ]; then $V/seawall lab down || true; fi
+  for name in "${!started[@]}"; do on_lab "$name" $V/seawall lab down || true; done
 }
 trap cleanup EXIT
+declare -A up_pid=()
+for name in "${extra_labs[@]}"; do
+  mkdir -p "$(dirname "${lab_dir[$name]}")"  # its log sits beside it, written before `lab up` runs
+  on_lab "$name" $V/seawall lab up >"${lab_dir[$name]}.up.log" 2>&1 &
+  up_pid[$name]=$!
+done
 $V/seawall lab up
-# A demo worker would take site tasks meant for the tests' own workers.
+for name in "${extra_labs[@]}"; do
+  if ! wait "${up_pid[$name]}"; then
+    cat "${lab_dir[$name]}.up.log"
+    echo "[test] lab $name did not come up" >&2
+    exit 1
+  fi
+  echo "[test] lab $name: ${lab_dir[$name]} (ports +${lab_offset[$name]})"
+  # No test on the other labs uses their KVM guests (the KVM tests run on the first).
+  pause_guests "${lab_dir[$name]}"
+  # A demo worker would take site tasks meant for the tests' own workers.
+  on_lab "$name" $V/seawall demo down
+done
 $V/seawall demo down
 
 echo "[test] pytest"
-# Lab tests share one lab (its VMs, zone and site task queues), so the ones that use the vSphere and
-# cloud sites run one after another in one process; the ones that share nothing with them (the KVM
-# sites' own VMs, plans and queues; stores under their own prefixes; a private lab: marker
-# `lab_side`, tests/conftest.py) run in another beside it. The few that stop a shared part (Temporal,
-# moto: marker `lab_exclusive`) run alone afterwards. The tests that bring their own servers run
-# beside them all on pytest-xdist workers. (xdist's loadgroup cannot keep
-# a group on one worker with this pytest, hence separate runs.) Any run's failure fails the suite.
+# Lab tests share a lab (its VMs, zone and site task queues), so the ones that use the vSphere and
+# cloud sites run one after another in one process per lab: those marked `lab_b` on the second lab,
+# `lab_c` on the third, the rest on the first. The ones that share nothing with them (the KVM sites'
+# own VMs, plans and queues; stores under their own prefixes; a private lab: marker `lab_side`) run
+# in another process beside them on the first lab. The few that stop a shared part (Temporal, moto:
+# marker `lab_exclusive`) run alone on the third lab after its other tests. The tests that bring
+# their own servers run beside them all on pytest-xdist workers. (xdist's loadgroup cannot keep a
+# group on one worker with this pytest, hence separate runs.) Any run's failure fails the suite.
 workers="${SEAWALL_TEST_WORKERS:-2}"
 logs=$(mktemp -d)
 pids=()
@@ -46,22 +96,35 @@ set +e
 lab_run() {  # name, marker expression, pytest arguments...
   local name=$1 expr=$2
   shift 2
-  $V/python -m pytest -p no:cacheprovider --durations=15 -m "$expr" "$@" >"$logs/$name.log" 2>&1
+  $V/python -m pytest -p no:cacheprovider --durations=20 -m "$expr" "$@" >"$logs/$name.log" 2>&1
   echo $? >"$logs/$name.rc"
 }
+lab_run shared "lab and not lab_side and not lab_exclusive and not lab_b and not lab_c" "$@" &
+pids+=($!)
 (
-  lab_run shared "lab and not lab_side and not lab_exclusive" "$@" &
-  lab_run side "lab_side and not lab_exclusive" "$@" &
-  wait
-  lab_run exclusive "lab_exclusive" "$@"
+  lab_run side-kvm "lab_kvm and not lab_exclusive" "$@"
+  # The KVM tests are done with the first lab's guests: pause them too (see above).
+  pause_guests "$(lab_dir_of_first)"
+  lab_run side "lab_side and not lab_kvm and not lab_exclusive" "$@"
 ) &
 pids+=($!)
-$V/python -m pytest -p no:cacheprovider -m "not lab" -n "$workers" "$@"
+on_lab b lab_run shared-b "lab_b and not lab_side and not lab_exclusive" "$@" &
+pids+=($!)
+(
+  on_lab c lab_run shared-c "lab_c and not lab_side and not lab_exclusive" "$@"
+  on_lab c lab_run exclusive "lab_exclusive" "$@"
+) &
+pids+=($!)
+# The lab streams are the longest runs and most of their time is waiting on their lab's servers, so
+# when both cores are busy they go first: the tests without the lab yield to them (nice), and fill
+# the cores while the lab streams wait. They end about when the lab streams do (nice 5 is near the
+# balance: higher, and they become the longest run).
+nice -n "${SEAWALL_TEST_NICE:-5}" $V/python -m pytest -p no:cacheprovider -m "not lab" -n "$workers" "$@"
 rc=$?
 wait "${pids[@]}"
 # 5: nothing collected (a path or -k that selects only one kind) is no failure.
 [ "$rc" = 5 ] && rc=0
-for name in shared side exclusive; do
+for name in shared side-kvm side shared-b shared-c exclusive; do
   echo "[test] lab tests: $name"
   cat "$logs/$name.log"
   run_rc=$(cat "$logs/$name.rc" 2>/dev/null || echo 1)

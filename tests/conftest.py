@@ -46,6 +46,32 @@ _LAB_SELF_CONTAINED = {
 }
 
 
+# Lab tests of the vSphere and cloud sites that `make test` runs on a second lab (`lab_b`) and a third
+# (`lab_c`; the exclusive ones follow them there), each lab with its own state dir and ports
+# (`scripts/test.sh`), beside those on the first: on every lab, one test at a time uses its VMs, zone
+# and queues.
+_LAB_B = {
+    "test_capacity",
+    "test_metrics",
+    "test_recovery",
+    "test_crash_cost",
+    "test_recovery_planned",
+    "test_recovery_point",
+    "test_notify_crash",
+    "test_api",
+    "test_dns_rfc2136",
+    "test_dns_route53",
+    "test_lab_cloud",
+    "test_drill_schedule",
+}
+_LAB_C = {
+    "test_recovery_crash",
+    "test_replication_crash",
+    "test_group_crash",
+    "test_windows_customization_crash",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # `-m "not lab"` then runs exactly the tests that do not need the running lab; scripts/test.sh
     # runs the `lab_side` ones in a pytest of their own beside the others.
@@ -58,6 +84,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lab_exclusive)
         elif "kvm" in module or module in _LAB_SELF_CONTAINED:
             item.add_marker(pytest.mark.lab_side)
+            if "kvm" in module:
+                item.add_marker(pytest.mark.lab_kvm)
+        elif module in _LAB_B:
+            item.add_marker(pytest.mark.lab_b)
+        elif module in _LAB_C:
+            item.add_marker(pytest.mark.lab_c)
 
 
 @pytest.fixture(scope="session")

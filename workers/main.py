@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
@@ -34,6 +34,11 @@ from seawall.security.redaction import install_log_redaction
 from seawall.security.secrets import register_configured_files
 
 log = logging.getLogger("seawall.worker")
+
+# What a worker process runs: everything, only workflow tasks (and their local activities), or only
+# activity tasks (``build_workers``).
+Role = Literal["all", "workflows", "activities"]
+ROLES: tuple[Role, ...] = ("all", "workflows", "activities")
 
 
 def workflow_classes() -> list[type]:
@@ -69,7 +74,15 @@ def build_workers(
     orchestration: bool = True,
     identity: str | None = None,
     interceptors: Sequence[Interceptor] = (),
+    role: Role = "all",
 ) -> list[Worker]:
+    """The process's workers: one on the orchestration queue (when ``orchestration``), one per site.
+
+    ``role`` splits a deployment into processes: ``workflows`` runs the workflow tasks and the local
+    activities they call (a cycle's quick steps) and takes no activity task from the queue;
+    ``activities`` runs only the queue's activity tasks (transfers, verifies, recoveries). Apart, the
+    data path's threads never hold the GIL a workflow task is waiting for: under overload the
+    transfers queue on the server while the workflow tasks still finish in time."""
     identity = identity or f"{os.getpid()}@{socket.gethostname()}"
     common: dict[str, Any] = {
         "activity_executor": executor,
@@ -80,15 +93,23 @@ def build_workers(
         # A dead process's sticky queue is given up after this: its workflows (the bandwidth
         # coordinator's claims among them) go on at another worker within seconds, not the SDK's 10 s.
         "sticky_queue_schedule_to_start_timeout": timedelta(seconds=STICKY_S),
+        "no_remote_activities": role == "workflows",
     }
+    if settings.max_concurrent_workflow_tasks is not None:
+        common["max_concurrent_workflow_tasks"] = settings.max_concurrent_workflow_tasks
+
+    def workflows(classes: list[type]) -> list[type]:
+        return [] if role == "activities" else classes
+
     workers: list[Worker] = []
     if orchestration:
-        _install_intent_verifier(settings)
+        if role != "activities":
+            _install_intent_verifier(settings)
         workers.append(
             Worker(
                 client,
                 task_queue=settings.orchestration_queue,
-                workflows=workflow_classes(),
+                workflows=workflows(workflow_classes()),
                 activities=orchestration_activities(settings),
                 identity=f"{identity}/orchestration",
                 **common,
@@ -99,7 +120,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=site_queue(site),
-                workflows=site_workflow_classes(),
+                workflows=workflows(site_workflow_classes()),
                 activities=site_activities(site, settings),
                 identity=f"{identity}/{site}",
                 **common,
@@ -114,6 +135,7 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     orchestration: bool = True,
+    role: Role = "all",
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when no event is given)."""
     settings = settings or Settings()
@@ -142,13 +164,16 @@ async def serve(
             executor,
             orchestration=orchestration,
             interceptors=[metrics.interceptor()] if metrics else [],
+            role=role,
         )
         queues = [w.task_queue for w in workers]
         keeper = _bandwidth_keeper(client, settings)
         gauges = asyncio.create_task(metrics.run(client, settings.metrics_refresh_s)) if metrics else None
         if metrics is not None:
             log.info("metrics: http://%s:%s/metrics", settings.metrics_host, settings.metrics_port)
-        log.info("worker started: queues=%s temporal=%s", ",".join(queues), settings.temporal_address)
+        log.info(
+            "worker started: queues=%s role=%s temporal=%s", ",".join(queues), role, settings.temporal_address
+        )
         runs = [asyncio.create_task(w.run()) for w in workers]
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
@@ -208,7 +233,7 @@ def _know_configured_secrets(settings: Settings) -> None:
     register_configured_files([Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))])
 
 
-def run_worker(sites: Sequence[str], *, orchestration: bool = True) -> None:
+def run_worker(sites: Sequence[str], *, orchestration: bool = True, role: Role = "all") -> None:
     logging.basicConfig(
         level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -218,7 +243,7 @@ def run_worker(sites: Sequence[str], *, orchestration: bool = True) -> None:
         logging.getLogger(name).setLevel(third_party)
     # Every line masks configured secrets and URL credentials, and stays one line.
     install_log_redaction()
-    asyncio.run(serve(sites, orchestration=orchestration))
+    asyncio.run(serve(sites, orchestration=orchestration, role=role))
     logging.shutdown()
 
 

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         IntentClaims,
         IntentRefused,
         SignedIntent,
+        failover_options,
         verify,
     )
     from seawall.contract.messages import AbortInput, Approval, ApproveInput, FailoverInput, GroupStep
@@ -48,6 +49,7 @@ async def check(
     mode: str | None = None,
     direction: str | None = None,
     run: str | None = None,
+    options: str | None = None,
 ) -> Authority:
     """Verify the intent a workflow was started with; a forged, expired, misdirected, replayed or
     role-too-low one fails the workflow here, before it has done anything."""
@@ -62,6 +64,7 @@ async def check(
                 mode=mode,
                 direction=direction,
                 run=run,
+                options=options,
                 needs=needs,
                 workflow_id=info.workflow_id,
                 run_id=info.run_id,
@@ -152,14 +155,20 @@ class RunAuthority:
         real = inp.mode != "test"
         needs = "admin" if real else "operator"
         auth = self.authority = await check(
-            inp.intent, "failover", inp.plan, needs=needs, mode=inp.mode, direction=inp.direction
+            inp.intent,
+            "failover",
+            inp.plan,
+            needs=needs,
+            mode=inp.mode,
+            direction=inp.direction,
+            options=failover_options(inp.point_time, inp.from_mirror),
         )
         if not auth.enforced or auth.verified or self.open_drill:
             return
         what = f"{inp.mode} {inp.direction} of plan {inp.plan}"
         if not real or auth.confirm_wait_s <= 0:
             raise refused(f"{what} was started without an intent signed by a Seawall door")
-        decision = await gate(authorise_gate(inp.mode, auth.confirm_wait_s))
+        decision = await gate(authorise_gate(inp.mode, auth.confirm_wait_s, inp))
         if not decision.approved:
             raise refused(
                 f"{what} was started without a signed intent and no admin approved {AUTHORISE_GATE} "
@@ -224,8 +233,15 @@ class RunAuthority:
         return Approval(gate="start", approved=True, by=auth.user, at=at, role=auth.role, verified=True)
 
 
-def authorise_gate(mode: str, wait_s: float) -> GroupStep:
-    """A real run started without an intent waits here for an admin's signed approval."""
+def authorise_gate(mode: str, wait_s: float, inp: FailoverInput | None = None) -> GroupStep:
+    """A real run started without an intent waits here for an admin's signed approval; the message
+    names what the approval lets the run do (an older point, the mirrors)."""
+    chosen = []
+    if inp is not None and inp.point_time:
+        chosen.append(f"the newest point at or before {inp.point_time}")
+    if inp is not None and inp.from_mirror:
+        chosen.append("read from the replica stores' mirrors")
+    what = f"a {mode} failover" + (f" ({'; '.join(chosen)})" if chosen else "")
     return GroupStep(
         name="authorisation",
         boot_delay_s=0,
@@ -233,7 +249,7 @@ def authorise_gate(mode: str, wait_s: float) -> GroupStep:
         pre_hooks=[],
         post_hooks=[],
         gate=AUTHORISE_GATE,
-        gate_message=f"a {mode} failover was started without a signed intent: an admin approves it "
+        gate_message=f"{what} was started without a signed intent: an admin approves it "
         "with `seawall approve` or the API before anything is fenced",
         gate_timeout_s=wait_s,
         gate_on_timeout="abort",

@@ -52,7 +52,13 @@ with workflow.unsafe.imports_passed_through():
         VMPoint,
         VMRef,
     )
-    from seawall.contract.names import Query, Workflow, group_search_value, seed_group_cycle_id
+    from seawall.contract.names import (
+        PATCH_CYCLE_SNAPSHOT_GUARD,
+        Query,
+        Workflow,
+        group_search_value,
+        seed_group_cycle_id,
+    )
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE, SA_VM
 
@@ -206,6 +212,7 @@ class GroupReplicationCycleWorkflow:
     ) -> tuple[str, str]:
         """Every member's snapshot taken together, between freeze and thaw. Returns when the first
         snapshot was asked for and when the last was done."""
+        taking: list[workflow.ActivityHandle[SnapshotTaken]] = []
         try:
             if g.freeze:
                 self._set_phase("freezing", g.group)
@@ -227,26 +234,29 @@ class GroupReplicationCycleWorkflow:
                     )
             self._set_phase("taking snapshots", g.group)
             first = workflow.now().isoformat()
-            taken = await asyncio.gather(
-                *(
-                    workflow.execute_local_activity_method(
-                        ReplicationActivities.create_snapshot,
-                        SnapshotRequest(vm=vm, snapshot=start.snapshot, quiesce=g.app_consistent),
-                        start_to_close_timeout=timedelta(minutes=10),
-                        retry_policy=QUICK,
-                    )
-                    for vm, start in zip(g.vms, starts, strict=True)
-                ),
-                return_exceptions=True,
-            )
-            for vm, result in zip(g.vms, taken, strict=True):
-                if isinstance(result, SnapshotTaken):
-                    snaps[vm] = result
+            taking = [
+                workflow.start_local_activity_method(
+                    ReplicationActivities.create_snapshot,
+                    SnapshotRequest(vm=vm, snapshot=start.snapshot, quiesce=g.app_consistent),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=QUICK,
+                )
+                for vm, start in zip(g.vms, starts, strict=True)
+            ]
+            gathered = asyncio.gather(*taking, return_exceptions=True)
+            # Guarded as the single-VM cycle: the finally waits for calls a cancel cannot stop.
+            guarded = workflow.patched(PATCH_CYCLE_SNAPSHOT_GUARD)
+            taken = await (asyncio.shield(gathered) if guarded else gathered)
             failed = [r for r in taken if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]
             return first, workflow.now().isoformat()
         finally:
+            if pending := [t for t in taking if not t.done()]:
+                await workflow.wait(pending)
+            for vm, t in zip(g.vms, taking, strict=False):
+                if t.done() and not t.cancelled() and t.exception() is None:
+                    snaps[vm] = t.result()
             if g.thaw:
                 self._set_phase("thawing", g.group)
                 hooks.append(await self._hook(g, "thaw", point, g.thaw_timeout_s))

@@ -44,6 +44,9 @@ T = TypeVar("T")
 # candidates in full); then the VM fails with the corruption named.
 MAX_FALLBACKS = 3
 
+# RecoverVM runs its first choice of a point as a local activity (before: a regular one).
+LOCAL_CHOOSE_PATCH = "recover-vm-local-choose-point"
+
 
 def _corrupt(exc: ActivityError) -> bool:
     return isinstance(exc.cause, ApplicationError) and exc.cause.type == CORRUPT_REPLICA
@@ -89,16 +92,7 @@ class RecoverVMWorkflow:
                 f"RecoverVM of {inp.vm} in mode {inp.mode} runs only as a step of a RecoveryPlan, "
                 "started through a Seawall door: nothing was done"
             )
-        point: ChosenPoint = await self._timed(
-            "choose recovery point",
-            workflow.execute_activity_method(
-                RecoveryActivities.choose_point,
-                inp,
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=QUICK,
-                summary=f"choose the recovery point of {inp.vm}",
-            ),
-        )
+        point: ChosenPoint = await self._timed("choose recovery point", self._choose_point(inp))
         if inp.in_place:
             original = await self._timed(
                 "restore onto the original VM and start it",
@@ -166,6 +160,24 @@ class RecoverVMWorkflow:
             ),
         )
         return await self._finish(inp, point, vm, disks.resources, started)
+
+    def _choose_point(self, inp: RecoverVMInput) -> Awaitable[ChosenPoint]:
+        """The first choice of a point: a read of the store's point list, idempotent and quick, so a
+        local activity run inside the workflow task that then schedules the materialize. It saves a
+        server round trip and a workflow task per VM (a 100-VM plan's critical path had 5 of them)."""
+        # The patch picks only how the activity runs: its options are the ones shipped before.
+        run = (
+            workflow.execute_local_activity_method
+            if workflow.patched(LOCAL_CHOOSE_PATCH)
+            else workflow.execute_activity_method
+        )
+        return run(
+            RecoveryActivities.choose_point,
+            inp,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=QUICK,
+            summary=f"choose the recovery point of {inp.vm}",
+        )
 
     async def _finish(
         self,

@@ -26,7 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import authority
 from workflows.plan import QUICK, load_spec
-from workflows.recovery_steps import NOTIFY_PATCH, Evidence
+from workflows.recovery_state import NOTIFY_PATCH, Evidence
 from workflows.recovery_stopped import StoppedRun
 
 with workflow.unsafe.imports_passed_through():

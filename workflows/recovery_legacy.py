@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.recovery_steps import Evidence, PlanRunSteps
+from workflows.recovery_state import Evidence
+from workflows.recovery_steps import PlanRunSteps
 
 with workflow.unsafe.imports_passed_through():
     from seawall.contract.messages import AbortInput, CleanupOutcome, FailoverInput, PlanSpec, StepTime

@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows.plan import FATAL, QUICK
 from workflows.recovery_legacy import LegacyPlanRun
-from workflows.recovery_steps import Evidence
+from workflows.recovery_state import Evidence
 
 with workflow.unsafe.imports_passed_through():
     from activities.fence import FenceActivities

@@ -9,6 +9,7 @@ Nothing large travels through here: point ids, disk keys and shipped-disk summar
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,7 +51,14 @@ with workflow.unsafe.imports_passed_through():
         VMPoint,
         VMRef,
     )
-    from seawall.contract.names import MEMO_RESULT, PATCH_CYCLE_RESULT_MEMO, Query, Workflow, seed_cycle_id
+    from seawall.contract.names import (
+        MEMO_RESULT,
+        PATCH_CYCLE_RESULT_MEMO,
+        PATCH_CYCLE_SNAPSHOT_GUARD,
+        Query,
+        Workflow,
+        seed_cycle_id,
+    )
     from seawall.contract.queues import site_queue
     from seawall.contract.search import SA_SITE, SA_VM
     from workflows.inputs import decode_input
@@ -139,23 +147,29 @@ class ReplicationCycleWorkflow:
             retry_policy=QUICK,
         )
         self._set_phase("taking snapshot", inp.vm)
-        snap = await workflow.execute_local_activity_method(
-            ReplicationActivities.create_snapshot,
-            SnapshotRequest(vm=inp.vm, snapshot=start.snapshot, quiesce=prot.app_consistent),
-            # Quiesced snapshots of busy guests take minutes.
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=QUICK,
-        )
+        request = SnapshotRequest(vm=inp.vm, snapshot=start.snapshot, quiesce=prot.app_consistent)
+        # Guarded: the snapshot is taken inside the compensation's reach. A cancel (unprotect, a
+        # drill's pause) that lands while the site's snapshot call runs cannot stop that call; the
+        # release then waits for it to end and releases what it made, by name.
+        guarded = workflow.patched(PATCH_CYCLE_SNAPSHOT_GUARD)
+        taking = self._take_snapshot(request)
+        if not guarded:
+            snap = await taking  # the shape of cycles started before the guard: outside the try
         try:
+            if guarded:
+                snap = await asyncio.shield(taking)
             shipped = await self._ship_commit_verify(
                 inp.vm, point, start, snap, timedelta(seconds=prot.heartbeat_timeout_s), prot.app_consistent
             )
         finally:
+            if not taking.done():
+                # Cancelled mid-call: whatever the call ends in, a snapshot it made is released next.
+                await workflow.wait([taking])
             # Compensation: a snapshot left behind grows a delta disk at the source until someone notices.
             self._set_phase("releasing snapshot", inp.vm)
             await workflow.execute_local_activity_method(
                 ReplicationActivities.release_snapshot,
-                SnapshotRelease(vm=inp.vm, snapshot=snap.snapshot),
+                SnapshotRelease(vm=inp.vm, snapshot=request.snapshot),
                 start_to_close_timeout=timedelta(minutes=10),
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(minutes=1), non_retryable_error_types=FATAL
@@ -198,6 +212,15 @@ class ReplicationCycleWorkflow:
             # VM's newest point, bytes and path, with no history fetch per cycle (seawall.control.fleet).
             workflow.upsert_memo({MEMO_RESULT: result})
         return result
+
+    def _take_snapshot(self, request: SnapshotRequest) -> workflow.ActivityHandle[SnapshotTaken]:
+        return workflow.start_local_activity_method(
+            ReplicationActivities.create_snapshot,
+            request,
+            # Quiesced snapshots of busy guests take minutes.
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=QUICK,
+        )
 
     async def _ship_commit_verify(
         self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta, app_consistent: bool

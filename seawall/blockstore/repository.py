@@ -15,6 +15,7 @@ set of caches:
                    packs, table parts and checkpoints; shipstate.py is what a ship carries
     readback.py    verify and restore (blockread.py reads blocks back, packcache.py fetches packs)
     damage.py      damaged chunks: found by a scrub, kept out of new points, repaired by a ship
+    scrub.py       scrubbing points: read every chunk, mark the damaged, verify repaired ones again
     retention.py   retention and GC, with the GC-versus-concurrent-writers rule
 
 Manifest size vs the 1.25x storage target (1 GiB disk, 1 % scattered 4 KiB change = 10.7 MB):
@@ -39,18 +40,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from seawall.blockstore.blockread import Seen, Writer
+from seawall.blockstore.blockread import Writer
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
 from seawall.blockstore.configs import META_KEY, SourceConfigs
-from seawall.blockstore.damage import Damage, DamageList, PointCheck, ScrubResult, point_check
-from seawall.blockstore.errors import BadBlockError, PointNotFoundError
+from seawall.blockstore.damage import Damage, DamageList, PointCheck, ScrubResult
+from seawall.blockstore.errors import BadBlockError
 from seawall.blockstore.groups import GroupPoints
 from seawall.blockstore.immutable import Locker, ObjectLock
 from seawall.blockstore.keys import KeyMaterial, KeyRing
 from seawall.blockstore.manifest import (
-    BadBlock,
-    BadChunk,
     GcResult,
     PointInfo,
     PointManifest,
@@ -67,6 +66,7 @@ from seawall.blockstore.packing import ProgressCallback
 from seawall.blockstore.points import Points
 from seawall.blockstore.readback import ReadBack
 from seawall.blockstore.retention import Retention
+from seawall.blockstore.scrub import Scrubber
 from seawall.blockstore.ship import Shipper
 from seawall.blockstore.signed import SignedObjects
 from seawall.blockstore.source import DiskSource
@@ -141,6 +141,7 @@ class Repository:
         self._readback = ReadBack(store, self.codec, signed, tables, self._points, t, self.hasher, clock)
         self._retention = Retention(store, signed, tables, index, self._points, t, clock)
         self._damage = Damage(store, signed, clock)
+        self._scrubber = Scrubber(self._points, self._readback, self._damage)
 
     @property
     def threads(self) -> int:
@@ -286,40 +287,8 @@ class Repository:
         point_ids: list[str] | None = None,
         on_point: Callable[[PointCheck], None] | None = None,
     ) -> ScrubResult:
-        """Read every chunk the points need (all of ``vm``'s, or ``point_ids``), newest first.
-
-        A row shared by several points (the same table layer) is read once. A clean point is marked
-        verified (a corrupt one that a ship repaired becomes verified again); a damaged one is
-        marked corrupt, unlisted as verified, and its damaged chunks recorded.
-        """
-        points = self._points.list_points(vm)
-        if point_ids is not None:
-            known = {p.point_id for p in points}
-            for pid in point_ids:
-                if pid not in known:
-                    raise PointNotFoundError(vm, pid)
-            points = [p for p in points if p.point_id in point_ids]
-        seen: Seen = {}
-        checks: list[PointCheck] = []
-        for p in reversed(points):
-            r = self._readback.verify_point(vm, p.point_id, True, True, seen)
-            if r.ok:
-                if p.corrupt:
-                    self._damage.clear(vm, p.point_id)
-            else:
-                self._damage.mark_corrupt(vm, r)
-            checks.append(point_check(r, p.corrupt))
-            if on_point is not None:
-                on_point(checks[-1])
-        damaged = {c.cid: c for pc in checks for c in pc.chunks}
-        if point_ids is None:
-            self._damage.mark_scrubbed(vm)
-        return ScrubResult(
-            vm=vm,
-            points=checks,
-            damaged=list(damaged.values()),
-            bytes_checked=sum(c.bytes_checked for c in checks),
-        )
+        """Read every chunk the points need (all of ``vm``'s, or ``point_ids``), newest first (scrub.py)."""
+        return self._scrubber.scrub(vm, point_ids, on_point)
 
     def mark_corrupt(self, vm: str, result: VerifyResult) -> None:
         """Record a failed verify: the point is unlisted as verified and its damaged chunks kept
@@ -331,21 +300,8 @@ class Repository:
         return self._damage.last_scrub(vm)
 
     def mark_bad_block(self, vm: str, point_id: str, err: BadBlockError) -> None:
-        """A restore met a damaged block: mark the point corrupt with what it found (no second read),
-        so no cycle builds on it and no recovery chooses it until a repair and a full verify."""
-        chunks = [c for c in err.damaged if isinstance(c, BadChunk)]
-        bad = BadBlock(disk=err.disk, block=err.block, offset=err.offset, reason=err.reason, chunks=chunks)
-        result = VerifyResult(
-            vm=vm,
-            point_id=point_id,
-            ok=False,
-            disks=0,
-            blocks_checked=1,
-            chunks_checked=0,
-            bytes_checked=0,
-            bad_blocks=[bad],
-        )
-        self._damage.mark_corrupt(vm, result)
+        """A restore met a damaged block: the point is marked corrupt with what it found (scrub.py)."""
+        self._scrubber.mark_bad_block(vm, point_id, err)
 
     def corrupt_points(self, vm: str) -> list[str]:
         return sorted(self._damage.corrupt_points(vm))
@@ -355,17 +311,8 @@ class Repository:
         return self._damage.load()
 
     def reverify_repaired(self, vm: str) -> list[PointCheck]:
-        """Verify again, in full, the corrupt points of ``vm`` whose damaged chunks have all been
-        repaired since (a ship read their content from the source); those that pass are verified."""
-        open_damage = self._damage.load().chunks
-        todo = [
-            pid
-            for pid, marker in self._damage.corrupt_points(vm).items()
-            if marker.chunks and not any(c in open_damage for c in marker.chunks)
-        ]
-        if not todo:
-            return []
-        return self.scrub(vm, todo).points
+        """Verify again the corrupt points of ``vm`` whose damaged chunks were all repaired (scrub.py)."""
+        return self._scrubber.reverify_repaired(vm)
 
     def restore_disk(
         self,

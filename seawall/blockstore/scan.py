@@ -47,7 +47,7 @@ def is_zero(view: memoryview) -> bool:
 
 Job = tuple[memoryview, bool]  # bytes to encode, whether to fingerprint its pieces
 Batch = tuple[int, int, list[tuple[int, int]]]  # blocks [b0, b1), the runs of them to read
-Sealer = Callable[[memoryview], tuple[bytes, bytes]]
+Sealer = Callable[[list[memoryview]], list[tuple[bytes, bytes]]]
 READ_AHEAD = 4  # batches read (and hashed) ahead of the planning: 16 MiB
 Read = tuple[memoryview, bytearray | None, list[bytes]]  # bytes read, their buffer, block hashes
 
@@ -123,14 +123,16 @@ def batches(
 
 
 def encode_jobs(seal: Sealer, hasher: Hasher, jobs: list[Job]) -> list[Encoded]:
-    """Runs on the pool: zstd (most of the work) releases the GIL, so two threads use both cores."""
-    out = []
+    """Runs on the pool: zstd (most of the work) releases the GIL, so two threads use both cores.
+
+    A batch's chunks are sealed in one call (``Codec.seal_chunks``: one zstd call for all of them).
+    """
     pieces = hasher.pieces
-    for data, want_fps in jobs:
-        fps = pieces(data) if want_fps else None
-        cid, sealed = seal(data)
-        out.append((cid, sealed, fps))
-    return out
+    sealed = seal([data for data, _ in jobs])
+    return [
+        (cid, s, pieces(data) if want_fps else None)
+        for (data, want_fps), (cid, s) in zip(jobs, sealed, strict=True)
+    ]
 
 
 def plan_pieces(

@@ -120,10 +120,10 @@ class Shipper:
         io = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="seawall-read")
         # Pack uploads get their own threads: a slow PUT or fsync must not stall the read-ahead.
         st.writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="seawall-write")
+        st.checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seawall-checkpoint")
         try:
-            scan = Scan(
-                source, st, cursor, parent_disk.size if parent_disk else 0, size, pool, self._codec.seal_chunk
-            )
+            parent_size = parent_disk.size if parent_disk else 0
+            scan = Scan(source, st, cursor, parent_size, size, pool, self._codec.seal_chunks)
             scan.run(
                 areas,
                 io,
@@ -135,6 +135,7 @@ class Shipper:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             io.shutdown(wait=True, cancel_futures=True)
+            st.checkpointer.shutdown(wait=True, cancel_futures=True)
             st.writer.shutdown(wait=True, cancel_futures=True)
 
     def _start(
@@ -213,8 +214,10 @@ class Shipper:
         change_id: str | None,
         on_progress: ProgressCallback | None,
     ) -> ShippedDisk:
+        self._packer.settle(st, on_progress)
         if st.position > st.part_start or st.pack_chunks or st.writes or st.journal.checkpoint == 0:
-            self._packer.checkpoint(st, on_progress)  # else the last checkpoint already covers it all
+            # else the last checkpoint already covers it all
+            self._packer.checkpoint(st, on_progress, wait=True)
         j = st.journal
         lid, nbytes = self._tables.put(
             encode_layer(j.full_layer, [PartRef(bytes.fromhex(p), s, e) for p, s, e in j.parts])

@@ -30,7 +30,8 @@ class ShipState:
     pack_id: bytes = b""
     pack_chunks: list[bytes] = field(default_factory=list)
     pack_len: int = 0
-    writes: list[Future[int]] = field(default_factory=list)
+    writes: list[Future[int]] = field(default_factory=list)  # packs since the last checkpoint
+    in_flight: list[Future[int]] = field(default_factory=list)  # packs not yet seen stored
     pack_rows: list[tuple[bytes, int, int]] = field(default_factory=list)
     part_entries: list[Entry] = field(default_factory=list)
     part_start: int = 0
@@ -46,6 +47,11 @@ class ShipState:
     chunks_new: int = 0
     hasher: Hasher = field(default_factory=lambda: Hasher(0))
     writer: ThreadPoolExecutor | None = None
+    # The checkpoint being made durable (packing.py), on its own single thread: (journal, bytes of
+    # the table parts this ship wrote since it started or resumed).
+    checkpointer: ThreadPoolExecutor | None = None
+    ckpt: Future[tuple[SessionJournal, int]] | None = None
+    part_bytes: int = 0
     local: dict[bytes, ChunkRef] = field(default_factory=dict)
     use_index: bool = True
     deduped: set[bytes] = field(default_factory=set)  # other ships' packs found via the index

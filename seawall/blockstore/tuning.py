@@ -21,9 +21,10 @@ FETCH_THREADS = 4
 # gap's blocks are then simply found unchanged by their hashes.
 CBT_GAP_BLOCKS = 4
 READ_BATCH_BLOCKS = 64  # 4 MiB reads: large enough for HTTP range reads, small for the pipeline
-# A restore into a file starts writeback every 256 MiB (fdatasync on a side thread) so the disk
-# writes while the pool decodes, instead of all at the final fsync (~0.5 s per GiB here).
-FLUSH_BYTES = 256 * 1024 * 1024
+# A restore into a file or device starts the kernel's writeback of every 32 MiB it has written
+# (readback.start_writeback), so the disk writes while the pool decodes instead of all of it at
+# the final fsync; small enough that the disk is never far behind, large enough for big requests.
+WRITEBACK_BYTES = 32 * 1024 * 1024
 CLOCK_SKEW = timedelta(minutes=5)
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import typer
 
+from seawall.cli import after_failover as after_failover_cmd
 from seawall.cli import api as api_cmd
 from seawall.cli import capacity as capacity_cmd
 from seawall.cli import codec as codec_cmd
+from seawall.cli import decisions as decisions_cmd
 from seawall.cli import demo as demo_cmd
 from seawall.cli import drills as drills_cmd
+from seawall.cli import failover as failover_cmd
 from seawall.cli import keys as keys_cmd
 from seawall.cli import lab as lab_cmd
 from seawall.cli import plan as plan_cmd
 from seawall.cli import points as points_cmd
-from seawall.cli import recovery as recovery_cmd
 from seawall.cli import replication as replication_cmd
 from seawall.cli import worker as worker_cmd
 
@@ -39,16 +41,16 @@ app.command("status")(replication_cmd.status)
 app.command("capacity")(capacity_cmd.capacity)
 app.command("verify")(replication_cmd.verify)
 app.command("points")(points_cmd.points)
-app.command("failover")(recovery_cmd.failover)
-app.command("wait")(recovery_cmd.wait)
-app.command("approve")(recovery_cmd.approve)
-app.command("abort")(recovery_cmd.abort)
-app.command("cleanup")(recovery_cmd.cleanup)
-app.command("retry")(recovery_cmd.retry)
-app.command("rollback")(recovery_cmd.rollback)
-app.command("report")(recovery_cmd.report)
-app.command("commit")(recovery_cmd.commit)
-app.command("reprotect")(recovery_cmd.reprotect)
+app.command("failover")(failover_cmd.failover)
+app.command("wait")(failover_cmd.wait)
+app.command("approve")(decisions_cmd.approve)
+app.command("abort")(decisions_cmd.abort)
+app.command("cleanup")(decisions_cmd.cleanup)
+app.command("retry")(decisions_cmd.retry)
+app.command("rollback")(decisions_cmd.rollback)
+app.command("report")(after_failover_cmd.report)
+app.command("commit")(after_failover_cmd.commit)
+app.command("reprotect")(after_failover_cmd.reprotect)
 
 
 def main() -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from seawall.cli.common import Exit, console, err_console, print_json
 from seawall.lab import config as c
-from seawall.lab import kvm_lab
-from seawall.lab.manager import PartStatus, down, status, up
-from seawall.lab.parts import LabError
+
+if TYPE_CHECKING:
+    from seawall.lab.manager import PartStatus
 
 app = typer.Typer(
     help="Start, stop and inspect the local lab "
@@ -66,6 +67,11 @@ def up_cmd(
     cfg = c.resolve_config(
         state, vms=vms, disk_size=disk_mib * c.MIB if disk_mib else None, port_offset=port_offset
     )
+    # The lab's machinery (pyVmomi, boto3, libvirt) is imported by the lab verbs only: every other
+    # verb of the CLI starts without it.
+    from seawall.lab.manager import up
+    from seawall.lab.parts import LabError
+
     began = time.monotonic()
     try:
         info, rows = up(state, cfg)
@@ -94,6 +100,8 @@ def down_cmd(
     purge: bool = typer.Option(False, "--purge", help="Also delete the state dir (datastores, Temporal DB)."),
 ) -> None:
     """Stop the parts this lab started (by pid file); idempotent."""
+    from seawall.lab.manager import down
+
     state = c.state_dir(state_dir)
     results = down(state, purge=purge)
     for name, what in results.items():
@@ -109,6 +117,9 @@ def status_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; the exit code tells."),
 ) -> None:
     """Health of each part and of the KVM guests. Exit 0 when every part is healthy, else 1."""
+    from seawall.lab import kvm_lab
+    from seawall.lab.manager import status
+
     state = c.state_dir(state_dir)
     cfg = c.resolve_config(state)
     rows = status(state, cfg)

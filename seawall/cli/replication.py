@@ -172,7 +172,7 @@ def unprotect(
     inv = _inventory(settings)
     _known_vm(inv, vm, settings)
 
-    from seawall.cli.recovery import sign  # the CLI's one signer (holding the intent keys is admin)
+    from seawall.cli.signing import sign  # the CLI's one signer (holding the intent keys is admin)
 
     intent = sign(settings, action="unprotect", plan=vm)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import typer
 
 
@@ -10,10 +12,18 @@ def worker(
     orchestration: bool = typer.Option(
         True, "--orchestration/--no-orchestration", help="Also run workflows (the orchestration queue)."
     ),
+    role: str = typer.Option(
+        "all",
+        "--role",
+        help="all; workflows (workflow tasks and their local activities only); activities (activity "
+        "tasks only). Run one process of each to keep the data path off the workflow tasks' GIL.",
+    ),
 ) -> None:
     """Run a worker for the given sites' task queues until SIGTERM/SIGINT, then drain and exit 0."""
-    from workers.main import run_worker
+    from workers.main import ROLES, Role, run_worker
 
+    if role not in ROLES:
+        raise typer.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}", param_hint="--role")
     if not site and not orchestration:
         raise typer.BadParameter(
             "nothing to do: give --site NAME and/or --orchestration", param_hint="--site"
@@ -26,7 +36,7 @@ def worker(
         from seawall.runtime.config import Settings
 
         keys_from_settings(Settings().intent_keys)  # a bad key reference stops the worker here, clearly
-        run_worker(site, orchestration=orchestration)
+        run_worker(site, orchestration=orchestration, role=cast("Role", role))
     except (TemporalConfigError, PayloadKeyError, IntentKeyError) as exc:
         typer.echo(f"configuration: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -1,4 +1,5 @@
-"""Messages of scheduled drills and notifications (beside ``messages.py``, which is full).
+"""Messages of scheduled drills and notifications (imported from here;
+``messages.py`` does not re-export them).
 
 Sandbox-safe: pydantic and the standard library only.
 """

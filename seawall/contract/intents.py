@@ -50,6 +50,9 @@ class IntentClaims(BaseModel):
     gate: str | None = Field(default=None, max_length=63)
     # approve/abort: the Temporal run id of the RecoveryPlan run; commit / cleanup-test: the run's name.
     run: str | None = Field(default=None, max_length=64)
+    # failover: the run's options that choose what is recovered (``failover_options``). None in an
+    # intent signed before this claim existed: it verifies as before and authorises the defaults.
+    options: str | None = Field(default=None, max_length=300)
     user: str = Field(min_length=1, max_length=200)
     role: str = Field(pattern=_ROLE)
     issued_at: float
@@ -72,8 +75,23 @@ class IntentRefused(ValueError):
 
 
 def canonical(claims: IntentClaims) -> bytes:
-    """The bytes signed: the claims as sorted, compact JSON (the same on every door and worker)."""
-    return json.dumps(claims.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    """The bytes signed: the claims as sorted, compact JSON (the same on every door and worker).
+    ``options`` is left out when unset, so intents signed before it existed keep their signature."""
+    data = claims.model_dump(mode="json")
+    if data.get("options") is None:
+        data.pop("options", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def failover_options(point_time: str | None, from_mirror: bool) -> str:
+    """A failover's options as its intent signs them: which point (at or before ``point_time``) and
+    from which copy (the mirrors) — so an intent for the newest point cannot start a run that
+    recovers an older one, or reads the mirror, by an input changed at the Temporal frontend."""
+    options = {"from_mirror": from_mirror, "point_time": point_time}
+    return json.dumps(options, sort_keys=True, separators=(",", ":"))
+
+
+DEFAULT_OPTIONS = failover_options(None, False)
 
 
 def mac(key: bytes, claims: IntentClaims) -> str:
@@ -91,6 +109,7 @@ def verify(
     direction: str | None = None,
     gate: str | None = None,
     run: str | None = None,
+    options: str | None = None,
     needs: str = "viewer",
     used: frozenset[str] | set[str] = frozenset(),
 ) -> IntentClaims:
@@ -122,6 +141,10 @@ def verify(
         got = getattr(c, name)
         if want is not None and got != want:
             raise IntentRefused(f"intent is for {name} {got!r}, not {want!r}")
+    # An intent without the claim (signed before it existed) authorises the default options only.
+    signed_options = c.options if c.options is not None else DEFAULT_OPTIONS
+    if options is not None and signed_options != options:
+        raise IntentRefused(f"intent was signed for a run with options {signed_options}, not {options}")
     if c.nonce in used:
         raise IntentRefused("intent was already used (replayed)")
     if role_rank(c.role) < role_rank(needs):
@@ -140,6 +163,8 @@ class IntentCheck(BaseModel):
     mode: str | None = None
     direction: str | None = None
     run: str | None = None
+    # failover: failover_options(...) of the input being started; checked exactly when given.
+    options: str | None = None
     needs: str = "operator"
     # The run checking: another run that already used the intent's nonce makes it a replay.
     workflow_id: str

@@ -61,6 +61,9 @@ class Query:
 # status needs no history fetch per VM.
 MEMO_RESULT: Final = "seawall.result"
 PATCH_CYCLE_RESULT_MEMO: Final = "cycle-result-memo"
+# A cycle takes its snapshot inside the try whose finally releases it (by name): a cancel that lands
+# while the snapshot is being taken no longer leaves it behind.
+PATCH_CYCLE_SNAPSHOT_GUARD: Final = "cycle-snapshot-guard"
 
 
 class Activity:

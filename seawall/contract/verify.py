@@ -1,8 +1,8 @@
 """Verifying replicas in full (a scrub): the ``VerifyReplica`` workflow's input and result, and the
 failure type a recovery raises on bad data.
 
-Sandbox-safe like ``messages.py`` (pydantic + stdlib). Kept apart from it: messages.py is at its size
-limit, and these travel only between the scrub, its doors and status.
+Sandbox-safe like every contract module (pydantic + stdlib). Not re-exported by ``messages.py``:
+these travel only between the scrub, its doors and status.
 """
 
 from __future__ import annotations

@@ -228,6 +228,10 @@ def ensure_guests(state: Path, conn: Any, site: str, guests: list[KvmGuestInfo],
         except libvirt.libvirtError:
             dom = None
         if dom is not None and dom.isActive():
+            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                # Paused to spare the CPU while no test needed it (scripts/test.sh): `up` means running.
+                dom.resume()
+                return f"{guest.name} resumed", stamps.get(guest.name)
             return f"{guest.name} running", stamps.get(guest.name)  # its image is the one it booted
         # A guest that is not running gets today's image (its data disk, and so its records, stay).
         if not guest.system_disk.exists() or stamps.get(guest.name) != fingerprint:

@@ -10,61 +10,25 @@ Kind-specific variants (sites, replica stores, hooks, health checks, IP rules) a
 discriminated unions on a ``kind`` field; use the ``Any*`` aliases as payload type hints so the
 converter rebuilds the right subclass.
 
-The rooms: ``scalars`` (names, durations, secret references, the file-model bases), ``inventory``
-(sites, stores, policies, protected VMs, DNS zones), ``plan`` (recovery plans), ``ipplan`` (where
-each NIC lands: pure computation over a plan). This module names the package's public API.
+The rooms: ``scalars`` (names, durations, secret references, the file-model bases), ``sites``
+(sites and networks), ``stores`` (replica stores), ``protection`` (policies, protected VMs,
+consistency groups), ``dnszones``, ``inventory`` (the file's top level, gathering them), ``plan``
+(recovery plans) with ``addressing`` (NICs, IP rules, DNS records), ``healthchecks`` and ``hooks``,
+``ipplan`` (where each NIC lands: pure computation over a plan). This module names the
+package's public API.
 """
 
 from __future__ import annotations
 
+from seawall.model.addressing import DnsRecord, IpRule, NicMapping, StaticIP, SubnetTranslation
+from seawall.model.dnszones import AnyDnsZone, DnsZone, Rfc2136Zone
 from seawall.model.guest import WindowsCustomization
-from seawall.model.inventory import (
-    AnyDnsZone,
-    AnyReplicaStore,
-    AnySite,
-    AwsSite,
-    AzureStore,
-    ConsistencyGroup,
-    DirectorySite,
-    DirectoryStore,
-    DnsZone,
-    Inventory,
-    KvmSite,
-    Network,
-    ObjectLockSpec,
-    ProtectedVM,
-    ReplicaStore,
-    ReplicationPolicy,
-    Rfc2136Zone,
-    S3Store,
-    Site,
-    SnapshotHook,
-    VSphereSite,
-)
+from seawall.model.healthchecks import AnyHealthCheck, GuestIpCheck, HealthCheck, HttpCheck, TcpCheck
+from seawall.model.hooks import AnyHook, CommandHook, Hook, HttpHook
+from seawall.model.inventory import Inventory
 from seawall.model.placement import Placement
-from seawall.model.plan import (
-    AnyHealthCheck,
-    AnyHook,
-    CommandHook,
-    DnsRecord,
-    FailurePolicy,
-    Gate,
-    Group,
-    GuestIpCheck,
-    HealthCheck,
-    Hook,
-    HttpCheck,
-    HttpHook,
-    IpRule,
-    NicMapping,
-    PlanVM,
-    RecoveryMode,
-    RecoveryPlan,
-    StaticIP,
-    SubnetTranslation,
-    TargetSize,
-    TcpCheck,
-)
+from seawall.model.plan import FailurePolicy, Gate, Group, PlanVM, RecoveryMode, RecoveryPlan, TargetSize
+from seawall.model.protection import ConsistencyGroup, ProtectedVM, ReplicationPolicy, SnapshotHook
 from seawall.model.scalars import (
     DnsName,
     Duration,
@@ -73,6 +37,15 @@ from seawall.model.scalars import (
     format_duration,
     parse_duration,
     parse_secret_ref,
+)
+from seawall.model.sites import AnySite, AwsSite, DirectorySite, KvmSite, Network, Site, VSphereSite
+from seawall.model.stores import (
+    AnyReplicaStore,
+    AzureStore,
+    DirectoryStore,
+    ObjectLockSpec,
+    ReplicaStore,
+    S3Store,
 )
 
 __all__ = [

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from seawall.model.inventory import Network, Site
-from seawall.model.plan import NicMapping, PlanVM, RecoveryMode, StaticIP, SubnetTranslation
+from seawall.model.addressing import NicMapping, StaticIP, SubnetTranslation
+from seawall.model.plan import PlanVM, RecoveryMode
+from seawall.model.sites import Network, Site
 
 __all__ = ["IpPlanError", "NicPlan", "plan_nic", "plan_vm_nics"]
 

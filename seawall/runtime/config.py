@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Blocking clients (pyvmomi, boto3, azure) run in threads; the pool is sized to the slot count so no
     # activity waits for a thread after the worker has accepted it.
     max_concurrent_activities: int = 32
+    # Workflow tasks a worker process takes at once (None: the SDK's default). Fewer than the process
+    # can finish within the task timeout under load: the rest wait on the server, where no clock runs.
+    max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     graceful_shutdown_s: float = 30.0
     # A transfer that has not heartbeated for this long is presumed dead and resumed elsewhere (from its
     # last checkpoint). Transfers heartbeat every 5 s between checkpoints, so tens of seconds suffice:

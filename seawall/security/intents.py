@@ -88,6 +88,7 @@ class IntentKeys:
         direction: str | None = None,
         gate: str | None = None,
         run: str | None = None,
+        options: str | None = None,
         now: float | None = None,
     ) -> SignedIntent:
         """Sign what an authenticated, authorised user asked a door for (valid ``ttl_s`` seconds)."""
@@ -99,6 +100,7 @@ class IntentKeys:
             direction=direction,
             gate=gate,
             run=run,
+            options=options,
             user=user,
             role=role,
             issued_at=issued,

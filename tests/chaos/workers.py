@@ -55,7 +55,9 @@ class WorkerProcess:
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)
         self._wait_started()
 
-    def _wait_started(self, timeout: float = 60.0) -> None:
+    def _wait_started(self, timeout: float = 120.0) -> None:
+        # Seconds on a quiet machine; over a minute was seen at load 20 (imports, connect, sandbox).
+        # The limit catches a worker that cannot start, not a slow one.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if "worker started" in self.log.read_text(errors="replace"):

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request, Route, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Request,
+    Response,
+    Route,
+    async_playwright,
+    expect,
+)
 
 from seawall.lab import LabInfo
 from tests.integration.console_stack import (
@@ -271,6 +280,10 @@ def completed_failover(run: str) -> dict[str, Any]:
     }
 
 
+def posted_to(response: Response, verb: str) -> bool:
+    return response.request.method == "POST" and response.url.endswith(f"/{verb}")
+
+
 @pytest.mark.timeout(180)
 async def test_commit_and_reprotect_buttons_go_through_the_api_and_its_checks(
     stack: Stack, browser: Browser
@@ -300,7 +313,7 @@ async def test_commit_and_reprotect_buttons_go_through_the_api_and_its_checks(
     context, page = await signed_in(browser, stack, "commander")
     await page.route(f"**/v1/plans/{PLAN}/failovers/current", shown_a_failover)
     page.on(
-        "requestfinished",
+        "request",
         lambda r: (
             sent.append((r.url.rsplit("/", 1)[-1], json.loads(r.post_data) if r.post_data else None, 0))
             if r.method == "POST"
@@ -313,10 +326,16 @@ async def test_commit_and_reprotect_buttons_go_through_the_api_and_its_checks(
     dialog = page.get_by_role("dialog")
     await expect(dialog).to_contain_text("Make the failover final")
     await shot(page, "commit-confirm")
-    await dialog.get_by_role("button", name="Commit").click()
+    # Both refusals show the same toast, so each click waits for its own request's answer: the
+    # commit's toast still showing must not stand in for the reprotect's.
+    async with page.expect_response(lambda r: posted_to(r, "commit")) as commit_answer:
+        await dialog.get_by_role("button", name="Commit").click()
+    assert (await commit_answer.value).status == 409
     await expect(page.locator("#toast")).to_contain_text("not a real failover")
     await card.get_by_role("button", name="Reprotect").click()
-    await page.get_by_role("dialog").get_by_role("button", name="Reprotect").click()
+    async with page.expect_response(lambda r: posted_to(r, "reprotect")) as reprotect_answer:
+        await page.get_by_role("dialog").get_by_role("button", name="Reprotect").click()
+    assert (await reprotect_answer.value).status == 409
     await expect(page.locator("#toast")).to_contain_text("not a real failover")
     await shot(page, "reprotect-refused")
     await context.close()

@@ -10,7 +10,8 @@ import boto3
 import pytest
 
 from seawall.lab import LabInfo
-from seawall.sites.dns import DnsConflictError, DnsRecordSet, Route53Dns, sidecar_name
+from seawall.sites.dns import DnsConflictError, DnsRecordSet, sidecar_name
+from seawall.sites.route53 import Route53Dns
 
 pytestmark = pytest.mark.lab
 

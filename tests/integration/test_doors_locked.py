@@ -96,12 +96,19 @@ async def locked_worker(lab: LabInfo, tmp: Path) -> AsyncIterator[Locked]:
                 await handle.terminate("test_doors_locked: done")
 
 
-async def scheduled_activities(handle: WorkflowHandle[Any, Any]) -> list[str]:
-    names = []
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
-    return names
+async def scheduled_activities(
+    handle: WorkflowHandle[Any, Any], until: str | None = None, timeout: float = 120
+) -> list[str]:
+    """The activities the run has scheduled so far; with ``until``, once that one is among them."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        names = []
+        async for event in handle.fetch_history_events():
+            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        if until is None or until in names or asyncio.get_running_loop().time() > deadline:
+            return names
+        await asyncio.sleep(0.5)
 
 
 async def progress(handle: WorkflowHandle[Any, Any], check: Any, timeout: float = 60) -> dict[str, Any]:
@@ -171,7 +178,7 @@ async def test_a_ui_started_failover_fences_nothing_until_an_admin_approves_thro
             assert (approval["by"], approval["role"], approval["verified"]) == ("commander", "admin", True)
         # The same run goes on: it loads the plan and pauses schedules before fencing.
         await progress(handle, lambda p: p["phase"] in ("fencing the source VMs",) or p["vms"], timeout=120)
-        assert "pause_schedules" in await scheduled_activities(handle)
+        assert "pause_schedules" in await scheduled_activities(handle, until="pause_schedules")
         audit = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
         assert [(r["who"], r["role"], r["status"]) for r in audit] == [
             ("oncall", "operator", 403),
@@ -207,5 +214,7 @@ async def test_the_cli_signs_and_a_cli_without_the_key_is_refused(lab: LabInfo, 
         started = await asyncio.to_thread(cli, locked, "failover", PLAN, "--mode", "planned", "--json")
         assert started.returncode == 0, started.stderr
         run = locked.keyed.get_workflow_handle(recover_id(PLAN), run_id=json.loads(started.stdout)["run_id"])
-        await progress(run, lambda p: p["phase"] != "checking authorisation" and p["pending_gate"] is None)
-        assert "pause_schedules" in await scheduled_activities(run)
+        # Loading the plan comes between the intent check and pausing: wait for the pause itself.
+        done = await scheduled_activities(run, until="pause_schedules")
+        assert done[0] == "check_intent" and "pause_schedules" in done, done
+        assert (await progress(run, lambda p: True))["approvals"] == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +83,15 @@ def test_credentials_and_key_files(lab: LabInfo) -> None:
     key = lab.replica_key_file.read_text().strip()
     assert len(bytes.fromhex(key)) == 32
     assert lab.replica_key_file.stat().st_mode & 0o077 == 0
+
+
+def test_temporal_database_is_a_write_ahead_log(lab: LabInfo) -> None:
+    """The lab's Temporal writes through SQLite's write-ahead log (``seawall.lab.temporal``): with the
+    default rollback journal every commit waited on a sync of the disk the labs share."""
+    db = lab.state_dir / "temporal.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal", (
+        f"{db} is in journal mode {mode!r}: its Temporal was started without the lab's SQLite pragmas "
+        "(by an older Seawall?); `seawall lab down` then `seawall lab up` starts it with them"
+    )

@@ -252,3 +252,27 @@ def test_up_again_leaves_the_guests_alone(
         # Same running domain (a restart would get a new id) and a console that was not started over.
         assert conn_a.lookupByName(guest.name).ID() == dom_id, guest.name
         assert guest.console_log.read_text().startswith(console), guest.name
+
+
+def test_up_resumes_a_paused_guest(
+    kvm_a: KvmSiteInfo, conn_a: Any, lab_env: dict[str, str], reports: dict[str, ConsoleReport]
+) -> None:
+    """`make test` pauses guests no test needs (QEMU in software costs a core's tenth each): the
+    next `lab up` must give a running lab again, the same boot going on."""
+    import libvirt
+
+    guest = kvm_a.guests[0]
+    dom = conn_a.lookupByName(guest.name)
+    dom_id = dom.ID()
+    dom.suspend()
+    try:
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+        result = subprocess.run(
+            [SEAWALL, "lab", "up", "--json"], env=lab_env, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING and dom.ID() == dom_id
+        assert guest_health(guest, timeout=10)["hostname"] == guest.hostname
+    finally:
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()

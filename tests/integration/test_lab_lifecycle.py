@@ -127,7 +127,8 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
     lab = load_lab(state)
     assert lab.primary.vm_names == ["web-01", "web-02", "app-01", "app-02", "db-01", "vm-06"]
     assert lab.primary.port == 8989 + offset and lab.disk_size == MIB
-    assert cold < 60
+    # A hang, not a speed target (benchmarks measure speed): a loaded CI machine took 70 s once.
+    assert cold < 300, f"lab up took {cold:.0f}s"
     with connect(lab.primary.port) as si:
         rows = collect(si, vim.VirtualMachine, ["name", "runtime.powerState", "config.hardware.device"])
     # Nobody else uses this lab, so what `up` did is still there to see: every VM on, db-01 with the

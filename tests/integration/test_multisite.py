@@ -62,7 +62,7 @@ class SiteWorker:
         self.log = home / f"worker-{site}-{n}.log"
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a hang, not a speed (as the chaos workers)
         while "worker started" not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"{site} worker did not start:\n{self.log.read_text(errors='replace')}")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyVmomi import vim
 
 from seawall.lab import LabInfo
+from seawall.model import VSphereSite
+from seawall.sites.vsphere import shared as shared_module
+from seawall.sites.vsphere.adapter import VSphereAdapter
 from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.session import VSphereError, VSphereNotFound, VSphereTaskError
 
@@ -210,3 +215,56 @@ def test_power_operations_are_idempotent(conn: VSphereConnection, lab: LabInfo) 
         conn.wait_for_task(vm.Destroy_Task())
     with pytest.raises(VSphereNotFound):
         conn.power_state(vm)
+
+
+def test_adapter_verbs_share_one_session_and_log_in_again_when_it_is_gone(
+    lab: LabInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recovered VM's verbs (materialize, create, health) share the adapter's session instead of a
+    login each; a session the server ended is dropped, the next verb logs in anew; new credentials
+    (a rotated password) log in anew; a probe always logs in on its own."""
+    site = lab.dr
+    creds = tmp_path / "dr.json"
+    creds.write_text(json.dumps({"user": site.user, "password": site.password}))
+    adapter = VSphereAdapter(
+        VSphereSite(
+            name="dr",
+            host=site.host,
+            port=site.port,
+            protocol=site.protocol,
+            datacenter=site.datacenter,
+            datastore=site.datastore,
+            credentials=f"file:{creds}",
+        )
+    )
+    with adapter.connect() as first:
+        cookie = first.session_cookie()
+    with adapter.connect() as second:
+        assert second is first and second.session_cookie() == cookie
+    assert adapter.probe()
+    with adapter.connect() as after_probe:
+        assert after_probe is first, "a probe's own login does not replace the shared session"
+
+    # A fault about an object leaves the session as it is.
+    with pytest.raises(VSphereNotFound), adapter.connect() as conn:
+        conn.find_vm(f"no-such-vm-{uuid.uuid4().hex[:8]}")
+    with adapter.connect() as same:
+        assert same is first
+    # A broken connection (a restarted vCenter, a reset socket): the verb that met it fails, and the
+    # next one logs in again instead of failing for ever on the dead session.
+    with pytest.raises(VSphereError), adapter.connect():
+        raise VSphereError("list VMs failed") from ConnectionResetError(104, "Connection reset by peer")
+    with adapter.connect() as fresh:
+        assert fresh is not first
+        assert fresh.session_cookie() != cookie
+        fresh.list_objects(vim.VirtualMachine, ["name"])
+
+    # Idle for longer than IDLE_CHECK_S, a session the server ended is found so before it is used.
+    fresh.content.sessionManager.Logout()
+    monkeypatch.setattr(shared_module, "IDLE_CHECK_S", 0.0)
+    with adapter.connect() as checked:
+        assert checked.content.sessionManager.currentSession is not None
+
+    creds.write_text(json.dumps({"user": site.user, "password": site.password + "-rotated"}))
+    with adapter.connect() as rotated:
+        assert rotated is not checked

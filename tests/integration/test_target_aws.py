@@ -16,6 +16,7 @@ from seawall.model import AwsSite, Network, NicMapping, RecoveryMode, StaticIP
 from seawall.model.ipplan import plan_nic
 from seawall.sites.aws import common as aws_common
 from seawall.sites.aws import ebs as aws_ebs
+from seawall.sites.aws import ebs_blocks
 from seawall.sites.aws import target as aws
 from tests.integration.test_target_vsphere import ship_lab_disk
 
@@ -43,7 +44,7 @@ def _read_snapshot(ebs: Any, snapshot_id: str, size: int) -> bytes:
         index, token = item
         answer = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=index, BlockToken=token)
         data = answer["BlockData"].read()
-        assert answer["Checksum"] == aws_ebs.block_checksum(data)
+        assert answer["Checksum"] == ebs_blocks.block_checksum(data)
         image[index * block_size : index * block_size + len(data)] = data
 
     with ThreadPoolExecutor(8) as pool:
@@ -104,7 +105,7 @@ def test_recover_a_point_into_aws(lab: LabInfo, tmp_path: Path) -> None:
     )
     assert nic.ip is not None
 
-    def restore(writer: aws_ebs.Writer) -> object:
+    def restore(writer: ebs_blocks.Writer) -> object:
         return point.repo.restore_disk(point.vm, point.point_id, point.disk, writer)
 
     def recover() -> tuple[aws_ebs.EbsSnapshot, str, aws.InstanceInfo]:
@@ -194,11 +195,11 @@ def test_a_failed_restore_never_completes_the_snapshot(lab: LabInfo) -> None:
     size = 1024 * 1024
     data = bytes(range(256)) * (size // 256)
 
-    def broken(writer: aws_ebs.Writer) -> object:
+    def broken(writer: ebs_blocks.Writer) -> object:
         writer(0, data[:65536])
         raise RuntimeError("digest mismatch")
 
-    def whole(writer: aws_ebs.Writer) -> object:
+    def whole(writer: ebs_blocks.Writer) -> object:
         for off in range(0, size, 65536):
             writer(off, data[off : off + 65536])
         return None

@@ -20,9 +20,9 @@ from seawall.blockstore.stores.directory import DirectoryStore
 from seawall.lab import LabInfo
 from seawall.model import Network, NicMapping, RecoveryMode, SubnetTranslation, VSphereSite
 from seawall.model.ipplan import plan_nic
+from seawall.sites.vsphere import datastorewrite, target
 from seawall.sites.vsphere import disks as vsphere_disks
 from seawall.sites.vsphere import placement as vsphere_placement
-from seawall.sites.vsphere import target
 from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.session import VSphereError, VSphereNotFound
 from seawall.sites.vsphere.source import VSphereDiskSource
@@ -121,10 +121,10 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
     )
     primary_state = primary.power_state(primary.find_vm(source_vm))
 
-    def restore(writer: vsphere_disks.Writer) -> object:
+    def restore(writer: datastorewrite.Writer) -> object:
         return point.repo.restore_disk(point.vm, point.point_id, point.disk, writer)
 
-    def materialize(fn: vsphere_disks.RestoreFn = restore) -> vsphere_disks.UploadedDisk:
+    def materialize(fn: datastorewrite.RestoreFn = restore) -> vsphere_disks.UploadedDisk:
         return vsphere_disks.materialize_disk(
             dr,
             datastore=site.datastore,
@@ -137,7 +137,7 @@ def test_recover_a_point_into_the_dr_site(lab: LabInfo, dr: VSphereConnection, t
             readback=True,
         )
 
-    def failing(writer: vsphere_disks.Writer) -> object:
+    def failing(writer: datastorewrite.Writer) -> object:
         writer(0, point.source[: 64 * 1024])
         raise RuntimeError("block 1 does not verify")
 
@@ -296,8 +296,8 @@ def test_a_half_made_vm_and_two_disks(
     name = f"two-disks-{run}"
     images = [bytes([i + 1]) * (1024 * 1024) + bytes(512 * 1024) for i in range(2)]
 
-    def writer_of(data: bytes) -> vsphere_disks.RestoreFn:
-        def restore(writer: vsphere_disks.Writer) -> object:
+    def writer_of(data: bytes) -> datastorewrite.RestoreFn:
+        def restore(writer: datastorewrite.Writer) -> object:
             writer(0, data[: 1024 * 1024])  # the zero tail is left to the pipe
             return None
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.replay.record_histories          # replication, probe, GC
     .venv/bin/python -m tests.replay.record_histories drill    # a recovery-plan drill
+    .venv/bin/python -m tests.replay.record_histories drill-local-choose # the same, saved as *_local_choose
     .venv/bin/python -m tests.replay.record_histories failback # planned failover, commit, reprotect
     .venv/bin/python -m tests.replay.record_histories verify   # a full verify (VerifyReplica)
     .venv/bin/python -m tests.replay.record_histories group    # ProtectGroup, GroupReplicationCycle
@@ -96,8 +97,9 @@ async def record() -> None:
     restore_disk(lab, "primary", "app-01")
 
 
-async def record_drill() -> None:
-    """A drill of the example ERP plan: RecoveryPlan and RecoverVM histories."""
+async def record_drill(suffix: str = "") -> None:
+    """A drill of the example ERP plan: RecoveryPlan and RecoverVM histories (``suffix``: saved beside
+    the older recordings of the same workflows, which must keep replaying)."""
     from seawall.contract.messages import ApproveInput
     from tests.integration.test_recovery import protected_erp, stand_ins, start_drill, wait_progress
 
@@ -116,6 +118,7 @@ async def record_drill() -> None:
                 ("recover_vm", f"recover/{report.plan}/{report.run}/db-01"),
             ):
                 history = await env.client.get_workflow_handle(wf_id).fetch_history()
+                name = f"{name}{suffix}"
                 (HERE / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
 
@@ -413,6 +416,8 @@ if __name__ == "__main__":
 
     which = {
         "drill": record_drill,
+        # RecoverVM's first choice of a point as a local activity (patch recover-vm-local-choose-point).
+        "drill-local-choose": lambda: record_drill("_local_choose"),
         "failback": record_failback,
         "verify": record_verify,
         "group": record_group,

@@ -2,8 +2,10 @@
 an approved rollback, a drill ended at a gate by its time to live), against the stub activities of
 ``tests/workflows`` — no lab needed:
 
-    .venv/bin/python -m tests.replay.record_stubbed
+    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles]
 
+Name one set to record only it: recording again replaces the files, and a history recorded with older
+code is what proves that code's runs still replay.
 A replay runs no activity, so a history recorded against stubs replays the workflow code exactly as one
 recorded against the lab does.
 """
@@ -11,6 +13,7 @@ recorded against the lab does.
 from __future__ import annotations
 
 import asyncio
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,23 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
-from seawall.contract.messages import ApproveInput, FailoverInput, RetryInput, RollbackInput
+from seawall.contract.messages import (
+    ApproveInput,
+    CycleInput,
+    FailoverInput,
+    GroupCycleInput,
+    RetryInput,
+    RollbackInput,
+)
 from seawall.contract.names import Activity as A
+from seawall.contract.queues import site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
-from tests.workflows.conftest import progress_until, rigged
+from tests.workflows.conftest import cancel_while_snapshotting, progress_until, rigged
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
+from workflows.groups import GroupReplicationCycleWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
+from workflows.replication import ReplicationCycleWorkflow
 
 HERE = Path(__file__).resolve().parent / "histories"
 
@@ -36,7 +49,7 @@ async def _save(handle: WorkflowHandle[Any, Any], name: str) -> None:
     print(f"recorded {name}: {len(history.events)} events")
 
 
-async def record() -> None:
+async def record(only: str | None) -> None:
     env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         data_converter=pydantic_data_converter,
@@ -45,53 +58,85 @@ async def record() -> None:
         dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
     )
     async with env:
-        # A real failover: db fails, the run stops; retry fails again; an approved rollback.
-        stubs = Stubs(failing={A.CREATE_TARGET_VM: {"db"}})
+        if only in (None, "plans"):
+            await record_plans(env)
+        if only in (None, "cycles"):
+            await record_cycles(env)
+
+
+async def record_cycles(env: WorkflowEnvironment) -> None:
+    """Cycles cancelled while their snapshot calls ran (patch ``cycle-snapshot-guard``): the call
+    outlasts the workflow task timeout, so the cancel is delivered during it."""
+    for run, inp, name in (
+        (ReplicationCycleWorkflow.run, CycleInput(vm="web"), "replication_cycle_cancelled_at_snapshot"),
+        (
+            GroupReplicationCycleWorkflow.run,
+            GroupCycleInput(group="erp"),
+            "group_replication_cycle_cancelled_at_snapshot",
+        ),
+    ):
+        stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 4.0})
         async with rigged(env, stubs) as rig:
-            stubs.spec = plan_spec(
-                "erp",
-                rig.source,
-                rig.target,
-                group("data", vm_step("db", "data"), vm_step("cache", "data")),
-                group("front", vm_step("web", "front")),
-                failure_policy="stop",
-                pre_hooks=["announce"],
-            )
-            handle = await rig.start(
-                RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="unplanned"), "plan"
-            )
-            await progress_until(handle, lambda p: p["stopped"] is not None)
-            await handle.execute_update(RecoveryPlanWorkflow.retry, RetryInput(by="erin"))
-            await progress_until(
-                handle, lambda p: p["stopped"] is not None and len(stubs.of(A.CREATE_TARGET_VM)) > 2
-            )
-            await handle.execute_update(
-                RecoveryPlanWorkflow.rollback, RollbackInput(by="erin", reason="db is lost")
-            )
-            await progress_until(handle, lambda p: p["pending_gate"] == "rollback")
-            await handle.execute_update(
-                RecoveryPlanWorkflow.approve, ApproveInput(gate="rollback", by="frank")
+            handle, _ = await cancel_while_snapshotting(rig, run, inp, name)
+            await _save(handle, name)
+        # The same cycle undisturbed: the guard's marker on the ordinary path.
+        async with rigged(env, Stubs()) as rig:
+            handle = await env.client.start_workflow(
+                run,  # type: ignore[arg-type]
+                inp,
+                id=rig.wid(name + "-whole"),
+                task_queue=site_queue(rig.source),
             )
             await handle.result()
-            await _save(handle, "recovery_plan_stopped_retried_rolled_back")
-        # A drill waiting at a gate nobody answers: ended by its time to live.
-        stubs = Stubs()
-        async with rigged(env, stubs) as rig:
-            stubs.spec = plan_spec(
-                "erp",
-                rig.source,
-                rig.target,
-                group("data", vm_step("db", "data")),
-                group("front", vm_step("web", "front"), gate="go"),
-            )
-            handle = await rig.start(
-                RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test", ttl_s=3600), "plan"
-            )
-            await progress_until(handle, lambda p: p["pending_gate"] == "go")
-            await env.fast_forward(handle, timedelta(hours=1, minutes=1))  # type: ignore[attr-defined]
-            await handle.result()
-            await _save(handle, "recovery_plan_drill_gate_ttl")
+            await _save(handle, name.replace("cancelled_at_snapshot", "snapshot_guard"))
+
+
+async def record_plans(env: WorkflowEnvironment) -> None:
+    # A real failover: db fails, the run stops; retry fails again; an approved rollback.
+    stubs = Stubs(failing={A.CREATE_TARGET_VM: {"db"}})
+    async with rigged(env, stubs) as rig:
+        stubs.spec = plan_spec(
+            "erp",
+            rig.source,
+            rig.target,
+            group("data", vm_step("db", "data"), vm_step("cache", "data")),
+            group("front", vm_step("web", "front")),
+            failure_policy="stop",
+            pre_hooks=["announce"],
+        )
+        handle = await rig.start(
+            RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="unplanned"), "plan"
+        )
+        await progress_until(handle, lambda p: p["stopped"] is not None)
+        await handle.execute_update(RecoveryPlanWorkflow.retry, RetryInput(by="erin"))
+        await progress_until(
+            handle, lambda p: p["stopped"] is not None and len(stubs.of(A.CREATE_TARGET_VM)) > 2
+        )
+        await handle.execute_update(
+            RecoveryPlanWorkflow.rollback, RollbackInput(by="erin", reason="db is lost")
+        )
+        await progress_until(handle, lambda p: p["pending_gate"] == "rollback")
+        await handle.execute_update(RecoveryPlanWorkflow.approve, ApproveInput(gate="rollback", by="frank"))
+        await handle.result()
+        await _save(handle, "recovery_plan_stopped_retried_rolled_back")
+    # A drill waiting at a gate nobody answers: ended by its time to live.
+    stubs = Stubs()
+    async with rigged(env, stubs) as rig:
+        stubs.spec = plan_spec(
+            "erp",
+            rig.source,
+            rig.target,
+            group("data", vm_step("db", "data")),
+            group("front", vm_step("web", "front"), gate="go"),
+        )
+        handle = await rig.start(
+            RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test", ttl_s=3600), "plan"
+        )
+        await progress_until(handle, lambda p: p["pending_gate"] == "go")
+        await env.fast_forward(handle, timedelta(hours=1, minutes=1))  # type: ignore[attr-defined]
+        await handle.result()
+        await _save(handle, "recovery_plan_drill_gate_ttl")
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -11,6 +11,7 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.core.parameters import ParameterLocation
 
 from seawall.api.app import create_app
 from seawall.api.auth import parse_tokens
@@ -43,10 +44,22 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @schema.parametrize()
-@settings(max_examples=20, deadline=2000, suppress_health_check=list(HealthCheck))
+# No deadline: a timed assertion fails on a loaded machine (a 95 ms case took 2.9 s at load 10),
+# and the fuzz is about answers, not speed.
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_error_and_answers_as_documented(case: schemathesis.Case) -> None:
     # An admin token reaches every operation; the ignored_auth check sends the same calls without it.
-    case.call_and_validate(headers=auth(ADMIN))
+    # A negative case generated without the Authorization header (it is required) is sent as it is:
+    # adding the token to it made an invalid request valid, and its 200 a false "accepted" (ST201).
+    headers = case.headers or {}
+    if (
+        case.meta is not None
+        and case.meta.is_negative_at(ParameterLocation.HEADER)
+        and not any(name.lower() == "authorization" for name in headers)
+    ):
+        case.call_and_validate()
+    else:
+        case.call_and_validate(headers=auth(ADMIN))
 
 
 def test_the_tokens_cover_every_role() -> None:

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from seawall.api.app import create_app
 from seawall.api.auth import parse_tokens
-from seawall.contract.intents import verify
+from seawall.contract.intents import DEFAULT_OPTIONS, IntentRefused, failover_options, verify
 from seawall.security.intents import IntentKeys
 from tests.unit.test_api_endpoints import ADMIN, OPERATOR, Api, FakeClient, auth, make_settings, token_file
 
@@ -48,6 +48,20 @@ async def test_a_start_is_signed_for_the_token_holder_plan_and_mode(signing: tup
     assert claims.expires_at - claims.issued_at == pytest.approx(300)
     [line] = api.audit()
     assert line["intent_nonce"] == claims.nonce and line["who"] == "admin-all"
+
+
+async def test_a_start_signs_the_point_and_copy_it_asks_for(signing: tuple[Api, IntentKeys]) -> None:
+    api, keys = signing
+    body = {"mode": "unplanned", "point_time": "2026-11-30T12:00:00Z", "from_mirror": True}
+    started = await api.http.post("/v1/plans/erp-dr/failovers", json=body, headers=auth(ADMIN))
+    assert started.status_code == 202, started.text
+    [inp] = api.fake.starts
+    options = failover_options(inp.point_time, True)
+    assert inp.point_time is not None and inp.point_time.startswith("2026-11-30T12:00:00")
+    claims = verify(inp.intent, keys.by_id, time.time(), action="failover", plan="erp-dr", options=options)
+    assert claims.options == options
+    with pytest.raises(IntentRefused):
+        verify(inp.intent, keys.by_id, time.time(), action="failover", plan="erp-dr", options=DEFAULT_OPTIONS)
 
 
 async def test_an_approval_is_signed_for_this_run_and_gate(signing: tuple[Api, IntentKeys]) -> None:

@@ -246,3 +246,22 @@ def test_invalid_keys_are_rejected(client: Any) -> None:
     for key in ("", "/abs"):
         with pytest.raises(ValueError):
             store.get(key)
+
+
+def test_stores_made_alike_share_one_client_and_new_credentials_make_another() -> None:
+    """Every activity opens its VM's store: the boto3 client (its service model parsed, tens of ms of
+    CPU) is made once per endpoint and credentials, not once per opening."""
+
+    def store(secret: str, bucket: str = "replicas") -> S3Store:
+        return S3Store(
+            bucket,
+            endpoint_url="http://127.0.0.1:9",
+            region="us-east-1",
+            access_key_id="AKIDEXAMPLE",
+            secret_access_key=secret,
+        )
+
+    first = store("secret-1")
+    assert store("secret-1").client is first.client
+    assert store("secret-1", bucket="other").client is first.client  # the bucket is per call
+    assert store("secret-2").client is not first.client  # a rotated key logs in as itself

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import zstandard
 
 from seawall.blockstore.codec import FLAG_ZSTD, KIND_CHUNK, KIND_TABLE, OVERHEAD, Codec
 from seawall.blockstore.errors import CorruptObjectError, WrongKeyError
@@ -93,3 +94,22 @@ def test_level_is_validated() -> None:
     with pytest.raises(ValueError):
         Codec(K1, level=0)
     assert Codec(K1, level=19).open_chunk(*Codec(K1, level=19).seal_chunk(b"z" * 10000)) == b"z" * 10000
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_seal_chunks_matches_seal_chunk(batched: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch sealed in one call: the same ids, frames that open to the same bytes, random data
+    stored uncompressed; without the C backend's batch call (``batched=False``) the same result."""
+    if not batched:
+        monkeypatch.delattr(zstandard.ZstdCompressor, "multi_compress_to_buffer", raising=False)
+    c = Codec(K1)
+    text = b"the same line again and again\n" * 2000
+    plains = [memoryview(text), memoryview(os.urandom(65536)), memoryview(text[:4096]), memoryview(b"x")]
+    sealed = c.seal_chunks(plains)
+    assert [cid for cid, _ in sealed] == [c.seal_chunk(p)[0] for p in plains]
+    for p, (cid, blob) in zip(plains, sealed, strict=True):
+        assert c.open_chunk(cid, blob) == bytes(p)
+    assert sealed[0][1][3] & FLAG_ZSTD and len(sealed[0][1]) < len(text) // 10
+    assert not sealed[1][1][3] & FLAG_ZSTD and len(sealed[1][1]) == 65536 + OVERHEAD
+    # Same plaintext, fresh nonces: two seals of one chunk never share ciphertext.
+    assert c.seal_chunks(plains[:2])[0][1] != sealed[0][1]

@@ -6,13 +6,15 @@ import itertools
 import json
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from seawall.blockstore.errors import PointConflictError, PointNotFoundError
 from seawall.blockstore.keys import KeyMaterial
-from seawall.blockstore.manifest import ShipProgress
+from seawall.blockstore.layout import session_key
+from seawall.blockstore.manifest import SessionJournal, ShipProgress
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.scan import batches as scan_batches
 from seawall.blockstore.source import ChangedArea
@@ -411,3 +413,53 @@ def test_batches_tile_the_disk_and_respect_limits() -> None:
         assert all(b0 <= r0 < r1 <= b1 for r0, r1 in runs)
     read = sorted(i for _, _, runs in batches for r0, r1 in runs for i in range(r0, r1))
     assert read == [*range(5, 9), *range(100, 400), 1000, 5000, 5001, 5002]
+
+
+def test_a_slow_checkpoint_does_not_stall_the_scan_and_reports_only_durable_ones() -> None:
+    """The journal write of a checkpoint runs beside the scan; each progress report names a
+    checkpoint whose journal is already in the store, in order, and the point is exact."""
+
+    class SlowJournal(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+            self.blocked_at_first = threading.Event()
+            self.journals = 0
+
+        def put_overwrite(self, key: str, data: bytes) -> None:
+            if key.startswith("sessions/"):
+                self.journals += 1
+                if self.journals == 2:  # the first checkpoint's journal (the first is the lease)
+                    self.blocked_at_first.set()
+                    assert self.release.wait(10)
+            super().put_overwrite(key, data)
+
+    store = SlowJournal()
+    repo, _ = repo_of(store, checkpoint_blocks=256, threads=1)
+    rng = random.Random(31)
+    d = bytearray(1024 * BLOCK)  # mostly zeros (cheap): one random piece per block
+    for b in range(1024):
+        d[b * BLOCK : b * BLOCK + PIECE] = rng.randbytes(PIECE)
+
+    class Src(BytesSource):
+        def read(self, offset: int, length: int) -> bytes:
+            # The scan reads on past the first checkpoint (block 256) while its journal waits:
+            # further than the batches planned (2 x threads) and read (4) ahead of it reach.
+            if offset >= 700 * BLOCK:
+                store.release.set()
+            return super().read(offset, length)
+
+    seen: list[ShipProgress] = []
+
+    def on_progress(p: ShipProgress) -> None:
+        j = repo._shipper._signed.get(session_key(p.session), SessionJournal)
+        assert j.position >= p.block and j.checkpoint >= p.checkpoint  # durable before reported
+        seen.append(p)
+
+    src = Src(bytes(d))
+    sd = repo.ship(src, "vm", "d0", on_progress=on_progress)
+    assert store.blocked_at_first.is_set() and store.release.is_set()
+    assert [p.block for p in seen] == [256, 512, 768, 1024]
+    assert [p.checkpoint for p in seen] == [1, 2, 3, 4]
+    repo.commit_point("vm", "p0", [sd])
+    assert restore_bytes(repo, "vm", "p0") == bytes(d)

@@ -13,8 +13,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from typer.testing import CliRunner
 
+from seawall.cli import after_failover as after_failover_cmd
 from seawall.cli import app
-from seawall.cli import recovery as recovery_cmd
+from seawall.cli import decisions as decisions_cmd
+from seawall.cli import failover as failover_cmd
 from seawall.cli import replication as replication_cmd
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -46,7 +48,8 @@ def run(monkeypatch: pytest.MonkeyPatch, error: BaseException, *argv: str) -> An
     async def client(_: Any) -> Refusing:
         return Refusing(error)
 
-    monkeypatch.setattr(recovery_cmd, "temporal_client", client)
+    for module in (failover_cmd, decisions_cmd, after_failover_cmd):
+        monkeypatch.setattr(module, "temporal_client", client)
     monkeypatch.setattr(replication_cmd, "temporal_client", client)
     monkeypatch.setenv("SEAWALL_INVENTORY", str(EXAMPLES / "inventory.yaml"))
     return CliRunner().invoke(app, list(argv))
@@ -127,7 +130,7 @@ def test_a_bad_point_is_refused_before_anything_starts(
         started.append(args)
         raise AssertionError("nothing may start")
 
-    monkeypatch.setattr(recovery_cmd.recovery, "start_failover", start)
+    monkeypatch.setattr(failover_cmd.recovery, "start_failover", start)
     result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "unplanned", "--point", point)
     assert result.exit_code == 2 and started == []
     assert line in " ".join(result.output.split())
@@ -140,7 +143,7 @@ def test_point_reaches_the_failover_as_a_zoned_time(monkeypatch: pytest.MonkeyPa
         started.append(inp)
         return SimpleNamespace(id="recover/erp-dr", result_run_id="r1")
 
-    monkeypatch.setattr(recovery_cmd.recovery, "start_failover", start)
+    monkeypatch.setattr(failover_cmd.recovery, "start_failover", start)
     result = run(
         monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "unplanned", "--point", "2026-11-26T01:00:00Z"
     )
@@ -158,7 +161,7 @@ def test_from_mirror_reaches_the_failover_and_is_refused_for_a_failback(
         started.append(inp)
         return SimpleNamespace(id="recover/erp-dr", result_run_id="r1")
 
-    monkeypatch.setattr(recovery_cmd.recovery, "start_failover", start)
+    monkeypatch.setattr(failover_cmd.recovery, "start_failover", start)
     result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test", "--from-mirror")
     assert result.exit_code == 0, result.output
     result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test")

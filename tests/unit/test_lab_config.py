@@ -80,6 +80,8 @@ def test_temporal_command_line(tmp_path: Path) -> None:
     joined = " ".join(argv)
     assert "--ip 127.0.0.1 --port 7233 --ui-port 8233" in joined
     assert f"--db-filename {tmp_path / 'temporal.db'}" in joined
+    # A write-ahead log, synced at checkpoints: the lab's Temporal writes without a sync per commit.
+    assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in joined
     for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun", "SeawallRequest"):
         assert f"--search-attribute {name}=Keyword" in joined
 

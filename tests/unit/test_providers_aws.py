@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from seawall.sites.aws import common as aws_common
 from seawall.sites.aws import ebs as aws_ebs
+from seawall.sites.aws import ebs_blocks
 from seawall.sites.aws import target as aws
 
 KiB = 1024
@@ -26,7 +27,7 @@ def _grouped(block_size: int, size: int, writes: list[tuple[int, bytes]]) -> dic
         assert len(data) == block_size
         out[index] = data
 
-    grouper = aws_ebs.BlockGrouper(block_size, size, emit)
+    grouper = ebs_blocks.BlockGrouper(block_size, size, emit)
     for offset, data in writes:
         grouper.write(offset, data)
     grouper.close()
@@ -87,7 +88,7 @@ def test_the_last_partial_block_is_padded_with_zeros() -> None:
 
 
 def test_writes_must_move_forward_and_stay_inside_the_disk() -> None:
-    grouper = aws_ebs.BlockGrouper(512, 4096, lambda i, d: None)
+    grouper = ebs_blocks.BlockGrouper(512, 4096, lambda i, d: None)
     grouper.write(1024, b"x" * 10)
     with pytest.raises(ValueError, match="must move forward"):
         grouper.write(0, b"y")
@@ -97,8 +98,8 @@ def test_writes_must_move_forward_and_stay_inside_the_disk() -> None:
 
 def test_checksum_is_base64_sha256_and_tokens_are_deterministic() -> None:
     data = b"seawall" * 100
-    assert aws_ebs.block_checksum(data) == base64.b64encode(hashlib.sha256(data).digest()).decode()
-    assert base64.b64decode(aws_ebs.block_checksum(data)) == hashlib.sha256(data).digest()
+    assert ebs_blocks.block_checksum(data) == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert base64.b64decode(ebs_blocks.block_checksum(data)) == hashlib.sha256(data).digest()
     token = aws_common.client_token("run/vm/disk0")
     assert token == aws_common.client_token("run/vm/disk0") != aws_common.client_token("run/vm/disk1")
     assert len(token) <= 64
@@ -156,7 +157,7 @@ class FakeAws:
             raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "put")
         if self.snapshots[SnapshotId]["State"] != "pending":
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "not pending"}}, "put")
-        if kw["Checksum"] != aws_ebs.block_checksum(BlockData):
+        if kw["Checksum"] != ebs_blocks.block_checksum(BlockData):
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "checksum"}}, "put")
         self.puts += 1
         self.blocks[SnapshotId][BlockIndex] = BlockData
@@ -184,7 +185,7 @@ class FakeAws:
     def get_snapshot_block(self, SnapshotId: str, BlockIndex: int, BlockToken: str) -> Any:
         assert BlockToken == f"t{BlockIndex}"
         data = self.blocks[SnapshotId][BlockIndex]
-        checksum = aws_ebs.block_checksum(data)
+        checksum = ebs_blocks.block_checksum(data)
         if BlockIndex in self.corrupt_on_read:
             data = b"\xee" + data[1:]
         return {"BlockData": io.BytesIO(data), "Checksum": checksum, "DataLength": len(data)}
@@ -213,8 +214,8 @@ class FakeAws:
         del self.snapshots[SnapshotId]
 
 
-def _restore(disk: bytes) -> aws_ebs.RestoreFn:
-    def restore(writer: aws_ebs.Writer) -> object:
+def _restore(disk: bytes) -> ebs_blocks.RestoreFn:
+    def restore(writer: ebs_blocks.Writer) -> object:
         for offset, data in _restore_writes(disk):
             writer(offset, data)
         return None
@@ -261,7 +262,7 @@ def test_a_failed_restore_leaves_a_pending_snapshot_that_the_retry_resumes() -> 
     fake = FakeAws()
     disk = _disk(2 * 1024 * KiB, seed=5)
 
-    def broken(writer: aws_ebs.Writer) -> object:
+    def broken(writer: ebs_blocks.Writer) -> object:
         writer(0, disk[: 64 * KiB] or b"\x01")
         raise RuntimeError("block 3 does not verify")
 

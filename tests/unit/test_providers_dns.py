@@ -12,11 +12,11 @@ from moto import mock_aws
 from seawall.sites.dns import (
     DnsError,
     DnsRecordSet,
-    Route53Dns,
     _decode_sidecar,
     _encode_sidecar,
     sidecar_name,
 )
+from seawall.sites.route53 import Route53Dns
 
 
 @pytest.fixture

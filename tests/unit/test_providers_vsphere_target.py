@@ -9,7 +9,8 @@ import threading
 import pytest
 import requests
 
-from seawall.sites.vsphere.disks import _head_size, _Pipe, _UploadAborted, descriptor_text
+from seawall.sites.vsphere.datastorewrite import _head_size, _Pipe, _UploadAborted
+from seawall.sites.vsphere.disks import descriptor_text
 from seawall.sites.vsphere.target import RunTag
 
 KiB = 1024

@@ -76,7 +76,8 @@ def test_verbs_a_kind_lacks_are_refused_with_the_operators_message() -> None:
 
 def test_dns_zone_resolves_to_its_provider_through_its_sites_adapter() -> None:
     from seawall.model import DnsZone
-    from seawall.sites.dns import DnsError, Route53Dns, provider_for
+    from seawall.sites.dns import DnsError, provider_for
+    from seawall.sites.route53 import Route53Dns
 
     zone = DnsZone(name="example.com", site="cloud")
     aws = adapter_for(AWS)

@@ -15,10 +15,9 @@ import pytest
 
 from seawall.blockstore.source import ChangedArea, DiskSource, SourceError
 from seawall.blockstore.stores.retrying import RetryPolicy
-from seawall.sites.vsphere.client import (
-    CbtStatus,
+from seawall.sites.vsphere.client import CbtStatus, VSphereConnection
+from seawall.sites.vsphere.diskpaths import (
     DiskInfo,
-    VSphereConnection,
     build_datastore_url,
     flat_extent_path,
     parse_datastore_path,

@@ -14,14 +14,16 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
@@ -111,3 +113,24 @@ async def progress_until(
             if check(progress):
                 return progress
             await asyncio.sleep(0.05)
+
+
+async def cancel_while_snapshotting(
+    rig: Rig, run: Any, inp: Any, name: str
+) -> tuple[WorkflowHandle[Any, Any], BaseException | None]:
+    """Start a cycle on the source site's queue with a 2 s workflow task timeout, cancel it while its
+    snapshot call runs, and wait for its end: (its handle, the cause it failed with, if it did).
+
+    The stubs must make ``create_snapshot`` outlast the task timeout (``uninterruptible``): the worker
+    then heartbeats the task, and that is what lets a cancel in during a local activity."""
+    handle = await rig.client.start_workflow(
+        run, inp, id=rig.wid(name), task_queue=site_queue(rig.source), task_timeout=timedelta(seconds=2)
+    )
+    await rig.stubs.called(A.CREATE_SNAPSHOT)
+    await asyncio.sleep(0.5)
+    await handle.cancel()
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        return handle, exc.cause
+    return handle, None

@@ -8,6 +8,7 @@ every real activity has a stub with the same name, input type and result type.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +122,10 @@ class Stubs:
     # activity name -> the error type it fails with (default StubFailure).
     failure_type: dict[str, str] = field(default_factory=dict)
     blocking: set[str] = field(default_factory=set)
+    # activity name -> seconds it runs whether cancelled or not (a site call that cannot be
+    # interrupted); its end is recorded in ``finished`` with the number of calls made by then.
+    uninterruptible: dict[str, float] = field(default_factory=dict)
+    finished: list[tuple[str, int]] = field(default_factory=list)
     # activity name -> how many of its first attempts fail with a retryable error (then it succeeds).
     flaky: dict[str, int] = field(default_factory=dict)
     # check_rpo's answers in turn (the last one repeats).
@@ -180,6 +185,12 @@ class Stubs:
             raise ApplicationError(
                 f"{name} failed for {vm}", type=self.failure_type.get(name, "StubFailure"), non_retryable=True
             )
+        if name in self.uninterruptible:
+            deadline = asyncio.get_running_loop().time() + self.uninterruptible[name]
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(left)
+            self.finished.append((name, len(self.calls)))
         if name in self.blocking:
             # Until cancelled: a heartbeat is how an activity learns of its cancellation.
             while True:

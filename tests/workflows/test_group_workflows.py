@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from seawall.contract.messages import FailoverInput, GroupCycleInput
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
+from tests.workflows.conftest import cancel_while_snapshotting
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
@@ -98,6 +100,25 @@ async def test_a_member_snapshot_failing_thaws_releases_the_others_and_commits_n
     assert stubs.of(A.SHIP_DISKS) == [] and stubs.of(A.COMMIT_GROUP_POINT) == []
     # The snapshots that were taken are released; none is left behind.
     assert sorted(stubs.vms(A.RELEASE_SNAPSHOT)) == ["db", "web"]
+
+
+async def test_a_group_cycle_cancelled_while_its_snapshots_are_taken_releases_every_one(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    # The snapshot calls outlast the workflow task timeout, so the cancel lands while they run: the
+    # cycle waits for them, thaws, and releases all three; nothing is shipped.
+    stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 4.0})
+    async with rig_for(stubs) as rig:
+        _, cause = await cancel_while_snapshotting(
+            rig, GroupReplicationCycleWorkflow.run, GroupCycleInput(group="erp"), "group-cycle"
+        )
+    assert isinstance(cause, CancelledError), repr(cause)
+    assert stubs.of(A.SHIP_DISKS) == [] and stubs.of(A.COMMIT_GROUP_POINT) == []
+    assert set(stubs.vms(A.RELEASE_SNAPSHOT)) == set(VMS)
+    # Thawed and released only after every snapshot call had ended.
+    ended = max(n for _, n in stubs.finished)
+    assert len(stubs.finished) == 3 and min(_index(stubs, A.RELEASE_SNAPSHOT)) >= ended
+    assert _index(stubs, A.RUN_SNAPSHOT_HOOK, lambda i: i.hook == "thaw")[0] >= ended
 
 
 async def test_a_member_failing_verification_commits_no_group_point(rig_for: Callable[[Stubs], Any]) -> None:

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 from seawall.contract.messages import CycleInput, ProtectInput, UnprotectInput
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
+from tests.workflows.conftest import cancel_while_snapshotting
 from tests.workflows.stubs import Stubs
 from workflows.replication import ProtectVMWorkflow, ReplicationCycleWorkflow, UnprotectVMWorkflow
 
@@ -133,6 +134,29 @@ async def test_a_commit_conflict_is_not_verified_and_releases_the_snapshot(
         A.COMMIT_POINT,
         A.RELEASE_SNAPSHOT,
     ]
+
+
+async def test_a_cycle_cancelled_while_its_snapshot_is_taken_releases_it_after_it_exists(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    # Unprotect cancels a cycle the schedule has just started. A snapshot call that outlasts the
+    # workflow task's timeout lets the cancel in while it runs (the worker heartbeats the task); the
+    # site's call cannot be interrupted, so the cycle waits for it and then releases that snapshot.
+    stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 4.0})
+    async with rig_for(stubs) as rig:
+        _, cause = await cancel_while_snapshotting(
+            rig, ReplicationCycleWorkflow.run, CycleInput(vm="web"), "cycle"
+        )
+    assert isinstance(cause, CancelledError), repr(cause)
+    # Cancelled before the transfer: nothing shipped, and the snapshot was released (a release that a
+    # rejected workflow task ran is run again: it is idempotent).
+    names = stubs.names()
+    assert A.SHIP_DISKS not in names and names[:3] == [A.RESOLVE_PROTECTION, A.START_CYCLE, A.CREATE_SNAPSHOT]
+    (snap,) = stubs.inputs(A.CREATE_SNAPSHOT)
+    assert {r.snapshot for r in stubs.inputs(A.RELEASE_SNAPSHOT)} == {snap.snapshot}
+    # Released after the snapshot call had ended, not before a snapshot that then appeared.
+    ((_, calls_by_then),) = stubs.finished
+    assert names.index(A.RELEASE_SNAPSHOT) >= calls_by_then, (names, stubs.finished)
 
 
 async def test_reverse_cycle_resolves_the_vm_at_the_site_it_replicates_from(

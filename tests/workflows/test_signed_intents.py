@@ -20,7 +20,7 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from seawall.contract.intents import AUTHORISE_GATE, SignedIntent
+from seawall.contract.intents import AUTHORISE_GATE, SignedIntent, failover_options
 from seawall.contract.messages import (
     AbortInput,
     ApproveInput,
@@ -72,10 +72,10 @@ def intent(action: str = "failover", *, keys: IntentKeys = KEYS, **claims: Any) 
 
 
 async def start(
-    rig: Rig, mode: str = "planned", signed: SignedIntent | None = None
+    rig: Rig, mode: str = "planned", signed: SignedIntent | None = None, **options: Any
 ) -> WorkflowHandle[Any, Any]:
     return await rig.start(
-        RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode=mode, intent=signed), "plan"
+        RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode=mode, intent=signed, **options), "plan"
     )
 
 
@@ -208,6 +208,44 @@ async def test_a_signed_start_runs_records_who_and_cannot_be_replayed(rig_for: R
             await second.result()
     assert "already used" in str(failed.value.cause)
     assert len(stubs.of(A.FENCE_VM)) == calls
+
+
+OLDER = "2026-11-30T12:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("case", "signed_for", "run_with", "refused"),
+    [
+        ("an older point than signed", {}, {"point_time": OLDER}, True),
+        ("the mirror, not signed", {}, {"from_mirror": True}, True),
+        ("the newest point, older signed", {"options": failover_options(OLDER, False)}, {}, True),
+        (
+            "exactly as signed",
+            {"options": failover_options(OLDER, True)},
+            {"point_time": OLDER, "from_mirror": True},
+            False,
+        ),
+    ],
+)
+async def test_a_failover_runs_only_with_the_point_and_copy_its_intent_signs(
+    rig_for: RIG, case: str, signed_for: dict[str, Any], run_with: dict[str, Any], refused: bool
+) -> None:
+    """An input changed at the Temporal frontend (an older point, the mirror) cannot ride on an intent
+    a door signed for another choice."""
+    stubs = Stubs()
+    async with locked(rig_for, stubs) as rig:
+        handle = await start(rig, signed=intent(**signed_for), **run_with)
+        if not refused:
+            await progress_until(handle, lambda p: p["pending_gate"] == "go-apps")
+            assert A.CHOOSE_POINT in stubs.names() or A.FENCE_VM in stubs.names(), stubs.names()
+            await handle.terminate("the test saw what it needed")
+            return
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "IntentRefused", repr(cause)
+    assert "signed for a run with options" in cause.message and "nothing was done" in cause.message
+    no_site_effects(stubs)
 
 
 async def test_gate_roles_a_drill_is_open_an_operator_gate_and_the_fencing_gate(rig_for: RIG) -> None:

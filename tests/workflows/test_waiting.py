@@ -67,9 +67,12 @@ async def test_wait_returns_at_the_gate_when_asked_then_when_every_vm_is_healthy
         child = rig.client.get_workflow_handle(recover_vm_id(plan, report.run, "db"))
         names = []
         for event in (await child.fetch_history()).events:
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and event.HasField(
-                "user_metadata"
-            ):
+            # A regular activity's summary is on its scheduled event, a local activity's (the first
+            # choice of a point) on its marker: the Temporal UI shows both.
+            if event.event_type in (
+                EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+                EventType.EVENT_TYPE_MARKER_RECORDED,
+            ) and event.HasField("user_metadata"):
                 names += await rig.client.data_converter.decode([event.user_metadata.summary])
         assert "choose the recovery point of db" in names
         assert any(n.startswith("materialize db: ") for n in names), names

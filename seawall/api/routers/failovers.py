@@ -21,6 +21,7 @@ from seawall.api.schemas import (
     RunState,
     ok_example,
 )
+from seawall.contract.intents import failover_options
 from seawall.contract.messages import FailoverInput
 from seawall.contract.names import recover_id
 from seawall.contract.search import SA_MODE, SA_RUN
@@ -92,14 +93,21 @@ async def start_failover(
         hashed = idempotency.key_hash(plan, idempotency_key)
         replay = await idempotency.same_key(tc, plan, who.name, hashed, fingerprint)
         if replay is None:
+            point_time = body.point_time.isoformat() if body.point_time else None
             inp = FailoverInput(
                 plan=plan,
                 mode=body.mode,
-                point_time=body.point_time.isoformat() if body.point_time else None,
+                point_time=point_time,
                 ttl_s=body.ttl_hours * 3600 if body.ttl_hours is not None else None,
                 from_mirror=body.from_mirror,
                 intent=ctx.sign(
-                    who, record, action="failover", plan=plan, mode=body.mode, direction="failover"
+                    who,
+                    record,
+                    action="failover",
+                    plan=plan,
+                    mode=body.mode,
+                    direction="failover",
+                    options=failover_options(point_time, body.from_mirror),
                 ),
             )
             memo = idempotency.start_memo(who.name, fingerprint, hashed)

@@ -8,7 +8,9 @@ and every retry is visible to the caller's backoff policy.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,20 @@ __all__ = ["MIN_PART_SIZE", "S3Store", "map_s3_error"]
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+
+# boto3 clients by what they were made with: making one loads and parses botocore's service model,
+# tens of ms of CPU, and every activity opened the VM's store anew (at the lab, most of the CPU of a
+# verify, a retention pass or a cycle's start). Clients are thread-safe; new credentials (a rotated
+# key) make a new one. Secrets are keyed by digest, not kept here in the clear a second time.
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLIENTS_MAX = 32
+
+
+def _digest(secret: str | None) -> str | None:
+    return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()
+
+
 # S3 rejects multipart parts smaller than this (except the last one).
 MIN_PART_SIZE = 5 * MiB
 
@@ -198,6 +214,25 @@ class S3Store(S3ObjectLock):
         if path_style is None:
             # Emulators and most S3-compatible services on an IP or localhost only speak path style.
             path_style = endpoint_url is not None
+        key = (
+            endpoint_url,
+            region,
+            verify_tls,
+            access_key_id,
+            _digest(secret_access_key),
+            _digest(session_token),
+            profile,
+            max_pool_connections,
+            connect_timeout,
+            read_timeout,
+            sdk_max_attempts,
+            path_style,
+        )
+        with _CLIENTS_LOCK:
+            cached = _CLIENTS.get(key)
+        if cached is not None:
+            self._client = cached
+            return
         config = Config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
@@ -217,6 +252,10 @@ class S3Store(S3ObjectLock):
             self._client = session.client("s3", endpoint_url=endpoint_url, verify=verify_tls, config=config)
         except BotoCoreError as exc:
             raise map_s3_error(exc, where=self._where, bucket=bucket, op="connect") from exc
+        with _CLIENTS_LOCK:
+            _CLIENTS[key] = self._client
+            while len(_CLIENTS) > _CLIENTS_MAX:
+                del _CLIENTS[next(iter(_CLIENTS))]
 
     def __repr__(self) -> str:
         return f"S3Store({self._where!r})"

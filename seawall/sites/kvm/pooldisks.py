@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from seawall.blockstore.readback import Writeback
 from seawall.sites.base import PointReader, SiteError
 from seawall.sites.kvm import domxml
 from seawall.sites.kvm.identity import SeedError, run_tool
@@ -71,17 +72,22 @@ def write_disk(
         out.truncate(size)
         fd = out.fileno()
         last = [0.0]
+        behind = Writeback(fd)  # the disk writes as the restore goes: the fsync waits for the tail
 
         def write(offset: int, data: bytes) -> None:
             if offset < 0 or offset + len(data) > size:
                 raise SiteError(f"restore wrote outside {size} bytes (at {offset})")
             os.pwrite(fd, data, offset)
+            behind.wrote(offset, len(data))
             now = time.monotonic()
             if now - last[0] > 2:
                 last[0] = now
                 progress(offset + len(data))
 
-        restore(write)
+        try:
+            restore(write)
+        finally:
+            behind.close()  # no advice may outlive the fd
         out.flush()
         os.fsync(fd)
     try:

@@ -1,7 +1,7 @@
 """A vSphere site (vCenter or ESXi): source of replicated VMs, target of recovered ones, fencing.
 
-Every verb opens its own API session with the site's credentials and closes it on the way out: an
-activity may run on any thread of the worker, and a session left open would outlive a killed one.
+Every verb uses the adapter's one shared API session (``seawall.sites.vsphere.shared``); a probe logs
+in on its own.
 """
 
 from __future__ import annotations
@@ -9,48 +9,58 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
-from seawall.model import Placement, VSphereSite, WindowsCustomization
+from seawall.model import AnySite, Placement, VSphereSite
 from seawall.model.ipplan import NicPlan
 from seawall.model.sourceconfig import SourceConfig
 from seawall.runtime import failpoints
-from seawall.security.secrets import SecretError, resolve, resolve_credentials, resolve_text
+from seawall.security.secrets import resolve
 from seawall.sites.base import BaseAdapter, Heartbeat, OpenDisk, PointReader, RunLabels, SiteError, VMShape
 from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.session import VSphereError, VSphereNotFound
-
-if TYPE_CHECKING:
-    from seawall.sites.vsphere.identity import WindowsIdentity
+from seawall.sites.vsphere.shared import SharedSession
 
 
 class VSphereAdapter(BaseAdapter):
     kind: ClassVar[str] = "vsphere"
     site: VSphereSite
 
+    def __init__(self, site: AnySite) -> None:
+        from seawall.sites.vsphere.placement import PlacementCache
+
+        super().__init__(site)
+        self._placements = PlacementCache()
+        self._shared = SharedSession(self._session)
+
     @contextlib.contextmanager
     def connect(self) -> Iterator[VSphereConnection]:
-        """An API session with the site's own credentials, closed when the block ends."""
+        """The adapter's API session with the site's own credentials (logged in on first use)."""
         creds = self.credentials(("user", "password"))
+        with self._shared.use(str(creds["user"]), str(creds["password"])) as conn:
+            yield conn
+
+    def _session(self, user: str, password: str) -> VSphereConnection:
         site = self.site
-        conn = VSphereConnection(
+        return VSphereConnection(
             site.host,
-            str(creds["user"]),
-            str(creds["password"]),
+            user,
+            password,
             port=site.port,
             protocol=site.protocol,
             verify_tls=not site.insecure_tls,
         )
-        try:
-            yield conn
-        finally:
-            conn.disconnect()
 
     def probe(self) -> str:
-        with self.connect() as conn:
+        # A probe says whether the site answers now: a login of its own, never the shared session.
+        creds = self.credentials(("user", "password"))
+        conn = self._session(str(creds["user"]), str(creds["password"]))
+        try:
             about = conn.content.about
             return f"{about.fullName} (api {about.apiVersion})"
+        finally:
+            conn.disconnect()
 
     # ---- source ----------------------------------------------------------------------------------
 
@@ -164,7 +174,7 @@ class VSphereAdapter(BaseAdapter):
     def restore_in_place(
         self, vm: str, point: ChosenPoint, reader: PointReader, heartbeat: Heartbeat
     ) -> TargetVM:
-        from seawall.sites.vsphere.client import parse_datastore_path
+        from seawall.sites.vsphere.diskpaths import parse_datastore_path
         from seawall.sites.vsphere.disks import materialize_disk
         from seawall.sites.vsphere.target import read_guest, wait_guest_ip
 
@@ -240,8 +250,12 @@ class VSphereAdapter(BaseAdapter):
         self, name: str, labels: RunLabels, shape: VMShape, nics: list[NicPlan], disks: list[str]
     ) -> TargetVM:
         from seawall.sites.vsphere.disks import UploadedDisk
-        from seawall.sites.vsphere.identity import customize_windows, set_custom_attributes, spec_name
-        from seawall.sites.vsphere.placement import resolve_placement
+        from seawall.sites.vsphere.identity import (
+            customize_windows,
+            set_custom_attributes,
+            spec_name,
+            windows_identity,
+        )
         from seawall.sites.vsphere.target import RunTag, create_vm, customize_ip, power_on
 
         site = self.site
@@ -249,37 +263,34 @@ class VSphereAdapter(BaseAdapter):
         machine = shape.source.machine if shape.source is not None else None
         windows = machine is not None and machine.guest_family == "windows"
         notes: list[str] = []
-        who = self._windows_identity(shape, notes) if windows else None
+        who = windows_identity(shape, notes, self._remember) if windows else None
         if shape.windows is not None and not windows:
             notes.append("the plan's Windows customization is not used: the source is not a Windows guest")
         datastore, datacenter = self._where(labels)
         p = labels.placement
         with self.connect() as conn:
             try:
-                placement = resolve_placement(
-                    conn,
-                    datacenter,
-                    datastore,
-                    cluster=p.cluster if p else None,
-                    pool=p.resource_pool if p else None,
-                    folder=p.folder if p else None,
-                )
+                placement = self._placements.resolve(conn, datacenter, datastore, p)
             except VSphereNotFound as exc:
                 raise SiteError(self.redact(f"placement of {name}: {exc}"), "PlanInvalid") from None
-            vm = create_vm(
-                conn,
-                name,
-                placement=placement,
-                cpus=shape.cpus,
-                memory_mib=shape.memory_mib,
-                disks=uploaded,
-                nics=nics,
-                tag=RunTag(plan=labels.plan, run=labels.run, source_vm=labels.vm),
-                machine=machine,
-                cores_per_socket=shape.cores_per_socket,
-                keep_macs=not shape.drill,
-                notes=notes,
-            )
+            try:
+                vm = create_vm(
+                    conn,
+                    name,
+                    placement=placement,
+                    cpus=shape.cpus,
+                    memory_mib=shape.memory_mib,
+                    disks=uploaded,
+                    nics=nics,
+                    tag=RunTag(plan=labels.plan, run=labels.run, source_vm=labels.vm),
+                    machine=machine,
+                    cores_per_socket=shape.cores_per_socket,
+                    keep_macs=not shape.drill,
+                    notes=notes,
+                )
+            except Exception:
+                self._placements.forget(conn, datacenter, datastore, p)
+                raise
             failpoints.hit("create_target_vm.created", {"vm": labels.vm, "name": name})
             if machine is not None:
                 set_custom_attributes(conn, vm, machine.tags)
@@ -308,37 +319,6 @@ class VSphereAdapter(BaseAdapter):
             (p.datacenter if p and p.datacenter else self.site.datacenter),
         )
 
-    def _windows_identity(self, shape: VMShape, notes: list[str]) -> WindowsIdentity:
-        """The sysprep identity, its secrets resolved here at the worker (and taught to ``redact``)."""
-        from seawall.sites.vsphere.identity import WindowsIdentity, computer_name
-
-        w = shape.windows or WindowsCustomization()
-        name, note = computer_name(shape.hostname)
-        if note:
-            notes.append(note)
-        user = password = admin = None
-        try:
-            if w.domain is not None and w.join_credentials is not None:
-                creds = resolve_credentials(w.join_credentials, required=("user", "password"))
-                user, password = str(creds["user"]), str(creds["password"])
-                self._remember(w.join_credentials)
-            if w.admin_password is not None:
-                admin = resolve_text(w.admin_password)
-                self._remember(w.admin_password)
-        except SecretError as exc:
-            raise SiteError(f"Windows customization of {shape.hostname}: {exc}", "CredentialsError") from None
-        return WindowsIdentity(
-            computer_name=name,
-            domain=w.domain,
-            join_user=user,
-            join_password=password,
-            workgroup=w.workgroup,
-            admin_password=admin,
-            organization=w.organization,
-            owner=w.owner,
-            time_zone=w.time_zone,
-        )
-
     def placement_problems(self, placement: Placement) -> list[tuple[str, str]]:
         from seawall.sites.vsphere.placement import placement_problems
 
@@ -362,7 +342,7 @@ class VSphereAdapter(BaseAdapter):
     def cleanup_run(
         self, run: str, folders: Callable[[], list[str]], heartbeat: Heartbeat, previous: list[str]
     ) -> list[Resource]:
-        from seawall.sites.vsphere.client import parse_datastore_path
+        from seawall.sites.vsphere.diskpaths import parse_datastore_path
         from seawall.sites.vsphere.identity import remove_run_specs
         from seawall.sites.vsphere.placement import delete_datastore_path
         from seawall.sites.vsphere.target import destroy_vm, find_run_vms

@@ -66,9 +66,15 @@ def _config_of(conn: VSphereConnection, vm: Any, snapshot: str) -> Any:
 def _tags(conn: VSphereConnection, vm: Any) -> dict[str, str]:
     props = conn.properties(vm, ["customValue", "availableField"])
     names = {int(f.key): str(f.name) for f in props.get("availableField") or []}
+    values = props.get("customValue") or []
+    if any(int(v.key) not in names for v in values):
+        # A VM's availableField may lag the manager's definitions (vcsim fills it only for entities
+        # that existed when a field was defined): the manager has every field.
+        fields = conn.properties(conn.content.customFieldsManager, ["field"]).get("field") or []
+        names.update({int(f.key): str(f.name) for f in fields if int(f.key) not in names})
     return {
         names[int(v.key)]: str(v.value)
-        for v in props.get("customValue") or []
+        for v in values
         if int(v.key) in names and getattr(v, "value", None) is not None
     }
 

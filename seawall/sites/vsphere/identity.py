@@ -13,13 +13,16 @@ pending: a retried activity (a worker killed mid-way) never queues a second one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from seawall.model import WindowsCustomization
 from seawall.model.ipplan import NicPlan
+from seawall.security.secrets import SecretError, resolve_credentials, resolve_text
+from seawall.sites.base import SiteError, VMShape
 from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.session import VSphereError
 
@@ -109,6 +112,37 @@ def computer_name(hostname: str) -> tuple[str, str | None]:
     if len(label) <= NETBIOS_MAX:
         return label, None
     return label[:NETBIOS_MAX], f"computer name {label!r} is longer than 15 characters: {label[:15]!r} used"
+
+
+def windows_identity(shape: VMShape, notes: list[str], remember: Callable[[str], None]) -> WindowsIdentity:
+    """The sysprep identity of a recovered Windows VM, its secrets resolved here at the worker;
+    ``remember`` teaches each secret reference to the adapter's ``redact``."""
+    w = shape.windows or WindowsCustomization()
+    name, note = computer_name(shape.hostname)
+    if note:
+        notes.append(note)
+    user = password = admin = None
+    try:
+        if w.domain is not None and w.join_credentials is not None:
+            creds = resolve_credentials(w.join_credentials, required=("user", "password"))
+            user, password = str(creds["user"]), str(creds["password"])
+            remember(w.join_credentials)
+        if w.admin_password is not None:
+            admin = resolve_text(w.admin_password)
+            remember(w.admin_password)
+    except SecretError as exc:
+        raise SiteError(f"Windows customization of {shape.hostname}: {exc}", "CredentialsError") from None
+    return WindowsIdentity(
+        computer_name=name,
+        domain=w.domain,
+        join_user=user,
+        join_password=password,
+        workgroup=w.workgroup,
+        admin_password=admin,
+        organization=w.organization,
+        owner=w.owner,
+        time_zone=w.time_zone,
+    )
 
 
 def customize_windows(

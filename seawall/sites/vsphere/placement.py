@@ -7,6 +7,7 @@ of a VM that was never created).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from seawall.sites.vsphere.session import VSphereError, VSphereNotFound, VSphere
 
 __all__ = [
     "Placement",
+    "PlacementCache",
     "PortGroup",
     "delete_datastore_path",
     "ensure_network",
@@ -275,3 +277,45 @@ def placement_problems(
         except VSphereNotFound as exc:
             problems.append(("folder", str(exc)))
     return problems
+
+
+class PlacementCache:
+    """Placements found per API session: the folder, pool and host of a site pair are a dozen
+    inventory reads (a third of a create at the lab), found once per session, not per recovered VM.
+    A create that fails forgets its placement, so the retry looks it up again (a folder or pool
+    removed or moved since)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # The session itself is kept beside its placements, so the key's id() cannot be reused.
+        self._found: dict[tuple[Any, ...], tuple[VSphereConnection, Placement]] = {}
+
+    @staticmethod
+    def _key(conn: VSphereConnection, datacenter: str, datastore: str, where: Any) -> tuple[Any, ...]:
+        scope = (where.cluster, where.resource_pool, where.folder) if where is not None else (None,) * 3
+        return (id(conn), datacenter, datastore, *scope)
+
+    def resolve(self, conn: VSphereConnection, datacenter: str, datastore: str, where: Any) -> Placement:
+        """``resolve_placement`` for ``where`` (a site pair's placement, or None), once per session."""
+        key = self._key(conn, datacenter, datastore, where)
+        with self._lock:
+            found = self._found.get(key)
+        if found is not None and found[0] is conn:
+            return found[1]
+        placement = resolve_placement(
+            conn,
+            datacenter,
+            datastore,
+            cluster=where.cluster if where else None,
+            pool=where.resource_pool if where else None,
+            folder=where.folder if where else None,
+        )
+        with self._lock:
+            # Placements of sessions no longer in use are dropped with them.
+            self._found = {k: v for k, v in self._found.items() if v[0] is conn}
+            self._found[key] = (conn, placement)
+        return placement
+
+    def forget(self, conn: VSphereConnection, datacenter: str, datastore: str, where: Any) -> None:
+        with self._lock:
+            self._found.pop(self._key(conn, datacenter, datastore, where), None)

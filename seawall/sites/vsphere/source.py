@@ -35,8 +35,9 @@ import requests
 
 from seawall.blockstore.source import ChangedArea, SourceError
 from seawall.blockstore.stores.retrying import RetryPolicy
-from seawall.sites.vsphere.client import DiskInfo, VSphereConnection
+from seawall.sites.vsphere.client import VSphereConnection
 from seawall.sites.vsphere.datastoreread import DatastoreReadMixin
+from seawall.sites.vsphere.diskpaths import DiskInfo
 from seawall.sites.vsphere.ranges import MiB, coalesce_ranges
 from seawall.sites.vsphere.session import VSphereError
 
