@@ -8,6 +8,7 @@ from typing import Any
 from activities.checks import CheckActivities
 from activities.cleanup import CleanupActivities
 from activities.context import SiteContext
+from activities.cycle_stop import CycleStopActivities
 from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.groups import GroupActivities
@@ -21,7 +22,6 @@ from activities.replica import RetentionActivities
 from activities.replication import ReplicationActivities
 from activities.rpo import RpoActivities
 from activities.schedules import (
-    cancel_cycles,
     delete_schedule,
     ensure_gc_schedule,
     ensure_group_schedule,
@@ -98,7 +98,7 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         ensure_group_schedule,
         ensure_gc_schedule,
         delete_schedule,
-        cancel_cycles,
+        CycleStopActivities(_loader(settings)).cancel_cycles,
         orchestration.load_plan_spec,
         orchestration.write_report,
         orchestration.pause_schedules,

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import time
 from datetime import timedelta
 
 from temporalio import activity
@@ -20,7 +18,6 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
-    WorkflowExecutionStatus,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
@@ -55,6 +52,11 @@ def spread_offset(vm: str, every: timedelta) -> timedelta:
     return timedelta(seconds=int.from_bytes(digest, "big") % seconds)
 
 
+def catchup_window(every: timedelta) -> timedelta:
+    """How late a VM's schedule still starts a cycle it missed (a server or worker outage)."""
+    return max(every, timedelta(minutes=1))
+
+
 def cycle_schedule(req: ScheduleRequest) -> Schedule:
     every = timedelta(seconds=req.interval_s)
     return Schedule(
@@ -73,7 +75,7 @@ def cycle_schedule(req: ScheduleRequest) -> Schedule:
             overlap=ScheduleOverlapPolicy.SKIP,
             # After an outage one cycle catches up; replaying every missed interval would only queue
             # work behind SKIP anyway.
-            catchup_window=max(every, timedelta(minutes=1)),
+            catchup_window=catchup_window(every),
         ),
         state=ScheduleState(note=f"Seawall replication of {req.vm} every {req.interval_s:g}s"),
     )
@@ -106,45 +108,6 @@ async def delete_schedule(req: VMRef) -> bool:
             return False
         raise
     return True
-
-
-# How long after its first listing cancel_cycles keeps listing: a start reaches visibility within it.
-VISIBILITY_SETTLE_S = 3.0
-
-
-@activity.defn(name=Activity.CANCEL_CYCLES)
-async def cancel_cycles(req: VMRef) -> int:
-    """Cancel the VM's running cycles and wait until they have closed (their snapshots released).
-
-    Cancel, not terminate: a cancelled cycle still runs its compensation and releases its snapshot.
-    Visibility lags a start by up to a few seconds, so the VM's cycles are listed again until a
-    listing at least ``VISIBILITY_SETTLE_S`` after the first one finds none still running: a cycle
-    the (already deleted) schedule started just before it went is cancelled too.
-    """
-    client = activity.client()
-    vm = req.vm
-    query = (
-        f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
-        ' AND ExecutionStatus = "Running"'
-    )
-    cancelled: set[tuple[str, str]] = set()
-    first = time.monotonic()
-    while True:
-        running = [(wf.id, wf.run_id or "") async for wf in client.list_workflows(query)]
-        new = [run for run in running if run not in cancelled]
-        if not new and time.monotonic() - first >= VISIBILITY_SETTLE_S:
-            return len(cancelled)
-        for wf_id, run_id in new:
-            with contextlib.suppress(RPCError):  # it may have finished meanwhile
-                await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
-            cancelled.add((wf_id, run_id))
-        for wf_id, run_id in new:
-            handle = client.get_workflow_handle(wf_id, run_id=run_id)
-            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                activity.heartbeat(wf_id)
-                await asyncio.sleep(1.0)
-        activity.heartbeat(len(cancelled))
-        await asyncio.sleep(1.0)
 
 
 @activity.defn(name=Activity.ENSURE_GC_SCHEDULE)

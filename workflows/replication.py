@@ -23,11 +23,12 @@ from workflows.policies import HEARTBEAT_TIMEOUT, persistent, quick
 with workflow.unsafe.imports_passed_through():
     # The activity classes only name the activities here (and give their types): their code runs at
     # the workers, never in the workflow sandbox.
+    from activities.cycle_stop import CycleStopActivities
     from activities.mirror import MirrorActivities
     from activities.protection import InventoryActivities
     from activities.replica import RetentionActivities
     from activities.replication import ReplicationActivities
-    from activities.schedules import cancel_cycles, delete_schedule, ensure_gc_schedule, ensure_schedule
+    from activities.schedules import delete_schedule, ensure_gc_schedule, ensure_schedule
     from seawall.contract.messages import (
         CommitRequest,
         CycleInput,
@@ -368,8 +369,8 @@ class UnprotectVMWorkflow:
         )
         if workflow.patched("unprotect-cancels-cycles"):
             # A cycle the schedule started just before it went would otherwise still write a point.
-            await workflow.execute_activity(
-                cancel_cycles,
+            await workflow.execute_activity_method(
+                CycleStopActivities.cancel_cycles,
                 VMRef(vm=inp.vm),
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(seconds=30),

@@ -18,26 +18,10 @@ import pytest
 from seawall.contract.messages import GroupCycleInput, GroupCycleResult
 from seawall.contract.queues import site_queue
 from seawall.lab import LabInfo
-from seawall.sites.vsphere.client import VSphereConnection
+from tests.chaos.snapshots import seawall_snapshots
 from tests.chaos.workers import WorkerProcess, wait_for_failpoint
 from tests.integration.replication_env import replication_env
 from tests.integration.test_consistency_group import MEMBERS, _inventory, _log
-
-
-def seawall_snapshots(lab: LabInfo) -> dict[str, list[str]]:
-    site = lab.vsphere["primary"]
-    out: dict[str, list[str]] = {}
-    with VSphereConnection(site.host, site.user, site.password, port=site.port, protocol="http") as conn:
-        for vm in MEMBERS:
-            snap = conn.properties(conn.find_vm(vm), ["snapshot"]).get("snapshot")
-            names: list[str] = []
-            stack = list(snap.rootSnapshotList or []) if snap is not None else []
-            while stack:
-                tree = stack.pop()
-                names.append(tree.name)
-                stack.extend(tree.childSnapshotList or [])
-            out[vm] = [n for n in names if n.startswith("seawall-")]
-    return out
 
 
 @pytest.mark.parametrize("failpoint", ["snapshot.taken=2", "group.committed=1"])
@@ -85,4 +69,4 @@ async def test_group_cycle_survives_sigkill(
         assert [p.point_id for p in points] == [result.point_id], (vm, points)
         assert points[0].verified
     assert result.point_id in _log(logs / "thaw"), "the thaw ran for the point"
-    assert seawall_snapshots(lab) == {vm: [] for vm in MEMBERS}, "a member snapshot was left behind"
+    assert seawall_snapshots(lab, MEMBERS) == {}, "a member snapshot was left behind"

@@ -18,6 +18,7 @@ from seawall.contract.messages import CycleResult, ProtectInput, ProtectResult, 
 from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
 from seawall.sites.vsphere.client import VSphereConnection
+from tests.chaos.snapshots import seawall_snapshots
 from tests.chaos.workers import WorkerProcess, wait_for_failpoint
 from tests.integration.replication_env import ReplicationEnv, replication_env
 
@@ -26,11 +27,17 @@ CHECKPOINT_MIB = 1
 INTERVAL = CHECKPOINT_MIB * 1024 * 1024
 
 
-def snapshot_count(lab: LabInfo, vm: str) -> int:
+async def left_behind(env: ReplicationEnv, lab: LabInfo) -> str:
+    """What a failed check names: the VM's snapshots (by any name) and its cycles with their states."""
     site = lab.vsphere["primary"]
     with VSphereConnection(site.host, site.user, site.password, port=site.port, protocol="http") as conn:
-        snap = conn.properties(conn.find_vm(vm), ["snapshot"]).get("snapshot")
-        return 0 if snap is None else len(snap.rootSnapshotList or [])
+        names = conn.snapshot_names(conn.find_vm(VM))
+    query = f'WorkflowType = "ReplicationCycle" AND SeawallVM = "{VM}"'
+    cycles = [
+        f"{wf.id} {wf.status.name if wf.status else '?'} {wf.start_time:%H:%M:%S.%f} -> {wf.close_time}"
+        async for wf in env.client.list_workflows(query)
+    ]
+    return f"snapshots of {VM}: {names}; its cycles: {cycles}"
 
 
 async def seed_result(env: ReplicationEnv, point_id: str) -> CycleResult:
@@ -95,7 +102,7 @@ async def crash_seed(
             assert ids.count(result.first_point) == 1, ids
             assert set(ids) <= completed, f"a point exists that no completed cycle made: {ids}"
             assert all(p.verified for p in points), "a partial or unverified point is visible"
-            assert snapshot_count(lab, VM) == 0, "the cycle's snapshot was left behind"
+            assert seawall_snapshots(lab, [VM]) == {}, await left_behind(env, lab)
             return env, seed, frozen
         finally:
             first.kill()

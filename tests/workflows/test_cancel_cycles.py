@@ -1,12 +1,13 @@
 """``cancel_cycles`` (UnprotectVM's step after the schedule is deleted) against a real Temporal server:
 it cancels every running cycle of the VM, waits until each has closed, and also catches a cycle whose
-start reached visibility only after its first listing (the schedule fired just before it was deleted)."""
+start reached visibility only after its first listing (the schedule fired just before it was deleted),
+and one that visibility does not show at all but whose id is one the schedule gives its starts."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -14,10 +15,12 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.schedules import cancel_cycles
+from activities.cycle_stop import CycleStopActivities, scheduled_cycle_ids
 from seawall.contract.messages import VMRef
 from seawall.contract.names import Workflow
 from seawall.contract.search import SA_VM
+from seawall.model import Inventory
+from seawall.model.protection import ReplicationPolicy
 
 
 @workflow.defn(name=Workflow.REPLICATION_CYCLE)
@@ -45,20 +48,30 @@ class HeldCycle:
 class DriveCancelCycles:
     @workflow.run
     async def run(self, vm: str) -> int:
-        return await workflow.execute_activity(
-            cancel_cycles,
+        return await workflow.execute_activity_method(
+            CycleStopActivities.cancel_cycles,
             VMRef(vm=vm),
             start_to_close_timeout=timedelta(minutes=2),
             heartbeat_timeout=timedelta(seconds=30),
         )
 
 
-async def _start_cycle(client: Client, vm: str, queue: str) -> WorkflowHandle[HeldCycle, None]:
+INTERVAL = timedelta(seconds=30)
+
+
+def _stopper() -> CycleStopActivities:
+    policy = ReplicationPolicy(name="p30", interval=INTERVAL, key_ref="env:UNUSED", retention_count=2)
+    return CycleStopActivities(lambda: Inventory(policies=[policy]))
+
+
+async def _start_cycle(
+    client: Client, vm: str, queue: str, *, wf_id: str | None = None, listed: bool = True
+) -> WorkflowHandle[HeldCycle, None]:
     return await client.start_workflow(
         HeldCycle.run,
-        id=f"replicate/{vm}-{uuid.uuid4().hex[:6]}",
+        id=wf_id or f"replicate/{vm}-{uuid.uuid4().hex[:6]}",
         task_queue=queue,
-        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_VM, vm)]),
+        search_attributes=TypedSearchAttributes([SearchAttributePair(SA_VM, vm)] if listed else []),
     )
 
 
@@ -77,7 +90,7 @@ async def test_cancel_cycles_closes_every_cycle_including_one_listed_late(env: W
         client,
         task_queue=queue,
         workflows=[HeldCycle, DriveCancelCycles],
-        activities=[cancel_cycles],
+        activities=[_stopper().cancel_cycles],
         workflow_runner=UnsandboxedWorkflowRunner(),
     ):
         first = await _start_cycle(client, vm, queue)
@@ -92,3 +105,43 @@ async def test_cancel_cycles_closes_every_cycle_including_one_listed_late(env: W
         assert await driver.result() == 2
         for handle in (first, late):
             assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+
+def test_scheduled_ids_are_the_nominal_start_times_of_the_interval_spec() -> None:
+    # The ids the lab's server gave db-01's 30 s schedule (its offset is 7 s): read off a real run.
+    ids = scheduled_cycle_ids("db-01", [INTERVAL], datetime(2026, 12, 2, 9, 39, 20, tzinfo=UTC))
+    assert ids == [
+        "replicate/db-01-2026-12-02T09:39:37Z",
+        "replicate/db-01-2026-12-02T09:39:07Z",
+        "replicate/db-01-2026-12-02T09:38:37Z",
+        "replicate/db-01-2026-12-02T09:38:07Z",
+    ]
+    # Another policy's interval adds its own nominal times; a duplicate interval adds nothing.
+    both = scheduled_cycle_ids("db-01", [INTERVAL, INTERVAL, timedelta(minutes=5)], datetime.now(UTC))
+    assert len(both) == len(set(both)) and len(both) > 4
+
+
+async def test_cancel_cycles_finds_a_scheduled_cycle_that_visibility_does_not_show(
+    env: WorkflowEnvironment,
+) -> None:
+    client = env.client
+    tag = uuid.uuid4().hex[:8]
+    vm, queue = f"vm-{tag}", f"cancel-cycles-{tag}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[HeldCycle, DriveCancelCycles],
+        activities=[_stopper().cancel_cycles],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        # As a schedule fires: its id is the action's id and the nominal time. Without the VM's search
+        # attribute no listing finds it, as none would while a loaded server's visibility lags.
+        nominal = scheduled_cycle_ids(vm, [INTERVAL], datetime.now(UTC))[1]
+        hidden = await _start_cycle(client, vm, queue, wf_id=nominal, listed=False)
+        async with asyncio.timeout(30):
+            while (await hidden.describe()).history_length < 3:
+                await asyncio.sleep(0.05)
+        driver = await client.start_workflow(DriveCancelCycles.run, vm, id=f"drive-{tag}", task_queue=queue)
+        assert await driver.result() == 1
+        assert (await hidden.describe()).status == WorkflowExecutionStatus.CANCELED
+        assert await hidden.query(HeldCycle.cancelled)

@@ -10,6 +10,7 @@ from temporalio import activity
 
 from activities import schedules
 from activities.checks import CheckActivities
+from activities.cycle_stop import CycleStopActivities
 from activities.cleanup import CleanupActivities
 from activities.drills import DrillActivities
 from activities.fence import FenceActivities
@@ -63,6 +64,7 @@ def test_every_real_activity_has_a_stub_with_its_signature() -> None:
             NotifyActivities,
             DrillActivities,
             RpoActivities,
+            CycleStopActivities,
             schedules,
         ]
     )
