@@ -10,8 +10,8 @@ from temporalio import activity
 
 from activities import schedules
 from activities.checks import CheckActivities
-from activities.cycle_stop import CycleStopActivities
 from activities.cleanup import CleanupActivities
+from activities.cycle_stop import CycleStopActivities
 from activities.drills import DrillActivities
 from activities.fence import FenceActivities
 from activities.groups import GroupActivities
