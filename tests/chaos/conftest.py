@@ -1,6 +1,6 @@
-"""Every chaos test on the lab's vSphere site leaves the source VMs without a Seawall snapshot.
+"""Every chaos module on the lab's vSphere site leaves the source VMs without a Seawall snapshot.
 
-A leaked replication snapshot costs the source a growing delta disk: the test whose crash leaked it
+A leaked replication snapshot costs the source a growing delta disk: the module whose crash leaked it
 must fail, not a later test that happens to count snapshots on the same VM.
 """
 
@@ -14,9 +14,14 @@ from seawall.lab import LabInfo
 from tests.chaos.snapshots import seawall_snapshots
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def no_snapshot_left(request: pytest.FixtureRequest) -> Iterator[None]:
-    if "lab" not in request.fixturenames or "kvm" in request.module.__name__:
+    """Checked around the whole module: a module may protect VMs for all of its tests (their cycles
+    hold snapshots while they run), and its own teardown unprotects them; set up before the module's
+    other fixtures, this one is torn down after them."""
+    selected = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    uses_lab = any("lab" in getattr(item, "fixturenames", ()) for item in selected)
+    if not uses_lab or "kvm" in request.module.__name__:
         yield
         return
     lab: LabInfo = request.getfixturevalue("lab")
@@ -25,4 +30,4 @@ def no_snapshot_left(request: pytest.FixtureRequest) -> Iterator[None]:
     after = seawall_snapshots(lab)
     left = {vm: [n for n in names if n not in before.get(vm, [])] for vm, names in after.items()}
     left = {vm: names for vm, names in left.items() if names}
-    assert not left, f"Seawall snapshots left on the source VMs after this test: {left}"
+    assert not left, f"Seawall snapshots left on the source VMs after {request.module.__name__}: {left}"
