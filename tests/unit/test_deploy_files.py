@@ -267,6 +267,7 @@ def test_chart_worker_deployment_shape() -> None:
     assert "terminationGracePeriodSeconds" in pod and "securityContext" in pod
     [container] = pod["containers"]
     assert container["args"][:2] == ["worker", "--site"]
+    assert container["args"][2] == "--role"  # then the Deployment's role: all, workflows or activities
     assert container["livenessProbe"]["httpGet"]["path"] == "/metrics"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/seawall/credentials", "/etc/seawall/inventory.yaml", "/etc/seawall/tls"} <= mounts
@@ -274,6 +275,11 @@ def test_chart_worker_deployment_shape() -> None:
     assert pdb["kind"] == "PodDisruptionBudget" and "minAvailable" in pdb["spec"]
     text = (CHART / "templates" / "workers.yaml").read_text()
     assert "fail" in text and "heartbeatTimeoutSeconds" in text  # the grace-period guard
+    # A split site renders one Deployment per role, each named and selected by it; an unsplit one keeps
+    # its earlier name and selector (a Deployment's selector cannot change on upgrade).
+    assert '$roles = list "workflows" "activities"' in text and '$roles := list "all"' in text
+    assert text.count('{{- if ne $role "all" }}') == 3  # the name and both selectors
+    assert 'if eq $role "workflows" }}{{ $site.workflowReplicas }}' in text
 
 
 def test_chart_reads_only_values_that_exist(values: dict[str, Any]) -> None:
@@ -292,6 +298,7 @@ def test_chart_values_are_consistent(values: dict[str, Any]) -> None:
     assert [s["name"] for s in values["sites"]] == list(SITES)
     for site in values["sites"]:
         assert site["replicas"] >= 2 and site["pdb"]["minAvailable"] < site["replicas"], site["name"]
+        assert site["split"] is False and site["workflowReplicas"] > site["pdb"]["minAvailable"], site["name"]
         assert site["resources"]["requests"] and "credentials" in site
     # Orchestration must survive the loss of the primary site.
     assert next(s for s in values["sites"] if s["name"] == "dr")["orchestration"] is True
