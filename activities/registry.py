@@ -80,6 +80,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
         repl.verify_point,
         mirror.mirror_points,
         repl.release_snapshot,
+        repl.release_orphan_snapshots,
         retention.apply_retention,
         retention.collect_garbage,
         retention.delete_replica,

@@ -38,12 +38,12 @@ from seawall.contract.messages import (
     VMPoint,
     VMRef,
 )
-from seawall.contract.names import Activity
+from seawall.contract.names import SNAPSHOT_PREFIX, Activity
 from seawall.runtime import failpoints
 
 
 def snapshot_name(point_id: str) -> str:
-    return f"seawall-{point_id}"
+    return f"{SNAPSHOT_PREFIX}{point_id}"
 
 
 class ReplicationActivities(ReplicaSite):
@@ -244,6 +244,20 @@ class ReplicationActivities(ReplicaSite):
         if kept is not None:
             with site_errors():
                 self.ctx.adapter.settle_snapshot(vm, name, kept)
+        return released
+
+    @activity.defn(name=Activity.RELEASE_ORPHAN_SNAPSHOTS)
+    def release_orphan_snapshots(self, req: VMRef) -> list[str]:
+        """Unprotect's sweep, once no cycle of the VM runs: every Seawall snapshot it still holds.
+
+        Not for a consistency group's member: the group's cycles (which unprotecting one VM does not
+        cancel) hold its snapshots behind their barrier."""
+        if self.ctx.inventory.group_of(req.vm) is not None:
+            return []
+        with site_errors():
+            released = self.ctx.adapter.release_orphan_snapshots(req.vm)
+        if released:
+            activity.logger.warning("%s: released orphaned snapshots: %s", req.vm, ", ".join(released))
         return released
 
     def _point_kept(self, vm: str, snapshot: str) -> bool | None:

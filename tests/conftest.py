@@ -69,6 +69,7 @@ _LAB_C = {
     "test_replication_crash",
     "test_group_crash",
     "test_windows_customization_crash",
+    "test_unprotect_sweep",
 }
 
 

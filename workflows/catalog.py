@@ -19,9 +19,9 @@ from workflows.replication import (
     CollectGarbageWorkflow,
     ProtectVMWorkflow,
     ReplicationCycleWorkflow,
-    UnprotectVMWorkflow,
 )
 from workflows.rpo import WatchRpoWorkflow
+from workflows.unprotect import UnprotectVMWorkflow
 from workflows.verify import VerifyReplicaWorkflow
 
 # Orchestration queue: everything an operator starts.

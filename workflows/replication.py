@@ -17,18 +17,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import authority
 from workflows.policies import HEARTBEAT_TIMEOUT, persistent, quick
 
 with workflow.unsafe.imports_passed_through():
     # The activity classes only name the activities here (and give their types): their code runs at
     # the workers, never in the workflow sandbox.
-    from activities.cycle_stop import CycleStopActivities
     from activities.mirror import MirrorActivities
     from activities.protection import InventoryActivities
     from activities.replica import RetentionActivities
     from activities.replication import ReplicationActivities
-    from activities.schedules import delete_schedule, ensure_gc_schedule, ensure_schedule
+    from activities.schedules import ensure_gc_schedule, ensure_schedule
     from seawall.contract.messages import (
         CommitRequest,
         CycleInput,
@@ -39,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         GcScheduleRequest,
         MirrorOutcome,
         ProtectInput,
-        Protection,
         ProtectResult,
         ScheduleRequest,
         ShipOutcome,
@@ -47,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         SnapshotRelease,
         SnapshotRequest,
         SnapshotTaken,
-        UnprotectInput,
         VerifyOutcome,
         VMPoint,
         VMRef,
@@ -341,54 +337,3 @@ class CollectGarbageWorkflow:
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PERSISTENT,
         )
-
-
-UNPROTECT_SIGNED = "unprotect-signed"
-
-
-@workflow.defn(name=Workflow.UNPROTECT_VM)
-class UnprotectVMWorkflow:
-    """Stop replicating a VM: delete its schedule, and its recovery points when asked to."""
-
-    @workflow.run
-    async def run(self, raw: Any = None) -> int:
-        inp = decode_input(UnprotectInput, raw)
-        workflow.upsert_search_attributes([SA_VM.value_set(inp.vm)])
-        if workflow.patched(UNPROTECT_SIGNED):
-            # Ending protection leaves a VM without recovery points to come; deleting its replica
-            # destroys those it has: a door's signed intent (an admin's, to delete), as for a failover,
-            # so the Temporal UI cannot do either on its own.
-            needs = "admin" if inp.delete_replica else "operator"
-            auth = await authority.check(inp.intent, "unprotect", inp.vm, needs=needs)
-            authority.require_verified(auth, "unprotect", inp.vm)
-        await workflow.execute_activity(
-            delete_schedule,
-            VMRef(vm=inp.vm),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=QUICK,
-        )
-        if workflow.patched("unprotect-cancels-cycles"):
-            # A cycle the schedule started just before it went would otherwise still write a point.
-            await workflow.execute_activity_method(
-                CycleStopActivities.cancel_cycles,
-                VMRef(vm=inp.vm),
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=QUICK,
-            )
-        if not inp.delete_replica:
-            return 0
-        prot: Protection = await workflow.execute_activity_method(
-            InventoryActivities.resolve_protection,
-            ProtectInput(vm=inp.vm),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=QUICK,
-        )
-        deleted = await workflow.execute_activity_method(
-            RetentionActivities.delete_replica,
-            VMRef(vm=inp.vm),
-            task_queue=site_queue(prot.source_site),
-            start_to_close_timeout=timedelta(hours=1),
-            retry_policy=PERSISTENT,
-        )
-        return deleted

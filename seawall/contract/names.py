@@ -64,6 +64,11 @@ PATCH_CYCLE_RESULT_MEMO: Final = "cycle-result-memo"
 # A cycle takes its snapshot inside the try whose finally releases it (by name): a cancel that lands
 # while the snapshot is being taken no longer leaves it behind.
 PATCH_CYCLE_SNAPSHOT_GUARD: Final = "cycle-snapshot-guard"
+# Unprotect, once the VM's cycles have closed, releases every Seawall snapshot the VM still holds (a
+# cycle terminated instead of cancelled, or lost with a crashed Temporal, never released its own).
+PATCH_UNPROTECT_SWEEP: Final = "unprotect-sweeps-snapshots"
+# Every snapshot (vSphere, directory) or backup job (KVM) Seawall takes is named with this prefix.
+SNAPSHOT_PREFIX: Final = "seawall-"
 
 
 class Activity:
@@ -80,6 +85,7 @@ class Activity:
     VERIFY_POINT: Final = "verify_point"
     MIRROR_POINTS: Final = "mirror_points"
     RELEASE_SNAPSHOT: Final = "release_snapshot"
+    RELEASE_ORPHAN_SNAPSHOTS: Final = "release_orphan_snapshots"
     APPLY_RETENTION: Final = "apply_retention"
     COLLECT_GARBAGE: Final = "collect_garbage"
     PRUNE_POINTS: Final = "prune_points"

@@ -134,6 +134,11 @@ class SourceAdapter(Protocol):
         """Remove the snapshot; one already gone (or its VM gone) is success (0)."""
         ...
 
+    def release_orphan_snapshots(self, vm: str) -> list[str]:
+        """Remove every Seawall snapshot (``SNAPSHOT_PREFIX``) the VM holds; what was removed. Only
+        when no cycle of the VM runs (unprotect, after its cycles closed): each one is then an orphan."""
+        ...
+
     def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
         """After the cycle of snapshot ``name`` (released): ``kept`` says its point was committed and
         verified. A kind whose change tracking chains from point to point (KVM checkpoints) keeps the
@@ -276,6 +281,9 @@ class BaseAdapter(abc.ABC):
         yield  # pragma: no cover - makes this a generator, as the protocol's context manager
 
     def release_snapshot(self, vm: str, name: str) -> int:
+        raise self._no_source(vm)
+
+    def release_orphan_snapshots(self, vm: str) -> list[str]:
         raise self._no_source(vm)
 
     def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:

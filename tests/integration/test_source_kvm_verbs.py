@@ -68,6 +68,32 @@ def test_a_stale_job_of_ours_is_ended_and_its_checkpoint_pruned_once_the_next_po
     assert a.settle_snapshot("kdb-01", "seawall-next", True) == []
 
 
+def test_unprotects_sweep_ends_a_job_of_ours_whatever_point_it_was_for_and_leaves_anothers(
+    lab: LabInfo, kdb: Any, tmp_path: Path
+) -> None:
+    a = adapter_for(lab)
+    a.create_snapshot("kdb-01", "seawall-orphan", quiesce=False, only=None)  # its cycle was terminated
+    assert backup_job_xml(kdb) is not None
+    [ended] = a.release_orphan_snapshots("kdb-01")
+    assert ended.startswith("backup job sw-")
+    assert backup_job_xml(kdb) is None
+    assert a.release_orphan_snapshots("kdb-01") == []  # nothing left: idempotent
+    assert checkpoint_names(kdb) == ["seawall-orphan"]  # change tracking stays for a later protection
+    sock = f"/tmp/sw-foreign-{uuid.uuid4().hex[:6]}.sock"
+    kdb.backupBegin(
+        f"<domainbackup mode='pull'><server transport='unix' socket='{sock}'/><disks>"
+        f"<disk name='vda' backup='yes' type='file'><scratch file='{tmp_path}/a.s'/></disk>"
+        "<disk name='vdb' backup='no'/></disks></domainbackup>",
+        None,
+    )
+    try:
+        assert a.release_orphan_snapshots("kdb-01") == []  # another tool's job is not Seawall's
+        assert sock in (backup_job_xml(kdb) or "")
+    finally:
+        clear_checkpoints(kdb)
+    assert a.release_orphan_snapshots("no-such-vm") == []
+
+
 def test_another_tools_job_is_refused_and_left_running(lab: LabInfo, kdb: Any, tmp_path: Path) -> None:
     sock = f"/tmp/sw-foreign-{uuid.uuid4().hex[:6]}.sock"
     kdb.backupBegin(

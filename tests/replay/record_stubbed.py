@@ -2,7 +2,7 @@
 an approved rollback, a drill ended at a gate by its time to live), against the stub activities of
 ``tests/workflows`` — no lab needed:
 
-    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles]
+    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles|unprotect]
 
 Name one set to record only it: recording again replaces the files, and a history recorded with older
 code is what proves that code's runs still replay.
@@ -29,6 +29,7 @@ from seawall.contract.messages import (
     GroupCycleInput,
     RetryInput,
     RollbackInput,
+    UnprotectInput,
 )
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
@@ -39,6 +40,7 @@ from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.groups import GroupReplicationCycleWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
 from workflows.replication import ReplicationCycleWorkflow
+from workflows.unprotect import UnprotectVMWorkflow
 
 HERE = Path(__file__).resolve().parent / "histories"
 
@@ -62,6 +64,26 @@ async def record(only: str | None) -> None:
             await record_plans(env)
         if only in (None, "cycles"):
             await record_cycles(env)
+        if only in (None, "unprotect"):
+            await record_unprotect(env)
+
+
+async def record_unprotect(env: WorkflowEnvironment) -> None:
+    """Unprotect with its sweep (patch ``unprotect-sweeps-snapshots``), and with a source site that
+    answers nothing (the sweep given up, the unprotect completed)."""
+    for stubs, name in (
+        (Stubs(), "unprotect_vm_sweep"),
+        (Stubs(failing={A.RELEASE_ORPHAN_SNAPSHOTS: None}), "unprotect_vm_sweep_failed"),
+    ):
+        async with rigged(env, stubs) as rig:
+            handle = await env.client.start_workflow(
+                UnprotectVMWorkflow.run,
+                UnprotectInput(vm="web", delete_replica=True),
+                id=rig.wid(name),
+                task_queue=rig.queue,
+            )
+            await handle.result()
+            await _save(handle, name)
 
 
 async def record_cycles(env: WorkflowEnvironment) -> None:

@@ -56,3 +56,21 @@ def test_disks_are_listed_and_filtered_with_clear_errors(tmp_path: Path) -> None
         imagesnap.list_disks(tmp_path, "vm1", ["c.img"])
     with pytest.raises(SourceError, match="no VM folder"):
         imagesnap.list_disks(tmp_path, "vm2")
+
+
+def test_unprotects_sweep_removes_only_seawalls_snapshots(tmp_path: Path) -> None:
+    from seawall.model import DirectorySite
+    from seawall.sites.directory.adapter import DirectoryAdapter
+
+    make_vm(tmp_path, "vm1", {"disk0.img": b"a" * 4096})
+    for name in ("seawall-20261202T100137Z-010f42813e8e", "seawall-older", "operator-copy"):
+        imagesnap.create_snapshot(tmp_path, "vm1", name, ["disk0.img"])
+    adapter = DirectoryAdapter(DirectorySite(name="disks", path=str(tmp_path)))
+    assert sorted(adapter.release_orphan_snapshots("vm1")) == [
+        "seawall-20261202T100137Z-010f42813e8e",
+        "seawall-older",
+    ]
+    assert imagesnap.list_snapshots(tmp_path, "vm1") == ["operator-copy"]  # not Seawall's: left alone
+    assert adapter.release_orphan_snapshots("vm1") == []
+    assert adapter.release_orphan_snapshots("no-such-vm") == []
+    assert (tmp_path / "vm1" / "disk0.img").read_bytes() == b"a" * 4096

@@ -418,6 +418,11 @@ class Stubs:
         await self._enter(A.RELEASE_SNAPSHOT, req)
         return 1
 
+    @activity.defn(name=A.RELEASE_ORPHAN_SNAPSHOTS)
+    async def release_orphan_snapshots(self, req: VMRef) -> list[str]:
+        await self._enter(A.RELEASE_ORPHAN_SNAPSHOTS, req)
+        return ["seawall-orphan"]
+
     @activity.defn(name=A.APPLY_RETENTION)
     async def apply_retention(self, req: VMRef) -> RetentionOutcome:
         await self._enter(A.APPLY_RETENTION, req)

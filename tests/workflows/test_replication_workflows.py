@@ -15,7 +15,8 @@ from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
 from tests.workflows.conftest import cancel_while_snapshotting
 from tests.workflows.stubs import Stubs
-from workflows.replication import ProtectVMWorkflow, ReplicationCycleWorkflow, UnprotectVMWorkflow
+from workflows.replication import ProtectVMWorkflow, ReplicationCycleWorkflow
+from workflows.unprotect import UnprotectVMWorkflow
 
 CYCLE = [
     A.RESOLVE_PROTECTION,
@@ -197,7 +198,7 @@ async def test_protect_enables_cbt_on_vsphere_seeds_then_schedules(
 
 
 @pytest.mark.parametrize("delete_replica", [False, True])
-async def test_unprotect_deletes_the_schedule_cancels_cycles_and_on_request_the_points(
+async def test_unprotect_deletes_the_schedule_cancels_cycles_sweeps_and_on_request_the_points(
     rig_for: Callable[[Stubs], Any], delete_replica: bool
 ) -> None:
     stubs = Stubs()
@@ -208,20 +209,38 @@ async def test_unprotect_deletes_the_schedule_cancels_cycles_and_on_request_the_
             id=rig.wid("unprotect"),
             task_queue=rig.queue,
         )
+    # The sweep runs at the source once the cycles are closed; the points go after it, on request.
+    sweep = [A.CHECK_INTENT, A.DELETE_SCHEDULE, A.CANCEL_CYCLES, A.RESOLVE_PROTECTION]
+    sweep.append(A.RELEASE_ORPHAN_SNAPSHOTS)
     if delete_replica:
-        assert stubs.names() == [
-            A.CHECK_INTENT,
-            A.DELETE_SCHEDULE,
-            A.CANCEL_CYCLES,
-            A.RESOLVE_PROTECTION,
-            A.DELETE_REPLICA,
-        ]
+        assert stubs.names() == [*sweep, A.DELETE_REPLICA]
         assert [c.queue for c in stubs.of(A.DELETE_REPLICA)] == [site_queue(rig.source)]
         assert deleted == 7
     else:
-        assert stubs.names() == [A.CHECK_INTENT, A.DELETE_SCHEDULE, A.CANCEL_CYCLES]
+        assert stubs.names() == sweep
         assert deleted == 0
+    assert [c.queue for c in stubs.of(A.RELEASE_ORPHAN_SNAPSHOTS)] == [site_queue(rig.source)]
     assert set(stubs.vms(A.DELETE_SCHEDULE) + stubs.vms(A.CANCEL_CYCLES)) == {"web"}
+    assert stubs.vms(A.RELEASE_ORPHAN_SNAPSHOTS) == ["web"]
+
+
+@pytest.mark.parametrize("fails", [A.RESOLVE_PROTECTION, A.RELEASE_ORPHAN_SNAPSHOTS])
+async def test_unprotect_ends_the_protection_when_the_sweep_cannot_run(
+    rig_for: Callable[[Stubs], Any], fails: str
+) -> None:
+    """The VM left the inventory, or its source site is lost (the disaster itself): the schedule is
+    gone and the cycles are cancelled all the same, and the unprotect completes."""
+    stubs = Stubs(failing={fails: None})
+    async with rig_for(stubs) as rig:
+        deleted = await rig.client.execute_workflow(
+            UnprotectVMWorkflow.run,
+            UnprotectInput(vm="web"),
+            id=rig.wid("unprotect-unswept"),
+            task_queue=rig.queue,
+        )
+    assert deleted == 0
+    assert stubs.names()[:3] == [A.CHECK_INTENT, A.DELETE_SCHEDULE, A.CANCEL_CYCLES]
+    assert stubs.names()[-1] == fails
 
 
 async def test_a_mirrored_store_mirrors_after_the_snapshot_is_released(

@@ -37,7 +37,7 @@ from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.after_failover import CommitFailoverWorkflow
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
-from workflows.replication import UnprotectVMWorkflow
+from workflows.unprotect import UnprotectVMWorkflow
 
 RIG = Callable[[Stubs], Any]
 KEYS = IntentKeys([("k1", b"\x01" * 32)])

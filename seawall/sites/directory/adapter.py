@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from seawall.blockstore.source import SourceError
 from seawall.contract.messages import DiskRef, SnapshotTaken
+from seawall.contract.names import SNAPSHOT_PREFIX
 from seawall.model import DirectorySite
 from seawall.sites.base import BaseAdapter, OpenDisk, SiteError
 from seawall.sites.directory import imagesnap
@@ -58,3 +59,7 @@ class DirectoryAdapter(BaseAdapter):
 
     def release_snapshot(self, vm: str, name: str) -> int:
         return int(imagesnap.remove_snapshot(self.root, vm, name))
+
+    def release_orphan_snapshots(self, vm: str) -> list[str]:
+        names = [n for n in imagesnap.list_snapshots(self.root, vm) if n.startswith(SNAPSHOT_PREFIX)]
+        return [n for n in names if imagesnap.remove_snapshot(self.root, vm, n)]

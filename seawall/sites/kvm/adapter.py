@@ -91,6 +91,16 @@ class KvmAdapter(KvmTargetMixin, BaseAdapter):
                 raise
             return source.release(self.site, conn, dom, name)
 
+    def release_orphan_snapshots(self, vm: str) -> list[str]:
+        with self.connect() as conn, _libvirt_errors(self, f"backup jobs of {vm!r}"):
+            try:
+                dom = connection.find_domain(conn, self.site, vm)
+            except SiteError as exc:
+                if exc.type == "VMGone":
+                    return []
+                raise
+            return source.release_all(self.site, conn, dom)
+
     def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
         with self.connect() as conn, _libvirt_errors(self, f"checkpoints of {vm!r}"):
             try:

@@ -86,15 +86,18 @@ def stop(directory: Path, key: str) -> int:
     return stopped
 
 
-def stop_stale(directory: Path, uuid: str, keep: str) -> None:
-    """Stop the servers of other points of this domain (cycles that never released)."""
+def stop_stale(directory: Path, uuid: str, keep: str) -> int:
+    """Stop the servers of other points of this domain (cycles that never released); how many points
+    had servers to stop."""
     if not directory.is_dir():
-        return
+        return 0
+    stopped = 0
     for entry in directory.glob("*.offline.json"):
         key = entry.name.removesuffix(".offline.json")
         state = read_state(directory, key)
         if key != keep and state is not None and state.get("uuid") == uuid:
-            stop(directory, key)
+            stopped += stop(directory, key)
+    return stopped
 
 
 def _leaf_for(cps: list[Checkpoint], base: Checkpoint, dev: str) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -163,6 +164,21 @@ def release(site: KvmSite, conn: Any, dom: Any, name: str) -> int:
     key = backup.job_key(dom.UUIDString(), name)
     ended |= offline.stop(directory, key)
     backup.remove_leftovers(directory, key)
+    return ended
+
+
+def release_all(site: KvmSite, conn: Any, dom: Any) -> list[str]:
+    """End the domain's Seawall backup job and stop its offline exports, whichever points they were
+    for (their names are hashed into the socket's); what was ended. Checkpoints stay: they carry the
+    change tracking a later protection's first incremental may use."""
+    directory = backup.backup_dir(site, conn)
+    ended = []
+    job = backup.running_job(dom)
+    if _ours(job, directory):
+        backup.end_job(dom)
+        ended.append(f"backup job {Path(job.socket).name}" if job else "backup job")
+    if offline.stop_stale(directory, dom.UUIDString(), keep=""):
+        ended.append("offline exports")
     return ended
 
 

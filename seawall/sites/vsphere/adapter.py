@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from seawall.contract.messages import ChosenPoint, DiskRef, Resource, SnapshotTaken, TargetVM
+from seawall.contract.names import SNAPSHOT_PREFIX
 from seawall.model import AnySite, Placement, VSphereSite
 from seawall.model.ipplan import NicPlan
 from seawall.model.sourceconfig import SourceConfig
@@ -130,6 +131,21 @@ class VSphereAdapter(BaseAdapter):
                 return conn.remove_snapshot(vmobj, name)
             except VSphereError as exc:
                 raise SiteError(self.redact(f"release snapshot of {vm!r}: {exc}"), retryable=True) from None
+
+    def release_orphan_snapshots(self, vm: str) -> list[str]:
+        with self.connect() as conn:
+            try:
+                vmobj = conn.find_vm(vm)
+            except VSphereNotFound:
+                return []
+            released = []
+            try:
+                for name in dict.fromkeys(conn.snapshot_names(vmobj)):
+                    if name.startswith(SNAPSHOT_PREFIX) and conn.remove_snapshot(vmobj, name):
+                        released.append(name)
+            except VSphereError as exc:
+                raise SiteError(self.redact(f"orphan snapshots of {vm!r}: {exc}"), retryable=True) from None
+            return released
 
     def fence(self, vm: str) -> str:
         with self.connect() as conn:
