@@ -70,7 +70,11 @@ class CycleStopActivities:
     def _intervals(self) -> set[timedelta]:
         # Every policy's interval, not only the VM's: the schedule being deleted may have been made
         # under a policy the VM has since left.
-        return {p.interval for p in self._load().policies}
+        try:
+            return {p.interval for p in self._load().policies}
+        except Exception as exc:  # an unreadable inventory must not stop a protection from ending
+            activity.logger.warning("inventory unreadable, cycles found by listing only: %s", exc)
+            return set()
 
     @activity.defn(name=Activity.CANCEL_CYCLES)
     async def cancel_cycles(self, req: VMRef) -> int:
