@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -78,9 +78,11 @@ async def protect_group(client: Client, queue: str, group: str) -> ProtectGroupR
 
 
 async def replicate_group_now(client: Client, group: str) -> str:
-    """Start a group cycle now through the group's schedule."""
+    """Start a group cycle now through the group's schedule (after the running one, if any)."""
     try:
-        await client.get_schedule_handle(group_schedule_id(group)).trigger()
+        await client.get_schedule_handle(group_schedule_id(group)).trigger(
+            overlap=ScheduleOverlapPolicy.BUFFER_ONE
+        )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotProtected(group) from None
@@ -126,10 +128,12 @@ async def unprotect(
 async def replicate_now(client: Client, vm: str) -> str:
     """Start a cycle of ``vm`` now; returns its schedule's id. :class:`NotProtected` without one.
 
-    Through the schedule, not a direct start: its overlap policy keeps one cycle at a time.
+    Through the schedule, not a direct start, so one cycle runs at a time; and buffered, not skipped,
+    when one is running: that one may have taken its snapshot before what the operator wants
+    captured, so the cycle asked for starts when it ends.
     """
     try:
-        await client.get_schedule_handle(schedule_id(vm)).trigger()
+        await client.get_schedule_handle(schedule_id(vm)).trigger(overlap=ScheduleOverlapPolicy.BUFFER_ONE)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotProtected(vm) from None

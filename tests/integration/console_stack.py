@@ -24,7 +24,7 @@ from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInpu
 from seawall.lab import LabInfo
 from tests.chaos.workers import ROOT, WorkerProcess
 from tests.integration.replication_env import ReplicationEnv, replication_env
-from tests.integration.test_recovery import VMS, free_offset, stand_ins, write_plan
+from tests.integration.test_recovery import VMS, stand_ins_anywhere, write_plan
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium tries to reach its update and sync services, and on
@@ -124,7 +124,8 @@ def api_process(lab: LabInfo, env: ReplicationEnv, tmp: Path) -> Any:
 
 @contextlib.asynccontextmanager
 async def console_stack(lab: LabInfo, lab_state_dir: Path, tmp: Path) -> AsyncIterator[Stack]:
-    offset = free_offset()
+    listeners = contextlib.ExitStack()
+    offset = listeners.enter_context(stand_ins_anywhere())
     overrides = {
         "plans_dir": tmp / "plans",
         "reports_dir": tmp / "reports",
@@ -162,7 +163,7 @@ async def console_stack(lab: LabInfo, lab_state_dir: Path, tmp: Path) -> AsyncIt
                         for vm in VMS
                     )
                 )
-                with stand_ins(offset), api_process(lab, env, tmp) as (url, log):
+                with api_process(lab, env, tmp) as (url, log):
                     yield Stack(url, env, tmp, log, lab.temporal.ui_url)
             finally:
                 # Unprotecting cancels the VMs' cycles, which needs the worker; it stays up while
@@ -178,3 +179,4 @@ async def console_stack(lab: LabInfo, lab_state_dir: Path, tmp: Path) -> AsyncIt
     finally:
         if worker is not None:
             worker.stop()
+        listeners.close()

@@ -84,6 +84,22 @@ def stand_ins(offset: int) -> Iterator[None]:
         tcp.close()
 
 
+@contextlib.contextmanager
+def stand_ins_anywhere() -> Iterator[int]:
+    """``stand_ins`` at an offset free now, bound at once; yields the offset. An offset chosen long
+    before its listeners start (a fixture's setup takes minutes) may be taken by then."""
+    for _ in range(20):
+        offset = free_offset()
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(stand_ins(offset))
+            except OSError:
+                continue  # taken between the probe and the bind
+            yield offset
+            return
+    raise RuntimeError("no free port offset for the health-check stand-ins")
+
+
 def write_plan(tmp: Path, inventory: Path) -> Path:
     """The example plan against the test's inventory, with scaled-down waits and the web tier's HTTPS
     check as HTTP (the stand-in speaks no TLS). The web tier's subnet translation stays: the lab's

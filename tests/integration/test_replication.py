@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from seawall.contract.messages import ProtectInput, ProtectResult, UnprotectInput
 from seawall.contract.names import schedule_id
+from seawall.control import replication
 from seawall.control.status import vm_status
 from seawall.lab import LabInfo
 from seawall.lab.disks import read_disk, restore_disk, write_blocks
@@ -104,9 +105,9 @@ async def test_cycles_make_verified_points_that_restore_byte_identical(
                     expected_images = lab_images(lab, vm)
                     written_at = datetime.now(UTC)
                     if not (vm == "db-01" and round_ == 1):
-                        # A trigger that lands while db-01's own 30 s cycle runs is skipped (overlap
-                        # SKIP); the next scheduled cycle then serves, hence the 30 s margin.
-                        await client.get_schedule_handle(schedule_id(vm)).trigger()
+                        # The operator's replicate-now: one that lands while a cycle runs (a scheduled
+                        # one, which may have snapshotted before the writes) starts when that one ends.
+                        assert await replication.replicate_now(client, vm) == schedule_id(vm)
                     point = await env.wait_cycle_after(vm, written_at, timeout=120)
                     expected[vm][point] = expected_images
 

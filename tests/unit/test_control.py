@@ -9,7 +9,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import (
+    ScheduleOverlapPolicy,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -87,8 +92,8 @@ class FakeClient:
         return FakeHandle(self, workflow_id, run_id)
 
     def get_schedule_handle(self, schedule_id: str) -> Any:
-        async def trigger() -> None:
-            self.calls.append(("trigger", schedule_id))
+        async def trigger(overlap: Any = None) -> None:
+            self.calls.append(("trigger", schedule_id, overlap))
             if self.refuse is not None:
                 raise self.refuse
 
@@ -185,6 +190,9 @@ async def test_protect_and_replicate_now() -> None:
     assert (name, kw["id"], inp.policy) == ("ProtectVM", "protect/db-01", "rpo-30s")
     assert kw["id_conflict_policy"] == WorkflowIDConflictPolicy.USE_EXISTING
     assert await replication.replicate_now(client, "db-01") == "replicate/db-01"
+    # A cycle already running may have snapshotted before what the operator wants captured: the one
+    # asked for is buffered behind it, never skipped.
+    assert client.calls[-1] == ("trigger", "replicate/db-01", ScheduleOverlapPolicy.BUFFER_ONE)
     client.refuse = RPCError("schedule not found", RPCStatusCode.NOT_FOUND, b"")
     with pytest.raises(NotProtected, match="db-01 is not protected yet"):
         await replication.replicate_now(client, "db-01")
