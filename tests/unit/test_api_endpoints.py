@@ -111,7 +111,7 @@ class FakeSchedule:
     def __init__(self, client: FakeClient, schedule_id: str) -> None:
         self.client, self.id = client, schedule_id
 
-    async def trigger(self) -> None:
+    async def trigger(self, overlap: Any = None) -> None:
         if self.id not in self.client.schedules:
             raise RPCError("schedule not found", RPCStatusCode.NOT_FOUND, b"")
         self.client.triggered.append(self.id)

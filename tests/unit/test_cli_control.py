@@ -38,7 +38,7 @@ class Refusing:
         return SimpleNamespace(execute_update=execute_update)
 
     def get_schedule_handle(self, *_: Any) -> Any:
-        async def trigger() -> None:
+        async def trigger(overlap: Any = None) -> None:
             raise self.error
 
         return SimpleNamespace(trigger=trigger)
