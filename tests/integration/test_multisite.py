@@ -32,6 +32,7 @@ from temporalio.client import Client
 
 from seawall.contract.messages import ApproveInput, ProtectInput, ProtectResult, RunReport, UnprotectInput
 from seawall.contract.queues import site_queue
+from seawall.control import replication
 from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
 from tests.chaos.test_recovery_crash import fail_dead_attempts
@@ -171,7 +172,7 @@ async def handled_by(client: Client, roots: list[tuple[str, str | None]]) -> lis
 async def scheduled_cycle(env: ReplicationEnv, vm: str) -> tuple[str, str]:
     """Trigger the VM's schedule once (``seawall replicate-now``) and wait for that cycle's point."""
     before = datetime.now(UTC)
-    await env.client.get_schedule_handle(f"replicate/{vm}").trigger()
+    await replication.replicate_now(env.client, vm)
     point = await env.wait_cycle_after(vm, before)
     [run] = [r for r in await cycle_history(env.client, vm) if r.result and r.result.point_id == point]
     return run.workflow_id, run.run_id

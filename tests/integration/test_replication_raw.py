@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.contract.messages import GcInput, GcOutcome, ProtectInput, ProtectResult, UnprotectInput
-from seawall.contract.names import schedule_id
+from seawall.control import replication
 from seawall.lab import LabInfo
 from seawall.sites.directory import imagesnap
 from tests.integration.replication_env import replication_env
@@ -46,7 +46,7 @@ async def test_raw_image_vms_protect_replicate_and_restore(
             touch_blocks(tmp_path, vm, rng, blocks=5)
             image = (tmp_path / "site" / vm / "disk0.img").read_bytes()
             written_at = datetime.now(UTC)
-            await env.client.get_schedule_handle(schedule_id(vm)).trigger()
+            await replication.replicate_now(env.client, vm)
             point = await env.wait_cycle_after(vm, written_at)
             incremental[vm] = point
             expected[vm][point] = image
@@ -72,7 +72,7 @@ async def test_raw_image_vms_protect_replicate_and_restore(
         for _ in range(2):
             touch_blocks(tmp_path, vms[0], rng, blocks=5)
             written_at = datetime.now(UTC)
-            await env.client.get_schedule_handle(schedule_id(vms[0])).trigger()
+            await replication.replicate_now(env.client, vms[0])
             await env.wait_cycle_after(vms[0], written_at)
         assert len(env.repository(vms[0]).list_points(vms[0])) == 3
         # vm-0001 goes with its replica: its data is referenced by no point any more, so GC condemns it

@@ -27,6 +27,7 @@ from seawall.blockstore.layout import pack_key
 from seawall.contract.messages import CycleInput, CycleResult
 from seawall.contract.names import schedule_id
 from seawall.contract.queues import site_queue
+from seawall.control import replication
 from seawall.control.status import cycle_history, vm_status
 from seawall.control.verify import verify
 from seawall.lab import LabInfo
@@ -183,7 +184,7 @@ async def test_a_damaged_chunk_is_found_flagged_and_healed_by_the_next_cycle(
             scatter_writes(lab, VM, random.Random(3))
             images = lab_images(lab, VM)
             written_at = datetime.now(UTC)
-            await client.get_schedule_handle(schedule_id(VM)).trigger()
+            await replication.replicate_now(client, VM)
             second = await env.wait_cycle_after(VM, written_at, timeout=120)
             # No cycle of the schedule in between: the test decides when the next one runs. One the
             # schedule started before the pause is let finish, so that every point exists before the

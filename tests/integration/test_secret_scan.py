@@ -35,6 +35,7 @@ from temporalio.client import Client
 
 from seawall.contract.messages import ProbeSiteInput, ProtectInput, ProtectResult, SiteProbe, UnprotectInput
 from seawall.contract.names import schedule_id
+from seawall.control import replication
 from seawall.control.status import vm_status
 from seawall.lab import LabInfo
 from seawall.lab.disks import restore_disk, write_blocks
@@ -204,7 +205,7 @@ async def test_no_secret_in_histories_logs_or_status(
             for vm in STORES:
                 write_blocks(lab, "primary", vm, rng.randrange(64) * 4096, rng.randbytes(4096))
                 written_at = datetime.now(UTC)
-                await client.get_schedule_handle(schedule_id(vm)).trigger()
+                await replication.replicate_now(client, vm)
                 await env.wait_cycle_after(vm, written_at, timeout=120)
 
             for vm in STORES:
