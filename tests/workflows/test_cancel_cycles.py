@@ -64,6 +64,16 @@ def _stopper() -> CycleStopActivities:
     return CycleStopActivities(lambda: Inventory(policies=[policy]))
 
 
+def _worker(client: Client, queue: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[HeldCycle, DriveCancelCycles],
+        activities=[_stopper().cancel_cycles],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+
+
 async def _start_cycle(
     client: Client, vm: str, queue: str, *, wf_id: str | None = None, listed: bool = True
 ) -> WorkflowHandle[HeldCycle, None]:
@@ -86,13 +96,7 @@ async def test_cancel_cycles_closes_every_cycle_including_one_listed_late(env: W
     client = env.client
     tag = uuid.uuid4().hex[:8]
     vm, queue = f"vm-{tag}", f"cancel-cycles-{tag}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[HeldCycle, DriveCancelCycles],
-        activities=[_stopper().cancel_cycles],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
+    async with _worker(client, queue):
         first = await _start_cycle(client, vm, queue)
         await _visible(client, vm, 1)
         driver = await client.start_workflow(DriveCancelCycles.run, vm, id=f"drive-{tag}", task_queue=queue)
@@ -127,13 +131,7 @@ async def test_cancel_cycles_finds_a_scheduled_cycle_that_visibility_does_not_sh
     client = env.client
     tag = uuid.uuid4().hex[:8]
     vm, queue = f"vm-{tag}", f"cancel-cycles-{tag}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[HeldCycle, DriveCancelCycles],
-        activities=[_stopper().cancel_cycles],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
+    async with _worker(client, queue):
         # As a schedule fires: its id is the action's id and the nominal time. Without the VM's search
         # attribute no listing finds it, as none would while a loaded server's visibility lags.
         nominal = scheduled_cycle_ids(vm, [INTERVAL], datetime.now(UTC))[1]

@@ -81,35 +81,29 @@ class KvmAdapter(KvmTargetMixin, BaseAdapter):
             opener = source.open_exports(self.site, conn, dom, snapshot)
         yield opener  # NBD needs no libvirt connection while the disks ship
 
+    def _domain_or_none(self, conn: Any, vm: str) -> Any | None:
+        """The domain, or None when it is gone: releasing what a gone VM held is already done."""
+        try:
+            return connection.find_domain(conn, self.site, vm)
+        except SiteError as exc:
+            if exc.type == "VMGone":
+                return None
+            raise
+
     def release_snapshot(self, vm: str, name: str) -> int:
         with self.connect() as conn, _libvirt_errors(self, f"ending the backup of {name} of {vm!r}"):
-            try:
-                dom = connection.find_domain(conn, self.site, vm)
-            except SiteError as exc:
-                if exc.type == "VMGone":
-                    return 0
-                raise
-            return source.release(self.site, conn, dom, name)
+            dom = self._domain_or_none(conn, vm)
+            return 0 if dom is None else source.release(self.site, conn, dom, name)
 
     def release_orphan_snapshots(self, vm: str) -> list[str]:
         with self.connect() as conn, _libvirt_errors(self, f"backup jobs of {vm!r}"):
-            try:
-                dom = connection.find_domain(conn, self.site, vm)
-            except SiteError as exc:
-                if exc.type == "VMGone":
-                    return []
-                raise
-            return source.release_all(self.site, conn, dom)
+            dom = self._domain_or_none(conn, vm)
+            return [] if dom is None else source.release_all(self.site, conn, dom)
 
     def settle_snapshot(self, vm: str, name: str, kept: bool) -> list[str]:
         with self.connect() as conn, _libvirt_errors(self, f"checkpoints of {vm!r}"):
-            try:
-                dom = connection.find_domain(conn, self.site, vm)
-            except SiteError as exc:
-                if exc.type == "VMGone":
-                    return []
-                raise
-            return source.settle(dom, name, kept)
+            dom = self._domain_or_none(conn, vm)
+            return [] if dom is None else source.settle(dom, name, kept)
 
     def describe_vm(self, vm: str, snapshot: str) -> SourceConfig | None:
         with self.connect() as conn, _libvirt_errors(self, f"definition of {vm!r}"):
