@@ -43,6 +43,18 @@ def adapter_for(lab: LabInfo, **extra: Any) -> KvmAdapter:
     return KvmAdapter(KvmSite(name="kvm-a", uri=info.uri, pool=info.pool, **extra))
 
 
+def begin_foreign_job(dom: Any, tmp_path: Path) -> str:
+    """Start another tool's pull-mode backup of vda (its socket outside Seawall's directory)."""
+    sock = f"/tmp/sw-foreign-{uuid.uuid4().hex[:6]}.sock"
+    dom.backupBegin(
+        f"<domainbackup mode='pull'><server transport='unix' socket='{sock}'/><disks>"
+        f"<disk name='vda' backup='yes' type='file'><scratch file='{tmp_path}/a.s'/></disk>"
+        "<disk name='vdb' backup='no'/></disks></domainbackup>",
+        None,
+    )
+    return sock
+
+
 @pytest.fixture
 def kdb(lab: LabInfo) -> Iterator[Any]:
     dom = domain(lab, "kdb-01")
@@ -79,13 +91,7 @@ def test_unprotects_sweep_ends_a_job_of_ours_whatever_point_it_was_for_and_leave
     assert backup_job_xml(kdb) is None
     assert a.release_orphan_snapshots("kdb-01") == []  # nothing left: idempotent
     assert checkpoint_names(kdb) == ["seawall-orphan"]  # change tracking stays for a later protection
-    sock = f"/tmp/sw-foreign-{uuid.uuid4().hex[:6]}.sock"
-    kdb.backupBegin(
-        f"<domainbackup mode='pull'><server transport='unix' socket='{sock}'/><disks>"
-        f"<disk name='vda' backup='yes' type='file'><scratch file='{tmp_path}/a.s'/></disk>"
-        "<disk name='vdb' backup='no'/></disks></domainbackup>",
-        None,
-    )
+    sock = begin_foreign_job(kdb, tmp_path)
     try:
         assert a.release_orphan_snapshots("kdb-01") == []  # another tool's job is not Seawall's
         assert sock in (backup_job_xml(kdb) or "")
@@ -95,13 +101,7 @@ def test_unprotects_sweep_ends_a_job_of_ours_whatever_point_it_was_for_and_leave
 
 
 def test_another_tools_job_is_refused_and_left_running(lab: LabInfo, kdb: Any, tmp_path: Path) -> None:
-    sock = f"/tmp/sw-foreign-{uuid.uuid4().hex[:6]}.sock"
-    kdb.backupBegin(
-        f"<domainbackup mode='pull'><server transport='unix' socket='{sock}'/><disks>"
-        f"<disk name='vda' backup='yes' type='file'><scratch file='{tmp_path}/a.s'/></disk>"
-        "<disk name='vdb' backup='no'/></disks></domainbackup>",
-        None,
-    )
+    sock = begin_foreign_job(kdb, tmp_path)
     try:
         with pytest.raises(SiteError, match="another backup job") as err:
             adapter_for(lab).create_snapshot("kdb-01", "seawall-x", quiesce=False, only=None)
