@@ -55,6 +55,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 
+from benchmarks import workerproc
 from benchmarks.fleet import vm_name, write_fleet
 from seawall.contract.messages import FailoverInput, RunReport
 from seawall.contract.names import Query, gc_schedule_id, recover_id, recover_vm_id, schedule_id
@@ -64,7 +65,7 @@ from seawall.lab import config as lab_config
 from seawall.plans import load_plan
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
-from workers.main import build_workers
+from workers.main import Role, build_workers
 
 HEALTH_STEP = "health checks"
 # Addresses for the drill copies: one /16 holds any N this benchmark is run with.
@@ -182,8 +183,10 @@ class CpuMeter:
     """CPU seconds this process (the workers), the lab's Temporal and the DR vcsim spend in a window:
     the work the failover costs, which unlike its wall time does not grow with the machine's load."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, activities_pid: int | None = None) -> None:
         self.pids = {"workers": os.getpid()}
+        if activities_pid is not None:  # --split: the activity worker's process (nice execs it)
+            self.pids["activities"] = activities_pid
         for part, label in (("temporal", "temporal"), ("vcsim-dr", "vcsim_dr")):
             tracked = procs.live(state, part)
             if tracked is not None:
@@ -349,8 +352,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         reports_dir=workdir / "reports",
     )
     client = await connect(settings)
+    activities = None
+    if args.split:
+        activities = workerproc.start_activities(settings, [site, target], args.activities_nice)
+    activities_cpu: float | None = None
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-        workers = build_workers(client, [site, target], settings, pool, identity="bench-plan")
+        role: Role = "workflows" if args.split else "all"
+        workers = build_workers(client, [site, target], settings, pool, identity="bench-plan", role=role)
         runs = asyncio.gather(*(w.run() for w in workers))
         try:
             t_seed = time.perf_counter()
@@ -366,7 +374,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             started = datetime.now(UTC)
             t0 = time.perf_counter()
-            cpu = CpuMeter(lab_config.state_dir())
+            cpu = CpuMeter(lab_config.state_dir(), activities.pid if activities is not None else None)
             handle = await recovery.start_failover(
                 client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
             )
@@ -381,6 +389,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for w in workers:
                 await w.shutdown()
             await runs
+            activities_cpu = workerproc.stop_activities(activities) if activities is not None else None
 
     if report.status != "completed" or len(report.vms) != args.vms:
         raise RuntimeError(f"the failover did not complete: {report.status}, failed {report.failed_vms}")
@@ -408,6 +417,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # CPU seconds spent until the drill ran (whole processes: the workers' process includes
         # this benchmark's client), and the machine's load then: the figures above depend on both.
         "failover_cpu_s": failover_cpu,
+        # --split: workflow tasks in this process, activity tasks in a worker process of their own.
+        "split": bool(args.split),
+        "activity_process_cpu_s": activities_cpu,
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "cleanup_s": round(cleanup_s, 3),
         "cleanup_removed_vms": removed_vms,
@@ -427,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=32, help="worker max_concurrent_activities")
     parser.add_argument("--timeout-s", type=float, default=900, help="give up on the failover after this")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`",
+    )
+    parser.add_argument("--activities-nice", type=int, default=0, help="the activity process's niceness")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if not 1 <= args.groups <= args.vms:

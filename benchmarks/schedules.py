@@ -21,12 +21,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +38,7 @@ from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from benchmarks import workerproc
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
 from seawall.contract.names import Workflow, gc_schedule_id, schedule_id
 from seawall.contract.search import SA_SITE
@@ -211,7 +209,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = await connect(settings)
     rng = random.Random(11)
     cpu0 = _cpu_s()
-    activities = _activity_process(settings, site, args.activities_nice) if args.split else None
+    activities = workerproc.start_activities(settings, [site], args.activities_nice) if args.split else None
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
         role: Role = "workflows" if args.split else "all"
         workers = build_workers(client, [site], settings, pool, identity="bench", role=role)
@@ -234,7 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for w in workers:
                 await w.shutdown()
             await runs
-            activities_cpu = _stop_activity_process(activities) if activities is not None else None
+            activities_cpu = workerproc.stop_activities(activities) if activities is not None else None
     worker_cpu = _cpu_s() - cpu0
 
     latencies, completed, failed, sample = await _cycles_in_window(
@@ -283,38 +281,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _activity_process(settings: Settings, site: str, niceness: int) -> subprocess.Popen[bytes]:
-    """``seawall worker --role activities`` for the fleet's site and orchestration queues, at ``niceness``:
-    the data path apart from the workflow tasks this process runs (``--split``)."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        "SEAWALL_TEMPORAL_ADDRESS": settings.temporal_address,
-        "SEAWALL_INVENTORY": str(settings.inventory),
-        "SEAWALL_ORCHESTRATION_QUEUE": settings.orchestration_queue,
-        "SEAWALL_MAX_CONCURRENT_ACTIVITIES": str(settings.max_concurrent_activities),
-        "SEAWALL_GRACEFUL_SHUTDOWN_S": str(settings.graceful_shutdown_s),
-        "SEAWALL_LOG_LEVEL": "WARNING",
-    }
-    env.pop("SEAWALL_METRICS_PORT", None)
-    argv = ["nice", "-n", str(niceness), sys.executable, "-m", "seawall.cli", "worker", "--site", site]
-    # Its output (the SDK core's warnings too) goes to stderr: stdout carries only this run's JSON.
-    return subprocess.Popen(
-        [*argv, "--role", "activities"], env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()
-    )
-
-
-def _stop_activity_process(proc: subprocess.Popen[bytes]) -> float | None:
-    """SIGTERM (the worker drains and exits); its CPU seconds as it is reaped."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except ChildProcessError:
-        return None
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return round(usage.ru_utime + usage.ru_stime, 1)
 
 
 def _lab_temporal() -> str:
