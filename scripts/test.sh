@@ -119,7 +119,7 @@ pids+=($!)
 # when both cores are busy they go first: the tests without the lab yield to them (nice), and fill
 # the cores while the lab streams wait. They end about when the lab streams do (nice 5 is near the
 # balance: higher, and they become the longest run).
-nice -n "${SEAWALL_TEST_NICE:-5}" $V/python -m pytest -p no:cacheprovider -m "not lab" -n "$workers" "$@"
+nice -n "${SEAWALL_TEST_NICE:-5}" $V/python -m pytest -p no:cacheprovider --durations=20 -m "not lab" -n "$workers" "$@"
 rc=$?
 wait "${pids[@]}"
 # 5: nothing collected (a path or -k that selects only one kind) is no failure.
