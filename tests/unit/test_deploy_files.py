@@ -280,6 +280,9 @@ def test_chart_worker_deployment_shape() -> None:
     assert '$roles = list "workflows" "activities"' in text and '$roles := list "all"' in text
     assert text.count('{{- if ne $role "all" }}') == 3  # the name and both selectors
     assert 'if eq $role "workflows" }}{{ $site.workflowReplicas }}' in text
+    # Pods that run workflow tasks take a bounded number at once; activity-only pods run none.
+    guard = text.index('(ne $role "activities")')
+    assert guard < text.index("SEAWALL_MAX_CONCURRENT_WORKFLOW_TASKS") < text.index("{{- end }}", guard)
 
 
 def test_chart_reads_only_values_that_exist(values: dict[str, Any]) -> None:
@@ -295,6 +298,7 @@ def test_chart_values_are_consistent(values: dict[str, Any]) -> None:
     worker = values["worker"]
     assert worker["terminationGracePeriodSeconds"] > worker["heartbeatTimeoutSeconds"]
     assert worker["terminationGracePeriodSeconds"] > worker["gracefulShutdownSeconds"]
+    assert Settings(max_concurrent_workflow_tasks=worker["maxConcurrentWorkflowTasks"])  # >= 2, or refused
     assert [s["name"] for s in values["sites"]] == list(SITES)
     for site in values["sites"]:
         assert site["replicas"] >= 2 and site["pdb"]["minAvailable"] < site["replicas"], site["name"]
