@@ -43,6 +43,8 @@ def snapshot_name(conn: VSphereConnection, lab: LabInfo) -> Iterator[str]:
 def test_connects_and_reuses_one_session(conn: VSphereConnection) -> None:
     si = conn.connect()
     assert conn.connect() is si
+    # The ServiceContent is read once per connection, not per property read (a round trip each).
+    assert conn.content is conn.content
     cookie = conn.session_cookie()
     assert cookie
     conn.ensure_session()
