@@ -356,40 +356,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.split:
         activities = workerproc.start_activities(settings, [site, target], args.activities_nice)
     activities_cpu: float | None = None
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-        role: Role = "workflows" if args.split else "all"
-        workers = build_workers(client, [site, target], settings, pool, identity="bench-plan", role=role)
-        runs = asyncio.gather(*(w.run() for w in workers))
-        try:
-            t_seed = time.perf_counter()
-            queue = settings.orchestration_queue
-            await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
-            seed_s = time.perf_counter() - t_seed
-            # One point per VM is all a failover needs; cycles would compete with what is measured.
-            for vm in vms:
+    try:
+        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+            role: Role = "workflows" if args.split else "all"
+            workers = build_workers(client, [site, target], settings, pool, identity="bench-plan", role=role)
+            runs = asyncio.gather(*(w.run() for w in workers))
+            try:
+                t_seed = time.perf_counter()
+                queue = settings.orchestration_queue
+                await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
+                seed_s = time.perf_counter() - t_seed
+                # One point per VM is all a failover needs; cycles would compete with what is measured.
+                for vm in vms:
+                    with contextlib.suppress(RPCError):
+                        await client.get_schedule_handle(schedule_id(vm)).delete()
                 with contextlib.suppress(RPCError):
-                    await client.get_schedule_handle(schedule_id(vm)).delete()
-            with contextlib.suppress(RPCError):
-                await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
+                    await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
 
-            started = datetime.now(UTC)
-            t0 = time.perf_counter()
-            cpu = CpuMeter(lab_config.state_dir(), activities.pid if activities is not None else None)
-            handle = await recovery.start_failover(
-                client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
-            )
-            await _wait_phase(handle, "drill running", timeout=args.timeout_s)
-            observed_s = time.perf_counter() - t0
-            failover_cpu = cpu.spent()
-            t_cleanup = time.perf_counter()
-            await recovery.cleanup(client, plan_name)
-            report = await handle.result()
-            cleanup_s = time.perf_counter() - t_cleanup
-        finally:
-            for w in workers:
-                await w.shutdown()
-            await runs
-            activities_cpu = workerproc.stop_activities(activities) if activities is not None else None
+                started = datetime.now(UTC)
+                t0 = time.perf_counter()
+                cpu = CpuMeter(lab_config.state_dir(), activities.pid if activities is not None else None)
+                handle = await recovery.start_failover(
+                    client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
+                )
+                await _wait_phase(handle, "drill running", timeout=args.timeout_s)
+                observed_s = time.perf_counter() - t0
+                failover_cpu = cpu.spent()
+                t_cleanup = time.perf_counter()
+                await recovery.cleanup(client, plan_name)
+                report = await handle.result()
+                cleanup_s = time.perf_counter() - t_cleanup
+            finally:
+                for w in workers:
+                    await w.shutdown()
+                await runs
+    finally:
+        # However the run ends (a worker that would not start, a failed shutdown), its process is reaped.
+        if activities is not None:
+            activities_cpu = workerproc.stop_activities(activities)
 
     if report.status != "completed" or len(report.vms) != args.vms:
         raise RuntimeError(f"the failover did not complete: {report.status}, failed {report.failed_vms}")
