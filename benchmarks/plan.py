@@ -43,7 +43,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -65,7 +64,6 @@ from seawall.lab import config as lab_config
 from seawall.plans import load_plan
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
-from workers.main import Role, build_workers
 
 HEALTH_STEP = "health checks"
 # Addresses for the drill copies: one /16 holds any N this benchmark is run with.
@@ -352,48 +350,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         reports_dir=workdir / "reports",
     )
     client = await connect(settings)
-    activities = None
-    if args.split:
-        activities = workerproc.start_activities(settings, [site, target], args.activities_nice)
-    activities_cpu: float | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-            role: Role = "workflows" if args.split else "all"
-            workers = build_workers(client, [site, target], settings, pool, identity="bench-plan", role=role)
-            runs = asyncio.gather(*(w.run() for w in workers))
-            try:
-                t_seed = time.perf_counter()
-                queue = settings.orchestration_queue
-                await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
-                seed_s = time.perf_counter() - t_seed
-                # One point per VM is all a failover needs; cycles would compete with what is measured.
-                for vm in vms:
-                    with contextlib.suppress(RPCError):
-                        await client.get_schedule_handle(schedule_id(vm)).delete()
-                with contextlib.suppress(RPCError):
-                    await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
+    async with workerproc.running(
+        client,
+        [site, target],
+        settings,
+        split=args.split,
+        niceness=args.activities_nice,
+        identity="bench-plan",
+    ) as running:
+        t_seed = time.perf_counter()
+        queue = settings.orchestration_queue
+        await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
+        seed_s = time.perf_counter() - t_seed
+        # One point per VM is all a failover needs; cycles would compete with what is measured.
+        for vm in vms:
+            with contextlib.suppress(RPCError):
+                await client.get_schedule_handle(schedule_id(vm)).delete()
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(gc_schedule_id(f"{site}-store")).delete()
 
-                started = datetime.now(UTC)
-                t0 = time.perf_counter()
-                cpu = CpuMeter(lab_config.state_dir(), activities.pid if activities is not None else None)
-                handle = await recovery.start_failover(
-                    client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
-                )
-                await _wait_phase(handle, "drill running", timeout=args.timeout_s)
-                observed_s = time.perf_counter() - t0
-                failover_cpu = cpu.spent()
-                t_cleanup = time.perf_counter()
-                await recovery.cleanup(client, plan_name)
-                report = await handle.result()
-                cleanup_s = time.perf_counter() - t_cleanup
-            finally:
-                for w in workers:
-                    await w.shutdown()
-                await runs
-    finally:
-        # However the run ends (a worker that would not start, a failed shutdown), its process is reaped.
-        if activities is not None:
-            activities_cpu = workerproc.stop_activities(activities)
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        cpu = CpuMeter(lab_config.state_dir(), running.activities_pid)
+        handle = await recovery.start_failover(
+            client, queue, FailoverInput(plan=plan_name, mode="test", ttl_s=7200)
+        )
+        await _wait_phase(handle, "drill running", timeout=args.timeout_s)
+        observed_s = time.perf_counter() - t0
+        failover_cpu = cpu.spent()
+        t_cleanup = time.perf_counter()
+        await recovery.cleanup(client, plan_name)
+        report = await handle.result()
+        cleanup_s = time.perf_counter() - t_cleanup
+    activities_cpu = running.activities_cpu_s
 
     if report.status != "completed" or len(report.vms) != args.vms:
         raise RuntimeError(f"the failover did not complete: {report.status}, failed {report.failed_vms}")

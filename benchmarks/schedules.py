@@ -29,7 +29,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +45,6 @@ from seawall.control import replication
 from seawall.lab.info import load_lab
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
-from workers.main import Role, build_workers
 
 T = TypeVar("T")
 
@@ -209,35 +207,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = await connect(settings)
     rng = random.Random(11)
     cpu0 = _cpu_s()
-    activities = workerproc.start_activities(settings, [site], args.activities_nice) if args.split else None
-    activities_cpu: float | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
-            role: Role = "workflows" if args.split else "all"
-            workers = build_workers(client, [site], settings, pool, identity="bench", role=role)
-            runs = asyncio.gather(*(w.run() for w in workers))
-            try:
-                t_seed = time.perf_counter()
-                queue = settings.orchestration_queue
-                await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
-                seed_s = time.perf_counter() - t_seed
-                window_start = datetime.now(UTC)
-                t0 = time.perf_counter()
-                while time.perf_counter() - t0 < args.duration_s:
-                    # A guest writer: every VM gets a few scattered writes per interval.
-                    for vm in rng.sample(vms, max(1, len(vms) // 10)):
-                        touch_blocks(workdir, vm, rng, blocks=2)
-                    await asyncio.sleep(min(1.0, args.interval_s / 10))
-                window_end = datetime.now(UTC)
-                skipped, missed_catchup, unanswered = await _stop_fleet(client, site, vms)
-            finally:
-                for w in workers:
-                    await w.shutdown()
-                await runs
-    finally:
-        # However the run ends (a worker that would not start, a failed shutdown), its process is reaped.
-        if activities is not None:
-            activities_cpu = workerproc.stop_activities(activities)
+    async with workerproc.running(
+        client, [site], settings, split=args.split, niceness=args.activities_nice, identity="bench"
+    ) as running:
+        t_seed = time.perf_counter()
+        queue = settings.orchestration_queue
+        await asyncio.gather(*(replication.protect(client, queue, vm) for vm in vms))
+        seed_s = time.perf_counter() - t_seed
+        window_start = datetime.now(UTC)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < args.duration_s:
+            # A guest writer: every VM gets a few scattered writes per interval.
+            for vm in rng.sample(vms, max(1, len(vms) // 10)):
+                touch_blocks(workdir, vm, rng, blocks=2)
+            await asyncio.sleep(min(1.0, args.interval_s / 10))
+        window_end = datetime.now(UTC)
+        skipped, missed_catchup, unanswered = await _stop_fleet(client, site, vms)
+    activities_cpu = running.activities_cpu_s
     worker_cpu = _cpu_s() - cpu0
 
     latencies, completed, failed, sample = await _cycles_in_window(

@@ -1,4 +1,4 @@
-"""A `seawall worker --role activities` beside a benchmark whose own process runs the workflow tasks.
+"""A benchmark's workers: in its own process, or split with a `seawall worker --role activities` beside.
 
 ``--split`` in the schedules and plan benchmarks: the deployment shape of a site with ``split: true``
 (deploy/helm), one process for workflow tasks and their local activities, another for the activity
@@ -8,14 +8,57 @@ is waiting for.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.client import Client
+
 from seawall.runtime.config import Settings
+from workers.main import Role, build_workers
+
+
+@dataclass
+class Workers:
+    """What a benchmark reports about its workers: the activity process's pid while it runs (for CPU
+    meters) and its CPU seconds once reaped; both None when the run is not split."""
+
+    activities_pid: int | None = None
+    activities_cpu_s: float | None = None
+
+
+@contextlib.asynccontextmanager
+async def running(
+    client: Client, sites: Sequence[str], settings: Settings, *, split: bool, niceness: int, identity: str
+) -> AsyncIterator[Workers]:
+    """The workers for ``sites`` and the orchestration queue, running until the block ends.
+
+    Split: workflow tasks here, activity tasks in ``seawall worker --role activities`` at ``niceness``.
+    However the block ends (a worker that would not start, a failed shutdown), that process is reaped.
+    """
+    proc = start_activities(settings, sites, niceness) if split else None
+    info = Workers(activities_pid=proc.pid if proc is not None else None)
+    try:
+        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+            role: Role = "workflows" if split else "all"
+            workers = build_workers(client, sites, settings, pool, identity=identity, role=role)
+            runs = asyncio.gather(*(w.run() for w in workers))
+            try:
+                yield info
+            finally:
+                for w in workers:
+                    await w.shutdown()
+                await runs
+    finally:
+        if proc is not None:
+            info.activities_cpu_s = stop_activities(proc)
 
 
 def start_activities(settings: Settings, sites: Sequence[str], niceness: int) -> subprocess.Popen[bytes]:
