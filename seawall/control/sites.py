@@ -21,7 +21,7 @@ from seawall.contract.messages import ProbeSiteInput, SiteProbe
 from seawall.contract.names import Workflow, probe_id
 from seawall.contract.queues import site_queue
 from seawall.model import Inventory
-from seawall.runtime.metrics.sources import queue_workers, site_workers
+from seawall.runtime.metrics.sources import TASK_KINDS, queue_pollers, serving, site_workers
 
 __all__ = ["POLLER_FRESH_S", "SiteHealth", "SiteWorker", "site_health"]
 
@@ -34,6 +34,7 @@ class SiteWorker(BaseModel):
     identity: str
     last_poll: datetime
     live: bool
+    tasks: list[str] = ["workflow", "activity"]  # the kinds it polls: a split pair's process one each
 
 
 class SiteHealth(BaseModel):
@@ -41,7 +42,7 @@ class SiteHealth(BaseModel):
     site: str
     kind: str
     queue: str
-    pollers: int  # live workers on the site's queue
+    pollers: int  # live workers serving the site's queue (both kinds of task; a split pair counts once)
     workers: list[SiteWorker]
     reachable: bool | None  # None: not probed (no worker to ask, or probing not asked for)
     detail: str
@@ -78,28 +79,44 @@ async def _one(
     client: Client, inventory: Inventory, site: str, queue: str | None, probe: bool, timeout_s: float
 ) -> SiteHealth:
     now = datetime.now(UTC)
-    seen = await site_workers(client, site)
+    pollers = await site_workers(client, site)
+    identities = {i for seen in pollers.values() for i in seen}
     workers = sorted(
         (
-            SiteWorker(identity=i, last_poll=at, live=(now - at).total_seconds() <= POLLER_FRESH_S)
-            for i, at in seen.items()
+            SiteWorker(
+                identity=i,
+                last_poll=(at := max(seen[i] for seen in pollers.values() if i in seen)),
+                live=(now - at).total_seconds() <= POLLER_FRESH_S,
+                tasks=[kind for kind in TASK_KINDS if i in pollers.get(kind, {})],
+            )
+            for i in identities
         ),
         key=lambda w: w.last_poll,
         reverse=True,
     )
-    live = sum(1 for w in workers if w.live)
+    live = serving(pollers, now=now, fresh_s=POLLER_FRESH_S)
     kind = inventory.site(site).kind
     base = {"site": site, "kind": kind, "queue": site_queue(site), "pollers": live, "workers": workers}
     if live == 0:
-        return SiteHealth(
-            **base,
-            reachable=None,
-            detail=(
+        missing = [k for k in TASK_KINDS if not any(w.live and k in w.tasks for w in workers)]
+        if len(missing) == 1:
+            # Half a split pair: the other half's tasks wait on the server, unserved.
+            role = "activities" if missing == ["activity"] else "workflows"
+            detail = (
+                f"no worker takes the {missing[0]} tasks of {site_queue(site)}: "
+                + (
+                    "its transfers, verifies and recoveries wait"
+                    if role == "activities"
+                    else "its cycles and recoveries wait"
+                )
+                + f" (start `seawall worker --site {site} --role {role}`)"
+            )
+        else:
+            detail = (
                 f"no worker polls {site_queue(site)}: the site cannot be probed "
                 f"(start `seawall worker --site {site}`)"
-            ),
-            probed_at=None,
-        )
+            )
+        return SiteHealth(**base, reachable=None, detail=detail, probed_at=None)
     if not probe:
         return SiteHealth(**base, reachable=None, detail="not probed", probed_at=None)
     if queue is None:
@@ -136,6 +153,7 @@ async def site_health(
     sites are not probed (a probe would only wait for its timeout)."""
     names = sites if sites is not None else [s.name for s in inventory.sites]
     now = datetime.now(UTC)
-    runner = await queue_workers(client, queue) if probe else {}
+    # The probe is a workflow on ``queue`` whose activity runs on the site's queue (checked per site).
+    runner = (await queue_pollers(client, queue)).get("workflow", {}) if probe else {}
     usable = queue if any((now - at).total_seconds() <= POLLER_FRESH_S for at in runner.values()) else None
     return list(await asyncio.gather(*(_one(client, inventory, s, usable, probe, timeout_s) for s in names)))

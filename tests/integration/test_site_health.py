@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -23,7 +24,7 @@ from seawall.control.sites import site_health
 from seawall.lab import LabInfo
 from seawall.plans import load_inventory
 from seawall.runtime.config import Settings
-from seawall.runtime.metrics.sources import queue_workers
+from seawall.runtime.metrics.sources import queue_pollers
 from seawall.runtime.temporal import connect
 from tests.integration.isolated_namespace import isolated_namespace
 from tests.integration.replication_env import write_inventory
@@ -34,8 +35,8 @@ async def _polling(client: object, *queues: str, timeout: float = 30.0) -> None:
     """Until the server lists a poller on each queue (a loaded machine takes a while to start)."""
     async with asyncio.timeout(timeout):
         while True:
-            seen = [await queue_workers(client, q) for q in queues]  # type: ignore[arg-type]
-            if all(seen):
+            seen = [await queue_pollers(client, q) for q in queues]  # type: ignore[arg-type]
+            if all(all(kinds.values()) for kinds in seen):
                 return
             await asyncio.sleep(0.2)
 
@@ -157,3 +158,49 @@ async def test_sites_api_lists_workers_and_probes_on_request(
     assert rows["dr"]["pollers"] == 0
     probed_rows = {r["site"]: r for r in probed.json()}
     assert probed_rows["primary"]["reachable"] is True and probed_rows["primary"]["probed_at"]
+
+
+async def test_half_a_split_pair_is_no_worker_and_the_whole_pair_is_one(
+    lab: LabInfo, tmp_path: Path, namespace: str
+) -> None:
+    """A site served by `--role workflows` alone takes its workflow tasks and runs none of its
+    transfers: unhealthy, and the detail names the missing half. With `--role activities` beside it,
+    the pair is one healthy worker, and the probe goes through both halves."""
+    queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
+    inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
+    settings = Settings(
+        temporal_address=lab.temporal.address,
+        temporal_namespace=namespace,
+        inventory=inv_path,
+        orchestration_queue=queue,
+        graceful_shutdown_s=2,
+    )
+    inventory = load_inventory(inv_path)
+    client = await connect(settings)
+    identity = f"pair-{uuid.uuid4().hex[:6]}"
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        half = build_workers(client, ["primary"], settings, pool, identity=f"{identity}-w", role="workflows")
+        runs = [asyncio.gather(*(w.run() for w in half))]
+        other: list[Any] = []
+        try:
+            async with asyncio.timeout(30):
+                while not (await queue_pollers(client, "seawall-site-primary"))["workflow"]:
+                    await asyncio.sleep(0.2)
+            [alone] = await site_health(client, inventory, queue, sites=["primary"], timeout_s=30)
+            other = build_workers(
+                client, ["primary"], settings, pool, identity=f"{identity}-a", role="activities"
+            )
+            runs.append(asyncio.gather(*(w.run() for w in other)))
+            await _polling(client, queue, "seawall-site-primary")
+            [pair] = await site_health(client, inventory, queue, sites=["primary"], timeout_s=30)
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in [*half, *other]))
+            await asyncio.gather(*runs)
+    assert alone.pollers == 0 and not alone.healthy and alone.reachable is None, alone
+    assert "no worker takes the activity tasks of seawall-site-primary" in alone.detail, alone.detail
+    assert "--role activities" in alone.detail
+    [listed] = [w for w in alone.workers if w.identity == f"{identity}-w/primary"]
+    assert listed.live and listed.tasks == ["workflow"]
+    assert pair.pollers == 1 and pair.healthy and pair.reachable is True, pair
+    tasks = {w.identity: w.tasks for w in pair.workers if w.live}
+    assert tasks == {f"{identity}-w/primary": ["workflow"], f"{identity}-a/primary": ["activity"]}

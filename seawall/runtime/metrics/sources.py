@@ -168,35 +168,57 @@ def progress_at(desc: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class PollersSeen:
-    count: int  # distinct worker identities polling the site's queue (workflow or activity tasks)
+    count: int  # workers serving the site's queue: see ``serving``
     newest_poll: datetime | None
+
+
+# The two kinds of task a queue hands out; a worker of role `all` polls both, a split pair one each.
+TASK_KINDS: dict[str, TaskQueueType.ValueType] = {
+    "workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    "activity": TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+}
+
+# Per kind of task: each worker identity the server lists polling it, with its last poll.
+Pollers = dict[str, dict[str, datetime]]
+
+
+def serving(pollers: Pollers, *, now: datetime, fresh_s: float) -> int:
+    """How many workers serve a queue: the fresh pollers of the kind of task fewer of them poll.
+
+    A queue is served only when both kinds are: a site whose activity process died still takes its
+    workflow tasks, and replicates nothing (its transfers wait on the server). Workers of role `all`
+    count once each, a split pair (`--role workflows` + `--role activities`) as one.
+    """
+    return min(
+        sum(1 for at in pollers.get(kind, {}).values() if (now - at).total_seconds() <= fresh_s)
+        for kind in TASK_KINDS
+    )
 
 
 async def site_pollers(
     client: Client, site: str, *, fresh_s: float, now: datetime | None = None
 ) -> PollersSeen:
-    """The workers polling ``seawall-site-<site>``, as the Temporal server saw them.
+    """The workers serving ``seawall-site-<site>``, as the Temporal server saw them.
 
     The server lists a poller for minutes after its last poll, so only those seen within ``fresh_s``
     count (a live worker re-polls at least once per long-poll, about a minute).
     """
     now = now or datetime.now(UTC)
-    seen = await site_workers(client, site)
-    newest = max(seen.values(), default=None)
-    fresh = [i for i, at in seen.items() if (now - at).total_seconds() <= fresh_s]
-    return PollersSeen(count=len(fresh), newest_poll=newest)
+    pollers = await queue_pollers(client, site_queue(site))
+    newest = max((at for seen in pollers.values() for at in seen.values()), default=None)
+    return PollersSeen(count=serving(pollers, now=now, fresh_s=fresh_s), newest_poll=newest)
 
 
-async def site_workers(client: Client, site: str) -> dict[str, datetime]:
-    """Every worker identity the server lists on the site's queue (workflow or activity tasks),
-    with when it last polled; stale ones included (the caller decides what is fresh)."""
-    return await queue_workers(client, site_queue(site))
+async def site_workers(client: Client, site: str) -> Pollers:
+    """``queue_pollers`` of the site's queue."""
+    return await queue_pollers(client, site_queue(site))
 
 
-async def queue_workers(client: Client, queue: str) -> dict[str, datetime]:
-    """``site_workers`` for any task queue."""
-    seen: dict[str, datetime] = {}
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+async def queue_pollers(client: Client, queue: str) -> Pollers:
+    """Every worker identity the server lists on ``queue``, per kind of task it polls, with when it
+    last polled; stale ones included (the caller decides what is fresh)."""
+    found: Pollers = {}
+    for name, kind in TASK_KINDS.items():
         response = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,
@@ -204,9 +226,10 @@ async def queue_workers(client: Client, queue: str) -> dict[str, datetime]:
                 task_queue_type=kind,
             )
         )
+        seen = found.setdefault(name, {})
         for poller in response.pollers:
             if not poller.HasField("last_access_time"):
                 continue
             at = poller.last_access_time.ToDatetime(tzinfo=UTC)
             seen[poller.identity] = max(at, seen.get(poller.identity, at))
-    return seen
+    return found
