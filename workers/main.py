@@ -233,7 +233,18 @@ def _know_configured_secrets(settings: Settings) -> None:
     register_configured_files([Path(settings.inventory), *sorted(Path(settings.plans_dir).glob("*.y*ml"))])
 
 
-def run_worker(sites: Sequence[str], *, orchestration: bool = True, role: Role = "all") -> None:
+def run_worker(
+    sites: Sequence[str],
+    *,
+    orchestration: bool = True,
+    role: Role = "all",
+    metrics_port: int | None = None,
+) -> None:
+    """The ``seawall worker`` process; ``metrics_port`` replaces ``SEAWALL_METRICS_PORT`` (the two
+    role processes of one host share its settings file but not a port)."""
+    settings = Settings()
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": metrics_port})
     logging.basicConfig(
         level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -243,7 +254,7 @@ def run_worker(sites: Sequence[str], *, orchestration: bool = True, role: Role =
         logging.getLogger(name).setLevel(third_party)
     # Every line masks configured secrets and URL credentials, and stays one line.
     install_log_redaction()
-    asyncio.run(serve(sites, orchestration=orchestration, role=role))
+    asyncio.run(serve(sites, settings, orchestration=orchestration, role=role))
     logging.shutdown()
 
 

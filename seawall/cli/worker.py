@@ -18,6 +18,14 @@ def worker(
         help="all; workflows (workflow tasks and their local activities only); activities (activity "
         "tasks only). Run one process of each to keep the data path off the workflow tasks' GIL.",
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus metrics on this port instead of SEAWALL_METRICS_PORT's (two worker "
+        "processes on one host need two ports).",
+    ),
 ) -> None:
     """Run a worker for the given sites' task queues until SIGTERM/SIGINT, then drain and exit 0."""
     from workers.main import ROLES, Role, run_worker
@@ -36,7 +44,7 @@ def worker(
         from seawall.runtime.config import Settings
 
         keys_from_settings(Settings().intent_keys)  # a bad key reference stops the worker here, clearly
-        run_worker(site, orchestration=orchestration, role=cast("Role", role))
+        run_worker(site, orchestration=orchestration, role=cast("Role", role), metrics_port=metrics_port)
     except (TemporalConfigError, PayloadKeyError, IntentKeyError) as exc:
         typer.echo(f"configuration: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ class WorkerProcess:
         failpoints: str = "",
         failpoint_dir: Path | None = None,
         extra_env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
-        """``extra_env``: more SEAWALL_* settings (plans and reports folders, health-check redirect)."""
+        """``extra_env``: more SEAWALL_* settings (plans and reports folders, health-check redirect);
+        ``args``: more `seawall worker` options (``--role``, ``--metrics-port``)."""
         env = dict(os.environ)
         env.update(
             SEAWALL_TEMPORAL_ADDRESS=settings.temporal_address,
@@ -50,6 +52,7 @@ class WorkerProcess:
         argv = [sys.executable, "-m", "seawall.cli", "worker"]
         for site in sites:
             argv += ["--site", site]
+        argv += args
         self.log = log
         self._out = log.open("ab")
         self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)

@@ -73,13 +73,20 @@ async def scrape_until(port: int, ready: Callable[[Samples], bool], timeout: flo
 
 
 def metrics_worker(
-    settings: Settings, log: Path, port: int, *, site: str = "primary", **env: str
+    settings: Settings,
+    log: Path,
+    port: int,
+    *,
+    site: str = "primary",
+    args: tuple[str, ...] = (),
+    **env: str,
 ) -> WorkerProcess:
     return WorkerProcess(
         settings,
         log,
         sites=(site,),
         extra_env={"SEAWALL_METRICS_PORT": str(port), "SEAWALL_METRICS_HOST": "127.0.0.1", **env},
+        args=args,
     )
 
 
@@ -90,6 +97,7 @@ async def test_worker_serves_rpo_age_and_sdk_metrics(
         port = free_port()
         worker = metrics_worker(env.settings, tmp_path / "worker.log", port)
         restarted: WorkerProcess | None = None
+        activities: WorkerProcess | None = None
         try:
             # ProtectVM seeds the VM with one ReplicationCycle: snapshot, ship, commit, verify.
             protected = await env.client.execute_workflow(
@@ -134,15 +142,29 @@ async def test_worker_serves_rpo_age_and_sdk_metrics(
             assert series(samples, "temporal_activity_execution_latency_count", activity_type="verify_point")
 
             # A restarted worker (different port) knows the point from Temporal, not from its own memory.
+            # It comes back as the deploy files run it: two processes with the same settings, workflow
+            # tasks in one, activity tasks in the other, which `--metrics-port` moves off the shared port.
             worker.stop()
-            port2 = free_port()
-            restarted = metrics_worker(env.settings, tmp_path / "worker-2.log", port2)
-            samples = await scrape_until(port2, lambda s: bool(series(s, "seawall_rpo_age_seconds", vm=VM)))
-            [stamp2] = series(samples, "seawall_last_verified_point_timestamp_seconds", vm=VM)
-            assert stamp2 >= stamp
-            [age2] = series(samples, "seawall_rpo_age_seconds", vm=VM)
-            assert 0 <= age2 < 180, (age, age2)
+            port2, port3 = free_port(), free_port()
+            restarted = metrics_worker(
+                env.settings, tmp_path / "worker-2.log", port2, args=("--role", "workflows")
+            )
+            activities = metrics_worker(
+                env.settings,
+                tmp_path / "worker-3.log",
+                port2,
+                args=("--role", "activities", "--metrics-port", str(port3)),
+            )
+            for served in (port2, port3):
+                samples = await scrape_until(
+                    served, lambda s: bool(series(s, "seawall_rpo_age_seconds", vm=VM))
+                )
+                [stamp2] = series(samples, "seawall_last_verified_point_timestamp_seconds", vm=VM)
+                assert stamp2 >= stamp
+                [age2] = series(samples, "seawall_rpo_age_seconds", vm=VM)
+                assert 0 <= age2 < 180, (age, age2)
 
+            # The pair does the work: the unprotect's workflow tasks in one, its activities in the other.
             await env.client.execute_workflow(
                 "UnprotectVM",
                 UnprotectInput(vm=VM),
@@ -150,10 +172,12 @@ async def test_worker_serves_rpo_age_and_sdk_metrics(
                 task_queue=env.settings.orchestration_queue,
                 result_type=int,
             )
+            assert "role=activities" in (tmp_path / "worker-3.log").read_text()
         finally:
             worker.stop()
-            if restarted is not None:
-                restarted.stop()
+            for later in (restarted, activities):
+                if later is not None:
+                    later.stop()
 
 
 FAST_VM = "app-02"  # rpo-5m in the inventory (threshold 450 s), protected here with rpo-30s

@@ -89,7 +89,9 @@ def test_compose_runs_temporal_on_postgresql_a_worker_per_site_and_the_api(compo
         "temporal-init",
         "temporal-ui",
         "worker-primary",
+        "worker-primary-activities",
         "worker-dr",
+        "worker-dr-activities",
         "api",
     }
     temporal = services["temporal"]
@@ -102,17 +104,23 @@ def test_compose_runs_temporal_on_postgresql_a_worker_per_site_and_the_api(compo
         if name != "temporal-init":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     for site in SITES:
-        worker = services[f"worker-{site}"]
-        assert worker["command"] == ["worker", "--site", site]
-        assert worker["depends_on"]["temporal-init"]["condition"] == "service_completed_successfully"
-        env = worker["environment"]
-        assert env["SEAWALL_TEMPORAL_ADDRESS"] == "temporal:7233"
-        # The container engine's SIGKILL must come after the worker's drain.
-        assert _seconds(worker["stop_grace_period"]) > float(env["SEAWALL_GRACEFUL_SHUTDOWN_S"])
-        # Each worker is handed only its own site's credentials (and the replica stores').
-        secrets = {s["source"] for s in worker["secrets"]}
-        other = next(s for s in SITES if s != site)
-        assert f"{site}-credentials" in secrets and f"{other}-credentials" not in secrets
+        # Each site's worker is two processes: workflow tasks in one, the data path in the other,
+        # which yields the cores to the first.
+        workflows, activities = services[f"worker-{site}"], services[f"worker-{site}-activities"]
+        assert workflows["command"] == ["worker", "--site", site, "--role", "workflows"]
+        assert activities["command"] == ["worker", "--site", site, "--role", "activities"]
+        assert activities["cpu_shares"] < workflows.get("cpu_shares", 1024)
+        for worker in (workflows, activities):
+            assert worker["depends_on"]["temporal-init"]["condition"] == "service_completed_successfully"
+            env = worker["environment"]
+            assert env["SEAWALL_TEMPORAL_ADDRESS"] == "temporal:7233"
+            # The container engine's SIGKILL must come after the worker's drain.
+            assert _seconds(worker["stop_grace_period"]) > float(env["SEAWALL_GRACEFUL_SHUTDOWN_S"])
+            # Each worker is handed only its own site's credentials (and the replica stores'); both
+            # halves need them (a cycle's local steps talk to the vCenter and the stores too).
+            secrets = {s["source"] for s in worker["secrets"]}
+            other = next(s for s in SITES if s != site)
+            assert f"{site}-credentials" in secrets and f"{other}-credentials" not in secrets
     api = services["api"]
     assert api["command"][:2] == ["api", "serve"] and "--tokens" in api["command"]
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
@@ -187,29 +195,41 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 # --- systemd ----------------------------------------------------------------------------------------
 
 
-def test_systemd_unit_verifies_and_outlasts_the_graceful_shutdown(tmp_path: Path) -> None:
-    unit = (DEPLOY / "systemd" / "seawall-worker@.service").read_text()
-    # verify checks that ExecStart's binary exists: point it at this checkout's.
-    (tmp_path / "seawall-worker@.service").write_text(
-        unit.replace("/opt/seawall/bin/seawall", str(BIN / "seawall"))
-    )
-    done = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "seawall-worker@primary.service")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    # verify reports unknown or malformed settings on stderr and still exits 0.
-    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
-    settings = dict(
-        line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
-    )
-    assert settings["ExecStart"].endswith("worker --site %i")
-    assert settings["Restart"] == "always" and settings["User"] == "seawall"
+UNITS = ("seawall-worker@.service", "seawall-worker-activities@.service")
+
+
+def test_systemd_units_verify_and_outlast_the_graceful_shutdown(tmp_path: Path) -> None:
+    for name in UNITS:
+        # verify checks that ExecStart's binary exists and follows Wants=: point both at this checkout.
+        text = (DEPLOY / "systemd" / name).read_text()
+        (tmp_path / name).write_text(text.replace("/opt/seawall/bin/seawall", str(BIN / "seawall")))
     env = _env_file(DEPLOY / "systemd" / "worker.env.example")
-    assert float(settings["TimeoutStopSec"]) > float(env["SEAWALL_GRACEFUL_SHUTDOWN_S"])
     assert set(env) <= seawall_env_names(), set(env) - seawall_env_names()
+    units = {}
+    for name in UNITS:
+        done = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(tmp_path / name.replace("@", "@primary"))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        # verify reports unknown or malformed settings on stderr and still exits 0.
+        assert done.returncode == 0 and not done.stderr.strip(), (name, done.stderr)
+        text = (DEPLOY / "systemd" / name).read_text()
+        units[name] = dict(
+            line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
+        )
+        assert units[name]["Restart"] == "always" and units[name]["User"] == "seawall"
+        assert float(units[name]["TimeoutStopSec"]) > float(env["SEAWALL_GRACEFUL_SHUTDOWN_S"])
+    workflows, activities = (units[name] for name in UNITS)
+    assert workflows["ExecStart"].endswith("worker --site %i --role workflows")
+    # The data path apart, behind the workflow tasks, on a port of its own; it starts, stops and
+    # restarts with its site's workflow process, so enabling the one unit never leaves a site without it.
+    assert activities["ExecStart"].endswith("worker --site %i --role activities --metrics-port 9465")
+    assert env["SEAWALL_METRICS_PORT"] != "9465" and int(activities["Nice"]) > 0
+    assert "seawall-worker-activities@%i.service" in workflows["Wants"].split()
+    assert activities["PartOf"] == "seawall-worker@%i.service"
 
 
 def _env_file(path: Path) -> dict[str, str]:
@@ -302,7 +322,8 @@ def test_chart_values_are_consistent(values: dict[str, Any]) -> None:
     assert [s["name"] for s in values["sites"]] == list(SITES)
     for site in values["sites"]:
         assert site["replicas"] >= 2 and site["pdb"]["minAvailable"] < site["replicas"], site["name"]
-        assert site["split"] is False and site["workflowReplicas"] > site["pdb"]["minAvailable"], site["name"]
+        # Workflow tasks apart from the data path, as compose and systemd run them too.
+        assert site["split"] is True and site["workflowReplicas"] > site["pdb"]["minAvailable"], site["name"]
         assert site["resources"]["requests"] and "credentials" in site
     # Orchestration must survive the loss of the primary site.
     assert next(s for s in values["sites"] if s["name"] == "dr")["orchestration"] is True
