@@ -6,7 +6,9 @@ Needs the running lab (``seawall lab up``; ``SEAWALL_LAB_DIR`` picks another one
 server and its ``dr`` vcsim. N raw-image VMs (64 KiB disks) on a directory source site are protected
 once (seeded; their schedules are deleted at once, so no replication competes with the failover), then
 a test failover of a plan with G groups (run in order, no gates, no hooks, guest-IP health checks only)
-recovers them as drill copies at the DR vCenter with an in-process worker. The drill is then cleaned up.
+recovers them as drill copies at the DR vCenter. The workers run as the deploy files run a site's: the
+workflow tasks in this process, the activity tasks in a ``seawall worker --role activities`` beside it
+(``--no-split``: both in this process). The drill is then cleaned up.
 
 Definitions, from the run's report (every time below is Temporal's own record of the run):
 
@@ -434,8 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None)
     parser.add_argument(
         "--split",
-        action="store_true",
-        help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`, "
+        "as every deploy file runs a site's worker (default); --no-split: both in this process",
     )
     parser.add_argument("--activities-nice", type=int, default=0, help="the activity process's niceness")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

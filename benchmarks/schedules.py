@@ -293,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-history", action="store_true", help="do not count workflow task timeouts")
     parser.add_argument(
         "--split",
-        action="store_true",
-        help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`, "
+        "as every deploy file runs a site's worker (default); --no-split: both in this process",
     )
     parser.add_argument("--activities-nice", type=int, default=5, help="the activity process's niceness")
     parser.add_argument("--workflow-tasks", type=int, default=None, help="max_concurrent_workflow_tasks")
