@@ -298,7 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         help="workflow tasks in this process, activity tasks in a `seawall worker --role activities`, "
         "as every deploy file runs a site's worker (default); --no-split: both in this process",
     )
-    parser.add_argument("--activities-nice", type=int, default=5, help="the activity process's niceness")
+    parser.add_argument(
+        "--activities-nice",
+        type=int,
+        default=0,
+        help="the activity process's niceness (0, as the deploy files run it)",
+    )
     parser.add_argument("--workflow-tasks", type=int, default=None, help="max_concurrent_workflow_tasks")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

@@ -104,12 +104,10 @@ def test_compose_runs_temporal_on_postgresql_a_worker_per_site_and_the_api(compo
         if name != "temporal-init":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     for site in SITES:
-        # Each site's worker is two processes: workflow tasks in one, the data path in the other,
-        # which yields the cores to the first.
+        # Each site's worker is two processes: workflow tasks in one, the data path in the other.
         workflows, activities = services[f"worker-{site}"], services[f"worker-{site}-activities"]
         assert workflows["command"] == ["worker", "--site", site, "--role", "workflows"]
         assert activities["command"] == ["worker", "--site", site, "--role", "activities"]
-        assert activities["cpu_shares"] < workflows.get("cpu_shares", 1024)
         for worker in (workflows, activities):
             assert worker["depends_on"]["temporal-init"]["condition"] == "service_completed_successfully"
             env = worker["environment"]
@@ -224,10 +222,10 @@ def test_systemd_units_verify_and_outlast_the_graceful_shutdown(tmp_path: Path) 
         assert float(units[name]["TimeoutStopSec"]) > float(env["SEAWALL_GRACEFUL_SHUTDOWN_S"])
     workflows, activities = (units[name] for name in UNITS)
     assert workflows["ExecStart"].endswith("worker --site %i --role workflows")
-    # The data path apart, behind the workflow tasks, on a port of its own; it starts, stops and
-    # restarts with its site's workflow process, so enabling the one unit never leaves a site without it.
+    # The data path apart, on a port of its own; it starts, stops and restarts with its site's
+    # workflow process, so enabling the one unit never leaves a site without it.
     assert activities["ExecStart"].endswith("worker --site %i --role activities --metrics-port 9465")
-    assert env["SEAWALL_METRICS_PORT"] != "9465" and int(activities["Nice"]) > 0
+    assert env["SEAWALL_METRICS_PORT"] != "9465"
     assert "seawall-worker-activities@%i.service" in workflows["Wants"].split()
     assert activities["PartOf"] == "seawall-worker@%i.service"
 
