@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from seawall.contract.names import (
         PATCH_CYCLE_SNAPSHOT_GUARD,
+        PATCH_GROUP_RELEASE_BY_NAME,
         Query,
         Workflow,
         group_search_value,
@@ -136,17 +137,24 @@ class GroupReplicationCycleWorkflow:
             )
         finally:
             self._set_phase("releasing snapshots", g.group)
+            # Every member's, by name (releasing one never taken is a no-op): an earlier attempt of a
+            # workflow task may have taken a snapshot whose completion this attempt never saw.
+            names = (
+                {vm: start.snapshot for vm, start in zip(g.vms, starts, strict=True)}
+                if workflow.patched(PATCH_GROUP_RELEASE_BY_NAME)
+                else {vm: snap.snapshot for vm, snap in snaps.items()}
+            )
             await asyncio.gather(
                 *(
                     workflow.execute_local_activity_method(
                         ReplicationActivities.release_snapshot,
-                        SnapshotRelease(vm=vm, snapshot=snap.snapshot),
+                        SnapshotRelease(vm=vm, snapshot=name),
                         start_to_close_timeout=timedelta(minutes=10),
                         retry_policy=RetryPolicy(
                             maximum_interval=timedelta(minutes=1), non_retryable_error_types=FATAL
                         ),
                     )
-                    for vm, snap in snaps.items()
+                    for vm, name in names.items()
                 )
             )
         mirror_lags: dict[str, int] = {}

@@ -64,6 +64,10 @@ PATCH_CYCLE_RESULT_MEMO: Final = "cycle-result-memo"
 # A cycle takes its snapshot inside the try whose finally releases it (by name): a cancel that lands
 # while the snapshot is being taken no longer leaves it behind.
 PATCH_CYCLE_SNAPSHOT_GUARD: Final = "cycle-snapshot-guard"
+# A group cycle releases every member's snapshot by name, as a VM's cycle does, not only those this
+# attempt saw taken: a snapshot whose completion was lost with a timed-out workflow task is released too
+# (a group member's snapshots are never swept by Unprotect, which leaves them to the group's cycles).
+PATCH_GROUP_RELEASE_BY_NAME: Final = "group-cycle-releases-by-name"
 # Unprotect, once the VM's cycles have closed, releases every Seawall snapshot the VM still holds (a
 # cycle terminated instead of cancelled, or lost with a crashed Temporal, never released its own).
 PATCH_UNPROTECT_SWEEP: Final = "unprotect-sweeps-snapshots"

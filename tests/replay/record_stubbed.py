@@ -2,7 +2,7 @@
 an approved rollback, a drill ended at a gate by its time to live), against the stub activities of
 ``tests/workflows`` — no lab needed:
 
-    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles|unprotect]
+    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles|group-release|unprotect]
 
 Name one set to record only it: recording again replaces the files, and a history recorded with older
 code is what proves that code's runs still replay.
@@ -13,12 +13,13 @@ recorded against the lab does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
@@ -66,6 +67,25 @@ async def record(only: str | None) -> None:
             await record_cycles(env)
         if only in (None, "unprotect"):
             await record_unprotect(env)
+        if only in (None, "group-release"):
+            await record_group_release(env)
+
+
+async def record_group_release(env: WorkflowEnvironment) -> None:
+    """A group cycle whose member's snapshot fails (patch ``group-cycle-releases-by-name``): every
+    member's snapshot is released by name, the failed one's too."""
+    name = "group_replication_cycle_release_by_name"
+    async with rigged(env, Stubs(failing={A.CREATE_SNAPSHOT: {"app"}})) as rig:
+        handle = await env.client.start_workflow(
+            GroupReplicationCycleWorkflow.run,
+            GroupCycleInput(group="erp"),
+            id=rig.wid(name),
+            task_queue=site_queue(rig.source),
+        )
+        # The member's failure fails the cycle, after the releases.
+        with contextlib.suppress(WorkflowFailureError):
+            await handle.result()
+        await _save(handle, name)
 
 
 async def record_unprotect(env: WorkflowEnvironment) -> None:
@@ -97,7 +117,7 @@ async def record_cycles(env: WorkflowEnvironment) -> None:
             "group_replication_cycle_cancelled_at_snapshot",
         ),
     ):
-        stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 4.0})
+        stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 7.0})
         async with rigged(env, stubs) as rig:
             handle, _ = await cancel_while_snapshotting(rig, run, inp, name)
             await _save(handle, name)

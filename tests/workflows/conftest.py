@@ -118,13 +118,15 @@ async def progress_until(
 async def cancel_while_snapshotting(
     rig: Rig, run: Any, inp: Any, name: str
 ) -> tuple[WorkflowHandle[Any, Any], BaseException | None]:
-    """Start a cycle on the source site's queue with a 2 s workflow task timeout, cancel it while its
+    """Start a cycle on the source site's queue with a 5 s workflow task timeout, cancel it while its
     snapshot call runs, and wait for its end: (its handle, the cause it failed with, if it did).
 
-    The stubs must make ``create_snapshot`` outlast the task timeout (``uninterruptible``): the worker
-    then heartbeats the task, and that is what lets a cancel in during a local activity."""
+    The stubs must make ``create_snapshot`` outlast the task timeout (``uninterruptible``, 7 s): the
+    worker then heartbeats the task, and that is what lets a cancel in during a local activity. The
+    heartbeat goes at 80 % of the timeout; at 2 s, a loaded machine (the whole suite on two cores) once
+    sent it 0.5 s late, the task timed out, and the attempt's snapshot calls were lost with it."""
     handle = await rig.client.start_workflow(
-        run, inp, id=rig.wid(name), task_queue=site_queue(rig.source), task_timeout=timedelta(seconds=2)
+        run, inp, id=rig.wid(name), task_queue=site_queue(rig.source), task_timeout=timedelta(seconds=5)
     )
     await rig.stubs.called(A.CREATE_SNAPSHOT)
     await asyncio.sleep(0.5)

@@ -98,8 +98,11 @@ async def test_a_member_snapshot_failing_thaws_releases_the_others_and_commits_n
             await (await _cycle(rig)).result()
     assert [i.hook for i in stubs.inputs(A.RUN_SNAPSHOT_HOOK)] == ["freeze", "thaw"]
     assert stubs.of(A.SHIP_DISKS) == [] and stubs.of(A.COMMIT_GROUP_POINT) == []
-    # The snapshots that were taken are released; none is left behind.
-    assert sorted(stubs.vms(A.RELEASE_SNAPSHOT)) == ["db", "web"]
+    # Every member's snapshot is released by name, the failed one's too (a create that failed at the
+    # site may still have left one): none is left behind.
+    assert sorted(stubs.vms(A.RELEASE_SNAPSHOT)) == ["app", "db", "web"]
+    names = {i.vm: i.snapshot for i in stubs.inputs(A.CREATE_SNAPSHOT)}
+    assert {i.vm: i.snapshot for i in stubs.inputs(A.RELEASE_SNAPSHOT)} == names
 
 
 async def test_a_group_cycle_cancelled_while_its_snapshots_are_taken_releases_every_one(
@@ -107,7 +110,7 @@ async def test_a_group_cycle_cancelled_while_its_snapshots_are_taken_releases_ev
 ) -> None:
     # The snapshot calls outlast the workflow task timeout, so the cancel lands while they run: the
     # cycle waits for them, thaws, and releases all three; nothing is shipped.
-    stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 4.0})
+    stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 7.0})
     async with rig_for(stubs) as rig:
         _, cause = await cancel_while_snapshotting(
             rig, GroupReplicationCycleWorkflow.run, GroupCycleInput(group="erp"), "group-cycle"

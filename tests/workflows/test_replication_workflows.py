@@ -143,7 +143,7 @@ async def test_a_cycle_cancelled_while_its_snapshot_is_taken_releases_it_after_i
     # Unprotect cancels a cycle the schedule has just started. A snapshot call that outlasts the
     # workflow task's timeout lets the cancel in while it runs (the worker heartbeats the task); the
     # site's call cannot be interrupted, so the cycle waits for it and then releases that snapshot.
-    stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 4.0})
+    stubs = Stubs(uninterruptible={A.CREATE_SNAPSHOT: 7.0})
     async with rig_for(stubs) as rig:
         _, cause = await cancel_while_snapshotting(
             rig, ReplicationCycleWorkflow.run, CycleInput(vm="web"), "cycle"
