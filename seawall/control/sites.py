@@ -21,12 +21,14 @@ from seawall.contract.messages import ProbeSiteInput, SiteProbe
 from seawall.contract.names import Workflow, probe_id
 from seawall.contract.queues import site_queue
 from seawall.model import Inventory
-from seawall.runtime.metrics.sources import TASK_KINDS, queue_pollers, serving, site_workers
+from seawall.runtime.metrics.sources import TASK_KINDS, idle_kinds, live_workers, queue_pollers, site_workers
 
 __all__ = ["POLLER_FRESH_S", "SiteHealth", "SiteWorker", "site_health"]
 
 # A live worker re-polls within a long-poll (~60-70 s): older than this, it is gone.
 POLLER_FRESH_S = 90.0
+# The `seawall worker --role` that polls each kind of task.
+ROLE_OF = {"workflow": "workflows", "activity": "activities"}
 
 
 class SiteWorker(BaseModel):
@@ -42,7 +44,7 @@ class SiteHealth(BaseModel):
     site: str
     kind: str
     queue: str
-    pollers: int  # live workers serving the site's queue (both kinds of task; a split pair counts once)
+    pollers: int  # live workers on the site's queue
     workers: list[SiteWorker]
     reachable: bool | None  # None: not probed (no worker to ask, or probing not asked for)
     detail: str
@@ -94,45 +96,41 @@ async def _one(
         key=lambda w: w.last_poll,
         reverse=True,
     )
-    live = serving(pollers, now=now, fresh_s=POLLER_FRESH_S)
+    live = live_workers(pollers, now=now, fresh_s=POLLER_FRESH_S)
     kind = inventory.site(site).kind
     base = {"site": site, "kind": kind, "queue": site_queue(site), "pollers": live, "workers": workers}
     if live == 0:
-        missing = [k for k in TASK_KINDS if not any(w.live and k in w.tasks for w in workers)]
-        if len(missing) == 1:
-            # Half a split pair: the other half's tasks wait on the server, unserved.
-            role = "activities" if missing == ["activity"] else "workflows"
-            detail = (
-                f"no worker takes the {missing[0]} tasks of {site_queue(site)}: "
-                + (
-                    "its transfers, verifies and recoveries wait"
-                    if role == "activities"
-                    else "its cycles and recoveries wait"
-                )
-                + f" (start `seawall worker --site {site} --role {role}`)"
-            )
-        else:
-            detail = (
+        return SiteHealth(
+            **base,
+            reachable=None,
+            detail=(
                 f"no worker polls {site_queue(site)}: the site cannot be probed "
                 f"(start `seawall worker --site {site}`)"
-            )
-        return SiteHealth(**base, reachable=None, detail=detail, probed_at=None)
+            ),
+            probed_at=None,
+        )
+    # Half of a split pair, or a process whose every slot is busy: said, not judged (the probe is).
+    note = "".join(
+        f"no worker polled the {idle} tasks of {site_queue(site)} in the last {POLLER_FRESH_S:.0f} s "
+        f"(every slot busy, or no `seawall worker --site {site} --role {ROLE_OF[idle]}` runs); "
+        for idle in idle_kinds(pollers, now=now, fresh_s=POLLER_FRESH_S)
+    )
     if not probe:
-        return SiteHealth(**base, reachable=None, detail="not probed", probed_at=None)
+        return SiteHealth(**base, reachable=None, detail=note + "not probed", probed_at=None)
     if queue is None:
         return SiteHealth(
             **base,
             reachable=None,
-            detail="not probed: no orchestration worker runs the probe",
+            detail=note + "not probed: no orchestration worker runs the probe",
             probed_at=None,
         )
     answer = await _probe(client, queue, site, timeout_s)
     if isinstance(answer, str):
-        return SiteHealth(**base, reachable=False, detail=answer, probed_at=datetime.now(UTC))
+        return SiteHealth(**base, reachable=False, detail=note + answer, probed_at=datetime.now(UTC))
     return SiteHealth(
         **base,
         reachable=answer.reachable,
-        detail=answer.detail,
+        detail=note + answer.detail,
         probed_at=datetime.now(UTC),
         probe_worker=answer.worker,
         probe_ms=answer.elapsed_ms,

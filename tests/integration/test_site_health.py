@@ -160,12 +160,12 @@ async def test_sites_api_lists_workers_and_probes_on_request(
     assert probed_rows["primary"]["reachable"] is True and probed_rows["primary"]["probed_at"]
 
 
-async def test_half_a_split_pair_is_no_worker_and_the_whole_pair_is_one(
+async def test_half_a_split_pair_is_named_and_its_probe_fails_the_whole_pair_answers(
     lab: LabInfo, tmp_path: Path, namespace: str
 ) -> None:
     """A site served by `--role workflows` alone takes its workflow tasks and runs none of its
-    transfers: unhealthy, and the detail names the missing half. With `--role activities` beside it,
-    the pair is one healthy worker, and the probe goes through both halves."""
+    activities: status names the kind nobody polls, and the probe (an activity on the site's queue)
+    fails, so the site is unhealthy. With `--role activities` beside it, the probe goes through."""
     queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
     inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
     settings = Settings(
@@ -184,9 +184,11 @@ async def test_half_a_split_pair_is_no_worker_and_the_whole_pair_is_one(
         other: list[Any] = []
         try:
             async with asyncio.timeout(30):
-                while not (await queue_pollers(client, "seawall-site-primary"))["workflow"]:
+                while not (await queue_pollers(client, queue)).get("workflow") or not (
+                    await queue_pollers(client, "seawall-site-primary")
+                ).get("workflow"):
                     await asyncio.sleep(0.2)
-            [alone] = await site_health(client, inventory, queue, sites=["primary"], timeout_s=30)
+            [alone] = await site_health(client, inventory, queue, sites=["primary"], timeout_s=5)
             other = build_workers(
                 client, ["primary"], settings, pool, identity=f"{identity}-a", role="activities"
             )
@@ -196,11 +198,12 @@ async def test_half_a_split_pair_is_no_worker_and_the_whole_pair_is_one(
         finally:
             await asyncio.gather(*(w.shutdown() for w in [*half, *other]))
             await asyncio.gather(*runs)
-    assert alone.pollers == 0 and not alone.healthy and alone.reachable is None, alone
-    assert "no worker takes the activity tasks of seawall-site-primary" in alone.detail, alone.detail
-    assert "--role activities" in alone.detail
+    assert alone.pollers == 1 and alone.reachable is False and not alone.healthy, alone
+    assert alone.detail.startswith("no worker polled the activity tasks of seawall-site-primary"), alone
+    assert "--role activities" in alone.detail and "probe failed" in alone.detail
     [listed] = [w for w in alone.workers if w.identity == f"{identity}-w/primary"]
     assert listed.live and listed.tasks == ["workflow"]
-    assert pair.pollers == 1 and pair.healthy and pair.reachable is True, pair
+    assert pair.pollers == 2 and pair.healthy and pair.reachable is True, pair
+    assert "no worker polled" not in pair.detail
     tasks = {w.identity: w.tasks for w in pair.workers if w.live}
     assert tasks == {f"{identity}-w/primary": ["workflow"], f"{identity}-a/primary": ["activity"]}

@@ -177,10 +177,7 @@ class SeawallMetrics:
         self.step = meter.create_histogram_float(
             "seawall_plan_step_duration_seconds", "Duration of each recovery-plan activity attempt", "s"
         )
-        self.pollers = gauge(
-            "seawall_site_pollers",
-            "Workers serving the site's task queue (both kinds of task polled; a split pair counts once)",
-        )
+        self.pollers = gauge("seawall_site_pollers", "Workers polling the site's task queue")
         self.last_poll = fgauge(
             "seawall_site_last_poll_timestamp_seconds", "When a worker last polled the site's queue", "s"
         )

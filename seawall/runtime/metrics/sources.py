@@ -168,7 +168,7 @@ def progress_at(desc: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class PollersSeen:
-    count: int  # workers serving the site's queue: see ``serving``
+    count: int  # distinct worker identities polling the site's queue (workflow or activity tasks)
     newest_poll: datetime | None
 
 
@@ -182,23 +182,32 @@ TASK_KINDS: dict[str, TaskQueueType.ValueType] = {
 Pollers = dict[str, dict[str, datetime]]
 
 
-def serving(pollers: Pollers, *, now: datetime, fresh_s: float) -> int:
-    """How many workers serve a queue: the fresh pollers of the kind of task fewer of them poll.
-
-    A queue is served only when both kinds are: a site whose activity process died still takes its
-    workflow tasks, and replicates nothing (its transfers wait on the server). Workers of role `all`
-    count once each, a split pair (`--role workflows` + `--role activities`) as one.
-    """
-    return min(
-        sum(1 for at in pollers.get(kind, {}).values() if (now - at).total_seconds() <= fresh_s)
-        for kind in TASK_KINDS
+def live_workers(pollers: Pollers, *, now: datetime, fresh_s: float) -> int:
+    """The worker identities that polled the queue, for either kind of task, within ``fresh_s``."""
+    return len(
+        {i for seen in pollers.values() for i, at in seen.items() if (now - at).total_seconds() <= fresh_s}
     )
+
+
+def idle_kinds(pollers: Pollers, *, now: datetime, fresh_s: float) -> list[str]:
+    """The kinds of task nobody polled within ``fresh_s``.
+
+    Not proof of a dead worker: a process whose every slot is taken (a burst of long seeds) stops
+    polling until one frees, and a seed can last hours. So it is reported beside the count, which
+    stays the live identities of either kind; whether the site answers is the probe's to say (its
+    activity runs on the site's queue, so it fails when no process takes activity tasks).
+    """
+    return [
+        kind
+        for kind in TASK_KINDS
+        if not any((now - at).total_seconds() <= fresh_s for at in pollers.get(kind, {}).values())
+    ]
 
 
 async def site_pollers(
     client: Client, site: str, *, fresh_s: float, now: datetime | None = None
 ) -> PollersSeen:
-    """The workers serving ``seawall-site-<site>``, as the Temporal server saw them.
+    """The workers polling ``seawall-site-<site>``, as the Temporal server saw them.
 
     The server lists a poller for minutes after its last poll, so only those seen within ``fresh_s``
     count (a live worker re-polls at least once per long-poll, about a minute).
@@ -206,7 +215,7 @@ async def site_pollers(
     now = now or datetime.now(UTC)
     pollers = await queue_pollers(client, site_queue(site))
     newest = max((at for seen in pollers.values() for at in seen.values()), default=None)
-    return PollersSeen(count=serving(pollers, now=now, fresh_s=fresh_s), newest_poll=newest)
+    return PollersSeen(count=live_workers(pollers, now=now, fresh_s=fresh_s), newest_poll=newest)
 
 
 async def site_workers(client: Client, site: str) -> Pollers:
