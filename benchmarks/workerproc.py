@@ -22,7 +22,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from seawall.runtime.config import Settings
-from workers.main import Role, build_workers
+from workers.main import Role, activity_threads, build_workers
 
 
 @dataclass
@@ -46,7 +46,7 @@ async def running(
     proc = start_activities(settings, sites, niceness) if split else None
     info = Workers(activities_pid=proc.pid if proc is not None else None)
     try:
-        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+        with ThreadPoolExecutor(max_workers=activity_threads(settings)) as pool:
             role: Role = "workflows" if split else "all"
             workers = build_workers(client, sites, settings, pool, identity=identity, role=role)
             runs = asyncio.gather(*(w.run() for w in workers))

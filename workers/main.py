@@ -24,7 +24,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, Worker
 
 from seawall.contract.bandwidth import STICKY_S
-from seawall.contract.queues import site_queue
+from seawall.contract.queues import seed_queue, site_queue
 from seawall.runtime import bandwidth
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics import metrics_runtime, worker_metrics
@@ -116,17 +116,35 @@ def build_workers(
             )
         )
     for site in sites:
+        activities = site_activities(site, settings)
         workers.append(
             Worker(
                 client,
                 task_queue=site_queue(site),
                 workflows=workflows(site_workflow_classes()),
-                activities=site_activities(site, settings),
+                activities=activities,
                 identity=f"{identity}/{site}",
                 **common,
             )
         )
+        if role != "workflows":
+            # The site's seeds, in slots of their own: a burst of protections waits here, not in
+            # the slots the protected VMs' cycles and the recoveries take.
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=seed_queue(site),
+                    activities=activities,
+                    identity=f"{identity}/{site}/seeds",
+                    **{**common, "max_concurrent_activities": settings.max_concurrent_seeds},
+                )
+            )
     return workers
+
+
+def activity_threads(settings: Settings) -> int:
+    """Threads for a process's blocking activities: every slot of a site's queue and of its seeds."""
+    return settings.max_concurrent_activities + settings.max_concurrent_seeds
 
 
 async def serve(
@@ -156,7 +174,7 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
+    with ThreadPoolExecutor(max_workers=activity_threads(settings)) as executor:
         workers = build_workers(
             client,
             sites,

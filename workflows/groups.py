@@ -25,6 +25,7 @@ from workflows.replication import (
     mirror_step,
     point_id_for,
 )
+from workflows.seeds import ship_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.groups import GroupActivities
@@ -279,6 +280,7 @@ class GroupReplicationCycleWorkflow:
     ) -> list[ShipOutcome]:
         hb = timedelta(seconds=g.heartbeat_timeout_s)
         self._set_phase("shipping", g.group)
+        queues = [ship_queue(start.parent, g.source_site) for start in starts]
         shipped: list[ShipOutcome] = list(
             await asyncio.gather(
                 *(
@@ -291,11 +293,12 @@ class GroupReplicationCycleWorkflow:
                             parent=start.parent,
                             disks=snaps[vm].disks,
                         ),
+                        task_queue=queue,
                         start_to_close_timeout=timedelta(hours=24),
                         heartbeat_timeout=hb,
                         retry_policy=PERSISTENT,
                     )
-                    for vm, start in zip(g.vms, starts, strict=True)
+                    for vm, start, queue in zip(g.vms, starts, queues, strict=True)
                 )
             )
         )
@@ -329,11 +332,12 @@ class GroupReplicationCycleWorkflow:
                 workflow.execute_activity_method(
                     ReplicationActivities.verify_point,
                     VMPoint(vm=vm, point_id=point),
+                    task_queue=queue,
                     start_to_close_timeout=timedelta(hours=12),
                     heartbeat_timeout=hb,
                     retry_policy=PERSISTENT,
                 )
-                for vm in g.vms
+                for vm, queue in zip(g.vms, queues, strict=True)
             )
         )
         bad = [

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.policies import HEARTBEAT_TIMEOUT, persistent, quick
+from workflows.seeds import ship_queue
 
 with workflow.unsafe.imports_passed_through():
     # The activity classes only name the activities here (and give their types): their code runs at
@@ -156,7 +157,13 @@ class ReplicationCycleWorkflow:
             if guarded:
                 snap = await asyncio.shield(taking)
             shipped = await self._ship_commit_verify(
-                inp.vm, point, start, snap, timedelta(seconds=prot.heartbeat_timeout_s), prot.app_consistent
+                inp.vm,
+                point,
+                start,
+                snap,
+                timedelta(seconds=prot.heartbeat_timeout_s),
+                prot.app_consistent,
+                prot.source_site,
             )
         finally:
             if not taking.done():
@@ -220,13 +227,22 @@ class ReplicationCycleWorkflow:
         )
 
     async def _ship_commit_verify(
-        self, vm: str, point: str, start: CycleStart, snap: SnapshotTaken, hb: timedelta, app_consistent: bool
+        self,
+        vm: str,
+        point: str,
+        start: CycleStart,
+        snap: SnapshotTaken,
+        hb: timedelta,
+        app_consistent: bool,
+        site: str,
     ) -> ShipOutcome:
         """The part the snapshot must outlive: transfer, commit (manifest last), re-read and verify."""
         self._set_phase("shipping changed blocks" if start.parent else "seeding full disks", vm)
+        queue = ship_queue(start.parent, site)
         shipped = await workflow.execute_activity_method(
             ReplicationActivities.ship_disks,
             ShipRequest(vm=vm, point_id=point, snapshot=snap.snapshot, parent=start.parent, disks=snap.disks),
+            task_queue=queue,
             start_to_close_timeout=timedelta(hours=24),
             heartbeat_timeout=hb,
             retry_policy=PERSISTENT,
@@ -254,6 +270,7 @@ class ReplicationCycleWorkflow:
         verified = await workflow.execute_activity_method(
             ReplicationActivities.verify_point,
             VMPoint(vm=vm, point_id=point),
+            task_queue=queue,
             start_to_close_timeout=timedelta(hours=12),
             heartbeat_timeout=hb,
             retry_policy=PERSISTENT,

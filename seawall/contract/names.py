@@ -68,6 +68,9 @@ PATCH_CYCLE_SNAPSHOT_GUARD: Final = "cycle-snapshot-guard"
 # attempt saw taken: a snapshot whose completion was lost with a timed-out workflow task is released too
 # (a group member's snapshots are never swept by Unprotect, which leaves them to the group's cycles).
 PATCH_GROUP_RELEASE_BY_NAME: Final = "group-cycle-releases-by-name"
+# A seed's ship and verify run on the site's seed queue (seawall.contract.queues.seed_queue), in slots
+# of their own, instead of the site's queue where the protected VMs' cycles run.
+PATCH_SEEDS_OWN_QUEUE: Final = "seeds-on-their-own-queue"
 # Unprotect, once the VM's cycles have closed, releases every Seawall snapshot the VM still holds (a
 # cycle terminated instead of cancelled, or lost with a crashed Temporal, never released its own).
 PATCH_UNPROTECT_SWEEP: Final = "unprotect-sweeps-snapshots"

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Blocking clients (pyvmomi, boto3, azure) run in threads; the pool is sized to the slot count so no
     # activity waits for a thread after the worker has accepted it.
     max_concurrent_activities: int = 32
+    # Seeds (a newly protected VM's first full copy: its ship and its verify) run on the site's seed
+    # queue in slots of their own, this many at once per process, beside the activity slots: a burst
+    # of protections never starves the cycles of VMs already protected, or a recovery.
+    max_concurrent_seeds: int = Field(default=8, ge=1)
     # Workflow tasks a worker process takes at once (None: the SDK's default). Fewer than the process
     # can finish within the task timeout under load: the rest wait on the server, where no clock runs.
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)

@@ -2,7 +2,7 @@
 an approved rollback, a drill ended at a gate by its time to live), against the stub activities of
 ``tests/workflows`` — no lab needed:
 
-    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles|group-release|unprotect]
+    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles|group-release|seeds|unprotect]
 
 Name one set to record only it: recording again replaces the files, and a history recorded with older
 code is what proves that code's runs still replay.
@@ -69,6 +69,30 @@ async def record(only: str | None) -> None:
             await record_unprotect(env)
         if only in (None, "group-release"):
             await record_group_release(env)
+        if only in (None, "seeds"):
+            await record_seeds(env)
+
+
+async def record_seeds(env: WorkflowEnvironment) -> None:
+    """A VM's and a group's seed cycle (patch ``seeds-on-their-own-queue``): the ship and the verify
+    on the site's seed queue."""
+    for run, inp, name in (
+        (ReplicationCycleWorkflow.run, CycleInput(vm="web"), "replication_cycle_seed_queue"),
+        (
+            GroupReplicationCycleWorkflow.run,
+            GroupCycleInput(group="erp"),
+            "group_replication_cycle_seed_queue",
+        ),
+    ):
+        async with rigged(env, Stubs()) as rig:
+            handle = await env.client.start_workflow(
+                run,  # type: ignore[arg-type]
+                inp,
+                id=rig.wid(name),
+                task_queue=site_queue(rig.source),
+            )
+            await handle.result()
+            await _save(handle, name)
 
 
 async def record_group_release(env: WorkflowEnvironment) -> None:

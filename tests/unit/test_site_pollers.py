@@ -33,3 +33,13 @@ def test_only_recent_polls_count() -> None:
     assert live_workers(pollers, now=NOW, fresh_s=90) == 0
     assert idle_kinds(pollers, now=NOW, fresh_s=90) == ["workflow", "activity"]
     assert live_workers(pollers, now=NOW, fresh_s=600) == 2
+
+
+def test_a_seed_queue_is_its_sites_and_no_site_name_makes_a_site_queue_of_it() -> None:
+    from seawall.contract.queues import seed_queue, site_queue
+    from seawall.runtime.metrics.sources import site_of_queue
+
+    assert site_of_queue(seed_queue("primary")) == "primary" == site_of_queue(site_queue("primary"))
+    assert site_of_queue("seawall-orchestration") == "orchestration"
+    # A site named like another's seed queue cannot collide with it.
+    assert seed_queue("primary") not in {site_queue(name) for name in ("seeds-primary", "primary-seeds")}

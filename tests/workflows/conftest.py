@@ -24,7 +24,7 @@ from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from seawall.contract.names import Activity as A
-from seawall.contract.queues import site_queue
+from seawall.contract.queues import seed_queue, site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
 from seawall.runtime.sandbox import sandbox_runner
@@ -94,6 +94,10 @@ async def rigged(env: WorkflowEnvironment, stubs: Stubs) -> AsyncIterator[Rig]:
                 activities=stubs.activities(),
                 workflow_runner=sandbox_runner(),
             )
+            await stack.enter_async_context(worker)
+        # The sites' seed queues: a seed's ship and verify run there (workers.main does the same).
+        for queue in (seed_queue(rig.source), seed_queue(rig.target)):
+            worker = Worker(env.client, task_queue=queue, activities=stubs.activities())
             await stack.enter_async_context(worker)
         yield rig
 

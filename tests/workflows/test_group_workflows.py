@@ -13,7 +13,7 @@ from temporalio.exceptions import CancelledError
 
 from seawall.contract.messages import FailoverInput, GroupCycleInput
 from seawall.contract.names import Activity as A
-from seawall.contract.queues import site_queue
+from seawall.contract.queues import seed_queue, site_queue
 from tests.workflows.conftest import cancel_while_snapshotting
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
@@ -87,6 +87,18 @@ async def test_freeze_activity_failing_still_thaws_and_snapshots_go_ahead(
     assert len(stubs.of(A.CREATE_SNAPSHOT)) == 3 and not result.app_consistent
     (req,) = stubs.inputs(A.COMMIT_GROUP_POINT)
     assert any("worker lost" in n for n in req.notes)
+
+
+async def test_a_group_seed_ships_and_verifies_in_the_seed_slots_an_incremental_in_the_sites(
+    rig_for: Callable[[Stubs], Any],
+) -> None:
+    for parent, queue in ((None, seed_queue), ("20261130T090000Z-aaaaaaaaaaaa", site_queue)):
+        stubs = Stubs(parent=parent)
+        async with rig_for(stubs) as rig:
+            await (await _cycle(rig)).result()
+        for name in (A.SHIP_DISKS, A.VERIFY_POINT):
+            assert [c.queue for c in stubs.of(name)] == [queue(rig.source)] * 3, (parent, name)
+        assert {c.queue for c in stubs.of(A.COMMIT_POINT)} == {site_queue(rig.source)}
 
 
 async def test_a_member_snapshot_failing_thaws_releases_the_others_and_commits_no_group_point(

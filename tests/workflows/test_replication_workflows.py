@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 from seawall.contract.messages import CycleInput, ProtectInput, UnprotectInput
 from seawall.contract.names import Activity as A
-from seawall.contract.queues import site_queue
+from seawall.contract.queues import seed_queue, site_queue
 from tests.workflows.conftest import cancel_while_snapshotting
 from tests.workflows.stubs import Stubs
 from workflows.replication import ProtectVMWorkflow, ReplicationCycleWorkflow
@@ -195,6 +195,10 @@ async def test_protect_enables_cbt_on_vsphere_seeds_then_schedules(
     assert (gc.store, gc.site, gc.interval_s) == ("local", rig.source, 3600)
     (start,) = stubs.inputs(A.START_CYCLE)
     assert result.first_point == start.point_id and result.schedule_id == "replicate/web"
+    # The seed's transfer and verify ran in the site's seed slots; its quick steps on the site's queue.
+    for name in (A.SHIP_DISKS, A.VERIFY_POINT):
+        assert [c.queue for c in stubs.of(name)] == [seed_queue(rig.source)], name
+    assert {c.queue for c in stubs.of(A.CREATE_SNAPSHOT)} == {site_queue(rig.source)}
 
 
 @pytest.mark.parametrize("delete_replica", [False, True])

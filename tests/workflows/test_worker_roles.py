@@ -59,6 +59,12 @@ async def test_a_workflows_worker_and_an_activities_worker_protect_a_vm_together
                 assert config["no_remote_activities"] and config["workflows"], config["identity"]
             else:
                 assert not config["workflows"] and config["activities"], config["identity"]
+        # The seed slots are the activities worker's alone, and as many as the setting says.
+        seed_workers = [w.config() for w in workers if w.config()["identity"].endswith("/seeds")]
+        assert [(c["identity"], c["task_queue"]) for c in seed_workers] == [
+            (f"act/{site}/seeds", f"seawall-seeds-{site}")
+        ]
+        assert seed_workers[0]["max_concurrent_activities"] == settings.max_concurrent_seeds
         async with contextlib.AsyncExitStack() as stack:
             for w in workers:
                 await stack.enter_async_context(w)
@@ -72,8 +78,11 @@ async def test_a_workflows_worker_and_an_activities_worker_protect_a_vm_together
                 await replication.unprotect(client, settings.orchestration_queue, vm)
     # Every workflow task at the workflows worker (the cycle's quick steps are local activities there)...
     assert tasks == {f"wf/{site}"} and protect_tasks == {"wf/orchestration"}
-    # ...and every activity task at the activities worker: the seed's transfer and verify among them.
+    # ...and every activity task at the activities worker: the seed's transfer and verify in its seed
+    # slots (the site's seed queue), the rest on the site's queue.
     assert {"ship_disks", "verify_point"} <= activities.keys(), activities
-    assert all(ids == {f"act/{site}"} for ids in activities.values()), activities
+    seeds = {name: ids for name, ids in activities.items() if name in ("ship_disks", "verify_point")}
+    assert all(ids == {f"act/{site}/seeds"} for ids in seeds.values()), activities
+    assert all(ids == {f"act/{site}"} for name, ids in activities.items() if name not in seeds), activities
     assert protect_activities, "the protect ran no regular activity (its schedule is made by one)"
     assert all(ids <= {f"act/{site}", "act/orchestration"} for ids in protect_activities.values())

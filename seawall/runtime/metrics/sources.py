@@ -19,13 +19,16 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from seawall.contract.messages import CycleResult
 from seawall.contract.names import Workflow, schedule_id
-from seawall.contract.queues import site_queue
+from seawall.contract.queues import SEED_QUEUE_PREFIX, site_queue
 from seawall.contract.search import SA_VM
 
 
 def site_of_queue(task_queue: str) -> str:
-    prefix = site_queue("")
-    return task_queue[len(prefix) :] if task_queue.startswith(prefix) else "orchestration"
+    """The site a task queue belongs to (its seeds' queue too); "orchestration" for any other."""
+    for prefix in (site_queue(""), SEED_QUEUE_PREFIX):
+        if task_queue.startswith(prefix):
+            return task_queue[len(prefix) :]
+    return "orchestration"
 
 
 def point_time(point_id: str) -> datetime | None:
