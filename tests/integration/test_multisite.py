@@ -31,7 +31,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from seawall.contract.messages import ApproveInput, ProtectInput, ProtectResult, RunReport, UnprotectInput
-from seawall.contract.queues import site_queue
+from seawall.contract.queues import seed_queue, site_queue
 from seawall.control import replication
 from seawall.control.status import cycle_history
 from seawall.lab import LabInfo
@@ -262,6 +262,8 @@ async def test_site_workers_with_only_their_own_credentials_run_a_drill_and_repl
         queue: ({primary.pid}, "orchestration"),
         site_queue("primary"): ({primary.pid}, "primary"),
         site_queue("dr"): ({w.pid for w in dr}, "dr"),
+        # The seeds' ship and verify, in the primary site worker's seed slots.
+        seed_queue("primary"): ({primary.pid}, "primary/seeds"),
     }
     by_queue: dict[str, set[str]] = defaultdict(set)
     pids_seen: dict[str, set[int]] = defaultdict(set)
@@ -271,7 +273,8 @@ async def test_site_workers_with_only_their_own_credentials_run_a_drill_and_repl
         assert pid in pids and identity.endswith(f"/{suffix}"), (kind, task_queue, identity)
         by_queue[task_queue].add(kind)
         pids_seen[task_queue].add(pid)
-    assert {"ship_disks", "verify_point", "enable_cbt"} <= by_queue[site_queue("primary")], by_queue
+    assert {"ship_disks", "verify_point"} <= by_queue[seed_queue("primary")], by_queue
+    assert "enable_cbt" in by_queue[site_queue("primary")], by_queue
     recovery = {"materialize_disks", "create_target_vm", "check_health", "cleanup_run"}
     assert recovery <= by_queue[site_queue("dr")], by_queue
     assert {"resolve_protection", "ensure_schedule", "load_plan_spec", "write_report"} <= by_queue[queue]
