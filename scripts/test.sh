@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 V=.venv/bin
 
-echo "[test] ruff + mypy"
-$V/ruff check .
-$V/ruff format --check .
-$V/mypy
+# Lint and types run while the labs start (half a minute of CPU beside mostly waiting); their verdict
+# is read before any test runs.
+echo "[test] $(date +%T) ruff + mypy, beside the labs' start"
+lint_log=$(mktemp)
+($V/ruff check . && $V/ruff format --check . && $V/mypy) >"$lint_log" 2>&1 &
+lint_pid=$!
 
 # Three labs: the lab tests of the shared sites are split between them (markers `lab_b`, `lab_c`:
 # tests/conftest.py), so three of those run at a time, each on a lab of its own (own state dir and
@@ -49,6 +51,7 @@ for name in "${extra_labs[@]}"; do
   fi
 done
 cleanup() {
+  kill "$lint_pid" 2>/dev/null || true
   if [ "$started_lab" = 1 ]; then $V/seawall lab down || true; fi
   for name in "${!started[@]}"; do on_lab "$name" $V/seawall lab down || true; done
 }
@@ -73,8 +76,15 @@ for name in "${extra_labs[@]}"; do
   on_lab "$name" $V/seawall demo down
 done
 $V/seawall demo down
+if ! wait "$lint_pid"; then
+  cat "$lint_log"
+  echo "[test] ruff or mypy failed" >&2
+  exit 1
+fi
+cat "$lint_log"
+rm -f "$lint_log"
 
-echo "[test] pytest"
+echo "[test] $(date +%T) pytest"
 # Lab tests share a lab (its VMs, zone and site task queues), so the ones that use the vSphere and
 # cloud sites run one after another in one process per lab: those marked `lab_b` on the second lab,
 # `lab_c` on the third, the rest on the first. The ones that share nothing with them (the KVM sites'
@@ -124,6 +134,7 @@ rc=$?
 wait "${pids[@]}"
 # 5: nothing collected (a path or -k that selects only one kind) is no failure.
 [ "$rc" = 5 ] && rc=0
+echo "[test] $(date +%T) every run has ended"
 for name in shared side-kvm side shared-b shared-c exclusive; do
   echo "[test] lab tests: $name"
   cat "$logs/$name.log"
