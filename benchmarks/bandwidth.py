@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.output import emit
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.source import ChangedArea
@@ -319,11 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    if args.json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    emit(result, args.json)
     return 0 if result["within_10pct"] else 1
 
 

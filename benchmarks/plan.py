@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import statistics
@@ -58,6 +57,7 @@ from temporalio.service import RPCError
 
 from benchmarks import workerproc
 from benchmarks.fleet import vm_name, write_fleet
+from benchmarks.output import emit
 from seawall.contract.messages import FailoverInput, RunReport
 from seawall.contract.names import Query, gc_schedule_id, recover_id, recover_vm_id, schedule_id
 from seawall.control import recovery, replication
@@ -461,11 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     result = asyncio.run(run(args))
-    if args.json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    emit(result, args.json)
     return 0
 
 

@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import random
 import resource
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -39,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from benchmarks import workerproc
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
+from benchmarks.output import emit
 from seawall.contract.names import Workflow, gc_schedule_id, schedule_id
 from seawall.contract.search import SA_SITE
 from seawall.control import replication
@@ -311,11 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.interval_s < 30:
         parser.error("--interval-s: policies allow 30 s at the least")
     result = asyncio.run(run(args))
-    if args.json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    emit(result, args.json)
     return 0 if result["missed_rpo"] == 0 and result["cycles_failed"] == 0 else 1
 
 

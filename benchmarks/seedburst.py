@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
-import sys
 import tempfile
 import time
 import uuid
@@ -32,6 +30,7 @@ import yaml
 
 from benchmarks import workerproc
 from benchmarks.fleet import touch_blocks, vm_name, write_fleet
+from benchmarks.output import emit
 from benchmarks.schedules import _cycles_in_window, _lab_temporal, _percentile, _stop_fleet
 from seawall.control import replication
 from seawall.runtime.config import Settings
@@ -169,12 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.vms < 1 or args.burst < 1:
         parser.error("--vms and --burst: at least 1")
     result = asyncio.run(run(args))
-    if args.json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-    return 0
+    emit(result, args.json)
+    # Failed: the burst cost the fleet an interval the quiet window did not miss.
+    return 0 if result["missed_rpo_added"] <= 0 else 1
 
 
 if __name__ == "__main__":

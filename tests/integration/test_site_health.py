@@ -22,6 +22,7 @@ from seawall.cli import app
 from seawall.contract.queues import ORCHESTRATION_QUEUE
 from seawall.control.sites import site_health
 from seawall.lab import LabInfo
+from seawall.model import Inventory
 from seawall.plans import load_inventory
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics.sources import queue_pollers
@@ -41,15 +42,8 @@ async def _polling(client: object, *queues: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-async def namespace(lab: LabInfo) -> AsyncIterator[str]:
-    async with isolated_namespace(lab.temporal.address, "seawall-health") as name:
-        yield name
-
-
-async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
-    lab: LabInfo, tmp_path: Path, namespace: str
-) -> None:
+def _health_env(lab: LabInfo, tmp_path: Path, namespace: str) -> tuple[str, Settings, Inventory]:
+    """A fresh orchestration queue, worker settings on the test's namespace, and the lab inventory."""
     queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
     inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
     settings = Settings(
@@ -59,7 +53,19 @@ async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
         orchestration_queue=queue,
         graceful_shutdown_s=2,
     )
-    inventory = load_inventory(inv_path)
+    return queue, settings, load_inventory(inv_path)
+
+
+@pytest.fixture
+async def namespace(lab: LabInfo) -> AsyncIterator[str]:
+    async with isolated_namespace(lab.temporal.address, "seawall-health") as name:
+        yield name
+
+
+async def test_site_health_lists_the_sites_own_workers_and_probes_through_them(
+    lab: LabInfo, tmp_path: Path, namespace: str
+) -> None:
+    queue, settings, inventory = _health_env(lab, tmp_path, namespace)
     client = await connect(settings)
     identity = f"health-{uuid.uuid4().hex[:6]}"
     before = datetime.now(UTC)
@@ -166,16 +172,7 @@ async def test_half_a_split_pair_is_named_and_its_probe_fails_the_whole_pair_ans
     """A site served by `--role workflows` alone takes its workflow tasks and runs none of its
     activities: status names the kind nobody polls, and the probe (an activity on the site's queue)
     fails, so the site is unhealthy. With `--role activities` beside it, the probe goes through."""
-    queue = f"{ORCHESTRATION_QUEUE}-{uuid.uuid4().hex[:8]}"
-    inv_path = write_inventory(tmp_path, Path(lab.state_dir), s3_prefix="health/", lab=lab)
-    settings = Settings(
-        temporal_address=lab.temporal.address,
-        temporal_namespace=namespace,
-        inventory=inv_path,
-        orchestration_queue=queue,
-        graceful_shutdown_s=2,
-    )
-    inventory = load_inventory(inv_path)
+    queue, settings, inventory = _health_env(lab, tmp_path, namespace)
     client = await connect(settings)
     identity = f"pair-{uuid.uuid4().hex[:6]}"
     with ThreadPoolExecutor(max_workers=32) as pool:
