@@ -11,8 +11,9 @@ from __future__ import annotations
 from workflows.after_failover import CleanupTestWorkflow, CommitFailoverWorkflow, ReprotectWorkflow
 from workflows.bandwidth import BandwidthCoordinatorWorkflow
 from workflows.drills import ScheduledDrillWorkflow
-from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
+from workflows.groups import GroupReplicationCycleWorkflow
 from workflows.probe import ProbeSiteWorkflow
+from workflows.protect_group import ProtectGroupWorkflow
 from workflows.recover_vm import RecoverVMWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
 from workflows.replication import (

@@ -16,7 +16,8 @@ from seawall.contract.names import Activity as A
 from seawall.contract.queues import seed_queue, site_queue
 from tests.workflows.conftest import cancel_while_snapshotting
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
-from workflows.groups import GroupReplicationCycleWorkflow, ProtectGroupWorkflow
+from workflows.groups import GroupReplicationCycleWorkflow
+from workflows.protect_group import ProtectGroupWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
 
 VMS = ["db", "app", "web"]
