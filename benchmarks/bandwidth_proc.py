@@ -38,7 +38,7 @@ from seawall.runtime import bandwidth
 from seawall.runtime.bandwidth import claim_share
 from seawall.runtime.config import Settings
 from seawall.sites.replica import open_repository
-from workers.main import _bandwidth_keeper, build_workers
+from workers.main import _bandwidth_keeper, activity_threads, build_workers
 
 
 def ship(inventory_path: str, site: str, vm: str, data: bytes) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def main(argv: list[str] | None = None) -> int:
     keeper = _bandwidth_keeper(client, settings)
     if args.no_coordinator:
         bandwidth.install(None)
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+    with ThreadPoolExecutor(max_workers=activity_threads(settings)) as pool:
         workers = build_workers(client, [args.site], settings, pool, orchestration=False)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:

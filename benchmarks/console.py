@@ -60,7 +60,7 @@ from benchmarks.fleet import vm_name, write_fleet
 from seawall.lab.info import load_lab
 from seawall.runtime.config import Settings
 from seawall.runtime.temporal import connect
-from workers.main import build_workers
+from workers.main import activity_threads, build_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -276,7 +276,7 @@ async def _run(args: argparse.Namespace, signals: list[str]) -> dict[str, Any]:
         client = await connect(settings)
         queue = settings.orchestration_queue
         sys.stderr.write(f"fleet {site}: {args.vms} VMs, work dir {work}\n")
-        with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as pool:
+        with ThreadPoolExecutor(max_workers=activity_threads(settings)) as pool:
             workers = build_workers(client, [site], settings, pool, identity="bench-console")
             running = asyncio.gather(*(w.run() for w in workers))
             try:

@@ -21,12 +21,17 @@ from seawall.contract.messages import ProbeSiteInput, SiteProbe
 from seawall.contract.names import Workflow, probe_id
 from seawall.contract.queues import site_queue
 from seawall.model import Inventory
-from seawall.runtime.metrics.sources import TASK_KINDS, idle_kinds, live_workers, queue_pollers, site_workers
+from seawall.runtime.metrics.sources import (
+    POLLER_FRESH_S,
+    TASK_KINDS,
+    idle_kinds,
+    live_workers,
+    queue_pollers,
+    site_workers,
+)
 
 __all__ = ["POLLER_FRESH_S", "SiteHealth", "SiteWorker", "site_health"]
 
-# A live worker re-polls within a long-poll (~60-70 s): older than this, it is gone.
-POLLER_FRESH_S = 90.0
 # The `seawall worker --role` that polls each kind of task.
 ROLE_OF = {"workflow": "workflows", "activity": "activities"}
 

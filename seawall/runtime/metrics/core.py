@@ -25,7 +25,13 @@ from seawall.model import Inventory
 from seawall.runtime.config import Settings
 from seawall.runtime.metrics.drills import DrillReports, PlanDrills, plan_targets
 from seawall.runtime.metrics.interceptor import MetricsInterceptor
-from seawall.runtime.metrics.sources import CycleReader, PollersSeen, Replication, site_pollers
+from seawall.runtime.metrics.sources import (
+    POLLER_FRESH_S,
+    CycleReader,
+    PollersSeen,
+    Replication,
+    site_pollers,
+)
 
 log = logging.getLogger("seawall.runtime.metrics")
 
@@ -38,8 +44,6 @@ AGE_TICK_S = 5.0
 CONFIRM_S = 15.0
 # Pollers and drill reports: re-read this often (or every metrics_refresh_s when that is shorter).
 FLEET_TICK_S = 15.0
-# A poller the server last saw longer ago than this is gone (a live one re-polls within ~60-70 s).
-POLLER_FRESH_S = 90.0
 # Stalled: a protected, unpaused VM on which no worker has made progress for this many intervals.
 STALL_INTERVALS = 2
 MIN_GRACE_S = 30.0

@@ -175,6 +175,10 @@ class PollersSeen:
     newest_poll: datetime | None
 
 
+# A poller the server last saw longer ago than this is gone (a live one re-polls within a long-poll,
+# ~60-70 s): the metrics and `seawall status --sites` judge by the same figure.
+POLLER_FRESH_S = 90.0
+
 # The two kinds of task a queue hands out; a worker of role `all` polls both, a split pair one each.
 TASK_KINDS: dict[str, TaskQueueType.ValueType] = {
     "workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
