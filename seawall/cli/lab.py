@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.table import Table
@@ -19,6 +20,12 @@ app = typer.Typer(
     help="Start, stop and inspect the local lab "
     "(Temporal, vcsim x2, moto, Azurite, BIND, KVM sites kvm-a/kvm-b)."
 )
+
+
+class Guests(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+
 
 StateDir = typer.Option(
     None,
@@ -60,12 +67,24 @@ def up_cmd(
         min=0,
         help="Add this to every port, to run a second lab beside the first (default 0; kept).",
     ),
+    guests: Guests | None = typer.Option(
+        None,
+        "--guests",
+        envvar=c.ENV_GUESTS,
+        case_sensitive=False,
+        help="kvm-a's guests running, or paused (started paused: no CPU, for a lab whose guests "
+        "nobody uses) (default running; kept).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print LabInfo as JSON instead of a table."),
 ) -> None:
     """Start every part that is not running, wait until healthy, and set up the inventory."""
     state = c.state_dir(state_dir)
     cfg = c.resolve_config(
-        state, vms=vms, disk_size=disk_mib * c.MIB if disk_mib else None, port_offset=port_offset
+        state,
+        vms=vms,
+        disk_size=disk_mib * c.MIB if disk_mib else None,
+        port_offset=port_offset,
+        guests=cast(c.GuestState, guests.value) if guests else None,
     )
     # The lab's machinery (pyVmomi, boto3, libvirt) is imported by the lab verbs only: every other
     # verb of the CLI starts without it.
@@ -86,8 +105,9 @@ def up_cmd(
         console.print(f"Temporal UI:  [bold]{info.temporal.ui_url}[/bold]")
         if "kvm-a" in info.kvm:
             site = info.kvm["kvm-a"]
-            guests = ", ".join(f"{g.name} 127.0.0.1:{g.health_port}" for g in site.guests)
-            console.print(f"KVM guests:   {site.accel} ({guests}); `lab status` shows when they are ready")
+            listed = ", ".join(f"{g.name} 127.0.0.1:{g.health_port}" for g in site.guests)
+            state_words = "paused" if cfg.guests == "paused" else "`lab status` shows when they are ready"
+            console.print(f"KVM guests:   {site.accel} ({listed}); {state_words}")
         console.print(f"lab.json:     {state / 'lab.json'}   env: . {state / 'lab.env'}")
         console.print(f"up in {elapsed:.1f}s")
     if not all(row.healthy for row in rows):
@@ -135,7 +155,13 @@ def status_cmd(
         console.print(_table(rows, f"Seawall lab ({state})"))
         console.print(f"KVM: guests run with [bold]{kvm['accel']}[/bold] ({kvm['accel_reason']})")
         for guest in kvm["guests"]:
-            state_word = "ready" if guest["ready"] else ("booting" if guest["running"] else "not running")
+            state_word = (
+                "paused"
+                if guest["paused"]
+                else "ready"
+                if guest["ready"]
+                else ("booting" if guest["running"] else "not running")
+            )
             console.print(
                 f"  {guest['site']}/{guest['name']}: {state_word}, health 127.0.0.1:{guest['health_port']}, "
                 f"last_record={guest['last_record']}  {guest['console'] or ''}",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 ENV_STATE_DIR = "SEAWALL_LAB_DIR"
 ENV_PORT_OFFSET = "SEAWALL_LAB_PORT_OFFSET"
+ENV_GUESTS = "SEAWALL_LAB_GUESTS"
+GuestState = Literal["running", "paused"]
 
 HOST = "127.0.0.1"
 VSPHERE_USER = "user"
@@ -82,6 +85,9 @@ class LabConfig(BaseModel):
     # Real databases have a data disk beside the system disk; the lab gives db-01 one too.
     second_disk_vm: str | None = SECOND_DISK_VM
     hosts_per_cluster: int = Field(default=2, ge=1, le=16)
+    # A lab whose KVM guests no test or demo will use keeps them paused: under TCG (no /dev/kvm) a
+    # booting guest costs a core for most of a minute and a booted one a tenth of a core for ever.
+    guests: GuestState = "running"
 
     @field_validator("disk_size")
     @classmethod
@@ -154,6 +160,7 @@ def resolve_config(
     vm_names: list[str] | None = None,
     disk_size: int | None = None,
     port_offset: int | None = None,
+    guests: GuestState | None = None,
 ) -> LabConfig:
     """The saved config of this state dir, with what the caller asked for now laid over it."""
     cfg = load_config(state) or LabConfig()
@@ -169,6 +176,8 @@ def resolve_config(
         data["vms"] = default_vm_names(vms)
     if disk_size is not None:
         data["disk_size"] = disk_size
+    if guests is not None:
+        data["guests"] = guests
     data["second_disk_vm"] = SECOND_DISK_VM if SECOND_DISK_VM in data["vms"] else None
     return LabConfig.model_validate(data)
 

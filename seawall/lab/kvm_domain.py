@@ -125,13 +125,14 @@ def domain_xml(spec: GuestSpec) -> str:
 """
 
 
-def define_and_start(conn: Any, xml: str) -> Any:
-    """Define a persistent domain from XML (replacing a shut-off one of that name) and start it."""
+def define_and_start(conn: Any, xml: str, *, paused: bool = False) -> Any:
+    """Define a persistent domain from XML (replacing a shut-off one of that name) and start it:
+    paused, its QEMU process is there but its CPU never runs."""
     import libvirt
 
     dom = conn.defineXML(xml)
     if not dom.isActive():
-        dom.create()
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
     assert isinstance(dom, libvirt.virDomain)
     return dom
 

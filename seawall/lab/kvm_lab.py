@@ -68,19 +68,22 @@ def _guest_summary(conn: Any, guest: Any) -> dict[str, Any]:
     import libvirt
 
     try:
-        running = bool(conn.lookupByName(guest.name).isActive())
+        dom = conn.lookupByName(guest.name)
+        running = bool(dom.isActive())
+        paused = running and dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
     except libvirt.libvirtError:
-        running = False
+        running = paused = False
     report = kvm_site.guest_report(guest)
     row: dict[str, Any] = {
         "name": guest.name,
         "running": running,
+        "paused": paused,
         "ready": bool(report and report.ready),
         "console": report.line if report else None,
         "health_port": guest.health_port,
         "last_record": None,
     }
-    if running and report is not None:
+    if running and not paused and report is not None:
         with contextlib.suppress(Exception):
             row["last_record"] = kvm_site.guest_health(guest, timeout=1.0).get("last_record")
     return row
@@ -126,7 +129,11 @@ def _libvirtd_health(state: Path, cfg: c.LabConfig, site: str) -> tuple[bool, st
             # (`lab up` starts it again). The row says how many run and are ready.
             running = sum(g["running"] for g in guests)
             ready = sum(g["ready"] and g["running"] for g in guests)
-            words.append(f"{running}/{len(guests)} guests running, {ready} ready")
+            paused = sum(g["paused"] for g in guests)
+            words.append(
+                f"{running}/{len(guests)} guests running, {ready} ready"
+                + (f", {paused} paused" if paused else "")
+            )
         return not problems, "; ".join(problems or words)
     finally:
         conn.close()

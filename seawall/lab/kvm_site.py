@@ -211,8 +211,16 @@ def _stamps(dirs: SiteDirs) -> dict[str, str]:
         return {}
 
 
-def ensure_guests(state: Path, conn: Any, site: str, guests: list[KvmGuestInfo], accel: Accel) -> list[str]:
-    """Define and start each guest that is not running; returns what was done, one phrase per guest."""
+def ensure_guests(
+    state: Path,
+    conn: Any,
+    site: str,
+    guests: list[KvmGuestInfo],
+    accel: Accel,
+    want: c.GuestState = "running",
+) -> list[str]:
+    """Define and start each guest that is not running, and run or pause each as `want` says (a
+    guest started paused never boots); returns what was done, one phrase per guest."""
     import libvirt
 
     dirs = site_dirs(state, site)
@@ -228,11 +236,16 @@ def ensure_guests(state: Path, conn: Any, site: str, guests: list[KvmGuestInfo],
         except libvirt.libvirtError:
             dom = None
         if dom is not None and dom.isActive():
-            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-                # Paused to spare the CPU while no test needed it (scripts/test.sh): `up` means running.
+            # Its image is the one it booted. Paused (scripts/test.sh, or `--guests paused`) to spare
+            # the CPU while nobody needs it: `up` makes it what the lab's config asks for.
+            paused = dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+            if paused and want == "running":
                 dom.resume()
                 return f"{guest.name} resumed", stamps.get(guest.name)
-            return f"{guest.name} running", stamps.get(guest.name)  # its image is the one it booted
+            if not paused and want == "paused":
+                dom.suspend()
+                return f"{guest.name} paused", stamps.get(guest.name)
+            return f"{guest.name} {want}", stamps.get(guest.name)
         # A guest that is not running gets today's image (its data disk, and so its records, stay).
         if not guest.system_disk.exists() or stamps.get(guest.name) != fingerprint:
             guest.system_disk.unlink(missing_ok=True)
@@ -254,8 +267,8 @@ def ensure_guests(state: Path, conn: Any, site: str, guests: list[KvmGuestInfo],
             raise RuntimeError(
                 f"{guest.name}: port {c.HOST}:{guest.health_port} is in use by another program"
             )
-        define_and_start(conn, domain_xml(spec))
-        return f"{guest.name} started", fingerprint
+        define_and_start(conn, domain_xml(spec), paused=want == "paused")
+        return f"{guest.name} started{' paused' if want == 'paused' else ''}", fingerprint
 
     # In parallel: each start is a few libvirt round trips and a QEMU launch (~0.5-2 s).
     with ThreadPoolExecutor(max_workers=len(guests)) as pool:
@@ -292,7 +305,7 @@ def bootstrap_site(state: Path, cfg: c.LabConfig, conn: Any, site: str, accel: A
     pool = ensure_pool(conn, site, dirs)
     ensure_networks(conn, networks(state, site))
     info = site_info(state, cfg, site, accel)
-    ensure_guests(state, conn, site, info.guests, accel)
+    ensure_guests(state, conn, site, info.guests, accel, cfg.guests)
     pool.refresh(0)  # the guests' new volume files become visible in the pool's inventory
     return info
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import libvirt
 import pytest
 import requests
 from pyVmomi import vim
@@ -118,7 +119,21 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
     state = private_lab
     for offset in _offsets()[:3]:
         began = time.monotonic()
-        up = _lab(state, "up", "--port-offset", str(offset), "--vms", "6", "--disk-mib", "1", "--json")
+        # Its guests start paused: none of this needs them booted, which under TCG costs a minute of
+        # a core each (the first lab's KVM tests check booted guests).
+        up = _lab(
+            state,
+            "up",
+            "--port-offset",
+            str(offset),
+            "--vms",
+            "6",
+            "--disk-mib",
+            "1",
+            "--guests",
+            "paused",
+            "--json",
+        )
         # The lab's words for a port another program took meanwhile (seawall.lab.partstart): this
         # check once looked for other words, so a lost race failed the test instead of moving on.
         if up.returncode == 0 or "is in use by" not in up.stderr:
@@ -184,9 +199,15 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
     assert image == bytes(expected)
     assert _lab(state, "status", "--quiet").returncode == 0
 
-    # The KVM sites came up too: their daemons, and kvm-a's guests as QEMU processes of this state dir.
+    # The KVM sites came up too: their daemons, and kvm-a's guests as QEMU processes of this state dir,
+    # still paused as the first `up` was told (the choice is kept), and `status` says so.
     assert set(lab.kvm) == {"kvm-a", "kvm-b"} and len(lab.kvm["kvm-a"].guests) == 3
     assert len(_qemus(state)) == 3
+    assert _guest_states(lab) == {g.name: libvirt.VIR_DOMAIN_PAUSED for g in lab.kvm["kvm-a"].guests}
+    listed = json.loads(_lab(state, "status", "--json").stdout)["kvm"]["guests"]
+    assert sorted((g["name"], g["running"], g["paused"]) for g in listed) == sorted(
+        (g.name, True, True) for g in lab.kvm["kvm-a"].guests
+    )
     bridges = {n.bridge for site in lab.kvm.values() for n in site.networks}
     assert bridges <= _bridges()
 
@@ -204,6 +225,14 @@ def test_crash_restart_down_purge(private_lab: Path) -> None:
         assert _running(argv) == [], name
     assert _qemus(state) == [] and not bridges & _bridges()
     assert _lab(state, "down").returncode == 0
+
+
+def _guest_states(lab: LabInfo) -> dict[str, int]:
+    conn = libvirt.open(lab.kvm["kvm-a"].uri)
+    try:
+        return {g.name: conn.lookupByName(g.name).state()[0] for g in lab.kvm["kvm-a"].guests}
+    finally:
+        conn.close()
 
 
 def _qemus(state: Path) -> list[int]:
