@@ -30,10 +30,13 @@ on_lab() {  # lab name (b, c), command...
 }
 # A lab's KVM guests, when no test needs them, are paused: QEMU without /dev/kvm emulates them in
 # software at a tenth of a core each, all the time. A `lab up` resumes them (test_lab_kvm checks it).
-pause_guests() {  # lab state dir
-  local kvm="qemu:///system?socket=$1/kvm/kvm-a/run/libvirt-sock" guest
-  for guest in $(virsh -c "$kvm" list --name --state-running 2>/dev/null); do
-    virsh -c "$kvm" suspend "$guest" >/dev/null || true
+pause_guests() {  # lab state dir: kvm-a's guests, and what a failover test left running at kvm-b
+  local site kvm guest
+  for site in kvm-a kvm-b; do
+    kvm="qemu:///system?socket=$1/kvm/$site/run/libvirt-sock"
+    for guest in $(virsh -c "$kvm" list --name --state-running 2>/dev/null); do
+      virsh -c "$kvm" suspend "$guest" >/dev/null || true
+    done
   done
 }
 lab_dir_of_first() { $V/python -c 'from seawall.lab import config; print(config.state_dir())'; }
