@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seawall.blockstore.repository import Repository
 from seawall.contract.messages import ApproveInput, FailoverInput, ProtectInput, ProtectResult, RunReport
 from seawall.contract.names import schedule_id
 from seawall.control import recovery
 from seawall.control.status import vm_status
 from seawall.lab import LabInfo, load_lab
+from seawall.model import Inventory
 from seawall.sites.replica import open_mirror, open_repository
 from tests.integration.isolated_namespace import isolated_namespace
 from tests.integration.replication_env import replication_env, write_inventory
@@ -27,6 +29,14 @@ from tests.integration.test_scrub import no_cycle_running
 from tests.integration.test_status_truth import lab_up, stop_moto
 
 ERP = ["db-01", "app-01", "app-02", "web-01", "web-02"]  # the plan's VMs, in its order
+
+
+def mirror_of(inv: Inventory, vm: str) -> Repository:
+    """The VM's store's mirror (Azurite), opened on its own: it answers while moto is down."""
+    primary = open_repository(inv, "s3", inv.policy(inv.protected_vm(vm).policy))
+    opened = open_mirror(inv, primary, "s3")
+    assert opened is not None
+    return opened[1]
 
 
 def mirrored_erp(lab: LabInfo, lab_state: Path, tmp: Path) -> Path:
@@ -88,6 +98,14 @@ async def test_a_drill_recovers_from_the_mirror_while_the_store_is_down(
                 await no_cycle_running(client, vm)
             images = {vm: lab_images(lab, vm) for vm in ERP}
             seeds = {p.vm: p.first_point for p in protected}
+            # What the drill must recover: each VM's newest point verified in the mirror, the seed or the
+            # point of a cycle that ran before the pause (each cycle mirrors what it verified).
+            newest = {}
+            for vm in ERP:
+                listed = mirror_of(env.inventory, vm).list_points(vm)
+                mirrored = sorted(p.point_id for p in listed if p.verified)
+                assert seeds[vm] in mirrored, (vm, mirrored)
+                newest[vm] = mirrored[-1]
 
             stop_moto(lab_state_dir)
             stopped = True
@@ -115,12 +133,7 @@ async def test_a_drill_recovers_from_the_mirror_while_the_store_is_down(
             statuses = {vm: await vm_status(client, env.inventory, vm) for vm in ERP}
 
             inv = env.inventory
-            far = {}
-            for vm in ERP:
-                primary = open_repository(inv, "s3", inv.policy(inv.protected_vm(vm).policy))
-                opened = open_mirror(inv, primary, "s3")
-                assert opened is not None
-                far[vm] = opened[1]
+            far = {vm: mirror_of(inv, vm) for vm in ERP}
             # The mirror alone restores each seed byte-identical to the source as it was.
             for vm in ERP:
                 for index, expected in enumerate(images[vm]):
@@ -138,7 +151,7 @@ async def test_a_drill_recovers_from_the_mirror_while_the_store_is_down(
     for v in report.vms:
         # Read from the mirror: the VM's own store did not answer.
         assert v.replica_store == "azure", (v.vm, v.replica_store, v.point_note)
-        assert v.point_id == seeds[v.vm]
+        assert v.point_id == newest[v.vm]
     assert set(dr_vms(lab)) == before
     for vm, status in statuses.items():
         assert (status.mirror, status.mirror_lag, status.mirror_error) == ("azure", 0, None), (vm, status)
