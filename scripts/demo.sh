@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/seawall ] || bash scripts/setup.sh
 V=.venv/bin
 
-$V/seawall lab up
+# The demo protects and drills kvm-a's guests: running, whatever an earlier `lab up --guests` chose.
+$V/seawall lab up --guests running
 # A worker for every lab site, each primary VM protected at a 30 s RPO, a guest writing between cycles;
 # the KVM guests protected too; then a drill of erp-dr and one of kvm-dr (real guests boot at kvm-b).
 $V/seawall demo up
