@@ -29,7 +29,8 @@ on_lab() {  # lab name (b, c), command...
   SEAWALL_LAB_DIR="${lab_dir[$name]}" SEAWALL_LAB_PORT_OFFSET="${lab_offset[$name]}" SEAWALL_LAB_GUESTS=paused "$@"
 }
 # A lab's KVM guests, when no test needs them, are paused: QEMU without /dev/kvm emulates them in
-# software at a tenth of a core each, all the time. A `lab up` resumes them (test_lab_kvm checks it).
+# software at 4-8 % of a core each, all the time. The first lab's `lab up --guests running` (and any
+# `lab up` of a lab whose kept choice is running) resumes them (test_lab_kvm checks it).
 pause_guests() {  # lab state dir: kvm-a's guests, and what a failover test left running at kvm-b
   local site kvm guest
   for site in kvm-a kvm-b; do
