@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.table import Table
@@ -51,6 +51,16 @@ def _table(rows: list[PartStatus], title: str) -> Table:
     return table
 
 
+def _config(state: Path, **chosen: Any) -> c.LabConfig:
+    """The lab's saved config with what was chosen now; a broken config.json ends the command with
+    one line naming the file and the field."""
+    try:
+        return c.resolve_config(state, **chosen)
+    except c.LabConfigInvalid as exc:
+        err_console.print(f"[red]lab config invalid:[/red] {exc}", highlight=False)
+        raise typer.Exit(Exit.BAD_INPUT) from None
+
+
 @app.command("up")
 def up_cmd(
     state_dir: Path | None = StateDir,
@@ -79,7 +89,7 @@ def up_cmd(
 ) -> None:
     """Start every part that is not running, wait until healthy, and set up the inventory."""
     state = c.state_dir(state_dir)
-    cfg = c.resolve_config(
+    cfg = _config(
         state,
         vms=vms,
         disk_size=disk_mib * c.MIB if disk_mib else None,
@@ -141,7 +151,7 @@ def status_cmd(
     from seawall.lab.manager import status
 
     state = c.state_dir(state_dir)
-    cfg = c.resolve_config(state)
+    cfg = _config(state)
     rows = status(state, cfg)
     healthy = all(row.healthy for row in rows)
     if quiet:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 ENV_STATE_DIR = "SEAWALL_LAB_DIR"
 ENV_PORT_OFFSET = "SEAWALL_LAB_PORT_OFFSET"
@@ -146,11 +146,22 @@ def config_path(state: Path) -> Path:
     return state / "config.json"
 
 
+class LabConfigInvalid(ValueError):
+    """The state dir's config.json is no LabConfig (edited by hand, or cut short)."""
+
+
 def load_config(state: Path) -> LabConfig | None:
     path = config_path(state)
     if not path.is_file():
         return None
-    return LabConfig.model_validate_json(path.read_text())
+    try:
+        return LabConfig.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'the file'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise LabConfigInvalid(f"{path}: {problems} (fix it, or `seawall lab down --purge`)") from None
 
 
 def resolve_config(

@@ -31,6 +31,28 @@ def test_resolve_saves_and_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert c.resolve_config(tmp_path).vcsim_dr_port == 9090
 
 
+def test_guests_choice_is_kept(tmp_path: Path) -> None:
+    assert c.resolve_config(tmp_path).guests == "running"
+    c.save_config(tmp_path, c.resolve_config(tmp_path, guests="paused"))
+    assert c.resolve_config(tmp_path).guests == "paused"
+    assert c.resolve_config(tmp_path, guests="running").guests == "running"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"guests": "frozen"}', "guests: Input should be 'running' or 'paused'"),
+        ('{"vms": []}', "vms: Value error, the lab needs at least one protected VM"),
+        ('{"port_offset": ', "the file: Invalid JSON"),
+    ],
+)
+def test_a_broken_saved_config_names_the_file_and_the_field(tmp_path: Path, text: str, words: str) -> None:
+    c.config_path(tmp_path).write_text(text)
+    with pytest.raises(c.LabConfigInvalid) as caught:
+        c.resolve_config(tmp_path)
+    assert str(caught.value).startswith(f"{c.config_path(tmp_path)}: {words}"), caught.value
+
+
 def test_ports() -> None:
     cfg = c.LabConfig()
     assert (cfg.temporal_port, cfg.temporal_ui_port, cfg.vcsim_primary_port, cfg.vcsim_dr_port) == (
@@ -109,3 +131,19 @@ def test_bind_files_key_made_once_zone_kept(tmp_path: Path) -> None:
     assert first_key.split('"')[3] not in info.model_dump_json(), (
         "lab.json names the key file, not the secret"
     )
+
+
+@pytest.mark.parametrize("verb", ["up", "status"])
+def test_a_broken_saved_config_is_one_line_and_exit_2_from_the_cli(tmp_path: Path, verb: str) -> None:
+    from typer.testing import CliRunner
+
+    from seawall.cli import app
+
+    c.config_path(tmp_path).write_text('{"guests": "frozen"}')
+    result = CliRunner().invoke(app, ["lab", verb, "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert f"{c.config_path(tmp_path)}: guests: Input should be 'running' or 'paused'" in lines[0]
+    # Nothing was started for a lab whose config could not be read.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
