@@ -86,7 +86,7 @@ class LabConfig(BaseModel):
     second_disk_vm: str | None = SECOND_DISK_VM
     hosts_per_cluster: int = Field(default=2, ge=1, le=16)
     # A lab whose KVM guests no test or demo will use keeps them paused: under TCG (no /dev/kvm) a
-    # booting guest costs a core for most of a minute and a booted one a tenth of a core for ever.
+    # booting guest costs a core for most of a minute and a booted one 4-8 % of a core for ever.
     guests: GuestState = "running"
 
     @field_validator("disk_size")
