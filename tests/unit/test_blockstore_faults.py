@@ -190,8 +190,8 @@ def test_transient_store_errors_surface_and_a_retry_resumes(op: str, after: int)
 def test_random_faults_never_yield_a_point_that_verifies_but_is_wrong() -> None:
     rng = random.Random(42)
     for trial in range(12):
-        store = FlakyStore()
-        repo = Repository(store, KEY, clock=FakeClock(), pack_target=128 * 1024, checkpoint_blocks=4)
+        store, clock = FlakyStore(), FakeClock()
+        repo = Repository(store, KEY, clock=clock, pack_target=128 * 1024, checkpoint_blocks=4)
         data = bytearray(rng.randbytes(MiB))
         data[rng.randrange(MiB) :] = bytes(0)
         store.fail(rng.choice(["put", "put_overwrite", "get"]), rng.randint(1, 12))
@@ -210,6 +210,13 @@ def test_random_faults_never_yield_a_point_that_verifies_but_is_wrong() -> None:
             except TransientStoreError:
                 continue
         store._countdown.clear()  # the fault is spent or disarmed: reading back must work
+        # A pack written after the last checkpoint of a failed attempt is shipped again by the
+        # retry and left unreferenced: GC (past the lease and the grace) sweeps it, and must
+        # keep every pack the point needs. Only a referenced pack's damage can fail the point.
+        clock.advance(hours=8)
+        repo.gc()
+        clock.advance(hours=2)
+        repo.gc()
         # Corrupt a random stored byte half of the time: the point must then fail verification.
         corrupt = trial % 2 == 1
         if corrupt:

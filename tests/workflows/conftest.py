@@ -32,6 +32,8 @@ from tests.workflows.stubs import Stubs
 from workflows.catalog import ALL_WORKFLOWS
 from workflows.recovery import RecoveryPlanWorkflow
 
+TASK_TIMEOUT = timedelta(seconds=60)
+
 
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
@@ -77,7 +79,12 @@ class Rig:
     async def start(
         self, run: Any, inp: Any, name: str, queue: str | None = None
     ) -> WorkflowHandle[Any, Any]:
-        return await self.client.start_workflow(run, inp, id=self.wid(name), task_queue=queue or self.queue)
+        # A workflow task's 10 s default is what the workers answer in; on a loaded CI machine a worker
+        # can stall longer, and after three timed-out tasks the server refuses every update. What the
+        # workflows decide does not depend on it; the tests that need a short one set their own.
+        return await self.client.start_workflow(
+            run, inp, id=self.wid(name), task_queue=queue or self.queue, task_timeout=TASK_TIMEOUT
+        )
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from seawall.contract.drills import DrillInput, DrillResult, NotifyRequest
 from seawall.contract.messages import ApproveInput, FailoverInput
 from seawall.contract.names import Activity as A
 from seawall.contract.names import recover_id
-from tests.workflows.conftest import Rig, progress_until
+from tests.workflows.conftest import TASK_TIMEOUT, Rig, progress_until
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.drills import ScheduledDrillWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
@@ -86,6 +86,7 @@ async def test_a_drill_is_skipped_while_another_run_of_the_plan_goes(rig_for: RI
             FailoverInput(plan=plan, mode="test"),
             id=recover_id(plan),
             task_queue=rig.queue,
+            task_timeout=TASK_TIMEOUT,
         )
         await progress_until(running, lambda p: p["pending_gate"] == "go")
         result: DrillResult = await rig.client.execute_workflow(
@@ -105,6 +106,7 @@ async def test_a_notification_retried_after_failures_keeps_its_key(rig_for: RIG)
             FailoverInput(plan=plan, mode="test"),
             id=recover_id(plan),
             task_queue=rig.queue,
+            task_timeout=TASK_TIMEOUT,
         )
         await progress_until(handle, lambda p: p["pending_gate"] == "go")
         await handle.execute_update(RecoveryPlanWorkflow.approve, ApproveInput(gate="go", by="t"))
