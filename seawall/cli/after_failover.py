@@ -13,6 +13,7 @@ from rich.table import Table
 from temporalio.client import Client
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
+from seawall.cli.plancheck import known_plan
 from seawall.cli.signing import cli_user, sign
 from seawall.contract.names import Workflow
 from seawall.control import recovery
@@ -75,7 +76,9 @@ def _run_to_end(workflow: str, run: Callable[[Client, str], Awaitable[BaseModel]
 def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run")) -> None:
     """Make a real failover final: old schedules go, older points are pruned. A failover stopped for
     the operator (a failed VM, an abort) is ended as it is first; one still running is refused."""
-    intent = sign(Settings(), action="commit", plan=plan, run=run)
+    settings = Settings()
+    known_plan(settings, plan)
+    intent = sign(settings, action="commit", plan=plan, run=run)
     by = cli_user()
     _run_to_end(
         Workflow.COMMIT_FAILOVER,
@@ -85,5 +88,7 @@ def commit(plan: str = typer.Argument(...), run: str = typer.Option(..., "--run"
 
 def reprotect(plan: str = typer.Argument(...)) -> None:
     """Replicate the failed-over copies back (only what changed at the DR site travels)."""
-    intent = sign(Settings(), action="reprotect", plan=plan)
+    settings = Settings()
+    known_plan(settings, plan)
+    intent = sign(settings, action="reprotect", plan=plan)
     _run_to_end(Workflow.REPROTECT, lambda client, queue: recovery.reprotect(client, queue, plan, intent))

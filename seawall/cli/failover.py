@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 
 from seawall.cli.common import Exit, console, err_console, print_json, temporal_client
+from seawall.cli.plancheck import known_plan
 from seawall.cli.signing import sign
 from seawall.contract.failures import failure_reason
 from seawall.contract.intents import failover_options
@@ -108,6 +109,7 @@ def failover(
         raise typer.Exit(Exit.BAD_INPUT)
     point_time = _point_time(point) if point is not None else None
     settings = Settings()
+    known_plan(settings, plan)
     inp = FailoverInput(
         plan=plan,
         mode=mode,
@@ -136,7 +138,17 @@ def failover(
             return await _wait_up(client, plan, handle.result_run_id, stop_at_gate, as_json)
         if not wait_end:
             out = {"plan": plan, "mode": mode, "workflow_id": handle.id, "run_id": handle.result_run_id}
-            print_json(out) if as_json else console.print(out)
+            if as_json:
+                print_json(out)
+            else:
+                what = f"{mode} failover" if not failback else "failback"
+                console.print(
+                    f"{what} of {plan} started: run {handle.result_run_id} (workflow {handle.id})\n"
+                    f"  follow it: seawall wait {plan}   its report: seawall report {plan}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             return Exit.OK
         try:
             report = await _follow(handle, plan)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
 from subprocess import PIPE
 
@@ -20,12 +21,15 @@ from tests.integration.replication_env import ReplicationEnv, replication_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def seawall(env: ReplicationEnv, *args: str, address: str | None = None) -> tuple[int, str, str]:
+async def seawall(
+    env: ReplicationEnv, *args: str, address: str | None = None, inventory: Path | None = None
+) -> tuple[int, str, str]:
     environ = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "SEAWALL_TEMPORAL_ADDRESS": address or env.settings.temporal_address,
-        "SEAWALL_INVENTORY": str(env.settings.inventory),
+        "SEAWALL_INVENTORY": str(inventory or env.settings.inventory),
+        "SEAWALL_PLANS_DIR": str(env.settings.plans_dir),
         "SEAWALL_ORCHESTRATION_QUEUE": env.settings.orchestration_queue,
     }
     proc = await asyncio.create_subprocess_exec(
@@ -78,11 +82,19 @@ async def test_every_verb_on_a_stuck_run_says_so_in_one_line(
             code, _, err = await seawall(env, "abort", plan, "--reason", "x")
             assert code == 2 and one_line(err) == f"no failover of {plan} is running", (code, err)
 
-        # A run that fails: its reason is the activity's own message, not "Activity task failed".
-        code, _, err = await seawall(env, "failover", "nope", "--mode", "test", "--wait")
+        # A plan the files do not define: refused where the CLI runs, before any run starts.
+        nope = f"nope-{uuid.uuid4().hex[:6]}"
+        code, _, err = await seawall(env, "failover", nope, "--mode", "test", "--wait")
+        refused = f"no recovery plan named '{nope}' (plans: "
+        assert code == 2 and one_line(err).startswith(refused), (code, err)
+        assert (await env.client.count_workflows(f"WorkflowId = '{recover_id(nope)}'")).count == 0
+        # Where the CLI has not the files, the worker looks the plan up; the run fails with the
+        # activity's own message, not "Activity task failed".
+        elsewhere = tmp_path / "not-here" / "inventory.yaml"
+        code, _, err = await seawall(env, "failover", nope, "--mode", "test", "--wait", inventory=elsewhere)
         line = one_line(err)
         assert code == 1 and "Activity task failed" not in line, (code, err)
-        assert line.startswith("failover of nope failed: load_plan_spec: no recovery plan named 'nope'"), line
+        assert line.startswith(f"failover of {nope} failed: load_plan_spec: {refused[:-9]}"), line
 
 
 async def test_an_unreachable_temporal_is_one_line_and_exit_3(

@@ -52,6 +52,7 @@ def run(monkeypatch: pytest.MonkeyPatch, error: BaseException, *argv: str) -> An
         monkeypatch.setattr(module, "temporal_client", client)
     monkeypatch.setattr(replication_cmd, "temporal_client", client)
     monkeypatch.setenv("SEAWALL_INVENTORY", str(EXAMPLES / "inventory.yaml"))
+    monkeypatch.setenv("SEAWALL_PLANS_DIR", str(EXAMPLES))
     return CliRunner().invoke(app, list(argv))
 
 
@@ -172,3 +173,81 @@ def test_from_mirror_reaches_the_failover_and_is_refused_for_a_failback(
     )
     assert refused.exit_code == 2 and len(started) == 2
     assert "never a mirror" in " ".join(refused.output.split())
+
+
+def never_started(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every start the failover, commit and reprotect verbs ask for (the tests want none)."""
+    started: list[Any] = []
+
+    async def start(*args: Any, **_: Any) -> Any:
+        started.append(args)
+        raise AssertionError("nothing may start")
+
+    for name in ("start_failover", "commit", "reprotect"):
+        monkeypatch.setattr(failover_cmd.recovery, name, start)
+    return started
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("failover", "erp-dx", "--mode", "test"),
+        ("failover", "erp-dx", "--mode", "planned", "--failback"),
+        ("commit", "erp-dx", "--run", "r1"),
+        ("reprotect", "erp-dx"),
+    ],
+)
+def test_a_plan_the_files_do_not_define_is_refused_with_the_plans_there_are(
+    monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]
+) -> None:
+    started = never_started(monkeypatch)
+    result = run(monkeypatch, NOT_FOUND, *argv)
+    assert result.exit_code == 2 and started == [], result.output
+    assert "no recovery plan named 'erp-dx' (plans: erp-aws, erp-dr, kvm-dr in " in " ".join(
+        result.output.split()
+    )
+
+
+def test_an_invalid_plan_or_inventory_is_refused_naming_file_line_and_field(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started = never_started(monkeypatch)
+    for f in ("inventory.yaml", "erp-dr.yaml"):
+        (tmp_path / f).write_text((EXAMPLES / f).read_text())
+    plan_file = tmp_path / "erp-dr.yaml"
+    lines = plan_file.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("failure_policy:"))
+    lines[at] = "failure_policy: maybe"
+    plan_file.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(failover_cmd, "Settings", lambda: _settings(tmp_path))
+    result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and started == [], result.output
+    assert f"plan 'erp-dr' is invalid: {plan_file}:{at + 1}: failure_policy: " in said, said
+    (tmp_path / "inventory.yaml").write_text("kind: Inventory\nprotected_vms: [\n")
+    result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and started == [], result.output
+    assert f"{tmp_path / 'inventory.yaml'} is invalid: {tmp_path / 'inventory.yaml'}:" in said, said
+
+
+def test_where_the_files_are_not_the_worker_decides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An operator's CLI away from the workers' files starts the run; the worker looks the plan up."""
+    started: list[Any] = []
+
+    async def start(client: Any, queue: str, inp: Any, **_: Any) -> Any:
+        started.append(inp)
+        return SimpleNamespace(id="recover/elsewhere", result_run_id="r1")
+
+    monkeypatch.setattr(failover_cmd.recovery, "start_failover", start)
+    monkeypatch.setattr(failover_cmd, "Settings", lambda: _settings(tmp_path / "not-here"))
+    result = run(monkeypatch, NOT_FOUND, "failover", "elsewhere", "--mode", "test")
+    assert result.exit_code == 0, result.output
+    assert [i.plan for i in started] == ["elsewhere"]
+    assert "test failover of elsewhere started: run r1" in " ".join(result.output.split())
+
+
+def _settings(folder: Path) -> Any:
+    from seawall.runtime.config import Settings
+
+    return Settings(inventory=folder / "inventory.yaml", plans_dir=folder)

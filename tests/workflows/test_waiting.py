@@ -116,6 +116,9 @@ def _cli(rig: Rig, *args: str) -> tuple[int, dict[str, Any]]:
         "SEAWALL_TEMPORAL_ADDRESS": rig.client.service_client.config.target_host,
         "SEAWALL_TEMPORAL_NAMESPACE": rig.client.namespace,
         "SEAWALL_ORCHESTRATION_QUEUE": rig.queue,
+        # The rig's plans exist only in its stubs: a CLI without the files leaves the lookup to the
+        # worker (the failover verb refuses a plan the files it has do not define).
+        "SEAWALL_INVENTORY": "/nonexistent/seawall-inventory.yaml",
     }
     done = subprocess.run(
         [sys.executable, "-m", "seawall.cli", *args, "--json"],
