@@ -57,9 +57,10 @@ def main() -> None:
     import os
     import sys
 
+    from pydantic import ValidationError
     from temporalio.service import RPCError
 
-    from seawall.cli.common import err_console, rpc_line
+    from seawall.cli.common import Exit, err_console, rpc_line
 
     try:
         app()
@@ -71,6 +72,13 @@ def main() -> None:
         # traceback (the server restarting, a run that vanished meanwhile).
         line, code = rpc_line(exc)
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    except ValidationError as exc:
+        # An argument a verb passed on as it was and its input model refused (an empty --reason):
+        # the field and what is wrong with it, never a traceback.
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or exc.title
+            err_console.print(f"invalid input: {field}: {error['msg']}", markup=False, highlight=False)
+        code = Exit.BAD_INPUT
     # The Temporal SDK's native runtime can abort the interpreter's own teardown (SIGABRT in
     # PyGILState_Release, temporalio/sdk-python#300), turning a clean exit into -6: flush what we
     # printed and leave without running it.

@@ -69,6 +69,17 @@ def _point_time(text: str) -> str:
     return when.isoformat()
 
 
+MAX_TTL_HOURS = 14 * 24  # FailoverInput.ttl_s's bound, in the option's unit
+
+
+def _ttl_s(hours: float) -> float:
+    """``--ttl-hours`` in seconds: more than 0 and at most 14 days; else exit 2."""
+    if not 0 < hours <= MAX_TTL_HOURS:  # NaN fails both comparisons
+        err_console.print(f"--ttl-hours: {hours:g} is not more than 0 and at most {MAX_TTL_HOURS} (14 days)")
+        raise typer.Exit(Exit.BAD_INPUT)
+    return hours * 3600
+
+
 def failover(
     plan: str = typer.Argument(..., help="The recovery plan's name."),
     mode: str = typer.Option(..., "--mode", help="test | planned | unplanned"),
@@ -108,13 +119,14 @@ def failover(
         err_console.print("--from-mirror: a failback reads the points replicated back, never a mirror")
         raise typer.Exit(Exit.BAD_INPUT)
     point_time = _point_time(point) if point is not None else None
+    ttl_s = _ttl_s(ttl) if ttl is not None else None
     settings = Settings()
     known_plan(settings, plan)
     inp = FailoverInput(
         plan=plan,
         mode=mode,
         point_time=point_time,
-        ttl_s=ttl * 3600 if ttl else None,
+        ttl_s=ttl_s,
         direction="failback" if failback else "failover",
         from_mirror=from_mirror,
         intent=sign(

@@ -251,3 +251,32 @@ def _settings(folder: Path) -> Any:
     from seawall.runtime.config import Settings
 
     return Settings(inventory=folder / "inventory.yaml", plans_dir=folder)
+
+
+@pytest.mark.parametrize("hours", ["-1", "0", "nan", "inf", "337"])
+def test_a_drill_time_to_live_out_of_range_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, hours: str
+) -> None:
+    started = never_started(monkeypatch)
+    result = run(monkeypatch, NOT_FOUND, "failover", "erp-dr", "--mode", "test", "--ttl-hours", hours)
+    assert result.exit_code == 2 and started == [], result.output
+    assert "--ttl-hours: " in result.output and "at most 336 (14 days)" in result.output
+
+
+def test_an_argument_its_input_model_refuses_is_one_line_naming_the_field() -> None:
+    """The CLI's entry point as a process: a model's refusal of an argument is exit 2, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SEAWALL_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "seawall.cli", "rollback", "erp-dr", "--reason", ""],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.strip() == "invalid input: reason: String should have at least 1 character"
