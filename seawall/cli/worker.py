@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
+
+from seawall.cli.common import Exit
+
+if TYPE_CHECKING:
+    from seawall.runtime.config import Settings
 
 
 def worker(
@@ -36,15 +41,42 @@ def worker(
         raise typer.BadParameter(
             "nothing to do: give --site NAME and/or --orchestration", param_hint="--site"
         )
+    from seawall.runtime.config import Settings
     from seawall.runtime.temporal import TemporalConfigError
     from seawall.security.codec import PayloadKeyError
     from seawall.security.intents import IntentKeyError, keys_from_settings
 
+    settings = Settings()
+    _check_sites(settings, site)
     try:
-        from seawall.runtime.config import Settings
-
-        keys_from_settings(Settings().intent_keys)  # a bad key reference stops the worker here, clearly
+        keys_from_settings(settings.intent_keys)  # a bad key reference stops the worker here, clearly
         run_worker(site, orchestration=orchestration, role=cast("Role", role), metrics_port=metrics_port)
     except (TemporalConfigError, PayloadKeyError, IntentKeyError) as exc:
         typer.echo(f"configuration: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    except RuntimeError as exc:
+        if "client connect" not in str(exc):  # the SDK's connection failure; anything else is a bug
+            raise
+        # Exit 3 and no traceback: a service manager restarts the worker until Temporal answers.
+        typer.echo(f"cannot reach Temporal at {settings.temporal_address}: {exc}", err=True)
+        raise typer.Exit(Exit.UNAVAILABLE) from None
+
+
+def _check_sites(settings: Settings, sites: list[str]) -> None:
+    """The inventory must load and name every ``--site``: else its errors (file, line, field) or the
+    sites it has, exit 2, before anything connects."""
+    from seawall.plans import load_inventory
+    from seawall.plans.errors import PlanValidationError
+
+    try:
+        inventory = load_inventory(settings.inventory)
+    except PlanValidationError as exc:
+        for error in exc.errors:
+            typer.echo(str(error), err=True)
+        raise typer.Exit(Exit.BAD_INPUT) from None
+    known = [s.name for s in inventory.sites]
+    for name in sites:
+        if name not in known:
+            listed = ", ".join(known) or "none"
+            typer.echo(f"--site: {name!r} is not a site of {settings.inventory} (sites: {listed})", err=True)
+            raise typer.Exit(Exit.BAD_INPUT)
