@@ -8,7 +8,9 @@ returns typed results and raises :mod:`seawall.control.errors`, which each door 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import uuid
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -113,10 +115,20 @@ async def _update(
     waits as long as it takes.
     """
     handle = client.get_workflow_handle(recover_id(plan), run_id=run_id)
+    args = [] if arg is None else [arg]
+    # One id for every try: were a try taken after all, the server answers the next with its outcome.
+    update_id = f"{name}-{uuid.uuid4()}"
     try:
-        if arg is None:
-            return await handle.execute_update(name, result_type=result_type, rpc_timeout=timeout)
-        return await handle.execute_update(name, arg, result_type=result_type, rpc_timeout=timeout)
+        for pause in (*UPDATE_RETRY_PAUSES_S, None):
+            try:
+                return await handle.execute_update(
+                    name, *args, id=update_id, result_type=result_type, rpc_timeout=timeout
+                )
+            except RPCError as exc:
+                if pause is None or not update_dropped(exc):
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last try returns or raises")
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == "IntentRefused":
@@ -124,6 +136,20 @@ async def _update(
         raise Refused(name, failure_reason(exc)) from None
     except RPCError as exc:
         raise rpc_refusal(exc, plan) from None
+
+
+# A workflow task can fail once for a reason of its own (the run completes in the same task as a new
+# event arrives): the server then drops the updates that task carried ("unexpected workflow task
+# failure") and the next task runs without them. Sent again, the update is taken; a run whose tasks
+# keep failing is refused at once ("in failed state"), which is Stuck.
+UPDATE_RETRY_PAUSES_S = (0.2, 0.5, 1.0, 2.0)
+
+
+def update_dropped(exc: RPCError) -> bool:
+    """Whether the server dropped the update with a workflow task that failed once (send it again)."""
+    return exc.status == RPCStatusCode.FAILED_PRECONDITION and "unexpected workflow task failure" in (
+        exc.message.lower()
+    )
 
 
 def rpc_refusal(exc: RPCError, plan: str) -> Exception:

@@ -38,6 +38,7 @@ from seawall.control.errors import (
     NotProtected,
     NotRunning,
     Refused,
+    Stuck,
 )
 from seawall.control.runs import describe_run, running_run
 
@@ -48,6 +49,9 @@ class FakeHandle:
 
     async def execute_update(self, name: str, arg: Any = None, **kw: Any) -> Any:
         self.client.calls.append(("update", self.id, self.run_id, name, arg, kw.get("rpc_timeout")))
+        self.client.update_ids.append(kw.get("id"))
+        if self.client.refuse_next:
+            raise self.client.refuse_next.pop(0)
         if self.client.refuse is not None:
             raise self.client.refuse
         return "ok" if kw.get("result_type") is str else None
@@ -72,6 +76,8 @@ class FakeClient:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.refuse: BaseException | None = None
+        self.refuse_next: list[BaseException] = []  # raised once each, in turn, by the next updates
+        self.update_ids: list[str | None] = []
         self.status: WorkflowExecutionStatus | None = WorkflowExecutionStatus.RUNNING
         self.attributes = TypedSearchAttributes([SearchAttributePair(SA_MODE, "unplanned")])
         self.progress: dict[str, Any] = {"phase": "recovering group db", "stopped": None}
@@ -143,6 +149,33 @@ async def test_updates_go_to_the_plans_run_and_refusals_are_domain_errors() -> N
     client.refuse = RPCError("down", RPCStatusCode.UNAVAILABLE, b"")
     with pytest.raises(RPCError):  # not a refusal: the door answers it as Temporal being away
         await recovery.cleanup(client, "erp-dr")
+
+
+DROPPED = "Unable to perform workflow execution update due to unexpected workflow task failure."
+FAILED_STATE = "Unable to perform workflow execution update due to Workflow Task in failed state."
+
+
+async def test_an_update_a_failed_workflow_task_dropped_is_sent_again_under_its_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recovery, "UPDATE_RETRY_PAUSES_S", (0.0, 0.0, 0.0))
+    client = fake()
+    dropped = RPCError(DROPPED, RPCStatusCode.FAILED_PRECONDITION, b"")
+    client.refuse_next = [dropped, dropped]
+    assert await recovery.cleanup(client, "erp-dr") == "ok"
+    assert len(client.update_ids) == 3 and len(set(client.update_ids)) == 1 and client.update_ids[0]
+    # Dropped every time: after the last try, what the run's tasks say (Stuck), not an RPC error.
+    client.update_ids.clear()
+    client.refuse_next = [dropped] * 4
+    with pytest.raises(Stuck):
+        await recovery.abort(client, "erp-dr", AbortInput(by="me", reason="why"))
+    assert len(client.update_ids) == 4
+    # A run whose workflow task keeps failing is Stuck at once: nothing to wait for.
+    client.update_ids.clear()
+    client.refuse_next = [RPCError(FAILED_STATE, RPCStatusCode.FAILED_PRECONDITION, b"")]
+    with pytest.raises(Stuck, match="in failed state"):
+        await recovery.cleanup(client, "erp-dr")
+    assert len(client.update_ids) == 1
 
 
 async def test_retry_and_rollback_are_updates_of_the_plans_run() -> None:

@@ -10,6 +10,7 @@ while a timer is pending; a test that needs hours to pass calls ``env.fast_forwa
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,14 +19,24 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowUpdateInput,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import seed_queue, site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
+from seawall.control.recovery import UPDATE_RETRY_PAUSES_S, update_dropped
 from seawall.lab.temporal import temporal_binary
 from seawall.runtime.sandbox import sandbox_runner
 from tests.workflows.stubs import Stubs
@@ -48,6 +59,27 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
 
 
+class _SendDroppedUpdatesAgain(Interceptor):
+    """What seawall.control does for every door: an update the server dropped with a workflow task that
+    failed once (a loaded server, a run ending as an event arrives) is sent again, under its id."""
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _Resend(next)
+
+
+class _Resend(OutboundInterceptor):
+    async def start_workflow_update(self, input: StartWorkflowUpdateInput) -> WorkflowUpdateHandle[Any]:
+        input.update_id = input.update_id or str(uuid.uuid4())
+        for pause in (*UPDATE_RETRY_PAUSES_S, None):
+            try:
+                return await super().start_workflow_update(input)
+            except RPCError as exc:
+                if pause is None or not update_dropped(exc):
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last try returns or raises")
+
+
 @dataclass
 class Rig:
     """One test's queues (its own, on the shared server), its sites and its stubs."""
@@ -56,9 +88,9 @@ class Rig:
     stubs: Stubs
     tag: str
 
-    @property
+    @functools.cached_property
     def client(self) -> Client:
-        return self.env.client
+        return Client(**{**self.env.client.config(), "interceptors": [_SendDroppedUpdatesAgain()]})
 
     @property
     def source(self) -> str:

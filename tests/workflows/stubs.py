@@ -145,6 +145,8 @@ class Stubs:
     # The replica store cannot be read: the choosing activities answer from the mirror.
     store_down: bool = False
     calls: list[Call] = field(default_factory=list)
+    # (run, activity id, attempt) of each local activity recorded: see ``_enter``.
+    _local_runs: set[tuple[str | None, str, int]] = field(default_factory=set, repr=False)
     # Signed intents: the orchestration worker's keys (None: not enforced) and its policy.
     intent_keys: IntentKeys | None = None
     unsigned_drills: bool = True
@@ -177,9 +179,17 @@ class Stubs:
     # ---- the common path of every stub -------------------------------------------------------------
 
     async def _enter(self, name: str, inp: BaseModel) -> None:
-        self.calls.append(Call(name, inp, activity.info().task_queue))
-        if activity.info().attempt <= self.flaky.get(name, 0):
-            raise ApplicationError(f"{name} attempt {activity.info().attempt} failed", type="StubFlaky")
+        info = activity.info()
+        # A workflow task that ran local activities but could not be completed (a loaded server
+        # refused it) is run again from its start, and its local activities with it, under the same
+        # ids and attempts: one call the workflow made, recorded once. A retry is a new attempt.
+        run = (info.workflow_run_id, info.activity_id, info.attempt)
+        if not (info.is_local and run in self._local_runs):
+            self.calls.append(Call(name, inp, info.task_queue))
+        if info.is_local:
+            self._local_runs.add(run)
+        if info.attempt <= self.flaky.get(name, 0):
+            raise ApplicationError(f"{name} attempt {info.attempt} failed", type="StubFlaky")
         vm = _vm_of(inp)
         if name in self.failing and (self.failing[name] is None or vm in (self.failing[name] or ())):
             raise ApplicationError(
