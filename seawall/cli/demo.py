@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from seawall.cli.common import Exit, console, err_console
+
+if TYPE_CHECKING:
+    from seawall.lab import LabInfo
 
 app = typer.Typer(help="Run the demo on the lab: protect every primary VM and keep writing to them.")
 
@@ -12,13 +17,26 @@ app = typer.Typer(help="Run the demo on the lab: protect every primary VM and ke
 @app.command("up")
 def up(drill: bool = typer.Option(True, "--drill/--no-drill", help="End with a test failover.")) -> None:
     """Start the demo worker, protect the primary VMs (30 s RPO), start the guest writer."""
-    from seawall.lab import LabNotUpError, demo, load_lab
+    from seawall.control.errors import ControlError
+    from seawall.lab import LabNotUpError, load_lab
 
     try:
         lab = load_lab()
     except LabNotUpError as exc:
         err_console.print(f"{exc}; run `seawall lab up` first")
         raise typer.Exit(Exit.UNAVAILABLE) from None
+    try:
+        _up(lab, drill)
+    except ControlError as exc:
+        # What failed, in the operation's own words (a protect, a drill); what is up stays up.
+        err_console.print(f"demo: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print("what runs already: `seawall status`; stop it: `seawall demo down`")
+        raise typer.Exit(Exit.FAILED) from None
+
+
+def _up(lab: LabInfo, drill: bool) -> None:
+    from seawall.lab import demo
+
     pids = demo.start(lab)
     console.print(f"demo worker pid {pids['worker']}, guest writer pid {pids['writer']}")
     vms = ", ".join(vm.name for vm in lab.vsphere["primary"].vms)

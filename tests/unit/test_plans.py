@@ -479,7 +479,7 @@ def test_load_inventory_makes_paths_absolute() -> None:
     primary = inventory.site("primary")
     assert isinstance(primary, VSphereSite)
     assert primary.credentials == f"file:{REPO}/.seawall/lab/credentials/primary.json"
-    assert inventory.replica_store("local").location == str(REPO / ".seawall/replica")
+    assert inventory.replica_store("local").location == str(REPO / ".seawall/lab/replica")
     assert inventory.policy("rpo-30s").key_ref == f"file:{REPO}/.seawall/lab/keys/replica.key"
     assert isinstance(inventory.site("aws"), AwsSite)
     assert inventory.dns_zone("corp.example.com").site == "aws"
