@@ -27,6 +27,9 @@ from seawall.lab.disks import write_blocks
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout (seawall/lab/demo.py is two below it)
 INVENTORY = REPO / "examples" / "inventory.yaml"
+# The demo's runs write their reports where `seawall report` and the API look by default (Settings'
+# reports_dir, from the checkout), not in the lab's state dir where neither finds them.
+REPORTS_DIR = REPO / ".seawall" / "reports"
 DEMO_POLICY = "rpo-30s"
 
 
@@ -124,7 +127,7 @@ def start(lab: LabInfo) -> dict[str, int]:
     env["SEAWALL_HEALTH_CHECK_CA"] = str(ca)
     env["SEAWALL_TEMPORAL_ADDRESS"] = lab.temporal.address
     env["SEAWALL_PLANS_DIR"] = str(INVENTORY.parent)
-    env["SEAWALL_REPORTS_DIR"] = str(Path(lab.state_dir) / "reports")
+    env["SEAWALL_REPORTS_DIR"] = str(REPORTS_DIR)
     env["SEAWALL_HEALTH_CHECK_REDIRECT"] = "127.0.0.1"
     env["SEAWALL_HEALTH_CHECK_PORT_OFFSET"] = str(STANDIN_OFFSET)
     standins = _spawn(lab, "standins", [sys.executable, "-m", "seawall.lab.demo", "standins"], env)
@@ -178,7 +181,7 @@ async def _drill(lab: LabInfo, plan: str) -> tuple[str, str]:
     if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
         print("  every VM is up on the drill network at the dr site; cleaning the drill up")
         await recovery.cleanup(client, plan)
-    reports_dir = Path(lab.state_dir) / "reports"
+    reports_dir = REPORTS_DIR
     try:
         report = await handle.result()
     except WorkflowFailureError as exc:

@@ -21,7 +21,7 @@ from seawall import reports
 from seawall.contract.names import Query
 from seawall.control import recovery, replication
 from seawall.lab import LabInfo
-from seawall.lab.demo import REPO, _spawn, demo_dir
+from seawall.lab.demo import REPO, REPORTS_DIR, _spawn, demo_dir
 
 PLAN = "kvm-dr"
 QUEUE = "seawall-orchestration-kvm"
@@ -57,7 +57,7 @@ def start(lab: LabInfo) -> int:
     env = {**os.environ, **lab.env(), "SEAWALL_INVENTORY": str(inventory)}
     env["SEAWALL_ORCHESTRATION_QUEUE"] = QUEUE
     env["SEAWALL_PLANS_DIR"] = str(folder)
-    env["SEAWALL_REPORTS_DIR"] = str(Path(lab.state_dir) / "reports")
+    env["SEAWALL_REPORTS_DIR"] = str(REPORTS_DIR)
     argv = [sys.executable, "-m", "seawall.cli", "worker", "--site", "kvm-a", "--site", "kvm-b"]
     pid = _spawn(lab, "worker-kvm", argv, env)
     time.sleep(2)
@@ -112,5 +112,5 @@ async def _drill(lab: LabInfo) -> tuple[str, list[str]]:
         for line in v.health.checks
         if "guest says: " in line
     ]
-    _, html = reports.paths(Path(lab.state_dir) / "reports", PLAN, report.run)
+    _, html = reports.paths(REPORTS_DIR, PLAN, report.run)
     return str(html), lines

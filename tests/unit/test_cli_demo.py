@@ -26,3 +26,11 @@ def test_a_failed_protect_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch
     assert "demo: replica of 'app-02': points/app-02/p.json is encrypted with key id 'k-1'" in said
     assert "seawall demo down" in said
     assert isinstance(result.exception, SystemExit)  # the exit, not the Failed: no traceback
+
+
+def test_the_demo_writes_its_reports_where_seawall_report_and_the_api_look() -> None:
+    from seawall.lab import demo
+    from seawall.runtime.config import Settings
+
+    default = Settings.model_fields["reports_dir"].default
+    assert demo.REPORTS_DIR == demo.REPO / default  # `seawall report` from the checkout finds them
