@@ -33,4 +33,4 @@ def test_the_demo_writes_its_reports_where_seawall_report_and_the_api_look() -> 
     from seawall.runtime.config import Settings
 
     default = Settings.model_fields["reports_dir"].default
-    assert demo.REPORTS_DIR == demo.REPO / default  # `seawall report` from the checkout finds them
+    assert demo.REPO / default == demo.REPORTS_DIR  # `seawall report` from the checkout finds them
