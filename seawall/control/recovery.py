@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -119,16 +120,11 @@ async def _update(
     # One id for every try: were a try taken after all, the server answers the next with its outcome.
     update_id = f"{name}-{uuid.uuid4()}"
     try:
-        for pause in (*UPDATE_RETRY_PAUSES_S, None):
-            try:
-                return await handle.execute_update(
-                    name, *args, id=update_id, result_type=result_type, rpc_timeout=timeout
-                )
-            except RPCError as exc:
-                if pause is None or not update_dropped(exc):
-                    raise
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable: the last try returns or raises")
+        return await resend_dropped(
+            lambda: handle.execute_update(
+                name, *args, id=update_id, result_type=result_type, rpc_timeout=timeout
+            )
+        )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == "IntentRefused":
@@ -150,6 +146,19 @@ def update_dropped(exc: RPCError) -> bool:
     return exc.status == RPCStatusCode.FAILED_PRECONDITION and "unexpected workflow task failure" in (
         exc.message.lower()
     )
+
+
+async def resend_dropped(send: Callable[[], Awaitable[T]]) -> T:
+    """``send()`` an update, again after each pause while the server drops it (``update_dropped``);
+    ``send`` reuses one update id, so a try taken after all answers the next with its outcome."""
+    for pause in UPDATE_RETRY_PAUSES_S:
+        try:
+            return await send()
+        except RPCError as exc:
+            if not update_dropped(exc):
+                raise
+        await asyncio.sleep(pause)
+    return await send()
 
 
 def rpc_refusal(exc: RPCError, plan: str) -> Exception:

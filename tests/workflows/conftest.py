@@ -29,14 +29,13 @@ from temporalio.client import (
     WorkflowUpdateHandle,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import seed_queue, site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
-from seawall.control.recovery import UPDATE_RETRY_PAUSES_S, update_dropped
+from seawall.control.recovery import resend_dropped
 from seawall.lab.temporal import temporal_binary
 from seawall.runtime.sandbox import sandbox_runner
 from tests.workflows.stubs import Stubs
@@ -70,14 +69,8 @@ class _SendDroppedUpdatesAgain(Interceptor):
 class _Resend(OutboundInterceptor):
     async def start_workflow_update(self, input: StartWorkflowUpdateInput) -> WorkflowUpdateHandle[Any]:
         input.update_id = input.update_id or str(uuid.uuid4())
-        for pause in (*UPDATE_RETRY_PAUSES_S, None):
-            try:
-                return await super().start_workflow_update(input)
-            except RPCError as exc:
-                if pause is None or not update_dropped(exc):
-                    raise
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable: the last try returns or raises")
+        send = super().start_workflow_update
+        return await resend_dropped(lambda: send(input))
 
 
 @dataclass
