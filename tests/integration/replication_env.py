@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +91,30 @@ class ReplicationEnv:
                     return run.result.point_id
             await asyncio.sleep(0.5)
         raise AssertionError(f"no cycle of {vm} started after {after} and completed within {timeout}s")
+
+    async def _running_cycles(self, vm: str) -> set[str]:
+        """The run-id tails (a point's and its snapshot's suffix) of ``vm``'s cycles still running."""
+        runs = await cycle_history(self.client, vm, limit=50)
+        return {r.run_id.replace("-", "")[-12:] for r in runs if r.status == "RUNNING"}
+
+    async def snapshots_left(
+        self, vm: str, names: Callable[[], list[str]], timeout: float = 120.0
+    ) -> list[str]:
+        """The snapshots of ``vm`` (``names()`` lists them at its site) that no running cycle holds.
+
+        A scheduled cycle may be mid-flight when a test looks: its snapshot is in use, not left behind.
+        Such cycles are waited for and the site listed again; the running cycles are listed before and
+        after the site, so one that starts or ends meanwhile is still seen.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            before = await self._running_cycles(vm)
+            listed = names()
+            running = before | await self._running_cycles(vm)
+            held = [n for n in listed if n.rsplit("-", 1)[-1] in running]
+            if not held or asyncio.get_running_loop().time() > deadline:
+                return listed
+            await asyncio.sleep(0.5)
 
 
 @contextlib.asynccontextmanager

@@ -75,12 +75,10 @@ def assert_point_restores_to(
         out.unlink()
 
 
-def snapshots_left(lab: LabInfo, vm: str) -> int:
+def snapshot_names(lab: LabInfo, vm: str) -> list[str]:
     site = lab.vsphere["primary"]
     with VSphereConnection(site.host, site.user, site.password, port=site.port, protocol="http") as conn:
-        props = conn.properties(conn.find_vm(vm), ["snapshot"])
-        snap = props.get("snapshot")
-        return 0 if snap is None else len(snap.rootSnapshotList or [])
+        return conn.snapshot_names(conn.find_vm(vm))
 
 
 async def test_cycles_make_verified_points_that_restore_byte_identical(
@@ -118,7 +116,8 @@ async def test_cycles_make_verified_points_that_restore_byte_identical(
                 assert all(p.verified for p in points if p.point_id in expected[vm])
                 for point_id, images in expected[vm].items():
                     assert_point_restores_to(env, vm, point_id, images, tmp_path)
-                assert snapshots_left(lab, vm) == 0, f"{vm}: a replication snapshot was left behind"
+                left = await env.snapshots_left(vm, lambda vm=vm: snapshot_names(lab, vm))
+                assert left == [], f"{vm}: a replication snapshot was left behind"
 
                 status = await vm_status(client, env.inventory, vm)
                 assert status.scheduled and not status.breach
