@@ -29,6 +29,7 @@ from temporalio.client import (
     WorkflowUpdateHandle,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -43,6 +44,7 @@ from workflows.catalog import ALL_WORKFLOWS
 from workflows.recovery import RecoveryPlanWorkflow
 
 TASK_TIMEOUT = timedelta(seconds=60)
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 @pytest.fixture(scope="session")
@@ -140,12 +142,23 @@ def rig_for(env: WorkflowEnvironment) -> Callable[[Stubs], Any]:
 
 
 async def progress_until(
-    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 90.0
 ) -> dict[str, Any]:
-    """Poll RecoveryPlan's ``progress`` query until ``check`` holds; the last answer."""
+    """Poll RecoveryPlan's ``progress`` query until ``check`` holds; the last answer.
+
+    The server holds a query while a workflow task is in flight, and on a starved CI machine one was
+    held 30 s: each query gets 10 s, then is asked again, within ``timeout`` for the whole wait.
+    """
     async with asyncio.timeout(timeout):
         while True:
-            progress: dict[str, Any] = await handle.query(RecoveryPlanWorkflow.progress)
+            try:
+                progress: dict[str, Any] = await handle.query(
+                    RecoveryPlanWorkflow.progress, rpc_timeout=QUERY_TIMEOUT
+                )
+            except RPCError as exc:
+                if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+                    raise
+                continue
             if check(progress):
                 return progress
             await asyncio.sleep(0.05)
