@@ -1,4 +1,5 @@
-"""Stopping a VM's cycles when its protection ends (UnprotectVM's step after the schedule is deleted).
+"""Stopping cycles: a VM's when its protection ends (UnprotectVM's step after the schedule is deleted),
+and every cycle of a planned failover's VMs and of their consistency groups before the final one.
 
 A cycle the schedule started just before it was deleted must not run on: it would take a snapshot
 after unprotect returned (a delta disk growing at the source) and write a point nobody asked for.
@@ -23,12 +24,18 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.schedules import catchup_window, spread_offset
-from seawall.contract.messages import VMRef
-from seawall.contract.names import Activity, Workflow, schedule_id
+from seawall.contract.messages import VMRef, VMsRef
+from seawall.contract.names import Activity, Workflow, group_schedule_id, group_search_value, schedule_id
 from seawall.contract.search import SA_VM
 from seawall.model import Inventory
 
-__all__ = ["MAX_SCHEDULED_IDS", "VISIBILITY_SETTLE_S", "CycleStopActivities", "scheduled_cycle_ids"]
+__all__ = [
+    "MAX_SCHEDULED_IDS",
+    "VISIBILITY_SETTLE_S",
+    "CycleStopActivities",
+    "scheduled_cycle_ids",
+    "scheduled_group_cycle_ids",
+]
 
 # How long after its first listing the VM's cycles are listed again: a start reaches visibility
 # within it on a healthy server (the ids looked up directly cover a slower one).
@@ -42,13 +49,23 @@ def scheduled_cycle_ids(vm: str, intervals: Iterable[timedelta], now: datetime) 
     """The workflow ids the VM's schedule, at any of ``intervals``, may have given a start that is
     still running now: every nominal time from one catch-up window and one interval back to one
     interval ahead (clock skew between this worker and the server), newest first."""
+    return _scheduled_ids(schedule_id(vm), vm, intervals, now)
+
+
+def scheduled_group_cycle_ids(group: str, intervals: Iterable[timedelta], now: datetime) -> list[str]:
+    """The same for a consistency group's schedule (its offset is spread by the schedule's id)."""
+    sid = group_schedule_id(group)
+    return _scheduled_ids(sid, sid, intervals, now)
+
+
+def _scheduled_ids(sid: str, spread_by: str, intervals: Iterable[timedelta], now: datetime) -> list[str]:
     ids: list[str] = []
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     for every in sorted(set(intervals)):
         step = every.total_seconds()
         if step < 1:
             continue
-        offset = spread_offset(vm, every).total_seconds()
+        offset = spread_offset(spread_by, every).total_seconds()
         latest = now + every
         # Temporal's interval spec: the times whose distance from the epoch, less the offset, is a
         # whole number of intervals.
@@ -58,7 +75,7 @@ def scheduled_cycle_ids(vm: str, intervals: Iterable[timedelta], now: datetime) 
         for _ in range(MAX_SCHEDULED_IDS):
             if nominal < earliest:
                 break
-            ids.append(f"{schedule_id(vm)}-{nominal.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+            ids.append(f"{sid}-{nominal.strftime('%Y-%m-%dT%H:%M:%SZ')}")
             nominal -= every
     return list(dict.fromkeys(ids))
 
@@ -82,37 +99,76 @@ class CycleStopActivities:
 
         Cancel, not terminate: a cancelled cycle still runs its compensation and releases its snapshot.
         """
-        client = activity.client()
-        vm = req.vm
-        direct = scheduled_cycle_ids(vm, self._intervals(), datetime.now(UTC))
-        cancelled: set[tuple[str, str]] = set()
-        first = time.monotonic()
-        while True:
-            running = await _listed(client, vm)
-            if direct:
-                running += await _running_by_id(client, direct)
-                direct = []  # the schedule is gone: no id it gives can appear later
-            new = list(dict.fromkeys(run for run in running if run not in cancelled))
-            if not new and time.monotonic() - first >= VISIBILITY_SETTLE_S:
-                return len(cancelled)
-            for wf_id, run_id in new:
-                with contextlib.suppress(RPCError):  # it may have finished meanwhile
-                    await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
-                cancelled.add((wf_id, run_id))
-            for wf_id, run_id in new:
-                handle = client.get_workflow_handle(wf_id, run_id=run_id)
-                while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                    activity.heartbeat(wf_id)
-                    await asyncio.sleep(1.0)
-            activity.heartbeat(len(cancelled))
-            await asyncio.sleep(1.0)
+        direct = scheduled_cycle_ids(req.vm, self._intervals(), datetime.now(UTC))
+        return await _cancel_all(activity.client(), [_cycles_of(req.vm)], direct)
+
+    @activity.defn(name=Activity.CANCEL_FAILOVER_CYCLES)
+    async def cancel_failover_cycles(self, req: VMsRef) -> int:
+        """A planned failover's step once the schedules are paused, before the sources are fenced:
+        cancel every running cycle of its VMs and of their consistency groups, and wait until each
+        has closed (its snapshots released).
+
+        The final replication must run alone: a cycle still holding its snapshot would make the final
+        snapshot's disk a delta (which a vSphere source refuses to read) or end the final cycle's backup
+        job (a KVM source holds one at a time), and the failover would stop after fencing.
+        """
+        now = datetime.now(UTC)
+        intervals = self._intervals()
+        queries = [_cycles_of(vm) for vm in req.vms]
+        direct = [i for vm in req.vms for i in scheduled_cycle_ids(vm, intervals, now)]
+        for group in self._groups(req.vms):
+            queries.append(_group_cycles_of(group))
+            direct += scheduled_group_cycle_ids(group, intervals, now)
+        return await _cancel_all(activity.client(), queries, direct)
+
+    def _groups(self, vms: list[str]) -> list[str]:
+        try:
+            inventory = self._load()
+        except Exception as exc:  # the plan was read moments ago: listing the VMs' own cycles still helps
+            activity.logger.warning("inventory unreadable, consistency groups' cycles not stopped: %s", exc)
+            return []
+        return sorted({g.name for vm in vms if (g := inventory.group_of(vm)) is not None})
 
 
-async def _listed(client: Client, vm: str) -> list[tuple[str, str]]:
-    query = (
-        f'WorkflowType = "{Workflow.REPLICATION_CYCLE}" AND {SA_VM.name} = "{vm}"'
-        ' AND ExecutionStatus = "Running"'
-    )
+async def _cancel_all(client: Client, queries: list[str], direct: list[str]) -> int:
+    """Cancel what the listing ``queries`` and the ``direct`` ids find running, until a listing a
+    settling time after the first finds nothing new; wait for each to close. How many were cancelled."""
+    cancelled: set[tuple[str, str]] = set()
+    first = time.monotonic()
+    while True:
+        running = [run for query in queries for run in await _listed(client, query)]
+        if direct:
+            running += await _running_by_id(client, direct)
+            direct = []  # the schedule is gone or paused: no id it gives can appear later
+        new = list(dict.fromkeys(run for run in running if run not in cancelled))
+        if not new and time.monotonic() - first >= VISIBILITY_SETTLE_S:
+            return len(cancelled)
+        for wf_id, run_id in new:
+            with contextlib.suppress(RPCError):  # it may have finished meanwhile
+                await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
+            cancelled.add((wf_id, run_id))
+        for wf_id, run_id in new:
+            handle = client.get_workflow_handle(wf_id, run_id=run_id)
+            while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                activity.heartbeat(wf_id)
+                await asyncio.sleep(1.0)
+        activity.heartbeat(len(cancelled))
+        await asyncio.sleep(1.0)
+
+
+def _running(workflow_type: str, vm_value: str) -> str:
+    return f'WorkflowType = "{workflow_type}" AND {SA_VM.name} = "{vm_value}" AND ExecutionStatus = "Running"'
+
+
+def _cycles_of(vm: str) -> str:
+    return _running(Workflow.REPLICATION_CYCLE, vm)
+
+
+def _group_cycles_of(group: str) -> str:
+    return _running(Workflow.GROUP_REPLICATION_CYCLE, group_search_value(group))
+
+
+async def _listed(client: Client, query: str) -> list[tuple[str, str]]:
     return [(wf.id, wf.run_id or "") async for wf in client.list_workflows(query)]
 
 

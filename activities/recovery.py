@@ -8,8 +8,10 @@ at the target site, and ``activities.fence`` at the source.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from temporalio import activity
+from temporalio.client import ScheduleHandle
 from temporalio.exceptions import ApplicationError
 
 from seawall import reports
@@ -24,7 +26,7 @@ from seawall.contract.messages import (
     VMsRef,
     VMStep,
 )
-from seawall.contract.names import Activity, hook_key, schedule_id
+from seawall.contract.names import Activity, group_schedule_id, hook_key, schedule_id
 from seawall.contract.search import SA_INTENT
 from seawall.model import (
     Inventory,
@@ -162,39 +164,38 @@ class OrchestrationActivities:
 
     @activity.defn(name=Activity.PAUSE_SCHEDULES)
     async def pause_schedules(self, req: VMsRef) -> int:
-        """Stop scheduled cycles of the VMs being failed over: their sources are about to be fenced."""
-        from temporalio.service import RPCError, RPCStatusCode
-
-        paused = 0
-        for vm in req.vms:
-            try:
-                await (
-                    activity.client().get_schedule_handle(schedule_id(vm)).pause(note="failover in progress")
-                )
-                paused += 1
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-        return paused
+        """Stop scheduled cycles of the VMs being failed over, and of their consistency groups (a group's
+        cycles snapshot every member): their sources are about to be fenced."""
+        return await self._each_schedule(req.vms, lambda h: h.pause(note="failover in progress"))
 
     @activity.defn(name=Activity.RESUME_SCHEDULES)
     async def resume_schedules(self, req: VMsRef) -> int:
         """After an approved rollback: the sources run again, so their schedules replicate them again."""
+        return await self._each_schedule(req.vms, lambda h: h.unpause(note="failover rolled back"))
+
+    async def _each_schedule(self, vms: list[str], act: Callable[[ScheduleHandle], Awaitable[None]]) -> int:
+        """``act`` on each VM's schedule and each of their groups' that exists; how many there were."""
         from temporalio.service import RPCError, RPCStatusCode
 
-        resumed = 0
-        for vm in req.vms:
+        done = 0
+        for sid in [schedule_id(vm) for vm in vms] + [group_schedule_id(g) for g in self._groups(vms)]:
             try:
-                await (
-                    activity.client()
-                    .get_schedule_handle(schedule_id(vm))
-                    .unpause(note="failover rolled back")
-                )
-                resumed += 1
+                await act(activity.client().get_schedule_handle(sid))
+                done += 1
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
-        return resumed
+        return done
+
+    def _groups(self, vms: list[str]) -> list[str]:
+        try:
+            inventory = load_catalogue(self.settings.inventory, self.settings.plans_dir).inventory
+        except Exception as exc:  # the plan was read moments ago: the VMs' own schedules still count
+            activity.logger.warning(
+                "inventory unreadable, consistency groups' schedules left as they are: %s", exc
+            )
+            return []
+        return sorted({g.name for vm in vms if (g := inventory.group_of(vm)) is not None})
 
     @activity.defn(name=Activity.CHECK_INTENT)
     async def check_intent(self, req: IntentCheck) -> Authority:

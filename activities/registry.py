@@ -92,6 +92,7 @@ def activities_for_site(site: str, settings: Settings) -> list[Callable[..., Any
 def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
     inventory = InventoryActivities(_loader(settings), settings.heartbeat_timeout_s, settings.gc_interval_s)
     orchestration = OrchestrationActivities(settings)
+    stop = CycleStopActivities(_loader(settings))
     return [
         inventory.resolve_protection,
         inventory.resolve_group,
@@ -99,7 +100,8 @@ def orchestration_activities(settings: Settings) -> list[Callable[..., Any]]:
         ensure_group_schedule,
         ensure_gc_schedule,
         delete_schedule,
-        CycleStopActivities(_loader(settings)).cancel_cycles,
+        stop.cancel_cycles,
+        stop.cancel_failover_cycles,
         orchestration.load_plan_spec,
         orchestration.write_report,
         orchestration.pause_schedules,

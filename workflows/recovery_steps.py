@@ -24,6 +24,7 @@ from workflows.replication import ReplicationCycleWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.cleanup import CleanupActivities
+    from activities.cycle_stop import CycleStopActivities
     from activities.fence import FenceActivities
     from activities.hooks import HookActivities
     from activities.recovery import OrchestrationActivities
@@ -43,7 +44,13 @@ with workflow.unsafe.imports_passed_through():
         VMsRef,
         VMStep,
     )
-    from seawall.contract.names import FENCING_GATE, final_cycle_id, hook_key, recover_vm_id
+    from seawall.contract.names import (
+        FENCING_GATE,
+        PATCH_FINAL_CYCLE_ALONE,
+        final_cycle_id,
+        hook_key,
+        recover_vm_id,
+    )
     from seawall.contract.queues import site_queue
 
 
@@ -62,6 +69,8 @@ class PlanRunSteps(PlanRunState):
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=QUICK,
         )
+        if inp.mode == "planned" and workflow.patched(PATCH_FINAL_CYCLE_ALONE):
+            await self._stop_running_cycles(vms)
         fencing = await self._fence(spec, vms, inp.mode)
         if inp.mode == "planned":
             self._set_phase("final replication of the stopped source VMs")
@@ -79,6 +88,26 @@ class PlanRunSteps(PlanRunState):
                 )
             )
         return fencing
+
+    async def _stop_running_cycles(self, vms: list[str]) -> None:
+        """Cancel the cycles the paused schedules had started, while the sources still run, so the final
+        cycle's snapshot is the only one (a second makes a vSphere disk a delta; a KVM domain holds one
+        backup job). Bounded: a source site whose worker is gone must not hold the failover here (its
+        fencing reports it); what could not be stopped is a warning in the report."""
+        self._set_phase("stopping the running replication cycles")
+        try:
+            await workflow.execute_activity_method(
+                CycleStopActivities.cancel_failover_cycles,
+                VMsRef(vms=vms),
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
+            )
+        except ActivityError as exc:
+            if self._ev is not None:
+                self._ev.warnings.append(
+                    f"running cycles were not all stopped before the final one: {exc.cause or exc}"
+                )
 
     async def _fence(self, spec: PlanSpec, vms: list[str], mode: str) -> list[str]:
         notes: list[str] = []

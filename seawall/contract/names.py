@@ -74,6 +74,9 @@ PATCH_SEEDS_OWN_QUEUE: Final = "seeds-on-their-own-queue"
 # Unprotect, once the VM's cycles have closed, releases every Seawall snapshot the VM still holds (a
 # cycle terminated instead of cancelled, or lost with a crashed Temporal, never released its own).
 PATCH_UNPROTECT_SWEEP: Final = "unprotect-sweeps-snapshots"
+# A planned failover cancels the running cycles of its VMs and of their consistency groups (and waits
+# until they have closed) before it fences the sources: the final cycle's snapshot is then the only one.
+PATCH_FINAL_CYCLE_ALONE: Final = "planned-final-cycle-alone"
 # Every snapshot (vSphere, directory) or backup job (KVM) Seawall takes is named with this prefix.
 SNAPSHOT_PREFIX: Final = "seawall-"
 
@@ -101,6 +104,7 @@ class Activity:
     ENSURE_GC_SCHEDULE: Final = "ensure_gc_schedule"
     DELETE_SCHEDULE: Final = "delete_schedule"
     CANCEL_CYCLES: Final = "cancel_cycles"
+    CANCEL_FAILOVER_CYCLES: Final = "cancel_failover_cycles"
     LOAD_PLAN_SPEC: Final = "load_plan_spec"
     WRITE_REPORT: Final = "write_report"
     PAUSE_SCHEDULES: Final = "pause_schedules"

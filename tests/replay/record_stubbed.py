@@ -2,7 +2,7 @@
 an approved rollback, a drill ended at a gate by its time to live), against the stub activities of
 ``tests/workflows`` — no lab needed:
 
-    .venv/bin/python -m tests.replay.record_stubbed [plans|cycles|group-release|seeds|unprotect]
+    .venv/bin/python -m tests.replay.record_stubbed [plans|planned|cycles|group-release|seeds|unprotect]
 
 Name one set to record only it: recording again replaces the files, and a history recorded with older
 code is what proves that code's runs still replay.
@@ -63,6 +63,8 @@ async def record(only: str | None) -> None:
     async with env:
         if only in (None, "plans"):
             await record_plans(env)
+        if only in (None, "planned"):
+            await record_planned(env)
         if only in (None, "cycles"):
             await record_cycles(env)
         if only in (None, "unprotect"):
@@ -202,6 +204,23 @@ async def record_plans(env: WorkflowEnvironment) -> None:
         await env.fast_forward(handle, timedelta(hours=1, minutes=1))  # type: ignore[attr-defined]
         await handle.result()
         await _save(handle, "recovery_plan_drill_gate_ttl")
+
+
+async def record_planned(env: WorkflowEnvironment) -> None:
+    # A planned failover whose running cycles are stopped before the sources are fenced.
+    stubs = Stubs()
+    async with rigged(env, stubs) as rig:
+        stubs.spec = plan_spec(
+            "erp",
+            rig.source,
+            rig.target,
+            group("data", vm_step("db", "data")),
+            group("front", vm_step("web", "front")),
+        )
+        handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="planned"), "plan")
+        await handle.result()
+        assert A.CANCEL_FAILOVER_CYCLES in stubs.names()
+        await _save(handle, "recovery_plan_planned_final_cycle_alone")
 
 
 if __name__ == "__main__":

@@ -479,6 +479,11 @@ class Stubs:
         await self._enter(A.CANCEL_CYCLES, req)
         return 0
 
+    @activity.defn(name=A.CANCEL_FAILOVER_CYCLES)
+    async def cancel_failover_cycles(self, req: VMsRef) -> int:
+        await self._enter(A.CANCEL_FAILOVER_CYCLES, req)
+        return 0
+
     # ---- consistency groups ------------------------------------------------------------------------
 
     @activity.defn(name=A.RESOLVE_GROUP)

@@ -248,6 +248,8 @@ async def test_a_real_failover_has_no_cleanup_and_no_time_to_live(rig_for: RIG) 
     # The sources stop first: schedules paused, every VM fenced at the source, before any recovery.
     names = stubs.names()
     assert names.index(A.PAUSE_SCHEDULES) < names.index(A.FENCE_VM) < names.index(A.CHOOSE_POINT)
+    # No final cycle, so no running cycle is stopped for one (the source may be gone with its worker).
+    assert A.CANCEL_FAILOVER_CYCLES not in names
     (paused,) = stubs.inputs(A.PAUSE_SCHEDULES)
     assert paused.vms == ["db", "app"]
     assert stubs.vms(A.FENCE_VM) == ["db", "app"]
@@ -300,6 +302,10 @@ async def test_planned_failover_replicates_the_stopped_sources_a_last_time(rig_f
         two_groups(rig)
         report = await (await start(rig, "planned")).result()
     names = stubs.names()
+    # The final cycle runs alone: the cycles the paused schedules started are stopped (and have
+    # closed) before the sources are fenced and replicated a last time.
+    assert names.index(A.PAUSE_SCHEDULES) < names.index(A.CANCEL_FAILOVER_CYCLES) < names.index(A.FENCE_VM)
+    assert stubs.inputs(A.CANCEL_FAILOVER_CYCLES)[0].vms == ["db", "app"]
     assert names.index(A.FENCE_VM) < names.index(A.SHIP_DISKS)
     assert max(i for i, n in enumerate(names) if n == A.APPLY_RETENTION) < names.index(A.CHOOSE_POINT)
     assert sorted(s.vm for s in stubs.inputs(A.SHIP_DISKS)) == ["app", "db"]
@@ -308,6 +314,16 @@ async def test_planned_failover_replicates_the_stopped_sources_a_last_time(rig_f
     assert {p.inp.source_site for p in cycle_protection} == {None}  # the inventory's own source
     assert report.status == "completed" and [v.vm for v in report.vms] == ["db", "app"]
     assert stubs.vms(A.MATERIALIZE_DISKS) == ["db", "app"] and A.RESTORE_IN_PLACE not in names
+
+
+async def test_running_cycles_that_cannot_be_stopped_are_a_warning_not_a_stop(rig_for: RIG) -> None:
+    stubs = Stubs(failing={A.CANCEL_FAILOVER_CYCLES: None})
+    async with rig_for(stubs) as rig:
+        two_groups(rig)
+        report = await (await start(rig, "planned")).result()
+    assert report.status == "completed" and [v.vm for v in report.vms] == ["db", "app"]
+    assert [w for w in report.warnings if "not all stopped before the final one" in w], report.warnings
+    assert report.fencing == ["db: powered off", "app: powered off"]
 
 
 async def test_planned_failover_refuses_an_unreachable_source(rig_for: RIG) -> None:
