@@ -30,6 +30,7 @@ from seawall.contract.search import SA_VM
 from seawall.model import Inventory
 
 __all__ = [
+    "FAILOVER_PATIENCE_S",
     "MAX_SCHEDULED_IDS",
     "VISIBILITY_SETTLE_S",
     "CycleStopActivities",
@@ -40,6 +41,9 @@ __all__ = [
 # How long after its first listing the VM's cycles are listed again: a start reaches visibility
 # within it on a healthy server (the ids looked up directly cover a slower one).
 VISIBILITY_SETTLE_S = 3.0
+# How long a planned failover waits for the cycles it cancelled to close: one whose site worker is gone
+# never does, and the failover goes on (with a warning) rather than wait for it.
+FAILOVER_PATIENCE_S = 120.0
 # The most nominal start times looked up per interval (a very short interval's catch-up window holds
 # many): the newest ones, where a start racing the deletion can be.
 MAX_SCHEDULED_IDS = 40
@@ -81,8 +85,11 @@ def _scheduled_ids(sid: str, spread_by: str, intervals: Iterable[timedelta], now
 
 
 class CycleStopActivities:
-    def __init__(self, load: Callable[[], Inventory]) -> None:
+    def __init__(
+        self, load: Callable[[], Inventory], failover_patience_s: float = FAILOVER_PATIENCE_S
+    ) -> None:
         self._load = load
+        self._patience_s = failover_patience_s
 
     def _intervals(self) -> set[timedelta]:
         # Every policy's interval, not only the VM's: the schedule being deleted may have been made
@@ -103,10 +110,12 @@ class CycleStopActivities:
         return await _cancel_all(activity.client(), [_cycles_of(req.vm)], direct)
 
     @activity.defn(name=Activity.CANCEL_FAILOVER_CYCLES)
-    async def cancel_failover_cycles(self, req: VMsRef) -> int:
+    async def cancel_failover_cycles(self, req: VMsRef) -> list[str]:
         """A planned failover's step once the schedules are paused, before the sources are fenced:
         cancel every running cycle of its VMs and of their consistency groups, and wait until each
-        has closed (its snapshots released).
+        has closed (its snapshots released). Returns the ids of those still running after the
+        patience (``FAILOVER_PATIENCE_S``): a cycle whose worker is gone never closes, and must not hold the
+        failover.
 
         The final replication must run alone: a cycle still holding its snapshot would make the final
         snapshot's disk a delta (which a vSphere source refuses to read) or end the final cycle's backup
@@ -119,7 +128,9 @@ class CycleStopActivities:
         for group in self._groups(req.vms):
             queries.append(_group_cycles_of(group))
             direct += scheduled_group_cycle_ids(group, intervals, now)
-        return await _cancel_all(activity.client(), queries, direct)
+        left: list[str] = []
+        await _cancel_all(activity.client(), queries, direct, patience_s=self._patience_s, left=left)
+        return left
 
     def _groups(self, vms: list[str]) -> list[str]:
         try:
@@ -130,11 +141,21 @@ class CycleStopActivities:
         return sorted({g.name for vm in vms if (g := inventory.group_of(vm)) is not None})
 
 
-async def _cancel_all(client: Client, queries: list[str], direct: list[str]) -> int:
+async def _cancel_all(
+    client: Client,
+    queries: list[str],
+    direct: list[str],
+    *,
+    patience_s: float | None = None,
+    left: list[str] | None = None,
+) -> int:
     """Cancel what the listing ``queries`` and the ``direct`` ids find running, until a listing a
-    settling time after the first finds nothing new; wait for each to close. How many were cancelled."""
+    settling time after the first finds nothing new; wait for each to close (at most ``patience_s``
+    after the first listing, when given: the ids of those still running then go to ``left``). How
+    many were cancelled."""
     cancelled: set[tuple[str, str]] = set()
     first = time.monotonic()
+    deadline = None if patience_s is None else first + patience_s
     while True:
         running = [run for query in queries for run in await _listed(client, query)]
         if direct:
@@ -150,8 +171,14 @@ async def _cancel_all(client: Client, queries: list[str], direct: list[str]) -> 
         for wf_id, run_id in new:
             handle = client.get_workflow_handle(wf_id, run_id=run_id)
             while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                if deadline is not None and time.monotonic() >= deadline:
+                    if left is not None:
+                        left.append(wf_id)
+                    break
                 activity.heartbeat(wf_id)
                 await asyncio.sleep(1.0)
+        if deadline is not None and time.monotonic() >= deadline:
+            return len(cancelled)
         activity.heartbeat(len(cancelled))
         await asyncio.sleep(1.0)
 

@@ -93,10 +93,10 @@ class PlanRunSteps(PlanRunState):
         """Cancel the cycles the paused schedules had started, while the sources still run, so the final
         cycle's snapshot is the only one (a second makes a vSphere disk a delta; a KVM domain holds one
         backup job). Bounded: a source site whose worker is gone must not hold the failover here (its
-        fencing reports it); what could not be stopped is a warning in the report."""
+        fencing reports it); a cycle still running is a warning in the report."""
         self._set_phase("stopping the running replication cycles")
         try:
-            await workflow.execute_activity_method(
+            left = await workflow.execute_activity_method(
                 CycleStopActivities.cancel_failover_cycles,
                 VMsRef(vms=vms),
                 start_to_close_timeout=timedelta(minutes=5),
@@ -104,10 +104,13 @@ class PlanRunSteps(PlanRunState):
                 retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
             )
         except ActivityError as exc:
-            if self._ev is not None:
-                self._ev.warnings.append(
-                    f"running cycles were not all stopped before the final one: {exc.cause or exc}"
-                )
+            left = [f"not all stopped ({exc.cause or exc})"]
+        if left and self._ev is not None:
+            self._ev.warnings.append(
+                "replication cycles still running when the sources were fenced (the final cycle may "
+                f"meet their snapshots): {', '.join(left)}"
+            )
+        self._set_phase("fencing the source VMs")
 
     async def _fence(self, spec: PlanSpec, vms: list[str], mode: str) -> list[str]:
         notes: list[str] = []

@@ -128,6 +128,8 @@ class Stubs:
     finished: list[tuple[str, int]] = field(default_factory=list)
     # activity name -> how many of its first attempts fail with a retryable error (then it succeeds).
     flaky: dict[str, int] = field(default_factory=dict)
+    # cancel_failover_cycles' answer: the cycles that did not close in time.
+    cycles_left: list[str] = field(default_factory=list)
     # check_rpo's answers in turn (the last one repeats).
     rpo_checks: list[RpoCheck] = field(default_factory=list)
     verify_ok: bool = True
@@ -480,9 +482,9 @@ class Stubs:
         return 0
 
     @activity.defn(name=A.CANCEL_FAILOVER_CYCLES)
-    async def cancel_failover_cycles(self, req: VMsRef) -> int:
+    async def cancel_failover_cycles(self, req: VMsRef) -> list[str]:
         await self._enter(A.CANCEL_FAILOVER_CYCLES, req)
-        return 0
+        return list(self.cycles_left)
 
     # ---- consistency groups ------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ class HeldGroupCycle(HeldCycle):
 @workflow.defn(name="DriveCancelFailoverCycles")
 class DriveCancelFailoverCycles:
     @workflow.run
-    async def run(self, vms: list[str]) -> int:
+    async def run(self, vms: list[str]) -> list[str]:
         return await workflow.execute_activity_method(
             CycleStopActivities.cancel_failover_cycles,
             VMsRef(vms=vms),
@@ -84,13 +84,17 @@ class DriveCancelCycles:
 INTERVAL = timedelta(seconds=30)
 
 
-def _stopper(groups: list[ConsistencyGroup] | None = None) -> CycleStopActivities:
+def _stopper(groups: list[ConsistencyGroup] | None = None, patience_s: float = 120.0) -> CycleStopActivities:
     policy = ReplicationPolicy(name="p30", interval=INTERVAL, key_ref="env:UNUSED", retention_count=2)
-    return CycleStopActivities(lambda: Inventory(policies=[policy], consistency_groups=groups or []))
+    return CycleStopActivities(
+        lambda: Inventory(policies=[policy], consistency_groups=groups or []), patience_s
+    )
 
 
-def _worker(client: Client, queue: str, groups: list[ConsistencyGroup] | None = None) -> Worker:
-    stopper = _stopper(groups)
+def _worker(
+    client: Client, queue: str, groups: list[ConsistencyGroup] | None = None, patience_s: float = 120.0
+) -> Worker:
+    stopper = _stopper(groups, patience_s)
     return Worker(
         client,
         task_queue=queue,
@@ -201,10 +205,28 @@ async def test_a_planned_failover_stops_its_vms_and_their_groups_cycles_and_no_o
         driver = await client.start_workflow(
             DriveCancelFailoverCycles.run, [vm, member], id=f"drive-{tag}", task_queue=queue
         )
-        assert await driver.result() == 3
+        assert await driver.result() == []
         for handle in (mine, listed_group, hidden_group):
             assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
         # A VM the failover does not move keeps replicating.
         assert (await theirs.describe()).status == WorkflowExecutionStatus.RUNNING
         assert not await theirs.query(HeldCycle.cancelled)
         await theirs.cancel()
+
+
+async def test_a_cycle_whose_worker_is_gone_does_not_hold_the_failover(env: WorkflowEnvironment) -> None:
+    client = env.client
+    tag = uuid.uuid4().hex[:8]
+    vm, queue = f"vm-{tag}", f"cancel-cycles-{tag}"
+    async with _worker(client, queue, patience_s=10.0):
+        mine = await _start_cycle(client, vm, queue)
+        # On a queue no worker polls: cancelled, it never closes.
+        stranded = await _start_cycle(client, vm, f"gone-{tag}")
+        await _visible(client, vm, 2)
+        driver = await client.start_workflow(
+            DriveCancelFailoverCycles.run, [vm], id=f"drive-{tag}", task_queue=queue
+        )
+        assert await asyncio.wait_for(driver.result(), timeout=60) == [stranded.id]
+        assert (await mine.describe()).status == WorkflowExecutionStatus.CANCELED
+        assert (await stranded.describe()).status == WorkflowExecutionStatus.RUNNING
+        await stranded.terminate()

@@ -316,13 +316,18 @@ async def test_planned_failover_replicates_the_stopped_sources_a_last_time(rig_f
     assert stubs.vms(A.MATERIALIZE_DISKS) == ["db", "app"] and A.RESTORE_IN_PLACE not in names
 
 
-async def test_running_cycles_that_cannot_be_stopped_are_a_warning_not_a_stop(rig_for: RIG) -> None:
-    stubs = Stubs(failing={A.CANCEL_FAILOVER_CYCLES: None})
+@pytest.mark.parametrize("how", ["failed", "still running"])
+async def test_running_cycles_that_cannot_be_stopped_are_a_warning_not_a_stop(rig_for: RIG, how: str) -> None:
+    if how == "failed":
+        stubs = Stubs(failing={A.CANCEL_FAILOVER_CYCLES: None})
+    else:
+        stubs = Stubs(cycles_left=["replicate/db-2026-12-03T07:37:00Z"])
     async with rig_for(stubs) as rig:
         two_groups(rig)
         report = await (await start(rig, "planned")).result()
     assert report.status == "completed" and [v.vm for v in report.vms] == ["db", "app"]
-    assert [w for w in report.warnings if "not all stopped before the final one" in w], report.warnings
+    (warning,) = [w for w in report.warnings if "still running when the sources were fenced" in w]
+    assert ("not all stopped" if how == "failed" else "replicate/db-2026-12-03T07:37:00Z") in warning
     assert report.fencing == ["db: powered off", "app: powered off"]
 
 
