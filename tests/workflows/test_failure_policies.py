@@ -35,7 +35,7 @@ def stopped(p: dict[str, Any]) -> bool:
 
 async def outcome(handle: WorkflowHandle[Any, Any]) -> tuple[RunReport | None, WorkflowFailureError | None]:
     """The run's report, or its failure (a failed run fails the workflow with the report attached)."""
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(90):  # seconds when quiet; a starved CI worker needs more
         try:
             return await handle.result(), None
         except WorkflowFailureError as exc:
