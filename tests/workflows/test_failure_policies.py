@@ -23,7 +23,7 @@ from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from tests.workflows.test_recovery_plan import DRILL_RUNNING, RIG, plan_failure, refused, start
 from workflows.recovery import RecoveryPlanWorkflow
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 MODES = ["test", "planned", "unplanned"]
 REAL = ["planned", "unplanned"]
