@@ -28,6 +28,7 @@ from seawall.contract.messages import (
     CycleInput,
     FailoverInput,
     GroupCycleInput,
+    PlanSpec,
     RetryInput,
     RollbackInput,
     UnprotectInput,
@@ -36,7 +37,7 @@ from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab.temporal import temporal_binary
-from tests.workflows.conftest import cancel_while_snapshotting, progress_until, rigged
+from tests.workflows.conftest import Rig, cancel_while_snapshotting, progress_until, rigged
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.groups import GroupReplicationCycleWorkflow
 from workflows.recovery import RecoveryPlanWorkflow
@@ -190,13 +191,7 @@ async def record_plans(env: WorkflowEnvironment) -> None:
     # A drill waiting at a gate nobody answers: ended by its time to live.
     stubs = Stubs()
     async with rigged(env, stubs) as rig:
-        stubs.spec = plan_spec(
-            "erp",
-            rig.source,
-            rig.target,
-            group("data", vm_step("db", "data")),
-            group("front", vm_step("web", "front"), gate="go"),
-        )
+        stubs.spec = _db_then_web(rig, gate="go")
         handle = await rig.start(
             RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test", ttl_s=3600), "plan"
         )
@@ -206,17 +201,21 @@ async def record_plans(env: WorkflowEnvironment) -> None:
         await _save(handle, "recovery_plan_drill_gate_ttl")
 
 
+def _db_then_web(rig: Rig, gate: str | None = None) -> PlanSpec:
+    return plan_spec(
+        "erp",
+        rig.source,
+        rig.target,
+        group("data", vm_step("db", "data")),
+        group("front", vm_step("web", "front"), gate=gate),
+    )
+
+
 async def record_planned(env: WorkflowEnvironment) -> None:
     # A planned failover whose running cycles are stopped before the sources are fenced.
     stubs = Stubs()
     async with rigged(env, stubs) as rig:
-        stubs.spec = plan_spec(
-            "erp",
-            rig.source,
-            rig.target,
-            group("data", vm_step("db", "data")),
-            group("front", vm_step("web", "front")),
-        )
+        stubs.spec = _db_then_web(rig)
         handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="planned"), "plan")
         await handle.result()
         assert A.CANCEL_FAILOVER_CYCLES in stubs.names()
