@@ -99,6 +99,9 @@ class PlanRunSteps(PlanRunState):
             left = await workflow.execute_activity_method(
                 CycleStopActivities.cancel_failover_cycles,
                 VMsRef(vms=vms),
+                # Queueing counts too: a worker without this activity (an upgrade half done) must
+                # not hold the failover either.
+                schedule_to_close_timeout=timedelta(minutes=6),
                 start_to_close_timeout=timedelta(minutes=5),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=FATAL),
