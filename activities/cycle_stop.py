@@ -107,7 +107,8 @@ class CycleStopActivities:
         Cancel, not terminate: a cancelled cycle still runs its compensation and releases its snapshot.
         """
         direct = scheduled_cycle_ids(req.vm, self._intervals(), datetime.now(UTC))
-        return await _cancel_all(activity.client(), [_cycles_of(req.vm)], direct)
+        cancelled, _ = await _cancel_all(activity.client(), [_cycles_of(req.vm)], direct)
+        return cancelled
 
     @activity.defn(name=Activity.CANCEL_FAILOVER_CYCLES)
     async def cancel_failover_cycles(self, req: VMsRef) -> list[str]:
@@ -128,8 +129,7 @@ class CycleStopActivities:
         for group in self._groups(req.vms):
             queries.append(_group_cycles_of(group))
             direct += scheduled_group_cycle_ids(group, intervals, now)
-        left: list[str] = []
-        await _cancel_all(activity.client(), queries, direct, patience_s=self._patience_s, left=left)
+        _, left = await _cancel_all(activity.client(), queries, direct, patience_s=self._patience_s)
         return left
 
     def _groups(self, vms: list[str]) -> list[str]:
@@ -138,7 +138,7 @@ class CycleStopActivities:
         except Exception as exc:  # the plan was read moments ago: listing the VMs' own cycles still helps
             activity.logger.warning("inventory unreadable, consistency groups' cycles not stopped: %s", exc)
             return []
-        return sorted({g.name for vm in vms if (g := inventory.group_of(vm)) is not None})
+        return inventory.groups_of(vms)
 
 
 async def _cancel_all(
@@ -147,13 +147,13 @@ async def _cancel_all(
     direct: list[str],
     *,
     patience_s: float | None = None,
-    left: list[str] | None = None,
-) -> int:
+) -> tuple[int, list[str]]:
     """Cancel what the listing ``queries`` and the ``direct`` ids find running, until a listing a
     settling time after the first finds nothing new; wait for each to close (at most ``patience_s``
-    after the first listing, when given: the ids of those still running then go to ``left``). How
-    many were cancelled."""
+    after the first listing, when given). How many were cancelled, and the ids of those still
+    running when the patience ran out."""
     cancelled: set[tuple[str, str]] = set()
+    left: list[str] = []
     first = time.monotonic()
     deadline = None if patience_s is None else first + patience_s
     while True:
@@ -163,7 +163,7 @@ async def _cancel_all(
             direct = []  # the schedule is gone or paused: no id it gives can appear later
         new = list(dict.fromkeys(run for run in running if run not in cancelled))
         if not new and time.monotonic() - first >= VISIBILITY_SETTLE_S:
-            return len(cancelled)
+            return len(cancelled), left
         for wf_id, run_id in new:
             with contextlib.suppress(RPCError):  # it may have finished meanwhile
                 await client.get_workflow_handle(wf_id, run_id=run_id).cancel()
@@ -172,13 +172,12 @@ async def _cancel_all(
             handle = client.get_workflow_handle(wf_id, run_id=run_id)
             while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                 if deadline is not None and time.monotonic() >= deadline:
-                    if left is not None:
-                        left.append(wf_id)
+                    left.append(wf_id)
                     break
                 activity.heartbeat(wf_id)
                 await asyncio.sleep(1.0)
         if deadline is not None and time.monotonic() >= deadline:
-            return len(cancelled)
+            return len(cancelled), left
         activity.heartbeat(len(cancelled))
         await asyncio.sleep(1.0)
 

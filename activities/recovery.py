@@ -195,7 +195,7 @@ class OrchestrationActivities:
                 "inventory unreadable, consistency groups' schedules left as they are: %s", exc
             )
             return []
-        return sorted({g.name for vm in vms if (g := inventory.group_of(vm)) is not None})
+        return inventory.groups_of(vms)
 
     @activity.defn(name=Activity.CHECK_INTENT)
     async def check_intent(self, req: IntentCheck) -> Authority:

@@ -70,6 +70,10 @@ class Inventory(FileModel):
         """The consistency group ``vm`` belongs to, if any (a VM is in at most one)."""
         return next((g for g in self.consistency_groups if vm in g.vms), None)
 
+    def groups_of(self, vms: list[str]) -> list[str]:
+        """The names of the consistency groups any of ``vms`` belongs to, sorted."""
+        return sorted({g.name for vm in vms if (g := self.group_of(vm)) is not None})
+
     def plan(self, name: str) -> RecoveryPlan:
         return _find(self.plans, name, "plan")
 

@@ -537,3 +537,19 @@ def test_dns_zone_provider_defaults_to_route53_and_rfc2136_needs_its_key() -> No
         Inventory.model_validate({"dns_zones": [{"name": "a.example.com", "provider": "bind"}]})
     with pytest.raises(ValidationError, match="secret reference"):
         Rfc2136Zone(name="a.example.com", server="h", tsig_key_name="k", credentials="c2VjcmV0")
+
+
+def test_groups_of_names_each_group_a_vm_belongs_to_once() -> None:
+    policy = models.ReplicationPolicy(
+        name="p30", interval=timedelta(seconds=30), key_ref="env:K", retention_count=2
+    )
+    inventory = models.Inventory(
+        policies=[policy],
+        consistency_groups=[
+            models.ConsistencyGroup(name="erp", policy="p30", vms=["db-01", "app-01"]),
+            models.ConsistencyGroup(name="crm", policy="p30", vms=["crm-01"]),
+        ],
+    )
+    assert inventory.groups_of(["app-01", "db-01", "web-01"]) == ["erp"]
+    assert inventory.groups_of(["crm-01", "db-01"]) == ["crm", "erp"]
+    assert inventory.groups_of(["web-01"]) == []
