@@ -30,7 +30,10 @@ def one_vm(rig: Rig, **kw: Any) -> None:
     rig.stubs.spec = plan_spec("erp", rig.source, rig.target, group("data", vm_step("db", "data")), **kw)
 
 
-async def failure_of(handle: Any, within: float = 10.0) -> ApplicationError:
+async def failure_of(handle: Any, within: float = 60.0) -> ApplicationError:
+    """The run's failure. ``within`` is a backstop for a hang, not a speed check: under a full suite the
+    dev server once held a run's history for 10 s ("context deadline exceeded" on ReadHistoryBranch).
+    "At once" is checked on the history: no workflow task failed and was retried first."""
     async with asyncio.timeout(within):
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()
@@ -69,7 +72,7 @@ async def test_with_no_older_point_the_vm_fails_naming_the_corruption_not_cancel
         # rollback-test: the failed drill is torn down at once (under stop it would wait for a retry).
         one_vm(rig, failure_policy="rollback-test")
         handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test"), "plan")
-        cause = await failure_of(handle, within=30)
+        cause = await failure_of(handle)
     assert cause.type == "PlanFailed"
     report = stubs.report()
     assert report.status == "failed"
@@ -85,7 +88,7 @@ async def test_a_failed_activity_is_reported_with_its_own_message(rig_for: RIG) 
     async with rig_for(stubs) as rig:
         one_vm(rig, failure_policy="rollback-test")
         handle = await rig.start(RecoveryPlanWorkflow.run, FailoverInput(plan="erp", mode="test"), "plan")
-        await failure_of(handle, within=30)
+        await failure_of(handle)
     assert stubs.report().failed_vms == {"db": "create_target_vm: create_target_vm failed for db"}
 
 
@@ -114,7 +117,7 @@ async def test_a_bad_input_fails_the_run_at_once_naming_the_field_and_frees_the_
         handle = await rig.client.start_workflow(
             Workflow.RECOVERY_PLAN, args=args, id=rig.wid("plan"), task_queue=rig.queue
         )
-        cause = await failure_of(handle, within=5)
+        cause = await failure_of(handle)
         assert cause.type == "InvalidInput" and says in cause.message, cause.message
         assert cause.non_retryable
         history = await handle.fetch_history()
@@ -148,7 +151,9 @@ async def test_no_workflow_type_can_be_jammed_by_its_input(rig_for: RIG, workflo
         handle = await rig.client.start_workflow(
             workflow_type, {"vm": "Not A Name!", "bogus": True}, id=rig.wid("bad"), task_queue=rig.queue
         )
-        cause = await failure_of(handle, within=5)
+        cause = await failure_of(handle)
+        history = await handle.fetch_history()
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
     assert cause.type == "InvalidInput" and cause.message.startswith("invalid input: "), cause.message
     assert "bogus: is not a known field" in cause.message
 
