@@ -6,7 +6,9 @@ backend promises (S3 multipart, Azure block lists, exactly-one-winner races, err
 describe() formats, prefix isolation in the raw bucket) stays in that backend's own tests.
 
 The remote stores are built with small multipart / block thresholds, so the large-object tests
-go through the chunked upload paths as well as the single-request ones.
+go through the chunked upload paths as well as the single-request ones, and with listing pages of
+LIST_PAGE keys, so a listing of a few hundred keys crosses pages (S3's own page is 1,000 keys,
+Azure's 5,000).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from seawall.blockstore.stores.azure import AzureBlobStore
 from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore, StoreError
@@ -26,6 +29,7 @@ from seawall.blockstore.stores.s3 import MIN_PART_SIZE, S3Store
 from seawall.lab import LabInfo
 
 MiB = 1024 * 1024
+LIST_PAGE = 100
 
 BACKENDS = [
     pytest.param("directory", id="directory"),
@@ -49,6 +53,7 @@ def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Obj
             secret_access_key=lab.s3.secret_access_key,
             multipart_threshold=MIN_PART_SIZE,
             multipart_part_size=MIN_PART_SIZE,
+            list_page_size=LIST_PAGE,
         )
     return AzureBlobStore(
         lab.azure.container,
@@ -56,6 +61,7 @@ def open_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Obj
         connection_string=lab.azure.connection_string,
         max_single_put_size=4 * MiB,
         max_block_size=2 * MiB,
+        list_page_size=LIST_PAGE,
     )
 
 
@@ -197,13 +203,34 @@ def test_large_objects(store: ObjectStore) -> None:
     assert sorted(store.list("packs/")) == ["packs/big"]
 
 
+def listing_requests(store: ObjectStore) -> list[str]:
+    """The listing requests ``store`` sends from now on, as the service sees them (none: a directory)."""
+    sent: list[str] = []
+    if isinstance(store, S3Store):
+        store._client.meta.events.register(
+            "before-call.s3.ListObjectsV2", lambda params, **_: sent.append(str(params["url_path"]))
+        )
+    elif isinstance(store, AzureBlobStore):
+        assert store._session is not None
+
+        def seen(response: requests.Response, *args: object, **kwargs: object) -> None:
+            if "comp=list" in str(response.request.url):
+                sent.append(str(response.request.url))
+
+        store._session.hooks["response"].append(seen)
+    return sent
+
+
 def test_listing_yields_every_key_past_one_page(store: ObjectStore) -> None:
-    # S3 pages listings at 1,000 keys; 16 writers at once also exercise concurrent puts.
-    keys = [f"chunks/{i:04x}" for i in range(1100)]
+    # Two and a half pages; 16 writers at once also exercise concurrent puts.
+    keys = [f"chunks/{i:04x}" for i in range(LIST_PAGE * 5 // 2)]
     with ThreadPoolExecutor(16) as pool:
         assert all(pool.map(lambda k: store.put(k, k.encode()), keys))
+    requests_sent = listing_requests(store)
     assert sorted(store.list("chunks/")) == keys
-    assert store.get("chunks/044b") == b"chunks/044b"
+    if not isinstance(store, DirectoryStore):
+        assert len(requests_sent) == 3, requests_sent  # each page asked for, none left out
+    assert store.get("chunks/00f9") == b"chunks/00f9"
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(store.delete, keys))
     assert list(store.list("chunks/")) == []

@@ -82,7 +82,9 @@ class FakeContainer:
             raise http_error(ResourceNotFoundError, 404, "BlobNotFound")
         del self.blobs[name]
 
-    def list_blob_names(self, name_starts_with: str = "") -> Iterator[str]:
+    def list_blob_names(
+        self, name_starts_with: str = "", results_per_page: int | None = None
+    ) -> Iterator[str]:
         self.check()
         yield from (n for n in list(self.blobs) if n.startswith(name_starts_with))
 
@@ -113,6 +115,12 @@ def test_describe_never_shows_the_key() -> None:
     assert real.describe() == "azure://devstoreaccount1/replica/p"
     assert KEY not in real.describe() and KEY not in repr(real)
     real.close()
+
+
+@pytest.mark.parametrize("size", [0, 5001])
+def test_a_listing_page_azure_cannot_serve_is_rejected(size: int) -> None:
+    with pytest.raises(ValueError, match="list_page_size must be between 1 and 5000"):
+        AzureBlobStore("c", connection_string=CONN, list_page_size=size)
 
 
 def test_needs_exactly_one_way_to_connect() -> None:

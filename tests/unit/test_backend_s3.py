@@ -168,6 +168,12 @@ def test_part_size_below_s3_minimum_is_rejected() -> None:
         S3Store("b", region="us-east-1", multipart_part_size=1024)
 
 
+@pytest.mark.parametrize("size", [0, 1001])
+def test_a_listing_page_s3_cannot_serve_is_rejected(size: int) -> None:
+    with pytest.raises(ValueError, match="list_page_size must be between 1 and 1000"):
+        S3Store("b", region="us-east-1", list_page_size=size)
+
+
 @pytest.mark.parametrize(
     ("code", "status"),
     [

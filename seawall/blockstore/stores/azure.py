@@ -129,9 +129,14 @@ class AzureBlobStore:
         max_single_put_size: int = 64 * MiB,
         max_block_size: int = 16 * MiB,
         client: ContainerClient | None = None,
+        list_page_size: int | None = None,
     ) -> None:
+        """``list_page_size``: names per listing request (None: the service's page, 5,000 on Azure)."""
         if not container:
             raise ValueError("container must not be empty")
+        if list_page_size is not None and not 1 <= list_page_size <= 5000:
+            raise ValueError("list_page_size must be between 1 and 5000 (Azure's largest page)")
+        self.list_page_size = list_page_size
         self.container = container
         self.prefix = prefix.strip("/")
         if client is None:
@@ -256,7 +261,8 @@ class AzureBlobStore:
     def list(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""
         try:
-            for name in self._client.list_blob_names(name_starts_with=root + prefix):
+            pages = self.list_page_size
+            for name in self._client.list_blob_names(name_starts_with=root + prefix, results_per_page=pages):
                 yield name[len(root) :]
         except Exception as exc:
             raise self._error(exc, "list", prefix) from exc

@@ -39,6 +39,7 @@ from seawall.blockstore.stores.s3lock import S3ObjectLock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import PaginatorConfigTypeDef
 
 __all__ = ["MIN_PART_SIZE", "S3Store", "map_s3_error"]
 
@@ -189,15 +190,20 @@ class S3Store(S3ObjectLock):
         multipart_part_size: int = 16 * MiB,
         path_style: bool | None = None,
         object_lock: bool = False,
+        list_page_size: int | None = None,
     ) -> None:
         """``object_lock``: the bucket has S3 Object Lock (and so versioning) enabled; deletes then
-        remove every version of a key, and a locked version makes the delete fail loudly."""
+        remove every version of a key, and a locked version makes the delete fail loudly.
+        ``list_page_size``: keys per listing request (None: the service's page, 1,000 on S3)."""
         if not bucket:
             raise ValueError("bucket must not be empty")
         if multipart_part_size < MIN_PART_SIZE:
             raise ValueError(f"multipart_part_size must be >= {MIN_PART_SIZE} bytes (S3's minimum part)")
         if multipart_threshold < 1:
             raise ValueError("multipart_threshold must be >= 1")
+        if list_page_size is not None and not 1 <= list_page_size <= 1000:
+            raise ValueError("list_page_size must be between 1 and 1000 (S3's largest page)")
+        self.list_page_size = list_page_size
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.multipart_threshold = multipart_threshold
@@ -378,7 +384,8 @@ class S3Store(S3ObjectLock):
         root = f"{self.prefix}/" if self.prefix else ""
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+            paging: PaginatorConfigTypeDef = {"PageSize": self.list_page_size} if self.list_page_size else {}
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix, PaginationConfig=paging):
                 for obj in page.get("Contents", []):
                     yield obj["Key"][len(root) :]
         except Exception as exc:
