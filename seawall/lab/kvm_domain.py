@@ -71,6 +71,9 @@ def user_netdev(identity: Identity, health_port: int) -> str:
 
 
 def domain_xml(spec: GuestSpec) -> str:
+    """The lab guest's domain. It has ACPI: without it (libvirt then passes -no-acpi) the kernel keeps a
+    periodic tick, and under TCG a guest writing a record every 2 s cost 8.8 % of a core, 2.0 % with it.
+    Recovered domains keep their source's hardware, so the drill guests have it too."""
     if spec.domain_type not in ("kvm", "qemu"):
         raise ValueError(f"domain type {spec.domain_type!r}: want kvm or qemu")
     ipaddress.IPv4Address(spec.identity.address)  # already validated; a guard against a hand-made spec
@@ -99,6 +102,9 @@ def domain_xml(spec: GuestSpec) -> str:
     <boot dev='hd'/>
     <bios rebootTimeout='0'/>
   </os>
+  <features>
+    <acpi/>
+  </features>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
   <on_crash>destroy</on_crash>

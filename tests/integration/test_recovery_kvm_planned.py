@@ -3,7 +3,7 @@ own record numbers; then commit, reprotect (kvm-b -> kvm-a, the recovered domain
 failback onto the original domain, which comes home with the records written at kvm-b and its own
 address.
 
-kdb-01 appends a numbered, checksummed record about twice a second. Fencing stops it at kvm-a; the test
+kdb-01 appends a numbered, checksummed record every two seconds. Fencing stops it at kvm-a; the test
 then scans the source's data disk itself: every record up to the stop must be what the recovered guest
 finds on its disk at kvm-b (its console line's ``last_record``).
 """
