@@ -149,6 +149,7 @@ async def progress_until(
     The server holds a query while a workflow task is in flight, and on a starved CI machine one was
     held 30 s: each query gets 10 s, then is asked again, within ``timeout`` for the whole wait.
     """
+    pause = 0.05
     async with asyncio.timeout(timeout):
         while True:
             try:
@@ -161,7 +162,9 @@ async def progress_until(
                 continue
             if check(progress):
                 return progress
-            await asyncio.sleep(0.05)
+            # Every query is a task for the server and the worker: soon after a change, then less often.
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
 
 
 async def cancel_while_snapshotting(
