@@ -10,15 +10,12 @@ while a timer is pending; a test that needs hours to pass calls ``env.fast_forwa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,29 +57,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
     )
     async with environment:
-        _at_normal_priority(environment.client.service_client.config.target_host)
         yield environment
-
-
-def _at_normal_priority(target: str) -> None:
-    """Run this session's Temporal server at nice 0, as the labs' servers run.
-
-    ``make test`` runs the tests without the lab at nice 5, so that the lab streams go first, and the
-    server started here inherited it. Under a full run it was starved past its own deadlines: a history
-    read failed with "context deadline exceeded", a run's result came after the 60 s workflow task
-    timeout, a query was held 30 s. The tests themselves stay at their niceness. Lowering a niceness
-    needs root; without it the server keeps the one it inherited.
-    """
-    port = target.rsplit(":", 1)[-1].encode()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if parent == os.getpid() and b"start-dev" in argv and argv[argv.index(b"--port") + 1] == port:
-                with contextlib.suppress(PermissionError):
-                    os.setpriority(os.PRIO_PROCESS, int(proc.name), 0)
 
 
 class _SendDroppedUpdatesAgain(Interceptor):
