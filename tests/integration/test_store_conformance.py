@@ -204,7 +204,7 @@ def test_large_objects(store: ObjectStore) -> None:
 
 
 def listing_requests(store: ObjectStore) -> list[str]:
-    """The listing requests ``store`` sends from now on, as the service sees them (none: a directory)."""
+    """The listing requests ``store`` sends from now on, one per page (none: a directory)."""
     sent: list[str] = []
     if isinstance(store, S3Store):
         store._client.meta.events.register(
