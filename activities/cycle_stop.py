@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules import catchup_window, spread_offset
+from activities.schedules import catchup_window, groups_of_vms, spread_offset
 from seawall.contract.messages import VMRef, VMsRef
 from seawall.contract.names import Activity, Workflow, group_schedule_id, group_search_value, schedule_id
 from seawall.contract.search import SA_VM
@@ -126,19 +126,11 @@ class CycleStopActivities:
         intervals = self._intervals()
         queries = [_cycles_of(vm) for vm in req.vms]
         direct = [i for vm in req.vms for i in scheduled_cycle_ids(vm, intervals, now)]
-        for group in self._groups(req.vms):
+        for group in groups_of_vms(self._load, req.vms, "consistency groups' cycles not stopped"):
             queries.append(_group_cycles_of(group))
             direct += scheduled_group_cycle_ids(group, intervals, now)
         _, left = await _cancel_all(activity.client(), queries, direct, patience_s=self._patience_s)
         return left
-
-    def _groups(self, vms: list[str]) -> list[str]:
-        try:
-            inventory = self._load()
-        except Exception as exc:  # the plan was read moments ago: listing the VMs' own cycles still helps
-            activity.logger.warning("inventory unreadable, consistency groups' cycles not stopped: %s", exc)
-            return []
-        return inventory.groups_of(vms)
 
 
 async def _cancel_all(

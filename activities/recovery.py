@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.client import ScheduleHandle
 from temporalio.exceptions import ApplicationError
 
+from activities.schedules import groups_of_vms
 from seawall import reports
 from seawall.contract.intents import Authority, IntentCheck, IntentRefused, verify
 from seawall.contract.messages import (
@@ -173,12 +174,16 @@ class OrchestrationActivities:
         """After an approved rollback: the sources run again, so their schedules replicate them again."""
         return await self._each_schedule(req.vms, lambda h: h.unpause(note="failover rolled back"))
 
+    def _inventory(self) -> Inventory:
+        return load_catalogue(self.settings.inventory, self.settings.plans_dir).inventory
+
     async def _each_schedule(self, vms: list[str], act: Callable[[ScheduleHandle], Awaitable[None]]) -> int:
         """``act`` on each VM's schedule and each of their groups' that exists; how many there were."""
         from temporalio.service import RPCError, RPCStatusCode
 
         done = 0
-        for sid in [schedule_id(vm) for vm in vms] + [group_schedule_id(g) for g in self._groups(vms)]:
+        groups = groups_of_vms(self._inventory, vms, "consistency groups' schedules left as they are")
+        for sid in [schedule_id(vm) for vm in vms] + [group_schedule_id(g) for g in groups]:
             try:
                 await act(activity.client().get_schedule_handle(sid))
                 done += 1
@@ -186,16 +191,6 @@ class OrchestrationActivities:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
         return done
-
-    def _groups(self, vms: list[str]) -> list[str]:
-        try:
-            inventory = load_catalogue(self.settings.inventory, self.settings.plans_dir).inventory
-        except Exception as exc:  # the plan was read moments ago: the VMs' own schedules still count
-            activity.logger.warning(
-                "inventory unreadable, consistency groups' schedules left as they are: %s", exc
-            )
-            return []
-        return inventory.groups_of(vms)
 
     @activity.defn(name=Activity.CHECK_INTENT)
     async def check_intent(self, req: IntentCheck) -> Authority:

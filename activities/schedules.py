@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import activity
@@ -41,6 +42,19 @@ from seawall.contract.names import (
 )
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SA_SITE, SA_VM
+from seawall.model import Inventory
+
+
+def groups_of_vms(load: Callable[[], Inventory], vms: list[str], otherwise: str) -> list[str]:
+    """The consistency groups of ``vms``; none, with a warning ending in ``otherwise``, when the
+    inventory cannot be read (a plan's run read it moments ago: what it does for the VMs alone still
+    counts)."""
+    try:
+        inventory = load()
+    except Exception as exc:
+        activity.logger.warning("inventory unreadable, %s: %s", otherwise, exc)
+        return []
+    return inventory.groups_of(vms)
 
 
 def spread_offset(vm: str, every: timedelta) -> timedelta:
