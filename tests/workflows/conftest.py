@@ -45,6 +45,9 @@ from workflows.recovery import RecoveryPlanWorkflow
 
 TASK_TIMEOUT = timedelta(seconds=60)
 QUERY_TIMEOUT = timedelta(seconds=10)
+# How long a test waits for a run to get somewhere: seconds when the machine is quiet, but a starved CI
+# worker has needed more than 20 and 30. A backstop against a hang, not a speed check.
+WAIT_S = 90.0
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +145,7 @@ def rig_for(env: WorkflowEnvironment) -> Callable[[Stubs], Any]:
 
 
 async def progress_until(
-    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = 90.0
+    handle: WorkflowHandle[Any, Any], check: Callable[[dict[str, Any]], bool], timeout: float = WAIT_S
 ) -> dict[str, Any]:
     """Poll RecoveryPlan's ``progress`` query until ``check`` holds; the last answer.
 

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from seawall.contract.bandwidth import BandwidthClaim, BandwidthGrant, CoordinatorState
 from seawall.contract.names import bandwidth_coordinator_id
 from seawall.runtime.bandwidth import claim_share
+from tests.workflows.conftest import WAIT_S
 from workflows.bandwidth import BandwidthCoordinatorWorkflow
 
 LIMIT = 20e6
@@ -104,7 +105,7 @@ async def test_an_idle_coordinator_ends_and_the_next_claim_starts_it_again(
     await share(env, scope, claim("p1"), idle_s=2.0)
     await share(env, scope, claim("p1", shipping=False), idle_s=2.0)
     handle = env.client.get_workflow_handle(bandwidth_coordinator_id(scope[0]), result_type=CoordinatorState)
-    ended = await asyncio.wait_for(handle.result(), timeout=90)
+    ended = await asyncio.wait_for(handle.result(), timeout=WAIT_S)
     assert ended.scope == scope[0] and ended.members == []
     grant = await share(env, scope, claim("p3"), idle_s=2.0)
     assert grant.share == LIMIT and grant.members == 1

@@ -21,6 +21,7 @@ from seawall.contract.names import Workflow, group_schedule_id, group_search_val
 from seawall.contract.search import SA_VM
 from seawall.model import Inventory
 from seawall.model.protection import ConsistencyGroup, ReplicationPolicy
+from tests.workflows.conftest import WAIT_S
 
 
 @workflow.defn(name=Workflow.REPLICATION_CYCLE)
@@ -119,7 +120,7 @@ async def _visible(
     client: Client, vm: str, count: int, workflow_type: str = Workflow.REPLICATION_CYCLE
 ) -> None:
     query = f'WorkflowType = "{workflow_type}" AND {SA_VM.name} = "{vm}"'
-    async with asyncio.timeout(90):
+    async with asyncio.timeout(WAIT_S):
         while len([w async for w in client.list_workflows(query)]) < count:
             await asyncio.sleep(0.1)
 
@@ -134,7 +135,7 @@ async def test_cancel_cycles_closes_every_cycle_including_one_listed_late(env: W
         driver = await client.start_workflow(DriveCancelCycles.run, vm, id=f"drive-{tag}", task_queue=queue)
         # The first cycle is being cancelled, so the first listing is behind us: a cycle started now
         # is one that listing could not have seen.
-        async with asyncio.timeout(90):
+        async with asyncio.timeout(WAIT_S):
             while not await first.query(HeldCycle.cancelled):
                 await asyncio.sleep(0.05)
         late = await _start_cycle(client, vm, queue)
@@ -168,7 +169,7 @@ async def test_cancel_cycles_finds_a_scheduled_cycle_that_visibility_does_not_sh
         # attribute no listing finds it, as none would while a loaded server's visibility lags.
         nominal = scheduled_cycle_ids(vm, [INTERVAL], datetime.now(UTC))[1]
         hidden = await _start_cycle(client, vm, queue, wf_id=nominal, listed=False)
-        async with asyncio.timeout(90):
+        async with asyncio.timeout(WAIT_S):
             while (await hidden.describe()).history_length < 3:
                 await asyncio.sleep(0.05)
         driver = await client.start_workflow(DriveCancelCycles.run, vm, id=f"drive-{tag}", task_queue=queue)
@@ -199,7 +200,7 @@ async def test_a_planned_failover_stops_its_vms_and_their_groups_cycles_and_no_o
         hidden_group = await client.start_workflow(HeldGroupCycle.run, id=nominal, task_queue=queue)
         await _visible(client, vm, 1)
         await _visible(client, group_search_value(group), 1, Workflow.GROUP_REPLICATION_CYCLE)
-        async with asyncio.timeout(90):
+        async with asyncio.timeout(WAIT_S):
             while (await hidden_group.describe()).history_length < 3:
                 await asyncio.sleep(0.05)
         driver = await client.start_workflow(

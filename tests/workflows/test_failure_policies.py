@@ -18,7 +18,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from seawall.contract.messages import AbortInput, ApproveInput, RetryInput, RollbackInput, RunReport
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
-from tests.workflows.conftest import Rig, progress_until
+from tests.workflows.conftest import WAIT_S, Rig, progress_until
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from tests.workflows.test_recovery_plan import DRILL_RUNNING, RIG, plan_failure, refused, start
 from workflows.recovery import RecoveryPlanWorkflow
@@ -35,7 +35,7 @@ def stopped(p: dict[str, Any]) -> bool:
 
 async def outcome(handle: WorkflowHandle[Any, Any]) -> tuple[RunReport | None, WorkflowFailureError | None]:
     """The run's report, or its failure (a failed run fails the workflow with the report attached)."""
-    async with asyncio.timeout(90):  # seconds when quiet; a starved CI worker needs more
+    async with asyncio.timeout(WAIT_S):
         try:
             return await handle.result(), None
         except WorkflowFailureError as exc:

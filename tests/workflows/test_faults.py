@@ -17,7 +17,7 @@ from seawall.contract.messages import ApproveInput, FailoverInput
 from seawall.contract.names import Activity as A
 from seawall.contract.names import Update, Workflow
 from seawall.contract.verify import VerifyInput
-from tests.workflows.conftest import Rig, progress_until
+from tests.workflows.conftest import WAIT_S, Rig, progress_until
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.recovery import RecoveryPlanWorkflow
 from workflows.verify import VerifyReplicaWorkflow
@@ -30,10 +30,9 @@ def one_vm(rig: Rig, **kw: Any) -> None:
     rig.stubs.spec = plan_spec("erp", rig.source, rig.target, group("data", vm_step("db", "data")), **kw)
 
 
-async def failure_of(handle: Any, within: float = 60.0) -> ApplicationError:
-    """The run's failure. ``within`` is a backstop for a hang, not a speed check: under a full suite the
-    dev server once held a run's history for 10 s ("context deadline exceeded" on ReadHistoryBranch).
-    "At once" is checked on the history: no workflow task failed and was retried first."""
+async def failure_of(handle: Any, within: float = WAIT_S) -> ApplicationError:
+    """The run's failure. "At once" is checked on the history (no workflow task failed and was retried
+    first), not by the wait: under a full suite the dev server once held a run's history for 10 s."""
     async with asyncio.timeout(within):
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()

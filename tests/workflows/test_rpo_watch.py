@@ -10,6 +10,7 @@ from typing import Any
 
 from seawall.contract.drills import NotifyRequest, RpoCheck, RpoWatchInput, VmRpo
 from seawall.contract.names import Activity as A
+from tests.workflows.conftest import WAIT_S
 from tests.workflows.stubs import Stubs
 from workflows.rpo import WatchRpoWorkflow
 
@@ -43,8 +44,7 @@ async def test_a_breach_and_its_recovery_are_each_told_once(rig_for: RIG) -> Non
     async with rig_for(Stubs(rpo_checks=checks)) as rig:
         handle = await rig.start(WatchRpoWorkflow.run, RpoWatchInput(interval_s=5), "rpo")
         for n in range(1, len(checks) + 1):
-            # Seconds when the machine is quiet; a starved CI worker has needed more than 20.
-            async with asyncio.timeout(90):
+            async with asyncio.timeout(WAIT_S):
                 while len(rig.stubs.of(A.CHECK_RPO)) < n:
                     await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # its notifications, then the timer
