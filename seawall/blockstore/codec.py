@@ -99,9 +99,9 @@ class _KeyCodec:
         many = getattr(cctx, "multi_compress_to_buffer", None)  # the C backend's, not cffi's
         packed: Any = None
         if many is not None and len(plaintexts) > 1:
-            # A backend without the batch call (NotImplementedError) or a batch zstd refuses is
-            # compressed chunk by chunk below: the same frames, and a chunk's real error, if it has
-            # one, raised by its own call. Nothing is lost by falling back but the batching.
+            # Without the batch call (NotImplementedError), or when zstd refuses the batch, the
+            # chunks are compressed one by one below: the same frames, and a chunk's real error, if
+            # it has one, raised by its own call. Falling back loses only the batching.
             with contextlib.suppress(NotImplementedError, zstandard.ZstdError):
                 packed = many(plaintexts, threads=1)
         if packed is None:
