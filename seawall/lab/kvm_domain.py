@@ -70,6 +70,14 @@ def user_netdev(identity: Identity, health_port: int) -> str:
     )
 
 
+def tap_name(health_port: int) -> str:
+    """The guest NIC's tap device. Each lab's libvirtd names its taps vnet0, vnet1... itself, and two
+    labs starting guests at once on one host raced for the same name ("Unable to create tap device
+    vnet7: Device or resource busy"). A guest's health port is unique on the host, so this name is
+    too. Recovered domains get a name from their own daemon (``domxml`` drops the source's target)."""
+    return f"swtap{health_port}"
+
+
 def domain_xml(spec: GuestSpec) -> str:
     """The lab guest's domain. It has ACPI: without it (libvirt then passes -no-acpi) the kernel keeps a
     periodic tick, and under TCG a guest writing a record every 2 s cost 8.8 % of a core, 2.0 % with it.
@@ -83,6 +91,7 @@ def domain_xml(spec: GuestSpec) -> str:
         nic = f"""
     <interface type='network'>
       {mac}<source network={quoteattr(spec.network)}/>
+      <target dev={quoteattr(tap_name(spec.health_port))}/>
       <model type='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='{NIC_SLOT:#04x}' function='0x0'/>
     </interface>"""

@@ -108,6 +108,8 @@ def test_domain_xml(tmp_path: Path) -> None:
     assert all(d.find("driver").get("type") == "qcow2" for d in disks)  # type: ignore[union-attr]
     nic = root.find("devices/interface")
     assert nic is not None and nic.find("source").get("network") == "kvm-a-prod"  # type: ignore[union-attr]
+    # A tap name of its own: labs starting guests side by side never race for libvirt's vnetN.
+    assert nic.find("target").get("dev") == "swtap9401"  # type: ignore[union-attr]
     assert root.find("devices/serial/source").get("path") == str(tmp_path / "c.log")  # type: ignore[union-attr]
     qemu_args = [a.get("value") for a in root.iter("{http://libvirt.org/schemas/domain/qemu/1.0}arg")]
     assert "virtio-net-pci,netdev=swmgmt,addr=0x10" in qemu_args
