@@ -68,16 +68,18 @@ if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_norec[@]} -gt 0 ]; then
   fi
 fi
 
-# The guest's kernel: the versioned package behind the linux-image-amd64 metapackage, kept as a .deb
-# (the lab unpacks the kernel and a few modules from it; nothing is installed on the host).
+# The guest's kernel: the versioned package behind the linux-image-cloud-amd64 metapackage, kept as a
+# .deb (the lab unpacks the kernel and a few modules from it; nothing is installed on the host). The
+# cloud flavour boots a TCG guest in half the CPU of the generic one (seawall/lab/kvm_image.py).
 debs=.seawall/cache/debs
-if ! compgen -G "$debs/linux-image-6.1.0-*-amd64_*.deb" >/dev/null; then
-  kernel=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.0-.*-amd64\)$/\1/p' | head -n 1)
+kernel_of() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-6\.1\.0-.*-cloud-amd64\)$/\1/p' | head -n 1; }
+if ! compgen -G "$debs/linux-image-6.1.0-*-cloud-amd64_*.deb" >/dev/null; then
+  kernel=$(kernel_of)
   if [ -z "$kernel" ]; then
     apt-get update -qq
-    kernel=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-6\.1\.0-.*-amd64\)$/\1/p' | head -n 1)
+    kernel=$(kernel_of)
   fi
-  [ -n "$kernel" ] || { echo "setup: apt-cache names no linux-image-6.1.0-*-amd64" >&2; exit 1; }
+  [ -n "$kernel" ] || { echo "setup: apt-cache names no linux-image-6.1.0-*-cloud-amd64" >&2; exit 1; }
   log "apt-get download $kernel (the KVM lab guest's kernel)"
   mkdir -p "$debs"
   (cd "$debs" && apt-get download -qq "$kernel" 2>/dev/null)

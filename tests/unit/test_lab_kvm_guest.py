@@ -151,11 +151,25 @@ def test_guest_scan_agrees_with_python(tmp_path: Path, case: str) -> None:
         assert (last, trailing) == (scan.last, 0)
 
 
-def test_newest_kernel_deb_by_abi_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_newest_cloud_kernel_deb_by_abi_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     debs = tmp_path / "debs"
     debs.mkdir()
     for abi in (9, 57, 100):
-        (debs / f"linux-image-6.1.0-{abi}-amd64_6.1.{abi}-1_amd64.deb").touch()
+        (debs / f"linux-image-6.1.0-{abi}-cloud-amd64_6.1.{abi}-1_amd64.deb").touch()
+    # A newer generic kernel (an older checkout's download) is not the guest's: its xz image boots slower.
+    (debs / "linux-image-6.1.0-200-amd64_6.1.200-1_amd64.deb").touch()
     monkeypatch.setattr(kvm_image, "shared_cache", lambda: tmp_path)
     monkeypatch.delenv(kvm_image.ENV_KERNEL_DEB, raising=False)
-    assert kvm_image.find_kernel_deb(download=False).name.startswith("linux-image-6.1.0-100-amd64")
+    assert kvm_image.find_kernel_deb(download=False).name.startswith("linux-image-6.1.0-100-cloud-amd64_")
+
+
+def test_only_generic_kernels_in_the_cache_is_no_guest_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    (debs / "linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb").touch()
+    monkeypatch.setattr(kvm_image, "shared_cache", lambda: tmp_path)
+    monkeypatch.delenv(kvm_image.ENV_KERNEL_DEB, raising=False)
+    with pytest.raises(kvm_image.ImageError, match=r"no kernel \.deb"):
+        kvm_image.find_kernel_deb(download=False)
