@@ -36,7 +36,7 @@ from seawall.contract.messages import (
 from seawall.contract.names import Activity as A
 from seawall.contract.queues import site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
-from seawall.lab.temporal import temporal_binary
+from seawall.lab.temporal import ONE_PARTITION, temporal_binary
 from tests.workflows.conftest import Rig, cancel_while_snapshotting, progress_until, rigged
 from tests.workflows.stubs import Stubs, group, plan_spec, vm_step
 from workflows.groups import GroupReplicationCycleWorkflow
@@ -59,7 +59,11 @@ async def record(only: str | None) -> None:
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_existing_path=str(temporal_binary()),
-        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            *ONE_PARTITION,
+        ],
     )
     async with env:
         if only in (None, "plans"):

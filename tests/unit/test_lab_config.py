@@ -104,6 +104,9 @@ def test_temporal_command_line(tmp_path: Path) -> None:
     assert f"--db-filename {tmp_path / 'temporal.db'}" in joined
     # A write-ahead log, synced at checkpoints: the lab's Temporal writes without a sync per commit.
     assert "--sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal" in joined
+    # One partition per task queue: a one-process server gains nothing from four.
+    assert "--dynamic-config-value matching.numTaskqueueReadPartitions=1" in joined
+    assert "--dynamic-config-value matching.numTaskqueueWritePartitions=1" in joined
     for name in ("SeawallPlan", "SeawallVM", "SeawallSite", "SeawallMode", "SeawallRun", "SeawallRequest"):
         assert f"--search-attribute {name}=Keyword" in joined
 

@@ -37,7 +37,7 @@ from seawall.contract.names import Activity as A
 from seawall.contract.queues import seed_queue, site_queue
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.control.recovery import resend_dropped
-from seawall.lab.temporal import temporal_binary
+from seawall.lab.temporal import ONE_PARTITION, temporal_binary
 from seawall.runtime.sandbox import sandbox_runner
 from tests.workflows.stubs import Stubs
 from workflows.catalog import ALL_WORKFLOWS
@@ -57,7 +57,11 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_existing_path=str(temporal_binary()),
-        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            *ONE_PARTITION,
+        ],
     )
     async with environment:
         yield environment
