@@ -11,12 +11,26 @@ echo "[test] $(date +%T) ruff + mypy, beside the labs' start"
 lint_log=$(mktemp)
 ($V/ruff check . && $V/ruff format --check . && $V/mypy) >"$lint_log" 2>&1 &
 lint_pid=$!
+# The lab runs below ("pytest"), each by its marker expression.
+declare -A stream_expr=(
+  [shared]="lab and not lab_side and not lab_exclusive and not lab_b and not lab_c"
+  [side-kvm]="lab_kvm and not lab_exclusive"
+  [side]="lab_side and not lab_kvm and not lab_exclusive"
+  [shared-b]="lab_b and not lab_side and not lab_exclusive"
+  [shared-c]="lab_c and not lab_side and not lab_exclusive"
+  [exclusive]="lab_exclusive"
+)
 # Pytest rewrites each test module's asserts as it imports it, and keeps the rewritten bytecode only
 # where Python may write bytecode. These machines set PYTHONDONTWRITEBYTECODE, so each of the eight
 # pytest processes below rewrote all the test modules again: 19.5 CPU-s to collect, 7 with the
 # rewritten modules on disk (pytest reads them either way). One collection that may write them, beside
-# the labs' start, does it for all.
-env -u PYTHONDONTWRITEBYTECODE $V/python -m pytest -p no:cacheprovider --collect-only -q "$@" >/dev/null 2>&1 &
+# the labs' start, does it for all; it also lists each lab run's test files, so that a run imports
+# only its own modules, not all ~200 to evaluate its marker expression.
+streams_dir=$(mktemp -d)
+stream_args=()
+for name in "${!stream_expr[@]}"; do stream_args+=("$name=${stream_expr[$name]}"); done
+env -u PYTHONDONTWRITEBYTECODE $V/python scripts/collect_streams.py "$streams_dir" "${stream_args[@]}" \
+  -- "$@" >/dev/null 2>&1 &
 rewrite_pid=$!
 
 # Three labs: the lab tests of the shared sites are split between them (markers `lab_b`, `lab_c`:
@@ -64,6 +78,7 @@ for name in "${extra_labs[@]}"; do
 done
 cleanup() {
   kill "$lint_pid" "$rewrite_pid" 2>/dev/null || true
+  rm -rf "$streams_dir"
   if [ "$started_lab" = 1 ]; then $V/seawall lab down || true; fi
   for name in "${!started[@]}"; do on_lab "$name" $V/seawall lab down || true; done
 }
@@ -95,8 +110,9 @@ if ! wait "$lint_pid"; then
 fi
 cat "$lint_log"
 rm -f "$lint_log"
-# Its verdict is the runs' own: a module that fails to import fails them, with its error.
-wait "$rewrite_pid" || true
+# Its verdict is the runs' own: a module that fails to import fails them, with its error (without the
+# lists, each lab run collects the whole suite as before).
+wait "$rewrite_pid" || rm -f "$streams_dir"/*.files
 
 echo "[test] $(date +%T) pytest"
 # Lab tests share a lab (its VMs, zone and site task queues), so the ones that use the vSphere and
@@ -117,26 +133,37 @@ stop_runs() {
 }
 trap stop_runs EXIT
 set +e
-lab_run() {  # name, marker expression, pytest arguments...
-  local name=$1 expr=$2
-  shift 2
-  $V/python -m pytest -p no:cacheprovider --durations=20 -m "$expr" "$@" >"$logs/$name.log" 2>&1
+lab_run() {  # name (of stream_expr), pytest arguments...
+  local name=$1
+  shift
+  local files=()
+  # The whole suite: the run's own files, as the collection listed them (arguments select otherwise).
+  if [ $# -eq 0 ] && [ -f "$streams_dir/$name.files" ]; then
+    mapfile -t files <"$streams_dir/$name.files"
+    if [ ${#files[@]} -eq 0 ]; then
+      echo "no test selected" >"$logs/$name.log"
+      echo 5 >"$logs/$name.rc"
+      return
+    fi
+  fi
+  $V/python -m pytest -p no:cacheprovider --durations=20 -m "${stream_expr[$name]}" "${files[@]}" "$@" \
+    >"$logs/$name.log" 2>&1
   echo $? >"$logs/$name.rc"
 }
-lab_run shared "lab and not lab_side and not lab_exclusive and not lab_b and not lab_c" "$@" &
+lab_run shared "$@" &
 pids+=($!)
 (
-  lab_run side-kvm "lab_kvm and not lab_exclusive" "$@"
+  lab_run side-kvm "$@"
   # The KVM tests are done with the first lab's guests: pause them too (see above).
   pause_guests "$(lab_dir_of_first)"
-  lab_run side "lab_side and not lab_kvm and not lab_exclusive" "$@"
+  lab_run side "$@"
 ) &
 pids+=($!)
-on_lab b lab_run shared-b "lab_b and not lab_side and not lab_exclusive" "$@" &
+on_lab b lab_run shared-b "$@" &
 pids+=($!)
 (
-  on_lab c lab_run shared-c "lab_c and not lab_side and not lab_exclusive" "$@"
-  on_lab c lab_run exclusive "lab_exclusive" "$@"
+  on_lab c lab_run shared-c "$@"
+  on_lab c lab_run exclusive "$@"
 ) &
 pids+=($!)
 # The lab streams are the longest runs and most of their time is waiting on their lab's servers, so
