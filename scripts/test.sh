@@ -29,22 +29,8 @@ declare -A stream_expr=(
 streams_dir=$(mktemp -d)
 stream_args=()
 for name in "${!stream_expr[@]}"; do stream_args+=("$name=${stream_expr[$name]}"); done
-# The tests without the lab need none of it: they start as soon as that collection has ended, while the
-# labs start (their run is described at "pytest" below), instead of after the labs are up.
-workers="${SEAWALL_TEST_WORKERS:-2}"
-nolab="$streams_dir/nolab"
-(
-  set +e
-  env -u PYTHONDONTWRITEBYTECODE $V/python scripts/collect_streams.py "$streams_dir" "${stream_args[@]}" \
-    -- "$@" >/dev/null 2>&1
-  echo $? >"$streams_dir/collected"
-  echo "[test] $(date +%T) pytest: the tests without the lab"
-  nice -n "${SEAWALL_TEST_NICE:-5}" $V/python -m pytest -p no:cacheprovider --durations=20 -m "not lab" \
-    -n "$workers" "$@" >"$nolab.log" 2>&1 &
-  echo $! >"$nolab.pid"
-  wait $!
-  echo $? >"$nolab.rc"
-) &
+env -u PYTHONDONTWRITEBYTECODE $V/python scripts/collect_streams.py "$streams_dir" "${stream_args[@]}" \
+  -- "$@" >/dev/null 2>&1 &
 rewrite_pid=$!
 
 # Three labs: the lab tests of the shared sites are split between them (markers `lab_b`, `lab_c`:
@@ -92,7 +78,6 @@ for name in "${extra_labs[@]}"; do
 done
 cleanup() {
   kill "$lint_pid" "$rewrite_pid" 2>/dev/null || true
-  if [ -f "$nolab.pid" ] && [ ! -f "$nolab.rc" ]; then kill "$(cat "$nolab.pid")" 2>/dev/null || true; fi
   rm -rf "$streams_dir"
   if [ "$started_lab" = 1 ]; then $V/seawall lab down || true; fi
   for name in "${!started[@]}"; do on_lab "$name" $V/seawall lab down || true; done
@@ -127,10 +112,9 @@ cat "$lint_log"
 rm -f "$lint_log"
 # Its verdict is the runs' own: a module that fails to import fails them, with its error (without the
 # lists, each lab run collects the whole suite as before).
-until [ -f "$streams_dir/collected" ] || ! kill -0 "$rewrite_pid" 2>/dev/null; do sleep 0.5; done
-[ "$(cat "$streams_dir/collected" 2>/dev/null)" = 0 ] || rm -f "$streams_dir"/*.files
+wait "$rewrite_pid" || rm -f "$streams_dir"/*.files
 
-echo "[test] $(date +%T) pytest: the lab tests"
+echo "[test] $(date +%T) pytest"
 # Lab tests share a lab (its VMs, zone and site task queues), so the ones that use the vSphere and
 # cloud sites run one after another in one process per lab: those marked `lab_b` on the second lab,
 # `lab_c` on the third, the rest on the first. The ones that share nothing with them (the KVM sites'
@@ -139,6 +123,7 @@ echo "[test] $(date +%T) pytest: the lab tests"
 # marker `lab_exclusive`) run alone on the third lab after its other tests. The tests that bring
 # their own servers run beside them all on pytest-xdist workers. (xdist's loadgroup cannot keep a
 # group on one worker with this pytest, hence separate runs.) Any run's failure fails the suite.
+workers="${SEAWALL_TEST_WORKERS:-2}"
 logs=$(mktemp -d)
 pids=()
 stop_runs() {
@@ -182,18 +167,16 @@ pids+=($!)
 ) &
 pids+=($!)
 # The lab streams are the longest runs and most of their time is waiting on their lab's servers, so
-# when both cores are busy they go first: the tests without the lab (started above, beside the labs'
-# start) yield to them (nice), and fill the cores while the lab streams wait. Nice 10 (9:31 against
+# when both cores are busy they go first: the tests without the lab yield to them (nice), and fill
+# the cores while the lab streams wait. They end about when the lab streams do. Nice 10 (9:31 against
 # the longest lab stream's 10:58) beat nice 5 (10:05 / 11:28) by 30 s, but in CI it starved a workflow
 # worker past three 10 s workflow task timeouts (the server then refuses updates): nice 5.
-wait "$rewrite_pid"
+nice -n "${SEAWALL_TEST_NICE:-5}" $V/python -m pytest -p no:cacheprovider --durations=20 -m "not lab" -n "$workers" "$@"
+rc=$?
 wait "${pids[@]}"
-echo "[test] $(date +%T) every run has ended"
-echo "[test] tests without the lab"
-cat "$nolab.log"
-rc=$(cat "$nolab.rc" 2>/dev/null || echo 1)
 # 5: nothing collected (a path or -k that selects only one kind) is no failure.
 [ "$rc" = 5 ] && rc=0
+echo "[test] $(date +%T) every run has ended"
 for name in shared side-kvm side shared-b shared-c exclusive; do
   echo "[test] lab tests: $name"
   cat "$logs/$name.log"
