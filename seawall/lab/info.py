@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from seawall.lab import config as c
 
@@ -15,6 +15,7 @@ class LabNotUpError(RuntimeError):
 
 
 class TemporalInfo(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     address: str  # host:port of the gRPC frontend
     host: str
     port: int
@@ -27,6 +28,8 @@ class TemporalInfo(BaseModel):
 class LabDisk(BaseModel):
     """One virtual disk of a lab VM and the file that holds its bytes."""
 
+    model_config = ConfigDict(defer_build=True)
+
     label: str  # "Hard disk 1", ...
     unit: int  # SCSI unit number on controller 0
     datastore_path: str  # "[ds-primary] web-01/web-01.vmdk", as vSphere names the backing
@@ -36,6 +39,7 @@ class LabDisk(BaseModel):
 
 
 class LabVM(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     name: str
     network: str
     host: str  # ESX host name inside the simulated cluster
@@ -44,6 +48,8 @@ class LabVM(BaseModel):
 
 class VSphereSiteInfo(BaseModel):
     """A vcsim site; ``user``/``password`` are vcsim's lab-only pair, also in ``credentials_file``."""
+
+    model_config = ConfigDict(defer_build=True)
 
     site: str  # "primary" | "dr"
     host: str
@@ -85,6 +91,7 @@ class VSphereSiteInfo(BaseModel):
 
 
 class S3Info(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     endpoint_url: str
     bucket: str
     region: str
@@ -93,6 +100,7 @@ class S3Info(BaseModel):
 
 
 class AwsInfo(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     endpoint_url: str
     region: str
     access_key_id: str
@@ -107,6 +115,7 @@ class AwsInfo(BaseModel):
 
 
 class AzureInfo(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     connection_string: str
     account_name: str
     account_key: str
@@ -123,6 +132,8 @@ class DnsInfo(BaseModel):
     an inventory references it as ``file:<tsig_key_file>``, so the secret itself is not in lab.json.
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     server: str
     port: int
     zone: str  # "corp.example.com": as inventories write zone names (no trailing dot)
@@ -136,6 +147,8 @@ class DnsInfo(BaseModel):
 class KvmNetworkInfo(BaseModel):
     """A libvirt network of a KVM site: a bridge with no host address (no <ip>, no dnsmasq)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str  # libvirt name, e.g. "kvm-a-prod"
     bridge: str  # the host bridge; unique per lab (derived from the state dir)
     purpose: str  # "production" | "drill"
@@ -146,6 +159,8 @@ class KvmNetworkInfo(BaseModel):
 
 class KvmGuestInfo(BaseModel):
     """A running lab guest (see seawall.lab.kvm_records for what it writes and prints)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     name: str  # libvirt domain name
     hostname: str
@@ -167,6 +182,8 @@ class KvmGuestInfo(BaseModel):
 
 class KvmSiteInfo(BaseModel):
     """A KVM site: its own libvirtd (own mount namespace, own socket), so its inventory is its alone."""
+
+    model_config = ConfigDict(defer_build=True)
 
     site: str  # "kvm-a" | "kvm-b"
     uri: str  # qemu:///system?socket=<state>/kvm/<site>/run/libvirt-sock
@@ -198,6 +215,7 @@ class KvmSiteInfo(BaseModel):
 
 
 class LabInfo(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     state_dir: Path
     temporal: TemporalInfo
     vsphere: dict[str, VSphereSiteInfo]  # "primary", "dr"

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab import config as c
@@ -42,6 +42,7 @@ PART_NAMES = (*PROCESS_PARTS, *kvm.part_names())
 
 
 class PartStatus(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     name: str
     pid: int | None
     port: int | None  # None: listens on no TCP port (the libvirt daemons use unix sockets)
