@@ -30,7 +30,7 @@ from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DamagedChunk(_Model):

@@ -49,7 +49,7 @@ _WHY = {
 
 
 class WrappedKey(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     key_id: str
     kms_key_id: str
     wrapped: str
@@ -57,7 +57,7 @@ class WrappedKey(BaseModel):
 
 
 class CurrentKey(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     key_id: str
 
 

@@ -20,7 +20,7 @@ from seawall.blockstore.stores.backend import ObjectNotFound, ObjectStore
 
 
 class GroupPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     group: str
     point_id: str

@@ -56,7 +56,7 @@ __all__ = [
 
 
 class MirrorResult(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
     vm: str
     point_id: str
     objects: int  # objects the point needs
@@ -71,7 +71,7 @@ class MirrorResult(BaseModel):
 class MirrorPass(BaseModel):
     """What one pass of ``mirror_vm`` did."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
     results: list[MirrorResult]
     lag: int  # verified points of the primary the mirror still lacks
     configs_backfilled: list[str] = []  # points whose configuration the mirror lacked, copied now

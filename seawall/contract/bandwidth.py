@@ -26,7 +26,7 @@ CLAIMS_PER_RUN = 1000
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BandwidthClaim(_Msg):

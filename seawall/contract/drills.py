@@ -18,7 +18,7 @@ DRILL_UP_PHASE = "drill running"
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DrillInput(_Message):

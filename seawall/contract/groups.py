@@ -12,7 +12,7 @@ from seawall.contract.names import NAME_PATTERN
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GroupCycleInput(_Message):

@@ -16,7 +16,7 @@ class ShipCheckpoint(BaseModel):
     """The current disk's checkpoint as it travels in a ship heartbeat: the fields of the data path's
     ``ShipProgress`` (``seawall.blockstore.manifest``), which the contract may not import."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     session: str
     vm: str
@@ -36,7 +36,7 @@ class ShipCheckpoint(BaseModel):
 class ShipHeartbeat(BaseModel):
     """``ship_disks``: the disks already shipped (a retry skips them) and where the current one is."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     done: list[ShippedDiskRef] = []
     progress: ShipCheckpoint | None = None

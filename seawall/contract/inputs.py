@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class VMRef(_Message):

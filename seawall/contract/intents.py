@@ -41,7 +41,7 @@ def role_rank(role: str | None) -> int:
 class IntentClaims(BaseModel):
     """Who (as the door verified them) may do what, to which plan (and run, gate), until when."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: str = Field(pattern=_ACTION)
     plan: str = Field(pattern=NAME_PATTERN)  # unprotect: the VM's name
@@ -64,7 +64,7 @@ class IntentClaims(BaseModel):
 class SignedIntent(BaseModel):
     """The claims and their HMAC-SHA256 (hex) under the key named by ``claims.key_id``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     claims: IntentClaims
     signature: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -155,7 +155,7 @@ def verify(
 class IntentCheck(BaseModel):
     """check_intent: the intent a workflow was started with, and what it is started to do."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     intent: SignedIntent | None
     action: str
@@ -174,7 +174,7 @@ class IntentCheck(BaseModel):
 class Authority(BaseModel):
     """check_intent's answer, recorded in history: the worker's policy and who (verified) started it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enforced: bool
     verified: bool = False

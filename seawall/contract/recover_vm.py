@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RecoverVMInput(_Message):

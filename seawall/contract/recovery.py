@@ -17,7 +17,7 @@ from seawall.contract.replication import CycleResult
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PlanRunInput(_Message):

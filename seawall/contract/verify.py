@@ -19,7 +19,7 @@ falls back to an older point that verifies."""
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class VerifyInput(_Message):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from seawall.contract.names import is_group_cycle_id, is_seed_group_cycle_id
 from seawall.model import Inventory
@@ -33,7 +33,6 @@ PERCENTILE = 0.9
 
 
 class Limit(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     scope: str  # "site:<name>", "store:<name>" or "vm:<name>": the token bucket's name
     bytes_per_s: int  # the lowest the limit goes for incrementals, whatever the time of day
     when: str | None = None  # the window that brings it that low ("08:00-18:00 mon,tue UTC")
@@ -41,7 +40,6 @@ class Limit(BaseModel):
 
 
 class VMCapacity(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     vm: str
     source_site: str
     replica_store: str

@@ -19,7 +19,7 @@ __all__ = ["KeyRotation", "rotate_store_key", "store_kms_key"]
 
 
 class KeyRotation(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
     store: str
     kms_key: str
     previous_key_id: str | None

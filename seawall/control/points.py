@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from seawall.blockstore.errors import DataPathError
 from seawall.blockstore.keys import KeyRefError
@@ -26,7 +26,6 @@ class ReplicaUnavailable(ControlError):
 
 
 class PointDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     vm: str
     point_id: str
     created_at: datetime

@@ -37,7 +37,7 @@ ROLE_OF = {"workflow": "workflows", "activity": "activities"}
 
 
 class SiteWorker(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
     identity: str
     last_poll: datetime
     live: bool
@@ -45,7 +45,7 @@ class SiteWorker(BaseModel):
 
 
 class SiteHealth(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
     site: str
     kind: str
     queue: str

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
@@ -28,7 +28,6 @@ from seawall.runtime.metrics.sources import ScheduleSeen, progress_at, read_sche
 
 
 class CycleRun(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     workflow_id: str
     run_id: str
     status: str
@@ -42,7 +41,6 @@ class CycleRun(BaseModel):
 
 
 class SeedProgress(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     workflow_id: str
     disk: str | None
     fraction: float
@@ -54,7 +52,6 @@ class SeedProgress(BaseModel):
 
 
 class VMStatus(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     vm: str
     source_site: str
     policy: str

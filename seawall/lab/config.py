@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 ENV_STATE_DIR = "SEAWALL_LAB_DIR"
 ENV_PORT_OFFSET = "SEAWALL_LAB_PORT_OFFSET"
@@ -78,8 +78,6 @@ def default_vm_names(count: int) -> list[str]:
 
 class LabConfig(BaseModel):
     """What `seawall lab up` builds. Saved in the state dir so later commands see the same lab."""
-
-    model_config = ConfigDict(defer_build=True)
 
     port_offset: int = Field(default=0, ge=0, le=50000)
     vms: list[str] = Field(default_factory=lambda: list(DEFAULT_VMS))

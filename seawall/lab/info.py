@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from seawall.lab import config as c
 
@@ -15,7 +15,6 @@ class LabNotUpError(RuntimeError):
 
 
 class TemporalInfo(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     address: str  # host:port of the gRPC frontend
     host: str
     port: int
@@ -28,8 +27,6 @@ class TemporalInfo(BaseModel):
 class LabDisk(BaseModel):
     """One virtual disk of a lab VM and the file that holds its bytes."""
 
-    model_config = ConfigDict(defer_build=True)
-
     label: str  # "Hard disk 1", ...
     unit: int  # SCSI unit number on controller 0
     datastore_path: str  # "[ds-primary] web-01/web-01.vmdk", as vSphere names the backing
@@ -39,7 +36,6 @@ class LabDisk(BaseModel):
 
 
 class LabVM(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     name: str
     network: str
     host: str  # ESX host name inside the simulated cluster
@@ -48,8 +44,6 @@ class LabVM(BaseModel):
 
 class VSphereSiteInfo(BaseModel):
     """A vcsim site; ``user``/``password`` are vcsim's lab-only pair, also in ``credentials_file``."""
-
-    model_config = ConfigDict(defer_build=True)
 
     site: str  # "primary" | "dr"
     host: str
@@ -91,7 +85,6 @@ class VSphereSiteInfo(BaseModel):
 
 
 class S3Info(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     endpoint_url: str
     bucket: str
     region: str
@@ -100,7 +93,6 @@ class S3Info(BaseModel):
 
 
 class AwsInfo(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     endpoint_url: str
     region: str
     access_key_id: str
@@ -115,7 +107,6 @@ class AwsInfo(BaseModel):
 
 
 class AzureInfo(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     connection_string: str
     account_name: str
     account_key: str
@@ -132,8 +123,6 @@ class DnsInfo(BaseModel):
     an inventory references it as ``file:<tsig_key_file>``, so the secret itself is not in lab.json.
     """
 
-    model_config = ConfigDict(defer_build=True)
-
     server: str
     port: int
     zone: str  # "corp.example.com": as inventories write zone names (no trailing dot)
@@ -147,8 +136,6 @@ class DnsInfo(BaseModel):
 class KvmNetworkInfo(BaseModel):
     """A libvirt network of a KVM site: a bridge with no host address (no <ip>, no dnsmasq)."""
 
-    model_config = ConfigDict(defer_build=True)
-
     name: str  # libvirt name, e.g. "kvm-a-prod"
     bridge: str  # the host bridge; unique per lab (derived from the state dir)
     purpose: str  # "production" | "drill"
@@ -159,8 +146,6 @@ class KvmNetworkInfo(BaseModel):
 
 class KvmGuestInfo(BaseModel):
     """A running lab guest (see seawall.lab.kvm_records for what it writes and prints)."""
-
-    model_config = ConfigDict(defer_build=True)
 
     name: str  # libvirt domain name
     hostname: str
@@ -182,8 +167,6 @@ class KvmGuestInfo(BaseModel):
 
 class KvmSiteInfo(BaseModel):
     """A KVM site: its own libvirtd (own mount namespace, own socket), so its inventory is its alone."""
-
-    model_config = ConfigDict(defer_build=True)
 
     site: str  # "kvm-a" | "kvm-b"
     uri: str  # qemu:///system?socket=<state>/kvm/<site>/run/libvirt-sock
@@ -215,7 +198,6 @@ class KvmSiteInfo(BaseModel):
 
 
 class LabInfo(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     state_dir: Path
     temporal: TemporalInfo
     vsphere: dict[str, VSphereSiteInfo]  # "primary", "dr"

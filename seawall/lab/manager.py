@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from seawall.contract.search import SEARCH_ATTRIBUTES
 from seawall.lab import config as c
@@ -42,7 +42,6 @@ PART_NAMES = (*PROCESS_PARTS, *kvm.part_names())
 
 
 class PartStatus(BaseModel):
-    model_config = ConfigDict(defer_build=True)
     name: str
     pid: int | None
     port: int | None  # None: listens on no TCP port (the libvirt daemons use unix sockets)

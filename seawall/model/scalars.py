@@ -31,7 +31,7 @@ from seawall.contract.names import NAME_PATTERN
 class FileModel(BaseModel):
     """Base of every file-facing model: unknown keys are errors, not silently ignored settings."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class Variant(FileModel):

@@ -82,7 +82,7 @@ def guest_family(guest_id: str | None) -> GuestFamily:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ControllerConfig(_Model):
