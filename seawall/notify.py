@@ -18,8 +18,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from seawall.contract.drills import NotifyRequest
 from seawall.model import Inventory
 from seawall.model.notify import AnyNotifyTarget, EmailTarget, WebhookTarget
@@ -79,6 +77,10 @@ async def send_webhook(target: WebhookTarget, req: NotifyRequest, base_dir: Path
     if secret is not None:
         # As text (a key file's trailing newline is no part of the key), like every other secret.
         headers[SIGNATURE_HEADER] = sign(secret.text().encode(), body)
+    # Imported here: httpx brings its command line's click and pygments (90 ms of every worker's
+    # start), and only a worker that delivers a webhook needs it.
+    import httpx
+
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
             answer = await client.post(target.url, content=body, headers=headers)
