@@ -4,6 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 V=.venv/bin
+# The Go servers the suite starts (each lab's Temporal and vcsim, the workflow tests' Temporal) run on
+# one OS thread of Go code each. With two, an idle Go scheduler spins and wakes threads looking for work
+# on a machine whose two cores the suite already keeps busy: 150 workflows of 5 activities cost a dev
+# server 12.0 CPU-s (10.0-13.1) with two and 9.6 (8.3-11.1) with one, in the same wall time. Only the
+# suite's servers: `seawall lab up` and the benchmarks run by hand keep Go's default.
+export GOMAXPROCS="${SEAWALL_TEST_GOMAXPROCS:-1}"
 
 # Lint and types run while the labs start (half a minute of CPU beside mostly waiting); their verdict
 # is read before any test runs.
