@@ -10,8 +10,10 @@ The expressions are those of ``-m`` (marker names, ``and``, ``or``, ``not``, par
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
@@ -23,10 +25,14 @@ class _Markers(dict[str, bool]):
         return False
 
 
+@functools.cache
+def _compiled(expression: str) -> CodeType:
+    return compile(expression, "<marker expression>", "eval")
+
+
 def selects(expression: str, markers: set[str]) -> bool:
     """Whether ``-m expression`` selects a test with these markers."""
-    code = compile(expression, "<marker expression>", "eval")
-    return bool(eval(code, {"__builtins__": {}}, _Markers.fromkeys(markers, True)))
+    return bool(eval(_compiled(expression), {"__builtins__": {}}, _Markers.fromkeys(markers, True)))
 
 
 class _Streams:

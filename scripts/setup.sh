@@ -97,6 +97,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
   "$PY" -m venv "$VENV"
 fi
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "pip install -e .[dev]"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
@@ -104,8 +105,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # compileall on both cores does the same in 18. Like pip, it leaves a package's file that is not
   # Python 3 (test data, templates) uncompiled.
   "$VENV/bin/pip" install -q --no-compile -e ".[dev]"
-  "$VENV/bin/python" -m compileall -q -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
   echo "$want" > "$stamp"
 fi
 
@@ -123,7 +123,6 @@ fi
 mkdir -p "$nbd_dir"
 ln -sf /usr/lib/python3/dist-packages/nbd.py "$nbd_dir/nbd.py"
 ln -sf "$so" "$nbd_dir/$(basename "$so")"
-site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$nbd_dir" > "$site/seawall-debian-libnbd.pth"
 if ! "$VENV/bin/python" -c 'import nbd; nbd.NBD().get_version()' >/dev/null 2>&1; then
   echo "setup: Debian's libnbd bindings do not load in $VENV:" >&2
