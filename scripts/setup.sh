@@ -30,6 +30,8 @@ kvm_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-
   libvirt-dev pkg-config python3-libnbd libnbd-bin dnsmasq-base iptables iproute2 busybox-static
   syslinux syslinux-common syslinux-utils dosfstools mtools fdisk)
 need_norec=()
+# The data path's C extension (setup.py) links Debian's XXH3 library; apt itself depends on it.
+dpkg-query -W -f='${Status}' libxxhash0 2>/dev/null | grep -q 'install ok installed' || need_norec+=(libxxhash0)
 # promtool checks deploy/monitoring's alert rules in make test. Debian ships it only in the prometheus
 # package (no smaller one), installed without recommends (node-exporter) and never started (below).
 command -v promtool >/dev/null 2>&1 || need_norec+=(prometheus)
@@ -92,7 +94,8 @@ if [ -e /dev/kvm ] && getent group kvm >/dev/null && [ "$(id -u)" = 0 ]; then
 fi
 
 stamp="$VENV/.seawall-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+# The C extension's sources count too: an edit to them must rebuild it.
+want=$(cat pyproject.toml setup.py seawall/blockstore/_hashes.c | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
   "$PY" -m venv "$VENV"
@@ -106,6 +109,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # Python 3 (test data, templates) uncompiled.
   "$VENV/bin/pip" install -q --no-compile -e ".[dev]"
   "$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
+  # The extension is optional for pip (a user without gcc still gets a working Seawall), not here.
+  if ! "$VENV/bin/python" -c 'import seawall.blockstore._hashes' 2>/dev/null; then
+    echo "setup: the C extension seawall.blockstore._hashes did not build (gcc, python3-dev, libxxhash0);" \
+      "see: $VENV/bin/pip install -v --no-deps -e ." >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 

@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import xxhash
-
 from seawall.blockstore.errors import DataPathError
+from seawall.blockstore.fasthash import block_hashes
 from seawall.blockstore.manifest import DiskManifest
 from seawall.blockstore.shipstate import Encoded, Pending, ShipState
 from seawall.blockstore.source import DiskSource
@@ -125,13 +124,14 @@ def batches(
 def encode_jobs(seal: Sealer, hasher: Hasher, jobs: list[Job]) -> list[Encoded]:
     """Runs on the pool: zstd (most of the work) releases the GIL, so two threads use both cores.
 
-    A batch's chunks are sealed in one call (``Codec.seal_chunks``: one zstd call for all of them).
+    A batch's chunks are sealed in one call (``Codec.seal_chunks``: one zstd call for all of them),
+    and its blocks' piece fingerprints computed in another (``Hasher.pieces_of``).
     """
-    pieces = hasher.pieces
     sealed = seal([data for data, _ in jobs])
+    fps = iter(hasher.pieces_of([data for data, want_fps in jobs if want_fps]))
     return [
-        (cid, s, pieces(data) if want_fps else None)
-        for (data, want_fps), (cid, s) in zip(jobs, sealed, strict=True)
+        (cid, s, next(fps) if want_fps else None)
+        for (_, want_fps), (cid, s) in zip(jobs, sealed, strict=True)
     ]
 
 
@@ -169,11 +169,12 @@ def plan_pieces(
 class _ReadAhead:
     """Batches with their bytes and block hashes, read and hashed one thread ahead of the planning.
 
-    pread and xxh3 both release the GIL, so reading and hashing the next 4 MiB overlaps planning
-    this one. The hashing is here, not on the planning thread, because each of its 64 calls per
-    batch gives the GIL away and must win it back from the encoders: on the main thread that
-    wait was the largest share of a seed's GIL time (py-spy --gil), here it only delays a batch
-    that is not needed yet. Sources that can read into a caller's buffer (RawSource) get
+    pread and the batch's hashing (``fasthash.block_hashes``: one call, without the GIL when the
+    extension is built) both release the GIL, so reading and hashing the next 4 MiB overlaps
+    planning this one. The hashing is here, not on the planning thread: in Python it is 64 calls
+    per batch that each give the GIL away and must win it back from the encoders, which on the
+    main thread was the largest share of a seed's GIL time (py-spy --gil); here it only delays a
+    batch that is not needed yet. Sources that can read into a caller's buffer (RawSource) get
     recycled 4 MiB buffers: a fresh 4 MiB bytes per read costs page faults and zeroing, ~1 ms per
     batch, which is more than the copy itself (0.13 s per GiB at page-cache speed). Positional
     sources (``readinto``: pread, no cursor) are read on two threads, so reading and hashing use
@@ -214,8 +215,7 @@ class _ReadAhead:
                 raise DataPathError(f"{source.describe()}: short read at {off}: {got} of {want} bytes")
             pos += want
         view = memoryview(buf)[:pos] if buf is not None else memoryview(b"".join(parts))
-        xxh128, seed = xxhash.xxh3_128_digest, self._seed
-        return view, buf, [xxh128(view[o : o + BLOCK], seed=seed) for o in range(0, pos, BLOCK)]
+        return view, buf, block_hashes(view, BLOCK, self._seed)
 
     def __iter__(
         self,

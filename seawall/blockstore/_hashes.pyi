@@ -1,0 +1,6 @@
+from collections.abc import Sequence
+
+def block_hashes(data: bytes | bytearray | memoryview, block: int, seed: int, /) -> list[bytes]: ...
+def piece_fingerprints(
+    items: Sequence[bytes | bytearray | memoryview], piece: int, seed: int, /
+) -> list[bytes]: ...
