@@ -42,6 +42,7 @@ from typing import Any
 
 import zstandard
 
+from seawall.blockstore import fasthash
 from seawall.blockstore.keys import KeyMaterial
 from seawall.blockstore.repository import Repository
 from seawall.blockstore.source import ChangedArea
@@ -430,6 +431,8 @@ def run(
         "changed_bytes": changed,
         "image_mix_bytes": mix,
         "threads": repo.threads,
+        # Whether the block hashes and piece fingerprints ran in the C extension (without the GIL).
+        "native_hashes": fasthash.NATIVE,
         "raw_read_s": round(raw_read_s, 4),
         "zstd1_s": round(zstd1_s, 4),
         "zstd1_ratio": round(size / zstd1_bytes, 3),

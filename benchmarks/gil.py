@@ -2,14 +2,15 @@
 
     python -m benchmarks.gil --json [--seconds 0.5]
 
-For each primitive (xxh3, BLAKE3, zstd-1, AES-256-GCM, a bytes compare) and buffer size, one
-thread calls it in a loop and records when each call starts and ends, while a second thread runs
-pure Python and stamps the clock every few microseconds. ``overlap`` is the share of the Python
-thread's stamps that fall inside a call, divided by the share of the time the calls cover: near 1
-when the call releases the GIL (the Python thread runs right through it), near 0 when it holds
-it (the Python thread only runs between calls). A shared, busy machine delays both threads alike,
-so the ratio stays readable where wall-clock speedups do not. ``releases_gil`` is ``overlap >
-0.5``; ``mb_s_cpu`` is the primitive's throughput per CPU-second of its thread, alone.
+For each primitive (xxh3, the C batch hashes of ``seawall.blockstore.fasthash``, BLAKE3, zstd-1,
+AES-256-GCM, a bytes compare) and buffer size, one thread calls it in a loop and records when each
+call starts and ends, while a second thread runs pure Python and stamps the clock every few
+microseconds. ``overlap`` is the share of the Python thread's stamps that fall inside a call,
+divided by the share of the time the calls cover: near 1 when the call releases the GIL (the Python
+thread runs right through it), near 0 when it holds it (the Python thread only runs between calls).
+A shared, busy machine delays both threads alike, so the ratio stays readable where wall-clock
+speedups do not. ``releases_gil`` is ``overlap > 0.5``; ``mb_s_cpu`` is the primitive's throughput
+per CPU-second of its thread, alone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import blake3
 import xxhash
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from seawall.blockstore import fasthash
 
 SIZES = (64 * 1024, 4 * 1024 * 1024)
 
@@ -49,8 +52,12 @@ def primitives(size: int) -> dict[str, Callable[[], object]]:
     cctx = zstandard.ZstdCompressor(level=1)
     dctx = zstandard.ZstdDecompressor()
     other = bytes(bytearray(data))
+    blocks = [memoryview(data)[o : o + 64 * 1024] for o in range(0, len(data), 64 * 1024)]
     return {
         "xxh3_128": lambda: xxhash.xxh3_128_digest(data),
+        # The data path's batch calls (C extension): a read batch's block hashes, a batch's pieces.
+        "fasthash_blocks": lambda: fasthash.block_hashes(data, 64 * 1024, 0),
+        "fasthash_pieces": lambda: fasthash.piece_fingerprints(blocks, 4096, 0),
         "blake3_keyed": lambda: blake3.blake3(data, key=key).digest(),
         "zstd1_compress": lambda: cctx.compress(data),
         "zstd_decompress": lambda: dctx.decompress(packed),
