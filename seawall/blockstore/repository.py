@@ -40,6 +40,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from seawall.blockstore import allocator
 from seawall.blockstore.blockread import Writer
 from seawall.blockstore.chunkindex import ChunkIndex
 from seawall.blockstore.codec import Codec
@@ -110,6 +111,7 @@ class Repository:
         must support it (S3 with Object Lock), checked at the first commit."""
         if max_chain < 1:
             raise ValueError("max_chain must be at least 1")
+        allocator.tune()  # once per process: the data path's buffers (allocator.py)
         self.store = store
         self.key = key
         self.ring = ring
