@@ -17,15 +17,10 @@ def test_probe_tells_holding_from_releasing() -> None:
     prims = gil.primitives(4 * 1024 * 1024)
     holds = gil.probe(prims["bytes_compare"], 0.3, 4 * 1024 * 1024)
     assert holds["releases_gil"] is False
-    assert float(holds["parallel"]) <= 1.05  # type: ignore[arg-type]
-    # Other work on a busy machine can hide parallelism (never fake it): a few tries for the positive.
-    tries = []
-    for _ in range(3):
-        tries.append(gil.probe(prims["zstd1_compress"], 0.3, 4 * 1024 * 1024))
-        if tries[-1]["releases_gil"] is True:
-            break
-    assert tries[-1]["releases_gil"] is True, tries
-    assert float(tries[-1]["mb_s_cpu"]) > 0  # type: ignore[arg-type]
+    assert float(holds["parallel"]) <= 1.05  # type: ignore[arg-type]  # turns, whatever the load
+    releases = gil.probe(prims["zstd1_compress"], 0.3, 4 * 1024 * 1024)
+    assert releases["releases_gil"] is True, releases
+    assert float(releases["mb_s_cpu"]) > 0  # type: ignore[arg-type]
 
 
 def test_cli_prints_one_json_object_with_every_primitive_and_size() -> None:
