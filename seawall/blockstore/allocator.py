@@ -5,7 +5,7 @@ the block itself). glibc serves those from the heap and, by default, gives the h
 to the kernel as soon as it exceeds 128 KiB. The next allocation then faults the pages in again
 and the kernel zeroes them: measured here, python-zstandard's ``decompress`` of a 64 KiB chunk cost
 ~100 us of CPU with the default settings and ~52 us with the heap kept, and a 1 GiB restore spent
-~2.8 CPU-s instead of ~2.4 (docs/BENCHMARK-FIGURES.md, stop 34).
+2.60 CPU-s instead of 2.49 (medians of six, alternated; docs/BENCHMARK-FIGURES.md, stop 34).
 
 ``tune()`` keeps up to ``TRIM_THRESHOLD`` of free heap per arena and serves allocations below
 ``MMAP_THRESHOLD`` (8 MiB packs included) from the heap. The cost is resident memory that is not

@@ -171,15 +171,14 @@ class _ReadAhead:
 
     pread and the batch's hashing (``fasthash.block_hashes``: one call, without the GIL when the
     extension is built) both release the GIL, so reading and hashing the next 4 MiB overlaps
-    planning this one. The hashing is here, not on the planning thread: in Python it is 64 calls
-    per batch that each give the GIL away and must win it back from the encoders, which on the
-    main thread was the largest share of a seed's GIL time (py-spy --gil); here it only delays a
-    batch that is not needed yet. Sources that can read into a caller's buffer (RawSource) get
-    recycled 4 MiB buffers: a fresh 4 MiB bytes per read costs page faults and zeroing, ~1 ms per
-    batch, which is more than the copy itself (0.13 s per GiB at page-cache speed). Positional
-    sources (``readinto``: pread, no cursor) are read on two threads, so reading and hashing use
-    both cores on the hash-compare path; a source with internal state (vSphere's read window)
-    is read on one, in order.
+    planning this one. The hashing is here, not on the planning thread: without the extension it is
+    64 python-xxhash calls per batch that hold the GIL, which on the main thread was the largest
+    share of a seed's GIL time (py-spy --gil); here it only delays a batch that is not needed yet.
+    Sources that can read into a caller's buffer (RawSource) get recycled 4 MiB buffers: a fresh 4
+    MiB bytes per read costs page faults and zeroing, ~1 ms per batch, which is more than the copy
+    itself (0.13 s per GiB at page-cache speed). Positional sources (``readinto``: pread, no cursor)
+    are read on two threads, so reading and hashing use both cores on the hash-compare path; a
+    source with internal state (vSphere's read window) is read on one, in order.
     """
 
     def __init__(
