@@ -5,7 +5,8 @@
 For each primitive (xxh3, the C batch hashes of ``seawall.blockstore.fasthash``, BLAKE3, zstd-1,
 AES-256-GCM, a bytes compare) and buffer size:
 - ``releases_gil``: whether a Python thread ever ran while ~50 ms of calls did (``runs_beside``:
-  a call that holds the GIL never lets it in; a loaded machine can hide a release, never fake one);
+  the switch interval at 5 s, a call that holds the GIL never lets it in; a loaded machine can hide a
+  release, never fake one);
 - ``parallel``: one thread calls it in a loop while a second runs pure Python, for a fixed wall
   time; their CPU seconds over that time. Taking turns on the GIL keeps it at most 1.0; running
   side by side on two cores lifts it towards 2.0 (GIL hand-offs after short calls and other work on
@@ -67,14 +68,19 @@ def primitives(size: int) -> dict[str, Callable[[], object]]:
     }
 
 
-def runs_beside(call: Callable[[], object]) -> bool:
-    """Whether another thread ran Python while ``call()`` worked, the switch interval at 0.25 s.
+SWITCH_INTERVAL = 5.0  # while runs_beside probes: no forced switch, however slow the machine
 
-    ``call`` must finish well within 0.25 s. A C call that holds the GIL cannot be interrupted, and
-    the interpreter only forces a switch once a waiting thread has waited the switch interval: the
-    other thread, woken just before, gets no turn until ``call`` returns. A call that releases the
-    GIL lets it run at once, if a core is free: a loaded machine can hide a release, never fake one.
-    The other thread takes one turn and then waits, so a releasing ``call`` is not slowed down.
+
+def runs_beside(call: Callable[[], object]) -> bool:
+    """Whether another thread ran Python while ``call()`` worked.
+
+    A C call that holds the GIL cannot be interrupted, and the interpreter forces a switch only
+    once a waiting thread has waited the switch interval, here ``SWITCH_INTERVAL``: the other
+    thread, woken just before, gets no turn until ``call`` returns. A call that releases the GIL
+    lets it run at once, if a core is free. A ``call`` that outlasts half the interval (a machine
+    so loaded that a forced switch could come) counts as not let in: load can hide a release,
+    never fake one. The other thread takes one turn and then waits, so a releasing ``call`` is not
+    slowed down.
     """
     ran = threading.Event()
     go = threading.Event()
@@ -88,17 +94,19 @@ def runs_beside(call: Callable[[], object]) -> bool:
     old = sys.getswitchinterval()
     t = threading.Thread(target=other)
     t.start()
-    sys.setswitchinterval(0.25)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         go.set()
         before = ran.is_set()
+        t0 = time.monotonic()
         call()
         during = ran.is_set() and not before
+        took = time.monotonic() - t0
     finally:
         stop.set()
         sys.setswitchinterval(old)
         t.join()
-    return during
+    return during and took < SWITCH_INTERVAL / 2
 
 
 def probe(fn: Callable[[], object], seconds: float, size: int) -> dict[str, object]:
@@ -108,7 +116,7 @@ def probe(fn: Callable[[], object], seconds: float, size: int) -> dict[str, obje
         n += 1
     took = time.thread_time() - t
     alone = n * size / took / 1e6
-    # ~50 ms of calls in a row, well inside runs_beside's 0.25 s; a few tries on a busy machine.
+    # ~50 ms of calls in a row, far inside runs_beside's switch interval; a few tries on a busy machine.
     k = max(1, min(10_000, int(0.05 / (took / n))))
     ran = any(runs_beside(lambda: [fn() for _ in range(k)]) for _ in range(3))
 
