@@ -4,7 +4,7 @@
 
 For each primitive (xxh3, the C batch hashes of ``seawall.blockstore.fasthash``, BLAKE3, zstd-1,
 AES-256-GCM, a bytes compare) and buffer size:
-- ``releases_gil``: whether a Python thread ever ran while ~50 ms of calls did (``runs_beside``:
+- ``releases_gil``: whether a Python thread ever ran while up to ~50 ms of calls did (``runs_beside``:
   the switch interval at 5 s, a call that holds the GIL never lets it in; a loaded machine can hide a
   release, never fake one);
 - ``parallel``: one thread calls it in a loop while a second runs pure Python, for a fixed wall
@@ -116,8 +116,9 @@ def probe(fn: Callable[[], object], seconds: float, size: int) -> dict[str, obje
         n += 1
     took = time.thread_time() - t
     alone = n * size / took / 1e6
-    # ~50 ms of calls in a row, far inside runs_beside's switch interval; a few tries on a busy machine.
-    k = max(1, min(10_000, int(0.05 / (took / n))))
+    # Up to ~50 ms of calls in a row, far inside runs_beside's switch interval; a few tries on a
+    # busy machine.
+    k = max(1, min(10_000, int(min(0.05, seconds / 4) / (took / n))))
     ran = any(runs_beside(lambda: [fn() for _ in range(k)]) for _ in range(3))
 
     stop = threading.Event()

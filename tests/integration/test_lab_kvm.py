@@ -99,9 +99,11 @@ def test_records_grow_and_a_copy_of_the_data_disk_is_contiguous(
 ) -> None:
     guest = kvm_a.guest("kdb-01")
     before = guest_health(guest, timeout=10)["last_record"]
-    deadline = time.monotonic() + 30
+    # One record a second when the guest gets its core; make test runs six lab runs beside it on two
+    # cores, and on a busy host (123 CPU-s of steal in one run) kdb-01 wrote 2 in 30 s.
+    deadline = time.monotonic() + 90
     while (now := guest_health(guest, timeout=10)["last_record"]) < before + 3:
-        assert time.monotonic() < deadline, f"{guest.name} wrote {now - before} records in 30 s"
+        assert time.monotonic() < deadline, f"{guest.name} wrote {now - before} records in 90 s"
         time.sleep(0.5)
     # Read while the guest writes (qemu-img -U): every record the guest reported as fsynced is there,
     # numbered 1..n without a hole, each with a valid checksum; at most the one being written is torn.
